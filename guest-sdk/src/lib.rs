@@ -1,0 +1,234 @@
+//! Write Switchyard provider adapters in Rust.
+//!
+//! An adapter is a WebAssembly component (target `wasm32-wasip2`) that
+//! implements the `switchyard:adapter` world. With this crate an author
+//! implements [`Adapter`] and exports it with [`export_adapter!`]; the crate
+//! gives an HTTP client over `wasi:http` ([`http`]), the mapping of HTTP
+//! failures to the error classes the engine understands ([`Error`]), access
+//! to the app's plain settings ([`config`]) and logging ([`log`]).
+//!
+//! ```ignore
+//! use switchyard_guest::{Action, Adapter, AppInfo, Error, Request, export_adapter, http};
+//! use serde_json::{Value, json};
+//!
+//! struct Echo;
+//!
+//! impl Adapter for Echo {
+//!     fn describe() -> AppInfo {
+//!         AppInfo::new("echo", "0.1.0").action(
+//!             Action::new("post").input(json!({"text": {"type": "string", "required": true}})),
+//!         )
+//!     }
+//!
+//!     fn call(req: Request) -> Result<Value, Error> {
+//!         let base = switchyard_guest::config::require("base_url")?;
+//!         http::Request::post(format!("{base}/echo"))
+//!             .json(&json!({"text": req.str("text")?}))
+//!             .send()?
+//!             .error_for_status()?
+//!             .json()
+//!     }
+//! }
+//!
+//! export_adapter!(Echo);
+//! ```
+
+extern crate self as switchyard_guest;
+
+mod error;
+pub mod http;
+mod request;
+
+pub use error::{Detail, Error};
+pub use request::{Request, Session};
+pub use serde_json;
+
+use std::marker::PhantomData;
+
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "switchyard:adapter/adapter",
+        pub_export_macro: true,
+        export_macro_name: "__export_provider",
+        default_bindings_module: "::switchyard_guest::bindings",
+        runtime_path: "::switchyard_guest::__wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+use bindings::exports::switchyard::adapter::provider as wit_provider;
+use bindings::switchyard::adapter::adapter_types as wit;
+
+/// What an adapter author implements.
+///
+/// Both functions run in a fresh instance: no state survives between calls.
+pub trait Adapter {
+    /// The app's name, version and actions. Must not touch the network.
+    fn describe() -> AppInfo;
+
+    /// Run `request.action` once. Return the provider's answer as JSON, or an
+    /// [`Error`] whose class tells the engine whether to retry or fail over.
+    fn call(request: Request) -> Result<serde_json::Value, Error>;
+}
+
+/// Description of an app, returned by [`Adapter::describe`].
+#[derive(Debug, Clone)]
+pub struct AppInfo {
+    name: String,
+    version: String,
+    actions: Vec<Action>,
+}
+
+impl AppInfo {
+    /// An app with no actions yet.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Add an action.
+    pub fn action(mut self, action: Action) -> Self {
+        self.actions.push(action);
+        self
+    }
+}
+
+/// One action of an app.
+#[derive(Debug, Clone)]
+pub struct Action {
+    name: String,
+    description: String,
+    input: serde_json::Value,
+    idempotent: bool,
+}
+
+impl Action {
+    /// A non-idempotent action with an empty input schema.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            input: serde_json::json!({}),
+            idempotent: false,
+        }
+    }
+
+    /// One line for humans.
+    pub fn describe(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// The input schema: `{"field": {"type": "string", "required": true}}`.
+    pub fn input(mut self, schema: serde_json::Value) -> Self {
+        self.input = schema;
+        self
+    }
+
+    /// Declare that repeating the action with the same idempotency key has
+    /// the effect of running it once.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+}
+
+/// Bridges an [`Adapter`] to the generated `provider` export. Used by
+/// [`export_adapter!`]; not meant to be named by authors.
+#[doc(hidden)]
+pub struct Exported<T>(PhantomData<T>);
+
+impl<T: Adapter> wit_provider::Guest for Exported<T> {
+    fn describe() -> wit::AppInfo {
+        let info = T::describe();
+        wit::AppInfo {
+            name: info.name,
+            version: info.version,
+            actions: info
+                .actions
+                .into_iter()
+                .map(|a| wit::ActionInfo {
+                    name: a.name,
+                    description: a.description,
+                    input_schema: a.input.to_string(),
+                    idempotent: a.idempotent,
+                })
+                .collect(),
+        }
+    }
+
+    fn call(request: wit::CallRequest) -> Result<wit::CallResponse, wit::AdapterError> {
+        let request = Request::from_wit(request).map_err(Error::into_wit)?;
+        match T::call(request) {
+            Ok(output) => Ok(wit::CallResponse {
+                output: output.to_string(),
+            }),
+            Err(e) => Err(e.into_wit()),
+        }
+    }
+}
+
+/// Export `$ty` (which implements [`Adapter`]) as this component's provider.
+#[macro_export]
+macro_rules! export_adapter {
+    ($ty:ty) => {
+        type __SwitchyardExportedAdapter = $crate::Exported<$ty>;
+        $crate::bindings::__export_provider!(__SwitchyardExportedAdapter with_types_in $crate::bindings);
+    };
+}
+
+/// The app's plain settings, from its grant in the host's config.
+pub mod config {
+    use crate::Error;
+    use crate::bindings::switchyard::adapter::config as wit;
+
+    /// The value of `key`, if the grant sets it.
+    pub fn get(key: &str) -> Option<String> {
+        wit::get(key)
+    }
+
+    /// The value of `key`, or an `internal` error naming the missing key.
+    pub fn require(key: &str) -> Result<String, Error> {
+        get(key).ok_or_else(|| {
+            Error::internal(format!(
+                "config key `{key}` is not set; add it to this app's `config` in the grant"
+            ))
+        })
+    }
+
+    /// Every key the grant sets.
+    pub fn keys() -> Vec<String> {
+        wit::keys()
+    }
+}
+
+/// Logs attributed to this app by the host.
+pub mod log {
+    use crate::bindings::switchyard::adapter::logging::{Level, log};
+
+    /// Debug-level message.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message)
+    }
+    /// Info-level message.
+    pub fn info(message: &str) {
+        log(Level::Info, message)
+    }
+    /// Warning.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message)
+    }
+    /// Error-level message.
+    pub fn error(message: &str) {
+        log(Level::Error, message)
+    }
+}

@@ -1,0 +1,214 @@
+//! The seam between the engine and whatever runs an app's actions.
+//!
+//! The engine calls apps only through [`Adapter`]; the WebAssembly runtime
+//! ([`crate::runtime::App`]) is one implementation, and the engine's tests
+//! use native ones. Nothing here knows about wasmtime.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// An app's self-description, from the component's `describe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppInfo {
+    /// Name the adapter gives itself.
+    pub name: String,
+    /// The adapter's version.
+    pub version: String,
+    /// The actions it implements.
+    pub actions: Vec<ActionInfo>,
+}
+
+impl AppInfo {
+    /// The action called `name`, if the app has it.
+    pub fn action(&self, name: &str) -> Option<&ActionInfo> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// One action of an app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionInfo {
+    /// `create-charge`, `send-sms`, `ping`...
+    pub name: String,
+    /// One line for humans.
+    pub description: String,
+    /// JSON object describing input fields (`{"amount": {"type": "integer"}}`).
+    pub input_schema: serde_json::Value,
+    /// Whether repeating it with the same idempotency key is safe.
+    pub idempotent: bool,
+}
+
+/// Who a call is made for, passed through to the adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session's tag.
+    pub tag: String,
+    /// The caller's token for it.
+    pub token: String,
+}
+
+/// One attempt of one action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRequest {
+    /// The action to run.
+    pub action: String,
+    /// The mapped input.
+    pub input: serde_json::Value,
+    /// One key per logical run, the same for every attempt and provider.
+    pub idempotency_key: String,
+    /// Time the attempt may take, covering guest CPU and host I/O.
+    pub deadline: Duration,
+    /// The environment (`dev`, `prd`, ...).
+    pub env: String,
+    /// The caller's session, if any.
+    pub session: Option<Session>,
+}
+
+impl CallRequest {
+    /// A request with a fresh random-free key, env `dev`, deadline 10 s.
+    pub fn new(action: impl Into<String>, input: serde_json::Value) -> Self {
+        Self {
+            action: action.into(),
+            input,
+            idempotency_key: String::new(),
+            deadline: Duration::from_secs(10),
+            env: "dev".into(),
+            session: None,
+        }
+    }
+
+    /// Set the deadline.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Set the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = key.into();
+        self
+    }
+}
+
+/// The class of a failed attempt: what the engine does next depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorClass {
+    /// The provider refused this input: do not retry, do not fail over.
+    Rejected,
+    /// The provider could not serve now.
+    Unavailable,
+    /// The provider asked to slow down.
+    RateLimited,
+    /// No answer in time, and nothing was sent.
+    Timeout,
+    /// The request may have been executed.
+    Ambiguous,
+    /// The adapter or the sandbox failed.
+    Internal,
+}
+
+impl ErrorClass {
+    /// Kebab-case name, as in the WIT contract.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Unavailable => "unavailable",
+            Self::RateLimited => "rate-limited",
+            Self::Timeout => "timeout",
+            Self::Ambiguous => "ambiguous",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a failure came from: the provider (as the adapter reported it) or
+/// the sandbox containing a misbehaving adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The adapter returned an `adapter-error`.
+    Provider,
+    /// The attempt ran past its deadline (guest CPU or host I/O).
+    DeadlineExceeded,
+    /// The guest tried to grow its memory past the cap.
+    MemoryLimit,
+    /// The guest overflowed its stack.
+    StackOverflow,
+    /// The guest trapped (panic, `unreachable`, exit, bad memory access).
+    Trap,
+    /// The egress gate refused a request the guest made.
+    EgressDenied,
+    /// The adapter's output was larger than the cap.
+    OutputTooLarge,
+    /// The adapter's output was not valid JSON, or similar contract breach.
+    BadOutput,
+    /// The host could not run the call (instantiation failed, ...).
+    Host,
+}
+
+/// A failed attempt, typed: class, origin, and the provider's details.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[error("{class} ({kind:?}): {message}{}", status.map(|s| format!(" [status {s}]")).unwrap_or_default())]
+pub struct AttemptError {
+    /// What the engine should make of it.
+    pub class: ErrorClass,
+    /// Where it came from.
+    pub kind: FailureKind,
+    /// Human-readable reason; never contains secrets.
+    pub message: String,
+    /// Provider's HTTP status, if any.
+    pub status: Option<u16>,
+    /// Provider's error code, if any.
+    pub code: Option<String>,
+    /// Provider's Retry-After, for `rate-limited`.
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptError {
+    /// An error of `class` and `kind` with a message.
+    pub fn new(class: ErrorClass, kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            kind,
+            message: message.into(),
+            status: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    /// An error the provider reported, of `class`.
+    pub fn provider(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self::new(class, FailureKind::Provider, message)
+    }
+}
+
+/// A successful attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallResponse {
+    /// The provider's answer as the adapter shaped it.
+    pub output: serde_json::Value,
+}
+
+/// A boxed, sendable future, as [`Adapter::call`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Something that runs an app's actions. The engine holds these as
+/// `Arc<dyn Adapter>`; every call must be independent of the others.
+pub trait Adapter: Send + Sync {
+    /// The app's self-description.
+    fn info(&self) -> &AppInfo;
+
+    /// Run one attempt. Must finish by `request.deadline`.
+    fn call(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>>;
+}

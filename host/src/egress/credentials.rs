@@ -1,0 +1,215 @@
+//! Credentials the egress gate adds to an app's outbound requests, so that
+//! secrets never enter guest memory.
+
+use super::sigv4;
+use http::HeaderValue;
+use http::header::{AUTHORIZATION, HeaderName};
+use serde::Deserialize;
+use std::fmt;
+use std::time::SystemTime;
+use thiserror::Error;
+
+/// A secret value. Its `Debug` and `Display` never show it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value of environment variable `var`.
+    pub fn from_env(var: &str) -> Result<Self, CredentialError> {
+        std::env::var(var)
+            .map(Self)
+            .map_err(|_| CredentialError::MissingEnv(var.to_string()))
+    }
+
+    /// The secret itself; only the egress gate calls this.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A credential and the scheme that carries it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "scheme", rename_all = "kebab-case")]
+pub enum Credential {
+    /// `Authorization: Bearer <token>` (Stripe secret keys).
+    Bearer {
+        /// The token.
+        token: Secret,
+    },
+    /// `Authorization: Basic base64(user:password)` (Twilio SID + token).
+    Basic {
+        /// User name (not secret: e.g. a Twilio Account SID).
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// A header carrying an API key (`X-Api-Key: <key>`).
+    ApiKeyHeader {
+        /// Header name.
+        header: String,
+        /// The key.
+        key: Secret,
+    },
+    /// AWS Signature Version 4 (SNS, SES, ...), signed over the exact request.
+    #[serde(rename = "aws-sigv4")]
+    AwsSigV4 {
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key.
+        secret_access_key: Secret,
+        /// Session token for temporary credentials.
+        #[serde(default)]
+        session_token: Option<Secret>,
+        /// Region (`us-east-1`).
+        region: String,
+        /// Service (`sns`).
+        service: String,
+    },
+}
+
+/// A credential that cannot be used.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CredentialError {
+    /// Referenced environment variable is not set.
+    #[error("environment variable `{0}` is not set; export it before starting the host")]
+    MissingEnv(String),
+    /// The API-key header name is not a valid header name.
+    #[error("api-key header name {0:?} is not a valid HTTP header name")]
+    BadHeaderName(String),
+    /// The secret contains characters that cannot go in a header.
+    #[error("the {0} credential contains characters not allowed in an HTTP header")]
+    BadValue(&'static str),
+}
+
+impl Credential {
+    /// Check what can be checked before the first request.
+    pub fn validate(&self) -> Result<(), CredentialError> {
+        match self {
+            Self::ApiKeyHeader { header, key } => {
+                HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| CredentialError::BadHeaderName(header.clone()))?;
+                HeaderValue::from_str(key.expose()).map_err(|_| CredentialError::BadValue("api-key"))?;
+            }
+            Self::Bearer { token } => {
+                HeaderValue::from_str(token.expose()).map_err(|_| CredentialError::BadValue("bearer"))?;
+            }
+            Self::Basic { .. } | Self::AwsSigV4 { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Headers the guest may not set itself, since this credential owns them.
+    pub fn owned_headers(&self) -> Vec<HeaderName> {
+        match self {
+            Self::ApiKeyHeader { header, .. } => HeaderName::from_bytes(header.as_bytes())
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Add the credential to `request` (whose body is `body`).
+    pub fn apply(&self, request: &mut http::request::Parts, body: &[u8], now: SystemTime) {
+        let headers = &mut request.headers;
+        match self {
+            Self::Bearer { token } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
+                    headers.insert(AUTHORIZATION, sensitive(v));
+                }
+            }
+            Self::Basic { username, password } => {
+                let raw = format!("{username}:{}", password.expose());
+                if let Ok(v) = HeaderValue::from_str(&format!("Basic {}", base64(raw.as_bytes()))) {
+                    headers.insert(AUTHORIZATION, sensitive(v));
+                }
+            }
+            Self::ApiKeyHeader { header, key } => {
+                if let (Ok(name), Ok(v)) = (
+                    HeaderName::from_bytes(header.as_bytes()),
+                    HeaderValue::from_str(key.expose()),
+                ) {
+                    headers.insert(name, sensitive(v));
+                }
+            }
+            Self::AwsSigV4 {
+                access_key_id,
+                secret_access_key,
+                session_token,
+                region,
+                service,
+            } => sigv4::sign(
+                request,
+                body,
+                &sigv4::Key {
+                    access_key_id,
+                    secret_access_key: secret_access_key.expose(),
+                    session_token: session_token.as_ref().map(Secret::expose),
+                    region,
+                    service,
+                },
+                now,
+            ),
+        }
+    }
+}
+
+fn sensitive(mut v: HeaderValue) -> HeaderValue {
+    v.set_sensitive(true);
+    v
+}
+
+/// Standard base64 with padding.
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Credential::Bearer { token: Secret::new("sk_live_123") };
+        assert!(!format!("{c:?}").contains("sk_live_123"));
+    }
+
+    #[test]
+    fn basic_auth_header() {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        Credential::Basic { username: "AC1".into(), password: Secret::new("tok") }
+            .apply(&mut parts, b"", SystemTime::now());
+        assert_eq!(parts.headers[AUTHORIZATION], "Basic QUMxOnRvaw==");
+    }
+}

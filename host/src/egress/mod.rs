@@ -1,0 +1,341 @@
+//! The egress gate: every request a guest makes over `wasi:http` passes
+//! here. Deny by default; the app's allowlist of origins; no private,
+//! loopback or link-local address (checked on literals and after DNS) unless
+//! the grant names it; credentials added by the host; a cap on requests per
+//! call; a timeout bounded by the call's deadline; pooled connections; and
+//! per-app counters.
+
+pub mod client;
+pub mod credentials;
+pub mod policy;
+mod sigv4;
+
+pub use credentials::{Credential, CredentialError, Secret};
+pub use policy::{EgressPolicy, Network, Origin, PolicyError};
+
+use client::{PooledClient, ResolvedToForbidden};
+use http::HeaderName;
+use http_body_util::{BodyExt, Full, Limited};
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Size and count limits the gate enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressLimits {
+    /// Outbound requests one call may make.
+    pub max_requests_per_call: u32,
+    /// Largest request body a guest may send.
+    pub max_request_body: usize,
+    /// Largest response body a guest may receive.
+    pub max_response_body: usize,
+    /// Longest time to establish a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for EgressLimits {
+    fn default() -> Self {
+        Self {
+            max_requests_per_call: 8,
+            max_request_body: 4 << 20,
+            max_response_body: 8 << 20,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Per-app egress counters.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    denied: AtomicU64,
+    failed: AtomicU64,
+    micros: AtomicU64,
+}
+
+/// A snapshot of an app's egress counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct EgressStats {
+    /// Requests sent to a provider (answered or not).
+    pub requests: u64,
+    /// Requests the gate refused.
+    pub denied: u64,
+    /// Sent requests that got no HTTP answer (refused, reset, timed out).
+    pub failed: u64,
+    /// Total time from send to response headers, over all sent requests.
+    pub total_latency: Duration,
+}
+
+/// An app's egress: its policy, credentials, pooled client and counters.
+/// Shared by every call of the app.
+pub struct AppEgress {
+    app: String,
+    policy: Arc<EgressPolicy>,
+    credentials: Vec<Credential>,
+    owned_headers: Vec<HeaderName>,
+    limits: EgressLimits,
+    client: PooledClient,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for AppEgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppEgress")
+            .field("app", &self.app)
+            .field("policy", &self.policy)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Headers no guest may set: the host owns authentication.
+const GUEST_FORBIDDEN: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+];
+
+impl AppEgress {
+    /// The egress of app `app`.
+    pub fn new(
+        app: impl Into<String>,
+        policy: EgressPolicy,
+        credentials: Vec<Credential>,
+        limits: EgressLimits,
+    ) -> Result<Self, CredentialError> {
+        for c in &credentials {
+            c.validate()?;
+        }
+        let mut owned_headers: Vec<HeaderName> = GUEST_FORBIDDEN
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        owned_headers.extend(credentials.iter().flat_map(Credential::owned_headers));
+        let policy = Arc::new(policy);
+        Ok(Self {
+            app: app.into(),
+            client: client::pooled_client(policy.clone(), limits.connect_timeout),
+            policy,
+            credentials,
+            owned_headers,
+            limits,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The app's policy.
+    pub fn policy(&self) -> &EgressPolicy {
+        &self.policy
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> EgressLimits {
+        self.limits
+    }
+
+    /// Counters since the app was loaded.
+    pub fn stats(&self) -> EgressStats {
+        let c = &self.counters;
+        EgressStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            denied: c.denied.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            total_latency: Duration::from_micros(c.micros.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Why `request` may not leave, if it may not.
+    fn admit(&self, request: &http::Request<WasiBody>) -> Result<(), String> {
+        let Some(origin) = Origin::of_uri(request.uri()) else {
+            return Err(format!("request URI `{}` has no scheme and host", request.uri()));
+        };
+        if !self.policy.allows_origin(&origin) {
+            let allowed: Vec<String> = self.policy.allowed().iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "{origin} is not on app `{}`'s allowlist [{}]; add it to the app's `allow` list",
+                self.app,
+                allowed.join(", ")
+            ));
+        }
+        if let Some(h) = self.owned_headers.iter().find(|h| request.headers().contains_key(*h)) {
+            return Err(format!(
+                "the adapter set the `{h}` header; credentials are added by the host from the app's grant, so remove it from the adapter"
+            ));
+        }
+        if let Some(ip) = origin.ip() {
+            self.policy.check_ip(ip)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the gate saw during one call.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    /// Reasons of refused requests, in order.
+    pub denials: Vec<String>,
+    /// Requests that may have reached a provider (sent, not refused at
+    /// connect). After one, a failure is ambiguous.
+    pub reached: u32,
+}
+
+/// The gate as seen by one call: the wasi-http hooks of its store.
+pub struct CallEgress {
+    app: Arc<AppEgress>,
+    deadline: Instant,
+    made: u32,
+    cap: u32,
+    log: Arc<Mutex<CallLog>>,
+}
+
+impl CallEgress {
+    /// Hooks for one call of `app` that must finish by `deadline`;
+    /// `request_cap` lowers the app's per-call request cap (`describe`
+    /// runs with 0).
+    pub fn new(
+        app: Arc<AppEgress>,
+        deadline: Instant,
+        log: Arc<Mutex<CallLog>>,
+        request_cap: Option<u32>,
+    ) -> Self {
+        let cap = request_cap.unwrap_or(app.limits.max_requests_per_call);
+        Self {
+            app,
+            deadline,
+            made: 0,
+            cap,
+            log,
+        }
+    }
+
+    fn deny(&self, reason: String) {
+        tracing::warn!(app = %self.app.app, %reason, "egress denied");
+        self.app.counters.denied.fetch_add(1, Ordering::Relaxed);
+        self.log.lock().expect("call log").denials.push(reason);
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+
+impl WasiHttpHooks for CallEgress {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> SendFuture {
+        self.made += 1;
+        let cap = self.cap;
+        let admitted = if self.made > cap {
+            Err(format!(
+                "the adapter made more than {cap} outbound requests in one call (the per-call cap)"
+            ))
+        } else {
+            self.app.admit(&request)
+        };
+        if let Err(reason) = admitted {
+            self.deny(reason);
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = options
+            .and_then(|o| o.first_byte_timeout)
+            .map_or(remaining, |t| t.min(remaining));
+        let app = self.app.clone();
+        let log = self.log.clone();
+        Box::new(async move {
+            let (mut parts, body) = request.into_parts();
+            let body = match Limited::new(body, app.limits.max_request_body).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
+            };
+            let now = SystemTime::now();
+            for c in &app.credentials {
+                c.apply(&mut parts, &body, now);
+            }
+            let request = http::Request::from_parts(parts, Full::new(body));
+            let started = Instant::now();
+            let result = tokio::time::timeout(timeout, app.client.request(request)).await;
+            let elapsed = started.elapsed().as_micros() as u64;
+            app.counters.micros.fetch_add(elapsed, Ordering::Relaxed);
+            match result {
+                Ok(Ok(response)) => {
+                    app.counters.requests.fetch_add(1, Ordering::Relaxed);
+                    log.lock().expect("call log").reached += 1;
+                    let max = app.limits.max_response_body;
+                    let response = response.map(|b| {
+                        Limited::new(b, max)
+                            .map_err(move |e| response_body_error(e, max))
+                            .boxed_unsync()
+                    });
+                    Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+                }
+                Ok(Err(e)) => {
+                    if let Some(denied) = find_source::<ResolvedToForbidden>(&e) {
+                        app.counters.denied.fetch_add(1, Ordering::Relaxed);
+                        let reason = format!(
+                            "{denied}; add it to the app's `private_networks` to allow it"
+                        );
+                        tracing::warn!(app = %app.app, %reason, "egress denied after DNS");
+                        log.lock().expect("call log").denials.push(reason);
+                        return Err(HttpError::DestinationIpProhibited);
+                    }
+                    app.counters.requests.fetch_add(1, Ordering::Relaxed);
+                    app.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    if e.is_connect() {
+                        let timed_out = find_source::<std::io::Error>(&e)
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                        return Err(if timed_out {
+                            HttpError::ConnectionTimeout
+                        } else {
+                            HttpError::ConnectionRefused
+                        });
+                    }
+                    log.lock().expect("call log").reached += 1;
+                    Err(HttpError::ConnectionTerminated)
+                }
+                Err(_elapsed) => {
+                    app.counters.requests.fetch_add(1, Ordering::Relaxed);
+                    app.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    log.lock().expect("call log").reached += 1;
+                    Err(HttpError::HttpResponseTimeout)
+                }
+            }
+        })
+    }
+}
+
+fn response_body_error(e: Box<dyn StdError + Send + Sync>, max: usize) -> HttpError {
+    match e.downcast::<hyper::Error>() {
+        Ok(h) => HttpError::Hyper(*h),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            HttpError::HttpResponseBodySize(Some(max as u64))
+        }
+        Err(e) => HttpError::InternalError(Some(e.to_string())),
+    }
+}
+
+/// The first error of type `E` in `e`'s source chain.
+fn find_source<'a, E: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(found) = inner.downcast_ref::<E>()
+        {
+            return Some(found);
+        }
+        cur = err.source();
+    }
+    None
+}

@@ -1,0 +1,16 @@
+//! The `switchyard` binary.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = switchyard::cli::run(switchyard::cli::Cli::parse()).await;
+    std::process::exit(code);
+}

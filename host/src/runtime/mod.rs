@@ -1,0 +1,648 @@
+//! The plugin runtime: loads adapter components and runs each call on a
+//! fresh, sandboxed instance.
+//!
+//! One async wasmtime [`Engine`] (pooling allocator where the system allows
+//! it, epoch interruption driven by one ticker thread), components
+//! precompiled and cached on disk, one `InstancePre` per app. Per call: a
+//! memory cap, a wall deadline covering guest CPU and host I/O, a cap on
+//! output size, and the egress gate on every outbound request. The runtime
+//! knows nothing of quotas or fallbacks: the engine sees an [`App`] only as
+//! an [`Adapter`].
+
+mod bindings;
+mod cache;
+mod state;
+mod world;
+
+pub use cache::{CacheOutcome, ComponentCache};
+pub use world::SUPPORTED_RANGE;
+
+use crate::adapter::{
+    ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass,
+    FailureKind,
+};
+use crate::egress::{AppEgress, CallEgress, CallLog, CredentialError, EgressLimits, EgressPolicy, EgressStats, PolicyError};
+use crate::grant::Grant;
+use bindings::{AdapterPre, types};
+use state::CallState;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+
+/// Interval of the epoch ticker: the granularity of CPU deadlines.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory a guest may have, in bytes.
+    pub memory: usize,
+    /// Largest output (JSON text) a call may return, in bytes.
+    pub max_output: usize,
+    /// Log lines a call may emit; the rest are dropped.
+    pub max_log_lines: u32,
+    /// Time `describe` may take at load.
+    pub describe_deadline: Duration,
+    /// Limits of the egress gate.
+    pub egress: EgressLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: 128 << 20,
+            max_output: 1 << 20,
+            max_log_lines: 200,
+            describe_deadline: Duration::from_secs(5),
+            egress: EgressLimits::default(),
+        }
+    }
+}
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Per-call limits.
+    pub limits: Limits,
+    /// Try the pooling allocator (falls back to on-demand if the system
+    /// refuses the reservation).
+    pub pooling: bool,
+    /// Instances that may be live at once (pool size).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: ComponentCache::default_dir(),
+            limits: Limits::default(),
+            pooling: true,
+            max_instances: 256,
+        }
+    }
+}
+
+/// The runtime could not start.
+#[derive(Debug, Error)]
+#[error("could not create the WebAssembly engine: {0}")]
+pub struct RuntimeError(String);
+
+/// A component could not be loaded as an app.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly file (no `\\0asm` header); build the plugin with `cargo build --target wasm32-wasip2` or a WASI 0.2 component toolchain")]
+    NotWasm,
+    /// A core module, not a component.
+    #[error("this is a core WebAssembly module, not a component; build for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)")]
+    CoreModule,
+    /// Unknown binary version.
+    #[error("unknown WebAssembly encoding version {0:#x}; expected a component (WASI 0.2)")]
+    UnknownEncoding(u32),
+    /// Compilation failed.
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    /// No provider export.
+    #[error("the component does not export `switchyard:adapter/provider` (it exports: {}); build it against the `switchyard:adapter/adapter` world in wit/", if found.is_empty() { "nothing".to_string() } else { found.join(", ") })]
+    MissingExport {
+        /// What it does export.
+        found: Vec<String>,
+    },
+    /// A provider export of a version this host does not support.
+    #[error("the component targets switchyard:adapter@{found}; this host supports {SUPPORTED_RANGE}")]
+    UnsupportedVersion {
+        /// Version the component exports.
+        found: String,
+    },
+    /// Imports the host does not provide.
+    #[error("the component imports {} which this host does not provide (it provides WASI 0.2 and switchyard:adapter 0.1 config/logging)", .0.join(", "))]
+    UnsupportedImports(Vec<String>),
+    /// Linking failed for another reason.
+    #[error("the component cannot be linked: {0}")]
+    Link(String),
+    /// The grant is invalid.
+    #[error("app `{app}`: {reason}")]
+    Grant {
+        /// The app.
+        app: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+    /// `describe` failed or returned nonsense.
+    #[error("app `{app}`: describe() {reason}")]
+    Describe {
+        /// The app.
+        app: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Where a component comes from.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// A `.wasm` file.
+    File(PathBuf),
+    /// Bytes in memory (e.g. bundled into the binary).
+    Bytes(Arc<[u8]>),
+}
+
+impl From<&Path> for ComponentSource {
+    fn from(p: &Path) -> Self {
+        Self::File(p.to_path_buf())
+    }
+}
+
+impl From<&[u8]> for ComponentSource {
+    fn from(b: &[u8]) -> Self {
+        Self::Bytes(b.into())
+    }
+}
+
+/// How a load went.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LoadReport {
+    /// Component size in bytes.
+    pub size: usize,
+    /// Whether the precompiled cache served it.
+    pub cache: CacheOutcome,
+    /// Time to compile or deserialize.
+    pub compile: Duration,
+    /// Total load time, including link and `describe`.
+    pub total: Duration,
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<ComponentCache>,
+    limits: Limits,
+    pooling: bool,
+    _ticker: Ticker,
+}
+
+/// The plugin runtime. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+fn engine_config(pool: Option<&PoolingAllocationConfig>) -> wasmtime::Config {
+    let mut cfg = wasmtime::Config::new();
+    cfg.epoch_interruption(true);
+    cfg.wasm_component_model(true);
+    if let Some(pool) = pool {
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool.clone()));
+    }
+    cfg
+}
+
+impl Runtime {
+    /// Start a runtime.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let limits = config.limits;
+        let mut engine = None;
+        if config.pooling {
+            let n = config.max_instances.max(1);
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(16))
+                .total_memories(n.saturating_mul(4))
+                .total_tables(n.saturating_mul(8))
+                .total_stacks(n)
+                .max_core_instances_per_component(64)
+                .max_memories_per_component(8)
+                .max_tables_per_component(16)
+                .max_memory_size(limits.memory)
+                .max_component_instance_size(1 << 20)
+                .max_core_instance_size(1 << 20);
+            match Engine::new(&engine_config(Some(&pool))) {
+                Ok(e) => engine = Some(e),
+                Err(e) => tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation"),
+            }
+        }
+        let pooling = engine.is_some();
+        let engine = match engine {
+            Some(e) => e,
+            None => Engine::new(&engine_config(None)).map_err(|e| RuntimeError(e.to_string()))?,
+        };
+
+        let mut linker = Linker::<CallState>::new(&engine);
+        let link = |l: &mut Linker<CallState>| -> wasmtime::Result<()> {
+            wasmtime_wasi::p2::add_to_linker_async(l)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+            type Data = wasmtime::component::HasSelf<CallState>;
+            bindings::config::add_to_linker::<CallState, Data>(l, |s| s)?;
+            bindings::logging::add_to_linker::<CallState, Data>(l, |s| s)?;
+            bindings::types::add_to_linker::<CallState, Data>(l, |s| s)?;
+            Ok(())
+        };
+        link(&mut linker).map_err(|e| RuntimeError(format!("linking host interfaces: {e}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("switchyard-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError(format!("starting the epoch ticker: {e}")))?;
+        }
+
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache: config.cache_dir.map(ComponentCache::new),
+                limits,
+                pooling,
+                _ticker: Ticker { stop },
+            }),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn uses_pooling(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// The limits calls run under.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Compile (or fetch from the cache) a component and check it targets
+    /// the adapter world, without linking or running it.
+    pub async fn compile(&self, source: &ComponentSource) -> Result<(Component, LoadReport), LoadError> {
+        let started = Instant::now();
+        let bytes: Arc<[u8]> = match source {
+            ComponentSource::File(path) => tokio::fs::read(path)
+                .await
+                .map_err(|source| LoadError::Read {
+                    path: path.clone(),
+                    source,
+                })?
+                .into(),
+            ComponentSource::Bytes(b) => b.clone(),
+        };
+        world::check_encoding(&bytes)?;
+        let inner = self.inner.clone();
+        let size = bytes.len();
+        let (component, cache) = tokio::task::spawn_blocking(move || match &inner.cache {
+            Some(cache) => cache.load(&inner.engine, &bytes),
+            None => Component::new(&inner.engine, &*bytes).map(|c| (c, CacheOutcome::Disabled)),
+        })
+        .await
+        .map_err(|e| LoadError::Compile(e.to_string()))?
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let compile = started.elapsed();
+        world::check_world(&self.inner.engine, &component)?;
+        Ok((
+            component,
+            LoadReport {
+                size,
+                cache,
+                compile,
+                total: compile,
+            },
+        ))
+    }
+
+    /// Load `source` as app `name` with `grant`: compile (or reuse the
+    /// cached artifact), check the world, link, and call `describe`.
+    pub async fn load(&self, name: &str, source: impl Into<ComponentSource>, grant: Grant) -> Result<App, LoadError> {
+        let started = Instant::now();
+        let (component, mut report) = self.compile(&source.into()).await?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = AdapterPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+
+        let grant_error = |reason: String| LoadError::Grant {
+            app: name.to_string(),
+            reason,
+        };
+        let policy = EgressPolicy::new(&grant.allow, &grant.private_networks)
+            .map_err(|e: PolicyError| grant_error(e.to_string()))?;
+        let egress = AppEgress::new(name, policy, grant.credentials, self.inner.limits.egress)
+            .map_err(|e: CredentialError| grant_error(format!("credentials: {e}")))?;
+
+        let mut app = AppInner {
+            name: name.into(),
+            info: AppInfo {
+                name: String::new(),
+                version: String::new(),
+                actions: Vec::new(),
+            },
+            pre,
+            runtime: self.clone(),
+            egress: Arc::new(egress),
+            config: Arc::new(grant.config),
+            report,
+        };
+        app.info = app.describe().await?;
+        report.total = started.elapsed();
+        app.report = report;
+        Ok(App { inner: Arc::new(app) })
+    }
+}
+
+struct AppInner {
+    name: Arc<str>,
+    info: AppInfo,
+    pre: AdapterPre<CallState>,
+    runtime: Runtime,
+    egress: Arc<AppEgress>,
+    config: Arc<BTreeMap<String, String>>,
+    report: LoadReport,
+}
+
+/// A loaded app: a component, its grant, and its self-description. Cheap
+/// to clone; every call runs on a fresh instance.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.inner.name)
+            .field("info", &self.inner.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The app's name (as configured, not as the adapter calls itself).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// How the load went.
+    pub fn load_report(&self) -> LoadReport {
+        self.inner.report
+    }
+
+    /// Egress counters.
+    pub fn egress_stats(&self) -> EgressStats {
+        self.inner.egress.stats()
+    }
+
+    /// Run one attempt on a fresh instance.
+    pub async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
+        self.inner.call(request).await
+    }
+}
+
+impl Adapter for App {
+    fn info(&self) -> &AppInfo {
+        &self.inner.info
+    }
+
+    fn call(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
+        Box::pin(self.inner.call(request))
+    }
+}
+
+impl AppInner {
+    fn store(&self, deadline: Instant, log: Arc<Mutex<CallLog>>, request_cap: Option<u32>) -> Store<CallState> {
+        let limits = self.runtime.inner.limits;
+        let egress = CallEgress::new(self.egress.clone(), deadline, log, request_cap);
+        let state = CallState::new(
+            self.name.clone(),
+            self.config.clone(),
+            egress,
+            limits.memory,
+            limits.max_log_lines,
+        );
+        let mut store = Store::new(&self.runtime.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Past the deadline the guest traps; before it, a CPU-bound guest
+        // yields every tick so it never starves the executor.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    async fn describe(&self) -> Result<AppInfo, LoadError> {
+        let budget = self.runtime.inner.limits.describe_deadline;
+        let log = Arc::new(Mutex::new(CallLog::default()));
+        let mut store = self.store(Instant::now() + budget, log.clone(), Some(0));
+        let work = async {
+            let adapter = self.pre.instantiate_async(&mut store).await?;
+            adapter.switchyard_adapter_provider().call_describe(&mut store).await
+        };
+        let outcome = tokio::time::timeout(budget, work).await;
+        let describe_error = |reason: String| LoadError::Describe {
+            app: self.name.to_string(),
+            reason,
+        };
+        let info = match outcome {
+            Err(_) => return Err(describe_error(format!("did not finish within {budget:?}"))),
+            Ok(Err(e)) => {
+                let log = log.lock().expect("call log");
+                return Err(describe_error(sandbox_failure(&store, &log, e).message));
+            }
+            Ok(Ok(info)) => info,
+        };
+        let mut actions: Vec<ActionInfo> = Vec::with_capacity(info.actions.len());
+        for a in info.actions {
+            if actions.iter().any(|b| b.name == a.name) {
+                return Err(describe_error(format!("lists action `{}` twice", a.name)));
+            }
+            let input_schema: serde_json::Value = serde_json::from_str(&a.input_schema).map_err(|e| {
+                describe_error(format!("action `{}`: input-schema is not JSON: {e}", a.name))
+            })?;
+            if !input_schema.is_object() {
+                return Err(describe_error(format!(
+                    "action `{}`: input-schema must be a JSON object",
+                    a.name
+                )));
+            }
+            actions.push(ActionInfo {
+                name: a.name,
+                description: a.description,
+                input_schema,
+                idempotent: a.idempotent,
+            });
+        }
+        Ok(AppInfo {
+            name: info.name,
+            version: info.version,
+            actions,
+        })
+    }
+
+    async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
+        let deadline = Instant::now() + request.deadline;
+        let log = Arc::new(Mutex::new(CallLog::default()));
+        let mut store = self.store(deadline, log.clone(), None);
+        let wit_request = types::CallRequest {
+            action: request.action,
+            input: request.input.to_string(),
+            idempotency_key: request.idempotency_key,
+            deadline_ms: request.deadline.as_millis() as u64,
+            env: request.env,
+            session: request.session.map(|s| types::Session {
+                tag: s.tag,
+                token: s.token,
+            }),
+        };
+        let work = async {
+            let adapter = self.pre.instantiate_async(&mut store).await?;
+            adapter
+                .switchyard_adapter_provider()
+                .call_call(&mut store, &wit_request)
+                .await
+        };
+        let outcome = tokio::time::timeout(request.deadline, work).await;
+        let log = log.lock().expect("call log");
+        let max_output = self.runtime.inner.limits.max_output;
+        let result = match outcome {
+            Err(_) => Err(deadline_exceeded(&log, request.deadline)),
+            Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
+            Ok(Ok(Err(e))) => Err(match log.denials.first() {
+                Some(reason) => AttemptError::new(ErrorClass::Internal, FailureKind::EgressDenied, reason.clone()),
+                None => adapter_error(e),
+            }),
+            Ok(Ok(Ok(response))) if response.output.len() > max_output => Err(AttemptError::new(
+                after_send(&log, ErrorClass::Internal),
+                FailureKind::OutputTooLarge,
+                format!(
+                    "the adapter returned {} bytes; the cap is {max_output}",
+                    response.output.len()
+                ),
+            )),
+            Ok(Ok(Ok(response))) => match serde_json::from_str(&response.output) {
+                Ok(output) => Ok(CallResponse { output }),
+                Err(e) => Err(AttemptError::new(
+                    after_send(&log, ErrorClass::Internal),
+                    FailureKind::BadOutput,
+                    format!("the adapter's output is not JSON: {e}"),
+                )),
+            },
+        };
+        if let Err(e) = &result {
+            tracing::debug!(app = %self.name, class = %e.class, kind = ?e.kind, message = %e.message, "attempt failed");
+        }
+        result
+    }
+}
+
+/// A failure after a request may have reached the provider is ambiguous.
+fn after_send(log: &CallLog, otherwise: ErrorClass) -> ErrorClass {
+    if log.reached > 0 { ErrorClass::Ambiguous } else { otherwise }
+}
+
+fn deadline_exceeded(log: &CallLog, budget: Duration) -> AttemptError {
+    AttemptError::new(
+        after_send(log, ErrorClass::Timeout),
+        FailureKind::DeadlineExceeded,
+        format!("the call did not finish within its deadline of {budget:?}"),
+    )
+}
+
+/// Classify a wasmtime error (a trap, a limit) into an attempt error.
+fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) -> AttemptError {
+    let state = store.data();
+    // Traps before any request reached a provider: the attempt failed
+    // cleanly and another provider may serve (the JS toolchain traps on a
+    // refused connection).
+    let class = after_send(log, ErrorClass::Unavailable);
+    if state.limiter.hit {
+        return AttemptError::new(
+            class,
+            FailureKind::MemoryLimit,
+            format!(
+                "the guest tried to grow its memory past the cap of {} MiB",
+                state.limiter.cap >> 20
+            ),
+        );
+    }
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return AttemptError::new(class, FailureKind::Trap, format!("the guest exited with code {}", exit.0));
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => AttemptError::new(
+            after_send(log, ErrorClass::Timeout),
+            FailureKind::DeadlineExceeded,
+            "the guest was still running at its deadline".to_string(),
+        ),
+        Some(Trap::StackOverflow) => AttemptError::new(class, FailureKind::StackOverflow, "the guest overflowed its stack".to_string()),
+        Some(trap) => {
+            let mut message = format!("the guest trapped: {trap}");
+            if let Some(tail) = state.stderr_tail() {
+                message.push_str(&format!(" (stderr: {tail})"));
+            }
+            AttemptError::new(class, FailureKind::Trap, message)
+        }
+        None => AttemptError::new(class, FailureKind::Host, format!("{e:#}")),
+    }
+}
+
+fn adapter_error(e: types::AdapterError) -> AttemptError {
+    let (class, d, retry_after) = match e {
+        types::AdapterError::Rejected(d) => (ErrorClass::Rejected, d, None),
+        types::AdapterError::Unavailable(d) => (ErrorClass::Unavailable, d, None),
+        types::AdapterError::Timeout(d) => (ErrorClass::Timeout, d, None),
+        types::AdapterError::Ambiguous(d) => (ErrorClass::Ambiguous, d, None),
+        types::AdapterError::Internal(d) => (ErrorClass::Internal, d, None),
+        types::AdapterError::RateLimited(r) => (
+            ErrorClass::RateLimited,
+            r.detail,
+            r.retry_after_ms.map(Duration::from_millis),
+        ),
+    };
+    AttemptError {
+        class,
+        kind: FailureKind::Provider,
+        message: d.message,
+        status: d.status,
+        code: d.code,
+        retry_after,
+    }
+}

@@ -1,0 +1,124 @@
+//! A guest that misbehaves on purpose, one action per sandbox case. The
+//! host must contain every one with a typed error and keep serving.
+
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+use switchyard_guest::{Action, Adapter, AppInfo, Error, Request, export_adapter, http, log};
+
+struct Misbehave;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Recursion whose frames live in wasm locals (the native wasm stack), not
+/// in the shadow stack in linear memory; division keeps LLVM from turning
+/// it into a loop.
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    if n == 0 {
+        return 1;
+    }
+    if n % 2 == 0 {
+        recurse(n - 1) * 3 + 1
+    } else {
+        recurse(n - 1) / 2 + n
+    }
+}
+
+impl Adapter for Misbehave {
+    fn describe() -> AppInfo {
+        let mut info = AppInfo::new("misbehave", "0.1.0");
+        for name in [
+            "noop", "echo", "state", "read-file", "env", "loop", "memory-bomb",
+            "stack-overflow", "big-output", "trap", "panic", "exit", "fetch", "post",
+            "set-auth", "many-requests", "log-flood",
+        ] {
+            info = info.action(Action::new(name).idempotent(name == "noop"));
+        }
+        info
+    }
+
+    fn call(req: Request) -> Result<Value, Error> {
+        match req.action.as_str() {
+            "noop" => Ok(Value::Null),
+            "echo" => Ok(json!({
+                "input": req.input,
+                "idempotency_key": req.idempotency_key,
+                "env": req.env,
+                "session": req.session.as_ref().map(|s| json!({"tag": s.tag, "token": s.token})),
+                "remaining_ms": req.remaining().as_millis() as u64,
+            })),
+            // A fresh instance per call always answers 1.
+            "state" => Ok(json!(CALLS.fetch_add(1, Ordering::SeqCst) + 1)),
+            "read-file" => {
+                let path = req.str("path")?;
+                match std::fs::read_to_string(path) {
+                    Ok(content) => Ok(json!({"content": content})),
+                    Err(e) => Err(Error::internal(format!("read {path}: {e}"))),
+                }
+            }
+            "env" => Ok(json!(std::env::vars().collect::<std::collections::BTreeMap<_, _>>())),
+            "loop" => {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "stack-overflow" => Ok(json!(recurse(req.i64("depth").unwrap_or(100_000_000) as u64))),
+            "big-output" => {
+                let bytes = req.i64("bytes")? as usize;
+                Ok(Value::String("x".repeat(bytes)))
+            }
+            "trap" => {
+                #[cfg(target_arch = "wasm32")]
+                core::arch::wasm32::unreachable();
+                #[cfg(not(target_arch = "wasm32"))]
+                unreachable!()
+            }
+            "panic" => panic!("the guest panicked on purpose"),
+            "exit" => std::process::exit(3),
+            "fetch" => {
+                let r = http::Request::get(req.str("url")?).send()?;
+                Ok(json!({"status": r.status, "body": r.text()}))
+            }
+            "post" => {
+                let r = http::Request::post(req.str("url")?)
+                    .json(req.get("body").unwrap_or(&Value::Null))
+                    .send()?
+                    .error_for_status()?;
+                r.json()
+            }
+            "set-auth" => {
+                let r = http::Request::get(req.str("url")?)
+                    .header("Authorization", "Bearer stolen-or-forged")
+                    .send()?;
+                Ok(json!({"status": r.status}))
+            }
+            "many-requests" => {
+                let n = req.i64("count")?;
+                let url = req.str("url")?;
+                for i in 0..n {
+                    http::Request::get(url)
+                        .send()
+                        .map_err(|e| Error::internal(format!("request {i} failed: {e}")))?;
+                }
+                Ok(json!({"sent": n}))
+            }
+            "log-flood" => {
+                for i in 0..req.i64("count")? {
+                    log::info(&format!("line {i}"));
+                }
+                Ok(Value::Null)
+            }
+            _ => Err(req.unknown_action()),
+        }
+    }
+}
+
+export_adapter!(Misbehave);

@@ -1,0 +1,226 @@
+//! The sandbox matrix: every misbehaviour is contained with a typed error
+//! and the host serves the next call.
+
+use serde_json::json;
+use std::time::{Duration, Instant};
+use switchyard::adapter::{CallRequest, ErrorClass, FailureKind};
+use switchyard::{App, Grant, LoadError};
+use switchyard_tests::{Simulator, misbehave, runtime};
+
+async fn still_serving(app: &App) {
+    let r = app.call(CallRequest::new("noop", json!({}))).await;
+    assert!(r.is_ok(), "host stopped serving after a contained failure: {r:?}");
+}
+
+async fn fails(app: &App, action: &str, input: serde_json::Value) -> switchyard::AttemptError {
+    let err = app
+        .call(CallRequest::new(action, input).deadline(Duration::from_secs(2)))
+        .await
+        .expect_err("the misbehaviour must fail the call");
+    still_serving(app).await;
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_host_file_finds_no_filesystem() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let e = fails(&app, "read-file", json!({"path": "/etc/passwd"})).await;
+    assert_eq!(e.kind, FailureKind::Provider);
+    assert!(!e.message.contains("root:"), "file content leaked: {}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_environment_is_invisible() {
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("SWITCHYARD_TEST_SECRET", "hunter2") };
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let out = app.call(CallRequest::new("env", json!({}))).await.unwrap().output;
+    assert_eq!(out, json!({}), "the guest saw host environment variables");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_is_stopped_at_the_deadline() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let started = Instant::now();
+    let e = app
+        .call(CallRequest::new("loop", json!({})).deadline(Duration::from_millis(200)))
+        .await
+        .unwrap_err();
+    assert_eq!((e.class, e.kind), (ErrorClass::Timeout, FailureKind::DeadlineExceeded), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_hits_the_cap() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let e = fails(&app, "memory-bomb", json!({})).await;
+    assert_eq!(e.kind, FailureKind::MemoryLimit, "{e}");
+    assert_eq!(e.class, ErrorClass::Unavailable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_overflow_is_contained() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let e = fails(&app, "stack-overflow", json!({})).await;
+    assert_eq!(e.kind, FailureKind::StackOverflow, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_output_is_refused() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let e = fails(&app, "big-output", json!({"bytes": 2 << 20})).await;
+    assert_eq!(e.kind, FailureKind::OutputTooLarge, "{e}");
+    // Just under the cap passes.
+    let ok = app.call(CallRequest::new("big-output", json!({"bytes": 1000}))).await;
+    assert!(ok.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_panics_and_exits_are_contained() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let e = fails(&app, "trap", json!({})).await;
+    assert_eq!(e.kind, FailureKind::Trap, "{e}");
+    let e = fails(&app, "panic", json!({})).await;
+    assert_eq!(e.kind, FailureKind::Trap, "{e}");
+    assert!(e.message.contains("panicked on purpose"), "panic message not surfaced: {}", e.message);
+    // WASI 0.2's `exit` carries only ok/err: the guest's code 3 arrives as 1.
+    let e = fails(&app, "exit", json!({})).await;
+    assert!(e.message.contains("exited with code 1"), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_state_survives_between_calls() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    for _ in 0..3 {
+        let out = app.call(CallRequest::new("state", json!({}))).await.unwrap().output;
+        assert_eq!(out, json!(1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_not_on_the_allowlist_is_denied_before_connecting() {
+    let allowed = Simulator::start().await.unwrap();
+    let other = Simulator::start().await.unwrap();
+    other.record(true);
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new().allow(allowed.url())).await;
+    let e = fails(&app, "fetch", json!({"url": format!("{}/health", other.url())})).await;
+    assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
+    assert!(e.message.contains("not on app `misbehave`'s allowlist"), "{}", e.message);
+    assert!(other.recorded().is_empty(), "a denied request reached the server");
+    assert_eq!(app.egress_stats().denied, 1);
+    // The allowed one works.
+    let ok = app.call(CallRequest::new("fetch", json!({"url": format!("{}/health", allowed.url())}))).await;
+    assert_eq!(ok.unwrap().output["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolving_to_private_addresses_need_a_grant() {
+    let sim = Simulator::start().await.unwrap();
+    let url = format!("http://localhost:{}", sim.addr().port());
+    let rt = runtime();
+    // Allowed by name, but localhost resolves to loopback: refused after DNS.
+    let app = misbehave(&rt, Grant::new().allow(&url)).await;
+    let e = fails(&app, "fetch", json!({"url": format!("{url}/health")})).await;
+    assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
+    assert!(e.message.contains("loopback"), "{}", e.message);
+    assert_eq!(sim.counts().0, 0);
+    // The grant opens loopback explicitly: now it passes.
+    let app = misbehave(&rt, Grant::new().allow(&url).private_network("127.0.0.0/8")).await;
+    let ok = app.call(CallRequest::new("fetch", json!({"url": format!("{url}/health")}))).await;
+    assert_eq!(ok.unwrap().output["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_may_not_set_authorization() {
+    let sim = Simulator::start().await.unwrap();
+    sim.record(true);
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
+    let e = fails(&app, "set-auth", json!({"url": format!("{}/health", sim.url())})).await;
+    assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
+    assert!(e.message.contains("`authorization` header"), "{}", e.message);
+    assert!(sim.recorded().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_per_call_are_capped() {
+    let sim = Simulator::start().await.unwrap();
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
+    let cap = rt.limits().egress.max_requests_per_call as u64;
+    let e = fails(&app, "many-requests", json!({"url": format!("{}/health", sim.url()), "count": cap + 5})).await;
+    assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
+    assert!(e.message.contains("outbound requests in one call"), "{}", e.message);
+    assert_eq!(sim.counts().0, cap);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_provider_is_cut_at_the_call_deadline() {
+    let sim = Simulator::start().await.unwrap();
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
+    let started = Instant::now();
+    let e = app
+        .call(CallRequest::new("fetch", json!({"url": format!("{}/slow/10000", sim.url())})).deadline(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    // The request reached the provider: the outcome is ambiguous.
+    assert_eq!(e.class, ErrorClass::Ambiguous, "{e}");
+    still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_misbehaving_calls_are_all_contained() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let actions = ["trap", "panic", "memory-bomb", "stack-overflow", "noop", "loop"];
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let app = app.clone();
+        let action = actions[i % actions.len()];
+        tasks.push(tokio::spawn(async move {
+            let r = app
+                .call(CallRequest::new(action, json!({})).deadline(Duration::from_millis(500)))
+                .await;
+            (action, r)
+        }));
+    }
+    for t in tasks {
+        let (action, r) = t.await.unwrap();
+        assert_eq!(r.is_ok(), action == "noop", "{action}: {r:?}");
+    }
+    still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_components_are_refused_with_clear_errors() {
+    let rt = runtime();
+    let garbage: &[u8] = b"definitely not wasm";
+    let e = rt.load("x", garbage, Grant::new()).await.unwrap_err();
+    assert!(matches!(e, LoadError::NotWasm), "{e}");
+    let core: &[u8] = b"\0asm\x01\0\0\0";
+    let e = rt.load("x", core, Grant::new()).await.unwrap_err();
+    assert!(e.to_string().contains("core WebAssembly module, not a component"), "{e}");
+    // An empty but valid component exports nothing.
+    let empty: &[u8] = b"\0asm\x0d\0\x01\0";
+    let e = rt.load("x", empty, Grant::new()).await.unwrap_err();
+    assert!(e.to_string().contains("does not export `switchyard:adapter/provider`"), "{e}");
+    let e = rt
+        .load("x", std::path::Path::new("/nonexistent/plugin.wasm"), Grant::new())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot read plugin /nonexistent/plugin.wasm"), "{e}");
+    let e = rt.load("x", switchyard_tests::artifacts::MISBEHAVE, Grant::new().allow("ftp://nope")).await.unwrap_err();
+    assert!(e.to_string().contains("allow[0]"), "{e}");
+}

@@ -1,0 +1,37 @@
+//! Shared setup for the integration tests: a runtime with a test cache dir,
+//! the built guest components, and the simulated provider.
+
+pub use switchyard::simulator::Simulator;
+pub use switchyard_artifacts as artifacts;
+
+use std::path::PathBuf;
+use switchyard::runtime::RuntimeConfig;
+use switchyard::{App, Grant, Runtime};
+
+/// Cache dir shared by test runs, so components compile once per machine.
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("switchyard-test-cache")
+}
+
+/// A runtime with default limits and the shared test cache.
+pub fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime starts")
+}
+
+/// The misbehaving guest loaded with `grant`.
+pub async fn misbehave(rt: &Runtime, grant: Grant) -> App {
+    rt.load("misbehave", std::path::Path::new(artifacts::MISBEHAVE_PATH), grant)
+        .await
+        .expect("misbehave loads")
+}
+
+/// The http plugin loaded as `name` with `grant`.
+pub async fn http_plugin(rt: &Runtime, name: &str, grant: Grant) -> App {
+    rt.load(name, artifacts::HTTP_PLUGIN, grant)
+        .await
+        .expect("http plugin loads")
+}

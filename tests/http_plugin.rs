@@ -32,7 +32,10 @@ async fn describe_lists_builtin_and_configured_actions() {
     assert_eq!(names, ["request", "ping", "send", "fetch"]);
     assert!(info.action("fetch").unwrap().idempotent);
     assert!(!info.action("send").unwrap().idempotent);
-    assert_eq!(info.action("send").unwrap().input_schema, json!({"to": {"type": "string", "required": true}}));
+    assert_eq!(
+        info.action("send").unwrap().input_schema,
+        json!({"to": {"type": "string", "required": true}})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,13 +49,19 @@ async fn happy_path_reaches_the_provider_with_mapped_request() {
     assert_eq!(ping.output, json!({"status": 200}));
 
     let sent = app
-        .call(CallRequest::new("send", json!({"to": "+15550100", "text": "hello"})).idempotency_key("run-42"))
+        .call(
+            CallRequest::new("send", json!({"to": "+15550100", "text": "hello"}))
+                .idempotency_key("run-42"),
+        )
         .await
         .unwrap();
     assert_eq!(sent.output, json!({"id": "msg_1", "status": "queued"}));
 
     let fetched = app
-        .call(CallRequest::new("fetch", json!({"id": "msg 1/x", "verbose": true})))
+        .call(CallRequest::new(
+            "fetch",
+            json!({"id": "msg 1/x", "verbose": true}),
+        ))
         .await
         .unwrap();
     assert_eq!(fetched.output["status"], "delivered");
@@ -75,10 +84,18 @@ async fn http_statuses_map_to_error_classes() {
     let sim = Simulator::start().await.unwrap();
     let rt = runtime();
     let app = http_plugin(&rt, "sim", grant(&sim)).await;
-    let status = |code: u16| CallRequest::new("request", json!({"method": "GET", "path": format!("/status/{code}")}));
+    let status = |code: u16| {
+        CallRequest::new(
+            "request",
+            json!({"method": "GET", "path": format!("/status/{code}")}),
+        )
+    };
 
     let e = app.call(status(404)).await.unwrap_err();
-    assert_eq!((e.class, e.kind, e.status), (ErrorClass::Rejected, FailureKind::Provider, Some(404)));
+    assert_eq!(
+        (e.class, e.kind, e.status),
+        (ErrorClass::Rejected, FailureKind::Provider, Some(404))
+    );
     let e = app.call(status(422)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Rejected);
     let e = app.call(status(503)).await.unwrap_err();
@@ -86,27 +103,48 @@ async fn http_statuses_map_to_error_classes() {
     let e = app.call(status(408)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Unavailable);
     let e = app.call(status(429)).await.unwrap_err();
-    assert_eq!((e.class, e.retry_after), (ErrorClass::RateLimited, Some(Duration::from_secs(2))));
+    assert_eq!(
+        (e.class, e.retry_after),
+        (ErrorClass::RateLimited, Some(Duration::from_secs(2)))
+    );
 
     // Missing required path field: refused by the adapter, nothing sent.
     let before = app.egress_stats().requests;
-    let e = app.call(CallRequest::new("fetch", json!({}))).await.unwrap_err();
+    let e = app
+        .call(CallRequest::new("fetch", json!({})))
+        .await
+        .unwrap_err();
     assert_eq!(e.class, ErrorClass::Rejected);
     assert!(e.message.contains("input.id is required"), "{}", e.message);
     assert_eq!(app.egress_stats().requests, before);
 
-    let e = app.call(CallRequest::new("nope", json!({}))).await.unwrap_err();
+    let e = app
+        .call(CallRequest::new("nope", json!({})))
+        .await
+        .unwrap_err();
     assert!(e.message.contains("unknown action `nope`"), "{}", e.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_unavailable_not_ambiguous() {
     // A port nothing listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let rt = runtime();
-    let app = http_plugin(&rt, "down", Grant::new().allow(&url).config("base_url", &url)).await;
-    let e = app.call(CallRequest::new("ping", json!({}))).await.unwrap_err();
+    let app = http_plugin(
+        &rt,
+        "down",
+        Grant::new().allow(&url).config("base_url", &url),
+    )
+    .await;
+    let e = app
+        .call(CallRequest::new("ping", json!({})))
+        .await
+        .unwrap_err();
     assert_eq!(e.class, ErrorClass::Unavailable, "{e}");
     assert_eq!(app.egress_stats().failed, 1);
 }
@@ -119,9 +157,15 @@ async fn second_load_uses_the_precompiled_cache() {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let first = rt.load("a", artifacts::HTTP_PLUGIN, Grant::new()).await.unwrap();
+    let first = rt
+        .load("a", artifacts::HTTP_PLUGIN, Grant::new())
+        .await
+        .unwrap();
     assert_eq!(first.load_report().cache, CacheOutcome::Miss);
-    let second = rt.load("b", artifacts::HTTP_PLUGIN, Grant::new()).await.unwrap();
+    let second = rt
+        .load("b", artifacts::HTTP_PLUGIN, Grant::new())
+        .await
+        .unwrap();
     assert_eq!(second.load_report().cache, CacheOutcome::Hit);
     assert!(second.load_report().compile < first.load_report().compile);
 
@@ -129,7 +173,10 @@ async fn second_load_uses_the_precompiled_cache() {
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
-    let third = rt.load("c", artifacts::HTTP_PLUGIN, Grant::new()).await.unwrap();
+    let third = rt
+        .load("c", artifacts::HTTP_PLUGIN, Grant::new())
+        .await
+        .unwrap();
     assert_eq!(third.load_report().cache, CacheOutcome::Miss);
     assert_eq!(third.info().name, "http");
 }

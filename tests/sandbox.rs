@@ -9,7 +9,10 @@ use switchyard_tests::{Simulator, misbehave, runtime};
 
 async fn still_serving(app: &App) {
     let r = app.call(CallRequest::new("noop", json!({}))).await;
-    assert!(r.is_ok(), "host stopped serving after a contained failure: {r:?}");
+    assert!(
+        r.is_ok(),
+        "host stopped serving after a contained failure: {r:?}"
+    );
 }
 
 async fn fails(app: &App, action: &str, input: serde_json::Value) -> switchyard::AttemptError {
@@ -27,7 +30,11 @@ async fn reading_a_host_file_finds_no_filesystem() {
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "read-file", json!({"path": "/etc/passwd"})).await;
     assert_eq!(e.kind, FailureKind::Provider);
-    assert!(!e.message.contains("root:"), "file content leaked: {}", e.message);
+    assert!(
+        !e.message.contains("root:"),
+        "file content leaked: {}",
+        e.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +43,11 @@ async fn host_environment_is_invisible() {
     unsafe { std::env::set_var("SWITCHYARD_TEST_SECRET", "hunter2") };
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
-    let out = app.call(CallRequest::new("env", json!({}))).await.unwrap().output;
+    let out = app
+        .call(CallRequest::new("env", json!({})))
+        .await
+        .unwrap()
+        .output;
     assert_eq!(out, json!({}), "the guest saw host environment variables");
 }
 
@@ -49,8 +60,16 @@ async fn infinite_loop_is_stopped_at_the_deadline() {
         .call(CallRequest::new("loop", json!({})).deadline(Duration::from_millis(200)))
         .await
         .unwrap_err();
-    assert_eq!((e.class, e.kind), (ErrorClass::Timeout, FailureKind::DeadlineExceeded), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(
+        (e.class, e.kind),
+        (ErrorClass::Timeout, FailureKind::DeadlineExceeded),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     still_serving(&app).await;
 }
 
@@ -78,7 +97,9 @@ async fn oversized_output_is_refused() {
     let e = fails(&app, "big-output", json!({"bytes": 2 << 20})).await;
     assert_eq!(e.kind, FailureKind::OutputTooLarge, "{e}");
     // Just under the cap passes.
-    let ok = app.call(CallRequest::new("big-output", json!({"bytes": 1000}))).await;
+    let ok = app
+        .call(CallRequest::new("big-output", json!({"bytes": 1000})))
+        .await;
     assert!(ok.is_ok());
 }
 
@@ -90,7 +111,11 @@ async fn traps_panics_and_exits_are_contained() {
     assert_eq!(e.kind, FailureKind::Trap, "{e}");
     let e = fails(&app, "panic", json!({})).await;
     assert_eq!(e.kind, FailureKind::Trap, "{e}");
-    assert!(e.message.contains("panicked on purpose"), "panic message not surfaced: {}", e.message);
+    assert!(
+        e.message.contains("panicked on purpose"),
+        "panic message not surfaced: {}",
+        e.message
+    );
     // WASI 0.2's `exit` carries only ok/err: the guest's code 3 arrives as 1.
     let e = fails(&app, "exit", json!({})).await;
     assert!(e.message.contains("exited with code 1"), "{}", e.message);
@@ -101,7 +126,11 @@ async fn no_state_survives_between_calls() {
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     for _ in 0..3 {
-        let out = app.call(CallRequest::new("state", json!({}))).await.unwrap().output;
+        let out = app
+            .call(CallRequest::new("state", json!({})))
+            .await
+            .unwrap()
+            .output;
         assert_eq!(out, json!(1));
     }
 }
@@ -113,13 +142,30 @@ async fn host_not_on_the_allowlist_is_denied_before_connecting() {
     other.record(true);
     let rt = runtime();
     let app = misbehave(&rt, Grant::new().allow(allowed.url())).await;
-    let e = fails(&app, "fetch", json!({"url": format!("{}/health", other.url())})).await;
+    let e = fails(
+        &app,
+        "fetch",
+        json!({"url": format!("{}/health", other.url())}),
+    )
+    .await;
     assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
-    assert!(e.message.contains("not on app `misbehave`'s allowlist"), "{}", e.message);
-    assert!(other.recorded().is_empty(), "a denied request reached the server");
+    assert!(
+        e.message.contains("not on app `misbehave`'s allowlist"),
+        "{}",
+        e.message
+    );
+    assert!(
+        other.recorded().is_empty(),
+        "a denied request reached the server"
+    );
     assert_eq!(app.egress_stats().denied, 1);
     // The allowed one works.
-    let ok = app.call(CallRequest::new("fetch", json!({"url": format!("{}/health", allowed.url())}))).await;
+    let ok = app
+        .call(CallRequest::new(
+            "fetch",
+            json!({"url": format!("{}/health", allowed.url())}),
+        ))
+        .await;
     assert_eq!(ok.unwrap().output["status"], 200);
 }
 
@@ -136,7 +182,12 @@ async fn names_resolving_to_private_addresses_need_a_grant() {
     assert_eq!(sim.counts().0, 0);
     // The grant opens loopback explicitly: now it passes.
     let app = misbehave(&rt, Grant::new().allow(&url).private_network("127.0.0.0/8")).await;
-    let ok = app.call(CallRequest::new("fetch", json!({"url": format!("{url}/health")}))).await;
+    let ok = app
+        .call(CallRequest::new(
+            "fetch",
+            json!({"url": format!("{url}/health")}),
+        ))
+        .await;
     assert_eq!(ok.unwrap().output["status"], 200);
 }
 
@@ -146,9 +197,18 @@ async fn guest_may_not_set_authorization() {
     sim.record(true);
     let rt = runtime();
     let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
-    let e = fails(&app, "set-auth", json!({"url": format!("{}/health", sim.url())})).await;
+    let e = fails(
+        &app,
+        "set-auth",
+        json!({"url": format!("{}/health", sim.url())}),
+    )
+    .await;
     assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
-    assert!(e.message.contains("`authorization` header"), "{}", e.message);
+    assert!(
+        e.message.contains("`authorization` header"),
+        "{}",
+        e.message
+    );
     assert!(sim.recorded().is_empty());
 }
 
@@ -158,9 +218,18 @@ async fn outbound_requests_per_call_are_capped() {
     let rt = runtime();
     let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
     let cap = rt.limits().egress.max_requests_per_call as u64;
-    let e = fails(&app, "many-requests", json!({"url": format!("{}/health", sim.url()), "count": cap + 5})).await;
+    let e = fails(
+        &app,
+        "many-requests",
+        json!({"url": format!("{}/health", sim.url()), "count": cap + 5}),
+    )
+    .await;
     assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
-    assert!(e.message.contains("outbound requests in one call"), "{}", e.message);
+    assert!(
+        e.message.contains("outbound requests in one call"),
+        "{}",
+        e.message
+    );
     assert_eq!(sim.counts().0, cap);
 }
 
@@ -171,10 +240,17 @@ async fn hung_provider_is_cut_at_the_call_deadline() {
     let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
     let started = Instant::now();
     let e = app
-        .call(CallRequest::new("fetch", json!({"url": format!("{}/slow/10000", sim.url())})).deadline(Duration::from_millis(300)))
+        .call(
+            CallRequest::new("fetch", json!({"url": format!("{}/slow/10000", sim.url())}))
+                .deadline(Duration::from_millis(300)),
+        )
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     // The request reached the provider: the outcome is ambiguous.
     assert_eq!(e.class, ErrorClass::Ambiguous, "{e}");
     still_serving(&app).await;
@@ -184,7 +260,14 @@ async fn hung_provider_is_cut_at_the_call_deadline() {
 async fn many_concurrent_misbehaving_calls_are_all_contained() {
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
-    let actions = ["trap", "panic", "memory-bomb", "stack-overflow", "noop", "loop"];
+    let actions = [
+        "trap",
+        "panic",
+        "memory-bomb",
+        "stack-overflow",
+        "noop",
+        "loop",
+    ];
     let mut tasks = Vec::new();
     for i in 0..24 {
         let app = app.clone();
@@ -211,16 +294,39 @@ async fn bad_components_are_refused_with_clear_errors() {
     assert!(matches!(e, LoadError::NotWasm), "{e}");
     let core: &[u8] = b"\0asm\x01\0\0\0";
     let e = rt.load("x", core, Grant::new()).await.unwrap_err();
-    assert!(e.to_string().contains("core WebAssembly module, not a component"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("core WebAssembly module, not a component"),
+        "{e}"
+    );
     // An empty but valid component exports nothing.
     let empty: &[u8] = b"\0asm\x0d\0\x01\0";
     let e = rt.load("x", empty, Grant::new()).await.unwrap_err();
-    assert!(e.to_string().contains("does not export `switchyard:adapter/provider`"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("does not export `switchyard:adapter/provider`"),
+        "{e}"
+    );
     let e = rt
-        .load("x", std::path::Path::new("/nonexistent/plugin.wasm"), Grant::new())
+        .load(
+            "x",
+            std::path::Path::new("/nonexistent/plugin.wasm"),
+            Grant::new(),
+        )
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("cannot read plugin /nonexistent/plugin.wasm"), "{e}");
-    let e = rt.load("x", switchyard_tests::artifacts::MISBEHAVE, Grant::new().allow("ftp://nope")).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot read plugin /nonexistent/plugin.wasm"),
+        "{e}"
+    );
+    let e = rt
+        .load(
+            "x",
+            switchyard_tests::artifacts::MISBEHAVE,
+            Grant::new().allow("ftp://nope"),
+        )
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("allow[0]"), "{e}");
 }

@@ -70,7 +70,11 @@ impl Error {
     /// The class an HTTP answer with `status` belongs to: 429 → rate-limited,
     /// 408 and 5xx → unavailable, other 4xx → rejected, anything else →
     /// internal (a status the adapter did not expect).
-    pub fn from_status(status: u16, message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+    pub fn from_status(
+        status: u16,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
         let d = Detail {
             message: message.into(),
             status: Some(status),
@@ -175,10 +179,22 @@ mod tests {
 
     #[test]
     fn statuses_map_to_classes() {
-        assert!(matches!(Error::from_status(400, "", None), Error::Rejected(_)));
-        assert!(matches!(Error::from_status(404, "", None), Error::Rejected(_)));
-        assert!(matches!(Error::from_status(408, "", None), Error::Unavailable(_)));
-        assert!(matches!(Error::from_status(503, "", None), Error::Unavailable(_)));
+        assert!(matches!(
+            Error::from_status(400, "", None),
+            Error::Rejected(_)
+        ));
+        assert!(matches!(
+            Error::from_status(404, "", None),
+            Error::Rejected(_)
+        ));
+        assert!(matches!(
+            Error::from_status(408, "", None),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            Error::from_status(503, "", None),
+            Error::Unavailable(_)
+        ));
         let e = Error::from_status(429, "", Some(Duration::from_secs(3)));
         assert_eq!(
             e,
@@ -191,6 +207,9 @@ mod tests {
                 retry_after: Some(Duration::from_secs(3))
             }
         );
-        assert!(matches!(Error::from_status(302, "", None), Error::Internal(_)));
+        assert!(matches!(
+            Error::from_status(302, "", None),
+            Error::Internal(_)
+        ));
     }
 }

@@ -19,6 +19,8 @@ pub mod grant;
 pub mod runtime;
 pub mod simulator;
 
-pub use adapter::{Adapter, AppInfo, AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind};
+pub use adapter::{
+    Adapter, AppInfo, AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind,
+};
 pub use grant::Grant;
 pub use runtime::{App, ComponentSource, LoadError, Runtime, RuntimeConfig};

@@ -150,7 +150,10 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
-async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn handle(
+    st: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let n = st.served.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +164,12 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<
             headers: parts
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
             body: body.clone(),
         });
@@ -192,9 +200,10 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<
                 serde_json::json!({"id": format!("msg_{id}"), "status": "queued"}),
             )
         }
-        ("GET", ["v1", "messages", id]) => {
-            json(StatusCode::OK, serde_json::json!({"id": id, "status": "delivered"}))
-        }
+        ("GET", ["v1", "messages", id]) => json(
+            StatusCode::OK,
+            serde_json::json!({"id": id, "status": "delivered"}),
+        ),
         ("POST", ["echo"]) => {
             let received: serde_json::Value =
                 serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
@@ -211,7 +220,8 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<
                 serde_json::json!({"error": {"code": format!("status_{}", status.as_u16())}}),
             );
             if status == StatusCode::TOO_MANY_REQUESTS {
-                r.headers_mut().insert("retry-after", http::HeaderValue::from_static("2"));
+                r.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("2"));
             }
             r
         }
@@ -224,6 +234,9 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<
             let n: usize = bytes.parse().unwrap_or(0);
             Response::new(Full::new(Bytes::from(vec![b'x'; n])))
         }
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found"}})),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": {"code": "not_found"}}),
+        ),
     })
 }

@@ -20,7 +20,13 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().parent().unwrap().to_path_buf();
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for watched in ["wit", "guest-sdk", "plugins", "tests/programs", "Cargo.toml"] {
+    for watched in [
+        "wit",
+        "guest-sdk",
+        "plugins",
+        "tests/programs",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -48,7 +54,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo for the wasm32-wasip2 guests");
+    let status = cmd
+        .status()
+        .expect("running cargo for the wasm32-wasip2 guests");
     if !status.success() {
         panic!(
             "building the wasm32-wasip2 guests failed (see above). If the target is missing, \
@@ -63,7 +71,11 @@ fn main() {
         let src = built.join(&file);
         let dst = out.join(&file);
         copy_if_changed(&src, &dst);
-        let kind = if *shipped { "Plugin" } else { "Guest test program" };
+        let kind = if *shipped {
+            "Plugin"
+        } else {
+            "Guest test program"
+        };
         rs.push_str(&format!(
             "/// {kind} `{package}`: path of the built component.\n\
              pub const {prefix}_PATH: &str = {:?};\n\

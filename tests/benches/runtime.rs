@@ -1,1 +1,179 @@
-fn main() {}
+//! Runtime benchmarks: figures for `docs/performance.md`.
+//!
+//! Run: `cargo bench -p switchyard-tests --bench runtime --profile dev`
+//! (the dev profile builds dependencies at opt-level 3; see the doc).
+//! Options: `--quick` runs fewer iterations.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard::adapter::CallRequest;
+use switchyard::runtime::{ComponentSource, RuntimeConfig};
+use switchyard::{Grant, Runtime};
+use switchyard_tests::{Simulator, artifacts};
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn report(name: &str, samples: &mut [Duration]) -> Duration {
+    let p50 = percentile(samples, 0.50);
+    let p99 = percentile(samples, 0.99);
+    println!(
+        "{name:<48} p50 {:>9.1} µs   p99 {:>9.1} µs   (n={})",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        samples.len()
+    );
+    p50
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 500 } else { 5000 };
+    let cache = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    println!(
+        "switchyard runtime benchmarks ({} allocator, {} iterations)",
+        if rt.uses_pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        },
+        n
+    );
+
+    let sim = Simulator::start().await.unwrap();
+    let app = rt
+        .load(
+            "bench",
+            std::path::Path::new(artifacts::MISBEHAVE_PATH),
+            Grant::new().allow(sim.url()),
+        )
+        .await
+        .unwrap();
+
+    // 1. No-op call on a fresh instance.
+    for _ in 0..200 {
+        app.call(CallRequest::new("noop", json!({}))).await.unwrap();
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        app.call(CallRequest::new("noop", json!({}))).await.unwrap();
+        samples.push(t.elapsed());
+    }
+    report("no-op call, fresh instance", &mut samples);
+
+    // 2. One loopback POST from the guest vs the host's own pooled client.
+    let url = format!("{}/echo", sim.url());
+    let body = json!({"to": "+15550100", "amount": 1099, "currency": "usd"});
+    let post = || CallRequest::new("post", json!({"url": url, "body": body}));
+    for _ in 0..200 {
+        app.call(post()).await.unwrap();
+    }
+    let mut guest = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        app.call(post()).await.unwrap();
+        guest.push(t.elapsed());
+    }
+    let guest_p50 = report("adapter call with one loopback POST", &mut guest);
+
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let payload = Bytes::from(body.to_string());
+    let direct = |client: Client<HttpConnector, Full<Bytes>>| {
+        let req = http::Request::post(&url)
+            .header("content-type", "application/json")
+            .body(Full::new(payload.clone()))
+            .unwrap();
+        async move {
+            let resp = client.request(req).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let _: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        }
+    };
+    for _ in 0..200 {
+        direct(client.clone()).await;
+    }
+    let mut host = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        direct(client.clone()).await;
+        host.push(t.elapsed());
+    }
+    let host_p50 = report("same POST by the host (pooled hyper)", &mut host);
+    println!(
+        "{:<48} {:.2}x",
+        "ratio adapter/host (p50)",
+        guest_p50.as_secs_f64() / host_p50.as_secs_f64()
+    );
+
+    // 3. Throughput of the POST call at concurrency 64.
+    let window = if quick {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(3)
+    };
+    let app = Arc::new(app);
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop_at = Instant::now() + window;
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let app = app.clone();
+        let done = done.clone();
+        let req = post();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop_at {
+                app.call(req.clone()).await.unwrap();
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let calls = done.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{:<48} {:.0} calls/s",
+        "POST call throughput, concurrency 64",
+        calls as f64 / started.elapsed().as_secs_f64()
+    );
+
+    // 4. Cached plugin load (deserialize + world check), and full load.
+    let src = ComponentSource::Bytes(artifacts::HTTP_PLUGIN.into());
+    rt.compile(&src).await.unwrap();
+    let loads = if quick { 50 } else { 200 };
+    let mut compile = Vec::new();
+    let mut full = Vec::new();
+    for _ in 0..loads {
+        let t = Instant::now();
+        rt.compile(&src).await.unwrap();
+        compile.push(t.elapsed());
+        let t = Instant::now();
+        rt.load("http", src.clone(), Grant::new()).await.unwrap();
+        full.push(t.elapsed());
+    }
+    report("cached plugin load (http plugin)", &mut compile);
+    report("cached load + link + describe", &mut full);
+    println!(
+        "{:<48} {} bytes",
+        "http plugin component size",
+        artifacts::HTTP_PLUGIN.len()
+    );
+}

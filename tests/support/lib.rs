@@ -24,9 +24,13 @@ pub fn runtime() -> Runtime {
 
 /// The misbehaving guest loaded with `grant`.
 pub async fn misbehave(rt: &Runtime, grant: Grant) -> App {
-    rt.load("misbehave", std::path::Path::new(artifacts::MISBEHAVE_PATH), grant)
-        .await
-        .expect("misbehave loads")
+    rt.load(
+        "misbehave",
+        std::path::Path::new(artifacts::MISBEHAVE_PATH),
+        grant,
+    )
+    .await
+    .expect("misbehave loads")
 }
 
 /// The http plugin loaded as `name` with `grant`.

@@ -9,15 +9,23 @@ use std::time::{Duration, Instant};
 
 pub async fn run() -> Result<(), Exit> {
     let Some(plugin) = bundled("http") else {
-        return Err(usage("this binary was built without bundled plugins (feature `bundled-plugins`)"));
+        return Err(usage(
+            "this binary was built without bundled plugins (feature `bundled-plugins`)",
+        ));
     };
-    let sim = Simulator::start().await.map_err(|e| usage(format!("starting the simulated provider: {e}")))?;
+    let sim = Simulator::start()
+        .await
+        .map_err(|e| usage(format!("starting the simulated provider: {e}")))?;
     println!("simulated provider on {}", sim.url());
 
     let rt = runtime()?;
     println!(
         "runtime: wasmtime 48, {} allocator",
-        if rt.uses_pooling() { "pooling" } else { "on-demand" }
+        if rt.uses_pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        }
     );
     let actions = serde_json::json!([
         {"name": "send-message", "method": "POST", "path": "/v1/messages",
@@ -50,36 +58,60 @@ pub async fn run() -> Result<(), Exit> {
     println!("\ncalls (each on a fresh sandboxed instance):");
     let input = |v: serde_json::Value| v;
     let calls: Vec<(&str, &crate::runtime::App, CallRequest)> = vec![
-        ("ping", &app, CallRequest::new("ping", input(serde_json::json!({})))),
+        (
+            "ping",
+            &app,
+            CallRequest::new("ping", input(serde_json::json!({}))),
+        ),
         (
             "send-message",
             &app,
-            CallRequest::new("send-message", serde_json::json!({"to": "+15550100", "text": "hi"}))
-                .idempotency_key("demo-1"),
+            CallRequest::new(
+                "send-message",
+                serde_json::json!({"to": "+15550100", "text": "hi"}),
+            )
+            .idempotency_key("demo-1"),
         ),
-        ("fetch-message", &app, CallRequest::new("fetch-message", serde_json::json!({"id": "msg_1"}))),
+        (
+            "fetch-message",
+            &app,
+            CallRequest::new("fetch-message", serde_json::json!({"id": "msg_1"})),
+        ),
         (
             "request 404 -> rejected",
             &app,
-            CallRequest::new("request", serde_json::json!({"method": "GET", "path": "/status/404"})),
+            CallRequest::new(
+                "request",
+                serde_json::json!({"method": "GET", "path": "/status/404"}),
+            ),
         ),
         (
             "request 429 -> rate-limited",
             &app,
-            CallRequest::new("request", serde_json::json!({"method": "GET", "path": "/status/429"})),
+            CallRequest::new(
+                "request",
+                serde_json::json!({"method": "GET", "path": "/status/429"}),
+            ),
         ),
         (
             "slow provider -> deadline",
             &app,
-            CallRequest::new("request", serde_json::json!({"method": "GET", "path": "/slow/2000"}))
-                .deadline(Duration::from_millis(300)),
+            CallRequest::new(
+                "request",
+                serde_json::json!({"method": "GET", "path": "/slow/2000"}),
+            )
+            .deadline(Duration::from_millis(300)),
         ),
         (
             "missing input -> rejected",
             &app,
             CallRequest::new("fetch-message", serde_json::json!({})),
         ),
-        ("not on allowlist -> denied", &closed, CallRequest::new("ping", serde_json::json!({}))),
+        (
+            "not on allowlist -> denied",
+            &closed,
+            CallRequest::new("ping", serde_json::json!({})),
+        ),
     ];
     for (label, app, request) in calls {
         let t = Instant::now();
@@ -92,7 +124,10 @@ pub async fn run() -> Result<(), Exit> {
     let mut failed = 0;
     for i in 0..20 {
         let r = app
-            .call(CallRequest::new("send-message", serde_json::json!({"to": format!("+1555{i:04}")})))
+            .call(CallRequest::new(
+                "send-message",
+                serde_json::json!({"to": format!("+1555{i:04}")}),
+            ))
             .await;
         if r.is_ok() { ok += 1 } else { failed += 1 }
     }
@@ -102,7 +137,9 @@ pub async fn run() -> Result<(), Exit> {
     let n = 200;
     sim.set_failure_rate(0.0);
     for _ in 0..n {
-        let _ = app.call(CallRequest::new("ping", serde_json::json!({}))).await;
+        let _ = app
+            .call(CallRequest::new("ping", serde_json::json!({})))
+            .await;
     }
     println!(
         "{n} sequential pings through the sandbox: {:?} each",
@@ -113,7 +150,9 @@ pub async fn run() -> Result<(), Exit> {
         "egress of `sim`: {} requests, {} failed, mean latency {:?}; `closed`: {} denied",
         s.requests,
         s.failed,
-        s.total_latency.checked_div(s.requests.max(1) as u32).unwrap_or_default(),
+        s.total_latency
+            .checked_div(s.requests.max(1) as u32)
+            .unwrap_or_default(),
         closed.egress_stats().denied
     );
     Ok(())

@@ -115,7 +115,12 @@ fn source(plugin: &PluginArg) -> Result<ComponentSource, Exit> {
         return Ok(ComponentSource::File(file.clone()));
     }
     let name = plugin.bundled.as_deref().unwrap_or_default();
-    bundled(name).ok_or_else(|| usage(format!("no bundled plugin `{name}`; bundled: {}", BUNDLED.join(", "))))
+    bundled(name).ok_or_else(|| {
+        usage(format!(
+            "no bundled plugin `{name}`; bundled: {}",
+            BUNDLED.join(", ")
+        ))
+    })
 }
 
 #[cfg(feature = "bundled-plugins")]
@@ -127,7 +132,9 @@ const BUNDLED: &[&str] = &[];
 pub fn bundled(name: &str) -> Option<ComponentSource> {
     #[cfg(feature = "bundled-plugins")]
     if name == "http" {
-        return Some(ComponentSource::Bytes(switchyard_artifacts::HTTP_PLUGIN.into()));
+        return Some(ComponentSource::Bytes(
+            switchyard_artifacts::HTTP_PLUGIN.into(),
+        ));
     }
     let _ = name;
     None
@@ -160,25 +167,44 @@ async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
     let (component, _) = rt.compile(&src).await.map_err(usage)?;
     let app = rt.load("inspect", src, Grant::new()).await.map_err(usage)?;
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(rt.engine()).map(|(n, _)| n.to_string()).collect();
-    let exports: Vec<String> = ty.exports(rt.engine()).map(|(n, _)| n.to_string()).collect();
+    let imports: Vec<String> = ty
+        .imports(rt.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(rt.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
     let info = crate::adapter::Adapter::info(&app);
     let report = app.load_report();
     if json {
         let out = serde_json::json!({
             "info": info, "imports": imports, "exports": exports, "load": report,
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializable")
+        );
         return Ok(());
     }
     println!("plugin   {} {}", info.name, info.version);
-    println!("world    switchyard:adapter/adapter (host supports {})", crate::runtime::SUPPORTED_RANGE);
-    println!("size     {} bytes; load {:?} (cache: {:?})", report.size, report.total, report.cache);
+    println!(
+        "world    switchyard:adapter/adapter (host supports {})",
+        crate::runtime::SUPPORTED_RANGE
+    );
+    println!(
+        "size     {} bytes; load {:?} (cache: {:?})",
+        report.size, report.total, report.cache
+    );
     println!("exports  {}", exports.join(", "));
     println!("imports  {}", imports.join("\n         "));
     println!("actions");
     for a in &info.actions {
-        let idem = if a.idempotent { "idempotent" } else { "not idempotent" };
+        let idem = if a.idempotent {
+            "idempotent"
+        } else {
+            "not idempotent"
+        };
         println!("  {:<20} {:<15} {}", a.name, idem, a.description);
         println!("  {:<20} input {}", "", a.input_schema);
     }
@@ -192,8 +218,16 @@ async fn precompile(files: Vec<PathBuf>) -> Result<(), Exit> {
     let rt = runtime()?;
     for f in files {
         let started = Instant::now();
-        let (_, report) = rt.compile(&ComponentSource::File(f.clone())).await.map_err(usage)?;
-        println!("{}: {:?} in {:?}", f.display(), report.cache, started.elapsed());
+        let (_, report) = rt
+            .compile(&ComponentSource::File(f.clone()))
+            .await
+            .map_err(usage)?;
+        println!(
+            "{}: {:?} in {:?}",
+            f.display(),
+            report.cache,
+            started.elapsed()
+        );
     }
     Ok(())
 }
@@ -212,12 +246,19 @@ async fn call(args: CallArgs) -> Result<(), Exit> {
         grant.credentials.push(Credential::Bearer { token });
     }
     let rt = runtime()?;
-    let app = rt.load("cli", source(&args.plugin)?, grant).await.map_err(usage)?;
-    let request = CallRequest::new(args.action, input).deadline(Duration::from_millis(args.deadline_ms));
+    let app = rt
+        .load("cli", source(&args.plugin)?, grant)
+        .await
+        .map_err(usage)?;
+    let request =
+        CallRequest::new(args.action, input).deadline(Duration::from_millis(args.deadline_ms));
     let started = Instant::now();
     match app.call(request).await {
         Ok(r) => {
-            println!("{}", serde_json::to_string_pretty(&r.output).expect("serializable"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r.output).expect("serializable")
+            );
             eprintln!("ok in {:?}", started.elapsed());
             Ok(())
         }
@@ -233,7 +274,12 @@ fn attempt_failed(e: &AttemptError) -> Exit {
 }
 
 /// Shared by subcommands that call an app and print one line per outcome.
-fn outcome_line(label: &str, app: &App, result: &Result<crate::adapter::CallResponse, AttemptError>, took: Duration) -> String {
+fn outcome_line(
+    label: &str,
+    app: &App,
+    result: &Result<crate::adapter::CallResponse, AttemptError>,
+    took: Duration,
+) -> String {
     match result {
         Ok(r) => {
             let mut out = r.output.to_string();
@@ -241,10 +287,13 @@ fn outcome_line(label: &str, app: &App, result: &Result<crate::adapter::CallResp
                 out.truncate(77);
                 out.push_str("...");
             }
-            format!("  {label:<34} {:<6} ok      {took:>10.2?}  {out}", app.name())
+            format!(
+                "  {label:<34} {:<6} ok      {took:>10.2?}  {out}",
+                app.name()
+            )
         }
         Err(e) => format!(
-            "  {label:<34} {:<6} {:<7} {took:>10.2?}  {:?}: {}",
+            "  {label:<30} {:<7} {:<12} {took:>10.2?}  {:?}: {}",
             app.name(),
             e.class.as_str(),
             e.kind,

@@ -100,10 +100,12 @@ impl Credential {
             Self::ApiKeyHeader { header, key } => {
                 HeaderName::from_bytes(header.as_bytes())
                     .map_err(|_| CredentialError::BadHeaderName(header.clone()))?;
-                HeaderValue::from_str(key.expose()).map_err(|_| CredentialError::BadValue("api-key"))?;
+                HeaderValue::from_str(key.expose())
+                    .map_err(|_| CredentialError::BadValue("api-key"))?;
             }
             Self::Bearer { token } => {
-                HeaderValue::from_str(token.expose()).map_err(|_| CredentialError::BadValue("bearer"))?;
+                HeaderValue::from_str(token.expose())
+                    .map_err(|_| CredentialError::BadValue("bearer"))?;
             }
             Self::Basic { .. } | Self::AwsSigV4 { .. } => {}
         }
@@ -175,7 +177,11 @@ fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -194,22 +200,35 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let c = Credential::Bearer { token: Secret::new("sk_live_123") };
+        let c = Credential::Bearer {
+            token: Secret::new("sk_live_123"),
+        };
         assert!(!format!("{c:?}").contains("sk_live_123"));
     }
 
     #[test]
     fn basic_auth_header() {
         let (mut parts, ()) = http::Request::new(()).into_parts();
-        Credential::Basic { username: "AC1".into(), password: Secret::new("tok") }
-            .apply(&mut parts, b"", SystemTime::now());
+        Credential::Basic {
+            username: "AC1".into(),
+            password: Secret::new("tok"),
+        }
+        .apply(&mut parts, b"", SystemTime::now());
         assert_eq!(parts.headers[AUTHORIZATION], "Basic QUMxOnRvaw==");
     }
 }

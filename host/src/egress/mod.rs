@@ -151,17 +151,29 @@ impl AppEgress {
     /// Why `request` may not leave, if it may not.
     fn admit(&self, request: &http::Request<WasiBody>) -> Result<(), String> {
         let Some(origin) = Origin::of_uri(request.uri()) else {
-            return Err(format!("request URI `{}` has no scheme and host", request.uri()));
+            return Err(format!(
+                "request URI `{}` has no scheme and host",
+                request.uri()
+            ));
         };
         if !self.policy.allows_origin(&origin) {
-            let allowed: Vec<String> = self.policy.allowed().iter().map(ToString::to_string).collect();
+            let allowed: Vec<String> = self
+                .policy
+                .allowed()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             return Err(format!(
                 "{origin} is not on app `{}`'s allowlist [{}]; add it to the app's `allow` list",
                 self.app,
                 allowed.join(", ")
             ));
         }
-        if let Some(h) = self.owned_headers.iter().find(|h| request.headers().contains_key(*h)) {
+        if let Some(h) = self
+            .owned_headers
+            .iter()
+            .find(|h| request.headers().contains_key(*h))
+        {
             return Err(format!(
                 "the adapter set the `{h}` header; credentials are added by the host from the app's grant, so remove it from the adapter"
             ));
@@ -252,7 +264,10 @@ impl WasiHttpHooks for CallEgress {
         let log = self.log.clone();
         Box::new(async move {
             let (mut parts, body) = request.into_parts();
-            let body = match Limited::new(body, app.limits.max_request_body).collect().await {
+            let body = match Limited::new(body, app.limits.max_request_body)
+                .collect()
+                .await
+            {
                 Ok(b) => b.to_bytes(),
                 Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
             };
@@ -280,9 +295,8 @@ impl WasiHttpHooks for CallEgress {
                 Ok(Err(e)) => {
                     if let Some(denied) = find_source::<ResolvedToForbidden>(&e) {
                         app.counters.denied.fetch_add(1, Ordering::Relaxed);
-                        let reason = format!(
-                            "{denied}; add it to the app's `private_networks` to allow it"
-                        );
+                        let reason =
+                            format!("{denied}; add it to the app's `private_networks` to allow it");
                         tracing::warn!(app = %app.app, %reason, "egress denied after DNS");
                         log.lock().expect("call log").denials.push(reason);
                         return Err(HttpError::DestinationIpProhibited);

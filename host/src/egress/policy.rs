@@ -134,11 +134,15 @@ impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -263,7 +267,10 @@ mod tests {
     #[test]
     fn origins_parse_with_default_ports() {
         let o = Origin::parse("https://API.stripe.com").unwrap();
-        assert_eq!((o.scheme.as_str(), o.host.as_str(), o.port), ("https", "api.stripe.com", 443));
+        assert_eq!(
+            (o.scheme.as_str(), o.host.as_str(), o.port),
+            ("https", "api.stripe.com", 443)
+        );
         let o = Origin::parse("http://[::1]:8080").unwrap();
         assert_eq!((o.host.as_str(), o.port), ("::1", 8080));
         assert!(Origin::parse("ftp://x").is_none());
@@ -275,10 +282,26 @@ mod tests {
     fn private_addresses_need_a_grant() {
         let p = EgressPolicy::new(&["https://api.example.com".into()], &[]).unwrap();
         assert!(p.check_ip("93.184.216.34".parse().unwrap()).is_ok());
-        for ip in ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"] {
-            assert!(p.check_ip(ip.parse().unwrap()).is_err(), "{ip} should be refused");
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+            "100.64.0.1",
+        ] {
+            assert!(
+                p.check_ip(ip.parse().unwrap()).is_err(),
+                "{ip} should be refused"
+            );
         }
-        let p = EgressPolicy::new(&["http://127.0.0.1:9000".into()], &["10.0.0.0/8".into()]).unwrap();
+        let p =
+            EgressPolicy::new(&["http://127.0.0.1:9000".into()], &["10.0.0.0/8".into()]).unwrap();
         assert!(p.check_ip("127.0.0.1".parse().unwrap()).is_ok());
         assert!(p.check_ip("127.0.0.2".parse().unwrap()).is_err());
         assert!(p.check_ip("10.9.9.9".parse().unwrap()).is_ok());

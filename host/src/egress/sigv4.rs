@@ -15,15 +15,20 @@ pub struct Key<'a> {
     pub service: &'a str,
 }
 
-
 /// Sign `request`: add `x-amz-date`, `x-amz-content-sha256`, the session
 /// token if any, and `Authorization`.
 pub fn sign(request: &mut http::request::Parts, body: &[u8], key: &Key<'_>, now: SystemTime) {
     let (amz_date, date) = timestamps(now);
     let payload_hash = hex::encode(Sha256::digest(body));
     let h = &mut request.headers;
-    h.insert("x-amz-date", HeaderValue::from_str(&amz_date).expect("ascii date"));
-    h.insert("x-amz-content-sha256", HeaderValue::from_str(&payload_hash).expect("hex"));
+    h.insert(
+        "x-amz-date",
+        HeaderValue::from_str(&amz_date).expect("ascii date"),
+    );
+    h.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_str(&payload_hash).expect("hex"),
+    );
     if let Some(token) = key.session_token
         && let Ok(v) = HeaderValue::from_str(token)
     {
@@ -38,11 +43,7 @@ pub fn sign(request: &mut http::request::Parts, body: &[u8], key: &Key<'_>, now:
     let signature = signature(request, &payload_hash, key, &amz_date, &date);
     let value = format!(
         "AWS4-HMAC-SHA256 Credential={}/{date}/{}/{}/aws4_request, SignedHeaders={}, Signature={}",
-        key.access_key_id,
-        key.region,
-        key.service,
-        signature.signed_headers,
-        signature.signature
+        key.access_key_id, key.region, key.service, signature.signed_headers, signature.signature
     );
     let mut v = HeaderValue::from_str(&value).expect("ascii authorization");
     v.set_sensitive(true);
@@ -74,7 +75,10 @@ pub fn signature(
         })
         .map(|(name, value)| {
             let v = String::from_utf8_lossy(value.as_bytes());
-            (name.as_str().to_string(), v.split_whitespace().collect::<Vec<_>>().join(" "))
+            (
+                name.as_str().to_string(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
         })
         .collect();
     headers.sort();
@@ -107,7 +111,10 @@ pub fn signature(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let k_date = hmac(format!("AWS4{}", key.secret_access_key).as_bytes(), date.as_bytes());
+    let k_date = hmac(
+        format!("AWS4{}", key.secret_access_key).as_bytes(),
+        date.as_bytes(),
+    );
     let k_region = hmac(&k_date, key.region.as_bytes());
     let k_service = hmac(&k_region, key.service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
@@ -154,7 +161,10 @@ fn canonical_path(path: &str) -> String {
     if path.is_empty() {
         return "/".into();
     }
-    path.split('/').map(uri_encode).collect::<Vec<_>>().join("/")
+    path.split('/')
+        .map(uri_encode)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn canonical_query(query: &str) -> String {
@@ -200,7 +210,9 @@ mod tests {
         let (amz, date) = timestamps(now);
         assert_eq!(amz, "20150830T123600Z");
         let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
-        parts.headers.insert("host", "example.amazonaws.com".parse().unwrap());
+        parts
+            .headers
+            .insert("host", "example.amazonaws.com".parse().unwrap());
         parts.headers.insert("x-amz-date", amz.parse().unwrap());
         let empty = hex::encode(Sha256::digest(b""));
         let sig = signature(&parts, &empty, &key, &amz, &date);
@@ -214,7 +226,9 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        parts.headers.insert("host", "example.amazonaws.com".parse().unwrap());
+        parts
+            .headers
+            .insert("host", "example.amazonaws.com".parse().unwrap());
         parts.headers.insert("x-amz-date", amz.parse().unwrap());
         let sig = signature(&parts, &empty, &key, &amz, &date);
         assert_eq!(

@@ -13,5 +13,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use switchyard::adapter::adapter_types as types;
-pub use switchyard::adapter::{config, logging};
+pub use self::switchyard::adapter::adapter_types as types;
+pub use self::switchyard::adapter::{config, logging};

@@ -71,7 +71,11 @@ impl ComponentCache {
     }
 
     /// Load `bytes`, from the cache when possible.
-    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.path_for(engine, bytes);
         // Read rather than mmap: a cache file truncated by someone else
         // while mapped would kill the process with SIGBUS.

@@ -21,7 +21,10 @@ use crate::adapter::{
     ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass,
     FailureKind,
 };
-use crate::egress::{AppEgress, CallEgress, CallLog, CredentialError, EgressLimits, EgressPolicy, EgressStats, PolicyError};
+use crate::egress::{
+    AppEgress, CallEgress, CallLog, CredentialError, EgressLimits, EgressPolicy, EgressStats,
+    PolicyError,
+};
 use crate::grant::Grant;
 use bindings::{AdapterPre, types};
 use state::CallState;
@@ -32,7 +35,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 
 /// Interval of the epoch ticker: the granularity of CPU deadlines.
 const TICK: Duration = Duration::from_millis(1);
@@ -106,10 +111,14 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// Not WebAssembly at all.
-    #[error("not a WebAssembly file (no `\\0asm` header); build the plugin with `cargo build --target wasm32-wasip2` or a WASI 0.2 component toolchain")]
+    #[error(
+        "not a WebAssembly file (no `\\0asm` header); build the plugin with `cargo build --target wasm32-wasip2` or a WASI 0.2 component toolchain"
+    )]
     NotWasm,
     /// A core module, not a component.
-    #[error("this is a core WebAssembly module, not a component; build for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+    )]
     CoreModule,
     /// Unknown binary version.
     #[error("unknown WebAssembly encoding version {0:#x}; expected a component (WASI 0.2)")]
@@ -124,7 +133,9 @@ pub enum LoadError {
         found: Vec<String>,
     },
     /// A provider export of a version this host does not support.
-    #[error("the component targets switchyard:adapter@{found}; this host supports {SUPPORTED_RANGE}")]
+    #[error(
+        "the component targets switchyard:adapter@{found}; this host supports {SUPPORTED_RANGE}"
+    )]
     UnsupportedVersion {
         /// Version the component exports.
         found: String,
@@ -243,7 +254,9 @@ impl Runtime {
                 .max_core_instance_size(1 << 20);
             match Engine::new(&engine_config(Some(&pool))) {
                 Ok(e) => engine = Some(e),
-                Err(e) => tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation")
+                }
             }
         }
         let pooling = engine.is_some();
@@ -308,7 +321,10 @@ impl Runtime {
 
     /// Compile (or fetch from the cache) a component and check it targets
     /// the adapter world, without linking or running it.
-    pub async fn compile(&self, source: &ComponentSource) -> Result<(Component, LoadReport), LoadError> {
+    pub async fn compile(
+        &self,
+        source: &ComponentSource,
+    ) -> Result<(Component, LoadReport), LoadError> {
         let started = Instant::now();
         let bytes: Arc<[u8]> = match source {
             ComponentSource::File(path) => tokio::fs::read(path)
@@ -345,7 +361,12 @@ impl Runtime {
 
     /// Load `source` as app `name` with `grant`: compile (or reuse the
     /// cached artifact), check the world, link, and call `describe`.
-    pub async fn load(&self, name: &str, source: impl Into<ComponentSource>, grant: Grant) -> Result<App, LoadError> {
+    pub async fn load(
+        &self,
+        name: &str,
+        source: impl Into<ComponentSource>,
+        grant: Grant,
+    ) -> Result<App, LoadError> {
         let started = Instant::now();
         let (component, mut report) = self.compile(&source.into()).await?;
         let pre = self
@@ -380,7 +401,9 @@ impl Runtime {
         app.info = app.describe().await?;
         report.total = started.elapsed();
         app.report = report;
-        Ok(App { inner: Arc::new(app) })
+        Ok(App {
+            inner: Arc::new(app),
+        })
     }
 }
 
@@ -443,7 +466,12 @@ impl Adapter for App {
 }
 
 impl AppInner {
-    fn store(&self, deadline: Instant, log: Arc<Mutex<CallLog>>, request_cap: Option<u32>) -> Store<CallState> {
+    fn store(
+        &self,
+        deadline: Instant,
+        log: Arc<Mutex<CallLog>>,
+        request_cap: Option<u32>,
+    ) -> Store<CallState> {
         let limits = self.runtime.inner.limits;
         let egress = CallEgress::new(self.egress.clone(), deadline, log, request_cap);
         let state = CallState::new(
@@ -474,7 +502,10 @@ impl AppInner {
         let mut store = self.store(Instant::now() + budget, log.clone(), Some(0));
         let work = async {
             let adapter = self.pre.instantiate_async(&mut store).await?;
-            adapter.switchyard_adapter_provider().call_describe(&mut store).await
+            adapter
+                .switchyard_adapter_provider()
+                .call_describe(&mut store)
+                .await
         };
         let outcome = tokio::time::timeout(budget, work).await;
         let describe_error = |reason: String| LoadError::Describe {
@@ -494,9 +525,13 @@ impl AppInner {
             if actions.iter().any(|b| b.name == a.name) {
                 return Err(describe_error(format!("lists action `{}` twice", a.name)));
             }
-            let input_schema: serde_json::Value = serde_json::from_str(&a.input_schema).map_err(|e| {
-                describe_error(format!("action `{}`: input-schema is not JSON: {e}", a.name))
-            })?;
+            let input_schema: serde_json::Value =
+                serde_json::from_str(&a.input_schema).map_err(|e| {
+                    describe_error(format!(
+                        "action `{}`: input-schema is not JSON: {e}",
+                        a.name
+                    ))
+                })?;
             if !input_schema.is_object() {
                 return Err(describe_error(format!(
                     "action `{}`: input-schema must be a JSON object",
@@ -546,7 +581,11 @@ impl AppInner {
             Err(_) => Err(deadline_exceeded(&log, request.deadline)),
             Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
             Ok(Ok(Err(e))) => Err(match log.denials.first() {
-                Some(reason) => AttemptError::new(ErrorClass::Internal, FailureKind::EgressDenied, reason.clone()),
+                Some(reason) => AttemptError::new(
+                    ErrorClass::Internal,
+                    FailureKind::EgressDenied,
+                    reason.clone(),
+                ),
                 None => adapter_error(e),
             }),
             Ok(Ok(Ok(response))) if response.output.len() > max_output => Err(AttemptError::new(
@@ -575,7 +614,11 @@ impl AppInner {
 
 /// A failure after a request may have reached the provider is ambiguous.
 fn after_send(log: &CallLog, otherwise: ErrorClass) -> ErrorClass {
-    if log.reached > 0 { ErrorClass::Ambiguous } else { otherwise }
+    if log.reached > 0 {
+        ErrorClass::Ambiguous
+    } else {
+        otherwise
+    }
 }
 
 fn deadline_exceeded(log: &CallLog, budget: Duration) -> AttemptError {
@@ -604,15 +647,23 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
         );
     }
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return AttemptError::new(class, FailureKind::Trap, format!("the guest exited with code {}", exit.0));
+        return AttemptError::new(
+            class,
+            FailureKind::Trap,
+            format!("the guest exited with code {}", exit.0),
+        );
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => AttemptError::new(
             after_send(log, ErrorClass::Timeout),
             FailureKind::DeadlineExceeded,
-            "the guest was still running at its deadline".to_string(),
+            "the call ran past its deadline".to_string(),
         ),
-        Some(Trap::StackOverflow) => AttemptError::new(class, FailureKind::StackOverflow, "the guest overflowed its stack".to_string()),
+        Some(Trap::StackOverflow) => AttemptError::new(
+            class,
+            FailureKind::StackOverflow,
+            "the guest overflowed its stack".to_string(),
+        ),
         Some(trap) => {
             let mut message = format!("the guest trapped: {trap}");
             if let Some(tail) = state.stderr_tail() {

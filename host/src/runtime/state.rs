@@ -103,7 +103,9 @@ impl CallState {
             .collect();
         let joined = lines.join(" | ");
         let start = joined.len().saturating_sub(512);
-        let start = (start..joined.len()).find(|&i| joined.is_char_boundary(i)).unwrap_or(0);
+        let start = (start..joined.len())
+            .find(|&i| joined.is_char_boundary(i))
+            .unwrap_or(0);
         (!joined.is_empty()).then(|| joined[start..].to_string())
     }
 }
@@ -146,11 +148,17 @@ impl logging::Host for CallState {
         let app = &*self.app;
         let message: String = message.chars().take(2048).collect();
         match level {
-            logging::Level::Trace => tracing::trace!(target: "switchyard::plugin", app, "{message}"),
-            logging::Level::Debug => tracing::debug!(target: "switchyard::plugin", app, "{message}"),
+            logging::Level::Trace => {
+                tracing::trace!(target: "switchyard::plugin", app, "{message}")
+            }
+            logging::Level::Debug => {
+                tracing::debug!(target: "switchyard::plugin", app, "{message}")
+            }
             logging::Level::Info => tracing::info!(target: "switchyard::plugin", app, "{message}"),
             logging::Level::Warn => tracing::warn!(target: "switchyard::plugin", app, "{message}"),
-            logging::Level::Error => tracing::error!(target: "switchyard::plugin", app, "{message}"),
+            logging::Level::Error => {
+                tracing::error!(target: "switchyard::plugin", app, "{message}")
+            }
         }
     }
 }

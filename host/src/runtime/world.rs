@@ -18,9 +18,9 @@ pub fn check_encoding(bytes: &[u8]) -> Result<(), LoadError> {
     match bytes[4..8] {
         [0x0d, 0x00, 0x01, 0x00] => Ok(()),
         [0x01, 0x00, 0x00, 0x00] => Err(LoadError::CoreModule),
-        _ => Err(LoadError::UnknownEncoding(
-            u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
-        )),
+        _ => Err(LoadError::UnknownEncoding(u32::from_le_bytes([
+            bytes[4], bytes[5], bytes[6], bytes[7],
+        ]))),
     }
 }
 
@@ -87,8 +87,14 @@ mod tests {
 
     #[test]
     fn encodings_are_told_apart() {
-        assert!(matches!(check_encoding(b"hello world"), Err(LoadError::NotWasm)));
-        assert!(matches!(check_encoding(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(matches!(
+            check_encoding(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
+        assert!(matches!(
+            check_encoding(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
         assert!(check_encoding(b"\0asm\x0d\0\x01\0").is_ok());
     }
 

@@ -50,14 +50,21 @@ fn configured_actions() -> Result<Vec<ActionSpec>, Error> {
         .enumerate()
         .map(|(i, item)| {
             let field = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
-            let name = field("name")
-                .ok_or_else(|| Error::internal(format!("config `actions[{i}].name` is required")))?;
-            let path = field("path")
-                .ok_or_else(|| Error::internal(format!("config `actions[{i}].path` is required")))?;
+            let name = field("name").ok_or_else(|| {
+                Error::internal(format!("config `actions[{i}].name` is required"))
+            })?;
+            let path = field("path").ok_or_else(|| {
+                Error::internal(format!("config `actions[{i}].path` is required"))
+            })?;
             Ok(ActionSpec {
-                method: field("method").unwrap_or_else(|| "POST".into()).to_uppercase(),
+                method: field("method")
+                    .unwrap_or_else(|| "POST".into())
+                    .to_uppercase(),
                 description: field("description").unwrap_or_default(),
-                idempotent: item.get("idempotent").and_then(Value::as_bool).unwrap_or(false),
+                idempotent: item
+                    .get("idempotent")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
                 headers: item
                     .get("headers")
                     .and_then(Value::as_object)

@@ -28,9 +28,23 @@ impl Adapter for Misbehave {
     fn describe() -> AppInfo {
         let mut info = AppInfo::new("misbehave", "0.1.0");
         for name in [
-            "noop", "echo", "state", "read-file", "env", "loop", "memory-bomb",
-            "stack-overflow", "big-output", "trap", "panic", "exit", "fetch", "post",
-            "set-auth", "many-requests", "log-flood",
+            "noop",
+            "echo",
+            "state",
+            "read-file",
+            "env",
+            "loop",
+            "memory-bomb",
+            "stack-overflow",
+            "big-output",
+            "trap",
+            "panic",
+            "exit",
+            "fetch",
+            "post",
+            "set-auth",
+            "many-requests",
+            "log-flood",
         ] {
             info = info.action(Action::new(name).idempotent(name == "noop"));
         }
@@ -56,7 +70,9 @@ impl Adapter for Misbehave {
                     Err(e) => Err(Error::internal(format!("read {path}: {e}"))),
                 }
             }
-            "env" => Ok(json!(std::env::vars().collect::<std::collections::BTreeMap<_, _>>())),
+            "env" => Ok(json!(
+                std::env::vars().collect::<std::collections::BTreeMap<_, _>>()
+            )),
             "loop" => {
                 let mut n = 0u64;
                 loop {
@@ -70,7 +86,9 @@ impl Adapter for Misbehave {
                     std::hint::black_box(&hoard);
                 }
             }
-            "stack-overflow" => Ok(json!(recurse(req.i64("depth").unwrap_or(100_000_000) as u64))),
+            "stack-overflow" => Ok(json!(recurse(
+                req.i64("depth").unwrap_or(100_000_000) as u64
+            ))),
             "big-output" => {
                 let bytes = req.i64("bytes")? as usize;
                 Ok(Value::String("x".repeat(bytes)))

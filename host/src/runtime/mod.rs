@@ -251,7 +251,13 @@ impl Runtime {
                 .max_tables_per_component(16)
                 .max_memory_size(limits.memory)
                 .max_component_instance_size(1 << 20)
-                .max_core_instance_size(1 << 20);
+                .max_core_instance_size(1 << 20)
+                // Keep the touched top of fiber stacks and tables resident
+                // between calls: measured -4 µs instantiate, -3 µs call,
+                // -3.5 µs drop per no-op call. (Keeping linear memory
+                // resident costs more in memset than it saves.)
+                .async_stack_keep_resident(128 << 10)
+                .table_keep_resident(64 << 10);
             match Engine::new(&engine_config(Some(&pool))) {
                 Ok(e) => engine = Some(e),
                 Err(e) => {

@@ -39,8 +39,8 @@ async fn reading_a_host_file_finds_no_filesystem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_environment_is_invisible() {
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe { std::env::set_var("SWITCHYARD_TEST_SECRET", "hunter2") };
+    // The host process has variables (PATH at least); the guest sees none.
+    assert!(std::env::vars().count() > 0);
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let out = app

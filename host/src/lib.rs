@@ -15,6 +15,7 @@
 pub mod adapter;
 pub mod cli;
 pub mod egress;
+pub mod engine;
 pub mod grant;
 pub mod runtime;
 pub mod simulator;

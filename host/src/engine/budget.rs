@@ -1,0 +1,168 @@
+//! Retry budget per app: retries and failovers may add at most `ratio` of
+//! the first attempts (plus a floor) over a sliding window, so an outage
+//! does not multiply the load on providers.
+
+use std::time::{Duration, Instant};
+
+/// Budget settings. Defaults: 20 % of first attempts, at least 10 retries,
+/// over 10 s.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Retries allowed per first attempt.
+    pub ratio: f64,
+    /// Retries allowed per window regardless of traffic.
+    pub min_retries: u32,
+    /// Window length, in milliseconds (split into 10 slots).
+    pub window_ms: u64,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            ratio: 0.2,
+            min_retries: 10,
+            window_ms: 10_000,
+        }
+    }
+}
+
+const SLOTS: usize = 10;
+
+/// A sliding-window retry budget (one per app).
+#[derive(Debug)]
+pub struct RetryBudget {
+    config: BudgetConfig,
+    origin: Instant,
+    slot: Duration,
+    /// (slot number, first attempts, retries) per ring position.
+    ring: [(u64, u64, u64); SLOTS],
+}
+
+impl RetryBudget {
+    /// An empty budget starting at `now`.
+    pub fn new(config: BudgetConfig, now: Instant) -> Self {
+        let slot = Duration::from_millis((config.window_ms / SLOTS as u64).max(1));
+        Self {
+            config,
+            origin: now,
+            slot,
+            ring: [(u64::MAX, 0, 0); SLOTS],
+        }
+    }
+
+    fn slot_number(&self, now: Instant) -> u64 {
+        (now.saturating_duration_since(self.origin).as_nanos() / self.slot.as_nanos()) as u64
+    }
+
+    fn current(&mut self, now: Instant) -> &mut (u64, u64, u64) {
+        let n = self.slot_number(now);
+        let cell = &mut self.ring[(n % SLOTS as u64) as usize];
+        if cell.0 != n {
+            *cell = (n, 0, 0);
+        }
+        cell
+    }
+
+    /// First attempts and retries in the window ending at `now`.
+    pub fn window(&self, now: Instant) -> (u64, u64) {
+        let n = self.slot_number(now);
+        self.ring
+            .iter()
+            .filter(|(slot, _, _)| *slot != u64::MAX && *slot + SLOTS as u64 > n && *slot <= n)
+            .fold((0, 0), |(f, r), (_, a, b)| (f + a, r + b))
+    }
+
+    /// Count a first attempt.
+    pub fn deposit(&mut self, now: Instant) {
+        self.current(now).1 += 1;
+    }
+
+    /// Take one retry (or failover) from the budget; `false` if spent.
+    pub fn try_withdraw(&mut self, now: Instant) -> bool {
+        let (firsts, retries) = self.window(now);
+        let allowance = f64::from(self.config.min_retries) + self.config.ratio * firsts as f64;
+        if (retries + 1) as f64 > allowance {
+            return false;
+        }
+        self.current(now).2 += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::clock::{Clock, ManualClock};
+    use proptest::prelude::*;
+
+    #[test]
+    fn floor_then_ratio() {
+        let clock = ManualClock::new();
+        let mut b = RetryBudget::new(BudgetConfig::default(), clock.now());
+        let granted = (0..50).filter(|_| b.try_withdraw(clock.now())).count();
+        assert_eq!(granted, 10, "the floor alone");
+        for _ in 0..100 {
+            b.deposit(clock.now());
+        }
+        let granted = (0..50).filter(|_| b.try_withdraw(clock.now())).count();
+        assert_eq!(
+            granted, 20,
+            "20 % of 100 first attempts on top of the floor"
+        );
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let clock = ManualClock::new();
+        let mut b = RetryBudget::new(BudgetConfig::default(), clock.now());
+        while b.try_withdraw(clock.now()) {}
+        clock.advance(Duration::from_millis(9_999));
+        assert!(!b.try_withdraw(clock.now()), "still inside the window");
+        clock.advance(Duration::from_millis(1));
+        assert!(
+            b.try_withdraw(clock.now()),
+            "the first slot left the window"
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        First,
+        Retry,
+        Advance(u64),
+    }
+
+    proptest! {
+        /// Against a plain model (every event with its time): a retry is
+        /// granted only if the retries in its window stay within the floor
+        /// plus ratio × first attempts of that window.
+        #[test]
+        fn budget_is_never_exceeded(ops in prop::collection::vec(prop_oneof![
+            3 => Just(Op::First), 3 => Just(Op::Retry), 1 => (0u64..4_000).prop_map(Op::Advance)
+        ], 1..600)) {
+            let clock = ManualClock::new();
+            let config = BudgetConfig { ratio: 0.25, min_retries: 3, window_ms: 10_000 };
+            let mut b = RetryBudget::new(config, clock.now());
+            let origin = clock.now();
+            let mut firsts: Vec<u64> = Vec::new();
+            let mut retries: Vec<u64> = Vec::new();
+            for op in ops {
+                let slot = (clock.now() - origin).as_millis() as u64 / 1_000;
+                let in_window = |v: &Vec<u64>| v.iter().filter(|s| **s + 10 > slot).count() as f64;
+                match op {
+                    Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                    Op::First => { b.deposit(clock.now()); firsts.push(slot); }
+                    Op::Retry => {
+                        if b.try_withdraw(clock.now()) {
+                            retries.push(slot);
+                            prop_assert!(in_window(&retries) <= 3.0 + 0.25 * in_window(&firsts));
+                        } else {
+                            prop_assert!(in_window(&retries) + 1.0 > 3.0 + 0.25 * in_window(&firsts));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod egress;
 pub mod engine;
 pub mod grant;
+pub mod mapping;
 pub mod runtime;
 pub mod simulator;
 

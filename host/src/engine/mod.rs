@@ -10,8 +10,10 @@ pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod retry;
+pub mod weighted;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Breakers, Open, Ticket};
 pub use budget::{BudgetConfig, RetryBudget};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::{Jitter, RetryPolicy};
+pub use weighted::SmoothWeighted;

@@ -1,0 +1,402 @@
+//! Mappings: how a caller's input becomes a provider's input, and a
+//! provider's response becomes the standard output.
+//!
+//! A mapping is JSON in which strings may reference data:
+//! - `$Input{a.b}` — the run's input;
+//! - `$Response{x.y}` — the provider's response (output mappings);
+//! - `$Sequence{step}{path}` — the output of an earlier step of a feature.
+//!
+//! Paths are dot-separated; numeric segments index arrays (`items.0.id`); an
+//! empty path means the whole value. A string that is exactly one reference
+//! keeps the referenced JSON type (`"$Input{amount}"` → `1099`); references
+//! inside a longer string are interpolated as text. Mappings are parsed once
+//! ([`Mapping::compile`]) and checked there; applying one never re-parses.
+
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use thiserror::Error;
+
+/// A mapping that cannot be compiled or applied.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MappingError {
+    /// Bad reference syntax, at `at` (a path inside the mapping).
+    #[error("{at}: {reason}")]
+    Syntax {
+        /// Where in the mapping: `options[0].input.amount`.
+        at: String,
+        /// What is wrong and how to write it.
+        reason: String,
+    },
+    /// A referenced path is absent from the data.
+    #[error("{at}: {source_name}{{{path}}} is missing from the {source_name} data")]
+    Missing {
+        /// Where in the mapping.
+        at: String,
+        /// `$Input`, `$Response` or `$Sequence{step}`.
+        source_name: String,
+        /// The path that was not found.
+        path: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Input,
+    Response,
+    Sequence(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Reference {
+    source: Source,
+    path: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Ref(Reference),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Literal(Value),
+    /// A string that is exactly one reference: keeps the JSON type.
+    Whole(Reference, String),
+    /// Text with references interpolated.
+    Template(Vec<Part>, String),
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+}
+
+/// What a mapping reads from.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The run's input.
+    pub input: Option<&'a Value>,
+    /// The provider's response.
+    pub response: Option<&'a Value>,
+    /// Outputs of earlier steps, by step name.
+    pub sequence: Option<&'a HashMap<String, Value>>,
+}
+
+/// A compiled mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    root: Node,
+}
+
+impl Mapping {
+    /// Compile `template`; `at` names it in errors (`fallbacks.pay.options[0].input`).
+    pub fn compile(template: &Value, at: &str) -> Result<Self, MappingError> {
+        Ok(Self {
+            root: compile(template, at)?,
+        })
+    }
+
+    /// The step names `$Sequence` references, for define-time checks.
+    pub fn sequence_steps(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        collect_steps(&self.root, &mut out);
+        out
+    }
+
+    /// Whether the mapping reads `$Response`.
+    pub fn reads_response(&self) -> bool {
+        reads_response(&self.root)
+    }
+
+    /// Produce the mapped value.
+    pub fn apply(&self, scope: &Scope<'_>) -> Result<Value, MappingError> {
+        apply(&self.root, scope)
+    }
+}
+
+fn collect_steps(node: &Node, out: &mut Vec<String>) {
+    let mut push = |r: &Reference| {
+        if let Source::Sequence(s) = &r.source
+            && !out.contains(s)
+        {
+            out.push(s.clone());
+        }
+    };
+    match node {
+        Node::Literal(_) => {}
+        Node::Whole(r, _) => push(r),
+        Node::Template(parts, _) => parts.iter().for_each(|p| {
+            if let Part::Ref(r) = p {
+                push(r)
+            }
+        }),
+        Node::Object(fields) => fields.iter().for_each(|(_, n)| collect_steps(n, out)),
+        Node::Array(items) => items.iter().for_each(|n| collect_steps(n, out)),
+    }
+}
+
+fn reads_response(node: &Node) -> bool {
+    match node {
+        Node::Literal(_) => false,
+        Node::Whole(r, _) => r.source == Source::Response,
+        Node::Template(parts, _) => parts
+            .iter()
+            .any(|p| matches!(p, Part::Ref(r) if r.source == Source::Response)),
+        Node::Object(fields) => fields.iter().any(|(_, n)| reads_response(n)),
+        Node::Array(items) => items.iter().any(reads_response),
+    }
+}
+
+fn compile(v: &Value, at: &str) -> Result<Node, MappingError> {
+    Ok(match v {
+        Value::String(s) => compile_string(s, at)?,
+        Value::Object(m) => Node::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), compile(v, &format!("{at}.{k}"))?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Array(a) => Node::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| compile(v, &format!("{at}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => Node::Literal(other.clone()),
+    })
+}
+
+const SOURCES: [&str; 3] = ["$Input{", "$Response{", "$Sequence{"];
+
+fn compile_string(s: &str, at: &str) -> Result<Node, MappingError> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(start) = SOURCES.iter().filter_map(|p| rest.find(p)).min() {
+        if start > 0 {
+            parts.push(Part::Text(rest[..start].to_string()));
+        }
+        let (reference, len) = parse_reference(&rest[start..], at)?;
+        parts.push(Part::Ref(reference));
+        rest = &rest[start + len..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    Ok(match parts.as_slice() {
+        [] => Node::Literal(Value::String(String::new())),
+        [Part::Text(t)] => Node::Literal(Value::String(t.clone())),
+        [Part::Ref(r)] => Node::Whole(r.clone(), at.to_string()),
+        _ => Node::Template(parts, at.to_string()),
+    })
+}
+
+/// Parse a reference at the start of `s`; returns it and its length.
+fn parse_reference(s: &str, at: &str) -> Result<(Reference, usize), MappingError> {
+    let syntax = |reason: String| MappingError::Syntax {
+        at: at.to_string(),
+        reason,
+    };
+    let braced = |s: &str, from: usize| -> Result<(String, usize), MappingError> {
+        let end = s[from..].find('}').ok_or_else(|| {
+            syntax(format!(
+                "unclosed `{{` in `{s}`; write `$Input{{field.path}}`"
+            ))
+        })?;
+        Ok((s[from..from + end].to_string(), from + end + 1))
+    };
+    let path = |p: &str| -> Vec<String> {
+        if p.is_empty() {
+            Vec::new()
+        } else {
+            p.split('.').map(str::to_string).collect()
+        }
+    };
+    if let Some(after) = s.strip_prefix("$Input{") {
+        let (p, end) = braced(s, s.len() - after.len())?;
+        return Ok((
+            Reference {
+                source: Source::Input,
+                path: path(&p),
+            },
+            end,
+        ));
+    }
+    if let Some(after) = s.strip_prefix("$Response{") {
+        let (p, end) = braced(s, s.len() - after.len())?;
+        return Ok((
+            Reference {
+                source: Source::Response,
+                path: path(&p),
+            },
+            end,
+        ));
+    }
+    let after = s
+        .strip_prefix("$Sequence{")
+        .expect("caller found a source prefix");
+    let (step, end) = braced(s, s.len() - after.len())?;
+    if step.is_empty() {
+        return Err(syntax(
+            "`$Sequence{}` needs a step name: `$Sequence{step}{path}`".into(),
+        ));
+    }
+    if !s[end..].starts_with('{') {
+        return Err(syntax(format!(
+            "`$Sequence{{{step}}}` needs a path: `$Sequence{{{step}}}{{field}}` (empty braces for the whole output)"
+        )));
+    }
+    let (p, end) = braced(s, end + 1)?;
+    Ok((
+        Reference {
+            source: Source::Sequence(step),
+            path: path(&p),
+        },
+        end,
+    ))
+}
+
+fn resolve<'a>(r: &Reference, scope: &Scope<'a>, at: &str) -> Result<&'a Value, MappingError> {
+    let (root, source_name) = match &r.source {
+        Source::Input => (scope.input, "$Input".to_string()),
+        Source::Response => (scope.response, "$Response".to_string()),
+        Source::Sequence(step) => (
+            scope.sequence.and_then(|s| s.get(step)),
+            format!("$Sequence{{{step}}}"),
+        ),
+    };
+    let missing = || MappingError::Missing {
+        at: at.to_string(),
+        source_name: source_name.clone(),
+        path: r.path.join("."),
+    };
+    let mut cur = root.ok_or_else(missing)?;
+    for seg in &r.path {
+        cur = match cur {
+            Value::Object(m) => m.get(seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        }
+        .ok_or_else(missing)?;
+    }
+    Ok(cur)
+}
+
+fn apply(node: &Node, scope: &Scope<'_>) -> Result<Value, MappingError> {
+    Ok(match node {
+        Node::Literal(v) => v.clone(),
+        Node::Whole(r, at) => resolve(r, scope, at)?.clone(),
+        Node::Template(parts, at) => {
+            let mut out = String::new();
+            for p in parts {
+                match p {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Ref(r) => match resolve(r, scope, at)? {
+                        Value::String(s) => out.push_str(s),
+                        other => out.push_str(&other.to_string()),
+                    },
+                }
+            }
+            Value::String(out)
+        }
+        Node::Object(fields) => {
+            let mut m = Map::with_capacity(fields.len());
+            for (k, n) in fields {
+                m.insert(k.clone(), apply(n, scope)?);
+            }
+            Value::Object(m)
+        }
+        Node::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|n| apply(n, scope))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whole_references_keep_their_type_and_templates_interpolate() {
+        let m = Mapping::compile(
+            &json!({
+                "amount": "$Input{payment.amount}",
+                "currency": "usd",
+                "description": "order $Input{order.id} for $Input{payment.amount} cents",
+                "items": ["$Input{order.items.0}", 3, true],
+                "meta": "$Input{}"
+            }),
+            "fallbacks.pay.options[0].input",
+        )
+        .unwrap();
+        let input =
+            json!({"payment": {"amount": 1099}, "order": {"id": "A7", "items": [{"sku": "x"}]}});
+        let out = m
+            .apply(&Scope {
+                input: Some(&input),
+                ..Scope::default()
+            })
+            .unwrap();
+        assert_eq!(out["amount"], json!(1099));
+        assert_eq!(out["currency"], "usd");
+        assert_eq!(out["description"], "order A7 for 1099 cents");
+        assert_eq!(out["items"], json!([{"sku": "x"}, 3, true]));
+        assert_eq!(out["meta"], input);
+    }
+
+    #[test]
+    fn response_and_sequence_references() {
+        let m = Mapping::compile(
+            &json!({"id": "$Response{id}", "charge": "$Sequence{charge}{output.id}", "all": "$Sequence{charge}{}"}),
+            "features.checkout.steps[1].input",
+        )
+        .unwrap();
+        assert!(m.reads_response());
+        assert_eq!(m.sequence_steps(), ["charge"]);
+        let response = json!({"id": "pi_1"});
+        let mut seq = HashMap::new();
+        seq.insert("charge".to_string(), json!({"output": {"id": "ch_9"}}));
+        let out = m
+            .apply(&Scope {
+                input: None,
+                response: Some(&response),
+                sequence: Some(&seq),
+            })
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"id": "pi_1", "charge": "ch_9", "all": {"output": {"id": "ch_9"}}})
+        );
+    }
+
+    #[test]
+    fn missing_paths_name_the_mapping_and_the_path() {
+        let m = Mapping::compile(
+            &json!({"to": "$Input{customer.phone}"}),
+            "quotas.sms.providers[1].input",
+        )
+        .unwrap();
+        let e = m
+            .apply(&Scope {
+                input: Some(&json!({"customer": {}})),
+                ..Scope::default()
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "quotas.sms.providers[1].input.to: $Input{customer.phone} is missing from the $Input data"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_caught_at_compile_time() {
+        let e = Mapping::compile(&json!({"a": "$Input{x"}), "m").unwrap_err();
+        assert!(e.to_string().starts_with("m.a: unclosed"), "{e}");
+        let e = Mapping::compile(&json!(["$Sequence{step}"]), "m").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("m[0]: `$Sequence{step}` needs a path"),
+            "{e}"
+        );
+    }
+}

@@ -20,9 +20,11 @@ pub mod grant;
 pub mod mapping;
 pub mod runtime;
 pub mod simulator;
+pub mod testing;
 
 pub use adapter::{
     Adapter, AppInfo, AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind,
 };
+pub use engine::{RunOptions, Switchyard};
 pub use grant::Grant;
 pub use runtime::{App, ComponentSource, LoadError, Runtime, RuntimeConfig};

@@ -96,14 +96,46 @@ impl Mapping {
 
     /// The step names `$Sequence` references, for define-time checks.
     pub fn sequence_steps(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        collect_steps(&self.root, &mut out);
+        let mut out: Vec<String> = Vec::new();
+        visit(&self.root, &mut |r| {
+            if let Source::Sequence(s) = &r.source
+                && !out.contains(s)
+            {
+                out.push(s.clone());
+            }
+        });
         out
     }
 
     /// Whether the mapping reads `$Response`.
     pub fn reads_response(&self) -> bool {
-        reads_response(&self.root)
+        let mut found = false;
+        visit(&self.root, &mut |r| found |= r.source == Source::Response);
+        found
+    }
+
+    /// The top-level input fields `$Input` references read (`""` for a
+    /// reference to the whole input), for checks against a schema.
+    pub fn input_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        visit(&self.root, &mut |r| {
+            if r.source == Source::Input {
+                let f = r.path.first().cloned().unwrap_or_default();
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+        });
+        out
+    }
+
+    /// Produce the mapped value and render it as a string (a JSON string's
+    /// text, or the JSON of anything else): for breaker keys.
+    pub fn apply_to_string(&self, scope: &Scope<'_>) -> Result<String, MappingError> {
+        Ok(match self.apply(scope)? {
+            Value::String(s) => s,
+            other => other.to_string(),
+        })
     }
 
     /// Produce the mapped value.
@@ -112,36 +144,17 @@ impl Mapping {
     }
 }
 
-fn collect_steps(node: &Node, out: &mut Vec<String>) {
-    let mut push = |r: &Reference| {
-        if let Source::Sequence(s) = &r.source
-            && !out.contains(s)
-        {
-            out.push(s.clone());
-        }
-    };
+fn visit(node: &Node, f: &mut impl FnMut(&Reference)) {
     match node {
         Node::Literal(_) => {}
-        Node::Whole(r, _) => push(r),
+        Node::Whole(r, _) => f(r),
         Node::Template(parts, _) => parts.iter().for_each(|p| {
             if let Part::Ref(r) = p {
-                push(r)
+                f(r)
             }
         }),
-        Node::Object(fields) => fields.iter().for_each(|(_, n)| collect_steps(n, out)),
-        Node::Array(items) => items.iter().for_each(|n| collect_steps(n, out)),
-    }
-}
-
-fn reads_response(node: &Node) -> bool {
-    match node {
-        Node::Literal(_) => false,
-        Node::Whole(r, _) => r.source == Source::Response,
-        Node::Template(parts, _) => parts
-            .iter()
-            .any(|p| matches!(p, Part::Ref(r) if r.source == Source::Response)),
-        Node::Object(fields) => fields.iter().any(|(_, n)| reads_response(n)),
-        Node::Array(items) => items.iter().any(reads_response),
+        Node::Object(fields) => fields.iter().for_each(|(_, n)| visit(n, f)),
+        Node::Array(items) => items.iter().for_each(|n| visit(n, f)),
     }
 }
 

@@ -167,6 +167,40 @@ impl Breaker {
         }
     }
 
+    /// Whether a request at `now` would be admitted, without taking a
+    /// permit: what routing uses to skip a provider whose breaker is open.
+    pub fn check(&self, now: Instant) -> Result<(), Open> {
+        match self.state {
+            BreakerState::Closed => Ok(()),
+            BreakerState::Open => {
+                let opened = self.opened_at.expect("open breaker has an opening time");
+                if now.duration_since(opened) <= self.config.open_timeout {
+                    Err(self.rejected())
+                } else {
+                    Ok(())
+                }
+            }
+            BreakerState::HalfOpen => {
+                let h = self.half_open.as_ref().expect("half-open state");
+                let live = h
+                    .running
+                    .iter()
+                    .filter(|(_, at)| now.duration_since(*at) < self.config.probe_timeout)
+                    .count() as u64;
+                if h.successes + live < h.permits {
+                    Ok(())
+                } else {
+                    Err(self.rejected())
+                }
+            }
+        }
+    }
+
+    /// The last counted error, if the breaker has one.
+    pub fn last_error(&self) -> Option<&AttemptError> {
+        self.last_error.as_ref()
+    }
+
     /// Ask to run a request at `now`.
     pub fn admit(&mut self, now: Instant) -> Result<Ticket, Open> {
         match self.state {
@@ -269,6 +303,19 @@ impl Breaker {
     }
 }
 
+/// A breaker's state as the provider-state API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BreakerSnapshot {
+    /// Closed, open or half-open.
+    pub state: BreakerState,
+    /// Requests in the current window.
+    pub requests: u64,
+    /// Counted failures in the current window.
+    pub failures: u64,
+    /// The last counted error, as text.
+    pub last_error: Option<String>,
+}
+
 /// Decides whether an error counts against a breaker.
 pub type Classifier = Box<dyn Fn(&AttemptError) -> bool + Send + Sync>;
 
@@ -337,6 +384,39 @@ impl Breakers {
             Err(e) if (self.classifier)(e) => b.failure(ticket, e.clone(), now),
             _ => b.success(ticket),
         }
+    }
+
+    /// Whether a request under `key` would be admitted now (no permit taken).
+    pub fn check(&self, key: &str, now: Instant) -> Result<(), Open> {
+        self.map
+            .lock()
+            .expect("breakers")
+            .get(key)
+            .map_or(Ok(()), |b| b.check(now))
+    }
+
+    /// State, window counts and last error of `key`.
+    pub fn snapshot(&self, key: &str) -> BreakerSnapshot {
+        let map = self.map.lock().expect("breakers");
+        match map.get(key) {
+            None => BreakerSnapshot {
+                state: BreakerState::Closed,
+                requests: 0,
+                failures: 0,
+                last_error: None,
+            },
+            Some(b) => BreakerSnapshot {
+                state: b.state,
+                requests: b.requests,
+                failures: b.failures,
+                last_error: b.last_error.as_ref().map(ToString::to_string),
+            },
+        }
+    }
+
+    /// Whether `error` counts against a breaker under this classifier.
+    pub fn counts(&self, error: &AttemptError) -> bool {
+        (self.classifier)(error)
     }
 
     /// The state of `key` (closed if never used).

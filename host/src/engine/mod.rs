@@ -1,19 +1,48 @@
 //! The resilience engine, independent of wasmtime: it sees apps only as
 //! [`crate::adapter::Adapter`]s and reads time only through [`Clock`].
 //!
-//! Built so far: the injectable clock, the circuit breaker (the Tinkoff
-//! request plugin's model, with the hung-probe fix), retry backoff with full
-//! jitter and Retry-After, and the retry budget. Quotas, fallbacks,
-//! healthchecks, features and mapping are not built yet.
+//! [`Switchyard`] is the front door: install apps, define healthchecks,
+//! quotas, fallbacks, features and result caches (checked and compiled at
+//! definition time), run them, and read provider state. The policies it
+//! combines each live in their own module: [`breaker`], [`retry`],
+//! [`budget`], [`weighted`], [`health`], and the runs in `fallback`,
+//! `quota` and `feature`.
 
+mod attempt;
 pub mod breaker;
 pub mod budget;
+pub mod builder;
 pub mod clock;
+pub mod definition;
+mod fallback;
+mod feature;
+pub mod health;
+mod quota;
+mod registry;
+pub mod result_cache;
 pub mod retry;
+pub mod run;
+pub mod schema;
+mod switchyard;
+pub mod trace;
 pub mod weighted;
 
-pub use breaker::{Breaker, BreakerConfig, BreakerState, Breakers, Open, Ticket};
+pub use breaker::{Breaker, BreakerConfig, BreakerSnapshot, BreakerState, Breakers, Open, Ticket};
 pub use budget::{BudgetConfig, RetryBudget};
+pub use builder::{
+    CacheBuilder, Caches, Fallbacks, FeatureBuilder, Features, HealthcheckBuilder, Healthchecks,
+    Quotas, RouteBuilder,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use definition::{
+    CacheDef, DefineError, Definition, FallbackDef, FeatureDef, HealthcheckDef, Kind, Meta,
+    ProviderOption, QuotaDef, StepDef, StepKind,
+};
+pub use health::{HealthSnapshot, HealthStatus, ProbeOutcome};
+pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};
+pub use run::{ErrorCode, RunError, RunOptions, RunResult};
+pub use schema::{FieldSchema, FieldType, InputSchema};
+pub use switchyard::{Counts, HealthcheckTask, ProviderState, Switchyard, SwitchyardBuilder};
+pub use trace::{AttemptRecord, Outcome, Skip, SkipReason, StepTrace, Trace};
 pub use weighted::SmoothWeighted;

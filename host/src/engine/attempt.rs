@@ -1,0 +1,363 @@
+//! Trying providers: one option with its retries ([`run_option`]) and a
+//! list of options in order with failover ([`try_in_order`]), shared by
+//! fallbacks, quotas and feature action steps.
+
+use super::registry::{CompiledOption, CompiledRoute};
+use super::retry::RetryPolicy;
+use super::run::{ErrorCode, RunError};
+use super::switchyard::Inner;
+use super::trace::{AttemptRecord, Outcome, Skip, SkipReason, Trace};
+use crate::adapter::{AttemptError, CallRequest, ErrorClass, FailureKind, Session};
+use crate::engine::health::{HealthKey, HealthStatus};
+use crate::mapping::Scope;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Extra time the engine allows an adapter past its deadline before it
+/// stops waiting (the wasm runtime enforces the deadline itself).
+const GRACE: Duration = Duration::from_millis(100);
+
+/// What one run shares with its attempts.
+pub(crate) struct RunCtx<'a> {
+    pub inner: &'a Inner,
+    pub product: &'a str,
+    pub env: &'a str,
+    pub key: &'a str,
+    pub session: Option<&'a Session>,
+    pub deadline_at: Instant,
+}
+
+enum OptionEnd {
+    Served(Value),
+    Failed {
+        error: AttemptError,
+        idempotent: bool,
+    },
+    Skipped(SkipReason),
+    Stop(RunError),
+}
+
+impl RunCtx<'_> {
+    /// The breaker key of `opt` for this input: its template, or
+    /// `product/env/app/action`.
+    pub fn breaker_key(&self, opt: &CompiledOption, input: &Value) -> String {
+        match &opt.breaker_key {
+            Some(m) => {
+                let scope = Scope {
+                    input: Some(input),
+                    ..Scope::default()
+                };
+                // A key that cannot be built falls back to the default key
+                // rather than failing the run.
+                match m.apply_to_string(&scope) {
+                    Ok(k) => format!("{}/{}/{}", self.product, self.env, k),
+                    Err(_) => self.default_key(opt),
+                }
+            }
+            None => self.default_key(opt),
+        }
+    }
+
+    pub fn default_key(&self, opt: &CompiledOption) -> String {
+        format!("{}/{}/{}/{}", self.product, self.env, opt.app, opt.action)
+    }
+
+    /// Why `opt` should not be tried now, if it should not.
+    pub fn ineligible(&self, opt: &CompiledOption, breaker_key: &str) -> Option<SkipReason> {
+        if let Some(hc) = &opt.healthcheck {
+            let key = HealthKey {
+                product: self.product.to_string(),
+                env: self.env.to_string(),
+                tag: hc.clone(),
+            };
+            if self.inner.health_status(&key) == HealthStatus::Unhealthy {
+                return Some(SkipReason::Unhealthy {
+                    healthcheck: hc.clone(),
+                });
+            }
+        }
+        let now = self.inner.clock.now();
+        self.inner
+            .breakers
+            .check(breaker_key, now)
+            .err()
+            .map(|open| SkipReason::BreakerOpen {
+                last_error: open.last_error.map(|e| e.to_string()),
+            })
+    }
+}
+
+/// Try `route`'s options in `order`, failing over after each failure, and
+/// return the mapped output and the provider that served.
+pub(crate) async fn try_in_order(
+    ctx: &RunCtx<'_>,
+    route: &CompiledRoute,
+    order: &[usize],
+    check_eligibility: bool,
+    input: &Value,
+    trace: &mut Trace,
+) -> Result<(Value, String), RunError> {
+    let mut last_failed_app: Option<&str> = None;
+    let mut failures: Vec<String> = Vec::new();
+    let mut deadline_hit = false;
+    for &i in order {
+        let opt = &route.options[i];
+        trace.considered.push(opt.provider.clone());
+        let bkey = ctx.breaker_key(opt, input);
+        let skip = |trace: &mut Trace, reason| {
+            trace.skipped.push(Skip {
+                provider: opt.provider.clone(),
+                reason,
+            })
+        };
+        if check_eligibility && let Some(reason) = ctx.ineligible(opt, &bkey) {
+            skip(trace, reason);
+            continue;
+        }
+        if ctx.inner.clock.now() >= ctx.deadline_at {
+            skip(trace, SkipReason::Deadline);
+            deadline_hit = true;
+            continue;
+        }
+        if let Some(prev) = last_failed_app
+            && !ctx.inner.withdraw_budget(ctx.product, ctx.env, prev)
+        {
+            trace.budget_denied += 1;
+            skip(trace, SkipReason::Budget);
+            continue;
+        }
+        let first_call = last_failed_app.is_none();
+        match run_option(ctx, opt, &bkey, input, first_call, trace).await {
+            OptionEnd::Served(v) => {
+                trace.served_by = Some(opt.provider.clone());
+                return Ok((v, opt.provider.clone()));
+            }
+            OptionEnd::Stop(e) => return Err(e),
+            OptionEnd::Skipped(reason) => skip(trace, reason),
+            OptionEnd::Failed { error, idempotent } => {
+                last_failed_app = Some(&opt.app);
+                if error.kind == FailureKind::DeadlineExceeded
+                    && ctx.inner.clock.now() >= ctx.deadline_at
+                {
+                    deadline_hit = true;
+                }
+                match error.class {
+                    ErrorClass::Rejected => {
+                        return Err(RunError::new(
+                            ErrorCode::Rejected,
+                            format!(
+                                "provider `{}` rejected the input: {}; not retried and no failover (fix the input)",
+                                opt.provider, error.message
+                            ),
+                        ));
+                    }
+                    ErrorClass::Ambiguous if !idempotent && !route.failover_after_ambiguous => {
+                        return Err(RunError::new(
+                            ErrorCode::Ambiguous,
+                            format!(
+                                "the request may have executed on provider `{}` ({}); `{}/{}` is not idempotent, so the run stopped instead of failing over. Check with the provider using idempotency key `{}`",
+                                opt.provider, error.message, opt.app, opt.action, ctx.key
+                            ),
+                        ));
+                    }
+                    _ => failures.push(format!("{}: {}", opt.provider, error)),
+                }
+            }
+        }
+    }
+    let skipped: Vec<String> = trace
+        .skipped
+        .iter()
+        .map(|s| format!("{} ({})", s.provider, s.reason))
+        .collect();
+    if failures.is_empty() {
+        let code = if deadline_hit {
+            ErrorCode::DeadlineExceeded
+        } else {
+            ErrorCode::NoProvider
+        };
+        return Err(RunError::new(
+            code,
+            format!(
+                "no provider of {} `{}` could be tried: {}",
+                route.kind,
+                route.tag,
+                skipped.join(", ")
+            ),
+        ));
+    }
+    let mut message = format!(
+        "every provider of {} `{}` failed: {}",
+        route.kind,
+        route.tag,
+        failures.join("; ")
+    );
+    if !skipped.is_empty() {
+        message.push_str(&format!("; skipped: {}", skipped.join(", ")));
+    }
+    let code = if deadline_hit {
+        ErrorCode::DeadlineExceeded
+    } else {
+        ErrorCode::AllFailed
+    };
+    Err(RunError::new(code, message))
+}
+
+fn record(
+    trace: &mut Trace,
+    opt: &CompiledOption,
+    try_number: u32,
+    result: Result<(), &AttemptError>,
+    took: Duration,
+) {
+    let (outcome, kind, message, status, code) = match result {
+        Ok(()) => (Outcome::Ok, None, None, None, None),
+        Err(e) => (
+            Outcome::Failed(e.class),
+            Some(e.kind),
+            Some(e.message.clone()),
+            e.status,
+            e.code.clone(),
+        ),
+    };
+    trace.attempts.push(AttemptRecord {
+        provider: opt.provider.clone(),
+        app: opt.app.clone(),
+        action: opt.action.clone(),
+        try_number,
+        outcome,
+        kind,
+        message,
+        status,
+        code,
+        duration_ms: took.as_secs_f64() * 1e3,
+    });
+}
+
+/// One option: map the input, call with retries, map the output.
+async fn run_option(
+    ctx: &RunCtx<'_>,
+    opt: &CompiledOption,
+    bkey: &str,
+    input: &Value,
+    first_call: bool,
+    trace: &mut Trace,
+) -> OptionEnd {
+    let inner = ctx.inner;
+    let Some(adapter) = inner.adapter(ctx.product, &opt.app, ctx.env) else {
+        let e = AttemptError::new(
+            ErrorClass::Internal,
+            FailureKind::Host,
+            format!(
+                "app `{}` is not installed for env `{}`; install it for this env",
+                opt.app, ctx.env
+            ),
+        );
+        record(trace, opt, 1, Err(&e), Duration::ZERO);
+        return OptionEnd::Failed {
+            error: e,
+            idempotent: false,
+        };
+    };
+    let idempotent = opt
+        .idempotent
+        .or_else(|| adapter.info().action(&opt.action).map(|a| a.idempotent))
+        .unwrap_or(false);
+    let scope = Scope {
+        input: Some(input),
+        ..Scope::default()
+    };
+    let mapped = match opt.input.apply(&scope) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
+            record(trace, opt, 1, Err(&e), Duration::ZERO);
+            return OptionEnd::Failed {
+                error: e,
+                idempotent,
+            };
+        }
+    };
+    let stats_key = ctx.default_key(opt);
+    let mut last: Option<AttemptError> = None;
+    for try_no in 0..=opt.policy.retries {
+        if let Some(prev) = &last {
+            if !RetryPolicy::retryable(prev, idempotent) {
+                break;
+            }
+            if !inner.withdraw_budget(ctx.product, ctx.env, &opt.app) {
+                trace.budget_denied += 1;
+                break;
+            }
+            let wait = inner.backoff(&opt.policy, try_no - 1, prev.retry_after);
+            if inner.clock.now() + wait >= ctx.deadline_at {
+                break;
+            }
+            inner.clock.sleep(wait).await;
+        } else if first_call {
+            inner.deposit_budget(ctx.product, ctx.env, &opt.app);
+        }
+        let now = inner.clock.now();
+        let ticket = match inner.breakers.admit(bkey, now) {
+            Ok(t) => t,
+            Err(open) if last.is_none() => {
+                return OptionEnd::Skipped(SkipReason::BreakerOpen {
+                    last_error: open.last_error.map(|e| e.to_string()),
+                });
+            }
+            Err(_) => break,
+        };
+        let remaining = ctx.deadline_at.saturating_duration_since(now);
+        let deadline = opt.timeout.map_or(remaining, |t| t.min(remaining));
+        let request = CallRequest {
+            action: opt.action.clone(),
+            input: mapped.clone(),
+            idempotency_key: ctx.key.to_string(),
+            deadline,
+            env: ctx.env.to_string(),
+            session: ctx.session.cloned(),
+        };
+        let result = match tokio::time::timeout(deadline + GRACE, adapter.call(request)).await {
+            Ok(r) => r,
+            Err(_) => Err(AttemptError::new(
+                ErrorClass::Ambiguous,
+                FailureKind::DeadlineExceeded,
+                format!("no answer within the {} ms deadline", deadline.as_millis()),
+            )),
+        };
+        let end = inner.clock.now();
+        let took = end.saturating_duration_since(now);
+        inner
+            .breakers
+            .record(bkey, ticket, result.as_ref().map(|_| ()), end);
+        inner.count(&stats_key, result.as_ref().map(|_| ()));
+        match result {
+            Ok(response) => {
+                record(trace, opt, try_no + 1, Ok(()), took);
+                let scope = Scope {
+                    input: Some(input),
+                    response: Some(&response.output),
+                    sequence: None,
+                };
+                return match opt.output.apply(&scope) {
+                    Ok(v) => OptionEnd::Served(v),
+                    Err(e) => OptionEnd::Stop(RunError::new(
+                        ErrorCode::Mapping,
+                        format!(
+                            "provider `{}` served, but its output mapping failed: {e}; not failing over because the action ran",
+                            opt.provider
+                        ),
+                    )),
+                };
+            }
+            Err(e) => {
+                record(trace, opt, try_no + 1, Err(&e), took);
+                last = Some(e);
+            }
+        }
+    }
+    OptionEnd::Failed {
+        error: last.expect("at least one try ran"),
+        idempotent,
+    }
+}

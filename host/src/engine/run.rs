@@ -1,0 +1,138 @@
+//! What a run takes and returns.
+
+use super::trace::Trace;
+use crate::adapter::Session;
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt;
+use std::time::Duration;
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The run's idempotency key; generated when absent. Every attempt of
+    /// every provider receives it.
+    pub idempotency_key: Option<String>,
+    /// Caller context passed to adapters.
+    pub session: Option<Session>,
+    /// Tag of a result cache (a `cache` definition of the product).
+    pub cache: Option<String>,
+    /// Deadline of the whole run (default: the definition's, else 30 s).
+    pub deadline: Option<Duration>,
+}
+
+impl RunOptions {
+    /// Use this idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Pass this session to adapters.
+    pub fn session(mut self, tag: impl Into<String>, token: impl Into<String>) -> Self {
+        self.session = Some(Session {
+            tag: tag.into(),
+            token: token.into(),
+        });
+        self
+    }
+
+    /// Serve identical inputs from this result cache.
+    pub fn cache(mut self, tag: impl Into<String>) -> Self {
+        self.cache = Some(tag.into());
+        self
+    }
+
+    /// Bound the whole run.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
+        self
+    }
+}
+
+/// A successful run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    /// The mapped output.
+    pub output: Value,
+    /// The provider (option name) that served; for features, the last
+    /// step's.
+    pub provider: Option<String>,
+    /// The key every attempt received.
+    pub idempotency_key: String,
+    /// What happened.
+    pub trace: Trace,
+}
+
+/// Stable error codes, for callers and the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// No such definition, app, env or cache.
+    NotFound,
+    /// The input does not fit the definition's schema.
+    InvalidInput,
+    /// A mapping referenced data that is not there.
+    Mapping,
+    /// No provider could be tried (all skipped).
+    NoProvider,
+    /// Every provider tried failed.
+    AllFailed,
+    /// A provider refused the input; not retried, no failover.
+    Rejected,
+    /// A non-idempotent action may have executed; stopped to avoid a
+    /// duplicate.
+    Ambiguous,
+    /// The run's deadline passed.
+    DeadlineExceeded,
+}
+
+impl ErrorCode {
+    /// Kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not-found",
+            Self::InvalidInput => "invalid-input",
+            Self::Mapping => "mapping",
+            Self::NoProvider => "no-provider",
+            Self::AllFailed => "all-failed",
+            Self::Rejected => "rejected",
+            Self::Ambiguous => "ambiguous",
+            Self::DeadlineExceeded => "deadline-exceeded",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed run: a stable code, a message that says what happened and what
+/// to do, and the trace (every attempt) when providers were involved.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RunError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+    /// The trace up to the failure.
+    pub trace: Option<Box<Trace>>,
+}
+
+impl RunError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            trace: None,
+        }
+    }
+
+    pub(crate) fn with_trace(mut self, trace: Trace) -> Self {
+        self.trace = Some(Box::new(trace));
+        self
+    }
+}

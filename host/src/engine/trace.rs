@@ -1,0 +1,229 @@
+//! The explain trace every run returns: which providers were considered,
+//! which were skipped and why, every attempt with its outcome and duration,
+//! and which provider served.
+
+use crate::adapter::{AttemptError, ErrorClass, FailureKind};
+use serde::Serialize;
+use std::fmt::{self, Write as _};
+
+/// Why a provider was not tried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// Its healthcheck says unhealthy.
+    Unhealthy {
+        /// The healthcheck's tag.
+        healthcheck: String,
+    },
+    /// Its breaker is open (or half-open with no probe permit left).
+    BreakerOpen {
+        /// The error that opened it.
+        last_error: Option<String>,
+    },
+    /// The retry budget refused a failover to it.
+    Budget,
+    /// The run's deadline had passed.
+    Deadline,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unhealthy { healthcheck } => write!(f, "unhealthy ({healthcheck})"),
+            Self::BreakerOpen {
+                last_error: Some(e),
+            } => write!(f, "breaker open: {e}"),
+            Self::BreakerOpen { last_error: None } => write!(f, "breaker open"),
+            Self::Budget => f.write_str("retry budget spent"),
+            Self::Deadline => f.write_str("run deadline passed"),
+        }
+    }
+}
+
+/// A provider that was not tried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skip {
+    /// The provider (option) name.
+    pub provider: String,
+    /// Why.
+    #[serde(flatten)]
+    pub reason: SkipReason,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The provider served.
+    Ok,
+    /// It failed with this class.
+    Failed(ErrorClass),
+}
+
+/// One call of one app action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRecord {
+    /// Provider (option) name.
+    pub provider: String,
+    /// App tag.
+    pub app: String,
+    /// Action.
+    pub action: String,
+    /// 1 for the first try on this provider, 2 for the first retry...
+    pub try_number: u32,
+    /// Success or the error class.
+    pub outcome: Outcome,
+    /// Where a failure came from (provider, deadline, trap...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FailureKind>,
+    /// The error message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Provider HTTP status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Provider error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Wall time of the attempt, ms.
+    pub duration_ms: f64,
+}
+
+impl AttemptRecord {
+    /// The error, if the attempt failed.
+    pub fn error(&self) -> Option<AttemptError> {
+        let Outcome::Failed(class) = self.outcome else {
+            return None;
+        };
+        Some(AttemptError {
+            class,
+            kind: self.kind.unwrap_or(FailureKind::Provider),
+            message: self.message.clone().unwrap_or_default(),
+            status: self.status,
+            code: self.code.clone(),
+            retry_after: None,
+        })
+    }
+}
+
+/// A step of a feature and its own trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepTrace {
+    /// Step name.
+    pub name: String,
+    /// The step's run.
+    pub trace: Trace,
+}
+
+/// The explain trace of one run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Trace {
+    /// `fallback`, `quota`, `feature` or `action`.
+    pub kind: String,
+    /// The definition's tag (or `app/action`).
+    pub tag: String,
+    /// The env.
+    pub env: String,
+    /// The run's idempotency key, passed to every attempt.
+    pub idempotency_key: String,
+    /// Providers in the order they were considered.
+    pub considered: Vec<String>,
+    /// Providers not tried, and why.
+    pub skipped: Vec<Skip>,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// The provider that served, if one did.
+    pub served_by: Option<String>,
+    /// The result came from a result cache.
+    pub cached: bool,
+    /// A quota had no eligible provider and tried all of them.
+    pub panic_mode: bool,
+    /// Retries the budget refused.
+    pub budget_denied: u32,
+    /// Feature steps, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTrace>,
+}
+
+impl Trace {
+    pub(crate) fn new(kind: &str, tag: &str, env: &str, key: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            tag: tag.into(),
+            env: env.into(),
+            idempotency_key: key.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Every attempt of this run and of its steps, in order.
+    pub fn all_attempts(&self) -> Vec<&AttemptRecord> {
+        let mut out: Vec<&AttemptRecord> = self.attempts.iter().collect();
+        for s in &self.steps {
+            out.extend(s.trace.all_attempts());
+        }
+        out
+    }
+
+    /// A readable table, for the CLI and logs.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out, "");
+        out
+    }
+
+    fn render_into(&self, out: &mut String, indent: &str) {
+        let _ = writeln!(
+            out,
+            "{indent}{} {} (env {}, key {}){}{}",
+            self.kind,
+            self.tag,
+            self.env,
+            self.idempotency_key,
+            if self.cached { " [cached]" } else { "" },
+            if self.panic_mode { " [panic mode]" } else { "" },
+        );
+        if !self.considered.is_empty() {
+            let _ = writeln!(out, "{indent}  considered: {}", self.considered.join(", "));
+        }
+        for s in &self.skipped {
+            let _ = writeln!(out, "{indent}  skipped {}: {}", s.provider, s.reason);
+        }
+        for a in &self.attempts {
+            let outcome = match &a.outcome {
+                Outcome::Ok => "ok".to_string(),
+                Outcome::Failed(c) => c.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "{indent}  {:<16} {:<24} try {:<2} {:<13} {:>9.2} ms  {}",
+                a.provider,
+                format!("{}/{}", a.app, a.action),
+                a.try_number,
+                outcome,
+                a.duration_ms,
+                a.message.as_deref().unwrap_or(""),
+            );
+        }
+        if self.budget_denied > 0 {
+            let _ = writeln!(
+                out,
+                "{indent}  retries refused by the budget: {}",
+                self.budget_denied
+            );
+        }
+        for s in &self.steps {
+            let _ = writeln!(out, "{indent}  step {}:", s.name);
+            s.trace.render_into(out, &format!("{indent}    "));
+        }
+        match &self.served_by {
+            Some(p) => {
+                let _ = writeln!(out, "{indent}  served by: {p}");
+            }
+            None if self.steps.is_empty() => {
+                let _ = writeln!(out, "{indent}  served by: none");
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Native adapters for tests, examples and benchmarks: an app whose
+//! behaviour the test sets and changes while the engine runs, and which
+//! records every request it receives.
+
+use crate::adapter::{
+    ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass,
+    FailureKind,
+};
+use serde_json::{Value, json};
+use std::sync::Mutex;
+
+type Behaviour = Box<dyn FnMut(&CallRequest) -> Result<Value, AttemptError> + Send>;
+
+/// A scripted app. By default every action succeeds with
+/// `{"app": name, "action": ..., "input": ...}`.
+pub struct FakeAdapter {
+    info: AppInfo,
+    behaviour: Mutex<Behaviour>,
+    calls: Mutex<Vec<CallRequest>>,
+}
+
+impl std::fmt::Debug for FakeAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeAdapter")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeAdapter {
+    /// An app called `name` with `actions` given as (name, idempotent).
+    pub fn new(name: &str, actions: &[(&str, bool)]) -> Self {
+        let app = name.to_string();
+        Self {
+            info: AppInfo {
+                name: name.into(),
+                version: "0.0.0".into(),
+                actions: actions
+                    .iter()
+                    .map(|(a, idempotent)| ActionInfo {
+                        name: (*a).into(),
+                        description: String::new(),
+                        input_schema: json!({}),
+                        idempotent: *idempotent,
+                    })
+                    .collect(),
+            },
+            behaviour: Mutex::new(Box::new(move |r: &CallRequest| {
+                Ok(json!({"app": app, "action": r.action, "input": r.input}))
+            })),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Answer every call with `f`.
+    pub fn behave(
+        &self,
+        f: impl FnMut(&CallRequest) -> Result<Value, AttemptError> + Send + 'static,
+    ) {
+        *self.behaviour.lock().expect("behaviour") = Box::new(f);
+    }
+
+    /// Answer every call with `output`.
+    pub fn succeed_with(&self, output: Value) {
+        self.behave(move |_| Ok(output.clone()));
+    }
+
+    /// Fail every call with an error of `class` reported by the provider.
+    pub fn fail(&self, class: ErrorClass) {
+        self.behave(move |r| {
+            Err(AttemptError::new(
+                class,
+                FailureKind::Provider,
+                format!("{} failed ({class})", r.action),
+            ))
+        });
+    }
+
+    /// The requests received so far.
+    pub fn calls(&self) -> Vec<CallRequest> {
+        self.calls.lock().expect("calls").clone()
+    }
+
+    /// How many requests were received.
+    pub fn call_count(&self) -> usize {
+        self.calls.lock().expect("calls").len()
+    }
+
+    /// Forget the recorded requests.
+    pub fn clear_calls(&self) {
+        self.calls.lock().expect("calls").clear();
+    }
+}
+
+impl Adapter for FakeAdapter {
+    fn info(&self) -> &AppInfo {
+        &self.info
+    }
+
+    fn call(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
+        let result = (self.behaviour.lock().expect("behaviour"))(&request);
+        self.calls.lock().expect("calls").push(request);
+        Box::pin(std::future::ready(
+            result.map(|output| CallResponse { output }),
+        ))
+    }
+}

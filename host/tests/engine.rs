@@ -1,0 +1,997 @@
+//! The engine through its public API, with native fake adapters and a
+//! manual clock: no test sleeps.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard::adapter::{AttemptError, ErrorClass, FailureKind};
+use switchyard::engine::{
+    BreakerConfig, BreakerState, BudgetConfig, ErrorCode, FieldType, HealthStatus, Kind,
+    ManualClock, Outcome, RunOptions, SkipReason, Switchyard,
+};
+use switchyard::testing::FakeAdapter;
+
+const P: &str = "payments";
+
+struct World {
+    yard: Switchyard,
+    clock: Arc<ManualClock>,
+    stripe: Arc<FakeAdapter>,
+    adyen: Arc<FakeAdapter>,
+    paypal: Arc<FakeAdapter>,
+}
+
+fn world() -> World {
+    let clock = Arc::new(ManualClock::new());
+    let yard = Switchyard::builder().clock(clock.clone()).seed(7).build();
+    let app = |name: &str| {
+        let a = Arc::new(FakeAdapter::new(
+            name,
+            &[("charge", false), ("refund", true), ("ping", true)],
+        ));
+        yard.install_app(P, name, "dev", a.clone());
+        a
+    };
+    World {
+        stripe: app("stripe"),
+        adyen: app("adyen"),
+        paypal: app("paypal"),
+        yard,
+        clock,
+    }
+}
+
+fn pay_fallback(w: &World, retries: u32) {
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .input("amount", FieldType::Integer)
+        .input("currency", FieldType::String)
+        .provider("stripe")
+        .action("charge")
+        .retries(retries)
+        .map_input(json!({"amount": "$Input{amount}", "currency": "$Input{currency}"}))
+        .map_output(json!({"id": "$Response{app}", "amount": "$Input{amount}"}))
+        .provider("adyen")
+        .action("charge")
+        .retries(retries)
+        .map_output(json!({"id": "$Response{app}", "amount": "$Input{amount}"}))
+        .create()
+        .unwrap();
+}
+
+fn input() -> Value {
+    json!({"amount": 1099, "currency": "usd"})
+}
+
+async fn run_pay(w: &World) -> Result<switchyard::engine::RunResult, switchyard::engine::RunError> {
+    w.yard
+        .fallback()
+        .run(P, "dev", "pay", input(), RunOptions::default())
+        .await
+}
+
+#[tokio::test]
+async fn fallback_retries_the_primary_exactly_n_times_then_the_next_serves() {
+    let w = world();
+    pay_fallback(&w, 2);
+    w.stripe.fail(ErrorClass::Unavailable);
+    let r = run_pay(&w).await.unwrap();
+    assert_eq!(r.output, json!({"id": "adyen", "amount": 1099}));
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert_eq!(w.stripe.call_count(), 3, "first try + 2 retries");
+    assert_eq!(w.adyen.call_count(), 1);
+    let tries: Vec<(&str, u32, &Outcome)> = r
+        .trace
+        .attempts
+        .iter()
+        .map(|a| (a.provider.as_str(), a.try_number, &a.outcome))
+        .collect();
+    assert_eq!(
+        tries,
+        [
+            ("stripe", 1, &Outcome::Failed(ErrorClass::Unavailable)),
+            ("stripe", 2, &Outcome::Failed(ErrorClass::Unavailable)),
+            ("stripe", 3, &Outcome::Failed(ErrorClass::Unavailable)),
+            ("adyen", 1, &Outcome::Ok),
+        ]
+    );
+    assert_eq!(r.trace.served_by.as_deref(), Some("adyen"));
+    // The mapped input reached the provider, and one key reached all.
+    let calls = w.stripe.calls();
+    assert_eq!(calls[0].input, json!({"amount": 1099, "currency": "usd"}));
+    let key = &r.idempotency_key;
+    assert!(calls.iter().all(|c| &c.idempotency_key == key));
+    assert_eq!(&w.adyen.calls()[0].idempotency_key, key);
+    // Retries waited (full jitter, never longer than the ceiling) on the
+    // manual clock, which sleeping advances.
+    assert!(w.clock.elapsed() <= Duration::from_millis(50 + 100));
+}
+
+#[tokio::test]
+async fn a_caller_key_and_session_reach_every_attempt() {
+    let w = world();
+    pay_fallback(&w, 1);
+    w.stripe.fail(ErrorClass::Timeout);
+    let r = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "pay",
+            input(),
+            RunOptions::default()
+                .idempotency_key("order-77")
+                .session("user", "tok-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.idempotency_key, "order-77");
+    for c in w.stripe.calls().iter().chain(w.adyen.calls().iter()) {
+        assert_eq!(c.idempotency_key, "order-77");
+        assert_eq!(c.session.as_ref().unwrap().token, "tok-1");
+        assert_eq!(c.env, "dev");
+        assert!(c.deadline <= Duration::from_secs(30));
+    }
+}
+
+#[tokio::test]
+async fn all_failing_lists_every_attempt() {
+    let w = world();
+    pay_fallback(&w, 1);
+    w.stripe.fail(ErrorClass::Unavailable);
+    w.adyen.fail(ErrorClass::RateLimited);
+    let e = run_pay(&w).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::AllFailed);
+    assert!(e.message.contains("stripe: unavailable"), "{e}");
+    assert!(e.message.contains("adyen: rate-limited"), "{e}");
+    let t = e.trace.unwrap();
+    assert_eq!(t.attempts.len(), 4);
+    assert!(t.served_by.is_none());
+    assert!(t.render().contains("served by: none"));
+}
+
+#[tokio::test]
+async fn rejected_is_not_retried_and_does_not_fail_over() {
+    let w = world();
+    pay_fallback(&w, 3);
+    w.stripe.behave(|_| {
+        let mut e = AttemptError::provider(ErrorClass::Rejected, "card declined");
+        e.code = Some("card_declined".into());
+        Err(e)
+    });
+    let e = run_pay(&w).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Rejected);
+    assert!(e.message.contains("card declined"), "{e}");
+    assert_eq!(w.stripe.call_count(), 1);
+    assert_eq!(w.adyen.call_count(), 0);
+    let t = e.trace.unwrap();
+    assert_eq!(t.attempts[0].code.as_deref(), Some("card_declined"));
+}
+
+#[tokio::test]
+async fn ambiguous_on_a_non_idempotent_action_stops_the_run() {
+    let w = world();
+    pay_fallback(&w, 2);
+    w.stripe.fail(ErrorClass::Ambiguous);
+    let e = run_pay(&w).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Ambiguous);
+    assert!(
+        e.message.contains("may have executed on provider `stripe`"),
+        "{e}"
+    );
+    assert_eq!(
+        w.stripe.call_count(),
+        1,
+        "no retry of a non-idempotent action"
+    );
+    assert_eq!(w.adyen.call_count(), 0, "no second charge elsewhere");
+}
+
+#[tokio::test]
+async fn ambiguous_fails_over_when_idempotent_or_opted_in() {
+    let w = world();
+    // refund is idempotent per the adapter: retried, then failover.
+    w.yard
+        .fallback()
+        .define(P, "refund")
+        .provider("stripe")
+        .action("refund")
+        .retries(1)
+        .provider("adyen")
+        .action("refund")
+        .create()
+        .unwrap();
+    w.stripe.fail(ErrorClass::Ambiguous);
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "refund", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert_eq!(w.stripe.call_count(), 2);
+
+    // charge is not, but this definition opts in.
+    w.yard
+        .fallback()
+        .define(P, "charge-any")
+        .failover_after_ambiguous(true)
+        .provider("stripe")
+        .action("charge")
+        .provider("adyen")
+        .action("charge")
+        .create()
+        .unwrap();
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "charge-any", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+
+    // An option can override the adapter's idempotency flag.
+    w.yard
+        .fallback()
+        .define(P, "charge-keyed")
+        .provider("stripe")
+        .action("charge")
+        .idempotent(true)
+        .provider("adyen")
+        .action("charge")
+        .create()
+        .unwrap();
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "charge-keyed", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+}
+
+fn healthcheck(w: &World, app: &str) {
+    w.yard
+        .healthcheck()
+        .define(P, &format!("{app}-health"))
+        .app(app)
+        .action("ping")
+        .input("dev", json!({}))
+        .interval(Duration::from_secs(10))
+        .jitter(0.0)
+        .create()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unhealthy_options_are_skipped_and_come_back() {
+    let w = world();
+    healthcheck(&w, "stripe");
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .provider("adyen")
+        .action("charge")
+        .create()
+        .unwrap();
+    assert_eq!(w.yard.run_due_healthchecks().await, 1);
+    let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+    assert_eq!(h.status, HealthStatus::Healthy);
+    assert!(h.last_available_unix_ms.is_some());
+
+    w.stripe.behave(|r| {
+        if r.action == "ping" {
+            Err(AttemptError::provider(ErrorClass::Unavailable, "down"))
+        } else {
+            Ok(json!({"app": "stripe"}))
+        }
+    });
+    assert_eq!(w.yard.run_due_healthchecks().await, 0, "not due yet");
+    w.clock.advance(Duration::from_secs(10));
+    assert_eq!(w.yard.run_due_healthchecks().await, 1);
+    assert_eq!(
+        w.yard.health(P, "dev", "stripe-health").unwrap().status,
+        HealthStatus::Unhealthy
+    );
+    w.stripe.clear_calls();
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert_eq!(w.stripe.call_count(), 0, "skipped, not tried");
+    assert_eq!(
+        r.trace.skipped[0].reason,
+        SkipReason::Unhealthy {
+            healthcheck: "stripe-health".into()
+        }
+    );
+    let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
+    assert_eq!(states[0].status, HealthStatus::Unhealthy);
+    assert_eq!(states[1].status, HealthStatus::Unknown);
+
+    w.stripe.behave(|_| Ok(json!({"app": "stripe"})));
+    w.clock.advance(Duration::from_secs(10));
+    w.yard.run_due_healthchecks().await;
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("stripe"));
+    let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+    assert_eq!(h.history.len(), 3);
+    assert_eq!(
+        h.history.iter().map(|o| o.ok).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_retries_within_a_round() {
+    let w = world();
+    w.yard
+        .healthcheck()
+        .define(P, "flaky")
+        .app("stripe")
+        .action("ping")
+        .input("dev", json!({"probe": true}))
+        .retries(2)
+        .create()
+        .unwrap();
+    let mut n = 0;
+    w.stripe.behave(move |_| {
+        n += 1;
+        if n < 3 {
+            Err(AttemptError::provider(ErrorClass::Unavailable, "blip"))
+        } else {
+            Ok(json!({}))
+        }
+    });
+    let h = w.yard.check_now(P, "dev", "flaky").await.unwrap();
+    assert_eq!(h.status, HealthStatus::Healthy);
+    assert_eq!(h.history[0].tries, 3);
+    assert_eq!(w.stripe.calls()[0].input, json!({"probe": true}));
+}
+
+fn sms_quota(w: &World) {
+    healthcheck(w, "adyen");
+    w.yard
+        .quota()
+        .define(P, "split")
+        .provider("stripe")
+        .action("charge")
+        .weight(70)
+        .provider("adyen")
+        .action("charge")
+        .weight(30)
+        .healthcheck("adyen-health")
+        .create()
+        .unwrap();
+}
+
+async fn quota_shares(w: &World, runs: usize) -> (usize, usize) {
+    let mut shares = (0, 0);
+    for _ in 0..runs {
+        let r = w
+            .yard
+            .quota()
+            .run(P, "dev", "split", json!({}), RunOptions::default())
+            .await
+            .unwrap();
+        match r.provider.as_deref() {
+            Some("stripe") => shares.0 += 1,
+            Some("adyen") => shares.1 += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    shares
+}
+
+#[tokio::test]
+async fn quota_is_exact_and_moves_share_while_a_provider_is_unhealthy() {
+    let w = world();
+    sms_quota(&w);
+    assert_eq!(quota_shares(&w, 1_000).await, (700, 300));
+    // Exact over every 10 consecutive runs, too.
+    for _ in 0..10 {
+        assert_eq!(quota_shares(&w, 10).await, (7, 3));
+    }
+
+    w.adyen.fail(ErrorClass::Unavailable);
+    w.yard.run_due_healthchecks().await;
+    w.adyen.clear_calls();
+    assert_eq!(quota_shares(&w, 100).await, (100, 0), "unhealthy gets 0 %");
+    assert_eq!(w.adyen.call_count(), 0);
+
+    w.adyen.behave(|_| Ok(json!({})));
+    w.clock.advance(Duration::from_secs(10));
+    w.yard.run_due_healthchecks().await;
+    assert_eq!(
+        quota_shares(&w, 1_000).await,
+        (700, 300),
+        "share comes back"
+    );
+}
+
+#[tokio::test]
+async fn quota_fails_over_by_weight_and_panics_when_none_is_eligible() {
+    let w = world();
+    healthcheck(&w, "stripe");
+    healthcheck(&w, "adyen");
+    w.yard
+        .quota()
+        .define(P, "three")
+        .provider("stripe")
+        .action("charge")
+        .weight(50)
+        .healthcheck("stripe-health")
+        .provider("adyen")
+        .action("charge")
+        .weight(30)
+        .healthcheck("adyen-health")
+        .provider("paypal")
+        .action("charge")
+        .weight(20)
+        .create()
+        .unwrap();
+    w.stripe.fail(ErrorClass::Unavailable);
+    let r = w
+        .yard
+        .quota()
+        .run(P, "dev", "three", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    let order: Vec<&str> = r
+        .trace
+        .attempts
+        .iter()
+        .map(|a| a.provider.as_str())
+        .collect();
+    assert_eq!(order, ["stripe", "adyen"], "failover to the next heaviest");
+
+    // Both checked providers unhealthy, paypal alone is eligible.
+    w.yard.run_due_healthchecks().await; // stripe ping fails, adyen ok
+    w.adyen.fail(ErrorClass::Unavailable);
+    w.clock.advance(Duration::from_secs(10));
+    w.yard.run_due_healthchecks().await;
+    w.paypal.fail(ErrorClass::Unavailable);
+    let e = w
+        .yard
+        .quota()
+        .run(P, "dev", "three", json!({}), RunOptions::default())
+        .await
+        .unwrap_err();
+    let t = e.trace.unwrap();
+    assert!(!t.panic_mode);
+    assert_eq!(t.skipped.len(), 2);
+
+    // Break paypal's breaker: nothing eligible → panic mode tries all.
+    let w2 = world();
+    let clock = w2.clock.clone();
+    let _ = clock;
+    healthcheck(&w2, "stripe");
+    w2.yard
+        .quota()
+        .define(P, "solo")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .create()
+        .unwrap();
+    w2.stripe.behave(|r| {
+        if r.action == "ping" {
+            Err(AttemptError::provider(ErrorClass::Unavailable, "ping down"))
+        } else {
+            Ok(json!({"served": true}))
+        }
+    });
+    w2.yard.run_due_healthchecks().await;
+    let r = w2
+        .yard
+        .quota()
+        .run(P, "dev", "solo", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(r.trace.panic_mode);
+    assert_eq!(r.output, json!({"served": true}));
+    w2.yard
+        .quota()
+        .define(P, "solo")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .panic_mode(false)
+        .update()
+        .unwrap();
+    let e = w2
+        .yard
+        .quota()
+        .run(P, "dev", "solo", json!({}), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NoProvider);
+    assert!(e.message.contains("panic mode is off"), "{e}");
+}
+
+#[tokio::test]
+async fn the_breaker_opens_skips_and_half_opens_on_the_manual_clock() {
+    let clock = Arc::new(ManualClock::new());
+    let yard = Switchyard::builder()
+        .clock(clock.clone())
+        .breaker(BreakerConfig {
+            minimum_failure_count: 2,
+            ..BreakerConfig::default()
+        })
+        .build();
+    let a = Arc::new(FakeAdapter::new("a", &[("go", true)]));
+    let b = Arc::new(FakeAdapter::new("b", &[("go", true)]));
+    yard.install_app(P, "a", "dev", a.clone());
+    yard.install_app(P, "b", "dev", b.clone());
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .provider("b")
+        .action("go")
+        .create()
+        .unwrap();
+    a.fail(ErrorClass::Unavailable);
+    let run = || {
+        yard.fallback()
+            .run(P, "dev", "f", json!({}), RunOptions::default())
+    };
+    for _ in 0..3 {
+        run().await.unwrap();
+    }
+    assert_eq!(a.call_count(), 3);
+    let states = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(states[0].breaker.state, BreakerState::Open);
+    assert_eq!(states[0].status, HealthStatus::Unhealthy, "passive signal");
+    assert_eq!(states[0].counts.failures["unavailable"], 3);
+    let r = run().await.unwrap();
+    assert_eq!(a.call_count(), 3, "open: not called");
+    assert!(matches!(
+        &r.trace.skipped[0].reason,
+        SkipReason::BreakerOpen { last_error: Some(e) } if e.contains("go failed")
+    ));
+    clock.advance(Duration::from_secs(31));
+    a.behave(|_| Ok(json!({})));
+    let r = run().await.unwrap();
+    assert_eq!(r.provider.as_deref(), Some("a"), "half-open probe served");
+    let states = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(states[0].breaker.state, BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_during_an_outage() {
+    let clock = Arc::new(ManualClock::new());
+    let yard = Switchyard::builder()
+        .clock(clock.clone())
+        .budget(BudgetConfig {
+            ratio: 0.1,
+            min_retries: 5,
+            window_ms: 10_000,
+        })
+        .breaker(BreakerConfig {
+            minimum_failure_count: 1_000_000,
+            ..BreakerConfig::default()
+        })
+        .build();
+    let a = Arc::new(FakeAdapter::new("a", &[("go", true)]));
+    yard.install_app(P, "a", "dev", a.clone());
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .retries(3)
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .create()
+        .unwrap();
+    a.fail(ErrorClass::Unavailable);
+    let mut denied = 0;
+    for _ in 0..100 {
+        let e = yard
+            .fallback()
+            .run(P, "dev", "f", json!({}), RunOptions::default())
+            .await
+            .unwrap_err();
+        denied += e.trace.unwrap().budget_denied;
+    }
+    // 100 first attempts; retries ≤ 5 + 10 % of 100, not 300.
+    assert_eq!(a.call_count(), 100 + 15);
+    assert!(denied > 0);
+}
+
+#[tokio::test]
+async fn deadlines_bound_attempts_and_stop_backoff() {
+    let w = world();
+    w.yard
+        .fallback()
+        .define(P, "slow")
+        .provider("stripe")
+        .action("refund")
+        .retries(5)
+        .timeout(Duration::from_millis(300))
+        .backoff(Duration::from_secs(2), Duration::from_secs(2))
+        .create()
+        .unwrap();
+    w.stripe.behave(|r| {
+        assert!(r.deadline <= Duration::from_millis(300));
+        Err(AttemptError::new(
+            ErrorClass::Timeout,
+            FailureKind::DeadlineExceeded,
+            "slow",
+        ))
+    });
+    let e = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "slow",
+            json!({}),
+            RunOptions::default().deadline(Duration::from_millis(1_500)),
+        )
+        .await
+        .unwrap_err();
+    // Backoffs are up to 2 s: retries stop once the next wait would pass
+    // the run's 1.5 s deadline.
+    assert!(w.stripe.call_count() < 6, "{}", w.stripe.call_count());
+    assert!(w.clock.elapsed() < Duration::from_millis(1_500));
+    assert!(matches!(
+        e.code,
+        ErrorCode::AllFailed | ErrorCode::DeadlineExceeded
+    ));
+}
+
+#[tokio::test]
+async fn a_result_cache_serves_identical_inputs_within_its_ttl() {
+    let w = world();
+    pay_fallback(&w, 0);
+    w.yard
+        .cache()
+        .define(P, "short")
+        .ttl(Duration::from_secs(60))
+        .create()
+        .unwrap();
+    let opts = || RunOptions::default().cache("short");
+    let first = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", input(), opts())
+        .await
+        .unwrap();
+    let second = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", input(), opts())
+        .await
+        .unwrap();
+    assert_eq!(w.stripe.call_count(), 1);
+    assert!(second.trace.cached && !first.trace.cached);
+    assert_eq!(second.output, first.output);
+    let other = json!({"amount": 5, "currency": "usd"});
+    w.yard
+        .fallback()
+        .run(P, "dev", "pay", other, opts())
+        .await
+        .unwrap();
+    assert_eq!(w.stripe.call_count(), 2, "a different input is not a hit");
+    w.clock.advance(Duration::from_secs(60));
+    w.yard
+        .fallback()
+        .run(P, "dev", "pay", input(), opts())
+        .await
+        .unwrap();
+    assert_eq!(w.stripe.call_count(), 3, "expired");
+    let e = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "pay",
+            input(),
+            RunOptions::default().cache("nope"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn a_feature_chains_steps_through_sequence() {
+    let w = world();
+    pay_fallback(&w, 0);
+    w.yard
+        .feature()
+        .define(P, "checkout")
+        .input("amount", FieldType::Integer)
+        .input("currency", FieldType::String)
+        .step_fallback("charge", "pay")
+        .step_action("receipt", "paypal", "refund")
+        .map_input(json!({"charge": "$Sequence{charge}{id}", "note": "paid $Input{amount} $Input{currency}"}))
+        .output(json!({"charged_by": "$Sequence{charge}{id}", "receipt": "$Sequence{receipt}{input}"}))
+        .create()
+        .unwrap();
+    let r = w
+        .yard
+        .feature()
+        .run(
+            P,
+            "dev",
+            "checkout",
+            input(),
+            RunOptions::default().idempotency_key("k1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.output,
+        json!({"charged_by": "stripe", "receipt": {"charge": "stripe", "note": "paid 1099 usd"}})
+    );
+    assert_eq!(r.trace.steps.len(), 2);
+    assert_eq!(r.trace.steps[0].trace.served_by.as_deref(), Some("stripe"));
+    assert_eq!(w.stripe.calls()[0].idempotency_key, "k1:charge");
+    assert_eq!(w.paypal.calls()[0].idempotency_key, "k1:receipt");
+    assert!(r.trace.render().contains("step receipt"));
+
+    w.stripe.fail(ErrorClass::Rejected);
+    let e = w
+        .yard
+        .feature()
+        .run(P, "dev", "checkout", input(), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Rejected);
+    assert!(
+        e.message.starts_with("feature `checkout` step `charge`"),
+        "{e}"
+    );
+    assert_eq!(w.paypal.call_count(), 1, "later steps did not run");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_provider_is_called() {
+    let w = world();
+    pay_fallback(&w, 0);
+    let e = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "pay",
+            json!({"amount": "ten", "currency": "usd"}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    assert_eq!(e.message, "input.amount: must be integer, got string");
+    assert_eq!(w.stripe.call_count(), 0);
+    let e = w
+        .yard
+        .fallback()
+        .run(P, "dev", "nope", json!({}), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let e = w
+        .yard
+        .fallback()
+        .run(P, "prd", "pay", input(), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not installed for env `prd`"), "{e}");
+}
+
+#[test]
+fn definitions_are_checked_with_the_field_path() {
+    let w = world();
+    let err = |r: Result<(), switchyard::engine::DefineError>| r.unwrap_err().to_string();
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("nope")
+        .action("charge")
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].app: unknown app `nope`"),
+        "{e}"
+    );
+    assert!(e.contains("installed: adyen, paypal, stripe"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("chrage")
+        .create());
+    assert_eq!(
+        e,
+        "fallbacks.x.options[0].action: app `stripe` has no action `chrage` (it has: charge, refund, ping)"
+    );
+    let e = err(w
+        .yard
+        .quota()
+        .define(P, "q")
+        .provider("stripe")
+        .action("charge")
+        .weight(0)
+        .create());
+    assert!(e.starts_with("quotas.q.providers[0].weight: is 0"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .weight(3)
+        .create());
+    assert!(e.starts_with("fallbacks.x.options[0].weight"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("ghost")
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].healthcheck: unknown healthcheck `ghost`"),
+        "{e}"
+    );
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .input("amount", FieldType::Integer)
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"a": "$Input{amout}"}))
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].input: `$Input{amout}` is not an input field"),
+        "{e}"
+    );
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"a": "$Input{amount"}))
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].input.a: unclosed"),
+        "{e}"
+    );
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"a": "$Response{id}"}))
+        .create());
+    assert!(e.contains("cannot read `$Response`"), "{e}");
+    let e = err(w.yard.fallback().define(P, "x").weight(3).create());
+    assert!(e.contains("before any `provider(...)`"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "bad tag")
+        .provider("stripe")
+        .action("charge")
+        .create());
+    assert!(e.starts_with("fallbacks.bad tag.tag"), "{e}");
+    let e = err(w
+        .yard
+        .feature()
+        .define(P, "f")
+        .step_action("a", "stripe", "charge")
+        .map_input(json!({"x": "$Sequence{b}{id}"}))
+        .create());
+    assert!(
+        e.starts_with("features.f.steps[0].input: `$Sequence{b}` names no earlier step"),
+        "{e}"
+    );
+}
+
+#[test]
+fn crud_round_trip_and_references_protect_deletes() {
+    let w = world();
+    healthcheck(&w, "stripe");
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .name("Card payment")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .create()
+        .unwrap();
+    let e = w
+        .yard
+        .fallback()
+        .define(P, "pay")
+        .provider("stripe")
+        .action("charge")
+        .create()
+        .unwrap_err();
+    assert!(e.reason.contains("already exists"), "{e}");
+    let d = w.yard.fallback().fetch(P, "pay").unwrap();
+    assert_eq!(d.meta().name, "Card payment");
+    assert_eq!(w.yard.fetch_all(P, None).len(), 2);
+    assert_eq!(w.yard.fallback().fetch_all(P).len(), 1);
+    // Definitions are plain data: JSON in, JSON out.
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["kind"], "fallback");
+    assert_eq!(json["options"][0]["healthcheck"], "stripe-health");
+
+    let e = w.yard.healthcheck().delete(P, "stripe-health").unwrap_err();
+    assert!(e.reason.contains("is used by fallbacks.pay"), "{e}");
+    let e = w.yard.remove_app(P, "stripe").unwrap_err();
+    assert!(e.reason.contains("fallbacks.pay"), "{e}");
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .name("Card payment v2")
+        .provider("adyen")
+        .action("charge")
+        .update()
+        .unwrap();
+    assert_eq!(
+        w.yard.fallback().fetch(P, "pay").unwrap().meta().name,
+        "Card payment v2"
+    );
+    w.yard.healthcheck().delete(P, "stripe-health").unwrap();
+    w.yard.fallback().delete(P, "pay").unwrap();
+    assert!(w.yard.fetch(P, Kind::Fallback, "pay").is_none());
+    let e = w
+        .yard
+        .fallback()
+        .define(P, "pay")
+        .provider("adyen")
+        .action("charge")
+        .update()
+        .unwrap_err();
+    assert!(e.reason.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn feature_cycles_are_refused() {
+    let w = world();
+    w.yard
+        .feature()
+        .define(P, "a")
+        .step_action("s", "stripe", "charge")
+        .create()
+        .unwrap();
+    w.yard
+        .feature()
+        .define(P, "b")
+        .step_feature("call-a", "a")
+        .create()
+        .unwrap();
+    let e = w
+        .yard
+        .feature()
+        .define(P, "a")
+        .step_feature("call-b", "b")
+        .update()
+        .unwrap_err();
+    assert!(e.reason.contains("cycle: a → b → a"), "{e}");
+}

@@ -276,6 +276,15 @@ impl WasiHttpHooks for CallEgress {
                 c.apply(&mut parts, &body, now);
             }
             let request = http::Request::from_parts(parts, Full::new(body));
+            // Counted as possibly reaching the provider from the moment it
+            // is sent: if the call's deadline cuts it off mid-flight, the
+            // attempt is ambiguous, not a clean timeout. Only a refused
+            // connection or a denial takes it back.
+            log.lock().expect("call log").reached += 1;
+            let unsent = || {
+                let mut l = log.lock().expect("call log");
+                l.reached = l.reached.saturating_sub(1);
+            };
             let started = Instant::now();
             let result = tokio::time::timeout(timeout, app.client.request(request)).await;
             let elapsed = started.elapsed().as_micros() as u64;
@@ -283,7 +292,6 @@ impl WasiHttpHooks for CallEgress {
             match result {
                 Ok(Ok(response)) => {
                     app.counters.requests.fetch_add(1, Ordering::Relaxed);
-                    log.lock().expect("call log").reached += 1;
                     let max = app.limits.max_response_body;
                     let response = response.map(|b| {
                         Limited::new(b, max)
@@ -298,6 +306,7 @@ impl WasiHttpHooks for CallEgress {
                         let reason =
                             format!("{denied}; add it to the app's `private_networks` to allow it");
                         tracing::warn!(app = %app.app, %reason, "egress denied after DNS");
+                        unsent();
                         log.lock().expect("call log").denials.push(reason);
                         return Err(HttpError::DestinationIpProhibited);
                     }
@@ -306,19 +315,18 @@ impl WasiHttpHooks for CallEgress {
                     if e.is_connect() {
                         let timed_out = find_source::<std::io::Error>(&e)
                             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                        unsent();
                         return Err(if timed_out {
                             HttpError::ConnectionTimeout
                         } else {
                             HttpError::ConnectionRefused
                         });
                     }
-                    log.lock().expect("call log").reached += 1;
                     Err(HttpError::ConnectionTerminated)
                 }
                 Err(_elapsed) => {
                     app.counters.requests.fetch_add(1, Ordering::Relaxed);
                     app.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    log.lock().expect("call log").reached += 1;
                     Err(HttpError::HttpResponseTimeout)
                 }
             }

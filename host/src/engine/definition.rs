@@ -158,8 +158,11 @@ impl ProviderOption {
     }
 }
 
-/// Fields every definition has.
+/// Fields every definition has. It is flattened into each definition and
+/// refuses unknown fields for it (serde ignores `deny_unknown_fields` on a
+/// struct with a flattened field, so the flattened part must do it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Meta {
     /// Namespace (`payments`).
     pub product: String,
@@ -511,10 +514,15 @@ mod tests {
         assert_eq!(back, d);
 
         let e = serde_json::from_value::<Definition>(json!({
+            "kind": "fallback", "product": "p", "tag": "t", "options": [], "panic": true
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `panic`"), "{e}");
+        let e = serde_json::from_value::<Definition>(json!({
             "kind": "fallback", "product": "p", "tag": "t", "optoins": []
         }))
         .unwrap_err();
-        assert!(e.to_string().contains("optoins"), "{e}");
+        assert!(e.to_string().contains("options"), "{e}");
         let e = serde_json::from_value::<Definition>(json!({
             "kind": "fallback", "product": "p", "tag": "t",
             "options": [{"provider": "a", "app": "a", "action": "x", "retry": 1}]

@@ -50,6 +50,7 @@ pub async fn run() -> Result<(), Exit> {
     );
     // Same plugin, but its grant does not list the provider: every request
     // is refused by the egress gate before a connection is opened.
+    let plugin_for_routing = plugin.clone();
     let closed = rt
         .load("closed", plugin, Grant::new().config("base_url", sim.url()))
         .await
@@ -119,19 +120,7 @@ pub async fn run() -> Result<(), Exit> {
         println!("{}", outcome_line(label, app, &result, t.elapsed()));
     }
 
-    sim.set_failure_rate(0.5);
-    let mut ok = 0;
-    let mut failed = 0;
-    for i in 0..20 {
-        let r = app
-            .call(CallRequest::new(
-                "send-message",
-                serde_json::json!({"to": format!("+1555{i:04}")}),
-            ))
-            .await;
-        if r.is_ok() { ok += 1 } else { failed += 1 }
-    }
-    println!("\nprovider failing 50% of requests: 20 sends -> {ok} ok, {failed} unavailable");
+    routing(&rt, &plugin_for_routing).await?;
 
     let t = Instant::now();
     let n = 200;
@@ -155,5 +144,154 @@ pub async fn run() -> Result<(), Exit> {
             .unwrap_or_default(),
         closed.egress_stats().denied
     );
+    Ok(())
+}
+
+/// Two simulated SMS providers behind the engine: a 70/30 quota with
+/// healthchecks and breakers, one provider knocked out and brought back,
+/// and a fallback that fails over.
+async fn routing(rt: &crate::Runtime, plugin: &crate::ComponentSource) -> Result<(), Exit> {
+    use crate::engine::{BreakerConfig, FieldType, HealthStatus, RunOptions, Switchyard};
+    use std::sync::Arc;
+
+    println!(
+        "\nrouting through the engine: quota `sms` = alpha 70 / beta 30, healthchecks, breakers"
+    );
+    let start = || async {
+        Simulator::start()
+            .await
+            .map_err(|e| usage(format!("starting a simulated provider: {e}")))
+    };
+    let (alpha, beta) = (start().await?, start().await?);
+    let yard = Switchyard::builder()
+        .breaker(BreakerConfig {
+            open_timeout: Duration::from_secs(1),
+            ..BreakerConfig::default()
+        })
+        .build();
+    let actions = serde_json::json!([{"name": "send", "method": "POST", "path": "/v1/messages"}]);
+    for (tag, sim) in [("alpha", &alpha), ("beta", &beta)] {
+        let grant = Grant::new()
+            .allow(sim.url())
+            .config("base_url", sim.url())
+            .config("ping_path", "/health")
+            .config("idempotency_header", "Idempotency-Key")
+            .config("actions", actions.to_string());
+        let app = rt.load(tag, plugin.clone(), grant).await.map_err(usage)?;
+        yard.install_app("demo", tag, "dev", Arc::new(app));
+        yard.healthcheck()
+            .define("demo", &format!("{tag}-health"))
+            .app(tag)
+            .action("ping")
+            .input("dev", serde_json::json!({}))
+            .interval(Duration::from_millis(500))
+            .create()
+            .map_err(usage)?;
+    }
+    let mapping = serde_json::json!({"to": "$Input{phone}", "text": "$Input{text}"});
+    yard.quota()
+        .define("demo", "sms")
+        .input("phone", FieldType::String)
+        .input("text", FieldType::String)
+        .provider("alpha")
+        .weight(70)
+        .action("send")
+        .healthcheck("alpha-health")
+        .map_input(mapping.clone())
+        .provider("beta")
+        .weight(30)
+        .action("send")
+        .healthcheck("beta-health")
+        .map_input(mapping)
+        .create()
+        .map_err(usage)?;
+    let _checks = yard.spawn_healthchecks();
+    let input = serde_json::json!({"phone": "+15550100", "text": "your code is 123456"});
+
+    let traffic = |label: &'static str| {
+        let yard = yard.clone();
+        let input = input.clone();
+        async move {
+            let mut split = std::collections::BTreeMap::<String, u32>::new();
+            let (mut failovers, mut failed) = (0, 0);
+            for _ in 0..100 {
+                match yard
+                    .run_quota("demo", "dev", "sms", input.clone(), RunOptions::default())
+                    .await
+                {
+                    Ok(r) => {
+                        *split.entry(r.provider.unwrap_or_default()).or_default() += 1;
+                        failovers += u32::from(r.trace.attempts.len() > 1);
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            let states = yard
+                .quota()
+                .providers("demo", "dev", "sms")
+                .unwrap_or_default();
+            let state: Vec<String> = states
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:?}/breaker {:?}",
+                        s.provider, s.status, s.breaker.state
+                    )
+                    .to_lowercase()
+                })
+                .collect();
+            println!(
+                "  {label:<34} served {split:?}, {failovers} failovers, {failed} failed | {}",
+                state.join(", ")
+            );
+        }
+    };
+    traffic("all healthy:").await;
+    beta.set_failure_rate(1.0);
+    println!("  -- beta starts failing every request --");
+    traffic("beta failing:").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    traffic("after beta's healthcheck ran:").await;
+    beta.set_failure_rate(0.0);
+    println!("  -- beta recovers --");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let healthy =
+        yard.health("demo", "dev", "beta-health").map(|h| h.status) == Some(HealthStatus::Healthy);
+    traffic(if healthy {
+        "beta healthy again:"
+    } else {
+        "beta recovering:"
+    })
+    .await;
+
+    yard.fallback()
+        .define("demo", "sms-failover")
+        .provider("beta")
+        .action("send")
+        .retries(1)
+        .provider("alpha")
+        .action("send")
+        .create()
+        .map_err(usage)?;
+    beta.set_failure_rate(1.0);
+    let r = yard
+        .run_fallback(
+            "demo",
+            "dev",
+            "sms-failover",
+            serde_json::json!({"to": "+15550100"}),
+            RunOptions::default().idempotency_key("demo-run-1"),
+        )
+        .await;
+    println!("\none fallback run explained (beta first, failing again; alpha second):");
+    match r {
+        Ok(r) => print!("{}", r.trace.render()),
+        Err(e) => {
+            println!("  {e}");
+            if let Some(t) = e.trace {
+                print!("{}", t.render());
+            }
+        }
+    }
     Ok(())
 }

@@ -267,8 +267,8 @@ async fn run_option(
         input: Some(input),
         ..Scope::default()
     };
-    let mapped = match opt.input.apply(&scope) {
-        Ok(v) => v,
+    let mut mapped = match opt.input.apply(&scope) {
+        Ok(v) => Some(v),
         Err(e) => {
             let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
             record(trace, opt, 1, Err(&e), Duration::ZERO);
@@ -278,7 +278,11 @@ async fn run_option(
             };
         }
     };
-    let stats_key = ctx.default_key(opt);
+    let stats_key = if opt.breaker_key.is_none() {
+        bkey.to_string()
+    } else {
+        ctx.default_key(opt)
+    };
     let mut last: Option<AttemptError> = None;
     for try_no in 0..=opt.policy.retries {
         if let Some(prev) = &last {
@@ -309,9 +313,15 @@ async fn run_option(
         };
         let remaining = ctx.deadline_at.saturating_duration_since(now);
         let deadline = opt.timeout.map_or(remaining, |t| t.min(remaining));
+        // The last possible try takes the input instead of copying it.
+        let input_now = if try_no == opt.policy.retries {
+            mapped.take().unwrap_or_default()
+        } else {
+            mapped.clone().unwrap_or_default()
+        };
         let request = CallRequest {
             action: opt.action.clone(),
-            input: mapped.clone(),
+            input: input_now,
             idempotency_key: ctx.key.to_string(),
             deadline,
             env: ctx.env.to_string(),

@@ -365,6 +365,9 @@ impl Breakers {
     /// Ask to run a request under `key`.
     pub fn admit(&self, key: &str, now: Instant) -> Result<Ticket, Open> {
         let mut map = self.map.lock().expect("breakers");
+        if let Some(b) = map.get_mut(key) {
+            return b.admit(now);
+        }
         map.entry(key.to_string())
             .or_insert_with(|| Breaker::new(self.config, now))
             .admit(now)

@@ -104,7 +104,9 @@ pub struct AppSummary {
 #[derive(Default)]
 pub(crate) struct Registry {
     apps: HashMap<String, HashMap<String, AppEntry>>,
-    defs: HashMap<String, HashMap<(Kind, String), Entry>>,
+    /// product → kind → tag → definition (nested so lookups need no
+    /// allocation).
+    defs: HashMap<String, HashMap<Kind, HashMap<String, Entry>>>,
 }
 
 fn check_name(path: &str, what: &str, value: &str) -> Result<(), DefineError> {
@@ -197,58 +199,39 @@ impl Registry {
         kind: Kind,
         tag: &str,
     ) -> Option<Arc<CompiledRoute>> {
-        match &self
-            .defs
-            .get(product)?
-            .get(&(kind, tag.to_string()))?
-            .compiled
-        {
+        match &self.entry(product, kind, tag)?.compiled {
             Compiled::Route(r) => Some(r.clone()),
             _ => None,
         }
     }
 
     pub fn compiled_feature(&self, product: &str, tag: &str) -> Option<Arc<CompiledFeature>> {
-        match &self
-            .defs
-            .get(product)?
-            .get(&(Kind::Feature, tag.to_string()))?
-            .compiled
-        {
+        match &self.entry(product, Kind::Feature, tag)?.compiled {
             Compiled::Feature(f) => Some(f.clone()),
             _ => None,
         }
     }
 
     pub fn healthcheck(&self, product: &str, tag: &str) -> Option<Arc<HealthcheckDef>> {
-        match &self
-            .defs
-            .get(product)?
-            .get(&(Kind::Healthcheck, tag.to_string()))?
-            .compiled
-        {
+        match &self.entry(product, Kind::Healthcheck, tag)?.compiled {
             Compiled::Healthcheck(h) => Some(h.clone()),
             _ => None,
         }
     }
 
     pub fn cache(&self, product: &str, tag: &str) -> Option<&CacheDef> {
-        match &self
-            .defs
-            .get(product)?
-            .get(&(Kind::Cache, tag.to_string()))?
-            .compiled
-        {
+        match &self.entry(product, Kind::Cache, tag)?.compiled {
             Compiled::Cache(c) => Some(c),
             _ => None,
         }
     }
 
+    fn entry(&self, product: &str, kind: Kind, tag: &str) -> Option<&Entry> {
+        self.defs.get(product)?.get(&kind)?.get(tag)
+    }
+
     pub fn fetch(&self, product: &str, kind: Kind, tag: &str) -> Option<&Definition> {
-        self.defs
-            .get(product)?
-            .get(&(kind, tag.to_string()))
-            .map(|e| &e.def)
+        self.entry(product, kind, tag).map(|e| &e.def)
     }
 
     pub fn fetch_all(&self, product: &str, kind: Option<Kind>) -> Vec<Definition> {
@@ -257,8 +240,8 @@ impl Registry {
         };
         let mut out: Vec<&Entry> = m
             .iter()
-            .filter(|((k, _), _)| kind.is_none_or(|want| *k == want))
-            .map(|(_, e)| e)
+            .filter(|(k, _)| kind.is_none_or(|want| **k == want))
+            .flat_map(|(_, by_tag)| by_tag.values())
             .collect();
         out.sort_by(|a, b| {
             (a.def.kind(), &a.def.meta().tag).cmp(&(b.def.kind(), &b.def.meta().tag))
@@ -298,11 +281,12 @@ impl Registry {
         if let Definition::Feature(f) = &def {
             self.check_feature_cycle(&f.meta.product, &f.meta.tag, f)?;
         }
-        let key = (def.kind(), def.meta().tag.clone());
         self.defs
             .entry(def.meta().product.clone())
             .or_default()
-            .insert(key, Entry { def, compiled });
+            .entry(def.kind())
+            .or_default()
+            .insert(def.meta().tag.clone(), Entry { def, compiled });
         Ok(())
     }
 
@@ -332,7 +316,8 @@ impl Registry {
         let e = self
             .defs
             .get_mut(product)
-            .and_then(|m| m.remove(&(kind, tag.to_string())))
+            .and_then(|m| m.get_mut(&kind))
+            .and_then(|m| m.remove(tag))
             .expect("checked above");
         Ok(e.def)
     }
@@ -342,6 +327,7 @@ impl Registry {
             .defs
             .get(product)
             .into_iter()
+            .flat_map(|m| m.values())
             .flat_map(|m| m.values())
             .filter(|e| uses(&e.def))
             .map(|e| e.def.path())

@@ -117,7 +117,7 @@ impl SwitchyardBuilder {
     /// The engine.
     pub fn build(self) -> Switchyard {
         let jitter = || self.seed.map_or_else(Jitter::from_entropy, Jitter::seeded);
-        let prefix = Jitter::from_entropy().next_f64().to_bits();
+        let prefix = Jitter::from_entropy().next_u64();
         Switchyard {
             inner: Arc::new(Inner {
                 health: Mutex::new(HealthBoard::new(jitter())),

@@ -324,6 +324,35 @@ impl Url {
     }
 }
 
+/// Flatten a JSON object into form pairs with bracket notation, as Stripe,
+/// Rails and PHP read them: `{"metadata": {"order": 42}, "types": ["card"]}`
+/// → `metadata[order]=42`, `types[0]=card`. Strings are sent as is,
+/// numbers and booleans as their JSON text; nulls are left out.
+pub fn bracket_pairs(fields: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
+    fn walk(prefix: String, v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Null => {}
+            Value::String(s) => out.push((prefix, s.clone())),
+            Value::Bool(_) | Value::Number(_) => out.push((prefix, v.to_string())),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(format!("{prefix}[{i}]"), item, out);
+                }
+            }
+            Value::Object(m) => {
+                for (k, item) in m {
+                    walk(format!("{prefix}[{k}]"), item, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in fields {
+        walk(k.clone(), v, &mut out);
+    }
+    out
+}
+
 /// `application/x-www-form-urlencoded` encoding of `pairs`.
 pub fn form_encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::new();
@@ -358,6 +387,29 @@ mod tests {
         assert_eq!(
             form_encode([("To", "+1 555"), ("Body", "a&b=c")]),
             "To=%2B1%20555&Body=a%26b%3Dc"
+        );
+    }
+
+    #[test]
+    fn bracket_notation_flattens_objects_and_arrays() {
+        let v = serde_json::json!({
+            "amount": 1099, "confirm": true, "skip": null,
+            "metadata": {"order": "42"}, "payment_method_types": ["card", "link"]
+        });
+        let pairs = bracket_pairs(v.as_object().unwrap());
+        let got: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("amount", "1099"),
+                ("confirm", "true"),
+                ("metadata[order]", "42"),
+                ("payment_method_types[0]", "card"),
+                ("payment_method_types[1]", "link"),
+            ]
         );
     }
 }

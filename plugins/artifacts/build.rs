@@ -13,6 +13,9 @@ use std::process::Command;
 /// (cargo package, constant prefix, shipped plugin?)
 const GUESTS: &[(&str, &str, bool)] = &[
     ("switchyard-plugin-http", "HTTP_PLUGIN", true),
+    ("switchyard-plugin-stripe", "STRIPE_PLUGIN", true),
+    ("switchyard-plugin-twilio", "TWILIO_PLUGIN", true),
+    ("switchyard-plugin-sns", "SNS_PLUGIN", true),
     ("switchyard-test-misbehave", "MISBEHAVE", false),
 ];
 

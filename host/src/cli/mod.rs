@@ -56,7 +56,7 @@ enum PluginCommand {
 struct PluginArg {
     /// A component file (`.wasm`).
     file: Option<PathBuf>,
-    /// A plugin bundled into this binary: `http`.
+    /// A plugin bundled into this binary: `http`, `stripe`, `twilio`, `sns`.
     #[arg(long)]
     bundled: Option<String>,
 }
@@ -124,17 +124,24 @@ fn source(plugin: &PluginArg) -> Result<ComponentSource, Exit> {
 }
 
 #[cfg(feature = "bundled-plugins")]
-const BUNDLED: &[&str] = &["http"];
+const BUNDLED: &[&str] = &["http", "stripe", "twilio", "sns"];
 #[cfg(not(feature = "bundled-plugins"))]
 const BUNDLED: &[&str] = &[];
 
 /// A plugin bundled into this binary.
 pub fn bundled(name: &str) -> Option<ComponentSource> {
     #[cfg(feature = "bundled-plugins")]
-    if name == "http" {
-        return Some(ComponentSource::Bytes(
-            switchyard_artifacts::HTTP_PLUGIN.into(),
-        ));
+    {
+        let bytes: Option<&'static [u8]> = match name {
+            "http" => Some(switchyard_artifacts::HTTP_PLUGIN),
+            "stripe" => Some(switchyard_artifacts::STRIPE_PLUGIN),
+            "twilio" => Some(switchyard_artifacts::TWILIO_PLUGIN),
+            "sns" => Some(switchyard_artifacts::SNS_PLUGIN),
+            _ => None,
+        };
+        if let Some(b) = bytes {
+            return Some(ComponentSource::Bytes(b.into()));
+        }
     }
     let _ = name;
     None

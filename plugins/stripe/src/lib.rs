@@ -1,0 +1,194 @@
+//! Stripe adapter.
+//!
+//! Calls Stripe's REST API (`https://api.stripe.com`, or `api_base` from
+//! config): form-encoded bodies with Stripe's bracket notation for nested
+//! fields, the run's idempotency key as `Idempotency-Key` on every POST,
+//! `Stripe-Version` from config. The secret key is never seen here: the
+//! host adds `Authorization: Bearer sk_…` at egress from the app's grant.
+//!
+//! Config keys: `api_base` (default `https://api.stripe.com`),
+//! `stripe_version` (e.g. `2023-08-16`; default: the account's),
+//! `stripe_account` (a Connect account id sent as `Stripe-Account`).
+//!
+//! Errors keep Stripe's `type`, `code`, `decline_code` and `param`: card
+//! declines and invalid requests are `rejected` (code = decline code or
+//! error code), 429 `rate-limited`, 5xx `unavailable`, authentication and
+//! permission errors `internal` (a grant problem: not retried, failed over).
+
+use serde_json::{Map, Value, json};
+use switchyard_guest::http::{self, bracket_pairs, form_encode, percent_encode};
+use switchyard_guest::{Action, Adapter, AppInfo, Error, Request, config, export_adapter};
+
+struct Stripe;
+
+const CREATE_PAYMENT_INTENT: &str = "create-payment-intent";
+const CREATE_CHARGE: &str = "create-charge";
+const CREATE_REFUND: &str = "create-refund";
+const RETRIEVE_PAYMENT_INTENT: &str = "retrieve-payment-intent";
+const PING: &str = "ping";
+
+impl Adapter for Stripe {
+    fn describe() -> AppInfo {
+        let money = |extra: Value| {
+            let mut schema = json!({
+                "amount": {"type": "integer", "required": true, "description": "in the currency's smallest unit"},
+                "currency": {"type": "string", "required": true, "description": "ISO code, lower case"},
+                "description": {"type": "string"},
+                "customer": {"type": "string"},
+                "metadata": {"type": "object"},
+                "statement_descriptor": {"type": "string"},
+                "receipt_email": {"type": "string"}
+            });
+            if let (Some(s), Value::Object(e)) = (schema.as_object_mut(), extra) {
+                s.extend(e);
+            }
+            schema
+        };
+        AppInfo::new("stripe", env!("CARGO_PKG_VERSION"))
+            .action(
+                Action::new(CREATE_PAYMENT_INTENT)
+                    .describe("POST /v1/payment_intents (idempotent with the run's key)")
+                    .input(money(json!({
+                        "payment_method": {"type": "string"},
+                        "payment_method_types": {"type": "array"},
+                        "confirm": {"type": "boolean"},
+                        "capture_method": {"type": "string"}
+                    })))
+                    .idempotent(true),
+            )
+            .action(
+                Action::new(CREATE_CHARGE)
+                    .describe("POST /v1/charges (idempotent with the run's key)")
+                    .input(money(json!({
+                        "source": {"type": "string"},
+                        "capture": {"type": "boolean"}
+                    })))
+                    .idempotent(true),
+            )
+            .action(
+                Action::new(CREATE_REFUND)
+                    .describe("POST /v1/refunds for a charge or payment intent (idempotent with the run's key)")
+                    .input(json!({
+                        "charge": {"type": "string"},
+                        "payment_intent": {"type": "string"},
+                        "amount": {"type": "integer"},
+                        "reason": {"type": "string"},
+                        "metadata": {"type": "object"}
+                    }))
+                    .idempotent(true),
+            )
+            .action(
+                Action::new(RETRIEVE_PAYMENT_INTENT)
+                    .describe("GET /v1/payment_intents/{id}")
+                    .input(json!({"id": {"type": "string", "required": true}}))
+                    .idempotent(true),
+            )
+            .action(
+                Action::new(PING)
+                    .describe("GET /v1/balance: healthy when Stripe answers 2xx")
+                    .idempotent(true),
+            )
+    }
+
+    fn call(req: Request) -> Result<Value, Error> {
+        let base = config::get("api_base").unwrap_or_else(|| "https://api.stripe.com".into());
+        let base = base.trim_end_matches('/');
+        let fields = req.input.as_object().cloned().unwrap_or_default();
+        match req.action.as_str() {
+            CREATE_PAYMENT_INTENT | CREATE_CHARGE => {
+                req.i64("amount")?;
+                req.str("currency")?;
+                let path = if req.action == CREATE_CHARGE {
+                    "/v1/charges"
+                } else {
+                    "/v1/payment_intents"
+                };
+                post(&req, &format!("{base}{path}"), &fields)
+            }
+            CREATE_REFUND => {
+                if req.get("charge").is_none() && req.get("payment_intent").is_none() {
+                    return Err(Error::rejected(
+                        "input needs `charge` or `payment_intent`: the payment to refund",
+                    ));
+                }
+                post(&req, &format!("{base}/v1/refunds"), &fields)
+            }
+            RETRIEVE_PAYMENT_INTENT => {
+                let id = req.str("id")?;
+                send(
+                    &req,
+                    http::Request::get(format!("{base}/v1/payment_intents/{}", percent_encode(id))),
+                )
+            }
+            PING => send(&req, http::Request::get(format!("{base}/v1/balance")))
+                .map(|_| json!({"ok": true})),
+            _ => Err(req.unknown_action()),
+        }
+    }
+}
+
+fn post(req: &Request, url: &str, fields: &Map<String, Value>) -> Result<Value, Error> {
+    let pairs = bracket_pairs(fields);
+    let body = form_encode(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut request = http::Request::post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.into_bytes());
+    if !req.idempotency_key.is_empty() {
+        request = request.header("idempotency-key", &req.idempotency_key);
+    }
+    send(req, request)
+}
+
+fn send(req: &Request, mut request: http::Request) -> Result<Value, Error> {
+    if let Some(v) = config::get("stripe_version") {
+        request = request.header("stripe-version", v);
+    }
+    if let Some(a) = config::get("stripe_account") {
+        request = request.header("stripe-account", a);
+    }
+    let response = request.timeout(req.remaining()).send()?;
+    if (200..300).contains(&response.status) {
+        return response.json();
+    }
+    Err(stripe_error(&response))
+}
+
+/// Stripe's error envelope `{"error": {"type", "code", "decline_code",
+/// "param", "message"}}` to an adapter error.
+fn stripe_error(response: &http::Response) -> Error {
+    let status = response.status;
+    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    let e = body.get("error").cloned().unwrap_or(Value::Null);
+    let field = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+    let kind = field("type").unwrap_or_else(|| format!("http_{status}"));
+    let code = field("decline_code").or_else(|| field("code"));
+    let mut message = field("message").unwrap_or_else(|| {
+        let mut t = response.text();
+        t.truncate(300);
+        t
+    });
+    if let Some(p) = field("param") {
+        message = format!("{message} (param `{p}`)");
+    }
+    // A validating proxy (Prism) explains invalid requests in this header.
+    if let Some(v) = response.header("sl-violations") {
+        message = format!("{message}; violations: {v}");
+    }
+    let mut parts = vec![format!("type {kind}")];
+    if let Some(c) = field("code") {
+        parts.push(format!("code {c}"));
+    }
+    if let Some(d) = field("decline_code") {
+        parts.push(format!("decline_code {d}"));
+    }
+    let message = format!("stripe {status} ({}): {message}", parts.join(", "));
+    let error = match (status, kind.as_str()) {
+        (401 | 403, _) | (_, "authentication_error") => {
+            Error::internal(message).with_status(status)
+        }
+        _ => Error::from_status(status, message, response.retry_after()),
+    };
+    error.with_code(code.unwrap_or(kind))
+}
+
+export_adapter!(Stripe);

@@ -1,0 +1,565 @@
+//! Provider adapters against third-party fakes of the providers on
+//! loopback (`../shared/contracts`): Prism serving Stripe's and Twilio's own
+//! OpenAPI specs with request validation, and moto serving SNS with SigV4
+//! verification (`MOTO_IAM_AUTH=1`). Start them with
+//! `MOTO_IAM_AUTH=1 ../shared/contracts/start-mocks.sh` (`.ci/run` does).
+//!
+//! Every happy path also checks the fake's own verdict: Prism logs each
+//! request as valid or lists its violations.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard::adapter::{Adapter, CallRequest, CallResponse, ErrorClass, FailureKind};
+use switchyard::egress::{Credential, Secret};
+use switchyard::engine::{ErrorCode, RunOptions, Switchyard};
+use switchyard::{App, Grant, Runtime};
+use switchyard_tests::{Simulator, artifacts, runtime};
+
+const STRIPE: &str = "http://127.0.0.1:12111";
+const TWILIO: &str = "http://127.0.0.1:12112";
+const SNS: &str = "http://127.0.0.1:12113";
+const RUN_DIR: &str = "/tmp/contract-tools/run";
+const ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// Fail with the fix when a fake is not up.
+async fn require(url: &str, name: &str) {
+    let addr = url.trim_start_matches("http://");
+    if tokio::net::TcpStream::connect(addr).await.is_err() {
+        panic!(
+            "the {name} fake is not running on {url}; start the fakes with \
+             `MOTO_IAM_AUTH=1 ../shared/contracts/start-mocks.sh` (see ../shared/contracts/README.md)"
+        );
+    }
+}
+
+/// Tests that talk to one Prism fake take turns, so each sees only its own
+/// lines in the fake's log.
+async fn prism_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    TURN.get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await
+}
+
+fn prism_log(name: &str) -> String {
+    std::fs::read_to_string(format!("{RUN_DIR}/{name}.log")).unwrap_or_default()
+}
+
+/// Run `f`, then assert Prism logged no violation for what it sent.
+async fn prism_valid<T>(name: &str, f: impl AsyncFnOnce() -> T) -> T {
+    let before = prism_log(name).len();
+    let out = f().await;
+    // Prism writes its log line just after answering.
+    let mut new = String::new();
+    for _ in 0..50 {
+        new = prism_log(name)[before..].to_string();
+        if new.contains("validation") || new.contains("violation") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        new.contains("The request passed the validation rules"),
+        "Prism did not log a valid request:\n{new}"
+    );
+    assert!(
+        !new.to_lowercase().contains("violation"),
+        "Prism logged violations:\n{new}"
+    );
+    out
+}
+
+/// Call `action` on `app`, expect success, and expect the Prism fake
+/// `fake` to have logged the request as valid.
+async fn valid_call(fake: &str, app: &App, action: &str, input: Value) -> CallResponse {
+    prism_valid(fake, async || app.call(call(action, input)).await.unwrap()).await
+}
+
+/// Take this test's turn at the Prism fakes, check `url` is up, and load
+/// the plugin. Keep the guard alive for the whole test.
+async fn at_fake(
+    url: &str,
+    name: &str,
+    bytes: &[u8],
+    grant: Grant,
+) -> (tokio::sync::MutexGuard<'static, ()>, Runtime, App) {
+    let turn = prism_turn().await;
+    require(url, name).await;
+    let rt = runtime();
+    let app = load(&rt, &name.to_lowercase(), bytes, grant).await;
+    (turn, rt, app)
+}
+
+async fn load(rt: &Runtime, name: &str, bytes: &[u8], grant: Grant) -> App {
+    rt.load(name, bytes, grant).await.expect("plugin loads")
+}
+
+fn call(action: &str, input: Value) -> CallRequest {
+    CallRequest::new(action, input)
+        .deadline(Duration::from_secs(10))
+        .idempotency_key(format!("test-{}", std::process::id()))
+}
+
+fn id_of(v: &Value, field: &str) -> String {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+        .to_string()
+}
+
+// ------------------------------------------------------------------ Stripe
+
+fn stripe_grant(base: &str) -> Grant {
+    Grant::new()
+        .allow(base)
+        .credential(Credential::Bearer {
+            token: Secret::new("sk_test_switchyard"),
+        })
+        .config("api_base", base)
+        .config("stripe_version", "2023-08-16")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_actions_against_stripes_own_spec() {
+    let (_turn, _rt, app) = at_fake(
+        STRIPE,
+        "Stripe",
+        artifacts::STRIPE_PLUGIN,
+        stripe_grant(STRIPE),
+    )
+    .await;
+    let info = app.info();
+    let idem: Vec<(&str, bool)> = info
+        .actions
+        .iter()
+        .map(|a| (a.name.as_str(), a.idempotent))
+        .collect();
+    assert_eq!(
+        idem,
+        [
+            ("create-payment-intent", true),
+            ("create-charge", true),
+            ("create-refund", true),
+            ("retrieve-payment-intent", true),
+            ("ping", true)
+        ]
+    );
+
+    let pi = valid_call(
+        "stripe",
+        &app,
+        "create-payment-intent",
+        json!({"amount": 1099, "currency": "usd", "payment_method_types": ["card"],
+                   "metadata": {"order_id": "42"}, "description": "switchyard test"}),
+    )
+    .await;
+    assert!(id_of(&pi.output, "id").starts_with("pi_"), "{}", pi.output);
+
+    let ch = valid_call(
+        "stripe",
+        &app,
+        "create-charge",
+        json!({"amount": 500, "currency": "usd", "source": "tok_visa"}),
+    )
+    .await;
+    assert!(id_of(&ch.output, "id").starts_with("ch_"), "{}", ch.output);
+
+    let re = valid_call(
+        "stripe",
+        &app,
+        "create-refund",
+        json!({"charge": id_of(&ch.output, "id")}),
+    )
+    .await;
+    assert!(id_of(&re.output, "id").starts_with("re_"), "{}", re.output);
+
+    let got = valid_call(
+        "stripe",
+        &app,
+        "retrieve-payment-intent",
+        json!({"id": id_of(&pi.output, "id")}),
+    )
+    .await;
+    assert!(id_of(&got.output, "id").starts_with("pi_"));
+
+    valid_call("stripe", &app, "ping", json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_bad_input_is_rejected_with_the_providers_reason_and_not_retried() {
+    let (_turn, rt, app) = at_fake(
+        STRIPE,
+        "Stripe",
+        artifacts::STRIPE_PLUGIN,
+        stripe_grant(STRIPE),
+    )
+    .await;
+    let e = app
+        .call(call(
+            "create-payment-intent",
+            json!({"amount": 1099, "currency": "usd", "capture_method": "sometimes"}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected, "{e}");
+    assert_eq!(e.status, Some(422));
+    assert!(
+        e.message.contains("capture_method"),
+        "the provider's reason: {e}"
+    );
+
+    // Through the engine: a rejected input is tried once, despite retries.
+    let yard = Switchyard::new();
+    yard.install_app("pay", "stripe", "dev", Arc::new(app));
+    yard.fallback()
+        .define("pay", "card")
+        .provider("stripe")
+        .action("create-refund")
+        .retries(3)
+        .create()
+        .unwrap();
+    let err = yard
+        .fallback()
+        .run(
+            "pay",
+            "dev",
+            "card",
+            json!({"charge": "ch_1", "amount": "lots"}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Rejected, "{err}");
+    assert_eq!(err.trace.unwrap().attempts.len(), 1);
+
+    // Missing the payment to refund: refused before any request.
+    let app = load(
+        &rt,
+        "stripe",
+        artifacts::STRIPE_PLUGIN,
+        stripe_grant(STRIPE),
+    )
+    .await;
+    let e = app
+        .call(call("create-refund", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected);
+    assert_eq!(app.egress_stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_wire_format_idempotency_key_brackets_and_error_mapping() {
+    // A recording loopback server shows exactly what goes on the wire.
+    let sim = Simulator::start().await.unwrap();
+    sim.record(true);
+    let rt = runtime();
+    let app = load(
+        &rt,
+        "stripe",
+        artifacts::STRIPE_PLUGIN,
+        stripe_grant(&sim.url()),
+    )
+    .await;
+    let _ = app
+        .call(
+            CallRequest::new(
+                "create-payment-intent",
+                json!({"amount": 1099, "currency": "usd", "metadata": {"order_id": "42"},
+                       "payment_method_types": ["card"]}),
+            )
+            .idempotency_key("run-77"),
+        )
+        .await;
+    let r = &sim.recorded()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.uri, "/v1/payment_intents");
+    assert_eq!(r.header("idempotency-key"), Some("run-77"));
+    assert_eq!(r.header("stripe-version"), Some("2023-08-16"));
+    assert_eq!(r.header("authorization"), Some("Bearer sk_test_switchyard"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let body = String::from_utf8(r.body.to_vec()).unwrap();
+    assert_eq!(
+        body,
+        "amount=1099&currency=usd&metadata%5Border_id%5D=42&payment_method_types%5B0%5D=card"
+    );
+
+    // Unknown paths come back as Stripe-style 404s: rejected, code kept;
+    // a provider outage (every request 503) is unavailable.
+    let e = app.call(call("ping", json!({}))).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected, "{e}");
+    assert_eq!(e.code.as_deref(), Some("not_found"));
+    sim.set_failure_rate(1.0);
+    let e = app.call(call("ping", json!({}))).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Unavailable, "{e}");
+    assert_eq!(e.status, Some(503));
+}
+
+// ------------------------------------------------------------------ Twilio
+
+fn twilio_grant() -> Grant {
+    Grant::new()
+        .allow(TWILIO)
+        .credential(Credential::Basic {
+            username: ACCOUNT_SID.into(),
+            password: Secret::new("twilio-auth-token"),
+        })
+        .config("account_sid", ACCOUNT_SID)
+        .config("api_base", TWILIO)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_actions_against_twilios_own_spec() {
+    let (_turn, _rt, app) =
+        at_fake(TWILIO, "Twilio", artifacts::TWILIO_PLUGIN, twilio_grant()).await;
+    let info = app.info();
+    assert!(!info.action("send-sms").unwrap().idempotent);
+    assert!(info.action("fetch-message").unwrap().idempotent);
+
+    let sent = valid_call(
+        "twilio",
+        &app,
+        "send-sms",
+        json!({"To": "+15558675310", "From": "+15017122661", "Body": "Your code is 123456",
+                   "StatusCallback": "https://example.com/status"}),
+    )
+    .await;
+    let sid = id_of(&sent.output, "sid");
+    assert!(sid.starts_with("SM"), "{}", sent.output);
+
+    let service = "MGaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let input = json!({"To": "+15558675310", "MessagingServiceSid": service, "Body": "hi"});
+    let via_service = valid_call("twilio", &app, "send-sms", input).await;
+    assert!(id_of(&via_service.output, "sid").starts_with("SM"));
+
+    let fetched = valid_call("twilio", &app, "fetch-message", json!({"Sid": sid})).await;
+    assert!(id_of(&fetched.output, "sid").starts_with("SM"));
+    valid_call("twilio", &app, "ping", json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_bad_input_and_bad_config_are_classified() {
+    let (_turn, rt, app) =
+        at_fake(TWILIO, "Twilio", artifacts::TWILIO_PLUGIN, twilio_grant()).await;
+    // Neither From nor MessagingServiceSid: refused before any request.
+    let e = app
+        .call(call(
+            "send-sms",
+            json!({"To": "+15558675310", "Body": "hi"}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected);
+    assert!(e.message.contains("MessagingServiceSid"), "{e}");
+    // The fake refuses a Sid that does not match Twilio's pattern.
+    let e = app
+        .call(call("fetch-message", json!({"Sid": "not-a-sid"})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected, "{e}");
+    assert_eq!(e.status, Some(422));
+    // A wrong Account SID in config is the operator's problem, not the input's.
+    let bad = twilio_grant().config("account_sid", "AC123");
+    let app = load(&rt, "twilio", artifacts::TWILIO_PLUGIN, bad).await;
+    let e = app.call(call("ping", json!({}))).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Internal);
+    assert!(e.message.contains("account_sid"), "{e}");
+}
+
+// --------------------------------------------------------------------- SNS
+
+/// The key pair moto accepts (written by start-mocks.sh with MOTO_IAM_AUTH=1).
+fn sns_keys() -> (String, String) {
+    let env = std::fs::read_to_string(format!("{RUN_DIR}/sns-iam.env")).unwrap_or_else(|_| {
+        panic!("{RUN_DIR}/sns-iam.env is missing: start the fakes with MOTO_IAM_AUTH=1")
+    });
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| {
+                l.trim_start_matches("export ")
+                    .strip_prefix(&format!("{k}="))
+            })
+            .unwrap_or_else(|| panic!("{k} not in sns-iam.env"))
+            .trim_matches('"')
+            .to_string()
+    };
+    (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
+}
+
+fn sns_grant(secret: &str) -> Grant {
+    let (id, _) = sns_keys();
+    Grant::new()
+        .allow(SNS)
+        .credential(Credential::AwsSigV4 {
+            access_key_id: id,
+            secret_access_key: Secret::new(secret),
+            session_token: None,
+            region: "us-east-1".into(),
+            service: "sns".into(),
+        })
+        .config("region", "us-east-1")
+        .config("endpoint", SNS)
+}
+
+/// Create a topic with the AWS SDK from the fakes' venv (setup only).
+fn create_topic(name: &str) -> String {
+    let (id, secret) = sns_keys();
+    let out = std::process::Command::new("/tmp/contract-tools/venv/bin/python")
+        .args([
+            "-c",
+            &format!(
+                "import boto3; c = boto3.client('sns', endpoint_url='{SNS}', region_name='us-east-1', \
+                 aws_access_key_id='{id}', aws_secret_access_key='{secret}'); \
+                 print(c.create_topic(Name='{name}'{})['TopicArn'])",
+                if name.ends_with(".fifo") { ", Attributes={'FifoTopic': 'true'}" } else { "" }
+            ),
+        ])
+        .output()
+        .expect("the fakes' python venv");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sns_publish_signed_by_the_host_against_moto() {
+    require(SNS, "SNS").await;
+    let rt = runtime();
+    let (_, secret) = sns_keys();
+    let app = load(&rt, "sns", artifacts::SNS_PLUGIN, sns_grant(&secret)).await;
+    assert!(!app.info().action("publish").unwrap().idempotent);
+    assert!(app.info().action("publish-fifo").unwrap().idempotent);
+
+    app.call(call("ping", json!({}))).await.unwrap();
+    let sms = app
+        .call(call(
+            "publish",
+            json!({"PhoneNumber": "+15555550100", "Message": "Your code is 123456",
+                   "MessageAttributes": {"AWS.SNS.SMS.SMSType": "Transactional"}}),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !id_of(&sms.output, "MessageId").is_empty(),
+        "{}",
+        sms.output
+    );
+
+    let topic = create_topic("switchyard-test");
+    let to_topic = app
+        .call(call(
+            "publish",
+            json!({"TopicArn": topic, "Message": "hello", "Subject": "test",
+                   "MessageAttributes": {"priority": {"DataType": "Number", "StringValue": "1"}}}),
+        ))
+        .await
+        .unwrap();
+    assert!(!id_of(&to_topic.output, "MessageId").is_empty());
+
+    let fifo = create_topic("switchyard-test.fifo");
+    let first = app
+        .call(call(
+            "publish-fifo",
+            json!({"TopicArn": fifo, "Message": "m", "MessageGroupId": "g1"}),
+        ))
+        .await
+        .unwrap();
+    // moto refuses a FIFO publish without a deduplication id: the run's
+    // key was sent as one.
+    assert!(
+        !id_of(&first.output, "MessageId").is_empty(),
+        "{}",
+        first.output
+    );
+
+    // Bad input: the provider's reason comes back as `rejected`.
+    let e = app
+        .call(call(
+            "publish",
+            json!({"PhoneNumber": "not-a-number", "Message": "x"}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected, "{e}");
+    assert_eq!(e.code.as_deref(), Some("InvalidParameter"), "{e}");
+    let e = app
+        .call(call(
+            "publish",
+            json!({"TopicArn": "arn:aws:sns:us-east-1:123456789012:nope", "Message": "x"}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected, "{e}");
+    assert_eq!(e.status, Some(404));
+    let e = app
+        .call(call(
+            "publish",
+            json!({"PhoneNumber": "+15555550100", "TopicArn": topic, "Message": "x"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("exactly one of"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sns_refuses_a_wrong_signature_and_the_guest_never_sees_the_key() {
+    require(SNS, "SNS").await;
+    let rt = runtime();
+    let app = load(
+        &rt,
+        "sns",
+        artifacts::SNS_PLUGIN,
+        sns_grant("not-the-secret"),
+    )
+    .await;
+    let e = app
+        .call(call(
+            "publish",
+            json!({"PhoneNumber": "+15555550100", "Message": "x"}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, Some(403), "{e}");
+    assert_eq!(e.class, ErrorClass::Internal, "a grant problem: {e}");
+    assert_eq!(e.kind, FailureKind::Provider);
+    assert!(!e.message.contains("not-the-secret"));
+}
+
+// ----------------------------------------------------------------- example
+
+/// `examples/providers.json` stays valid against the real adapters'
+/// `describe` (apps, actions, mappings, weights, healthchecks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_definitions_are_accepted() {
+    let rt = runtime();
+    let yard = Switchyard::new();
+    for (product, tag, bytes) in [
+        ("payments", "stripe-main", artifacts::STRIPE_PLUGIN),
+        ("payments", "stripe-backup", artifacts::STRIPE_PLUGIN),
+        ("notify", "twilio", artifacts::TWILIO_PLUGIN),
+        ("notify", "sns", artifacts::SNS_PLUGIN),
+    ] {
+        yard.install_app(
+            product,
+            tag,
+            "dev",
+            Arc::new(load(&rt, tag, bytes, Grant::new()).await),
+        );
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/providers.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let defs: Vec<switchyard::engine::Definition> =
+        serde_json::from_value(doc["definitions"].clone()).unwrap();
+    assert_eq!(defs.len(), 6);
+    for d in defs {
+        let path = d.path();
+        yard.create(d).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+}

@@ -59,43 +59,14 @@ pub(crate) async fn run(
                     .run_route(route.clone(), product, env, step_input, options)
                     .await
             }
-            StepTarget::Fallback(tag) => {
+            StepTarget::Fallback(tag) | StepTarget::Quota(tag) | StepTarget::Feature(tag) => {
+                let kind = match &step.target {
+                    StepTarget::Fallback(_) => Kind::Fallback,
+                    StepTarget::Quota(_) => Kind::Quota,
+                    _ => Kind::Feature,
+                };
                 inner
-                    .run_boxed(
-                        Kind::Fallback,
-                        product,
-                        env,
-                        tag,
-                        step_input,
-                        options,
-                        depth + 1,
-                    )
-                    .await
-            }
-            StepTarget::Quota(tag) => {
-                inner
-                    .run_boxed(
-                        Kind::Quota,
-                        product,
-                        env,
-                        tag,
-                        step_input,
-                        options,
-                        depth + 1,
-                    )
-                    .await
-            }
-            StepTarget::Feature(tag) => {
-                inner
-                    .run_boxed(
-                        Kind::Feature,
-                        product,
-                        env,
-                        tag,
-                        step_input,
-                        options,
-                        depth + 1,
-                    )
+                    .run_boxed(kind, product, env, tag, step_input, options, depth + 1)
                     .await
             }
         };

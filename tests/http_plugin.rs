@@ -13,12 +13,7 @@ fn grant(sim: &Simulator) -> Grant {
          "input": {"to": {"type": "string", "required": true}}},
         {"name": "fetch", "method": "GET", "path": "/v1/messages/{id}", "idempotent": true}
     ]);
-    Grant::new()
-        .allow(sim.url())
-        .config("base_url", sim.url())
-        .config("ping_path", "/health")
-        .config("idempotency_header", "Idempotency-Key")
-        .config("actions", actions.to_string())
+    sim.http_plugin_grant(&actions)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

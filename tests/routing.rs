@@ -16,12 +16,7 @@ fn grant(sim: &Simulator) -> Grant {
         {"name": "send", "method": "POST", "path": "/v1/messages",
          "input": {"to": {"type": "string"}, "body": {"type": "string"}}}
     ]);
-    Grant::new()
-        .allow(sim.url())
-        .config("base_url", sim.url())
-        .config("ping_path", "/health")
-        .config("idempotency_header", "Idempotency-Key")
-        .config("actions", actions.to_string())
+    sim.http_plugin_grant(&actions)
 }
 
 async fn install(yard: &Switchyard, rt: &Runtime, tag: &str, sim: &Simulator) {

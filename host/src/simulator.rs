@@ -133,6 +133,19 @@ impl Simulator {
         self.state.recorded.lock().expect("recorded").clone()
     }
 
+    /// The grant that points the generic `http` plugin at this simulator:
+    /// its origin allowed and as `base_url`, `ping` on `/health`, the run's
+    /// key sent as `Idempotency-Key`, and `actions` (the plugin's JSON
+    /// action list).
+    pub fn http_plugin_grant(&self, actions: &serde_json::Value) -> crate::Grant {
+        crate::Grant::new()
+            .allow(self.url())
+            .config("base_url", self.url())
+            .config("ping_path", "/health")
+            .config("idempotency_header", "Idempotency-Key")
+            .config("actions", actions.to_string())
+    }
+
     /// Requests answered, and of those, failed by injection.
     pub fn counts(&self) -> (u64, u64) {
         (

@@ -33,12 +33,7 @@ pub async fn run() -> Result<(), Exit> {
         {"name": "fetch-message", "method": "GET", "path": "/v1/messages/{id}", "idempotent": true,
          "input": {"id": {"type": "string", "required": true}}}
     ]);
-    let grant = Grant::new()
-        .allow(sim.url())
-        .config("base_url", sim.url())
-        .config("ping_path", "/health")
-        .config("idempotency_header", "Idempotency-Key")
-        .config("actions", actions.to_string());
+    let grant = sim.http_plugin_grant(&actions);
     let started = Instant::now();
     let app = rt.load("sim", plugin.clone(), grant).await.map_err(usage)?;
     let report = app.load_report();
@@ -171,13 +166,10 @@ async fn routing(rt: &crate::Runtime, plugin: &crate::ComponentSource) -> Result
         .build();
     let actions = serde_json::json!([{"name": "send", "method": "POST", "path": "/v1/messages"}]);
     for (tag, sim) in [("alpha", &alpha), ("beta", &beta)] {
-        let grant = Grant::new()
-            .allow(sim.url())
-            .config("base_url", sim.url())
-            .config("ping_path", "/health")
-            .config("idempotency_header", "Idempotency-Key")
-            .config("actions", actions.to_string());
-        let app = rt.load(tag, plugin.clone(), grant).await.map_err(usage)?;
+        let app = rt
+            .load(tag, plugin.clone(), sim.http_plugin_grant(&actions))
+            .await
+            .map_err(usage)?;
         yard.install_app("demo", tag, "dev", Arc::new(app));
         yard.healthcheck()
             .define("demo", &format!("{tag}-health"))

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Extra time the engine allows an adapter past its deadline before it
 /// stops waiting (the wasm runtime enforces the deadline itself).
-const GRACE: Duration = Duration::from_millis(100);
+pub(crate) const GRACE: Duration = Duration::from_millis(100);
 
 /// What one run shares with its attempts.
 pub(crate) struct RunCtx<'a> {

@@ -196,11 +196,6 @@ impl Breaker {
         }
     }
 
-    /// The last counted error, if the breaker has one.
-    pub fn last_error(&self) -> Option<&AttemptError> {
-        self.last_error.as_ref()
-    }
-
     /// Ask to run a request at `now`.
     pub fn admit(&mut self, now: Instant) -> Result<Ticket, Open> {
         match self.state {
@@ -415,11 +410,6 @@ impl Breakers {
                 last_error: b.last_error.as_ref().map(ToString::to_string),
             },
         }
-    }
-
-    /// Whether `error` counts against a breaker under this classifier.
-    pub fn counts(&self, error: &AttemptError) -> bool {
-        (self.classifier)(error)
     }
 
     /// The state of `key` (closed if never used).

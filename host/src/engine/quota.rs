@@ -6,7 +6,7 @@
 use super::attempt::{RunCtx, try_in_order};
 use super::registry::CompiledRoute;
 use super::run::{ErrorCode, RunError};
-use super::trace::{Skip, Trace};
+use super::trace::{Skip, SkipReason, Trace};
 use super::weighted::SmoothWeighted;
 use serde_json::Value;
 
@@ -30,15 +30,7 @@ pub(crate) async fn run(
         });
     match picked {
         Some(order) => {
-            for (i, r) in reasons.iter().enumerate() {
-                if let Some(reason) = r {
-                    trace.considered.push(route.options[i].provider.clone());
-                    trace.skipped.push(Skip {
-                        provider: route.options[i].provider.clone(),
-                        reason: reason.clone(),
-                    });
-                }
-            }
+            record_skips(route, reasons, trace);
             try_in_order(ctx, route, &order, false, input, trace).await
         }
         None if route.panic_mode => {
@@ -51,23 +43,12 @@ pub(crate) async fn run(
             try_in_order(ctx, route, &order, false, input, trace).await
         }
         None => {
-            let why: Vec<String> = reasons
+            record_skips(route, reasons, trace);
+            let why: Vec<String> = trace
+                .skipped
                 .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    r.as_ref()
-                        .map(|r| format!("{} ({r})", route.options[i].provider))
-                })
+                .map(|s| format!("{} ({})", s.provider, s.reason))
                 .collect();
-            for (i, r) in reasons.into_iter().enumerate() {
-                if let Some(reason) = r {
-                    trace.considered.push(route.options[i].provider.clone());
-                    trace.skipped.push(Skip {
-                        provider: route.options[i].provider.clone(),
-                        reason,
-                    });
-                }
-            }
             Err(RunError::new(
                 ErrorCode::NoProvider,
                 format!(
@@ -76,6 +57,19 @@ pub(crate) async fn run(
                     why.join(", ")
                 ),
             ))
+        }
+    }
+}
+
+/// Put the providers that were not eligible into the trace, with why.
+fn record_skips(route: &CompiledRoute, reasons: Vec<Option<SkipReason>>, trace: &mut Trace) {
+    for (option, reason) in route.options.iter().zip(reasons) {
+        if let Some(reason) = reason {
+            trace.considered.push(option.provider.clone());
+            trace.skipped.push(Skip {
+                provider: option.provider.clone(),
+                reason,
+            });
         }
     }
 }

@@ -627,16 +627,15 @@ impl Inner {
                 env: key.env.clone(),
                 session: None,
             };
-            let result =
-                tokio::time::timeout(deadline + Duration::from_millis(100), adapter.call(request))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(AttemptError::new(
-                            ErrorClass::Timeout,
-                            FailureKind::DeadlineExceeded,
-                            "probe took longer than its timeout",
-                        ))
-                    });
+            let result = tokio::time::timeout(deadline + attempt::GRACE, adapter.call(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AttemptError::new(
+                        ErrorClass::Timeout,
+                        FailureKind::DeadlineExceeded,
+                        "probe took longer than its timeout",
+                    ))
+                });
             match result {
                 Ok(_) => {
                     error = None;
@@ -816,12 +815,14 @@ impl Inner {
         F: FnOnce(String, RunOptions) -> Fut,
         Fut: std::future::Future<Output = Result<RunResult, RunError>>,
     {
-        let key = options
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| self.next_key());
+        let key = |options: &RunOptions| {
+            options
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| self.next_key())
+        };
         let Some(cache_tag) = options.cache.clone() else {
-            return f(key, options).await;
+            return f(key(&options), options).await;
         };
         let def = self
             .registry
@@ -850,7 +851,8 @@ impl Inner {
             r.trace.steps.clear();
             return Ok(r);
         }
-        let result = f(key, options).await?;
+        // A hit calls no provider, so it needs no key of its own.
+        let result = f(key(&options), options).await?;
         let now = self.clock.now();
         if let Some(c) = self
             .caches

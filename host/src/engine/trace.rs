@@ -156,15 +156,6 @@ impl Trace {
         }
     }
 
-    /// Every attempt of this run and of its steps, in order.
-    pub fn all_attempts(&self) -> Vec<&AttemptRecord> {
-        let mut out: Vec<&AttemptRecord> = self.attempts.iter().collect();
-        for s in &self.steps {
-            out.extend(s.trace.all_attempts());
-        }
-        out
-    }
-
     /// A readable table, for the CLI and logs.
     pub fn render(&self) -> String {
         let mut out = String::new();

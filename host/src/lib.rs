@@ -13,13 +13,18 @@
 //! - [`grant`]: what an app is allowed.
 
 pub mod adapter;
+pub mod api;
 pub mod cli;
+pub mod config;
+pub mod deployment;
 pub mod egress;
 pub mod engine;
 pub mod grant;
 pub mod mapping;
+pub mod metrics;
 pub mod runtime;
 pub mod simulator;
+pub mod store;
 pub mod testing;
 
 pub use adapter::{

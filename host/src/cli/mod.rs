@@ -1,8 +1,9 @@
 //! The `switchyard` command line.
 //!
-//! Exit codes: 0 success; 1 the call ran and failed (the attempt error is
-//! printed); 2 bad usage, a plugin that does not load, or a grant that is
-//! invalid.
+//! Exit codes: 0 success; 1 the run or call ran and failed (the error is
+//! printed); 2 bad usage, a config with problems, a plugin that does not
+//! load, or a grant that is invalid; 3 the server could not start or
+//! stopped on an error.
 
 use crate::adapter::{AttemptError, CallRequest};
 use crate::egress::{Credential, Secret};
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod demo;
+mod serve;
 
 /// Switchyard: route provider calls through sandboxed WebAssembly adapters.
 #[derive(Debug, Parser)]
@@ -30,8 +32,23 @@ enum Command {
     /// Inspect or precompile plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Serve the HTTP API for a config file.
+    Serve(serve::ServeArgs),
+    /// Run a fallback, quota or feature of a config once and explain it.
+    Run(serve::RunArgs),
+    /// Load a config and its plugins and report every problem at once.
+    Check(serve::CheckArgs),
+    /// Config file helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Call one action of a plugin once, on a fresh sandboxed instance.
     Call(CallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the config file's JSON Schema (for editors).
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,10 +140,12 @@ fn source(plugin: &PluginArg) -> Result<ComponentSource, Exit> {
     })
 }
 
+/// Names of the plugins bundled into this binary.
 #[cfg(feature = "bundled-plugins")]
-const BUNDLED: &[&str] = &["http", "stripe", "twilio", "sns"];
+pub const BUNDLED: &[&str] = &["http", "stripe", "twilio", "sns"];
+/// Names of the plugins bundled into this binary.
 #[cfg(not(feature = "bundled-plugins"))]
-const BUNDLED: &[&str] = &[];
+pub const BUNDLED: &[&str] = &[];
 
 /// A plugin bundled into this binary.
 pub fn bundled(name: &str) -> Option<ComponentSource> {
@@ -158,6 +177,10 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Plugin(PluginCommand::Inspect { plugin, json }) => inspect(&plugin, json).await,
         Command::Plugin(PluginCommand::Precompile { files }) => precompile(files).await,
         Command::Call(args) => call(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Run(args) => serve::run(args).await,
+        Command::Check(args) => serve::check(args).await,
+        Command::Config(ConfigCommand::Schema) => serve::schema(),
     };
     match result {
         Ok(()) => 0,

@@ -2,6 +2,7 @@
 //! list of options in order with failover ([`try_in_order`]), shared by
 //! fallbacks, quotas and feature action steps.
 
+use super::observer::AttemptEvent;
 use super::registry::{CompiledOption, CompiledRoute};
 use super::retry::RetryPolicy;
 use super::run::{ErrorCode, RunError};
@@ -123,6 +124,7 @@ pub(crate) async fn try_in_order(
             && !ctx.inner.withdraw_budget(ctx.product, ctx.env, prev)
         {
             trace.budget_denied += 1;
+            ctx.inner.budget_rejected(ctx.product, ctx.env, prev);
             skip(trace, SkipReason::Budget);
             continue;
         }
@@ -291,6 +293,7 @@ async fn run_option(
             }
             if !inner.withdraw_budget(ctx.product, ctx.env, &opt.app) {
                 trace.budget_denied += 1;
+                inner.budget_rejected(ctx.product, ctx.env, &opt.app);
                 break;
             }
             let wait = inner.backoff(&opt.policy, try_no - 1, prev.retry_after);
@@ -341,6 +344,16 @@ async fn run_option(
             .breakers
             .record(bkey, ticket, result.as_ref().map(|_| ()), end);
         inner.count(&stats_key, result.as_ref().map(|_| ()));
+        inner.observe_attempt(&AttemptEvent {
+            product: ctx.product,
+            env: ctx.env,
+            app: &opt.app,
+            action: &opt.action,
+            provider: &opt.provider,
+            try_number: try_no + 1,
+            result: result.as_ref().map(|_| ()),
+            duration: took,
+        });
         match result {
             Ok(response) => {
                 record(trace, opt, try_no + 1, Ok(()), took);

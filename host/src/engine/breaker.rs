@@ -27,11 +27,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Breaker settings. Defaults: 60 s, 50 %, 5, 30 s, 5 %, probes 10 s.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Window in which failures are counted.
     #[serde(with = "millis")]
+    #[schemars(with = "u64")]
     pub failure_timeout: Duration,
     /// Failure percentage that must be exceeded to open.
     pub failure_threshold: f64,
@@ -39,11 +42,13 @@ pub struct BreakerConfig {
     pub minimum_failure_count: u32,
     /// How long the breaker stays open.
     #[serde(with = "millis")]
+    #[schemars(with = "u64")]
     pub open_timeout: Duration,
     /// Percentage of the window's requests allowed as half-open probes.
     pub half_open_threshold: f64,
     /// A probe that has not reported after this long releases its permit.
     #[serde(with = "millis")]
+    #[schemars(with = "u64")]
     pub probe_timeout: Duration,
 }
 
@@ -74,7 +79,7 @@ mod millis {
 }
 
 /// The state of a breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BreakerState {
     /// Requests pass.
@@ -410,6 +415,19 @@ impl Breakers {
                 last_error: b.last_error.as_ref().map(ToString::to_string),
             },
         }
+    }
+
+    /// Every breaker's key and state, sorted by key.
+    pub fn states(&self) -> Vec<(String, BreakerState)> {
+        let mut v: Vec<_> = self
+            .map
+            .lock()
+            .expect("breakers")
+            .iter()
+            .map(|(k, b)| (k.clone(), b.state))
+            .collect();
+        v.sort();
+        v
     }
 
     /// The state of `key` (closed if never used).

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 /// Budget settings. Defaults: 50 % of first attempts, at least 10 retries,
 /// over 10 s (load during an outage is at most 1.5× plus the floor).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetConfig {
     /// Retries allowed per first attempt.

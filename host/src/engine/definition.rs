@@ -11,7 +11,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// The kinds of definitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A provider probe.
@@ -87,7 +99,7 @@ fn yes() -> bool {
 /// One provider of a quota or option of a fallback: an app's action, how
 /// the run's input maps to it and its response maps back, its retries and
 /// the healthcheck that vouches for it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderOption {
     /// Name shown in traces and provider state (`twilio`); unique within
@@ -161,12 +173,16 @@ impl ProviderOption {
 /// Fields every definition has. It is flattened into each definition and
 /// refuses unknown fields for it (serde ignores `deny_unknown_fields` on a
 /// struct with a flattened field, so the flattened part must do it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
-    /// Namespace (`payments`).
+    /// Namespace (`payments`). In a config file and on the HTTP API it
+    /// comes from where the definition sits and may be left out.
+    #[serde(default)]
     pub product: String,
-    /// Identifier within the product and kind (`card-payment`).
+    /// Identifier within the product and kind (`card-payment`). In a
+    /// config file it is the table key and may be left out.
+    #[serde(default)]
     pub tag: String,
     /// Human name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -190,7 +206,7 @@ impl Meta {
 
 /// A probe of one provider: an app's action called on an interval with a
 /// per-env input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthcheckDef {
     /// Product, tag, name, description.
@@ -252,7 +268,7 @@ impl HealthcheckDef {
 }
 
 /// Weighted choice among providers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaDef {
     /// Product, tag, name, description.
@@ -276,7 +292,7 @@ pub struct QuotaDef {
 }
 
 /// Ordered options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackDef {
     /// Product, tag, name, description.
@@ -297,7 +313,7 @@ pub struct FallbackDef {
 }
 
 /// What a feature step runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
     /// One app action (`app` + `action`).
@@ -311,7 +327,7 @@ pub enum StepKind {
 }
 
 /// One step of a feature.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
     /// Name later steps use in `$Sequence{name}{path}`.
@@ -361,7 +377,7 @@ impl StepDef {
 }
 
 /// Steps in sequence; later steps read earlier outputs with `$Sequence`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureDef {
     /// Product, tag, name, description.
@@ -383,7 +399,7 @@ pub struct FeatureDef {
 
 /// A result cache: a run that names it returns a stored successful result
 /// for an identical input within `ttl_ms`, without calling providers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheDef {
     /// Product, tag, name, description.
@@ -401,7 +417,7 @@ fn default_entries() -> usize {
 }
 
 /// Any definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Definition {
     /// A healthcheck.

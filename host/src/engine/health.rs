@@ -26,7 +26,7 @@ pub enum HealthStatus {
 }
 
 /// One probe outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ProbeOutcome {
     /// When the check ended (Unix ms).
     pub at_unix_ms: u64,
@@ -204,6 +204,30 @@ impl HealthBoard {
         }
         let factor = (1.0 + r.jitter.clamp(0.0, 1.0) * spread).max(0.0);
         r.next_due = now + r.interval.mul_f64(factor);
+    }
+
+    /// Replace the history of a tracked `key` with `history` (oldest
+    /// first; only the newest `capacity` kept) and derive status,
+    /// `last_checked` and `last_available` from it. False if untracked.
+    pub fn restore(&mut self, key: &HealthKey, history: Vec<ProbeOutcome>) -> bool {
+        let Some(r) = self.records.get_mut(key) else {
+            return false;
+        };
+        let at = |o: &ProbeOutcome| SystemTime::UNIX_EPOCH + Duration::from_millis(o.at_unix_ms);
+        let skip = history.len().saturating_sub(r.capacity);
+        r.history = history.into_iter().skip(skip).collect();
+        if let Some(last) = r.history.back() {
+            r.status = if last.ok {
+                HealthStatus::Healthy
+            } else {
+                HealthStatus::Unhealthy
+            };
+            r.last_checked = Some(at(last));
+        }
+        if let Some(ok) = r.history.iter().rev().find(|o| o.ok) {
+            r.last_available = Some(at(ok));
+        }
+        true
     }
 
     /// The status of `key` (unknown if untracked).

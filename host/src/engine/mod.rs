@@ -17,6 +17,7 @@ pub mod definition;
 mod fallback;
 mod feature;
 pub mod health;
+pub mod observer;
 mod quota;
 mod registry;
 pub mod result_cache;
@@ -38,7 +39,8 @@ pub use definition::{
     CacheDef, DefineError, Definition, FallbackDef, FeatureDef, HealthcheckDef, Kind, Meta,
     ProviderOption, QuotaDef, StepDef, StepKind,
 };
-pub use health::{HealthSnapshot, HealthStatus, ProbeOutcome};
+pub use health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
+pub use observer::{AttemptEvent, Observer};
 pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};
 pub use run::{ErrorCode, RunError, RunOptions, RunResult};

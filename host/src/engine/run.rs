@@ -118,6 +118,9 @@ pub struct RunError {
     pub code: ErrorCode,
     /// Human-readable detail.
     pub message: String,
+    /// The input field at fault (`input.amount`), for invalid input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// The trace up to the failure.
     pub trace: Option<Box<Trace>>,
 }
@@ -127,7 +130,15 @@ impl RunError {
         Self {
             code,
             message: message.into(),
+            field: None,
             trace: None,
+        }
+    }
+
+    pub(crate) fn invalid_input(e: super::schema::InputError) -> Self {
+        Self {
+            field: Some(e.path.clone()),
+            ..Self::new(ErrorCode::InvalidInput, e.to_string())
         }
     }
 

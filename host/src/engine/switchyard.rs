@@ -3,11 +3,14 @@
 //! and compiled on the spot), run them, read provider state, and drive the
 //! healthcheck scheduler.
 
-use super::breaker::{BreakerConfig, BreakerSnapshot, Breakers, Classifier, default_classifier};
+use super::breaker::{
+    BreakerConfig, BreakerSnapshot, BreakerState, Breakers, Classifier, default_classifier,
+};
 use super::budget::{BudgetConfig, RetryBudget};
 use super::clock::{Clock, SystemClock};
 use super::definition::{DefineError, Definition, HealthcheckDef, Kind};
-use super::health::{self, HealthBoard, HealthKey, HealthSnapshot, HealthStatus};
+use super::health::{self, HealthBoard, HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
+use super::observer::{AttemptEvent, Observer};
 use super::registry::{AppSummary, CompiledRoute, Registry};
 use super::result_cache::ResultCache;
 use super::retry::{Jitter, RetryPolicy};
@@ -71,6 +74,7 @@ pub struct SwitchyardBuilder {
     budget: BudgetConfig,
     classifier: Classifier,
     seed: Option<u64>,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 impl std::fmt::Debug for SwitchyardBuilder {
@@ -114,6 +118,13 @@ impl SwitchyardBuilder {
         self
     }
 
+    /// Report attempts, budget refusals and healthcheck outcomes to
+    /// `observer` (metrics, a store). Can be called more than once.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Switchyard {
         let jitter = || self.seed.map_or_else(Jitter::from_entropy, Jitter::seeded);
@@ -132,6 +143,7 @@ impl SwitchyardBuilder {
                 counts: Mutex::new(HashMap::new()),
                 key_prefix: prefix,
                 key_counter: AtomicU64::new(0),
+                observers: self.observers,
             }),
         }
     }
@@ -150,6 +162,7 @@ pub(crate) struct Inner {
     counts: Mutex<HashMap<String, Counts>>,
     key_prefix: u64,
     key_counter: AtomicU64,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -184,6 +197,7 @@ impl Switchyard {
             budget: BudgetConfig::default(),
             classifier: Box::new(default_classifier),
             seed: None,
+            observers: Vec::new(),
         }
     }
 
@@ -401,6 +415,35 @@ impl Switchyard {
             .collect())
     }
 
+    /// Put back the outcomes of an earlier process (oldest first), e.g.
+    /// from a store, so status, `last_checked` and `last_available` survive
+    /// a restart. Only for a healthcheck already defined with that env;
+    /// returns whether it was.
+    pub fn restore_health(
+        &self,
+        product: &str,
+        env: &str,
+        tag: &str,
+        history: Vec<ProbeOutcome>,
+    ) -> bool {
+        let key = HealthKey {
+            product: product.into(),
+            env: env.into(),
+            tag: tag.into(),
+        };
+        self.inner
+            .health
+            .lock()
+            .expect("health")
+            .restore(&key, history)
+    }
+
+    /// Every breaker used so far, by key (`product/env/app/action`), and its
+    /// state.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.inner.breakers.states()
+    }
+
     /// What the healthcheck `tag` of `product` knows in `env`.
     pub fn health(&self, product: &str, env: &str, tag: &str) -> Option<HealthSnapshot> {
         self.inner
@@ -521,6 +564,18 @@ impl Inner {
         retry_after: Option<Duration>,
     ) -> Duration {
         policy.backoff(retry, retry_after, &mut self.jitter.lock().expect("jitter"))
+    }
+
+    pub fn observe_attempt(&self, event: &AttemptEvent<'_>) {
+        for o in &self.observers {
+            o.attempt(event);
+        }
+    }
+
+    pub fn budget_rejected(&self, product: &str, env: &str, app: &str) {
+        for o in &self.observers {
+            o.budget_rejected(product, env, app);
+        }
     }
 
     pub fn count(&self, key: &str, result: Result<(), &AttemptError>) {
@@ -647,6 +702,9 @@ impl Inner {
         let end = self.clock.now();
         let wall = self.clock.wall();
         let outcome = health::outcome(wall, error.is_none(), end - start, tries, error);
+        for o in &self.observers {
+            o.healthcheck(&key, &outcome);
+        }
         self.health
             .lock()
             .expect("health")
@@ -699,8 +757,7 @@ impl Inner {
                         .expect("registry")
                         .compiled_feature(product, tag)
                         .ok_or_else(not_found)?;
-                    schema::validate(&f.schema, &input)
-                        .map_err(|e| RunError::new(ErrorCode::InvalidInput, e.to_string()))?;
+                    schema::validate(&f.schema, &input).map_err(RunError::invalid_input)?;
                     let input = &input;
                     self.cached(
                         product,
@@ -756,8 +813,7 @@ impl Inner {
         input: Value,
         options: RunOptions,
     ) -> Result<RunResult, RunError> {
-        schema::validate(&route.schema, &input)
-            .map_err(|e| RunError::new(ErrorCode::InvalidInput, e.to_string()))?;
+        schema::validate(&route.schema, &input).map_err(RunError::invalid_input)?;
         let kind = route.kind;
         let tag = route.tag.clone();
         let input = &input;

@@ -30,7 +30,7 @@ use bindings::{AdapterPre, types};
 use state::CallState;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -403,6 +403,7 @@ impl Runtime {
             egress: Arc::new(egress),
             config: Arc::new(grant.config),
             report,
+            instances: InstanceStats::default(),
         };
         app.info = app.describe().await?;
         report.total = started.elapsed();
@@ -421,6 +422,23 @@ struct AppInner {
     egress: Arc<AppEgress>,
     config: Arc<BTreeMap<String, String>>,
     report: LoadReport,
+    instances: InstanceStats,
+}
+
+/// Instances created for calls, and the time spent creating them.
+#[derive(Debug, Default)]
+struct InstanceStats {
+    count: AtomicU64,
+    micros: AtomicU64,
+}
+
+/// A snapshot of an app's instance counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct InstanceCounts {
+    /// Instances created (one per call).
+    pub instantiations: u64,
+    /// Total time spent instantiating.
+    pub instantiate_total: Duration,
 }
 
 /// A loaded app: a component, its grant, and its self-description. Cheap
@@ -453,6 +471,16 @@ impl App {
     /// Egress counters.
     pub fn egress_stats(&self) -> EgressStats {
         self.inner.egress.stats()
+    }
+
+    /// Instance counters: how many calls got an instance, and how long
+    /// instantiating took in total.
+    pub fn instance_counts(&self) -> InstanceCounts {
+        let s = &self.inner.instances;
+        InstanceCounts {
+            instantiations: s.count.load(Ordering::Relaxed),
+            instantiate_total: Duration::from_micros(s.micros.load(Ordering::Relaxed)),
+        }
     }
 
     /// Run one attempt on a fresh instance.
@@ -574,7 +602,12 @@ impl AppInner {
             }),
         };
         let work = async {
+            let started = Instant::now();
             let adapter = self.pre.instantiate_async(&mut store).await?;
+            self.instances.count.fetch_add(1, Ordering::Relaxed);
+            self.instances
+                .micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             adapter
                 .switchyard_adapter_provider()
                 .call_call(&mut store, &wit_request)

@@ -1,0 +1,511 @@
+//! The HTTP API (axum): runs, CRUD of definitions, provider and
+//! healthcheck state, `/healthz`, `/readyz`, Prometheus `/metrics` and the
+//! OpenAPI description at `/openapi.json`.
+//!
+//! Every error is JSON `{"code", "message", "field"?, "trace"?}` with a
+//! stable `code`; bad input is a 4xx, never a 500.
+
+use crate::deployment::{ChangeError, Deployment};
+use crate::engine::{Definition, ErrorCode, Kind, RunError, RunOptions};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Env names the routes reserve (they would shadow `/v1/{product}/apps`
+/// and `/v1/{product}/definitions`).
+pub const RESERVED_ENVS: &[&str] = &["apps", "definitions"];
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The running config.
+    pub deployment: Arc<Deployment>,
+    /// The bearer token `/v1` and `/metrics` require; `None` turns auth off.
+    pub token: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// False once shutdown began (`/readyz` answers 503).
+    pub ready: AtomicBool,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({"code": code, "message": message.into()}),
+        }
+    }
+
+    fn field(mut self, field: impl Into<String>) -> Self {
+        self.body["field"] = Value::String(field.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::NotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
+            }
+            ChangeError::Exists { .. } => Self::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            ChangeError::Invalid(d) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-definition",
+                d.to_string(),
+            )
+            .field(d.path),
+            ChangeError::Store(s) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "store", s.to_string())
+            }
+        }
+    }
+}
+
+fn run_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorCode::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::NoProvider => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Mapping | ErrorCode::AllFailed | ErrorCode::Ambiguous => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        Self {
+            status: run_status(e.code),
+            body: serde_json::to_value(&e).expect("run errors serialize"),
+        }
+    }
+}
+
+/// The router over `state`.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/{product}/apps", get(apps))
+        .route("/v1/{product}/definitions/{kinds}", get(list).post(create))
+        .route(
+            "/v1/{product}/definitions/{kinds}/{tag}",
+            get(fetch).put(update).delete(delete),
+        )
+        .route("/v1/{product}/{env}/{kinds}/{tag}/run", post(run))
+        .route(
+            "/v1/{product}/{env}/{kinds}/{tag}/providers",
+            get(providers),
+        )
+        .route("/v1/{product}/{env}/healthchecks/{tag}", get(health))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .merge(v1)
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint; see /openapi.json",
+            )
+        })
+        .with_state(state)
+}
+
+/// Serve `state` on `listener` until `shutdown` resolves; then stop
+/// accepting, let in-flight requests finish for up to `grace`, and return.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let ready = state.clone();
+    let signal = async move {
+        shutdown.await;
+        ready.ready.store(false, Ordering::SeqCst);
+        let _ = began_tx.send(());
+    };
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            let _ = began_rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
+            Ok(())
+        }
+    }
+}
+
+async fn auth(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send `Authorization: Bearer <token>` with the token from the server's `token_env` variable",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+            r
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
+    if s.ready.load(Ordering::SeqCst) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    let d = &s.deployment;
+    let text = d.metrics.render(&d.yard.breaker_states(), &d.apps);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Read a JSON body of at most `limit` bytes.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<T, ApiError> {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        && !ct.starts_with("application/json")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid-body",
+            format!("content-type `{ct}` is not JSON; send `Content-Type: application/json`"),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the body is larger than {limit} bytes (`server.max_body_bytes`)"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+fn kind_of(kinds: &str, allowed: &[Kind]) -> Result<Kind, ApiError> {
+    allowed
+        .iter()
+        .copied()
+        .find(|k| k.plural() == kinds)
+        .ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|k| k.plural()).collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("`{kinds}` is not one of: {}", names.join(", ")),
+            )
+        })
+}
+
+const ALL_KINDS: &[Kind] = &[
+    Kind::Healthcheck,
+    Kind::Quota,
+    Kind::Fallback,
+    Kind::Feature,
+    Kind::Cache,
+];
+const RUN_KINDS: &[Kind] = &[Kind::Fallback, Kind::Quota, Kind::Feature];
+
+fn check_product_env(s: &ApiState, product: &str, env: Option<&str>) -> Result<(), ApiError> {
+    let products = &s.deployment.config.file.products;
+    let Some(p) = products.get(product) else {
+        let names: Vec<&String> = products.keys().collect();
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no product `{product}`; products: {names:?}"),
+        ));
+    };
+    if let Some(env) = env
+        && !p.envs.iter().any(|e| e == env)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("`{env}` is not an env of `{product}`; envs: {:?}", p.envs),
+        ));
+    }
+    Ok(())
+}
+
+/// The body of a run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    session: Option<crate::adapter::Session>,
+    #[serde(default)]
+    cache: Option<String>,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+}
+
+async fn run(
+    State(s): State<Arc<ApiState>>,
+    Path((product, env, kinds, tag)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, RUN_KINDS)?;
+    check_product_env(&s, &product, Some(&env))?;
+    let b: RunBody = read_json(body, &headers, s.max_body_bytes).await?;
+    let options = RunOptions {
+        idempotency_key: b.idempotency_key,
+        session: b.session,
+        cache: b.cache,
+        deadline: b.deadline_ms.map(Duration::from_millis),
+    };
+    let input = if b.input.is_null() {
+        json!({})
+    } else {
+        b.input
+    };
+    let started = Instant::now();
+    let d = &s.deployment;
+    let result = d.yard.run(kind, &product, &env, &tag, input, options).await;
+    let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+    d.metrics
+        .run(&product, &env, kind.as_str(), &tag, code, started.elapsed());
+    Ok(axum::Json(result?).into_response())
+}
+
+async fn providers(
+    State(s): State<Arc<ApiState>>,
+    Path((product, env, kinds, tag)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, &[Kind::Fallback, Kind::Quota])?;
+    check_product_env(&s, &product, Some(&env))?;
+    let states = s
+        .deployment
+        .yard
+        .provider_states(&product, &env, kind, &tag)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string()))?;
+    Ok(axum::Json(json!({"providers": states})).into_response())
+}
+
+async fn health(
+    State(s): State<Arc<ApiState>>,
+    Path((product, env, tag)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    check_product_env(&s, &product, Some(&env))?;
+    let snap = s
+        .deployment
+        .yard
+        .health(&product, &env, &tag)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no healthcheck `{tag}` runs in `{product}`/`{env}`"),
+            )
+        })?;
+    Ok(axum::Json(snap).into_response())
+}
+
+async fn apps(
+    State(s): State<Arc<ApiState>>,
+    Path(product): Path<String>,
+) -> Result<Response, ApiError> {
+    check_product_env(&s, &product, None)?;
+    // Summaries carry the adapter's self-description, never grants or
+    // credentials.
+    Ok(axum::Json(json!({"apps": s.deployment.yard.apps(&product)})).into_response())
+}
+
+async fn list(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let defs = s.deployment.yard.fetch_all(&product, Some(kind));
+    Ok(axum::Json(json!({ kinds: defs })).into_response())
+}
+
+async fn fetch(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds, tag)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let def = s
+        .deployment
+        .yard
+        .fetch(&product, kind, &tag)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no {kind} `{tag}` in product `{product}`"),
+            )
+        })?;
+    Ok(axum::Json(def).into_response())
+}
+
+/// Parse a definition body: `kind` comes from the path, `product` from the
+/// path (a different one in the body is refused), `tag` from the body or,
+/// for PUT, the path.
+async fn definition_body(
+    s: &ApiState,
+    product: &str,
+    kind: Kind,
+    tag: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Definition, ApiError> {
+    let mut v: Value = read_json(body, headers, s.max_body_bytes).await?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "the body must be a JSON object (the definition)",
+        ));
+    };
+    let mut set = |field: &str, value: &str| -> Result<(), ApiError> {
+        match obj.get(field).and_then(Value::as_str) {
+            Some(given) if given != value => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                format!("`{field}` is `{given}` in the body but `{value}` in the path; make them agree or leave it out of the body"),
+            )
+            .field(field)),
+            _ => {
+                obj.insert(field.into(), Value::String(value.into()));
+                Ok(())
+            }
+        }
+    };
+    set("product", product)?;
+    set("kind", kind.as_str())?;
+    if let Some(tag) = tag {
+        set("tag", tag)?;
+    } else if !obj.get("tag").is_some_and(Value::is_string) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "give the definition a `tag` (a string)",
+        )
+        .field("tag"));
+    }
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-definition",
+            format!("{e}; see docs/configuration.md"),
+        )
+    })
+}
+
+async fn create(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let def = definition_body(&s, &product, kind, None, &headers, body).await?;
+    s.deployment.create(def.clone())?;
+    Ok((StatusCode::CREATED, axum::Json(def)).into_response())
+}
+
+async fn update(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let def = definition_body(&s, &product, kind, Some(&tag), &headers, body).await?;
+    s.deployment.update(def.clone())?;
+    Ok(axum::Json(def).into_response())
+}
+
+async fn delete(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds, tag)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let old = s.deployment.delete(&product, kind, &tag)?;
+    Ok(axum::Json(old).into_response())
+}

@@ -623,3 +623,163 @@ providers = [ { provider = "a", app = "primary", action = "ping", weight = 0 } ]
         "{err}"
     );
 }
+
+/// Every operation of `/openapi.json`, called with the document's own
+/// examples, answers with a status the document lists for it, and a
+/// documented success body has the fields its schema requires.
+#[tokio::test]
+async fn the_openapi_document_matches_the_server() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let (st, spec) = server.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(spec["openapi"], "3.1.0");
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let mut concrete = path.clone();
+        for p in item["parameters"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap();
+            concrete = concrete.replace(&format!("{{{name}}}"), p["example"].as_str().unwrap());
+        }
+        assert!(
+            !concrete.contains('{'),
+            "{path}: a path parameter has no example"
+        );
+        for (method, op) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let order = ["post", "get", "put", "delete"]
+                .iter()
+                .position(|m| m == method)
+                .unwrap();
+            ops.push((order, method.to_uppercase(), concrete.clone(), op.clone()));
+        }
+    }
+    ops.sort_by_key(|o| o.0);
+    assert_eq!(ops.len(), 13, "every route is documented");
+    for (_, method, path, op) in ops {
+        let body = op["requestBody"]["content"]["application/json"]["example"].clone();
+        let token = op.get("security").map(|_| TOKEN);
+        let (st, v) = server
+            .call(&method, &path, token, (!body.is_null()).then_some(body))
+            .await;
+        let documented = &op["responses"][st.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {path} answered {st}, not documented: {v}"
+        );
+        assert!(
+            st < 300,
+            "{method} {path} with the document's example failed: {st} {v}"
+        );
+        let schema = &documented["content"]["application/json"]["schema"];
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.rsplit('/').next().unwrap();
+            for field in spec["components"]["schemas"][name]["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    v.get(field.as_str().unwrap()).is_some(),
+                    "{method} {path}: `{field}` missing in {v}"
+                );
+            }
+        }
+        // Without the token, secured operations are refused as documented.
+        if token.is_some() {
+            let (st, _) = server.call(&method, &path, None, None).await;
+            assert_eq!(st, 401);
+            assert!(op["responses"]["401"].is_object());
+        }
+    }
+}
+
+/// `examples/switchyard.toml` checks clean and its `dev` env really runs
+/// against the provider fakes (Prism with Stripe's and Twilio's OpenAPI
+/// specs, moto for SNS; started by `../shared/contracts/start-mocks.sh`).
+#[test]
+fn the_shipped_config_checks_and_runs_against_the_provider_fakes() {
+    let iam = std::fs::read_to_string("/tmp/contract-tools/run/sns-iam.env").unwrap_or_else(|_| {
+        panic!(
+            "the provider fakes are not running: MOTO_IAM_AUTH=1 ../shared/contracts/start-mocks.sh"
+        )
+    });
+    let get = |k: &str| {
+        iam.lines()
+            .find_map(|l| {
+                l.trim_start_matches("export ")
+                    .strip_prefix(&format!("{k}="))
+            })
+            .unwrap_or_else(|| panic!("{k} missing from sns-iam.env"))
+            .trim_matches('"')
+            .to_string()
+    };
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/switchyard.toml");
+    let cmd = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("STRIPE_SECRET_KEY", "sk_test_main")
+            .env("STRIPE_BACKUP_SECRET_KEY", "sk_test_backup")
+            .env("TWILIO_AUTH_TOKEN", "twilio-token")
+            .env("AWS_ACCESS_KEY_ID", get("AWS_ACCESS_KEY_ID"))
+            .env("AWS_SECRET_ACCESS_KEY", get("AWS_SECRET_ACCESS_KEY"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        out.stdout
+    };
+    let checked = String::from_utf8(cmd(&["check", config])).unwrap();
+    assert!(
+        checked.contains("ok (2 products, 8 apps loaded, 6 definitions)"),
+        "{checked}"
+    );
+
+    let paid: Value = serde_json::from_slice(&cmd(&[
+        "run",
+        "fallback",
+        "card-payment",
+        "--config",
+        config,
+        "--product",
+        "payments",
+        "--env",
+        "dev",
+        "--input",
+        r#"{"amount": 1099, "currency": "usd", "order_id": "42"}"#,
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        paid["output"]["payment_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pi_"),
+        "{paid}"
+    );
+    assert_eq!(paid["provider"], "stripe-main");
+    for _ in 0..2 {
+        let sms: Value = serde_json::from_slice(&cmd(&[
+            "run",
+            "quota",
+            "sms",
+            "--config",
+            config,
+            "--product",
+            "notify",
+            "--env",
+            "dev",
+            "--input",
+            r#"{"phone": "+15558675310", "text": "Your code is 123456"}"#,
+            "--json",
+        ]))
+        .unwrap();
+        assert!(sms["output"]["message_id"].is_string(), "{sms}");
+    }
+}

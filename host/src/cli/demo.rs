@@ -45,7 +45,6 @@ pub async fn run() -> Result<(), Exit> {
     );
     // Same plugin, but its grant does not list the provider: every request
     // is refused by the egress gate before a connection is opened.
-    let plugin_for_routing = plugin.clone();
     let closed = rt
         .load("closed", plugin, Grant::new().config("base_url", sim.url()))
         .await
@@ -115,7 +114,7 @@ pub async fn run() -> Result<(), Exit> {
         println!("{}", outcome_line(label, app, &result, t.elapsed()));
     }
 
-    routing(&rt, &plugin_for_routing).await?;
+    routing().await?;
 
     let t = Instant::now();
     let n = 200;
@@ -142,61 +141,42 @@ pub async fn run() -> Result<(), Exit> {
     Ok(())
 }
 
-/// Two simulated SMS providers behind the engine: a 70/30 quota with
-/// healthchecks and breakers, one provider knocked out and brought back,
-/// and a fallback that fails over.
-async fn routing(rt: &crate::Runtime, plugin: &crate::ComponentSource) -> Result<(), Exit> {
-    use crate::engine::{BreakerConfig, FieldType, HealthStatus, RunOptions, Switchyard};
-    use std::sync::Arc;
+/// The example config `examples/demo.toml`, with the simulators'
+/// addresses filled in.
+pub const DEMO_CONFIG: &str = include_str!("../../../examples/demo.toml");
 
-    println!(
-        "\nrouting through the engine: quota `sms` = alpha 70 / beta 30, healthchecks, breakers"
-    );
+/// Four simulated providers behind the engine, configured by
+/// `examples/demo.toml`: an SMS quota 70/30 with healthchecks and
+/// breakers, one provider knocked out and brought back, and a card-payment
+/// fallback that fails over.
+async fn routing() -> Result<(), Exit> {
+    use crate::config::Config;
+    use crate::deployment::{Deployment, StartOptions};
+    use crate::engine::{HealthStatus, Kind, RunOptions};
+
     let start = || async {
         Simulator::start()
             .await
             .map_err(|e| usage(format!("starting a simulated provider: {e}")))
     };
     let (alpha, beta) = (start().await?, start().await?);
-    let yard = Switchyard::builder()
-        .breaker(BreakerConfig {
-            open_timeout: Duration::from_secs(1),
-            ..BreakerConfig::default()
-        })
-        .build();
-    let actions = serde_json::json!([{"name": "send", "method": "POST", "path": "/v1/messages"}]);
-    for (tag, sim) in [("alpha", &alpha), ("beta", &beta)] {
-        let app = rt
-            .load(tag, plugin.clone(), sim.http_plugin_grant(&actions))
-            .await
-            .map_err(usage)?;
-        yard.install_app("demo", tag, "dev", Arc::new(app));
-        yard.healthcheck()
-            .define("demo", &format!("{tag}-health"))
-            .app(tag)
-            .action("ping")
-            .input("dev", serde_json::json!({}))
-            .interval(Duration::from_millis(500))
-            .create()
-            .map_err(usage)?;
-    }
-    let mapping = serde_json::json!({"to": "$Input{phone}", "text": "$Input{text}"});
-    yard.quota()
-        .define("demo", "sms")
-        .input("phone", FieldType::String)
-        .input("text", FieldType::String)
-        .provider("alpha")
-        .weight(70)
-        .action("send")
-        .healthcheck("alpha-health")
-        .map_input(mapping.clone())
-        .provider("beta")
-        .weight(30)
-        .action("send")
-        .healthcheck("beta-health")
-        .map_input(mapping)
-        .create()
-        .map_err(usage)?;
+    let (pay_main, pay_backup) = (start().await?, start().await?);
+    let text = DEMO_CONFIG
+        .replace("{alpha}", &alpha.url())
+        .replace("{beta}", &beta.url())
+        .replace("{pay_main}", &pay_main.url())
+        .replace("{pay_backup}", &pay_backup.url());
+    let config =
+        Config::from_source("examples/demo.toml".into(), text).map_err(|e| usage(e.to_string()))?;
+    let d = Deployment::start(config, StartOptions::default())
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    let yard = d.yard.clone();
+    println!(
+        "\nrouting through the engine, configured by examples/demo.toml ({} apps loaded):",
+        d.apps.len()
+    );
+    println!("  quota `sms` = alpha 70 / beta 30 with healthchecks every 500 ms and breakers");
     let _checks = yard.spawn_healthchecks();
     let input = serde_json::json!({"phone": "+15550100", "text": "your code is 123456"});
 
@@ -208,7 +188,14 @@ async fn routing(rt: &crate::Runtime, plugin: &crate::ComponentSource) -> Result
             let (mut failovers, mut failed) = (0, 0);
             for _ in 0..100 {
                 match yard
-                    .run_quota("demo", "dev", "sms", input.clone(), RunOptions::default())
+                    .run(
+                        Kind::Quota,
+                        "demo",
+                        "dev",
+                        "sms",
+                        input.clone(),
+                        RunOptions::default(),
+                    )
                     .await
                 {
                     Ok(r) => {
@@ -219,8 +206,7 @@ async fn routing(rt: &crate::Runtime, plugin: &crate::ComponentSource) -> Result
                 }
             }
             let states = yard
-                .quota()
-                .providers("demo", "dev", "sms")
+                .provider_states("demo", "dev", Kind::Quota, "sms")
                 .unwrap_or_default();
             let state: Vec<String> = states
                 .iter()
@@ -256,28 +242,25 @@ async fn routing(rt: &crate::Runtime, plugin: &crate::ComponentSource) -> Result
     })
     .await;
 
-    yard.fallback()
-        .define("demo", "sms-failover")
-        .provider("beta")
-        .action("send")
-        .retries(1)
-        .provider("alpha")
-        .action("send")
-        .create()
-        .map_err(usage)?;
-    beta.set_failure_rate(1.0);
+    pay_main.set_failure_rate(1.0);
     let r = yard
-        .run_fallback(
+        .run(
+            Kind::Fallback,
             "demo",
             "dev",
-            "sms-failover",
-            serde_json::json!({"to": "+15550100"}),
-            RunOptions::default().idempotency_key("demo-run-1"),
+            "card-payment",
+            serde_json::json!({"amount": 1999, "currency": "eur"}),
+            RunOptions::default().idempotency_key("order-1001"),
         )
         .await;
-    println!("\none fallback run explained (beta first, failing again; alpha second):");
+    println!(
+        "\none `card-payment` fallback run explained (main account down, one retry, then backup):"
+    );
     match r {
-        Ok(r) => print!("{}", r.trace.render()),
+        Ok(r) => {
+            println!("  output {}", r.output);
+            print!("{}", r.trace.render());
+        }
         Err(e) => {
             println!("  {e}");
             if let Some(t) = e.trace {
@@ -285,5 +268,13 @@ async fn routing(rt: &crate::Runtime, plugin: &crate::ComponentSource) -> Result
             }
         }
     }
+    let m = d.metrics.render(&yard.breaker_states(), &d.apps);
+    let lines = m
+        .lines()
+        .filter(|l| l.starts_with("switchyard_attempts_total{"))
+        .count();
+    println!(
+        "\n`switchyard serve` exposes the same engine over HTTP; its /metrics would now show {lines} attempt series. Next: README.md → \"Serve a config\"."
+    );
     Ok(())
 }

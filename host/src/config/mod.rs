@@ -641,6 +641,30 @@ options = []
     }
 
     #[test]
+    fn the_checked_in_schema_is_current() {
+        let file = include_str!("../../../docs/switchyard.schema.json");
+        let now = serde_json::to_string_pretty(&json_schema()).unwrap();
+        assert!(
+            file.trim_end() == now,
+            "docs/switchyard.schema.json is stale: run `cargo run -p switchyard -- config schema > docs/switchyard.schema.json`"
+        );
+    }
+
+    #[test]
+    fn the_shipped_configs_parse() {
+        for (name, text) in [
+            (
+                "switchyard.toml",
+                include_str!("../../../examples/switchyard.toml"),
+            ),
+            ("demo.toml", include_str!("../../../examples/demo.toml")),
+        ] {
+            let parsed: Result<ConfigFile, _> = toml::from_str(text);
+            assert!(parsed.is_ok(), "{name}: {parsed:?}");
+        }
+    }
+
+    #[test]
     fn the_schema_describes_the_file() {
         let s = json_schema();
         let text = s.to_string();

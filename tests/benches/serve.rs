@@ -1,0 +1,125 @@
+//! Load on the HTTP API: `POST /v1/{product}/{env}/fallbacks/{tag}/run`
+//! at concurrency 64, served by `switchyard::api` (the same router and
+//! server `switchyard serve` runs) with a real wasm app (the bundled
+//! `http` plugin) calling a simulated provider on loopback. Every request
+//! goes client → API → engine → fresh sandboxed instance → egress gate →
+//! provider and back.
+//!
+//! Run: `cargo bench -p switchyard-tests --bench serve --profile dev`
+//! (`-- --quick` for a shorter run).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use switchyard::api::{self, ApiState};
+use switchyard::config::Config;
+use switchyard::deployment::{Deployment, StartOptions};
+use switchyard::simulator::Simulator;
+
+const CONCURRENCY: usize = 64;
+const TOKEN: &str = "bench-token";
+
+fn config(url: &str) -> String {
+    format!(
+        r#"
+[products.bench]
+envs = ["dev"]
+[products.bench.apps.sim]
+plugin = "bundled:http"
+[products.bench.apps.sim.envs.dev]
+allow = ["{url}"]
+config = {{ base_url = "{url}", idempotency_header = "Idempotency-Key", actions = '[{{"name": "send", "method": "POST", "path": "/v1/messages"}}]' }}
+[products.bench.fallbacks.sms]
+input = {{ to = {{ type = "string" }} }}
+options = [ {{ provider = "sim", app = "sim", action = "send", input = {{ to = "$Input{{to}}" }}, output = {{ id = "$Response{{id}}" }} }} ]
+"#
+    )
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let total: usize = if quick { 4_000 } else { 20_000 };
+    let sim = Simulator::start().await.expect("simulator");
+    let cfg = Config::from_source("bench.toml".into(), config(&sim.url())).expect("config");
+    let deployment = Deployment::start(cfg, StartOptions::default())
+        .await
+        .expect("deployment");
+    let state = Arc::new(ApiState {
+        deployment: Arc::new(deployment),
+        token: Some(TOKEN.into()),
+        max_body_bytes: 64 * 1024,
+        ready: AtomicBool::new(true),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v1/bench/dev/fallbacks/sms/run",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(api::serve(
+        listener,
+        state,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build_http::<Full<Bytes>>();
+    let body = Bytes::from_static(br#"{"input": {"to": "+15550100"}}"#);
+    let once = |client: Client<_, Full<Bytes>>, url: String, body: Bytes| async move {
+        let req = http::Request::post(url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .unwrap();
+        let started = Instant::now();
+        let resp = client.request(req).await.expect("request");
+        let ok = resp.status() == 200;
+        resp.into_body().collect().await.expect("body");
+        (ok, started.elapsed())
+    };
+
+    // Warm up: connections, instance pool, caches.
+    for _ in 0..200 {
+        once(client.clone(), url.clone(), body.clone()).await;
+    }
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(total / CONCURRENCY);
+            let mut failed = 0usize;
+            for _ in 0..total / CONCURRENCY {
+                let (ok, took) = once(client.clone(), url.clone(), body.clone()).await;
+                failed += usize::from(!ok);
+                samples.push(took);
+            }
+            (samples, failed)
+        }));
+    }
+    let mut samples = Vec::with_capacity(total);
+    let mut failed = 0;
+    for t in tasks {
+        let (s, f) = t.await.unwrap();
+        samples.extend(s);
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "fallback run endpoint, concurrency {CONCURRENCY}, {} requests ({failed} failed): {:.0} req/s   p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        samples.len(),
+        samples.len() as f64 / elapsed.as_secs_f64(),
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        samples.last().unwrap().as_secs_f64() * 1e3,
+    );
+    assert_eq!(failed, 0, "requests failed under load");
+}

@@ -56,16 +56,12 @@ pub enum ChangeError {
 /// Writes healthcheck outcomes to the store from its own thread, so a
 /// probe never waits on disk.
 struct HealthRecorder {
-    tx: Mutex<mpsc::Sender<(HealthKey, ProbeOutcome)>>,
+    tx: mpsc::Sender<(HealthKey, ProbeOutcome)>,
 }
 
 impl Observer for HealthRecorder {
     fn healthcheck(&self, key: &HealthKey, outcome: &ProbeOutcome) {
-        let _ = self
-            .tx
-            .lock()
-            .expect("recorder")
-            .send((key.clone(), outcome.clone()));
+        let _ = self.tx.send((key.clone(), outcome.clone()));
     }
 }
 
@@ -137,7 +133,7 @@ impl Deployment {
                 Ok(s) => {
                     let s = Arc::new(s);
                     builder = builder.observer(Arc::new(HealthRecorder {
-                        tx: Mutex::new(spawn_recorder(s.clone())),
+                        tx: spawn_recorder(s.clone()),
                     }));
                     store = Some(s);
                 }

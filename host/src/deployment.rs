@@ -137,8 +137,7 @@ impl Deployment {
                     }));
                     store = Some(s);
                 }
-                Err(e) => problems
-                    .push(config.problem(&FieldPath::keys(["server", "store"]), e.to_string())),
+                Err(e) => problems.push(store_problem(&config, e)),
             }
         }
         let yard = builder.build();
@@ -189,11 +188,7 @@ impl Deployment {
             None => from_config.into_iter().map(|(p, d)| (Some(p), d)).collect(),
             Some(s) => {
                 let seed = file.server.seed;
-                let err = |e: StoreError| {
-                    Problems(vec![
-                        config.problem(&FieldPath::keys(["server", "store"]), e.to_string()),
-                    ])
-                };
+                let err = |e| Problems(vec![store_problem(&config, e)]);
                 let mut paths = HashMap::new();
                 for (path, d) in from_config {
                     let m = d.meta();
@@ -237,11 +232,9 @@ impl Deployment {
             return Err(Problems(problems));
         }
         if let Some(s) = &store {
-            let history = s.health_history().map_err(|e| {
-                Problems(vec![
-                    config.problem(&FieldPath::keys(["server", "store"]), e.to_string()),
-                ])
-            })?;
+            let history = s
+                .health_history()
+                .map_err(|e| Problems(vec![store_problem(&config, e)]))?;
             for (key, outcomes) in history {
                 yard.restore_health(&key.product, &key.env, &key.tag, outcomes);
             }
@@ -255,6 +248,12 @@ impl Deployment {
             warnings,
             writes: Mutex::new(()),
         })
+    }
+
+    /// The Prometheus text exposition, with breaker states and app
+    /// counters read now.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&self.yard.breaker_states(), &self.apps)
     }
 
     /// Create a definition (engine and store, or neither).
@@ -319,6 +318,11 @@ impl Deployment {
         }
         Ok(old)
     }
+}
+
+/// A store failure, reported at `server.store`.
+fn store_problem(config: &Config, e: StoreError) -> Problem {
+    config.problem(&FieldPath::keys(["server", "store"]), e.to_string())
 }
 
 /// Define `defs` in dependency order: each pass defines what it can, until

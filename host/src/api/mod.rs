@@ -211,8 +211,7 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    let d = &s.deployment;
-    let text = d.metrics.render(&d.yard.breaker_states(), &d.apps);
+    let text = s.deployment.metrics_text();
     (
         [(
             header::CONTENT_TYPE,

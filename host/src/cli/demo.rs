@@ -268,7 +268,7 @@ async fn routing() -> Result<(), Exit> {
             }
         }
     }
-    let m = d.metrics.render(&yard.breaker_states(), &d.apps);
+    let m = d.metrics_text();
     let lines = m
         .lines()
         .filter(|l| l.starts_with("switchyard_attempts_total{"))

@@ -164,6 +164,19 @@ impl Server {
         self.call("POST", path, Some(TOKEN), Some(body)).await
     }
 
+    /// The scheduler runs `primary-health` at start; wait for its outcome
+    /// so failures a test injects afterwards cannot race it.
+    async fn first_healthcheck(&self) -> Value {
+        for _ in 0..200 {
+            let (_, v) = self.get("/v1/notify/dev/healthchecks/primary-health").await;
+            if v["last_checked_unix_ms"].is_u64() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the startup healthcheck never finished");
+    }
+
     fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -204,6 +217,7 @@ async fn runs_each_kind_over_http() {
     assert_eq!(v["trace"]["attempts"].as_array().unwrap().len(), 1);
 
     // Primary down: its try and its retry fail, the backup serves.
+    assert_eq!(server.first_healthcheck().await["status"], "healthy");
     s.primary.set_failure_rate(1.0);
     let (st, v) = server
         .post(
@@ -412,18 +426,7 @@ async fn definitions_survive_kill_9_and_health_history_too() {
         )
         .await;
     assert_eq!(st, 200);
-    // The scheduler runs the healthcheck at start; wait for its outcome.
-    let mut checked = Value::Null;
-    for _ in 0..100 {
-        let (_, v) = server
-            .get("/v1/notify/dev/healthchecks/primary-health")
-            .await;
-        if v["last_checked_unix_ms"].is_u64() {
-            checked = v;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let checked = server.first_healthcheck().await;
     assert_eq!(checked["status"], "healthy", "{checked}");
     server.kill9();
 
@@ -477,6 +480,7 @@ async fn metrics_are_exposed_and_move() {
     let s = Setup::new().await;
     let server = Server::start(&s.config());
     let scrape = || async { server.get("/metrics").await.1.as_str().unwrap().to_string() };
+    assert_eq!(server.first_healthcheck().await["status"], "healthy");
     let before = scrape().await;
     s.primary.set_failure_rate(1.0);
     for _ in 0..3 {

@@ -196,16 +196,12 @@ impl Deployment {
                     if stored.is_none() || seed == SeedMode::Overwrite {
                         s.put(&d).map_err(err)?;
                     }
-                    paths.insert((m.product.clone(), d.kind(), m.tag.clone()), path);
+                    paths.insert(d.key(), path);
                 }
                 s.all()
                     .map_err(err)?
                     .into_iter()
-                    .map(|d| {
-                        let m = d.meta();
-                        let path = paths.remove(&(m.product.clone(), d.kind(), m.tag.clone()));
-                        (path, d)
-                    })
+                    .map(|d| (paths.remove(&d.key()), d))
                     .collect()
             }
         };
@@ -248,6 +244,16 @@ impl Deployment {
             warnings,
             writes: Mutex::new(()),
         })
+    }
+
+    /// How many definitions the engine holds, over the config's products.
+    pub fn definition_count(&self) -> usize {
+        self.config
+            .file
+            .products
+            .keys()
+            .map(|p| self.yard.fetch_all(p, None).len())
+            .sum()
     }
 
     /// The Prometheus text exposition, with breaker states and app
@@ -380,20 +386,11 @@ pub enum Drift {
 
 /// Compare the config's definitions with the store's.
 pub fn drift(config: &Config, store: &Store) -> Result<Vec<Drift>, StoreError> {
-    let mut stored: HashMap<(String, Kind, String), Definition> = store
-        .all()?
-        .into_iter()
-        .map(|d| {
-            (
-                (d.meta().product.clone(), d.kind(), d.meta().tag.clone()),
-                d,
-            )
-        })
-        .collect();
+    let mut stored: HashMap<(String, Kind, String), Definition> =
+        store.all()?.into_iter().map(|d| (d.key(), d)).collect();
     let mut out = Vec::new();
     for (path, d) in config.definitions() {
-        let key = (d.meta().product.clone(), d.kind(), d.meta().tag.clone());
-        match stored.remove(&key) {
+        match stored.remove(&d.key()) {
             None => out.push(Drift::OnlyInConfig(path.to_string())),
             Some(s) if s != d => out.push(Drift::Differs(path.to_string())),
             Some(_) => {}

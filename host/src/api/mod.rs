@@ -56,6 +56,10 @@ impl ApiError {
         }
     }
 
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
     fn field(mut self, field: impl Into<String>) -> Self {
         self.body["field"] = Value::String(field.into());
         self
@@ -71,9 +75,7 @@ impl IntoResponse for ApiError {
 impl From<ChangeError> for ApiError {
     fn from(e: ChangeError) -> Self {
         match e {
-            ChangeError::NotFound { .. } => {
-                Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
-            }
+            ChangeError::NotFound { .. } => Self::not_found(e.to_string()),
             ChangeError::Exists { .. } => Self::new(StatusCode::CONFLICT, "exists", e.to_string()),
             ChangeError::Invalid(d) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -130,13 +132,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .merge(v1)
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "no such endpoint; see /openapi.json",
-            )
-        })
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .with_state(state)
 }
 
@@ -262,11 +258,7 @@ fn kind_of(kinds: &str, allowed: &[Kind]) -> Result<Kind, ApiError> {
         .find(|k| k.plural() == kinds)
         .ok_or_else(|| {
             let names: Vec<&str> = allowed.iter().map(|k| k.plural()).collect();
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                format!("`{kinds}` is not one of: {}", names.join(", ")),
-            )
+            ApiError::not_found(format!("`{kinds}` is not one of: {}", names.join(", ")))
         })
 }
 
@@ -283,20 +275,17 @@ fn check_product_env(s: &ApiState, product: &str, env: Option<&str>) -> Result<(
     let products = &s.deployment.config.file.products;
     let Some(p) = products.get(product) else {
         let names: Vec<&String> = products.keys().collect();
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no product `{product}`; products: {names:?}"),
-        ));
+        return Err(ApiError::not_found(format!(
+            "no product `{product}`; products: {names:?}"
+        )));
     };
     if let Some(env) = env
         && !p.envs.iter().any(|e| e == env)
     {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("`{env}` is not an env of `{product}`; envs: {:?}", p.envs),
-        ));
+        return Err(ApiError::not_found(format!(
+            "`{env}` is not an env of `{product}`; envs: {:?}",
+            p.envs
+        )));
     }
     Ok(())
 }
@@ -356,7 +345,7 @@ async fn providers(
         .deployment
         .yard
         .provider_states(&product, &env, kind, &tag)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string()))?;
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
     Ok(axum::Json(json!({"providers": states})).into_response())
 }
 
@@ -370,11 +359,9 @@ async fn health(
         .yard
         .health(&product, &env, &tag)
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                format!("no healthcheck `{tag}` runs in `{product}`/`{env}`"),
-            )
+            ApiError::not_found(format!(
+                "no healthcheck `{tag}` runs in `{product}`/`{env}`"
+            ))
         })?;
     Ok(axum::Json(snap).into_response())
 }
@@ -409,13 +396,7 @@ async fn fetch(
         .deployment
         .yard
         .fetch(&product, kind, &tag)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                format!("no {kind} `{tag}` in product `{product}`"),
-            )
-        })?;
+        .ok_or_else(|| ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`")))?;
     Ok(axum::Json(def).into_response())
 }
 

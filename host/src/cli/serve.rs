@@ -157,13 +157,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     let healthchecks = server
         .healthchecks
         .then(|| deployment.yard.spawn_healthchecks());
-    let defs: usize = deployment
-        .config
-        .file
-        .products
-        .keys()
-        .map(|p| deployment.yard.fetch_all(p, None).len())
-        .sum();
+    let defs = deployment.definition_count();
     println!(
         "switchyard serving on http://{addr} ({} apps, {defs} definitions, store {}, auth {})",
         deployment.apps.len(),
@@ -313,12 +307,7 @@ pub async fn check(args: CheckArgs) -> Result<(), Exit> {
     let config = load(&args.config)?;
     let store_path = config.relative(&config.file.server.store);
     let d = start(config.clone(), false).await?;
-    let defs: usize = config
-        .file
-        .products
-        .keys()
-        .map(|p| d.yard.fetch_all(p, None).len())
-        .sum();
+    let defs = d.definition_count();
     println!(
         "{}: ok ({} products, {} apps loaded, {defs} definitions)",
         config.path.display(),

@@ -14,7 +14,7 @@ pub use secrets::Secrets;
 
 use crate::engine::{
     BreakerConfig, BudgetConfig, CacheDef, Definition, FallbackDef, FeatureDef, HealthcheckDef,
-    Kind, QuotaDef,
+    QuotaDef,
 };
 use crate::grant::Grant;
 use crate::runtime::ComponentSource;
@@ -177,6 +177,25 @@ pub struct ProductConfig {
     /// Features by tag.
     #[serde(default)]
     pub features: BTreeMap<String, FeatureDef>,
+}
+
+impl ProductConfig {
+    /// Its definitions as written (product and tag as in the body, maybe
+    /// empty), keyed by table key, in an order where every reference
+    /// points backwards (features last).
+    fn as_written(&self) -> Vec<(&str, Definition)> {
+        fn all<D: Clone + Into<Definition>>(
+            m: &BTreeMap<String, D>,
+        ) -> impl Iterator<Item = (&str, Definition)> {
+            m.iter().map(|(t, d)| (t.as_str(), d.clone().into()))
+        }
+        all(&self.healthchecks)
+            .chain(all(&self.caches))
+            .chain(all(&self.quotas))
+            .chain(all(&self.fallbacks))
+            .chain(all(&self.features))
+            .collect()
+    }
 }
 
 /// `[products.<p>.apps.<tag>]`: a plugin and its grant per env.
@@ -353,33 +372,12 @@ impl Config {
         let mut out = Vec::new();
         for (product, p) in &self.file.products {
             let base = FieldPath::keys(["products", product.as_str()]);
-            let mut push = |kind: Kind, tag: &str, def: Definition| {
-                let mut def = def;
-                let meta = match &mut def {
-                    Definition::Healthcheck(d) => &mut d.meta,
-                    Definition::Quota(d) => &mut d.meta,
-                    Definition::Fallback(d) => &mut d.meta,
-                    Definition::Feature(d) => &mut d.meta,
-                    Definition::Cache(d) => &mut d.meta,
-                };
+            for (tag, mut def) in p.as_written() {
+                let path = base.clone().key(def.kind().plural()).key(tag);
+                let meta = def.meta_mut();
                 meta.product = product.clone();
                 meta.tag = tag.to_string();
-                out.push((base.clone().key(kind.plural()).key(tag), def));
-            };
-            for (t, d) in &p.healthchecks {
-                push(Kind::Healthcheck, t, d.clone().into());
-            }
-            for (t, d) in &p.caches {
-                push(Kind::Cache, t, d.clone().into());
-            }
-            for (t, d) in &p.quotas {
-                push(Kind::Quota, t, d.clone().into());
-            }
-            for (t, d) in &p.fallbacks {
-                push(Kind::Fallback, t, d.clone().into());
-            }
-            for (t, d) in &p.features {
-                push(Kind::Feature, t, d.clone().into());
+                out.push((path, def));
             }
         }
         out
@@ -436,20 +434,9 @@ impl Config {
         product: &str,
         p: &ProductConfig,
     ) {
-        let metas = p
-            .healthchecks
-            .iter()
-            .map(|(t, d)| (Kind::Healthcheck, t, &d.meta))
-            .chain(p.caches.iter().map(|(t, d)| (Kind::Cache, t, &d.meta)))
-            .chain(p.quotas.iter().map(|(t, d)| (Kind::Quota, t, &d.meta)))
-            .chain(
-                p.fallbacks
-                    .iter()
-                    .map(|(t, d)| (Kind::Fallback, t, &d.meta)),
-            )
-            .chain(p.features.iter().map(|(t, d)| (Kind::Feature, t, &d.meta)));
-        for (kind, tag, meta) in metas {
-            let at = base.clone().key(kind.plural()).key(tag.as_str());
+        for (tag, def) in p.as_written() {
+            let meta = def.meta();
+            let at = base.clone().key(def.kind().plural()).key(tag);
             if !meta.tag.is_empty() && meta.tag != *tag {
                 problems.push(self.problem(
                     &at.clone().key("tag"),

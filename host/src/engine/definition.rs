@@ -455,6 +455,23 @@ impl Definition {
         }
     }
 
+    /// Product, tag, name and description, to change.
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Self::Healthcheck(d) => &mut d.meta,
+            Self::Quota(d) => &mut d.meta,
+            Self::Fallback(d) => &mut d.meta,
+            Self::Feature(d) => &mut d.meta,
+            Self::Cache(d) => &mut d.meta,
+        }
+    }
+
+    /// What identifies it: product, kind, tag.
+    pub fn key(&self) -> (String, Kind, String) {
+        let m = self.meta();
+        (m.product.clone(), self.kind(), m.tag.clone())
+    }
+
     /// `fallbacks.pay`, the root of error paths.
     pub fn path(&self) -> String {
         format!("{}.{}", self.kind().plural(), self.meta().tag)

@@ -39,3 +39,30 @@ pub async fn http_plugin(rt: &Runtime, name: &str, grant: Grant) -> App {
         .await
         .expect("http plugin loads")
 }
+
+pub mod scripted;
+
+/// A Python or JavaScript adapter built by `plugins/build-polyglot.sh`
+/// (`vonage`, `slack`): `$SWITCHYARD_POLYGLOT_DIR/<name>.wasm`, default
+/// `<target dir>/polyglot/<name>.wasm`. Panics with the command to run if
+/// it has not been built.
+pub fn polyglot(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SWITCHYARD_POLYGLOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+                })
+                .join("polyglot")
+        });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the Python/JS adapters first with `plugins/build-polyglot.sh` \
+         (it installs componentize-py and componentize-js; needs python3-venv, node and npm)",
+        path.display()
+    );
+    path
+}

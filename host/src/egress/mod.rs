@@ -193,6 +193,25 @@ pub struct CallLog {
     /// Requests that may have reached a provider (sent, not refused at
     /// connect). After one, a failure is ambiguous.
     pub reached: u32,
+    /// Requests that got an answer (status and headers) back.
+    pub answered: u32,
+    /// Why outbound requests failed in the host (not denials), in order:
+    /// shown with a guest trap, which carries no reason of its own.
+    pub failures: Vec<String>,
+}
+
+impl CallLog {
+    /// Whether a request may have reached a provider and never answered:
+    /// whatever the adapter says, the provider may have acted on it.
+    pub fn unanswered(&self) -> bool {
+        self.reached > self.answered
+    }
+
+    fn failed(&mut self, reason: String) {
+        if self.failures.len() < 8 {
+            self.failures.push(reason);
+        }
+    }
 }
 
 /// The gate as seen by one call: the wasi-http hooks of its store.
@@ -262,6 +281,10 @@ impl WasiHttpHooks for CallEgress {
             .map_or(remaining, |t| t.min(remaining));
         let app = self.app.clone();
         let log = self.log.clone();
+        let authority = request
+            .uri()
+            .authority()
+            .map_or_else(String::new, |a| a.to_string());
         Box::new(async move {
             let (mut parts, body) = request.into_parts();
             let body = match Limited::new(body, app.limits.max_request_body)
@@ -269,7 +292,13 @@ impl WasiHttpHooks for CallEgress {
                 .await
             {
                 Ok(b) => b.to_bytes(),
-                Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
+                Err(_) => {
+                    let max = app.limits.max_request_body;
+                    log.lock().expect("call log").failed(format!(
+                        "the request body was larger than the egress cap of {max} bytes (limits.egress.max_request_body)"
+                    ));
+                    return Err(HttpError::HttpRequestBodySize(None));
+                }
             };
             let now = SystemTime::now();
             for c in &app.credentials {
@@ -292,6 +321,7 @@ impl WasiHttpHooks for CallEgress {
             match result {
                 Ok(Ok(response)) => {
                     app.counters.requests.fetch_add(1, Ordering::Relaxed);
+                    log.lock().expect("call log").answered += 1;
                     let max = app.limits.max_response_body;
                     let response = response.map(|b| {
                         Limited::new(b, max)
@@ -316,17 +346,31 @@ impl WasiHttpHooks for CallEgress {
                         let timed_out = find_source::<std::io::Error>(&e)
                             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
                         unsent();
+                        log.lock().expect("call log").failed(format!(
+                            "connecting to {authority} {}",
+                            if timed_out {
+                                "timed out"
+                            } else {
+                                "was refused"
+                            }
+                        ));
                         return Err(if timed_out {
                             HttpError::ConnectionTimeout
                         } else {
                             HttpError::ConnectionRefused
                         });
                     }
+                    log.lock()
+                        .expect("call log")
+                        .failed(format!("the connection to {authority} broke: {e}"));
                     Err(HttpError::ConnectionTerminated)
                 }
                 Err(_elapsed) => {
                     app.counters.requests.fetch_add(1, Ordering::Relaxed);
                     app.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    log.lock()
+                        .expect("call log")
+                        .failed(format!("{authority} did not answer within {timeout:?}"));
                     Err(HttpError::HttpResponseTimeout)
                 }
             }

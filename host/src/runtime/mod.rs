@@ -625,7 +625,7 @@ impl AppInner {
                     FailureKind::EgressDenied,
                     reason.clone(),
                 ),
-                None => adapter_error(e),
+                None => unanswered_is_ambiguous(adapter_error(e), &log),
             }),
             Ok(Ok(Ok(response))) if response.output.len() > max_output => Err(AttemptError::new(
                 after_send(&log, ErrorClass::Internal),
@@ -705,6 +705,12 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
         ),
         Some(trap) => {
             let mut message = format!("the guest trapped: {trap}");
+            // A trap carries no reason; an outbound request that failed just
+            // before it usually is the reason (componentize-js traps when a
+            // fetch() with a body fails).
+            if let Some(failure) = log.failures.last() {
+                message.push_str(&format!(" after its outbound request failed: {failure}"));
+            }
             if let Some(tail) = state.stderr_tail() {
                 message.push_str(&format!(" (stderr: {tail})"));
             }
@@ -712,6 +718,20 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
         }
         None => AttemptError::new(class, FailureKind::Host, format!("{e:#}")),
     }
+}
+
+/// An adapter may not be able to tell a refused connection from one that
+/// broke after sending (JavaScript's `fetch()` says `NetworkError` for both).
+/// The host can: when a request may have reached the provider and no answer
+/// came back, a clean failure the adapter reports is really ambiguous.
+fn unanswered_is_ambiguous(mut e: AttemptError, log: &CallLog) -> AttemptError {
+    if matches!(e.class, ErrorClass::Unavailable | ErrorClass::Timeout) && log.unanswered() {
+        e.class = ErrorClass::Ambiguous;
+        e.message.push_str(
+            " (the host saw the request leave without an answer: the provider may have acted on it)",
+        );
+    }
+    e
 }
 
 fn adapter_error(e: types::AdapterError) -> AttemptError {

@@ -1,0 +1,244 @@
+// Switchyard guest SDK for JavaScript adapters (componentize-js).
+//
+// Copy this file next to your adapter (the build script in
+// plugins/slack-js does) and import it with a relative path:
+//
+//   import { defineAdapter, send, AdapterError } from './switchyard-guest.js';
+//   export const provider = defineAdapter({ name, version, actions, call });
+//
+// It gives: the mapping of an adapter's result to the WIT `provider`
+// export, `AdapterError` with the six classes the engine understands,
+// `fromStatus` (429 → rate-limited, 408/5xx → unavailable, other 4xx →
+// rejected), `send` (fetch over wasi:http with the failures classified),
+// input accessors that name the missing field, config and logging.
+
+import * as hostConfig from 'switchyard:adapter/config@0.1.0';
+import * as hostLogging from 'switchyard:adapter/logging@0.1.0';
+
+/** The six error classes of `adapter-error` (WIT variant case names). */
+export const CLASSES = ['rejected', 'unavailable', 'rate-limited', 'timeout', 'ambiguous', 'internal'];
+
+/** A classified failure. Throw it from `call`; the host reads the class. */
+export class AdapterError extends Error {
+  /**
+   * @param {string} kind one of CLASSES
+   * @param {string} message what went wrong, as the provider said it
+   * @param {{status?: number, code?: string, retryAfterMs?: number}} [extra]
+   */
+  constructor(kind, message, extra = {}) {
+    super(message);
+    if (!CLASSES.includes(kind)) {
+      throw new TypeError(`unknown error class '${kind}'; use one of ${CLASSES.join(', ')}`);
+    }
+    this.kind = kind;
+    this.status = extra.status;
+    this.code = extra.code;
+    this.retryAfterMs = extra.retryAfterMs;
+  }
+
+  /** The WIT `adapter-error` value. */
+  toWit() {
+    const detail = {
+      message: String(this.message).slice(0, 2048),
+      status: this.status ?? undefined,
+      code: this.code == null ? undefined : String(this.code),
+    };
+    if (this.kind === 'rate-limited') {
+      const ms = this.retryAfterMs == null ? undefined : BigInt(Math.max(0, Math.round(this.retryAfterMs)));
+      return { tag: 'rate-limited', val: { detail, retryAfterMs: ms } };
+    }
+    return { tag: this.kind, val: detail };
+  }
+}
+
+export const rejected = (message, extra) => new AdapterError('rejected', message, extra);
+export const unavailable = (message, extra) => new AdapterError('unavailable', message, extra);
+export const timeout = (message, extra) => new AdapterError('timeout', message, extra);
+export const ambiguous = (message, extra) => new AdapterError('ambiguous', message, extra);
+export const internal = (message, extra) => new AdapterError('internal', message, extra);
+
+/**
+ * The class an HTTP answer with `status` belongs to: 429 → rate-limited,
+ * 408 and 5xx → unavailable, other 4xx → rejected, anything else → internal.
+ */
+export function fromStatus(status, message, { code, retryAfterMs } = {}) {
+  let kind = 'internal';
+  if (status === 429) kind = 'rate-limited';
+  else if (status === 408 || (status >= 500 && status <= 599)) kind = 'unavailable';
+  else if (status >= 400 && status <= 499) kind = 'rejected';
+  return new AdapterError(kind, message, { status, code, retryAfterMs });
+}
+
+/** The app's plain settings (never secrets). */
+export const config = {
+  get: (key) => hostConfig.get(key) ?? undefined,
+  require(key) {
+    const v = hostConfig.get(key);
+    if (v == null || v === '') {
+      throw internal(`config \`${key}\` is not set; add it to the app's grant (config.${key})`);
+    }
+    return v;
+  },
+  keys: () => hostConfig.keys(),
+};
+
+/** Structured logs, attributed to the app by the host. */
+export const log = {
+  debug: (m) => hostLogging.log('debug', String(m)),
+  info: (m) => hostLogging.log('info', String(m)),
+  warn: (m) => hostLogging.log('warn', String(m)),
+  error: (m) => hostLogging.log('error', String(m)),
+};
+
+/** One attempt, as the adapter sees it. */
+export class Request {
+  constructor(wit) {
+    this.action = wit.action;
+    try {
+      this.input = JSON.parse(wit.input);
+    } catch (e) {
+      throw rejected(`input is not valid JSON: ${e.message}`);
+    }
+    if (this.input === null || typeof this.input !== 'object' || Array.isArray(this.input)) {
+      throw rejected('input must be a JSON object');
+    }
+    this.idempotencyKey = wit.idempotencyKey;
+    this.env = wit.env;
+    this.session = wit.session ?? undefined;
+    this.deadline = Date.now() + Number(wit.deadlineMs);
+  }
+
+  /** Milliseconds left before the host abandons this attempt. */
+  remainingMs() {
+    return Math.max(0, this.deadline - Date.now());
+  }
+
+  /** The field `name` if present and not null. */
+  get(name) {
+    const v = this.input[name];
+    return v === null ? undefined : v;
+  }
+
+  /** The string field `name`, or `rejected` naming the field. */
+  str(name) {
+    const v = this.get(name);
+    if (v === undefined) throw rejected(`input.${name} is required`);
+    if (typeof v !== 'string') throw rejected(`input.${name} must be a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  /** The string field `name` if present; `rejected` if it is not a string. */
+  optStr(name) {
+    return this.get(name) === undefined ? undefined : this.str(name);
+  }
+
+  unknownAction() {
+    return rejected(`unknown action \`${this.action}\``);
+  }
+}
+
+/** A whole HTTP answer. */
+export class Response {
+  constructor(status, headers, body) {
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+  }
+
+  header(name) {
+    return this.headers.get(name) ?? undefined;
+  }
+
+  /** Retry-After in milliseconds (seconds or an HTTP date), if sent. */
+  retryAfterMs() {
+    const v = this.header('retry-after');
+    if (v == null) return undefined;
+    const secs = Number(v.trim());
+    if (Number.isFinite(secs) && secs >= 0) return secs * 1000;
+    const at = Date.parse(v);
+    return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+  }
+
+  /** The body as JSON; `ambiguous` if it is not JSON (the provider answered). */
+  json() {
+    try {
+      return JSON.parse(this.body);
+    } catch (e) {
+      throw ambiguous(`status ${this.status}, body is not JSON: ${e.message}`, { status: this.status });
+    }
+  }
+
+  /** This response if 2xx, else the class of its status with the body as message. */
+  errorForStatus() {
+    if (this.status >= 200 && this.status < 300) return this;
+    throw fromStatus(this.status, this.body.slice(0, 512), { retryAfterMs: this.retryAfterMs() });
+  }
+}
+
+/**
+ * Send one request over wasi:http and read the whole answer. The host's
+ * egress gate adds credentials, enforces the allowlist and cuts the request
+ * off at the attempt's deadline (the build disables timers, so there is no
+ * JS-side timeout).
+ *
+ * A failure before any answer is reported as `unavailable`: fetch() does
+ * not say whether the connection was refused or dropped after sending, but
+ * the host knows, and reports the attempt as `ambiguous` when the request
+ * may have reached the provider (see docs/adapter-guide.md).
+ */
+export async function send(url, { method = 'GET', headers = {}, body } = {}) {
+  const init = { method, headers };
+  if (body !== undefined) init.body = body;
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (e) {
+    throw unavailable(`request to ${url} failed: ${e && e.message ? e.message : e}`);
+  }
+  let text;
+  try {
+    text = await response.text();
+  } catch (e) {
+    throw ambiguous(`reading the answer of ${url} failed: ${e && e.message ? e.message : e}`, {
+      status: response.status,
+    });
+  }
+  return new Response(response.status, response.headers, text);
+}
+
+/**
+ * Build the `provider` export from a plain description and one async
+ * `call(request)` that returns a JSON-serializable value or throws an
+ * AdapterError. Anything else thrown becomes `internal` with its message.
+ *
+ * actions: [{ name, description, input: {field: {type, required}}, idempotent }]
+ */
+export function defineAdapter({ name, version, actions, call }) {
+  const info = {
+    name,
+    version,
+    actions: actions.map((a) => ({
+      name: a.name,
+      description: a.description ?? '',
+      inputSchema: JSON.stringify(a.input ?? {}),
+      idempotent: Boolean(a.idempotent),
+    })),
+  };
+  return {
+    describe() {
+      return info;
+    },
+    async call(witRequest) {
+      let output;
+      try {
+        const request = new Request(witRequest);
+        if (!info.actions.some((a) => a.name === request.action)) throw request.unknownAction();
+        output = await call(request);
+      } catch (e) {
+        if (e instanceof AdapterError) throw e.toWit();
+        throw internal(`adapter bug: ${e && e.stack ? e.stack : e}`).toWit();
+      }
+      return { output: JSON.stringify(output ?? null) };
+    },
+  };
+}

@@ -1,0 +1,447 @@
+"""Switchyard guest SDK for Python adapters (componentize-py).
+
+Put this file on the build's module path (``componentize-py … -p
+guest-sdk/python``) and write the adapter as a module that defines a class
+``Provider`` (componentize-py exports it as ``switchyard:adapter/provider``):
+
+    import switchyard_guest as sy
+
+    class Provider(sy.Adapter):
+        name, version = "acme-sms", "0.1.0"
+        actions = [sy.Action("send-sms", input={"to": {"type": "string", "required": True}})]
+
+        def handle(self, req: sy.Request):
+            base = sy.config.require("base_url")
+            return sy.send("POST", f"{base}/v1/messages", json={"to": req.str("to")}).error_for_status().json()
+
+It gives: the mapping of the adapter's result onto the WIT export,
+``AdapterError`` with the six classes the engine understands,
+``AdapterError.from_status`` (429 → rate-limited, 408/5xx → unavailable,
+other 4xx → rejected), ``send`` (a blocking HTTP client over wasi:http with
+failures classified), input accessors that name the missing field, config
+and logging.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json as _json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from componentize_py_types import Err, Ok
+from wit_world.imports import adapter_types as wit
+from wit_world.imports import config as _config
+from wit_world.imports import logging as _logging
+from wit_world.imports import outgoing_handler
+from wit_world.imports import types as http
+from wit_world.imports.streams import StreamError_Closed
+
+# Bytes written per blocking_write_and_flush (the WASI limit is 4096).
+_WRITE_CHUNK = 4096
+# Largest response body read; beyond it the answer is ambiguous.
+_MAX_RESPONSE = 8 << 20
+
+CLASSES = ("rejected", "unavailable", "rate-limited", "timeout", "ambiguous", "internal")
+
+
+class AdapterError(Exception):
+    """A classified failure: raise it from ``handle``; the host reads the class."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        status: Optional[int] = None,
+        code: Optional[str] = None,
+        retry_after_ms: Optional[int] = None,
+    ):
+        if kind not in CLASSES:
+            raise ValueError(f"unknown error class {kind!r}; use one of {', '.join(CLASSES)}")
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after_ms = retry_after_ms
+
+    @staticmethod
+    def from_status(
+        status: int, message: str, code: Optional[str] = None, retry_after_ms: Optional[int] = None
+    ) -> "AdapterError":
+        """The class an HTTP answer with ``status`` belongs to."""
+        if status == 429:
+            kind = "rate-limited"
+        elif status == 408 or 500 <= status <= 599:
+            kind = "unavailable"
+        elif 400 <= status <= 499:
+            kind = "rejected"
+        else:
+            kind = "internal"
+        return AdapterError(kind, message, status=status, code=code, retry_after_ms=retry_after_ms)
+
+    def to_wit(self) -> wit.AdapterError:
+        detail = wit.ErrorDetail(
+            message=self.message[:2048],
+            status=self.status,
+            code=None if self.code is None else str(self.code),
+        )
+        if self.kind == "rate-limited":
+            ms = None if self.retry_after_ms is None else max(0, int(self.retry_after_ms))
+            return wit.AdapterError_RateLimited(wit.RateLimit(detail=detail, retry_after_ms=ms))
+        case = {
+            "rejected": wit.AdapterError_Rejected,
+            "unavailable": wit.AdapterError_Unavailable,
+            "timeout": wit.AdapterError_Timeout,
+            "ambiguous": wit.AdapterError_Ambiguous,
+            "internal": wit.AdapterError_Internal,
+        }[self.kind]
+        return case(detail)
+
+
+def rejected(message: str, **kw: Any) -> AdapterError:
+    return AdapterError("rejected", message, **kw)
+
+
+def unavailable(message: str, **kw: Any) -> AdapterError:
+    return AdapterError("unavailable", message, **kw)
+
+
+def timeout(message: str, **kw: Any) -> AdapterError:
+    return AdapterError("timeout", message, **kw)
+
+
+def ambiguous(message: str, **kw: Any) -> AdapterError:
+    return AdapterError("ambiguous", message, **kw)
+
+
+def internal(message: str, **kw: Any) -> AdapterError:
+    return AdapterError("internal", message, **kw)
+
+
+class config:
+    """The app's plain settings from its grant (never secrets)."""
+
+    @staticmethod
+    def get(key: str, default: Optional[str] = None) -> Optional[str]:
+        value = _config.get(key)
+        return default if value is None else value
+
+    @staticmethod
+    def require(key: str) -> str:
+        value = _config.get(key)
+        if not value:
+            raise internal(f"config `{key}` is not set; add it to the app's grant (config.{key})")
+        return value
+
+    @staticmethod
+    def keys() -> List[str]:
+        return _config.keys()
+
+
+class log:
+    """Structured logs, attributed to the app by the host."""
+
+    @staticmethod
+    def debug(message: str) -> None:
+        _logging.log(_logging.Level.DEBUG, str(message))
+
+    @staticmethod
+    def info(message: str) -> None:
+        _logging.log(_logging.Level.INFO, str(message))
+
+    @staticmethod
+    def warn(message: str) -> None:
+        _logging.log(_logging.Level.WARN, str(message))
+
+    @staticmethod
+    def error(message: str) -> None:
+        _logging.log(_logging.Level.ERROR, str(message))
+
+
+@dataclass
+class Action:
+    """One operation the adapter implements."""
+
+    name: str
+    description: str = ""
+    input: Dict[str, Any] = field(default_factory=dict)
+    idempotent: bool = False
+
+
+class Request:
+    """One attempt, as the adapter sees it."""
+
+    def __init__(self, r: wit.CallRequest):
+        self.action: str = r.action
+        try:
+            self.input = _json.loads(r.input)
+        except ValueError as e:
+            raise rejected(f"input is not valid JSON: {e}")
+        if not isinstance(self.input, dict):
+            raise rejected("input must be a JSON object")
+        self.idempotency_key: str = r.idempotency_key
+        self.env: str = r.env
+        self.session = r.session
+        self._deadline = time.monotonic() + r.deadline_ms / 1000.0
+
+    def remaining_ms(self) -> int:
+        """Milliseconds left before the host abandons this attempt."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    def get(self, name: str) -> Any:
+        """The field ``name``, or None when absent or null."""
+        return self.input.get(name)
+
+    def str(self, name: str) -> str:
+        """The string field ``name``, or ``rejected`` naming the field."""
+        value = self.input.get(name)
+        if value is None:
+            raise rejected(f"input.{name} is required")
+        if not isinstance(value, str):
+            raise rejected(f"input.{name} must be a string, got {_json.dumps(value)}")
+        return value
+
+    def opt_str(self, name: str) -> Optional[str]:
+        """The string field ``name`` if present; ``rejected`` if not a string."""
+        return None if self.input.get(name) is None else self.str(name)
+
+    def unknown_action(self) -> AdapterError:
+        return rejected(f"unknown action `{self.action}`")
+
+
+class Response:
+    """A whole HTTP answer."""
+
+    def __init__(self, status: int, headers: List[Tuple[str, bytes]], body: bytes):
+        self.status = status
+        self.headers = [(k.lower(), v.decode("latin-1")) for k, v in headers]
+        self.body = body
+
+    def header(self, name: str) -> Optional[str]:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), None)
+
+    def retry_after_ms(self) -> Optional[int]:
+        """Retry-After in milliseconds (seconds or an HTTP date), if sent."""
+        value = self.header("retry-after")
+        if value is None:
+            return None
+        value = value.strip()
+        if value.isdigit():
+            return int(value) * 1000
+        try:
+            at = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+        return max(0, int((at - time.time()) * 1000))
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ``ambiguous`` if it is not JSON (the provider answered)."""
+        try:
+            return _json.loads(self.body)
+        except ValueError as e:
+            raise ambiguous(f"status {self.status}, body is not JSON: {e}", status=self.status)
+
+    def error_for_status(self) -> "Response":
+        """This response if 2xx, else the class of its status with the body as message."""
+        if 200 <= self.status < 300:
+            return self
+        raise AdapterError.from_status(
+            self.status, self.text()[:512], retry_after_ms=self.retry_after_ms()
+        )
+
+
+# wasi:http error codes by the class they belong to (the same split as the
+# Rust SDK): failures to connect never reached the provider.
+_TIMEOUT = ("DnsTimeout", "ConnectionTimeout")
+_UNAVAILABLE = (
+    "DnsError", "DestinationNotFound", "DestinationUnavailable", "DestinationIpProhibited",
+    "DestinationIpUnroutable", "ConnectionRefused", "ConnectionLimitReached",
+    "TlsProtocolError", "TlsCertificateError", "TlsAlertReceived",
+)
+_LOCAL = (
+    "HttpRequestMethodInvalid", "HttpRequestUriInvalid", "HttpRequestUriTooLong",
+    "HttpRequestHeaderSectionSize", "HttpRequestHeaderSize", "HttpRequestBodySize",
+    "HttpRequestLengthRequired",
+)
+
+
+def _classify(code: Any, url: str) -> AdapterError:
+    name = type(code).__name__.removeprefix("ErrorCode_")
+    text = f"request to {url} failed: {name}"
+    if name == "HttpRequestDenied":
+        return internal(f"the host's egress gate denied the request to {url}")
+    if name in _TIMEOUT:
+        return timeout(text)
+    if name in _UNAVAILABLE:
+        return unavailable(text)
+    if name in _LOCAL:
+        return internal(text)
+    return ambiguous(text)
+
+
+def _split(url: str) -> Tuple[Any, str, str]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest:
+        raise internal(f"`{url}` is not an absolute http(s) URL")
+    cut = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0], default=len(rest))
+    authority, path = rest[:cut], rest[cut:] or "/"
+    if not authority:
+        raise internal(f"`{url}` has no host")
+    if path.startswith("?"):
+        path = "/" + path
+    wasi_scheme = http.Scheme_Https() if scheme.lower() == "https" else http.Scheme_Http()
+    return wasi_scheme, authority, path
+
+
+_METHODS = {
+    "GET": http.Method_Get, "HEAD": http.Method_Head, "POST": http.Method_Post,
+    "PUT": http.Method_Put, "DELETE": http.Method_Delete, "PATCH": http.Method_Patch,
+    "OPTIONS": http.Method_Options,
+}
+
+
+def send(
+    method: str,
+    url: str,
+    headers: Optional[Dict[str, str]] = None,
+    body: Optional[bytes] = None,
+    json: Any = None,
+    timeout_ms: Optional[int] = None,
+) -> Response:
+    """Send one request over wasi:http and read the whole answer.
+
+    The host's egress gate adds credentials (never set Authorization
+    yourself), enforces the allowlist, and bounds the request by the
+    attempt's deadline; ``timeout_ms`` can only shorten it. Failures come
+    back classified: a refused connection is ``unavailable``, a connect
+    timeout ``timeout``, a failure after the request left ``ambiguous``.
+    """
+    headers = dict(headers or {})
+    if json is not None:
+        body = _json.dumps(json, separators=(",", ":")).encode()
+        headers.setdefault("content-type", "application/json")
+    body = body or b""
+    scheme, authority, path = _split(url)
+    try:
+        fields = http.Fields.from_list([(k, v.encode()) for k, v in headers.items()])
+    except Err as e:
+        raise internal(f"a header was refused by the host: {type(e.value).__name__}")
+    request = http.OutgoingRequest(fields)
+    upper = method.upper()
+    method_value = _METHODS[upper]() if upper in _METHODS else http.Method_Other(upper)
+    try:
+        request.set_method(method_value)
+        request.set_scheme(scheme)
+        request.set_authority(authority)
+        request.set_path_with_query(path)
+    except Err:
+        raise internal(f"`{method} {url}` is not a valid request")
+    outgoing = request.body()
+    options = http.RequestOptions()
+    if timeout_ms is not None:
+        nanos = max(1, int(timeout_ms)) * 1_000_000
+        for setter in (options.set_connect_timeout, options.set_first_byte_timeout,
+                       options.set_between_bytes_timeout):
+            try:
+                setter(nanos)
+            except Err:
+                pass  # the host may not support it; it still bounds the call
+    try:
+        future = outgoing_handler.handle(request, options)
+    except Err as e:
+        raise _classify(e.value, url)
+    write_failed = False
+    with outgoing.write() as stream:
+        try:
+            for i in range(0, len(body), _WRITE_CHUNK):
+                stream.blocking_write_and_flush(body[i:i + _WRITE_CHUNK])
+        except Err:
+            # The real cause (refused, denied...) arrives on the future.
+            write_failed = True
+    if write_failed:
+        outgoing.__exit__(None, None, None)
+    else:
+        http.OutgoingBody.finish(outgoing, None)
+    with future:
+        with future.subscribe() as ready:
+            ready.block()
+        result = future.get()
+    if not isinstance(result, Ok):
+        raise internal("the response was already taken")
+    if isinstance(result.value, Err):
+        raise _classify(result.value.value, url)
+    return _read(result.value.value, url)
+
+
+def _read(response: Any, url: str) -> Response:
+    chunks: List[bytes] = []
+    size = 0
+    with response:
+        status = response.status()
+        with response.headers() as fields:
+            headers = fields.entries()
+        with response.consume() as incoming:
+            with incoming.stream() as stream:
+                while True:
+                    try:
+                        chunk = stream.blocking_read(64 * 1024)
+                    except Err as e:
+                        if isinstance(e.value, StreamError_Closed):
+                            break
+                        raise ambiguous(f"reading the answer of {url} failed", status=status)
+                    size += len(chunk)
+                    if size > _MAX_RESPONSE:
+                        raise ambiguous(
+                            f"the answer of {url} is larger than {_MAX_RESPONSE} bytes", status=status
+                        )
+                    chunks.append(chunk)
+    return Response(status, headers, b"".join(chunks))
+
+
+class Adapter:
+    """Base of the ``Provider`` class componentize-py exports.
+
+    Set ``name``, ``version`` and ``actions``; implement ``handle(req)``
+    returning a JSON-serializable value or raising ``AdapterError``.
+    Anything else raised becomes ``internal`` with its message.
+    """
+
+    name: str = ""
+    version: str = "0.0.0"
+    actions: List[Action] = []
+
+    def describe(self) -> wit.AppInfo:
+        return wit.AppInfo(
+            name=self.name,
+            version=self.version,
+            actions=[
+                wit.ActionInfo(
+                    name=a.name,
+                    description=a.description,
+                    input_schema=_json.dumps(a.input),
+                    idempotent=a.idempotent,
+                )
+                for a in self.actions
+            ],
+        )
+
+    def call(self, request: wit.CallRequest) -> wit.CallResponse:
+        try:
+            req = Request(request)
+            if not any(a.name == req.action for a in self.actions):
+                raise req.unknown_action()
+            output = self.handle(req)
+        except AdapterError as e:
+            raise Err(e.to_wit())
+        except Exception as e:  # an adapter bug: contained, reported as internal
+            raise Err(internal(f"adapter bug: {type(e).__name__}: {e}").to_wit())
+        return wit.CallResponse(output=_json.dumps(output, separators=(",", ":")))
+
+    def handle(self, req: Request) -> Any:
+        raise NotImplementedError("implement handle(req)")

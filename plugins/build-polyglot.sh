@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Build the Python and JavaScript adapters into WebAssembly components.
+#
+#   plugins/build-polyglot.sh [vonage|slack ...]
+#
+# Toolchains are pinned and installed on first use, inside the repository's
+# target dir (nothing global):
+#   componentize-py 0.25.1  (PyPI, into a venv)      → plugins/vonage-py
+#   componentize-js 0.23.0  (npm, package-lock.json) → plugins/slack-js
+# Output: $SWITCHYARD_POLYGLOT_DIR (default target/polyglot)/{vonage,slack}.wasm.
+# A component is rebuilt only when its sources, the WIT, the SDK or the
+# toolchain version changed (a stamp file records what it was built from).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+COMPONENTIZE_PY_VERSION=0.25.1
+COMPONENTIZE_JS_VERSION=0.23.0   # also pinned in plugins/slack-js/package.json
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+OUT="${SWITCHYARD_POLYGLOT_DIR:-$TARGET/polyglot}"
+TOOLS="$TARGET/toolchains"
+WIT="$ROOT/wit"
+WORLD="switchyard:adapter/adapter@0.1.0"
+mkdir -p "$OUT" "$TOOLS"
+
+# Hash of everything a component is built from, to skip needless rebuilds.
+fingerprint() {
+  { echo "$@"; find "$WIT" "$@" -type f \( -name '*.wit' -o -name '*.py' -o -name '*.js' -o -name 'package*.json' \) \
+      -not -path '*/node_modules/*' -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-32
+}
+
+up_to_date() { # name fingerprint
+  [[ -f "$OUT/$1.wasm" && -f "$OUT/$1.stamp" && "$(cat "$OUT/$1.stamp")" == "$2" ]]
+}
+
+build_vonage() {
+  local src="$ROOT/plugins/vonage-py" sdk="$ROOT/guest-sdk/python"
+  local fp; fp="$(fingerprint "$src" "$sdk") py-$COMPONENTIZE_PY_VERSION"
+  if up_to_date vonage "$fp"; then echo "vonage: up to date ($OUT/vonage.wasm)"; return; fi
+  local venv="$TOOLS/componentize-py-$COMPONENTIZE_PY_VERSION"
+  if [[ ! -x "$venv/bin/componentize-py" ]]; then
+    echo "vonage: installing componentize-py $COMPONENTIZE_PY_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+  fi
+  local have; have="$("$venv/bin/componentize-py" --version | awk '{print $2}')"
+  [[ "$have" == "$COMPONENTIZE_PY_VERSION" ]] || { echo "componentize-py is $have, expected $COMPONENTIZE_PY_VERSION; remove $venv" >&2; exit 1; }
+  echo "vonage: componentize-py $have → $OUT/vonage.wasm"
+  local started=$SECONDS
+  "$venv/bin/componentize-py" -d "$WIT" -w "$WORLD" componentize app \
+    -p "$src" -p "$sdk" -o "$OUT/vonage.wasm.tmp"
+  mv "$OUT/vonage.wasm.tmp" "$OUT/vonage.wasm"
+  echo "$fp" > "$OUT/vonage.stamp"
+  echo "vonage: $(stat -c %s "$OUT/vonage.wasm") bytes in $((SECONDS - started)) s"
+}
+
+build_slack() {
+  local src="$ROOT/plugins/slack-js" sdk="$ROOT/guest-sdk/js"
+  local fp; fp="$(fingerprint "$src" "$sdk") js-$COMPONENTIZE_JS_VERSION"
+  if up_to_date slack "$fp"; then echo "slack: up to date ($OUT/slack.wasm)"; return; fi
+  command -v npm >/dev/null || { echo "slack: npm is required (apt-get install nodejs npm)" >&2; exit 1; }
+  local cli="$src/node_modules/.bin/componentize-js"
+  if [[ ! -x "$cli" ]]; then
+    echo "slack: installing componentize-js $COMPONENTIZE_JS_VERSION (npm ci)"
+    (cd "$src" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  local have; have="$(node -p "require('$src/node_modules/@bytecodealliance/componentize-js/package.json').version")"
+  [[ "$have" == "$COMPONENTIZE_JS_VERSION" ]] || { echo "componentize-js is $have, expected $COMPONENTIZE_JS_VERSION; run npm ci in $src" >&2; exit 1; }
+  # componentize-js resolves relative imports inside the source's folder:
+  # stage the adapter and the SDK together.
+  local stage="$TARGET/polyglot-src/slack"
+  rm -rf "$stage" && mkdir -p "$stage"
+  cp "$src/adapter.js" "$sdk/switchyard-guest.js" "$stage/"
+  echo "slack: componentize-js $have → $OUT/slack.wasm"
+  local started=$SECONDS
+  # Features: no `random` (crypto unused: deterministic instead of importing
+  # wasi:random), no `clocks` (no timers: the host bounds every call), no
+  # `fetch-event` (not an HTTP server). `stdio` stays: a JS error reaches
+  # the host's stderr capture and shows in the attempt's message.
+  "$cli" --wit "$WIT" -n "$WORLD" -d random clocks fetch-event \
+    -o "$OUT/slack.wasm.tmp" "$stage/adapter.js"
+  mv "$OUT/slack.wasm.tmp" "$OUT/slack.wasm"
+  echo "$fp" > "$OUT/slack.stamp"
+  echo "slack: $(stat -c %s "$OUT/slack.wasm") bytes in $((SECONDS - started)) s"
+}
+
+targets=("$@")
+((${#targets[@]})) || targets=(vonage slack)
+for t in "${targets[@]}"; do
+  case "$t" in
+    vonage) build_vonage ;;
+    slack) build_slack ;;
+    *) echo "unknown adapter '$t' (known: vonage, slack)" >&2; exit 2 ;;
+  esac
+done

@@ -78,6 +78,7 @@ impl Received {
 
 #[derive(Default)]
 struct Script {
+    delay: std::time::Duration,
     queued: HashMap<String, VecDeque<Answer>>,
     defaults: HashMap<String, Answer>,
     received: Vec<Received>,
@@ -139,6 +140,11 @@ impl Scripted {
         s.queued.entry(path.into()).or_default().push_back(answer);
     }
 
+    /// Wait `delay` before every answer (after recording the request).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.script.lock().unwrap().delay = delay;
+    }
+
     /// Requests received so far.
     pub fn received(&self) -> Vec<Received> {
         self.script.lock().unwrap().received.clone()
@@ -161,7 +167,7 @@ async fn answer(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
-    let answer = {
+    let (answer, delay) = {
         let mut s = script.lock().unwrap();
         s.received.push(Received {
             method: parts.method.to_string(),
@@ -177,10 +183,14 @@ async fn answer(
             body,
         });
         let queued = s.queued.get_mut(&path).and_then(VecDeque::pop_front);
-        queued
+        let answer = queued
             .or_else(|| s.defaults.get(&path).cloned())
-            .unwrap_or_else(|| Answer::text(404, "no such path"))
+            .unwrap_or_else(|| Answer::text(404, "no such path"));
+        (answer, s.delay)
     };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut response = hyper::Response::builder().status(answer.status);
     for (k, v) in &answer.headers {
         response = response.header(k, v);

@@ -59,8 +59,12 @@ build_slack() {
   command -v npm >/dev/null || { echo "slack: npm is required (apt-get install nodejs npm)" >&2; exit 1; }
   local cli="$src/node_modules/.bin/componentize-js"
   if [[ ! -x "$cli" ]]; then
-    echo "slack: installing componentize-js $COMPONENTIZE_JS_VERSION (npm ci)"
-    (cd "$src" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "slack: installing componentize-js $COMPONENTIZE_JS_VERSION (npm install)"
+    # package.json pins componentize-js and preview2-shim (which it imports
+    # at run time without declaring it) to exact versions; no lock file is
+    # kept: one written here leaves out other platforms' optional packages
+    # and `npm ci` refuses it elsewhere.
+    (cd "$src" && npm install --no-audit --no-fund --no-save --loglevel=error)
   fi
   local have; have="$(node -p "require('$src/node_modules/@bytecodealliance/componentize-js/package.json').version")"
   [[ "$have" == "$COMPONENTIZE_JS_VERSION" ]] || { echo "componentize-js is $have, expected $COMPONENTIZE_JS_VERSION; run npm ci in $src" >&2; exit 1; }

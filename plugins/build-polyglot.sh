@@ -6,7 +6,7 @@
 # Toolchains are pinned and installed on first use, inside the repository's
 # target dir (nothing global):
 #   componentize-py 0.25.1  (PyPI, into a venv)      → plugins/vonage-py
-#   componentize-js 0.23.0  (npm, package-lock.json) → plugins/slack-js
+#   componentize-js 0.23.0  (npm, exact versions in package.json) → plugins/slack-js
 # Output: $SWITCHYARD_POLYGLOT_DIR (default target/polyglot)/{vonage,slack}.wasm.
 # A component is rebuilt only when its sources, the WIT, the SDK or the
 # toolchain version changed (a stamp file records what it was built from).

@@ -29,12 +29,16 @@ fn vonage_grant(server: &Scripted) -> Grant {
 }
 
 fn slack_grant(server: &Scripted) -> Grant {
+    slack_at(&server.url()).credential(Credential::Bearer {
+        token: Secret::new("xoxb-test-token"),
+    })
+}
+
+/// The Slack adapter pointed at `origin`, no token.
+fn slack_at(origin: &str) -> Grant {
     Grant::new()
-        .allow(server.url())
-        .credential(Credential::Bearer {
-            token: Secret::new("xoxb-test-token"),
-        })
-        .config("api_base", format!("{}/api", server.url()))
+        .allow(origin)
+        .config("api_base", format!("{origin}/api"))
 }
 
 async fn load(rt: &Runtime, name: &str, grant: Grant) -> App {
@@ -386,14 +390,7 @@ async fn js_fetch_trap_is_an_unavailable_attempt_and_the_app_keeps_serving() {
 async fn js_refused_connection_is_unavailable() {
     let closed = closed_origin().await;
     let rt = runtime();
-    let down = load(
-        &rt,
-        "slack",
-        Grant::new()
-            .allow(&closed)
-            .config("api_base", format!("{closed}/api")),
-    )
-    .await;
+    let down = load(&rt, "slack", slack_at(&closed)).await;
     let (mut trapped, mut caught) = (0, 0);
     for i in 0..20 {
         let text = "x".repeat(if i % 2 == 0 { 10 } else { 64 << 10 });
@@ -432,14 +429,7 @@ async fn js_request_that_got_no_answer_is_ambiguous() {
         }
     });
     let rt = runtime();
-    let app = load(
-        &rt,
-        "slack",
-        Grant::new()
-            .allow(&origin)
-            .config("api_base", format!("{origin}/api")),
-    )
-    .await;
+    let app = load(&rt, "slack", slack_at(&origin)).await;
     let e = call(&app, "post-message", json!({"channel": "C1", "text": "hi"}))
         .await
         .unwrap_err();
@@ -577,24 +567,27 @@ async fn python_adapter_serves_a_fallback_after_rust_and_the_reverse() {
     assert_eq!(r.trace.attempts[0].status, Some(429));
 }
 
+/// The generic Rust `http` plugin posting to an incoming-webhook URL.
+async fn webhook_app(rt: &Runtime, hook: &Scripted) -> App {
+    let actions = json!([{"name": "post", "method": "POST", "path": "/hooks/ops",
+                          "input": {"text": {"type": "string", "required": true}}}]);
+    rt.load(
+        "webhook",
+        artifacts::HTTP_PLUGIN,
+        Grant::new()
+            .allow(hook.url())
+            .config("base_url", hook.url())
+            .config("actions", actions.to_string()),
+    )
+    .await
+    .unwrap()
+}
+
 async fn chat_fallback(first: &str, second: &str, slack: &Scripted, hook: &Scripted) -> Switchyard {
     let rt = runtime();
     let yard = Switchyard::new();
     let slack_app = load(&rt, "slack", slack_grant(slack)).await;
-    // The generic Rust `http` plugin posting to an incoming-webhook URL.
-    let actions = json!([{"name": "post", "method": "POST", "path": "/hooks/ops",
-                          "input": {"text": {"type": "string", "required": true}}}]);
-    let hook_app = rt
-        .load(
-            "webhook",
-            artifacts::HTTP_PLUGIN,
-            Grant::new()
-                .allow(hook.url())
-                .config("base_url", hook.url())
-                .config("actions", actions.to_string()),
-        )
-        .await
-        .unwrap();
+    let hook_app = webhook_app(&rt, hook).await;
     yard.install_app("ops", "slack", "dev", Arc::new(slack_app));
     yard.install_app("ops", "webhook", "dev", Arc::new(hook_app));
     let mut builder = yard
@@ -694,28 +687,9 @@ async fn fallback_survives(case: &str, slack_base: &str, text: &str) {
     hook.always("/hooks/ops", Answer::text(200, "ok"));
     let rt = runtime();
     let yard = Switchyard::new();
-    let slack = load(
-        &rt,
-        "slack",
-        Grant::new()
-            .allow(slack_base)
-            .config("api_base", format!("{slack_base}/api")),
-    )
-    .await;
+    let slack = load(&rt, "slack", slack_at(slack_base)).await;
     yard.install_app("ops", "slack", "dev", Arc::new(slack));
-    let actions = json!([{"name": "post", "method": "POST", "path": "/hooks/ops",
-                          "input": {"text": {"type": "string", "required": true}}}]);
-    let hook_app = rt
-        .load(
-            "webhook",
-            artifacts::HTTP_PLUGIN,
-            Grant::new()
-                .allow(hook.url())
-                .config("base_url", hook.url())
-                .config("actions", actions.to_string()),
-        )
-        .await
-        .unwrap();
+    let hook_app = webhook_app(&rt, &hook).await;
     yard.install_app("ops", "webhook", "dev", Arc::new(hook_app));
     yard.fallback()
         .define("ops", "alert")

@@ -5,7 +5,9 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::engine::{ErrorCode, FieldType, HealthStatus, RunOptions, SkipReason, Switchyard};
+use switchyard::engine::{
+    AdmissionConfig, ErrorCode, FieldType, HealthStatus, RunOptions, SkipReason, Switchyard,
+};
 use switchyard::{Grant, Runtime};
 use switchyard_tests::{Simulator, http_plugin, misbehave, runtime};
 
@@ -234,4 +236,282 @@ async fn a_trapping_plugin_is_contained_and_the_fallback_goes_on() {
         assert_eq!(format!("{:?}", first.kind.unwrap()), "MemoryLimit");
     }
     assert_eq!(b.counts(), (3, 0));
+}
+
+// ---- load: the host's limits are never a provider's failure ----
+
+/// A runtime whose instance pool is `instances` slots.
+fn small_pool(instances: u32) -> Runtime {
+    Runtime::new(switchyard::RuntimeConfig {
+        cache_dir: Some(switchyard_tests::cache_dir()),
+        max_instances: instances,
+        ..switchyard::RuntimeConfig::default()
+    })
+    .expect("runtime starts")
+}
+
+fn pay_fallback(yard: &Switchyard, retries: u32, spillover: bool) {
+    yard.fallback()
+        .define(P, "notify")
+        .spillover(spillover)
+        .provider("alpha")
+        .action("send")
+        .retries(retries)
+        .backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .idempotent(true)
+        .healthcheck("alpha-health")
+        .provider("beta")
+        .action("send")
+        .healthcheck("beta-health")
+        .create()
+        .unwrap();
+}
+
+/// Alpha and beta on `rt`, pointed at `a` and `b`, each limited by
+/// `limits`, with healthchecks that passed once.
+async fn two_apps(
+    rt: &Runtime,
+    a: &Simulator,
+    b: &Simulator,
+    limits: AdmissionConfig,
+) -> Switchyard {
+    let yard = Switchyard::new();
+    install(&yard, rt, "alpha", a).await;
+    install(&yard, rt, "beta", b).await;
+    yard.set_admission(P, "alpha", limits).unwrap();
+    yard.set_admission(P, "beta", limits).unwrap();
+    health_checks(&yard).await;
+    yard
+}
+
+async fn health_checks(yard: &Switchyard) {
+    for app in ["alpha", "beta"] {
+        yard.healthcheck()
+            .define(P, &format!("{app}-health"))
+            .app(app)
+            .action("ping")
+            .input("dev", json!({}))
+            .interval(Duration::from_secs(3_600))
+            .create()
+            .unwrap();
+        let h = yard.check_now(P, "dev", &format!("{app}-health")).await;
+        assert_eq!(h.unwrap().status, HealthStatus::Healthy);
+    }
+}
+
+/// Health status and history length, breaker state and counts of every
+/// provider: what a burst of load must leave as it was (counts aside).
+fn provider_health(yard: &Switchyard) -> Vec<String> {
+    yard.provider_states(P, "dev", switchyard::engine::Kind::Fallback, "notify")
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let history = yard
+                .health(P, "dev", &format!("{}-health", s.provider))
+                .map_or(0, |h| h.history.len());
+            format!(
+                "{} {:?} history={history} breaker={:?} failures={} errors={:?}",
+                s.provider, s.status, s.breaker.state, s.breaker.failures, s.counts.failures
+            )
+        })
+        .collect()
+}
+
+async fn burst(
+    yard: &Switchyard,
+    runs: usize,
+) -> Vec<Result<switchyard::engine::RunResult, switchyard::engine::RunError>> {
+    let tasks: Vec<_> = (0..runs)
+        .map(|i| {
+            let yard = yard.clone();
+            tokio::spawn(async move {
+                yard.fallback()
+                    .run(
+                        P,
+                        "dev",
+                        "notify",
+                        json!({"to": format!("+1555{i:07}")}),
+                        RunOptions::default(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(runs);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_pool_holds_hundreds_of_runs_against_a_slow_healthy_provider() {
+    let (a, b) = (
+        Simulator::start().await.unwrap(),
+        Simulator::start().await.unwrap(),
+    );
+    a.set_latency(Duration::from_millis(100));
+    // A pool of 32 instances; each app may have 24 attempts in flight, so
+    // together they can ask for more slots than the pool has.
+    let rt = small_pool(32);
+    let limits = AdmissionConfig {
+        max_in_flight: 24,
+        ..AdmissionConfig::default()
+    };
+    let yard = two_apps(&rt, &a, &b, limits).await;
+    pay_fallback(&yard, 2, false);
+    let before = provider_health(&yard);
+
+    let results = burst(&yard, 400).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap().provider.as_deref() == Some("alpha"))
+    );
+    assert!(
+        a.peak_in_flight() <= 24,
+        "provider saw {} at once",
+        a.peak_in_flight()
+    );
+    assert!(
+        a.peak_in_flight() >= 12,
+        "the bulkhead was used: {}",
+        a.peak_in_flight()
+    );
+    assert_eq!(
+        provider_health(&yard),
+        before,
+        "breakers and health untouched"
+    );
+    assert_eq!(rt.instances().0, 0, "every slot came back");
+
+    // Spillover: the excess goes to beta instead of waiting, and both
+    // apps together ask for more slots than the pool holds, so runs also
+    // wait for instance slots. Still nothing fails or counts.
+    b.set_latency(Duration::from_millis(100));
+    yard.fallback().delete(P, "notify").unwrap();
+    pay_fallback(&yard, 2, true);
+    let results = burst(&yard, 300).await;
+    assert!(results.iter().all(Result::is_ok));
+    let served_by = |p: &str| {
+        results
+            .iter()
+            .filter(|r| r.as_ref().unwrap().provider.as_deref() == Some(p))
+            .count()
+    };
+    assert!(served_by("beta") > 0, "spilled over");
+    assert!(served_by("alpha") > 0);
+    assert!(a.peak_in_flight() <= 24 && b.peak_in_flight() <= 24);
+    assert_eq!(provider_health(&yard), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_a_short_queue_runs_are_overloaded_and_provider_state_is_as_before() {
+    let (a, b) = (
+        Simulator::start().await.unwrap(),
+        Simulator::start().await.unwrap(),
+    );
+    a.set_latency(Duration::from_millis(200));
+    b.set_latency(Duration::from_millis(200));
+    let rt = runtime();
+    let limits = AdmissionConfig {
+        max_in_flight: 4,
+        max_queue: 4,
+        ..AdmissionConfig::default()
+    };
+    let yard = two_apps(&rt, &a, &b, limits).await;
+    pay_fallback(&yard, 0, false);
+    let before = provider_health(&yard);
+    let results = burst(&yard, 100).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let overloaded: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .inspect(|e| assert_eq!(e.code, ErrorCode::Overloaded, "{e}"))
+        .collect();
+    // Alpha and beta each take 4 in flight and 4 queued (a few more if
+    // early runs finish while the burst is still arriving).
+    assert!((16..=32).contains(&ok), "{ok} served");
+    assert_eq!(ok + overloaded.len(), 100);
+    for e in &overloaded {
+        assert!(e.retry_after_ms.is_some_and(|ms| ms >= 1), "{e:?}");
+        let t = e.trace.as_ref().unwrap();
+        assert!(t.attempts.is_empty(), "no provider was called: {t:?}");
+        assert!(
+            t.skipped
+                .iter()
+                .all(|s| matches!(s.reason, SkipReason::Overloaded { .. }))
+        );
+    }
+    assert_eq!(
+        provider_health(&yard),
+        before,
+        "breakers and health untouched"
+    );
+    assert!(a.peak_in_flight() <= 4 && b.peak_in_flight() <= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_onset_of_an_outage_every_run_is_served_by_the_backup() {
+    for runs in [64usize, 500] {
+        let (a, b) = (
+            Simulator::start().await.unwrap(),
+            Simulator::start().await.unwrap(),
+        );
+        a.set_failure_rate(1.0);
+        let rt = runtime();
+        let yard = Switchyard::new(); // fresh: empty budgets, closed breakers
+        install(&yard, &rt, "alpha", &a).await;
+        install(&yard, &rt, "beta", &b).await;
+        yard.fallback()
+            .define(P, "notify")
+            .provider("alpha")
+            .action("send")
+            .retries(2)
+            .backoff(Duration::from_millis(1), Duration::from_millis(5))
+            .idempotent(true)
+            .provider("beta")
+            .action("send")
+            .create()
+            .unwrap();
+        let results = burst(&yard, runs).await;
+        let failed: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{runs} runs: {} failed, e.g. {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().unwrap().provider.as_deref() == Some("beta"))
+        );
+        assert_eq!(
+            yard.breaker_states()
+                .into_iter()
+                .find(|(k, _)| k.ends_with("/alpha/send"))
+                .map(|(_, s)| s),
+            Some(switchyard::engine::BreakerState::Open),
+        );
+        let (to_alpha, _) = a.counts();
+        assert!(
+            to_alpha as usize <= runs * 3,
+            "{to_alpha} requests for {runs} runs"
+        );
+        assert_eq!(b.counts(), (runs as u64, 0));
+    }
 }

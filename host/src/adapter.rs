@@ -109,6 +109,11 @@ pub enum ErrorClass {
     Ambiguous,
     /// The adapter or the sandbox failed.
     Internal,
+    /// The host could not start the attempt (no instance slot, the app's
+    /// concurrency or rate limit, a full admission queue). Never the
+    /// provider's fault: not counted by breakers, health, attempt counts
+    /// or the retry budget.
+    Overloaded,
 }
 
 impl ErrorClass {
@@ -121,6 +126,7 @@ impl ErrorClass {
             Self::Timeout => "timeout",
             Self::Ambiguous => "ambiguous",
             Self::Internal => "internal",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -154,6 +160,8 @@ pub enum FailureKind {
     BadOutput,
     /// The host could not run the call (instantiation failed, ...).
     Host,
+    /// The host's own limits refused to start the attempt (admission).
+    Overload,
 }
 
 /// A failed attempt, typed: class, origin, and the provider's details.

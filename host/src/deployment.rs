@@ -3,8 +3,10 @@
 //! `switchyard serve`, `run` and `check` and the HTTP API all stand on it.
 
 use crate::config::{Config, FieldPath, Problem, Problems, SeedMode};
-use crate::engine::{DefineError, Definition, HealthKey, Kind, Observer, ProbeOutcome, Switchyard};
-use crate::metrics::{AppHandle, Metrics};
+use crate::engine::{
+    AdmissionConfig, DefineError, Definition, HealthKey, Kind, Observer, ProbeOutcome, Switchyard,
+};
+use crate::metrics::{AppHandle, Metrics, Scrape};
 use crate::runtime::{Limits, Runtime, RuntimeConfig};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -81,6 +83,7 @@ pub struct Deployment {
     /// skipped (and kept in the store) so the rest can serve.
     pub warnings: Vec<String>,
     writes: Mutex<()>,
+    runtime: Runtime,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -110,6 +113,7 @@ impl Deployment {
                 .map(|d| config.relative(d))
                 .or_else(crate::runtime::ComponentCache::default_dir),
             limits,
+            max_instances: file.runtime.instances(),
             ..RuntimeConfig::default()
         })
         .map_err(|e| {
@@ -125,6 +129,7 @@ impl Deployment {
         let mut builder = Switchyard::builder()
             .breaker(file.engine.breaker)
             .budget(file.engine.budget)
+            .admission(file.engine.admission)
             .observer(metrics.clone());
         let mut store = None;
         if options.store {
@@ -144,6 +149,12 @@ impl Deployment {
 
         let mut apps = Vec::new();
         for spec in &config.apps {
+            if let Some(a) = spec.admission
+                && let Err(e) = yard.set_admission(&spec.product, &spec.tag, a)
+            {
+                let at = FieldPath::keys(["products", &spec.product, "apps", &spec.tag]);
+                problems.push(config.problem(&at.key("admission"), e.to_string()));
+            }
             for (env, grant) in &spec.grants {
                 let name = format!("{}/{}@{env}", spec.product, spec.tag);
                 let started = Instant::now();
@@ -228,11 +239,35 @@ impl Deployment {
             return Err(Problems(problems));
         }
         if let Some(s) = &store {
-            let history = s
-                .health_history()
-                .map_err(|e| Problems(vec![store_problem(&config, e)]))?;
+            let err = |e| Problems(vec![store_problem(&config, e)]);
+            let history = s.health_history().map_err(err)?;
             for (key, outcomes) in history {
                 yard.restore_health(&key.product, &key.env, &key.tag, outcomes);
+            }
+            // Admission limits set through the API outlive restarts, as
+            // definitions do; `seed = "overwrite"` makes the config win.
+            if file.server.seed == SeedMode::Overwrite {
+                s.clear_admissions().map_err(err)?;
+            }
+            let pool = file.runtime.instances();
+            for (product, app, a) in s.admissions().map_err(err)? {
+                let known = config
+                    .apps
+                    .iter()
+                    .any(|x| x.product == product && x.tag == app);
+                if !known {
+                    continue;
+                }
+                if a.max_in_flight > pool {
+                    warnings.push(format!(
+                        "stored admission of `{product}/{app}` skipped: max_in_flight {} exceeds the instance pool of {pool}; set it again with PUT /v1/{product}/apps/{app}/admission",
+                        a.max_in_flight
+                    ));
+                } else if let Err(e) = yard.set_admission(&product, &app, a) {
+                    warnings.push(format!(
+                        "stored admission of `{product}/{app}` skipped: {e}"
+                    ));
+                }
             }
         }
         Ok(Self {
@@ -243,7 +278,13 @@ impl Deployment {
             config,
             warnings,
             writes: Mutex::new(()),
+            runtime,
         })
+    }
+
+    /// Plugin instance slots: (in use now, pool size).
+    pub fn instances(&self) -> (u32, u32) {
+        self.runtime.instances()
     }
 
     /// How many definitions the engine holds, over the config's products.
@@ -256,10 +297,42 @@ impl Deployment {
             .sum()
     }
 
-    /// The Prometheus text exposition, with breaker states and app
-    /// counters read now.
+    /// The Prometheus text exposition, with breaker states, admission
+    /// state, instance slots and app counters read now.
     pub fn metrics_text(&self) -> String {
-        self.metrics.render(&self.yard.breaker_states(), &self.apps)
+        self.metrics.render(&Scrape {
+            breakers: &self.yard.breaker_states(),
+            apps: &self.apps,
+            admission: &self.yard.admission_states(),
+            instances: self.runtime.instances(),
+        })
+    }
+
+    /// Set an app's admission limits (engine and store, or neither).
+    pub fn set_admission(
+        &self,
+        product: &str,
+        app: &str,
+        config: AdmissionConfig,
+    ) -> Result<(), ChangeError> {
+        let _w = self.writes.lock().expect("writes");
+        config.validate("admission")?;
+        let (_, pool) = self.runtime.instances();
+        if config.max_in_flight > pool {
+            return Err(DefineError::new(
+                "admission.max_in_flight",
+                format!(
+                    "is {} but the instance pool holds {pool}; lower it or raise `runtime.max_instances` in the config",
+                    config.max_in_flight
+                ),
+            )
+            .into());
+        }
+        if let Some(s) = &self.store {
+            s.put_admission(product, app, &config)?;
+        }
+        self.yard.set_admission(product, app, config)?;
+        Ok(())
     }
 
     /// Create a definition (engine and store, or neither).

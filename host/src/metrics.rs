@@ -1,9 +1,11 @@
 //! Prometheus metrics: the engine's attempts, budget refusals and
 //! healthchecks (through [`Observer`]), runs as the API serves them, and,
 //! read at scrape time, breaker states and each app's instance and egress
-//! counters. Rendered in the Prometheus text format (version 0.0.4).
+//! counters, admission state and instance slots. Rendered in the Prometheus text format (version 0.0.4).
 
-use crate::engine::{AttemptEvent, BreakerState, HealthKey, Observer, ProbeOutcome};
+use crate::engine::{
+    AppAdmission, AttemptEvent, BreakerState, HealthKey, Observer, OverloadReason, ProbeOutcome,
+};
 use crate::runtime::App;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -92,7 +94,65 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "Requests the egress gate refused.",
     ),
+    (
+        "switchyard_admission_in_flight",
+        "gauge",
+        "Attempts of the app in flight now.",
+    ),
+    (
+        "switchyard_admission_queued",
+        "gauge",
+        "Attempts of the app waiting for admission now.",
+    ),
+    (
+        "switchyard_admission_limit",
+        "gauge",
+        "The app's max_in_flight.",
+    ),
+    (
+        "switchyard_admission_tokens",
+        "gauge",
+        "Tokens in the app's rate-limit bucket (apps with a rate limit).",
+    ),
+    (
+        "switchyard_admission_cooldown_seconds",
+        "gauge",
+        "Time left of a pause the provider asked for (429 Retry-After), 0 if none.",
+    ),
+    (
+        "switchyard_admission_wait_seconds",
+        "histogram",
+        "Time attempts waited for admission.",
+    ),
+    (
+        "switchyard_overloaded_total",
+        "counter",
+        "Attempts the host could not start (not provider failures), by reason.",
+    ),
+    (
+        "switchyard_plugin_instances_in_use",
+        "gauge",
+        "Plugin instance slots in use now.",
+    ),
+    (
+        "switchyard_plugin_instances_max",
+        "gauge",
+        "Plugin instance slots (the pool size).",
+    ),
 ];
+
+/// What a scrape reads at scrape time.
+#[derive(Debug)]
+pub struct Scrape<'a> {
+    /// Every breaker and its state.
+    pub breakers: &'a [(String, BreakerState)],
+    /// Loaded apps, for their instance and egress counters.
+    pub apps: &'a [AppHandle],
+    /// Admission state per app and env.
+    pub admission: &'a [AppAdmission],
+    /// Instance slots: (in use, pool size).
+    pub instances: (u32, u32),
+}
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -196,11 +256,43 @@ impl Metrics {
         self.observe("switchyard_run_duration_seconds", labels, d);
     }
 
-    /// The text exposition, with breaker states and `apps`' counters read
-    /// now.
-    pub fn render(&self, breakers: &[(String, BreakerState)], apps: &[AppHandle]) -> String {
+    /// The text exposition, with what `scrape` read now.
+    pub fn render(&self, scrape: &Scrape<'_>) -> String {
         let mut state = self.state.lock().expect("metrics");
-        for (key, s) in breakers {
+        for a in scrape.admission {
+            let labels = || {
+                vec![
+                    ("product", a.product.clone()),
+                    ("env", a.env.clone()),
+                    ("app", a.app.clone()),
+                ]
+            };
+            let s = &a.state;
+            let mut values = vec![
+                ("switchyard_admission_in_flight", f64::from(s.in_flight)),
+                ("switchyard_admission_queued", f64::from(s.queued)),
+                ("switchyard_admission_limit", f64::from(s.max_in_flight)),
+                (
+                    "switchyard_admission_cooldown_seconds",
+                    s.cooldown_remaining_ms.unwrap_or(0) as f64 / 1e3,
+                ),
+            ];
+            if let Some(t) = s.tokens {
+                values.push(("switchyard_admission_tokens", t));
+            }
+            for (name, v) in values {
+                state.values.insert((name, labels()), v);
+            }
+        }
+        let (in_use, max) = scrape.instances;
+        state.values.insert(
+            ("switchyard_plugin_instances_in_use", vec![]),
+            f64::from(in_use),
+        );
+        state
+            .values
+            .insert(("switchyard_plugin_instances_max", vec![]), f64::from(max));
+        for (key, s) in scrape.breakers {
             for (name, v) in [
                 ("closed", BreakerState::Closed),
                 ("open", BreakerState::Open),
@@ -213,7 +305,7 @@ impl Metrics {
                 );
             }
         }
-        for a in apps {
+        for a in scrape.apps {
             let labels = || {
                 vec![
                     ("product", a.product.clone()),
@@ -325,6 +417,25 @@ impl Observer for Metrics {
         self.add("switchyard_budget_rejections_total", labels, 1.0);
     }
 
+    fn admitted(&self, product: &str, env: &str, app: &str, waited: Duration) {
+        let labels = vec![
+            ("product", product.to_string()),
+            ("env", env.to_string()),
+            ("app", app.to_string()),
+        ];
+        self.observe("switchyard_admission_wait_seconds", labels, waited);
+    }
+
+    fn overloaded(&self, product: &str, env: &str, app: &str, reason: &OverloadReason) {
+        let labels = vec![
+            ("product", product.to_string()),
+            ("env", env.to_string()),
+            ("app", app.to_string()),
+            ("reason", reason.label().to_string()),
+        ];
+        self.add("switchyard_overloaded_total", labels, 1.0);
+    }
+
     fn healthcheck(&self, key: &HealthKey, outcome: &ProbeOutcome) {
         let labels = vec![
             ("product", key.product.clone()),
@@ -366,7 +477,12 @@ mod tests {
                 duration: Duration::from_millis(3),
             });
         }
-        let text = m.render(&[("p/dev/a/send".into(), BreakerState::Open)], &[]);
+        let text = m.render(&Scrape {
+            breakers: &[("p/dev/a/send".into(), BreakerState::Open)],
+            apps: &[],
+            admission: &[],
+            instances: (3, 1024),
+        });
         let l = r#"product="p",env="dev",app="a\"b",action="send",provider="a""#;
         assert!(
             text.contains(&format!("switchyard_attempts_total{{{l}}} 2\n")),

@@ -60,6 +60,17 @@ struct State {
     next_id: AtomicU64,
     record: std::sync::atomic::AtomicBool,
     recorded: Mutex<Vec<Recorded>>,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+/// Counts a request out of `in_flight` when its handler ends, however.
+struct InFlight(Arc<State>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running simulated provider. Stops when dropped.
@@ -146,6 +157,11 @@ impl Simulator {
             .config("actions", actions.to_string())
     }
 
+    /// The most requests it was handling at once.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.state.peak_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Requests answered, and of those, failed by injection.
     pub fn counts(&self) -> (u64, u64) {
         (
@@ -167,6 +183,9 @@ async fn handle(
     st: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+    let _in_flight = InFlight(st.clone());
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let n = st.served.fetch_add(1, Ordering::Relaxed);

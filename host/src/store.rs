@@ -2,7 +2,7 @@
 //! file, so what the API creates survives a restart (including `kill -9`:
 //! WAL journal, one transaction per change).
 
-use crate::engine::{Definition, HealthKey, Kind, ProbeOutcome};
+use crate::engine::{AdmissionConfig, Definition, HealthKey, Kind, ProbeOutcome};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -111,6 +111,13 @@ impl Store {
              );
              CREATE INDEX IF NOT EXISTS health_history_key
                  ON health_history (product, env, tag, id);
+             CREATE TABLE IF NOT EXISTS app_admission (
+                 product TEXT NOT NULL,
+                 app TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 updated_unix_ms INTEGER NOT NULL,
+                 PRIMARY KEY (product, app)
+             );
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -194,6 +201,58 @@ impl Store {
             out.push(parse(&product, &kind, &tag, &body)?);
         }
         Ok(out)
+    }
+
+    /// Store `app`'s admission limits (set through the API).
+    pub fn put_admission(
+        &self,
+        product: &str,
+        app: &str,
+        config: &AdmissionConfig,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(config).expect("admission settings serialize");
+        self.conn().execute(
+            "INSERT INTO app_admission (product, app, body, updated_unix_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (product, app)
+             DO UPDATE SET body = excluded.body, updated_unix_ms = excluded.updated_unix_ms",
+            params![product, app, body, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Every stored admission setting: (product, app, settings). Rows that
+    /// no longer parse are skipped with a warning (the config's or the
+    /// default settings then apply).
+    pub fn admissions(&self) -> Result<Vec<(String, String, AdmissionConfig)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT product, app, body FROM app_admission ORDER BY product, app")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (product, app, body) = row?;
+            match serde_json::from_str(&body) {
+                Ok(c) => out.push((product, app, c)),
+                Err(e) => {
+                    tracing::warn!(%product, %app, error = %e, "stored admission settings do not parse; ignored")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget every stored admission setting (a config with
+    /// `seed = "overwrite"` wins).
+    pub fn clear_admissions(&self) -> Result<(), StoreError> {
+        self.conn().execute("DELETE FROM app_admission", [])?;
+        Ok(())
     }
 
     /// Append a healthcheck outcome, keeping the newest `keep` per check.

@@ -7,7 +7,9 @@ use crate::adapter::{
     FailureKind,
 };
 use serde_json::{Value, json};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 
 type Behaviour = Box<dyn FnMut(&CallRequest) -> Result<Value, AttemptError> + Send>;
 
@@ -17,6 +19,9 @@ pub struct FakeAdapter {
     info: AppInfo,
     behaviour: Mutex<Behaviour>,
     calls: Mutex<Vec<CallRequest>>,
+    hold: Mutex<Option<Arc<Semaphore>>>,
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for FakeAdapter {
@@ -49,7 +54,29 @@ impl FakeAdapter {
                 Ok(json!({"app": app, "action": r.action, "input": r.input}))
             })),
             calls: Mutex::new(Vec::new()),
+            hold: Mutex::new(None),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// From now on every call stays in flight until the returned
+    /// semaphore gets a permit for it (`add_permits`); each answer uses
+    /// one up. A slow provider whose pace the test sets.
+    pub fn hold(&self) -> Arc<Semaphore> {
+        let s = Arc::new(Semaphore::new(0));
+        *self.hold.lock().expect("hold") = Some(s.clone());
+        s
+    }
+
+    /// Calls in flight now (held ones included).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most calls that were in flight at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
     }
 
     /// Answer every call with `f`.
@@ -100,8 +127,25 @@ impl Adapter for FakeAdapter {
     fn call(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
         let result = (self.behaviour.lock().expect("behaviour"))(&request);
         self.calls.lock().expect("calls").push(request);
-        Box::pin(std::future::ready(
-            result.map(|output| CallResponse { output }),
-        ))
+        let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(n, Ordering::SeqCst);
+        let hold = self.hold.lock().expect("hold").clone();
+        let in_flight = self.in_flight.clone();
+        Box::pin(async move {
+            // Count the call out even if the caller gives up on it.
+            struct Out(Arc<AtomicUsize>);
+            impl Drop for Out {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let _out = Out(in_flight);
+            if let Some(h) = hold
+                && let Ok(p) = h.acquire().await
+            {
+                p.forget();
+            }
+            result.map(|output| CallResponse { output })
+        })
     }
 }

@@ -22,7 +22,12 @@ struct World {
 }
 
 fn world() -> World {
-    let clock = Arc::new(ManualClock::new());
+    world_on(Arc::new(ManualClock::new()))
+}
+
+/// A world on `clock` (a parked one for tests where runs wait for each
+/// other).
+fn world_on(clock: Arc<ManualClock>) -> World {
     let yard = Switchyard::builder().clock(clock.clone()).seed(7).build();
     let app = |name: &str| {
         let a = Arc::new(FakeAdapter::new(
@@ -994,4 +999,411 @@ fn feature_cycles_are_refused() {
         .update()
         .unwrap_err();
     assert!(e.reason.contains("cycle: a → b → a"), "{e}");
+}
+
+// ---- admission: host overload is never the provider's fault ----
+
+mod admission {
+    use super::*;
+    use proptest::prelude::*;
+    use switchyard::engine::AdmissionConfig;
+
+    fn limits(in_flight: u32, queue: u32) -> AdmissionConfig {
+        AdmissionConfig {
+            max_in_flight: in_flight,
+            max_queue: queue,
+            ..AdmissionConfig::default()
+        }
+    }
+
+    fn host_overload() -> AttemptError {
+        AttemptError::new(
+            ErrorClass::Overloaded,
+            FailureKind::Overload,
+            "no plugin instance slot became free",
+        )
+    }
+
+    /// State a burst must leave exactly as it found it.
+    fn provider_view(w: &World) -> Vec<String> {
+        w.yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                format!(
+                    "{} {:?} breaker={:?} req={} fail={} counts={:?}",
+                    s.provider,
+                    s.status,
+                    s.breaker.state,
+                    s.breaker.requests,
+                    s.breaker.failures,
+                    s.counts
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_instance_refusal_is_skipped_not_counted_and_the_next_provider_serves() {
+        let w = world();
+        pay_fallback(&w, 2);
+        let before = provider_view(&w);
+        w.stripe.behave(|_| Err(host_overload()));
+        for _ in 0..30 {
+            let r = run_pay(&w).await.unwrap();
+            assert_eq!(r.provider.as_deref(), Some("adyen"));
+            assert!(
+                matches!(
+                    &r.trace.skipped[0].reason,
+                    SkipReason::Overloaded {
+                        cause: "no-instance",
+                        ..
+                    }
+                ),
+                "{:?}",
+                r.trace.skipped
+            );
+            assert!(r.trace.attempts.iter().all(|a| a.provider == "adyen"));
+        }
+        assert_eq!(w.stripe.call_count(), 30, "one try each, no retries");
+        let after = provider_view(&w);
+        assert_eq!(before[0], after[0], "stripe's breaker and counts untouched");
+        assert_eq!(
+            w.yard.breaker_states(),
+            vec![
+                (
+                    "payments/dev/adyen/charge".to_string(),
+                    BreakerState::Closed
+                ),
+                (
+                    "payments/dev/stripe/charge".to_string(),
+                    BreakerState::Closed
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_overload_means_503_overloaded_with_retry_after() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.stripe.behave(|_| Err(host_overload()));
+        w.adyen.behave(|_| Err(host_overload()));
+        let e = run_pay(&w).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Overloaded, "{e}");
+        assert_eq!(e.retry_after_ms, Some(1_000));
+        assert!(e.message.contains("try again later"), "{e}");
+        // One provider really failing makes it all-failed, naming both.
+        w.adyen.fail(ErrorClass::Unavailable);
+        let e = run_pay(&w).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::AllFailed, "{e}");
+        assert!(e.message.contains("stripe (overloaded"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_without_touching_breakers_or_health() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.yard.set_admission(P, "stripe", limits(2, 0)).unwrap();
+        w.yard.set_admission(P, "adyen", limits(1, 0)).unwrap();
+        let stripe = w.stripe.hold();
+        let adyen = w.adyen.hold();
+        let yard = w.yard.clone();
+        let run = move || {
+            let yard = yard.clone();
+            tokio::spawn(async move {
+                yard.fallback()
+                    .run(P, "dev", "pay", input(), RunOptions::default())
+                    .await
+            })
+        };
+        let held: Vec<_> = (0..2).map(|_| run()).collect();
+        while w.stripe.in_flight() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // Stripe is full and may not queue: the run moves on to adyen.
+        let third = run();
+        while w.adyen.in_flight() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let before = provider_view(&w);
+        let refused: Vec<_> = (0..5).map(|_| run()).collect();
+        for r in refused {
+            let e = r.await.unwrap().unwrap_err();
+            assert_eq!(e.code, ErrorCode::Overloaded, "{e}");
+            let trace = e.trace.unwrap();
+            assert!(trace.attempts.is_empty(), "no provider was called");
+            assert_eq!(trace.skipped.len(), 2);
+        }
+        assert_eq!(provider_view(&w), before, "nothing counted while full");
+        stripe.add_permits(2);
+        adyen.add_permits(1);
+        for r in held {
+            assert_eq!(
+                r.await.unwrap().unwrap().provider.as_deref(),
+                Some("stripe")
+            );
+        }
+        assert_eq!(
+            third.await.unwrap().unwrap().provider.as_deref(),
+            Some("adyen")
+        );
+        assert!(w.stripe.peak_in_flight() <= 2 && w.adyen.peak_in_flight() <= 1);
+        let s = &w
+            .yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()[0];
+        assert_eq!(s.admission.overloaded, 6);
+        assert_eq!(s.admission.in_flight, 0);
+    }
+
+    fn spill_fallback(w: &World, spillover: bool) {
+        w.yard
+            .fallback()
+            .define(P, "pay")
+            .spillover(spillover)
+            .provider("stripe")
+            .action("charge")
+            .provider("adyen")
+            .action("charge")
+            .create()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn spillover_sends_the_excess_to_the_backup_and_without_it_runs_wait() {
+        for spillover in [true, false] {
+            // Parked: a waiting run must wait for the slot, not for time.
+            let w = world_on(Arc::new(ManualClock::parked()));
+            spill_fallback(&w, spillover);
+            w.yard.set_admission(P, "stripe", limits(1, 100)).unwrap();
+            let stripe = w.stripe.hold();
+            let yard = w.yard.clone();
+            let first = tokio::spawn(async move {
+                yard.fallback()
+                    .run(P, "dev", "pay", json!({}), RunOptions::default())
+                    .await
+            });
+            while w.stripe.in_flight() < 1 {
+                tokio::task::yield_now().await;
+            }
+            let yard = w.yard.clone();
+            let second = tokio::spawn(async move {
+                yard.fallback()
+                    .run(P, "dev", "pay", json!({}), RunOptions::default())
+                    .await
+            });
+            if spillover {
+                let r = second.await.unwrap().unwrap();
+                assert_eq!(r.provider.as_deref(), Some("adyen"));
+                assert!(
+                    matches!(
+                        &r.trace.skipped[0].reason,
+                        SkipReason::Saturated {
+                            cause: "in-flight",
+                            ..
+                        }
+                    ),
+                    "{:?}",
+                    r.trace.skipped
+                );
+                stripe.add_permits(1);
+            } else {
+                let gate = || {
+                    w.yard
+                        .provider_states(P, "dev", Kind::Fallback, "pay")
+                        .unwrap()[0]
+                        .admission
+                        .clone()
+                };
+                while gate().queued < 1 {
+                    tokio::task::yield_now().await;
+                }
+                assert_eq!(w.adyen.call_count(), 0, "it waits for stripe");
+                stripe.add_permits(2);
+                let r = second.await.unwrap().unwrap();
+                assert_eq!(r.provider.as_deref(), Some("stripe"));
+            }
+            assert_eq!(
+                first.await.unwrap().unwrap().provider.as_deref(),
+                Some("stripe")
+            );
+            assert_eq!(w.stripe.peak_in_flight(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_over_a_rate_limit_are_spread_as_the_bucket_says() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.yard
+            .set_admission(
+                P,
+                "stripe",
+                AdmissionConfig {
+                    rate_per_sec: Some(10.0),
+                    burst: Some(1),
+                    ..AdmissionConfig::default()
+                },
+            )
+            .unwrap();
+        let clock = w.clock.clone();
+        let t0 = clock.elapsed();
+        let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let t = times.clone();
+        w.stripe.behave(move |_| {
+            t.lock().unwrap().push((clock.elapsed() - t0).as_millis());
+            Ok(json!({"app": "stripe"}))
+        });
+        for _ in 0..10 {
+            assert_eq!(
+                run_pay(&w).await.unwrap().provider.as_deref(),
+                Some("stripe")
+            );
+        }
+        assert_eq!(
+            *times.lock().unwrap(),
+            vec![0, 100, 200, 300, 400, 500, 600, 700, 800, 900]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_with_retry_after_pauses_the_app_until_then() {
+        let w = world();
+        spill_fallback(&w, true);
+        w.stripe.behave(|_| {
+            Err(AttemptError {
+                retry_after: Some(Duration::from_secs(2)),
+                ..AttemptError::provider(ErrorClass::RateLimited, "slow down")
+            })
+        });
+        let run = || {
+            w.yard
+                .fallback()
+                .run(P, "dev", "pay", json!({}), RunOptions::default())
+        };
+        assert_eq!(run().await.unwrap().provider.as_deref(), Some("adyen"));
+        assert_eq!(w.stripe.call_count(), 1);
+        // During the pause stripe is not called; the runs spill to adyen.
+        for _ in 0..5 {
+            let r = run().await.unwrap();
+            assert_eq!(r.provider.as_deref(), Some("adyen"));
+            assert!(matches!(
+                &r.trace.skipped[0].reason,
+                SkipReason::Saturated {
+                    cause: "cooldown",
+                    ..
+                }
+            ));
+        }
+        assert_eq!(w.stripe.call_count(), 1, "the provider asked for a pause");
+        let s = &w
+            .yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()[0];
+        assert_eq!(s.admission.cooldown_remaining_ms, Some(2_000));
+        w.clock.advance(Duration::from_secs(2));
+        w.stripe.succeed_with(json!({"app": "stripe"}));
+        assert_eq!(run().await.unwrap().provider.as_deref(), Some("stripe"));
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_probe_leaves_health_as_it_was() {
+        let w = world();
+        healthcheck(&w, "stripe");
+        w.stripe.behave(|_| Err(host_overload()));
+        w.yard.run_due_healthchecks().await;
+        let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+        assert_eq!(h.status, HealthStatus::Unknown, "{h:?}");
+        assert!(h.history.is_empty());
+        // It is due again soon, and a real answer then counts.
+        w.stripe.succeed_with(json!({}));
+        w.clock.advance(Duration::from_secs(1));
+        w.yard.run_due_healthchecks().await;
+        assert_eq!(
+            w.yard.health(P, "dev", "stripe-health").unwrap().status,
+            HealthStatus::Healthy
+        );
+    }
+
+    async fn outage_onset(runs: usize, retries: u32, budget: BudgetConfig, breaker: BreakerConfig) {
+        let clock = Arc::new(ManualClock::new());
+        let yard = Switchyard::builder()
+            .clock(clock.clone())
+            .seed(11)
+            .budget(budget)
+            .breaker(breaker)
+            .build();
+        let primary = Arc::new(FakeAdapter::new("primary", &[("charge", true)]));
+        let backup = Arc::new(FakeAdapter::new("backup", &[("charge", true)]));
+        yard.install_app(P, "primary", "dev", primary.clone());
+        yard.install_app(P, "backup", "dev", backup.clone());
+        primary.fail(ErrorClass::Unavailable);
+        yard.fallback()
+            .define(P, "pay")
+            .provider("primary")
+            .action("charge")
+            .retries(retries)
+            .provider("backup")
+            .action("charge")
+            .create()
+            .unwrap();
+        let tasks: Vec<_> = (0..runs)
+            .map(|_| {
+                let yard = yard.clone();
+                tokio::spawn(async move {
+                    yard.fallback()
+                        .run(P, "dev", "pay", json!({}), RunOptions::default())
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            let r = r.unwrap_or_else(|e| panic!("a run failed with a healthy backup: {e}"));
+            assert_eq!(r.provider.as_deref(), Some("backup"));
+        }
+        assert!(
+            primary.call_count() <= runs * (retries as usize + 1),
+            "{} calls for {runs} runs",
+            primary.call_count()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_onset_of_an_outage_every_run_is_served_by_the_backup() {
+        for runs in [64, 500] {
+            outage_onset(runs, 2, BudgetConfig::default(), BreakerConfig::default()).await;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Random budgets, breaker settings, retries and concurrency, runs
+        /// interleaving on two threads: with the backup healthy, no run
+        /// ends in all-failed for budget (or breaker) reasons.
+        #[test]
+        fn one_healthy_option_left_means_no_run_fails(
+            runs in 1usize..120,
+            retries in 0u32..4,
+            ratio in 0.0f64..1.0,
+            min_retries in 0u32..5,
+            min_failures in 0u32..6,
+            threshold in 0.0f64..90.0,
+        ) {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let budget = BudgetConfig { ratio, min_retries, window_ms: 10_000 };
+            let breaker = BreakerConfig {
+                minimum_failure_count: min_failures,
+                failure_threshold: threshold,
+                ..BreakerConfig::default()
+            };
+            rt.block_on(outage_onset(runs, retries, budget, breaker));
+        }
+    }
 }

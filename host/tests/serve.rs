@@ -79,9 +79,14 @@ impl Setup {
     }
 
     fn config(&self) -> PathBuf {
+        self.config_with("")
+    }
+
+    /// The config with `extra` TOML appended (e.g. apps' admission tables).
+    fn config_with(&self, extra: &str) -> PathBuf {
         let path = self.dir.path().join("switchyard.toml");
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"state.db\"\nshutdown_grace_ms = 10000\nmax_body_bytes = 4096\n\n[products.notify]\nenvs = [\"dev\"]\n{}{}{DEFINITIONS}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"state.db\"\nshutdown_grace_ms = 10000\nmax_body_bytes = 4096\n\n[products.notify]\nenvs = [\"dev\"]\n{}{}{DEFINITIONS}{extra}",
             app("primary", &self.primary.url()),
             app("backup", &self.backup.url()),
         );
@@ -131,6 +136,17 @@ impl Server {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let (status, _, v) = self.call_with_headers(method, path, token, body).await;
+        (status, v)
+    }
+
+    async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, http::HeaderMap, Value) {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -150,10 +166,11 @@ impl Server {
             .await
             .unwrap();
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let v = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, v)
+        (status, headers, v)
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -468,6 +485,164 @@ async fn definitions_survive_kill_9_and_health_history_too() {
     );
 }
 
+#[tokio::test]
+async fn past_the_admission_queue_runs_get_503_overloaded_and_nothing_is_counted() {
+    let s = Setup::new().await;
+    s.primary.set_latency(Duration::from_millis(400));
+    s.backup.set_latency(Duration::from_millis(400));
+    let limits = "\n[products.notify.apps.primary.admission]\nmax_in_flight = 2\nmax_queue = 0\n\n[products.notify.apps.backup.admission]\nmax_in_flight = 1\nmax_queue = 0\n";
+    let config = s.config_with(limits);
+    let server = Server::start(&config);
+    assert_eq!(server.first_healthcheck().await["status"], "healthy");
+    let providers = "/v1/notify/dev/fallbacks/sms/providers";
+    let state = |v: &Value| -> Vec<String> {
+        v["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p["provider"], p["status"], p["breaker"], p["counts"]
+                )
+            })
+            .collect()
+    };
+    let before = state(&server.get(providers).await.1);
+    let run = || {
+        server.call_with_headers(
+            "POST",
+            "/v1/notify/dev/fallbacks/sms/run",
+            Some(TOKEN),
+            Some(json!({"input": {"to": "+1", "text": "x"}})),
+        )
+    };
+    let results = futures_join_all((0..20).map(|_| run())).await;
+    let served: Vec<_> = results.iter().filter(|r| r.0 == 200).collect();
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(served.len() + refused.len(), 20, "{results:?}");
+    assert_eq!(served.len(), 3, "2 in flight on primary, 1 on backup");
+    for (_, headers, body) in &refused {
+        assert_eq!(body["code"], "overloaded", "{body}");
+        let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(after >= 1, "{headers:?}");
+        assert!(body["retry_after_ms"].as_u64().unwrap() >= 1);
+        assert_eq!(body["trace"]["attempts"], json!([]), "no provider called");
+    }
+    // Nothing about the providers moved but the served runs' counts.
+    let (_, v) = server.get(providers).await;
+    let after = state(&v);
+    assert_eq!(before.len(), after.len());
+    let statuses: Vec<&Value> = v["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!("healthy"), &json!("unknown")],
+        "backup has no healthcheck"
+    );
+    for p in v["providers"].as_array().unwrap() {
+        assert_eq!(p["breaker"]["state"], "closed", "{p}");
+        assert_eq!(p["breaker"]["failures"], 0, "{p}");
+        assert_eq!(p["counts"]["failures"], json!({}), "{p}");
+        assert_eq!(p["admission"]["in_flight"], 0, "{p}");
+    }
+    // 18 runs found primary full; one of them found backup free.
+    assert_eq!(v["providers"][0]["admission"]["overloaded"], 18);
+    assert_eq!(v["providers"][1]["admission"]["overloaded"], 17);
+    let text = server.get("/metrics").await.1.as_str().unwrap().to_string();
+    assert_eq!(
+        metric(
+            &text,
+            r#"switchyard_overloaded_total{product="notify",env="dev",app="primary",reason="in-flight"}"#
+        ),
+        18.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"switchyard_runs_total{product="notify",env="dev",kind="fallback",tag="sms",code="overloaded"}"#
+        ),
+        17.0
+    );
+    assert!(text.contains("switchyard_admission_wait_seconds_bucket{"));
+    assert!(
+        text.contains(r#"switchyard_admission_limit{product="notify",env="dev",app="primary"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("switchyard_plugin_instances_max 1024"),
+        "{text}"
+    );
+
+    // Limits through the API: checked, named, applied, kept.
+    let path = "/v1/notify/apps/primary/admission";
+    let (st, v) = server.get(path).await;
+    assert_eq!((st, &v["config"]["max_in_flight"]), (200, &json!(2)), "{v}");
+    let put = |body: Value| server.call("PUT", path, Some(TOKEN), Some(body));
+    let (st, v) = put(json!({"max_in_flight": 0})).await;
+    assert_eq!(
+        (st, v["field"].as_str()),
+        (422, Some("admission.max_in_flight")),
+        "{v}"
+    );
+    let (st, v) = put(json!({"max_in_flight": 5000})).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("instance pool holds 1024"),
+        "{v}"
+    );
+    let (st, v) = put(json!({"max_in_fligt": 3})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("max_in_fligt"),
+        "{v}"
+    );
+    let (st, v) = put(json!({"max_in_flight": 8, "max_queue": 50, "rate_per_sec": 20.0})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["config"]["max_in_flight"], 8);
+    let (st, _) = server
+        .call("GET", "/v1/notify/apps/nope/admission", Some(TOKEN), None)
+        .await;
+    assert_eq!(st, 404);
+    server.kill9();
+    let server = Server::start(&config);
+    let (_, v) = server.get(path).await;
+    assert_eq!(v["config"]["max_in_flight"], 8, "kept across restarts: {v}");
+    assert_eq!(v["config"]["rate_per_sec"], 20.0);
+}
+
+/// Await every future (the test crate has no `futures` dependency).
+async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = fs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in pinned.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
@@ -661,7 +836,7 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     ops.sort_by_key(|o| o.0);
-    assert_eq!(ops.len(), 13, "every route is documented");
+    assert_eq!(ops.len(), 15, "every route is documented");
     for (_, method, path, op) in ops {
         let body = op["requestBody"]["content"]["application/json"]["example"].clone();
         let token = op.get("security").map(|_| TOKEN);

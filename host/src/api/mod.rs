@@ -46,6 +46,8 @@ pub struct ApiState {
 pub struct ApiError {
     status: StatusCode,
     body: Value,
+    /// Seconds for a `Retry-After` header (overload).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -53,6 +55,7 @@ impl ApiError {
         Self {
             status,
             body: json!({"code": code, "message": message.into()}),
+            retry_after: None,
         }
     }
 
@@ -68,7 +71,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        r
     }
 }
 
@@ -95,7 +103,7 @@ fn run_status(code: ErrorCode) -> StatusCode {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorCode::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::NoProvider => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NoProvider | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::Mapping | ErrorCode::AllFailed | ErrorCode::Ambiguous => StatusCode::BAD_GATEWAY,
     }
@@ -105,6 +113,9 @@ impl From<RunError> for ApiError {
     fn from(e: RunError) -> Self {
         Self {
             status: run_status(e.code),
+            // Whole seconds, rounded up: never tell a client to come back
+            // before the host can take it.
+            retry_after: e.retry_after_ms.map(|ms| ms.div_ceil(1000).max(1)),
             body: serde_json::to_value(&e).expect("run errors serialize"),
         }
     }
@@ -114,6 +125,10 @@ impl From<RunError> for ApiError {
 pub fn router(state: Arc<ApiState>) -> Router {
     let v1 = Router::new()
         .route("/v1/{product}/apps", get(apps))
+        .route(
+            "/v1/{product}/apps/{app}/admission",
+            get(admission).put(set_admission),
+        )
         .route("/v1/{product}/definitions/{kinds}", get(list).post(create))
         .route(
             "/v1/{product}/definitions/{kinds}/{tag}",
@@ -374,6 +389,57 @@ async fn apps(
     // Summaries carry the adapter's self-description, never grants or
     // credentials.
     Ok(axum::Json(json!({"apps": s.deployment.yard.apps(&product)})).into_response())
+}
+
+/// An app's admission settings and, per env, its live admission state.
+async fn admission(
+    State(s): State<Arc<ApiState>>,
+    Path((product, app)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_app(&s, &product, &app)?;
+    Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
+}
+
+fn admission_body(s: &ApiState, product: &str, app: &str) -> Value {
+    let yard = &s.deployment.yard;
+    let envs: Vec<Value> = yard
+        .admission_states()
+        .into_iter()
+        .filter(|a| a.product == product && a.app == app)
+        .map(|a| json!({"env": a.env, "state": a.state}))
+        .collect();
+    json!({"config": yard.admission(product, app), "envs": envs})
+}
+
+fn check_app(s: &ApiState, product: &str, app: &str) -> Result<(), ApiError> {
+    check_product_env(s, product, None)?;
+    if !s
+        .deployment
+        .config
+        .apps
+        .iter()
+        .any(|a| a.product == product && a.tag == app)
+    {
+        return Err(ApiError::not_found(format!(
+            "no app `{app}` in product `{product}`; apps come from the config file"
+        )));
+    }
+    Ok(())
+}
+
+/// Replace an app's admission settings; they apply at once and are kept in
+/// the store across restarts.
+async fn set_admission(
+    State(s): State<Arc<ApiState>>,
+    Path((product, app)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_app(&s, &product, &app)?;
+    let config: crate::engine::AdmissionConfig =
+        read_json(body, &headers, s.max_body_bytes).await?;
+    s.deployment.set_admission(&product, &app, config)?;
+    Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
 }
 
 async fn list(

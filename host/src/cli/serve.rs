@@ -295,8 +295,15 @@ pub async fn run(args: RunArgs) -> Result<(), Exit> {
             {
                 print!("{}", t.render());
             }
+            // Overload is the host's limit, not a failed run: its own code
+            // tells scripts to try again later.
+            let code = if e.code == crate::engine::ErrorCode::Overloaded {
+                4
+            } else {
+                1
+            };
             Err(Exit {
-                code: 1,
+                code,
                 message: format!("{}: {}", e.code, e.message),
             })
         }

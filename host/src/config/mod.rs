@@ -13,8 +13,8 @@ pub use locate::{FieldPath, Segment, line_of, locate};
 pub use secrets::Secrets;
 
 use crate::engine::{
-    BreakerConfig, BudgetConfig, CacheDef, Definition, FallbackDef, FeatureDef, HealthcheckDef,
-    QuotaDef,
+    AdmissionConfig, BreakerConfig, BudgetConfig, CacheDef, Definition, FallbackDef, FeatureDef,
+    HealthcheckDef, QuotaDef,
 };
 use crate::grant::Grant;
 use crate::runtime::ComponentSource;
@@ -138,6 +138,9 @@ pub struct EngineConfig {
     /// Retry budget (per product, env and app).
     #[serde(default)]
     pub budget: BudgetConfig,
+    /// Admission limits of every app that sets none of its own.
+    #[serde(default)]
+    pub admission: AdmissionConfig,
 }
 
 /// `[runtime]`.
@@ -148,9 +151,25 @@ pub struct RuntimeSection {
     /// Default: the user cache dir (`~/.cache/switchyard`).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
-    /// Memory cap of one plugin instance, MiB. Default 128.
+    /// Memory cap of one plugin instance, MiB (1 to 4 096). Default 128.
     #[serde(default)]
     pub memory_mb: Option<usize>,
+    /// Plugin instances live at once, over all apps (the instance pool;
+    /// 1 to 65 536). Default 1 024. Every app's `admission.max_in_flight`
+    /// must fit in it.
+    #[serde(default)]
+    pub max_instances: Option<u32>,
+}
+
+/// Largest `runtime.memory_mb`.
+pub const MAX_MEMORY_MB: usize = 4_096;
+
+impl RuntimeSection {
+    /// The pool size in effect.
+    pub fn instances(&self) -> u32 {
+        self.max_instances
+            .unwrap_or(crate::runtime::DEFAULT_MAX_INSTANCES)
+    }
 }
 
 /// `[products.<name>]`.
@@ -205,6 +224,10 @@ pub struct AppConfig {
     /// `bundled:stripe` (also `http`, `twilio`, `sns`) or a `.wasm` path
     /// relative to the config file.
     pub plugin: String,
+    /// Admission limits (attempts in flight, queue, rate limit, cooldown
+    /// cap) in each env; default `[engine.admission]`.
+    #[serde(default)]
+    pub admission: Option<AdmissionConfig>,
     /// What the app may do in each env; an app serves only the envs listed.
     pub envs: BTreeMap<String, GrantConfig>,
 }
@@ -287,6 +310,8 @@ pub struct AppSpec {
     pub plugin: String,
     /// Grant per env, secrets resolved.
     pub grants: BTreeMap<String, Grant>,
+    /// Its own admission limits, if the config sets them.
+    pub admission: Option<AdmissionConfig>,
 }
 
 /// A loaded config: the parsed file, its text (for line numbers) and what
@@ -394,6 +419,7 @@ impl Config {
                 }
             },
         };
+        self.check_limits(problems);
         let mut apps = Vec::new();
         for (product, p) in &self.file.products {
             let base = FieldPath::keys(["products", product.as_str()]);
@@ -424,6 +450,58 @@ impl Config {
             }
         }
         self.apps = apps;
+    }
+
+    /// Runtime and admission numbers within their bounds, and every app's
+    /// `max_in_flight` within the instance pool.
+    fn check_limits(&self, problems: &mut Vec<Problem>) {
+        let rt = &self.file.runtime;
+        if let Some(mb) = rt.memory_mb
+            && !(1..=MAX_MEMORY_MB).contains(&mb)
+        {
+            problems.push(self.problem(
+                &FieldPath::keys(["runtime", "memory_mb"]),
+                format!("is {mb}; it must be between 1 and {MAX_MEMORY_MB}"),
+            ));
+        }
+        let pool = rt.instances();
+        if !(1..=crate::runtime::MAX_INSTANCES).contains(&pool) {
+            problems.push(self.problem(
+                &FieldPath::keys(["runtime", "max_instances"]),
+                format!(
+                    "is {pool}; it must be between 1 and {}",
+                    crate::runtime::MAX_INSTANCES
+                ),
+            ));
+        }
+        let mut check = |at: FieldPath, a: &AdmissionConfig| {
+            if let Err(e) = a.validate(&at.to_string()) {
+                let field = e.path.rsplit('.').next().unwrap_or_default().to_string();
+                problems.push(self.problem(&at.key(&field), e.reason));
+            } else if a.max_in_flight > pool {
+                problems.push(self.problem(
+                    &at.key("max_in_flight"),
+                    format!(
+                        "is {} but the instance pool holds {pool}; lower it or raise `runtime.max_instances`",
+                        a.max_in_flight
+                    ),
+                ));
+            }
+        };
+        check(
+            FieldPath::keys(["engine", "admission"]),
+            &self.file.engine.admission,
+        );
+        for (product, p) in &self.file.products {
+            for (tag, app) in &p.apps {
+                if let Some(a) = &app.admission {
+                    check(
+                        FieldPath::keys(["products", product, "apps", tag, "admission"]),
+                        a,
+                    );
+                }
+            }
+        }
     }
 
     /// A tag written both as the table key and in the body must agree.
@@ -537,6 +615,7 @@ impl Config {
             source: source.expect("no problem means a source"),
             plugin: app.plugin.clone(),
             grants,
+            admission: app.admission,
         })
     }
 }

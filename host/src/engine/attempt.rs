@@ -2,6 +2,7 @@
 //! list of options in order with failover ([`try_in_order`]), shared by
 //! fallbacks, quotas and feature action steps.
 
+use super::admission::{Overload, OverloadReason, Wait};
 use super::observer::AttemptEvent;
 use super::registry::{CompiledOption, CompiledRoute};
 use super::retry::RetryPolicy;
@@ -35,7 +36,20 @@ enum OptionEnd {
         idempotent: bool,
     },
     Skipped(SkipReason),
+    /// The host could not start its first try in time.
+    Overloaded(Overload),
+    /// Its app was saturated and the run spills over.
+    Spilled(Overload),
     Stop(RunError),
+}
+
+fn overload_skip(o: &Overload, spilled: bool) -> SkipReason {
+    let (cause, message) = (o.reason.label(), o.reason.to_string());
+    if spilled {
+        SkipReason::Saturated { cause, message }
+    } else {
+        SkipReason::Overloaded { cause, message }
+    }
 }
 
 impl RunCtx<'_> {
@@ -98,10 +112,10 @@ pub(crate) async fn try_in_order(
     input: &Value,
     trace: &mut Trace,
 ) -> Result<(Value, String), RunError> {
-    let mut last_failed_app: Option<&str> = None;
     let mut failures: Vec<String> = Vec::new();
+    let mut overloaded: Option<Overload> = None;
     let mut deadline_hit = false;
-    for &i in order {
+    for (pos, &i) in order.iter().enumerate() {
         let opt = &route.options[i];
         trace.considered.push(opt.provider.clone());
         let bkey = ctx.breaker_key(opt, input);
@@ -120,24 +134,25 @@ pub(crate) async fn try_in_order(
             deadline_hit = true;
             continue;
         }
-        if let Some(prev) = last_failed_app
-            && !ctx.inner.withdraw_budget(ctx.product, ctx.env, prev)
-        {
-            trace.budget_denied += 1;
-            ctx.inner.budget_rejected(ctx.product, ctx.env, prev);
-            skip(trace, SkipReason::Budget);
-            continue;
-        }
-        let first_call = last_failed_app.is_none();
-        match run_option(ctx, opt, &bkey, input, first_call, trace).await {
+        // Spill over only where another provider could take the run.
+        let spill = route.spillover
+            && order[pos + 1..].iter().any(|&j| {
+                let o = &route.options[j];
+                ctx.ineligible(o, &ctx.breaker_key(o, input)).is_none()
+            });
+        match run_option(ctx, opt, &bkey, input, spill, trace).await {
             OptionEnd::Served(v) => {
                 trace.served_by = Some(opt.provider.clone());
                 return Ok((v, opt.provider.clone()));
             }
             OptionEnd::Stop(e) => return Err(e),
             OptionEnd::Skipped(reason) => skip(trace, reason),
+            OptionEnd::Spilled(o) => skip(trace, overload_skip(&o, true)),
+            OptionEnd::Overloaded(o) => {
+                skip(trace, overload_skip(&o, false));
+                overloaded = Some(o);
+            }
             OptionEnd::Failed { error, idempotent } => {
-                last_failed_app = Some(&opt.app);
                 if error.kind == FailureKind::DeadlineExceeded
                     && ctx.inner.clock.now() >= ctx.deadline_at
                 {
@@ -173,6 +188,21 @@ pub(crate) async fn try_in_order(
         .map(|s| format!("{} ({})", s.provider, s.reason))
         .collect();
     if failures.is_empty() {
+        // Only the host's own limits stood in the way: say so, with when
+        // to come back, rather than blaming providers.
+        if let Some(o) = overloaded {
+            let mut e = RunError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "no attempt of {} `{}` could start in time: {}; try again later",
+                    route.kind,
+                    route.tag,
+                    skipped.join(", ")
+                ),
+            );
+            e.retry_after_ms = Some(o.retry_after.as_millis().max(1) as u64);
+            return Err(e);
+        }
         let code = if deadline_hit {
             ErrorCode::DeadlineExceeded
         } else {
@@ -236,13 +266,15 @@ fn record(
     });
 }
 
-/// One option: map the input, call with retries, map the output.
+/// One option: map the input, call with retries, map the output. Each
+/// try is admitted by its app's gate first; `spill` makes the first try
+/// give up at once when the app is saturated.
 async fn run_option(
     ctx: &RunCtx<'_>,
     opt: &CompiledOption,
     bkey: &str,
     input: &Value,
-    first_call: bool,
+    spill: bool,
     trace: &mut Trace,
 ) -> OptionEnd {
     let inner = ctx.inner;
@@ -285,26 +317,57 @@ async fn run_option(
     } else {
         ctx.default_key(opt)
     };
+    let gate = inner.gate(ctx.product, ctx.env, &opt.app);
     let mut last: Option<AttemptError> = None;
     for try_no in 0..=opt.policy.retries {
+        // A retry's budget token, handed back if the retry is not made.
+        let mut token = None;
         if let Some(prev) = &last {
             if !RetryPolicy::retryable(prev, idempotent) {
                 break;
             }
-            if !inner.withdraw_budget(ctx.product, ctx.env, &opt.app) {
-                trace.budget_denied += 1;
-                inner.budget_rejected(ctx.product, ctx.env, &opt.app);
-                break;
+            match inner.withdraw_budget(ctx.product, ctx.env, &opt.app) {
+                Some(t) => token = Some(t),
+                None => {
+                    trace.budget_denied += 1;
+                    inner.budget_rejected(ctx.product, ctx.env, &opt.app);
+                    break;
+                }
             }
             let wait = inner.backoff(&opt.policy, try_no - 1, prev.retry_after);
             if inner.clock.now() + wait >= ctx.deadline_at {
+                inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
                 break;
             }
             inner.clock.sleep(wait).await;
-        } else if first_call {
-            inner.deposit_budget(ctx.product, ctx.env, &opt.app);
         }
+        let refused = |o: Overload| {
+            inner.observe_overload(ctx.product, ctx.env, &opt.app, &o.reason);
+            inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
+            o
+        };
+        let queued_at = inner.clock.now();
+        let wait = if try_no == 0 && spill {
+            Wait::Never
+        } else {
+            Wait::Until(ctx.deadline_at)
+        };
+        let permit = match gate.admit(&*inner.clock, wait).await {
+            Ok(p) => p,
+            Err(o) => {
+                let o = refused(o);
+                if last.is_some() {
+                    break; // the option ends with the provider's last error
+                }
+                return if spill {
+                    OptionEnd::Spilled(o)
+                } else {
+                    OptionEnd::Overloaded(o)
+                };
+            }
+        };
         let now = inner.clock.now();
+        inner.observe_admitted(ctx.product, ctx.env, &opt.app, now - queued_at);
         let ticket = match inner.breakers.admit(bkey, now) {
             Ok(t) => t,
             Err(open) if last.is_none() => {
@@ -312,8 +375,16 @@ async fn run_option(
                     last_error: open.last_error.map(|e| e.to_string()),
                 });
             }
-            Err(_) => break,
+            Err(_) => {
+                inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
+                break;
+            }
         };
+        if try_no == 0 {
+            // Every provider's first try is a first attempt on its app,
+            // failovers included: it earns that app its retry allowance.
+            inner.deposit_budget(ctx.product, ctx.env, &opt.app);
+        }
         let remaining = ctx.deadline_at.saturating_duration_since(now);
         let deadline = opt.timeout.map_or(remaining, |t| t.min(remaining));
         // The last possible try takes the input instead of copying it.
@@ -338,7 +409,23 @@ async fn run_option(
                 format!("no answer within the {} ms deadline", deadline.as_millis()),
             )),
         };
+        drop(permit);
         let end = inner.clock.now();
+        if let Err(e) = &result
+            && e.class == ErrorClass::Overloaded
+        {
+            // The runtime had no instance free in time: the provider was
+            // never called, so nothing about it is recorded.
+            inner.breakers.release(bkey, ticket);
+            let o = refused(Overload {
+                reason: OverloadReason::NoInstance,
+                retry_after: Duration::from_secs(1),
+            });
+            if last.is_some() {
+                break;
+            }
+            return OptionEnd::Overloaded(o);
+        }
         let took = end.saturating_duration_since(now);
         inner
             .breakers
@@ -374,6 +461,14 @@ async fn run_option(
                 };
             }
             Err(e) => {
+                if e.class == ErrorClass::RateLimited
+                    && let Some(after) = e.retry_after
+                {
+                    // The provider asked the host to slow down: pause the
+                    // app's admission rather than let every run pay for a
+                    // failed attempt.
+                    gate.cool_down(end, after);
+                }
                 record(trace, opt, try_no + 1, Err(&e), took);
                 last = Some(e);
             }

@@ -259,6 +259,18 @@ impl Breaker {
         }
     }
 
+    /// Hand back `ticket` for a request that never reached the provider
+    /// (the host refused to start it): neither a success nor a failure.
+    pub fn release(&mut self, ticket: Ticket) {
+        match (ticket.probe, self.half_open.as_mut()) {
+            (Some(id), Some(h)) => h.running.retain(|(p, _)| *p != id),
+            (None, _) if self.state == BreakerState::Closed => {
+                self.requests = self.requests.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+
     /// Report a counted failure of the request of `ticket` at `now`.
     pub fn failure(&mut self, ticket: Ticket, error: AttemptError, now: Instant) {
         match (self.state, ticket.probe) {
@@ -386,6 +398,13 @@ impl Breakers {
         match outcome {
             Err(e) if (self.classifier)(e) => b.failure(ticket, e.clone(), now),
             _ => b.success(ticket),
+        }
+    }
+
+    /// Hand back the ticket of a request under `key` that never ran.
+    pub fn release(&self, key: &str, ticket: Ticket) {
+        if let Some(b) = self.map.lock().expect("breakers").get_mut(key) {
+            b.release(ticket);
         }
     }
 

@@ -1,6 +1,8 @@
-//! Retry budget per app: retries and failovers may add at most `ratio` of
-//! the first attempts (plus a floor) over a sliding window, so an outage
-//! does not multiply the load on providers.
+//! Retry budget per app: retries on a provider may add at most `ratio` of
+//! its first attempts (plus a floor) over a sliding window, so an outage
+//! does not multiply the load on a sick provider. A failover is a first
+//! attempt on the next provider: it is counted there, never refused (the
+//! number of options bounds it), and never charged to the app that failed.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,14 @@ impl Default for BudgetConfig {
 }
 
 const SLOTS: usize = 10;
+
+/// One retry taken from a [`RetryBudget`]; refundable while its slot is
+/// still in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "refund the token if the retry is not made"]
+pub struct BudgetToken {
+    slot: u64,
+}
 
 /// A sliding-window retry budget (one per app).
 #[derive(Debug)]
@@ -80,15 +90,26 @@ impl RetryBudget {
         self.current(now).1 += 1;
     }
 
-    /// Take one retry (or failover) from the budget; `false` if spent.
-    pub fn try_withdraw(&mut self, now: Instant) -> bool {
+    /// Take one retry from the budget; `None` if spent. Give the token
+    /// back with [`Self::refund`] if the retry is not made after all.
+    pub fn try_withdraw(&mut self, now: Instant) -> Option<BudgetToken> {
         let (firsts, retries) = self.window(now);
         let allowance = f64::from(self.config.min_retries) + self.config.ratio * firsts as f64;
         if (retries + 1) as f64 > allowance {
-            return false;
+            return None;
         }
-        self.current(now).2 += 1;
-        true
+        let cell = self.current(now);
+        cell.2 += 1;
+        Some(BudgetToken { slot: cell.0 })
+    }
+
+    /// Give back a token whose retry was not made (the breaker opened
+    /// during the backoff, the deadline came, admission refused it).
+    pub fn refund(&mut self, token: BudgetToken) {
+        let cell = &mut self.ring[(token.slot % SLOTS as u64) as usize];
+        if cell.0 == token.slot {
+            cell.2 = cell.2.saturating_sub(1);
+        }
     }
 }
 
@@ -102,12 +123,16 @@ mod tests {
     fn floor_then_ratio() {
         let clock = ManualClock::new();
         let mut b = RetryBudget::new(BudgetConfig::default(), clock.now());
-        let granted = (0..50).filter(|_| b.try_withdraw(clock.now())).count();
+        let granted = (0..50)
+            .filter(|_| b.try_withdraw(clock.now()).is_some())
+            .count();
         assert_eq!(granted, 10, "the floor alone");
         for _ in 0..100 {
             b.deposit(clock.now());
         }
-        let granted = (0..80).filter(|_| b.try_withdraw(clock.now())).count();
+        let granted = (0..80)
+            .filter(|_| b.try_withdraw(clock.now()).is_some())
+            .count();
         assert_eq!(
             granted, 50,
             "50 % of 100 first attempts on top of the floor"
@@ -118,14 +143,36 @@ mod tests {
     fn the_window_slides() {
         let clock = ManualClock::new();
         let mut b = RetryBudget::new(BudgetConfig::default(), clock.now());
-        while b.try_withdraw(clock.now()) {}
+        while b.try_withdraw(clock.now()).is_some() {}
         clock.advance(Duration::from_millis(9_999));
-        assert!(!b.try_withdraw(clock.now()), "still inside the window");
+        assert!(
+            b.try_withdraw(clock.now()).is_none(),
+            "still inside the window"
+        );
         clock.advance(Duration::from_millis(1));
         assert!(
-            b.try_withdraw(clock.now()),
+            b.try_withdraw(clock.now()).is_some(),
             "the first slot left the window"
         );
+    }
+
+    #[test]
+    fn a_refunded_token_can_be_taken_again() {
+        let clock = ManualClock::new();
+        let mut b = RetryBudget::new(BudgetConfig::default(), clock.now());
+        let tokens: Vec<_> = std::iter::from_fn(|| b.try_withdraw(clock.now())).collect();
+        assert_eq!(tokens.len(), 10);
+        b.refund(tokens[3]);
+        assert!(b.try_withdraw(clock.now()).is_some(), "refunded");
+        assert!(b.try_withdraw(clock.now()).is_none());
+        // A token whose slot left the window refunds nothing.
+        clock.advance(Duration::from_secs(11));
+        let t = b.try_withdraw(clock.now()).unwrap();
+        b.refund(tokens[0]);
+        let (_, retries) = b.window(clock.now());
+        assert_eq!(retries, 1);
+        b.refund(t);
+        assert_eq!(b.window(clock.now()).1, 0);
     }
 
     #[derive(Debug, Clone)]
@@ -156,7 +203,7 @@ mod tests {
                     Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
                     Op::First => { b.deposit(clock.now()); firsts.push(slot); }
                     Op::Retry => {
-                        if b.try_withdraw(clock.now()) {
+                        if b.try_withdraw(clock.now()).is_some() {
                             retries.push(slot);
                             prop_assert!(in_window(&retries) <= 3.0 + 0.25 * in_window(&firsts));
                         } else {

@@ -197,6 +197,7 @@ pub struct RouteBuilder<'a> {
     input: InputSchema,
     options: Vec<ProviderOption>,
     failover_after_ambiguous: bool,
+    spillover: bool,
     panic_mode: bool,
     deadline_ms: Option<u64>,
     error: Option<DefineError>,
@@ -211,6 +212,7 @@ impl<'a> RouteBuilder<'a> {
             input: InputSchema::new(),
             options: Vec::new(),
             failover_after_ambiguous: false,
+            spillover: false,
             panic_mode: true,
             deadline_ms: None,
             error: None,
@@ -341,6 +343,13 @@ impl<'a> RouteBuilder<'a> {
         self
     }
 
+    /// Move on to the next eligible provider when a provider's app is
+    /// saturated, instead of waiting in its admission queue (default off).
+    pub fn spillover(mut self, on: bool) -> Self {
+        self.spillover = on;
+        self
+    }
+
     /// Quotas: try every provider when none is eligible (default on).
     pub fn panic_mode(mut self, on: bool) -> Self {
         self.panic_mode = on;
@@ -365,6 +374,7 @@ impl<'a> RouteBuilder<'a> {
                 providers: self.options,
                 panic_mode: self.panic_mode,
                 failover_after_ambiguous: self.failover_after_ambiguous,
+                spillover: self.spillover,
                 deadline_ms: self.deadline_ms,
             }),
             _ => Definition::Fallback(FallbackDef {
@@ -372,6 +382,7 @@ impl<'a> RouteBuilder<'a> {
                 input: self.input,
                 options: self.options,
                 failover_after_ambiguous: self.failover_after_ambiguous,
+                spillover: self.spillover,
                 deadline_ms: self.deadline_ms,
             }),
         })

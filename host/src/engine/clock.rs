@@ -3,7 +3,6 @@
 //! sleeping.
 
 use crate::adapter::BoxFuture;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A monotonic clock that can also wait.
@@ -36,13 +35,17 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, or when someone sleeps on it
-/// (sleeping advances it at once, so a backoff costs no real time).
+/// A clock that moves only when told to. By default sleeping on it
+/// advances it at once, so a backoff costs no real time; a
+/// [`ManualClock::parked`] clock instead keeps sleepers waiting until
+/// [`ManualClock::advance`] moves time past their wake-up, for tests of
+/// concurrent waiters (an admission queue) without real sleeps.
 #[derive(Debug)]
 pub struct ManualClock {
     base: Instant,
     wall_base: SystemTime,
-    offset: Mutex<Duration>,
+    offset: tokio::sync::watch::Sender<Duration>,
+    parked: bool,
 }
 
 impl Default for ManualClock {
@@ -52,23 +55,33 @@ impl Default for ManualClock {
 }
 
 impl ManualClock {
-    /// A clock at an arbitrary fixed instant.
+    /// A clock at an arbitrary fixed instant; sleeping advances it.
     pub fn new() -> Self {
         Self {
             base: Instant::now(),
             wall_base: SystemTime::now(),
-            offset: Mutex::new(Duration::ZERO),
+            offset: tokio::sync::watch::Sender::new(Duration::ZERO),
+            parked: false,
         }
     }
 
-    /// Move time forward.
+    /// A clock whose sleepers wait until [`Self::advance`] passes their
+    /// wake-up time.
+    pub fn parked() -> Self {
+        Self {
+            parked: true,
+            ..Self::new()
+        }
+    }
+
+    /// Move time forward (and wake the sleepers whose time came).
     pub fn advance(&self, by: Duration) {
-        *self.offset.lock().expect("clock") += by;
+        self.offset.send_modify(|o| *o = o.saturating_add(by));
     }
 
     /// Time elapsed since the clock was made.
     pub fn elapsed(&self) -> Duration {
-        *self.offset.lock().expect("clock")
+        *self.offset.borrow()
     }
 }
 
@@ -82,7 +95,37 @@ impl Clock for ManualClock {
     }
 
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        self.advance(d);
-        Box::pin(std::future::ready(()))
+        if !self.parked {
+            self.advance(d);
+            return Box::pin(std::future::ready(()));
+        }
+        let mut rx = self.offset.subscribe();
+        let wake = rx.borrow().saturating_add(d);
+        Box::pin(async move {
+            while *rx.borrow_and_update() < wake {
+                if rx.changed().await.is_err() {
+                    return; // the clock is gone
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_parked_sleeper_wakes_only_when_time_passes_its_wake_up() {
+        let clock = std::sync::Arc::new(ManualClock::parked());
+        let sleeper = tokio::spawn(clock.sleep(Duration::from_millis(100)));
+        clock.advance(Duration::from_millis(99));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!sleeper.is_finished());
+        clock.advance(Duration::from_millis(1));
+        sleeper.await.unwrap();
+        assert_eq!(clock.elapsed(), Duration::from_millis(100));
     }
 }

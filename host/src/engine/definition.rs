@@ -286,6 +286,13 @@ pub struct QuotaDef {
     /// action (risks executing twice).
     #[serde(default, skip_serializing_if = "is_false")]
     pub failover_after_ambiguous: bool,
+    /// When a provider's app is saturated (at its `max_in_flight`, out of
+    /// rate-limit tokens, or paused by a 429), move on to the next
+    /// eligible provider at once instead of waiting in the app's queue.
+    /// The last eligible provider always waits. Default false: runs wait
+    /// for the provider the definition prefers.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub spillover: bool,
     /// Deadline of the whole run, ms. Default 30 000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
@@ -307,6 +314,13 @@ pub struct FallbackDef {
     /// action (risks executing twice).
     #[serde(default, skip_serializing_if = "is_false")]
     pub failover_after_ambiguous: bool,
+    /// When a provider's app is saturated (at its `max_in_flight`, out of
+    /// rate-limit tokens, or paused by a 429), move on to the next
+    /// eligible provider at once instead of waiting in the app's queue.
+    /// The last eligible provider always waits. Default false: runs wait
+    /// for the provider the definition prefers.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub spillover: bool,
     /// Deadline of the whole run, ms. Default 30 000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,

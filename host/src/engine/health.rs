@@ -206,6 +206,16 @@ impl HealthBoard {
         r.next_due = now + r.interval.mul_f64(factor);
     }
 
+    /// End a check of `key` that could not run (the host had no plugin
+    /// instance free): nothing is recorded, and it is due again after
+    /// `retry` (or its interval, if shorter).
+    pub fn postpone(&mut self, key: &HealthKey, now: Instant, retry: Duration) {
+        if let Some(r) = self.records.get_mut(key) {
+            r.running = false;
+            r.next_due = now + retry.min(r.interval);
+        }
+    }
+
     /// Replace the history of a tracked `key` with `history` (oldest
     /// first; only the newest `capacity` kept) and derive status,
     /// `last_checked` and `last_available` from it. False if untracked.

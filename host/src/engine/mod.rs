@@ -5,9 +5,10 @@
 //! quotas, fallbacks, features and result caches (checked and compiled at
 //! definition time), run them, and read provider state. The policies it
 //! combines each live in their own module: [`breaker`], [`retry`],
-//! [`budget`], [`weighted`], [`health`], and the runs in `fallback`,
+//! [`budget`], [`admission`], [`weighted`], [`health`], and the runs in `fallback`,
 //! `quota` and `feature`.
 
+pub mod admission;
 mod attempt;
 pub mod breaker;
 pub mod budget;
@@ -28,6 +29,7 @@ mod switchyard;
 pub mod trace;
 pub mod weighted;
 
+pub use admission::{AdmissionConfig, AdmissionSnapshot, Overload, OverloadReason};
 pub use breaker::{Breaker, BreakerConfig, BreakerSnapshot, BreakerState, Breakers, Open, Ticket};
 pub use budget::{BudgetConfig, RetryBudget};
 pub use builder::{
@@ -45,6 +47,8 @@ pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};
 pub use run::{ErrorCode, RunError, RunOptions, RunResult};
 pub use schema::{FieldSchema, FieldType, InputSchema};
-pub use switchyard::{Counts, HealthcheckTask, ProviderState, Switchyard, SwitchyardBuilder};
+pub use switchyard::{
+    AppAdmission, Counts, HealthcheckTask, ProviderState, Switchyard, SwitchyardBuilder,
+};
 pub use trace::{AttemptRecord, Outcome, Skip, SkipReason, StepTrace, Trace};
 pub use weighted::SmoothWeighted;

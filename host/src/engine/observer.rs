@@ -1,7 +1,8 @@
 //! What the engine reports as it works: every attempt, every retry-budget
-//! refusal, every healthcheck outcome. Metrics and the store listen here;
+//! refusal, every healthcheck outcome, every admission and overload. Metrics and the store listen here;
 //! the engine itself does not know either exists.
 
+use super::admission::OverloadReason;
 use super::health::{HealthKey, ProbeOutcome};
 use crate::adapter::AttemptError;
 use std::time::Duration;
@@ -39,4 +40,12 @@ pub trait Observer: Send + Sync {
 
     /// A healthcheck round ended.
     fn healthcheck(&self, _key: &HealthKey, _outcome: &ProbeOutcome) {}
+
+    /// An attempt of `app` was admitted after waiting `waited` (zero when
+    /// it started at once).
+    fn admitted(&self, _product: &str, _env: &str, _app: &str, _waited: Duration) {}
+
+    /// An attempt of `app` was not admitted: the host's limit, not the
+    /// provider's failure.
+    fn overloaded(&self, _product: &str, _env: &str, _app: &str, _reason: &OverloadReason) {}
 }

@@ -42,6 +42,7 @@ pub(crate) struct CompiledRoute {
     pub schema: InputSchema,
     pub options: Vec<CompiledOption>,
     pub failover_after_ambiguous: bool,
+    pub spillover: bool,
     pub panic_mode: bool,
     pub deadline: Duration,
 }
@@ -421,7 +422,12 @@ impl Registry {
                 &q.input,
                 &q.providers,
                 &format!("{root}.providers"),
-                (q.failover_after_ambiguous, q.panic_mode, q.deadline_ms),
+                (
+                    q.failover_after_ambiguous,
+                    q.spillover,
+                    q.panic_mode,
+                    q.deadline_ms,
+                ),
             )?))),
             Definition::Fallback(f) => Ok(Compiled::Route(Arc::new(self.compile_route(
                 &f.meta.product,
@@ -430,7 +436,12 @@ impl Registry {
                 &f.input,
                 &f.options,
                 &format!("{root}.options"),
-                (f.failover_after_ambiguous, false, f.deadline_ms),
+                (
+                    f.failover_after_ambiguous,
+                    f.spillover,
+                    false,
+                    f.deadline_ms,
+                ),
             )?))),
             Definition::Feature(f) => {
                 Ok(Compiled::Feature(Arc::new(self.compile_feature(f, &root)?)))
@@ -459,7 +470,12 @@ impl Registry {
         schema: &InputSchema,
         options: &[ProviderOption],
         at: &str,
-        (failover_after_ambiguous, panic_mode, deadline_ms): (bool, bool, Option<u64>),
+        (failover_after_ambiguous, spillover, panic_mode, deadline_ms): (
+            bool,
+            bool,
+            bool,
+            Option<u64>,
+        ),
     ) -> Result<CompiledRoute, DefineError> {
         if options.is_empty() {
             return Err(DefineError::new(at, "is empty; add at least one provider"));
@@ -492,6 +508,7 @@ impl Registry {
             schema: schema.clone(),
             options: compiled,
             failover_after_ambiguous,
+            spillover,
             panic_mode,
             deadline: deadline_ms.map_or(DEFAULT_RUN_DEADLINE, Duration::from_millis),
         })
@@ -742,6 +759,7 @@ impl Registry {
                     schema: InputSchema::new(),
                     options: vec![opt],
                     failover_after_ambiguous: false,
+                    spillover: false,
                     panic_mode: false,
                     deadline: DEFAULT_RUN_DEADLINE,
                 }))

@@ -74,7 +74,9 @@ impl RetryPolicy {
     /// `internal` (the adapter is); `ambiguous` only for idempotent actions.
     pub fn retryable(error: &AttemptError, idempotent: bool) -> bool {
         match error.class {
-            ErrorClass::Rejected | ErrorClass::Internal => false,
+            // An overloaded attempt never reached the provider; admission
+            // already waited as long as the run could.
+            ErrorClass::Rejected | ErrorClass::Internal | ErrorClass::Overloaded => false,
             ErrorClass::Ambiguous => idempotent,
             ErrorClass::Unavailable | ErrorClass::Timeout | ErrorClass::RateLimited => true,
         }

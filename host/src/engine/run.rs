@@ -85,6 +85,10 @@ pub enum ErrorCode {
     Ambiguous,
     /// The run's deadline passed.
     DeadlineExceeded,
+    /// The host could not start an attempt in time (admission queue,
+    /// rate limit, a provider-requested pause, no plugin instance) and no
+    /// provider failed: try again after `retry_after_ms`.
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -99,6 +103,7 @@ impl ErrorCode {
             Self::Rejected => "rejected",
             Self::Ambiguous => "ambiguous",
             Self::DeadlineExceeded => "deadline-exceeded",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct RunError {
     /// The input field at fault (`input.amount`), for invalid input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `overloaded`: when trying again makes sense, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
     /// The trace up to the failure.
     pub trace: Option<Box<Trace>>,
 }
@@ -131,6 +139,7 @@ impl RunError {
             code,
             message: message.into(),
             field: None,
+            retry_after_ms: None,
             trace: None,
         }
     }

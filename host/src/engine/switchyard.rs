@@ -3,10 +3,11 @@
 //! and compiled on the spot), run them, read provider state, and drive the
 //! healthcheck scheduler.
 
+use super::admission::{AdmissionConfig, AdmissionSnapshot, Gate, OverloadReason};
 use super::breaker::{
     BreakerConfig, BreakerSnapshot, BreakerState, Breakers, Classifier, default_classifier,
 };
-use super::budget::{BudgetConfig, RetryBudget};
+use super::budget::{BudgetConfig, BudgetToken, RetryBudget};
 use super::clock::{Clock, SystemClock};
 use super::definition::{DefineError, Definition, HealthcheckDef, Kind};
 use super::health::{self, HealthBoard, HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
@@ -65,6 +66,31 @@ pub struct ProviderState {
     pub breaker: BreakerSnapshot,
     /// Its attempt counts.
     pub counts: Counts,
+    /// Its app's admission in this env: attempts in flight and queued,
+    /// the limits, rate-limit tokens and any provider-requested pause.
+    pub admission: AdmissionSnapshot,
+}
+
+/// The admission state of one app in one env.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppAdmission {
+    /// Product.
+    pub product: String,
+    /// Env.
+    pub env: String,
+    /// App tag.
+    pub app: String,
+    /// Its state.
+    #[serde(flatten)]
+    pub state: AdmissionSnapshot,
+}
+
+/// One app's gate in one env, with the names it is listed under.
+struct GateEntry {
+    product: String,
+    env: String,
+    app: String,
+    gate: Arc<Gate>,
 }
 
 /// Engine-wide settings.
@@ -72,6 +98,7 @@ pub struct SwitchyardBuilder {
     clock: Arc<dyn Clock>,
     breaker: BreakerConfig,
     budget: BudgetConfig,
+    admission: AdmissionConfig,
     classifier: Classifier,
     seed: Option<u64>,
     observers: Vec<Arc<dyn Observer>>,
@@ -102,6 +129,13 @@ impl SwitchyardBuilder {
     /// Retry budget settings for every app.
     pub fn budget(mut self, config: BudgetConfig) -> Self {
         self.budget = config;
+        self
+    }
+
+    /// Admission settings of every app that has none of its own
+    /// ([`Switchyard::set_admission`]).
+    pub fn admission(mut self, config: AdmissionConfig) -> Self {
+        self.admission = config;
         self
     }
 
@@ -137,6 +171,9 @@ impl SwitchyardBuilder {
                 breakers: Breakers::new(self.breaker, self.classifier),
                 budget_config: self.budget,
                 budgets: Mutex::new(HashMap::new()),
+                admission_default: self.admission,
+                admission: RwLock::new(HashMap::new()),
+                gates: Mutex::new(HashMap::new()),
                 registry: RwLock::new(Registry::default()),
                 quota_state: Mutex::new(HashMap::new()),
                 caches: Mutex::new(HashMap::new()),
@@ -154,6 +191,11 @@ pub(crate) struct Inner {
     pub breakers: Breakers,
     budget_config: BudgetConfig,
     budgets: Mutex<HashMap<String, RetryBudget>>,
+    admission_default: AdmissionConfig,
+    /// Settings per (product, app).
+    admission: RwLock<HashMap<(String, String), AdmissionConfig>>,
+    /// Gates by `product/env/app`.
+    gates: Mutex<HashMap<String, GateEntry>>,
     jitter: Mutex<Jitter>,
     registry: RwLock<Registry>,
     health: Mutex<HealthBoard>,
@@ -195,6 +237,7 @@ impl Switchyard {
             clock: Arc::new(SystemClock),
             breaker: BreakerConfig::default(),
             budget: BudgetConfig::default(),
+            admission: AdmissionConfig::default(),
             classifier: Box::new(default_classifier),
             seed: None,
             observers: Vec::new(),
@@ -226,6 +269,53 @@ impl Switchyard {
     /// The apps of `product`.
     pub fn apps(&self, product: &str) -> Vec<AppSummary> {
         self.inner.registry.read().expect("registry").apps(product)
+    }
+
+    /// Set `app`'s admission limits (in every env of `product`): attempts
+    /// in flight, queue, rate limit, cooldown cap. Applies at once, to
+    /// waiting attempts too; refused with the field path if a number is
+    /// out of bounds.
+    pub fn set_admission(
+        &self,
+        product: &str,
+        app: &str,
+        config: AdmissionConfig,
+    ) -> Result<(), DefineError> {
+        config.validate(&format!("apps.{app}.admission"))?;
+        self.inner
+            .admission
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((product.to_string(), app.to_string()), config);
+        for e in self.inner.lock_gates().values() {
+            if e.product == product && e.app == app {
+                e.gate.reconfigure(config);
+            }
+        }
+        Ok(())
+    }
+
+    /// The admission settings `app` of `product` runs under.
+    pub fn admission(&self, product: &str, app: &str) -> AdmissionConfig {
+        self.inner.admission_config(product, app)
+    }
+
+    /// Admission state of every app (in every env) that has been called.
+    pub fn admission_states(&self) -> Vec<AppAdmission> {
+        let now = self.inner.clock.now();
+        let mut v: Vec<AppAdmission> = self
+            .inner
+            .lock_gates()
+            .values()
+            .map(|e| AppAdmission {
+                product: e.product.clone(),
+                env: e.env.clone(),
+                app: e.app.clone(),
+                state: e.gate.snapshot(now),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.product, &a.env, &a.app).cmp(&(&b.product, &b.env, &b.app)));
+        v
     }
 
     // ---- definitions ----
@@ -379,12 +469,19 @@ impl Switchyard {
                     format!("no such {kind} in product `{product}` (provider state exists for quotas and fallbacks)"),
                 )
             })?;
+        let now = self.inner.clock.now();
+        let gates: Vec<AdmissionSnapshot> = route
+            .options
+            .iter()
+            .map(|o| self.inner.gate(product, env, &o.app).snapshot(now))
+            .collect();
         let health = self.inner.health.lock().expect("health");
         let counts = self.inner.counts.lock().expect("counts");
         Ok(route
             .options
             .iter()
-            .map(|o| {
+            .zip(gates)
+            .map(|(o, admission)| {
                 let key = format!("{product}/{env}/{}/{}", o.app, o.action);
                 let breaker = self.inner.breakers.snapshot(&key);
                 let snap = o.healthcheck.as_ref().and_then(|hc| {
@@ -410,6 +507,7 @@ impl Switchyard {
                     last_available_unix_ms: snap.as_ref().and_then(|s| s.last_available_unix_ms),
                     breaker,
                     counts: counts.get(&key).cloned().unwrap_or_default(),
+                    admission,
                 }
             })
             .collect())
@@ -549,12 +647,73 @@ impl Inner {
             .deposit(now);
     }
 
-    pub fn withdraw_budget(&self, product: &str, env: &str, app: &str) -> bool {
+    pub fn withdraw_budget(&self, product: &str, env: &str, app: &str) -> Option<BudgetToken> {
         let now = self.clock.now();
         let mut b = self.budgets.lock().expect("budgets");
         b.entry(Self::budget_key(product, env, app))
             .or_insert_with(|| RetryBudget::new(self.budget_config, now))
             .try_withdraw(now)
+    }
+
+    /// Give back a retry's token when the retry was not made.
+    pub fn refund_budget(&self, product: &str, env: &str, app: &str, token: Option<BudgetToken>) {
+        let Some(token) = token else { return };
+        if let Some(b) = self
+            .budgets
+            .lock()
+            .expect("budgets")
+            .get_mut(&Self::budget_key(product, env, app))
+        {
+            b.refund(token);
+        }
+    }
+
+    fn admission_config(&self, product: &str, app: &str) -> AdmissionConfig {
+        self.admission
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(product.to_string(), app.to_string()))
+            .copied()
+            .unwrap_or(self.admission_default)
+    }
+
+    fn lock_gates(&self) -> std::sync::MutexGuard<'_, HashMap<String, GateEntry>> {
+        // Gate entries are inserted whole; a poisoned map is still sound.
+        self.gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The admission gate of `app` in `product`/`env`, made on first use.
+    pub fn gate(&self, product: &str, env: &str, app: &str) -> Arc<Gate> {
+        let key = format!("{product}/{env}/{app}");
+        if let Some(e) = self.lock_gates().get(&key) {
+            return e.gate.clone();
+        }
+        let config = self.admission_config(product, app);
+        let now = self.clock.now();
+        self.lock_gates()
+            .entry(key)
+            .or_insert_with(|| GateEntry {
+                product: product.to_string(),
+                env: env.to_string(),
+                app: app.to_string(),
+                gate: Arc::new(Gate::new(config, now)),
+            })
+            .gate
+            .clone()
+    }
+
+    pub fn observe_admitted(&self, product: &str, env: &str, app: &str, waited: Duration) {
+        for o in &self.observers {
+            o.admitted(product, env, app, waited);
+        }
+    }
+
+    pub fn observe_overload(&self, product: &str, env: &str, app: &str, reason: &OverloadReason) {
+        for o in &self.observers {
+            o.overloaded(product, env, app, reason);
+        }
     }
 
     pub fn backoff(
@@ -695,6 +854,25 @@ impl Inner {
                 Ok(_) => {
                     error = None;
                     break;
+                }
+                // A retry that could not start: the earlier try's failure
+                // stands.
+                Err(e) if e.class == ErrorClass::Overloaded && error.is_some() => break,
+                Err(e) if e.class == ErrorClass::Overloaded => {
+                    // The host had no instance free: the provider was not
+                    // asked, so its health must not move. Try again soon.
+                    self.observe_overload(
+                        &key.product,
+                        &key.env,
+                        &def.app,
+                        &OverloadReason::NoInstance,
+                    );
+                    let now = self.clock.now();
+                    self.health
+                        .lock()
+                        .expect("health")
+                        .postpone(&key, now, Duration::from_secs(1));
+                    return;
                 }
                 Err(e) => error = Some(e.to_string()),
             }

@@ -20,10 +20,26 @@ pub enum SkipReason {
         /// The error that opened it.
         last_error: Option<String>,
     },
-    /// The retry budget refused a failover to it.
-    Budget,
     /// The run's deadline had passed.
     Deadline,
+    /// The host could not start an attempt on it in time (its app's
+    /// admission queue, rate limit, a provider-requested pause, or no
+    /// plugin instance free). Not the provider's fault: nothing counted.
+    Overloaded {
+        /// `queue-full`, `in-flight`, `rate-limit`, `cooldown` or
+        /// `no-instance`.
+        cause: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// Its app was saturated and the definition spills over: the run
+    /// moved on to the next eligible provider without waiting.
+    Saturated {
+        /// As for `overloaded`.
+        cause: &'static str,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -34,8 +50,9 @@ impl fmt::Display for SkipReason {
                 last_error: Some(e),
             } => write!(f, "breaker open: {e}"),
             Self::BreakerOpen { last_error: None } => write!(f, "breaker open"),
-            Self::Budget => f.write_str("retry budget spent"),
             Self::Deadline => f.write_str("run deadline passed"),
+            Self::Overloaded { message, .. } => write!(f, "overloaded: {message}"),
+            Self::Saturated { message, .. } => write!(f, "saturated, spilled over: {message}"),
         }
     }
 }

@@ -42,6 +42,26 @@ use wasmtime::{
 /// Interval of the epoch ticker: the granularity of CPU deadlines.
 const TICK: Duration = Duration::from_millis(1);
 
+/// Default pool size. See `docs/configuration.md` ("Sizing the instance
+/// pool") for the arithmetic: memory per live instance times the pool.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1_024;
+
+/// Upper bound of [`RuntimeConfig::max_instances`].
+pub const MAX_INSTANCES: u32 = 65_536;
+
+/// Per-component maxima of the pool. The pool's totals are these times
+/// the number of instance slots, so a call that holds a slot can always
+/// instantiate: no other pool resource runs out first.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 16;
+
+/// Guard region after each pooled linear memory. The slot reserves only
+/// the memory cap plus this (not wasmtime's default 4 GiB), so thousands
+/// of slots fit the address space; generated code then checks bounds
+/// explicitly.
+const MEMORY_GUARD: u64 = 64 << 10;
+
 /// Per-call limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -79,7 +99,10 @@ pub struct RuntimeConfig {
     /// Try the pooling allocator (falls back to on-demand if the system
     /// refuses the reservation).
     pub pooling: bool,
-    /// Instances that may be live at once (pool size).
+    /// Instances that may be live at once (pool size; 1 to 65 536). A
+    /// call waits (FIFO, within its deadline) for a free slot, so the
+    /// pool's own limit is never hit; a call that finds none in time
+    /// fails as `overloaded`, never as the provider's failure.
     pub max_instances: u32,
     /// Pooling only, Linux 6.7+ only: up to this many bytes an instance
     /// dirtied stay resident in its slot and are copied back from the
@@ -96,7 +119,7 @@ impl Default for RuntimeConfig {
             cache_dir: ComponentCache::default_dir(),
             limits: Limits::default(),
             pooling: true,
-            max_instances: 256,
+            max_instances: DEFAULT_MAX_INSTANCES,
             keep_resident: 64 << 20,
         }
     }
@@ -222,6 +245,10 @@ struct RuntimeInner {
     cache: Option<ComponentCache>,
     limits: Limits,
     pooling: bool,
+    /// One permit per instance slot; every call holds one while its store
+    /// lives.
+    slots: Arc<tokio::sync::Semaphore>,
+    max_instances: u32,
     _ticker: Ticker,
 }
 
@@ -247,10 +274,13 @@ fn pagemap_scan_supported() -> bool {
     }
 }
 
-fn engine_config(pool: Option<&PoolingAllocationConfig>) -> wasmtime::Config {
+fn engine_config(pool: Option<&PoolingAllocationConfig>, memory: usize) -> wasmtime::Config {
     let mut cfg = wasmtime::Config::new();
     cfg.epoch_interruption(true);
     cfg.wasm_component_model(true);
+    cfg.memory_reservation(memory as u64)
+        .memory_guard_size(MEMORY_GUARD)
+        .memory_reservation_for_growth(0);
     if let Some(pool) = pool {
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool.clone()));
     }
@@ -261,18 +291,24 @@ impl Runtime {
     /// Start a runtime.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let limits = config.limits;
+        if !(1..=MAX_INSTANCES).contains(&config.max_instances) {
+            return Err(RuntimeError(format!(
+                "max_instances is {}; it must be between 1 and {MAX_INSTANCES}",
+                config.max_instances
+            )));
+        }
+        let n = config.max_instances;
         let mut engine = None;
         if config.pooling {
-            let n = config.max_instances.max(1);
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(n)
-                .total_core_instances(n.saturating_mul(16))
-                .total_memories(n.saturating_mul(4))
-                .total_tables(n.saturating_mul(8))
+                .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+                .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
+                .total_tables(n.saturating_mul(TABLES_PER_COMPONENT))
                 .total_stacks(n)
-                .max_core_instances_per_component(64)
-                .max_memories_per_component(8)
-                .max_tables_per_component(16)
+                .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+                .max_memories_per_component(MEMORIES_PER_COMPONENT)
+                .max_tables_per_component(TABLES_PER_COMPONENT)
                 .max_memory_size(limits.memory)
                 .max_component_instance_size(1 << 20)
                 .max_core_instance_size(1 << 20)
@@ -293,7 +329,7 @@ impl Runtime {
                 })
                 .table_keep_resident(1 << 20)
                 .async_stack_keep_resident(128 << 10);
-            match Engine::new(&engine_config(Some(&pool))) {
+            match Engine::new(&engine_config(Some(&pool), limits.memory)) {
                 Ok(e) => engine = Some(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation")
@@ -303,7 +339,8 @@ impl Runtime {
         let pooling = engine.is_some();
         let engine = match engine {
             Some(e) => e,
-            None => Engine::new(&engine_config(None)).map_err(|e| RuntimeError(e.to_string()))?,
+            None => Engine::new(&engine_config(None, limits.memory))
+                .map_err(|e| RuntimeError(e.to_string()))?,
         };
 
         let mut linker = Linker::<CallState>::new(&engine);
@@ -340,6 +377,8 @@ impl Runtime {
                 cache: config.cache_dir.map(ComponentCache::new),
                 limits,
                 pooling,
+                slots: Arc::new(tokio::sync::Semaphore::new(n as usize)),
+                max_instances: n,
                 _ticker: Ticker { stop },
             }),
         })
@@ -358,6 +397,22 @@ impl Runtime {
     /// The limits calls run under.
     pub fn limits(&self) -> Limits {
         self.inner.limits
+    }
+
+    /// Instance slots: (in use now, pool size).
+    pub fn instances(&self) -> (u32, u32) {
+        let free = self.inner.slots.available_permits() as u32;
+        let n = self.inner.max_instances;
+        (n.saturating_sub(free), n)
+    }
+
+    /// Wait (FIFO) until `deadline` for an instance slot.
+    async fn slot(&self, deadline: Instant) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let acquire = self.inner.slots.clone().acquire_owned();
+        match tokio::time::timeout_at(deadline.into(), acquire).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => None,
+        }
     }
 
     /// Compile (or fetch from the cache) a component and check it targets
@@ -567,8 +622,18 @@ impl AppInner {
 
     async fn describe(&self) -> Result<AppInfo, LoadError> {
         let budget = self.runtime.inner.limits.describe_deadline;
+        let deadline = Instant::now() + budget;
+        // Declared before the store, so it is released after the store
+        // (and with it the pool slot) is gone.
+        let _slot = self.runtime.slot(deadline).await.ok_or_else(|| LoadError::Describe {
+            app: self.name.to_string(),
+            reason: format!(
+                "could not start: no plugin instance slot free within {budget:?} (all {} in use)",
+                self.runtime.inner.max_instances
+            ),
+        })?;
         let log = Arc::new(Mutex::new(CallLog::default()));
-        let mut store = self.store(Instant::now() + budget, log.clone(), Some(0));
+        let mut store = self.store(deadline, log.clone(), Some(0));
         let work = async {
             let adapter = self.pre.instantiate_async(&mut store).await?;
             adapter
@@ -576,7 +641,7 @@ impl AppInner {
                 .call_describe(&mut store)
                 .await
         };
-        let outcome = tokio::time::timeout(budget, work).await;
+        let outcome = tokio::time::timeout_at(deadline.into(), work).await;
         let describe_error = |reason: String| LoadError::Describe {
             app: self.name.to_string(),
             reason,
@@ -623,6 +688,19 @@ impl AppInner {
 
     async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
         let deadline = Instant::now() + request.deadline;
+        // The slot outlives the store (declared first, dropped last), so the
+        // pool never sees more instances than permits.
+        let Some(_slot) = self.runtime.slot(deadline).await else {
+            let n = self.runtime.inner.max_instances;
+            return Err(AttemptError::new(
+                ErrorClass::Overloaded,
+                FailureKind::Overload,
+                format!(
+                    "no plugin instance slot became free within the attempt's {:?} (all {n} in use); raise the runtime's max_instances or lower the apps' max_in_flight",
+                    request.deadline
+                ),
+            ));
+        };
         let log = Arc::new(Mutex::new(CallLog::default()));
         let mut store = self.store(deadline, log.clone(), None);
         let wit_request = types::CallRequest {
@@ -648,7 +726,7 @@ impl AppInner {
                 .call_call(&mut store, &wit_request)
                 .await
         };
-        let outcome = tokio::time::timeout(request.deadline, work).await;
+        let outcome = tokio::time::timeout_at(deadline.into(), work).await;
         let log = log.lock().expect("call log");
         let max_output = self.runtime.inner.limits.max_output;
         let result = match outcome {

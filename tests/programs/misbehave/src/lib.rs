@@ -45,6 +45,7 @@ impl Adapter for Misbehave {
             "set-auth",
             "many-requests",
             "log-flood",
+            "fields-flood",
         ] {
             info = info.action(Action::new(name).idempotent(name == "noop"));
         }
@@ -127,6 +128,20 @@ impl Adapter for Misbehave {
                         .map_err(|e| Error::internal(format!("request {i} failed: {e}")))?;
                 }
                 Ok(json!({"sent": n}))
+            }
+            "fields-flood" => {
+                // Host-side memory the guest's own memory does not show:
+                // every `fields` lives in the host's resource table.
+                use switchyard_guest::bindings::wasi::http::types::Fields;
+                let count = req.i64("count")?;
+                let value = vec![b'x'; req.i64("size")? as usize];
+                let mut held = Vec::new();
+                for i in 0..count {
+                    let f = Fields::from_list(&[(format!("x-flood-{i}"), value.clone())])
+                        .map_err(|e| Error::internal(format!("fields {i} refused: {e:?}")))?;
+                    held.push(f);
+                }
+                Ok(json!({"held": held.len()}))
             }
             "log-flood" => {
                 for i in 0..req.i64("count")? {

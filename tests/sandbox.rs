@@ -330,3 +330,69 @@ async fn bad_components_are_refused_with_clear_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("allow[0]"), "{e}");
 }
+
+/// This process's resident memory, MiB.
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_guest_makes_the_host_hold_is_capped() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let before = rss_mib();
+    // The reported attack: 8,000 header maps of 120 KB each took the host
+    // to 987 MB while the guest's own memory stayed under 1 MiB. One map
+    // may now hold 16 KiB: the first is refused.
+    let e = fails(
+        &app,
+        "fields-flood",
+        json!({"count": 8000, "size": 120_000}),
+    )
+    .await;
+    assert_eq!(e.kind, FailureKind::MemoryLimit, "{e}");
+    assert!(e.message.contains("header map over 16 KiB"), "{e}");
+    // Many small maps: the call runs out of host resources and fails with
+    // the memory-limit error, on 8 calls at once.
+    let calls = (0..8).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.call(
+                CallRequest::new("fields-flood", json!({"count": 8000, "size": 10_000}))
+                    .deadline(Duration::from_secs(5)),
+            )
+            .await
+        })
+    });
+    for c in calls {
+        let e = c.await.unwrap().expect_err("the flood must fail");
+        assert_eq!(e.kind, FailureKind::MemoryLimit, "{e}");
+        assert!(e.message.contains("resources at once"), "{e}");
+    }
+    let grown = rss_mib().saturating_sub(before);
+    assert!(grown < 100, "host RSS grew {grown} MiB");
+    still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_message_is_cut_at_the_boundary() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let e = fails(&app, "huge-error", json!({"bytes": 50_000_000})).await;
+    assert!(
+        e.message.len() <= switchyard::adapter::MAX_ERROR_MESSAGE + 64,
+        "{} bytes",
+        e.message.len()
+    );
+    assert!(
+        e.message.ends_with("more bytes cut]"),
+        "{}",
+        &e.message[4_000..]
+    );
+    assert!(e.code.unwrap().len() <= switchyard::adapter::MAX_ERROR_CODE + 64);
+}

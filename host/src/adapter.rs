@@ -199,6 +199,38 @@ impl AttemptError {
     pub fn provider(class: ErrorClass, message: impl Into<String>) -> Self {
         Self::new(class, FailureKind::Provider, message)
     }
+
+    /// The same error with its message cut to [`MAX_ERROR_MESSAGE`] bytes
+    /// and its code to [`MAX_ERROR_CODE`] (at a character boundary, with a
+    /// marker saying how much was cut). The host applies it where an error
+    /// enters (every adapter call), so a guest's 50 MB message never
+    /// reaches a trace, a breaker, health history, a log or a response.
+    pub fn bounded(mut self) -> Self {
+        truncate(&mut self.message, MAX_ERROR_MESSAGE);
+        if let Some(code) = &mut self.code {
+            truncate(code, MAX_ERROR_CODE);
+        }
+        self
+    }
+}
+
+/// Longest error message the host keeps, bytes.
+pub const MAX_ERROR_MESSAGE: usize = 4_096;
+/// Longest provider error code the host keeps, bytes.
+pub const MAX_ERROR_CODE: usize = 128;
+
+/// Cut `s` to at most `max` bytes plus a marker naming what was cut.
+pub fn truncate(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = s.len() - end;
+    s.truncate(end);
+    s.push_str(&format!("… [{cut} more bytes cut]"));
 }
 
 /// A successful attempt.
@@ -219,4 +251,31 @@ pub trait Adapter: Send + Sync {
 
     /// Run one attempt. Must finish by `request.deadline`.
     fn call(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_cut_at_a_char_boundary_with_a_marker() {
+        let e = AttemptError {
+            code: Some("c".repeat(1_000)),
+            ..AttemptError::provider(ErrorClass::Unavailable, "é".repeat(10_000))
+        }
+        .bounded();
+        assert!(
+            e.message.len() < MAX_ERROR_MESSAGE + 40,
+            "{}",
+            e.message.len()
+        );
+        assert!(
+            e.message.ends_with("… [15904 more bytes cut]"),
+            "{}",
+            &e.message[4_000..]
+        );
+        assert!(e.code.unwrap().len() < MAX_ERROR_CODE + 40);
+        let short = AttemptError::provider(ErrorClass::Unavailable, "fine").bounded();
+        assert_eq!(short.message, "fine");
+    }
 }

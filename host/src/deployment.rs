@@ -3,6 +3,7 @@
 //! `switchyard serve`, `run` and `check` and the HTTP API all stand on it.
 
 use crate::config::{Config, FieldPath, Problem, Problems, SeedMode};
+use crate::engine::locks::Recover;
 use crate::engine::{
     AdmissionConfig, DefineError, Definition, HealthKey, Kind, Observer, ProbeOutcome, Switchyard,
 };
@@ -315,7 +316,7 @@ impl Deployment {
         app: &str,
         config: AdmissionConfig,
     ) -> Result<(), ChangeError> {
-        let _w = self.writes.lock().expect("writes");
+        let _w = self.writes.locked();
         config.validate("admission")?;
         let (_, pool) = self.runtime.instances();
         if config.max_in_flight > pool {
@@ -337,7 +338,7 @@ impl Deployment {
 
     /// Create a definition (engine and store, or neither).
     pub fn create(&self, def: Definition) -> Result<(), ChangeError> {
-        let _w = self.writes.lock().expect("writes");
+        let _w = self.writes.locked();
         let m = def.meta().clone();
         if self.yard.fetch(&m.product, def.kind(), &m.tag).is_some() {
             return Err(ChangeError::Exists {
@@ -358,7 +359,7 @@ impl Deployment {
 
     /// Replace a definition (engine and store, or neither).
     pub fn update(&self, def: Definition) -> Result<(), ChangeError> {
-        let _w = self.writes.lock().expect("writes");
+        let _w = self.writes.locked();
         let m = def.meta().clone();
         let Some(old) = self.yard.fetch(&m.product, def.kind(), &m.tag) else {
             return Err(ChangeError::NotFound {
@@ -380,7 +381,7 @@ impl Deployment {
     /// Delete a definition (engine and store, or neither); refused while
     /// another definition uses it.
     pub fn delete(&self, product: &str, kind: Kind, tag: &str) -> Result<Definition, ChangeError> {
-        let _w = self.writes.lock().expect("writes");
+        let _w = self.writes.locked();
         if self.yard.fetch(product, kind, tag).is_none() {
             return Err(ChangeError::NotFound {
                 product: product.into(),

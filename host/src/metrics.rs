@@ -3,6 +3,7 @@
 //! read at scrape time, breaker states and each app's instance and egress
 //! counters, admission state and instance slots. Rendered in the Prometheus text format (version 0.0.4).
 
+use crate::engine::locks::Recover;
 use crate::engine::{
     AppAdmission, AttemptEvent, BreakerState, HealthKey, Observer, OverloadReason, ProbeOutcome,
 };
@@ -217,25 +218,19 @@ impl Metrics {
     fn add(&self, name: &'static str, labels: Labels, by: f64) {
         *self
             .state
-            .lock()
-            .expect("metrics")
+            .locked()
             .values
             .entry((name, labels))
             .or_default() += by;
     }
 
     fn set(&self, name: &'static str, labels: Labels, value: f64) {
-        self.state
-            .lock()
-            .expect("metrics")
-            .values
-            .insert((name, labels), value);
+        self.state.locked().values.insert((name, labels), value);
     }
 
     fn observe(&self, name: &'static str, labels: Labels, d: Duration) {
         self.state
-            .lock()
-            .expect("metrics")
+            .locked()
             .histograms
             .entry((name, labels))
             .or_insert_with(Histogram::new)
@@ -258,7 +253,7 @@ impl Metrics {
 
     /// The text exposition, with what `scrape` read now.
     pub fn render(&self, scrape: &Scrape<'_>) -> String {
-        let mut state = self.state.lock().expect("metrics");
+        let mut state = self.state.locked();
         for a in scrape.admission {
             let labels = || {
                 vec![

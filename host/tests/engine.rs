@@ -1407,3 +1407,210 @@ mod admission {
         }
     }
 }
+
+// ---- hardening: what a careless definition or a hostile caller can do ----
+
+mod hardening {
+    use super::*;
+    use switchyard::adapter::MAX_ERROR_MESSAGE;
+
+    #[tokio::test]
+    async fn a_cached_result_never_crosses_sessions_nor_hands_out_another_runs_key() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.yard
+            .cache()
+            .define(P, "short")
+            .ttl(Duration::from_secs(60))
+            .create()
+            .unwrap();
+        // The provider answers with whose account it charged.
+        w.stripe.behave(|r| {
+            let who = r.session.as_ref().map_or("nobody", |s| s.token.as_str());
+            Ok(json!({"app": format!("account-of-{who}")}))
+        });
+        let run = |session: &str, key: &str| {
+            w.yard.fallback().run(
+                P,
+                "dev",
+                "pay",
+                input(),
+                RunOptions::default()
+                    .cache("short")
+                    .session("user", session)
+                    .idempotency_key(key),
+            )
+        };
+        let alice = run("alice-token", "alice-1").await.unwrap();
+        assert_eq!(alice.output["id"], "account-of-alice-token");
+        let bob = run("bob-token", "bob-1").await.unwrap();
+        assert_eq!(
+            bob.output["id"], "account-of-bob-token",
+            "Bob got Alice's result"
+        );
+        assert!(!bob.trace.cached);
+        assert_eq!(bob.idempotency_key, "bob-1");
+        // Alice again, under a new key: a hit, answered with her new key.
+        let again = run("alice-token", "alice-2").await.unwrap();
+        assert!(again.trace.cached);
+        assert_eq!(again.output["id"], "account-of-alice-token");
+        assert_eq!(again.idempotency_key, "alice-2");
+        assert_eq!(again.trace.idempotency_key, "alice-2");
+        // Without a key of its own, a hit gets a fresh one, not the stored.
+        let fresh = w
+            .yard
+            .fallback()
+            .run(
+                P,
+                "dev",
+                "pay",
+                input(),
+                RunOptions::default()
+                    .cache("short")
+                    .session("user", "alice-token"),
+            )
+            .await
+            .unwrap();
+        assert!(fresh.trace.cached);
+        assert_ne!(fresh.idempotency_key, "alice-1");
+        assert_eq!(w.stripe.call_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn out_of_bounds_numbers_are_refused_at_define_time() {
+        let w = world();
+        let e = w
+            .yard
+            .cache()
+            .define(P, "huge")
+            .ttl(Duration::from_secs(1))
+            .max_entries(usize::MAX)
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "caches.huge.max_entries", "{e}");
+        let e = w
+            .yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("charge")
+            .retries(u32::MAX)
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "fallbacks.pay.options[0].retries", "{e}");
+        // A run deadline from the caller is clamped, never an overflow.
+        pay_fallback(&w, 0);
+        let r = w
+            .yard
+            .fallback()
+            .run(
+                P,
+                "dev",
+                "pay",
+                input(),
+                RunOptions::default().deadline(Duration::MAX),
+            )
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_one_run_does_not_take_the_engine_down() {
+        let clock = Arc::new(ManualClock::new());
+        let yard = Switchyard::builder()
+            .clock(clock)
+            // A user's classifier that panics on one error: it runs under
+            // the breakers' lock.
+            .classifier(|e| {
+                assert!(!e.message.contains("boom"), "classifier panicked");
+                e.class == ErrorClass::Unavailable
+            })
+            .build();
+        let app = Arc::new(FakeAdapter::new("stripe", &[("charge", false)]));
+        yard.install_app(P, "stripe", "dev", app.clone());
+        yard.fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("charge")
+            .create()
+            .unwrap();
+        app.behave(|_| Err(AttemptError::provider(ErrorClass::Unavailable, "boom")));
+        let y = yard.clone();
+        let crashed = tokio::spawn(async move {
+            y.fallback()
+                .run(P, "dev", "pay", json!({}), RunOptions::default())
+                .await
+        })
+        .await;
+        assert!(crashed.is_err(), "that run panicked");
+        app.succeed_with(json!({"ok": true}));
+        for _ in 0..3 {
+            let r = yard
+                .fallback()
+                .run(P, "dev", "pay", json!({}), RunOptions::default())
+                .await;
+            assert!(r.is_ok(), "later runs still work: {r:?}");
+        }
+        assert!(!yard.breaker_states().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_is_cut_before_traces_breakers_and_health() {
+        let w = world();
+        pay_fallback(&w, 0);
+        healthcheck(&w, "stripe");
+        w.stripe.behave(|_| {
+            Err(AttemptError::provider(
+                ErrorClass::Unavailable,
+                "x".repeat(50 << 20),
+            ))
+        });
+        let r = run_pay(&w).await.unwrap();
+        let m = r.trace.attempts[0].message.as_ref().unwrap();
+        assert!(m.len() < MAX_ERROR_MESSAGE + 64, "{}", m.len());
+        let s = &w
+            .yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()[0];
+        assert!(s.breaker.last_error.as_ref().unwrap().len() < MAX_ERROR_MESSAGE + 128);
+        w.yard.run_due_healthchecks().await;
+        let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+        let err = h.history[0].error.as_ref().unwrap();
+        assert!(err.len() < MAX_ERROR_MESSAGE + 128, "{}", err.len());
+    }
+
+    #[tokio::test]
+    async fn healthcheck_tries_back_off_and_retries_are_bounded() {
+        let w = world();
+        let e = w
+            .yard
+            .healthcheck()
+            .define(P, "hammer")
+            .app("stripe")
+            .action("ping")
+            .input("dev", json!({}))
+            .retries(u32::MAX)
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "healthchecks.hammer.retries", "{e}");
+        w.yard
+            .healthcheck()
+            .define(P, "stripe-health")
+            .app("stripe")
+            .action("ping")
+            .input("dev", json!({}))
+            .retries(10)
+            .create()
+            .unwrap();
+        w.stripe.fail(ErrorClass::Unavailable);
+        let before = w.clock.elapsed();
+        w.yard.run_due_healthchecks().await;
+        assert_eq!(w.stripe.call_count(), 11, "first try + 10 retries, no more");
+        // Between tries it waited (full jitter under 100 ms × 2^n, ≤ 5 s).
+        let waited = w.clock.elapsed() - before;
+        assert!(
+            waited > Duration::ZERO && waited <= Duration::from_secs(30),
+            "{waited:?}"
+        );
+    }
+}

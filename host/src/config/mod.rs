@@ -474,6 +474,16 @@ impl Config {
                 ),
             ));
         }
+        let mut located = |at: FieldPath, e: crate::engine::DefineError| {
+            let field = e.path.rsplit('.').next().unwrap_or_default().to_string();
+            problems.push(self.problem(&at.key(&field), e.reason));
+        };
+        if let Err(e) = self.file.engine.breaker.validate("engine.breaker") {
+            located(FieldPath::keys(["engine", "breaker"]), e);
+        }
+        if let Err(e) = self.file.engine.budget.validate("engine.budget") {
+            located(FieldPath::keys(["engine", "budget"]), e);
+        }
         let mut check = |at: FieldPath, a: &AdmissionConfig| {
             if let Err(e) = a.validate(&at.to_string()) {
                 let field = e.path.rsplit('.').next().unwrap_or_default().to_string();

@@ -15,6 +15,7 @@
 
 use super::clock::Clock;
 use super::definition::DefineError;
+use super::locks::Recover;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt;
@@ -438,9 +439,7 @@ impl Gate {
     // A panic while the lock is held cannot leave the counters torn (every
     // update is a single step), so a poisoned lock is still good state.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.locked()
     }
 
     /// Change the settings; waiters are re-examined at once.

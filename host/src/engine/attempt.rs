@@ -402,7 +402,7 @@ async fn run_option(
             session: ctx.session.cloned(),
         };
         let result = match tokio::time::timeout(deadline + GRACE, adapter.call(request)).await {
-            Ok(r) => r,
+            Ok(r) => r.map_err(AttemptError::bounded),
             Err(_) => Err(AttemptError::new(
                 ErrorClass::Ambiguous,
                 FailureKind::DeadlineExceeded,

@@ -21,6 +21,7 @@
 //! error that does not count reports as a success, as in the reference (the
 //! provider answered).
 
+use super::locks::Recover;
 use crate::adapter::{AttemptError, ErrorClass};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -62,6 +63,41 @@ impl Default for BreakerConfig {
             half_open_threshold: 5.0,
             probe_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl BreakerConfig {
+    /// Every number within its bounds (durations up to a day, percentages
+    /// 0-100, counts up to a million); `at` is the settings' field path.
+    pub fn validate(&self, at: &str) -> Result<(), crate::engine::DefineError> {
+        let day = Duration::from_secs(86_400);
+        let bad = |field: &str, why: &str| {
+            Err(crate::engine::DefineError::new(
+                format!("{at}.{field}"),
+                why,
+            ))
+        };
+        for (field, d) in [
+            ("failure_timeout", self.failure_timeout),
+            ("open_timeout", self.open_timeout),
+            ("probe_timeout", self.probe_timeout),
+        ] {
+            if d.is_zero() || d > day {
+                return bad(field, "must be between 1 and 86400000 ms");
+            }
+        }
+        for (field, pct) in [
+            ("failure_threshold", self.failure_threshold),
+            ("half_open_threshold", self.half_open_threshold),
+        ] {
+            if !(0.0..=100.0).contains(&pct) {
+                return bad(field, "must be a percentage between 0 and 100");
+            }
+        }
+        if self.minimum_failure_count > 1_000_000 {
+            return bad("minimum_failure_count", "must be at most 1000000");
+        }
+        Ok(())
     }
 }
 
@@ -376,7 +412,7 @@ impl Breakers {
 
     /// Ask to run a request under `key`.
     pub fn admit(&self, key: &str, now: Instant) -> Result<Ticket, Open> {
-        let mut map = self.map.lock().expect("breakers");
+        let mut map = self.map.locked();
         if let Some(b) = map.get_mut(key) {
             return b.admit(now);
         }
@@ -393,7 +429,7 @@ impl Breakers {
         outcome: Result<(), &AttemptError>,
         now: Instant,
     ) {
-        let mut map = self.map.lock().expect("breakers");
+        let mut map = self.map.locked();
         let Some(b) = map.get_mut(key) else { return };
         match outcome {
             Err(e) if (self.classifier)(e) => b.failure(ticket, e.clone(), now),
@@ -403,23 +439,19 @@ impl Breakers {
 
     /// Hand back the ticket of a request under `key` that never ran.
     pub fn release(&self, key: &str, ticket: Ticket) {
-        if let Some(b) = self.map.lock().expect("breakers").get_mut(key) {
+        if let Some(b) = self.map.locked().get_mut(key) {
             b.release(ticket);
         }
     }
 
     /// Whether a request under `key` would be admitted now (no permit taken).
     pub fn check(&self, key: &str, now: Instant) -> Result<(), Open> {
-        self.map
-            .lock()
-            .expect("breakers")
-            .get(key)
-            .map_or(Ok(()), |b| b.check(now))
+        self.map.locked().get(key).map_or(Ok(()), |b| b.check(now))
     }
 
     /// State, window counts and last error of `key`.
     pub fn snapshot(&self, key: &str) -> BreakerSnapshot {
-        let map = self.map.lock().expect("breakers");
+        let map = self.map.locked();
         match map.get(key) {
             None => BreakerSnapshot {
                 state: BreakerState::Closed,
@@ -440,8 +472,7 @@ impl Breakers {
     pub fn states(&self) -> Vec<(String, BreakerState)> {
         let mut v: Vec<_> = self
             .map
-            .lock()
-            .expect("breakers")
+            .locked()
             .iter()
             .map(|(k, b)| (k.clone(), b.state))
             .collect();
@@ -452,8 +483,7 @@ impl Breakers {
     /// The state of `key` (closed if never used).
     pub fn state(&self, key: &str) -> BreakerState {
         self.map
-            .lock()
-            .expect("breakers")
+            .locked()
             .get(key)
             .map_or(BreakerState::Closed, Breaker::state)
     }

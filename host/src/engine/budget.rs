@@ -33,6 +33,31 @@ impl Default for BudgetConfig {
 
 const SLOTS: usize = 10;
 
+impl BudgetConfig {
+    /// Every number within its bounds; `at` is the settings' field path.
+    pub fn validate(&self, at: &str) -> Result<(), crate::engine::DefineError> {
+        let bad = |field: &str, why: &str| {
+            Err(crate::engine::DefineError::new(
+                format!("{at}.{field}"),
+                why,
+            ))
+        };
+        if !(0.0..=100.0).contains(&self.ratio) {
+            return bad(
+                "ratio",
+                "must be between 0 and 100 (retries per first attempt)",
+            );
+        }
+        if self.min_retries > 1_000_000 {
+            return bad("min_retries", "must be at most 1000000");
+        }
+        if !(10..=86_400_000).contains(&self.window_ms) {
+            return bad("window_ms", "must be between 10 and 86400000");
+        }
+        Ok(())
+    }
+}
+
 /// One retry taken from a [`RetryBudget`]; refundable while its slot is
 /// still in the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 
 pub mod admission;
 mod attempt;
+pub mod bounds;
 pub mod breaker;
 pub mod budget;
 pub mod builder;
@@ -18,6 +19,7 @@ pub mod definition;
 mod fallback;
 mod feature;
 pub mod health;
+pub(crate) mod locks;
 pub mod observer;
 mod quota;
 mod registry;

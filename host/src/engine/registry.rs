@@ -382,30 +382,16 @@ impl Registry {
     }
 
     fn compile(&self, def: &Definition) -> Result<Compiled, DefineError> {
+        super::bounds::check(def)?;
         let root = def.path();
         match def {
             Definition::Healthcheck(h) => {
                 self.check_action(&h.meta.product, &h.app, &h.action, &root)?;
-                if h.interval_ms == 0 {
-                    return Err(DefineError::new(
-                        format!("{root}.interval_ms"),
-                        "must be > 0",
-                    ));
-                }
-                if h.timeout_ms == 0 {
-                    return Err(DefineError::new(
-                        format!("{root}.timeout_ms"),
-                        "must be > 0",
-                    ));
-                }
                 if !(0.0..=1.0).contains(&h.jitter) {
                     return Err(DefineError::new(
                         format!("{root}.jitter"),
                         "must be a fraction between 0 and 1 (0.1 = ±10 %)",
                     ));
-                }
-                if h.history == 0 {
-                    return Err(DefineError::new(format!("{root}.history"), "must be > 0"));
                 }
                 if h.input.is_empty() {
                     return Err(DefineError::new(
@@ -446,18 +432,7 @@ impl Registry {
             Definition::Feature(f) => {
                 Ok(Compiled::Feature(Arc::new(self.compile_feature(f, &root)?)))
             }
-            Definition::Cache(c) => {
-                if c.ttl_ms == 0 {
-                    return Err(DefineError::new(format!("{root}.ttl_ms"), "must be > 0"));
-                }
-                if c.max_entries == 0 {
-                    return Err(DefineError::new(
-                        format!("{root}.max_entries"),
-                        "must be > 0",
-                    ));
-                }
-                Ok(Compiled::Cache(c.clone()))
-            }
+            Definition::Cache(c) => Ok(Compiled::Cache(c.clone())),
         }
     }
 
@@ -496,12 +471,6 @@ impl Registry {
             }
             compiled.push(self.compile_option(product, schema, o, &p, is_quota)?);
         }
-        if deadline_ms == Some(0) {
-            return Err(DefineError::new(
-                format!("{}.deadline_ms", at.rsplit_once('.').map_or(at, |(r, _)| r)),
-                "must be > 0",
-            ));
-        }
         Ok(CompiledRoute {
             kind,
             tag: tag.to_string(),
@@ -525,7 +494,7 @@ impl Registry {
         self.check_action(product, &o.app, &o.action, p)?;
         let weight = match (is_quota, o.weight) {
             (true, None) => 1,
-            (true, Some(w)) if w <= 0 || w > i64::from(u32::MAX) => {
+            (true, Some(w)) if w <= 0 || w > super::bounds::MAX_WEIGHT => {
                 return Err(DefineError::new(
                     format!("{p}.weight"),
                     format!(
@@ -558,9 +527,6 @@ impl Registry {
                 format!("{p}.healthcheck"),
                 format!("unknown healthcheck `{hc}` in product `{product}`; define it first"),
             ));
-        }
-        if o.timeout_ms == Some(0) {
-            return Err(DefineError::new(format!("{p}.timeout_ms"), "must be > 0"));
         }
         let breaker_key = match &o.breaker_key {
             None => None,

@@ -42,7 +42,9 @@ impl<V: Clone> ResultCache<V> {
         let expires = now + self.ttl;
         self.entries.insert(key.clone(), (expires, value));
         self.order.push_back((key, expires));
-        while self.entries.len() > self.capacity || self.order.len() > 2 * self.capacity {
+        while self.entries.len() > self.capacity
+            || self.order.len() > self.capacity.saturating_mul(2)
+        {
             let Some((k, at)) = self.order.pop_front() else {
                 break;
             };

@@ -4,6 +4,7 @@
 //! healthcheck scheduler.
 
 use super::admission::{AdmissionConfig, AdmissionSnapshot, Gate, OverloadReason};
+use super::bounds::MAX_DEADLINE;
 use super::breaker::{
     BreakerConfig, BreakerSnapshot, BreakerState, Breakers, Classifier, default_classifier,
 };
@@ -11,6 +12,7 @@ use super::budget::{BudgetConfig, BudgetToken, RetryBudget};
 use super::clock::{Clock, SystemClock};
 use super::definition::{DefineError, Definition, HealthcheckDef, Kind};
 use super::health::{self, HealthBoard, HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
+use super::locks::{Recover, RecoverRw};
 use super::observer::{AttemptEvent, Observer};
 use super::registry::{AppSummary, CompiledRoute, Registry};
 use super::result_cache::ResultCache;
@@ -20,7 +22,9 @@ use super::schema;
 use super::trace::Trace;
 use super::weighted::SmoothWeighted;
 use super::{attempt, fallback, feature, quota};
-use crate::adapter::{Adapter, AttemptError, BoxFuture, CallRequest, ErrorClass, FailureKind};
+use crate::adapter::{
+    Adapter, AttemptError, BoxFuture, CallRequest, ErrorClass, FailureKind, Session,
+};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +41,35 @@ pub struct Counts {
     pub successes: u64,
     /// Failed attempts by error class.
     pub failures: BTreeMap<String, u64>,
+}
+
+/// First backoff between the tries of one healthcheck round.
+const PROBE_BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest backoff between the tries of one healthcheck round.
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What a result-cache entry is keyed by: everything that separates the
+/// callers it may be shared between. The kind, tag and env of the run, the
+/// caller's session (its tag and a SHA-256 of its token, so two sessions
+/// never share an entry and no token is kept in the key), and the input.
+/// The idempotency key is not part of it: identical work asked again under
+/// a new key is what a cache is for.
+fn cache_entry(
+    kind: &str,
+    tag: &str,
+    env: &str,
+    session: Option<&Session>,
+    input: &Value,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let session = session.map_or_else(
+        || "-".to_string(),
+        |s| {
+            let token = hex::encode(Sha256::digest(s.token.as_bytes()));
+            format!("{}:{token}", s.tag.len()) + "/" + &s.tag
+        },
+    );
+    format!("{kind}/{tag}/{env}/{session}/{input}")
 }
 
 /// The state of one provider of a quota or fallback, as the fetch API
@@ -252,23 +285,18 @@ impl Switchyard {
     pub fn install_app(&self, product: &str, tag: &str, env: &str, adapter: Arc<dyn Adapter>) {
         self.inner
             .registry
-            .write()
-            .expect("registry")
+            .writing()
             .install_app(product, tag, env, adapter);
     }
 
     /// Remove an app (every env); refused while a definition uses it.
     pub fn remove_app(&self, product: &str, tag: &str) -> Result<(), DefineError> {
-        self.inner
-            .registry
-            .write()
-            .expect("registry")
-            .remove_app(product, tag)
+        self.inner.registry.writing().remove_app(product, tag)
     }
 
     /// The apps of `product`.
     pub fn apps(&self, product: &str) -> Vec<AppSummary> {
-        self.inner.registry.read().expect("registry").apps(product)
+        self.inner.registry.reading().apps(product)
     }
 
     /// Set `app`'s admission limits (in every env of `product`): attempts
@@ -284,8 +312,7 @@ impl Switchyard {
         config.validate(&format!("apps.{app}.admission"))?;
         self.inner
             .admission
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .writing()
             .insert((product.to_string(), app.to_string()), config);
         for e in self.inner.lock_gates().values() {
             if e.product == product && e.app == app {
@@ -341,11 +368,7 @@ impl Switchyard {
             Definition::Healthcheck(h) => Some(h.clone()),
             _ => None,
         };
-        self.inner
-            .registry
-            .write()
-            .expect("registry")
-            .put(def, replace)?;
+        self.inner.registry.writing().put(def, replace)?;
         self.inner.forget_state(&product, kind, &tag);
         if let Some(h) = hc {
             self.inner.track(&h);
@@ -357,36 +380,22 @@ impl Switchyard {
     pub fn fetch(&self, product: &str, kind: Kind, tag: &str) -> Option<Definition> {
         self.inner
             .registry
-            .read()
-            .expect("registry")
+            .reading()
             .fetch(product, kind, tag)
             .cloned()
     }
 
     /// Every definition of `product` (of `kind`, if given), by kind and tag.
     pub fn fetch_all(&self, product: &str, kind: Option<Kind>) -> Vec<Definition> {
-        self.inner
-            .registry
-            .read()
-            .expect("registry")
-            .fetch_all(product, kind)
+        self.inner.registry.reading().fetch_all(product, kind)
     }
 
     /// Delete a definition; refused while another definition uses it.
     pub fn delete(&self, product: &str, kind: Kind, tag: &str) -> Result<Definition, DefineError> {
-        let def = self
-            .inner
-            .registry
-            .write()
-            .expect("registry")
-            .delete(product, kind, tag)?;
+        let def = self.inner.registry.writing().delete(product, kind, tag)?;
         self.inner.forget_state(product, kind, tag);
         if kind == Kind::Healthcheck {
-            self.inner
-                .health
-                .lock()
-                .expect("health")
-                .untrack(product, tag, &[]);
+            self.inner.health.locked().untrack(product, tag, &[]);
         }
         Ok(def)
     }
@@ -460,8 +469,7 @@ impl Switchyard {
         let route = self
             .inner
             .registry
-            .read()
-            .expect("registry")
+            .reading()
             .compiled_route(product, kind, tag)
             .ok_or_else(|| {
                 DefineError::new(
@@ -475,8 +483,8 @@ impl Switchyard {
             .iter()
             .map(|o| self.inner.gate(product, env, &o.app).snapshot(now))
             .collect();
-        let health = self.inner.health.lock().expect("health");
-        let counts = self.inner.counts.lock().expect("counts");
+        let health = self.inner.health.locked();
+        let counts = self.inner.counts.locked();
         Ok(route
             .options
             .iter()
@@ -529,11 +537,7 @@ impl Switchyard {
             env: env.into(),
             tag: tag.into(),
         };
-        self.inner
-            .health
-            .lock()
-            .expect("health")
-            .restore(&key, history)
+        self.inner.health.locked().restore(&key, history)
     }
 
     /// Every breaker used so far, by key (`product/env/app/action`), and its
@@ -544,15 +548,11 @@ impl Switchyard {
 
     /// What the healthcheck `tag` of `product` knows in `env`.
     pub fn health(&self, product: &str, env: &str, tag: &str) -> Option<HealthSnapshot> {
-        self.inner
-            .health
-            .lock()
-            .expect("health")
-            .snapshot(&HealthKey {
-                product: product.into(),
-                env: env.into(),
-                tag: tag.into(),
-            })
+        self.inner.health.locked().snapshot(&HealthKey {
+            product: product.into(),
+            env: env.into(),
+            tag: tag.into(),
+        })
     }
 
     // ---- healthchecks ----
@@ -576,7 +576,7 @@ impl Switchyard {
             env: env.into(),
             tag: tag.into(),
         };
-        if self.inner.health.lock().expect("health").claim(&key) {
+        if self.inner.health.locked().claim(&key) {
             self.inner.clone().probe(key).await;
         }
         self.health(product, env, tag)
@@ -584,7 +584,7 @@ impl Switchyard {
 
     fn spawn_due(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let now = self.inner.clock.now();
-        let due = self.inner.health.lock().expect("health").due(now);
+        let due = self.inner.health.locked().due(now);
         due.into_iter()
             .map(|k| tokio::spawn(self.inner.clone().probe(k)))
             .collect()
@@ -599,7 +599,7 @@ impl Switchyard {
                 // Probes run detached so a slow one does not hold the others.
                 drop(yard.spawn_due());
                 let now = yard.inner.clock.now();
-                let next = yard.inner.health.lock().expect("health").next_due();
+                let next = yard.inner.health.locked().next_due();
                 let wait = next
                     .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
                     .clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -624,15 +624,11 @@ impl Drop for HealthcheckTask {
 
 impl Inner {
     pub fn adapter(&self, product: &str, app: &str, env: &str) -> Option<Arc<dyn Adapter>> {
-        self.registry
-            .read()
-            .expect("registry")
-            .adapter(product, app, env)
-            .cloned()
+        self.registry.reading().adapter(product, app, env).cloned()
     }
 
     pub fn health_status(&self, key: &HealthKey) -> HealthStatus {
-        self.health.lock().expect("health").status(key)
+        self.health.locked().status(key)
     }
 
     fn budget_key(product: &str, env: &str, app: &str) -> String {
@@ -641,7 +637,7 @@ impl Inner {
 
     pub fn deposit_budget(&self, product: &str, env: &str, app: &str) {
         let now = self.clock.now();
-        let mut b = self.budgets.lock().expect("budgets");
+        let mut b = self.budgets.locked();
         b.entry(Self::budget_key(product, env, app))
             .or_insert_with(|| RetryBudget::new(self.budget_config, now))
             .deposit(now);
@@ -649,7 +645,7 @@ impl Inner {
 
     pub fn withdraw_budget(&self, product: &str, env: &str, app: &str) -> Option<BudgetToken> {
         let now = self.clock.now();
-        let mut b = self.budgets.lock().expect("budgets");
+        let mut b = self.budgets.locked();
         b.entry(Self::budget_key(product, env, app))
             .or_insert_with(|| RetryBudget::new(self.budget_config, now))
             .try_withdraw(now)
@@ -660,8 +656,7 @@ impl Inner {
         let Some(token) = token else { return };
         if let Some(b) = self
             .budgets
-            .lock()
-            .expect("budgets")
+            .locked()
             .get_mut(&Self::budget_key(product, env, app))
         {
             b.refund(token);
@@ -670,8 +665,7 @@ impl Inner {
 
     fn admission_config(&self, product: &str, app: &str) -> AdmissionConfig {
         self.admission
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reading()
             .get(&(product.to_string(), app.to_string()))
             .copied()
             .unwrap_or(self.admission_default)
@@ -679,9 +673,7 @@ impl Inner {
 
     fn lock_gates(&self) -> std::sync::MutexGuard<'_, HashMap<String, GateEntry>> {
         // Gate entries are inserted whole; a poisoned map is still sound.
-        self.gates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.gates.locked()
     }
 
     /// The admission gate of `app` in `product`/`env`, made on first use.
@@ -722,7 +714,7 @@ impl Inner {
         retry: u32,
         retry_after: Option<Duration>,
     ) -> Duration {
-        policy.backoff(retry, retry_after, &mut self.jitter.lock().expect("jitter"))
+        policy.backoff(retry, retry_after, &mut self.jitter.locked())
     }
 
     pub fn observe_attempt(&self, event: &AttemptEvent<'_>) {
@@ -738,7 +730,7 @@ impl Inner {
     }
 
     pub fn count(&self, key: &str, result: Result<(), &AttemptError>) {
-        let mut counts = self.counts.lock().expect("counts");
+        let mut counts = self.counts.locked();
         let c = match counts.get_mut(key) {
             Some(c) => c,
             None => counts.entry(key.to_string()).or_default(),
@@ -758,7 +750,7 @@ impl Inner {
         route: &CompiledRoute,
         f: impl FnOnce(&mut SmoothWeighted) -> T,
     ) -> T {
-        let mut states = self.quota_state.lock().expect("quota state");
+        let mut states = self.quota_state.locked();
         let sw = states
             .entry((product.to_string(), env.to_string(), tag.to_string()))
             .or_insert_with(|| {
@@ -772,13 +764,11 @@ impl Inner {
         match kind {
             Kind::Quota => self
                 .quota_state
-                .lock()
-                .expect("quota state")
+                .locked()
                 .retain(|(p, _, t), _| !(p == product && t == tag)),
             Kind::Cache => self
                 .caches
-                .lock()
-                .expect("caches")
+                .locked()
                 .retain(|(p, t), _| !(p == product && t == tag)),
             _ => {}
         }
@@ -786,7 +776,7 @@ impl Inner {
 
     fn track(&self, h: &HealthcheckDef) {
         let now = self.clock.now();
-        let mut board = self.health.lock().expect("health");
+        let mut board = self.health.locked();
         let envs: Vec<&str> = h.input.keys().map(String::as_str).collect();
         board.untrack(&h.meta.product, &h.meta.tag, &envs);
         for env in envs {
@@ -806,11 +796,7 @@ impl Inner {
 
     /// One healthcheck round: the probe action with its retries.
     async fn probe(self: Arc<Self>, key: HealthKey) {
-        let def = self
-            .registry
-            .read()
-            .expect("registry")
-            .healthcheck(&key.product, &key.tag);
+        let def = self.registry.reading().healthcheck(&key.product, &key.tag);
         let Some(def) = def else {
             return; // deleted while due
         };
@@ -823,7 +809,16 @@ impl Inner {
             .get(&key.env)
             .cloned()
             .unwrap_or(Value::Object(Default::default()));
-        for _ in 0..=def.retries {
+        for attempt in 0..=def.retries {
+            if attempt > 0 {
+                // Back off between tries (full jitter, doubling from 100 ms,
+                // at most 5 s): a failing provider is not hammered.
+                let ceiling = PROBE_BACKOFF_BASE
+                    .saturating_mul(1 << (attempt - 1).min(6))
+                    .min(PROBE_BACKOFF_MAX);
+                let wait = ceiling.mul_f64(self.jitter.locked().next_f64());
+                self.clock.sleep(wait).await;
+            }
             tries += 1;
             let Some(adapter) = &adapter else {
                 error = Some(format!(
@@ -843,6 +838,7 @@ impl Inner {
             };
             let result = tokio::time::timeout(deadline + attempt::GRACE, adapter.call(request))
                 .await
+                .map(|r| r.map_err(AttemptError::bounded))
                 .unwrap_or_else(|_| {
                     Err(AttemptError::new(
                         ErrorClass::Timeout,
@@ -869,8 +865,7 @@ impl Inner {
                     );
                     let now = self.clock.now();
                     self.health
-                        .lock()
-                        .expect("health")
+                        .locked()
                         .postpone(&key, now, Duration::from_secs(1));
                     return;
                 }
@@ -883,10 +878,7 @@ impl Inner {
         for o in &self.observers {
             o.healthcheck(&key, &outcome);
         }
-        self.health
-            .lock()
-            .expect("health")
-            .finish(&key, outcome, end, wall);
+        self.health.locked().finish(&key, outcome, end, wall);
     }
 
     fn next_key(&self) -> String {
@@ -922,8 +914,7 @@ impl Inner {
                 Kind::Fallback | Kind::Quota => {
                     let route = self
                         .registry
-                        .read()
-                        .expect("registry")
+                        .reading()
                         .compiled_route(product, kind, tag)
                         .ok_or_else(not_found)?;
                     self.run_route(route, product, env, input, options).await
@@ -931,8 +922,7 @@ impl Inner {
                 Kind::Feature => {
                     let f = self
                         .registry
-                        .read()
-                        .expect("registry")
+                        .reading()
                         .compiled_feature(product, tag)
                         .ok_or_else(not_found)?;
                     schema::validate(&f.schema, &input).map_err(RunError::invalid_input)?;
@@ -945,8 +935,8 @@ impl Inner {
                         input,
                         options,
                         |key, options| async move {
-                            let deadline_at =
-                                self.clock.now() + options.deadline.unwrap_or(f.deadline);
+                            let deadline_at = self.clock.now()
+                                + options.deadline.unwrap_or(f.deadline).min(MAX_DEADLINE);
                             let mut trace = Trace::new("feature", tag, env, &key);
                             match feature::run(
                                 self,
@@ -1003,7 +993,8 @@ impl Inner {
             input,
             options,
             |key, options| async move {
-                let deadline_at = self.clock.now() + options.deadline.unwrap_or(route.deadline);
+                let deadline_at =
+                    self.clock.now() + options.deadline.unwrap_or(route.deadline).min(MAX_DEADLINE);
                 let mut trace = Trace::new(kind, &route.tag, env, &key);
                 let ctx = attempt::RunCtx {
                     inner: self,
@@ -1060,8 +1051,7 @@ impl Inner {
         };
         let def = self
             .registry
-            .read()
-            .expect("registry")
+            .reading()
             .cache(product, &cache_tag)
             .cloned()
             .ok_or_else(|| {
@@ -1070,28 +1060,31 @@ impl Inner {
                     format!("no cache `{cache_tag}` in product `{product}`; define it or drop the cache option"),
                 )
             })?;
-        let entry = format!("{kind}/{tag}/{env}/{input}");
+        let entry = cache_entry(kind, tag, env, options.session.as_ref(), input);
         let now = self.clock.now();
         let hit = self
             .caches
-            .lock()
-            .expect("caches")
+            .locked()
             .entry((product.to_string(), cache_tag.clone()))
             .or_insert_with(|| ResultCache::new(Duration::from_millis(def.ttl_ms), def.max_entries))
             .get(&entry, now);
         if let Some(mut r) = hit {
+            // The stored run's key is that caller's, not this one's: a hit
+            // answers with this run's own key (the caller's, or a fresh
+            // one), so no key ever leaks from one run to another.
+            let own = key(&options);
+            r.idempotency_key.clone_from(&own);
+            r.trace.idempotency_key = own;
             r.trace.cached = true;
             r.trace.attempts.clear();
             r.trace.steps.clear();
             return Ok(r);
         }
-        // A hit calls no provider, so it needs no key of its own.
         let result = f(key(&options), options).await?;
         let now = self.clock.now();
         if let Some(c) = self
             .caches
-            .lock()
-            .expect("caches")
+            .locked()
             .get_mut(&(product.to_string(), cache_tag))
         {
             c.put(entry, result.clone(), now);

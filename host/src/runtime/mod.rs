@@ -757,6 +757,7 @@ impl AppInner {
                 )),
             },
         };
+        let result = result.map_err(AttemptError::bounded);
         if let Err(e) = &result {
             tracing::debug!(app = %self.name, class = %e.class, kind = ?e.kind, message = %e.message, "attempt failed");
         }
@@ -793,8 +794,38 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
             class,
             FailureKind::MemoryLimit,
             format!(
-                "the guest tried to grow its memory past the cap of {} MiB",
-                state.limiter.cap >> 20
+                "the guest tried to grow its memory past the cap of {} MiB ({} MiB of the call's {} MiB are reserved for what it makes the host hold)",
+                state.limiter.cap >> 20,
+                state::HOST_RESERVE >> 20,
+                (state.limiter.cap + state::HOST_RESERVE) >> 20
+            ),
+        );
+    }
+    if matches!(
+        e.downcast_ref::<wasmtime::component::ResourceTableError>(),
+        Some(wasmtime::component::ResourceTableError::Full)
+    ) {
+        return AttemptError::new(
+            class,
+            FailureKind::MemoryLimit,
+            format!(
+                "the guest made the host hold more than {} resources at once (wasi:http fields, requests, streams...); each call may hold {} ({} MiB of its memory cap is reserved for them)",
+                state::MAX_RESOURCES,
+                state::MAX_RESOURCES,
+                state::HOST_RESERVE >> 20
+            ),
+        );
+    }
+    if matches!(
+        e.downcast_ref::<wasmtime_wasi_http::FieldMapError>(),
+        Some(wasmtime_wasi_http::FieldMapError::TotalSizeTooBig)
+    ) {
+        return AttemptError::new(
+            class,
+            FailureKind::MemoryLimit,
+            format!(
+                "the guest built a header map over {} KiB, the most one may hold",
+                state::FIELDS_LIMIT >> 10
             ),
         );
     }

@@ -11,6 +11,20 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+/// Host resources (wasi:http fields, requests, bodies, streams,
+/// pollables...) one call may hold at once. A guest needs a few dozen.
+pub const MAX_RESOURCES: usize = 512;
+
+/// Bytes one wasi:http `fields` may hold (wasmtime-wasi-http's accounting
+/// of the in-memory header map; a provider request needs a few KiB).
+pub const FIELDS_LIMIT: usize = 16 << 10;
+
+/// What a call can make the host hold in resources at most (8 MiB),
+/// taken out of the call's memory cap: guest memory plus what the guest
+/// makes the host hold stays under `Limits::memory`. Request bodies are
+/// capped separately by the egress gate.
+pub const HOST_RESERVE: usize = MAX_RESOURCES * FIELDS_LIMIT;
+
 /// Bytes of guest stderr kept per call (panic messages land there).
 const STDERR_CAPTURE: usize = 4096;
 
@@ -75,15 +89,19 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELDS_LIMIT);
         Self {
             wasi,
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table,
+            http,
             egress,
             config,
             app,
             limiter: MemoryLimiter {
-                cap: memory_cap,
+                cap: memory_cap.saturating_sub(HOST_RESERVE),
                 hit: false,
             },
             logs_left: max_log_lines,

@@ -46,6 +46,7 @@ impl Adapter for Misbehave {
             "many-requests",
             "log-flood",
             "fields-flood",
+            "huge-error",
         ] {
             info = info.action(Action::new(name).idempotent(name == "noop"));
         }
@@ -142,6 +143,10 @@ impl Adapter for Misbehave {
                     held.push(f);
                 }
                 Ok(json!({"held": held.len()}))
+            }
+            "huge-error" => {
+                let n = req.i64("bytes")? as usize;
+                Err(Error::unavailable("x".repeat(n)).with_code("y".repeat(n / 10)))
             }
             "log-flood" => {
                 for i in 0..req.i64("count")? {

@@ -180,3 +180,99 @@ async fn sigv4_signature_verifies_on_the_server() {
         "sns"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_goes_only_to_the_origins_it_is_granted_for() {
+    let (stripe, other) = (
+        Simulator::start().await.unwrap(),
+        Simulator::start().await.unwrap(),
+    );
+    stripe.record(true);
+    other.record(true);
+    let rt = runtime();
+    let token = || Credential::Bearer {
+        token: Secret::new("sk_live_for_stripe_only"),
+    };
+    // Two origins and a credential that names none: refused at load,
+    // naming the credential and the fix.
+    let unscoped = Grant::new()
+        .allow(stripe.url())
+        .allow(other.url())
+        .credential(token());
+    let e = rt
+        .load(
+            "two",
+            std::path::Path::new(switchyard_tests::artifacts::MISBEHAVE_PATH),
+            unscoped,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("credentials[0] names no `origins`"),
+        "{e}"
+    );
+    // Scoped to stripe: stripe gets it, the other allowed origin does not.
+    let scoped = Grant::new()
+        .allow(stripe.url())
+        .allow(other.url())
+        .credential_for([stripe.url()], token());
+    let app = misbehave(&rt, scoped).await;
+    post_echo(&app, &stripe, json!({"a": 1})).await;
+    let seen = post_echo(&app, &other, json!({"b": 2})).await;
+    assert_eq!(seen.header("authorization"), None, "the key leaked");
+    assert_eq!(
+        stripe.recorded()[0].header("authorization"),
+        Some("Bearer sk_live_for_stripe_only")
+    );
+    // An origin the app may not reach cannot be named.
+    let bad = Grant::new()
+        .allow(stripe.url())
+        .credential_for(["https://evil.example"], token());
+    let e = rt
+        .load(
+            "bad",
+            std::path::Path::new(switchyard_tests::artifacts::MISBEHAVE_PATH),
+            bad,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("not on the app's `allow` list"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_connect_and_userinfo_are_refused() {
+    let sim = Simulator::start().await.unwrap();
+    sim.record(true);
+    let rt = runtime();
+    let grant = Grant::new()
+        .allow(sim.url())
+        .credential(Credential::Bearer {
+            token: Secret::new("sk_test_echo_me"),
+        });
+    let app = misbehave(&rt, grant).await;
+    for (method, url) in [
+        ("TRACE", format!("{}/health", sim.url())),
+        ("CONNECT", format!("{}/health", sim.url())),
+        (
+            "GET",
+            format!("{}/health", sim.url()).replace("http://", "http://user:pw@"),
+        ),
+    ] {
+        let e = app
+            .call(CallRequest::new(
+                "fetch",
+                json!({"method": method, "url": url}),
+            ))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            e.kind,
+            switchyard::FailureKind::EgressDenied,
+            "{method} {url}: {e}"
+        );
+    }
+    assert!(sim.recorded().is_empty(), "nothing reached the provider");
+}

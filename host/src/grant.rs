@@ -1,7 +1,7 @@
 //! What an app is allowed: where it may connect, the credentials the host
 //! adds for it, and its plain settings.
 
-use crate::egress::Credential;
+use crate::egress::{Credential, GrantCredential};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -18,9 +18,10 @@ pub struct Grant {
     /// An `allow` entry that is an IP literal opens that address by itself.
     #[serde(default)]
     pub private_networks: Vec<String>,
-    /// Credentials the egress gate adds to the app's requests.
+    /// Credentials the egress gate adds to the app's requests, each to the
+    /// origins it names (or, if it names none, to the only allowed origin).
     #[serde(default)]
-    pub credentials: Vec<Credential>,
+    pub credentials: Vec<GrantCredential>,
     /// Plain settings the adapter reads through the `config` interface.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -44,9 +45,24 @@ impl Grant {
         self
     }
 
-    /// Add a credential.
+    /// Add a credential for the app's only allowed origin (an app allowed
+    /// several origins must say which: [`Self::credential_for`]).
     pub fn credential(mut self, credential: Credential) -> Self {
-        self.credentials.push(credential);
+        self.credentials.push(credential.into());
+        self
+    }
+
+    /// Add a credential that goes to `origins` only (each on the `allow`
+    /// list).
+    pub fn credential_for<S: Into<String>>(
+        mut self,
+        origins: impl IntoIterator<Item = S>,
+        credential: Credential,
+    ) -> Self {
+        self.credentials.push(GrantCredential {
+            origins: origins.into_iter().map(Into::into).collect(),
+            credential,
+        });
         self
     }
 

@@ -13,6 +13,10 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Breakers shown one series each in `switchyard_breaker_state` (the
+/// first by key); `switchyard_breakers` counts all of them by state.
+pub const MAX_BREAKER_SERIES: usize = 1_000;
+
 /// Upper bounds of the duration histograms, seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -68,7 +72,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "switchyard_breaker_state",
         "gauge",
-        "1 for the breaker's current state (closed, open, half-open).",
+        "1 for the breaker's current state (closed, open, half-open); the first 1,000 breakers by key.",
+    ),
+    (
+        "switchyard_breakers",
+        "gauge",
+        "Breakers by state, all of them.",
     ),
     (
         "switchyard_plugin_instantiations_total",
@@ -287,7 +296,23 @@ impl Metrics {
         state
             .values
             .insert(("switchyard_plugin_instances_max", vec![]), f64::from(max));
-        for (key, s) in scrape.breakers {
+        // Per-breaker series are capped (keys can come from input); the
+        // totals by state always cover every breaker. Rebuilt each scrape,
+        // so a forgotten breaker leaves no series behind.
+        state
+            .values
+            .retain(|(name, _), _| *name != "switchyard_breaker_state");
+        let mut totals = [0u64; 3];
+        for (_, s) in scrape.breakers {
+            totals[*s as usize] += 1;
+        }
+        for (name, n) in ["closed", "open", "half-open"].iter().zip(totals) {
+            state.values.insert(
+                ("switchyard_breakers", vec![("state", name.to_string())]),
+                n as f64,
+            );
+        }
+        for (key, s) in scrape.breakers.iter().take(MAX_BREAKER_SERIES) {
             for (name, v) in [
                 ("closed", BreakerState::Closed),
                 ("open", BreakerState::Open),
@@ -522,5 +547,34 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE switchyard_attempt_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn breaker_series_are_capped_and_rebuilt_each_scrape() {
+        let m = Metrics::new();
+        let many: Vec<(String, BreakerState)> = (0..1_500)
+            .map(|i| (format!("p/dev/a/k{i:05}"), BreakerState::Closed))
+            .collect();
+        let scrape = |b: &[(String, BreakerState)]| {
+            m.render(&Scrape {
+                breakers: b,
+                apps: &[],
+                admission: &[],
+                instances: (0, 1),
+            })
+        };
+        let text = scrape(&many);
+        let series = |t: &str| {
+            t.lines()
+                .filter(|l| l.starts_with("switchyard_breaker_state{"))
+                .count()
+        };
+        assert_eq!(series(&text), MAX_BREAKER_SERIES * 3);
+        assert!(
+            text.contains("switchyard_breakers{state=\"closed\"} 1500\n"),
+            "{text}"
+        );
+        let text = scrape(&many[..2]);
+        assert_eq!(series(&text), 6, "forgotten breakers leave no series");
     }
 }

@@ -1580,6 +1580,36 @@ mod hardening {
     }
 
     #[tokio::test]
+    async fn breakers_keyed_by_input_are_capped() {
+        use switchyard::engine::breaker::MAX_BREAKERS;
+        let w = world();
+        w.yard
+            .fallback()
+            .define(P, "per-merchant")
+            .input("merchant", FieldType::String)
+            .provider("stripe")
+            .action("charge")
+            .breaker_key("stripe/$Input{merchant}")
+            .create()
+            .unwrap();
+        for i in 0..MAX_BREAKERS + 2_000 {
+            w.yard
+                .fallback()
+                .run(
+                    P,
+                    "dev",
+                    "per-merchant",
+                    json!({"merchant": format!("m{i}")}),
+                    RunOptions::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let n = w.yard.breaker_states().len();
+        assert_eq!(n, MAX_BREAKERS, "{n} breakers kept");
+    }
+
+    #[tokio::test]
     async fn healthcheck_tries_back_off_and_retries_are_bounded() {
         let w = world();
         let e = w

@@ -619,6 +619,91 @@ async fn past_the_admission_queue_runs_get_503_overloaded_and_nothing_is_counted
     assert_eq!(v["config"]["rate_per_sec"], 20.0);
 }
 
+#[tokio::test]
+async fn wrong_methods_and_out_of_range_deadlines_get_json_errors() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let (st, v) = server
+        .call(
+            "DELETE",
+            "/v1/notify/dev/fallbacks/sms/run",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(st, 405);
+    assert_eq!(v["code"], "method-not-allowed", "{v}");
+    for deadline in [
+        json!(0),
+        json!(86_400_001u64),
+        json!(18446744073709551615u64),
+    ] {
+        let (st, v) = server
+            .post(
+                "/v1/notify/dev/fallbacks/sms/run",
+                json!({"input": {"to": "+1", "text": "x"}, "deadline_ms": deadline}),
+            )
+            .await;
+        assert_eq!((st, v["field"].as_str()), (400, Some("deadline_ms")), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Setup::new().await;
+    let config = s.config_with("");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[server]\n", "[server]\nheader_read_timeout_ms = 300\n");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&config);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /v1/notify/dev/fallbacks/sms/run HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Never finishes its headers: the server closes it (EOF, maybe after
+    // a 408), well before a generous bound.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the slow connection was held open");
+    // Meanwhile and after, normal requests are served.
+    assert_eq!(server.get("/v1/notify/apps").await.0, 200);
+}
+
+#[tokio::test]
+async fn made_up_tags_do_not_grow_the_metrics() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let size = || async { server.get("/metrics").await.1.as_str().unwrap().len() };
+    let before = size().await;
+    for i in 0..2_000 {
+        let (st, _) = server
+            .post(
+                &format!("/v1/notify/dev/fallbacks/nope-{i}/run"),
+                json!({"input": {}}),
+            )
+            .await;
+        assert_eq!(st, 404);
+    }
+    let text = server.get("/metrics").await.1.as_str().unwrap().to_string();
+    assert!(!text.contains("nope-"), "a made-up tag became a label");
+    assert!(
+        text.len() < before + 4_096,
+        "{} -> {} bytes",
+        before,
+        text.len()
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"switchyard_runs_total{product="notify",env="dev",kind="fallback",tag="(unknown)",code="not-found"}"#
+        ),
+        2_000.0
+    );
+}
+
 /// Await every future (the test crate has no `futures` dependency).
 async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut pinned: Vec<_> = fs.map(Box::pin).collect();

@@ -54,6 +54,7 @@ async fn main() {
         token: Some(TOKEN.into()),
         max_body_bytes: 64 * 1024,
         ready: AtomicBool::new(true),
+        header_read_timeout: Duration::from_secs(10),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(

@@ -39,6 +39,9 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// False once shutdown began (`/readyz` answers 503).
     pub ready: AtomicBool,
+    /// How long a client may take to send a request's headers: a
+    /// connection that trickles them (slow-loris) is closed, not held.
+    pub header_read_timeout: Duration,
 }
 
 /// An error response.
@@ -148,36 +151,85 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method; see /openapi.json",
+            )
+        })
         .with_state(state)
 }
 
 /// Serve `state` on `listener` until `shutdown` resolves; then stop
 /// accepting, let in-flight requests finish for up to `grace`, and return.
+/// Every connection must send its request headers within
+/// `state.header_read_timeout`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
-    let ready = state.clone();
-    let signal = async move {
-        shutdown.await;
-        ready.ready.store(false, Ordering::SeqCst);
-        let _ = began_tx.send(());
-    };
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = &mut server => r,
-        _ = async {
-            let _ = began_rx.await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
-            Ok(())
-        }
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(state.clone());
+    let header_timeout = state.header_read_timeout;
+    // Closed when shutdown begins; every connection task holds a receiver
+    // and a clone of `done`, so `done_rx` ends when the last one finishes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let mut app = app.clone();
+                    tower_service::Service::call(&mut app, req.map(Body::new))
+                });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    // Finish the request in flight, take no new one.
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(done);
+        });
     }
+    state.ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    drop(done);
+    drop(listener);
+    if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
+    }
+    Ok(())
 }
 
 async fn auth(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
@@ -330,6 +382,19 @@ async fn run(
     let kind = kind_of(&kinds, RUN_KINDS)?;
     check_product_env(&s, &product, Some(&env))?;
     let b: RunBody = read_json(body, &headers, s.max_body_bytes).await?;
+    if let Some(ms) = b.deadline_ms
+        && !(1..=crate::engine::bounds::MAX_DEADLINE_MS).contains(&ms)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            format!(
+                "deadline_ms is {ms}; it must be between 1 and {}",
+                crate::engine::bounds::MAX_DEADLINE_MS
+            ),
+        )
+        .field("deadline_ms"));
+    }
     let options = RunOptions {
         idempotency_key: b.idempotency_key,
         session: b.session,
@@ -345,8 +410,21 @@ async fn run(
     let d = &s.deployment;
     let result = d.yard.run(kind, &product, &env, &tag, input, options).await;
     let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
-    d.metrics
-        .run(&product, &env, kind.as_str(), &tag, code, started.elapsed());
+    // A tag that names no definition is the caller's text: never a label
+    // (2,000 made-up tags would be 2,000 series).
+    let tag_label = if code == ErrorCode::NotFound.as_str() {
+        "(unknown)"
+    } else {
+        tag.as_str()
+    };
+    d.metrics.run(
+        &product,
+        &env,
+        kind.as_str(),
+        tag_label,
+        code,
+        started.elapsed(),
+    );
     Ok(axum::Json(result?).into_response())
 }
 

@@ -273,7 +273,7 @@ async fn call(args: CallArgs) -> Result<(), Exit> {
     };
     if let Some(var) = &args.bearer_env {
         let token = Secret::from_env(var).map_err(|e| usage(format!("--bearer-env: {e}")))?;
-        grant.credentials.push(Credential::Bearer { token });
+        grant.credentials.push(Credential::Bearer { token }.into());
     }
     let rt = runtime()?;
     let app = rt

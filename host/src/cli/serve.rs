@@ -172,6 +172,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
         token,
         max_body_bytes: server.max_body_bytes,
         ready: AtomicBool::new(true),
+        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
     });
     let grace = Duration::from_millis(server.shutdown_grace_ms);
     api::serve(listener, state, shutdown_signal(), grace)

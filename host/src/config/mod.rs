@@ -62,6 +62,9 @@ fn default_body() -> usize {
 fn default_grace() -> u64 {
     30_000
 }
+fn default_header_timeout() -> u64 {
+    10_000
+}
 fn yes() -> bool {
     true
 }
@@ -100,6 +103,10 @@ pub struct ServerConfig {
     /// Run healthchecks on their schedule. Default true.
     #[serde(default = "yes")]
     pub healthchecks: bool,
+    /// Time a client has to send a request's headers, ms (100 to
+    /// 600 000); a connection that trickles them is closed. Default 10 000.
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +120,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: default_grace(),
             seed: SeedMode::Missing,
             healthchecks: true,
+            header_read_timeout_ms: default_header_timeout(),
         }
     }
 }
@@ -464,6 +472,13 @@ impl Config {
                 format!("is {mb}; it must be between 1 and {MAX_MEMORY_MB}"),
             ));
         }
+        let hrt = self.file.server.header_read_timeout_ms;
+        if !(100..=600_000).contains(&hrt) {
+            problems.push(self.problem(
+                &FieldPath::keys(["server", "header_read_timeout_ms"]),
+                format!("is {hrt}; it must be between 100 and 600000"),
+            ));
+        }
         let pool = rt.instances();
         if !(1..=crate::runtime::MAX_INSTANCES).contains(&pool) {
             problems.push(self.problem(
@@ -598,9 +613,13 @@ impl Config {
                 ));
                 continue;
             }
-            if let Err(e) = crate::egress::EgressPolicy::new(&g.allow, &g.private_networks) {
-                problems.push(self.problem(&gat.clone().key("allow"), e.to_string()));
-            }
+            let policy = match crate::egress::EgressPolicy::new(&g.allow, &g.private_networks) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    problems.push(self.problem(&gat.clone().key("allow"), e.to_string()));
+                    None
+                }
+            };
             let mut grant = Grant {
                 allow: g.allow.clone(),
                 private_networks: g.private_networks.clone(),
@@ -610,7 +629,17 @@ impl Config {
             for (i, c) in g.credentials.iter().enumerate() {
                 let cat = gat.clone().key("credentials").index(i);
                 match secrets.credential(c) {
-                    Ok(cred) => grant.credentials.push(cred),
+                    Ok(cred) => {
+                        if let Some(Err(e)) = policy.as_ref().map(|p| cred.scope(i, p)) {
+                            let at = if cred.origins.is_empty() {
+                                cat.clone()
+                            } else {
+                                cat.clone().key("origins")
+                            };
+                            problems.push(self.problem(&at, e.to_string()));
+                        }
+                        grant.credentials.push(cred);
+                    }
                     Err((field, e)) => {
                         let cat = field.map_or(cat.clone(), |f| cat.clone().key(f));
                         problems.push(self.problem(&cat, e));

@@ -2,7 +2,7 @@
 //! environment variable, `{ secret = "name" }` reads the secrets file.
 //! A secret written inline is refused, so config files can be committed.
 
-use crate::egress::Credential;
+use crate::egress::{Credential, GrantCredential};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -56,14 +56,34 @@ impl Secrets {
 
     /// Resolve a credential table; on error, the field at fault and why
     /// (never the secret itself).
-    pub fn credential(&self, table: &toml::Table) -> Result<Credential, (Option<String>, String)> {
+    pub fn credential(
+        &self,
+        table: &toml::Table,
+    ) -> Result<GrantCredential, (Option<String>, String)> {
         let mut resolved = toml::Table::new();
+        let mut origins = Vec::new();
         for (field, value) in table {
+            if field == "origins" {
+                let list = value.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|o| o.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                });
+                origins = list.ok_or_else(|| {
+                    (
+                        Some(field.clone()),
+                        "must be a list of origins from the app's `allow` list, e.g. `[\"https://api.stripe.com\"]`".to_string(),
+                    )
+                })?;
+                continue;
+            }
             let v = match value {
                 toml::Value::Table(r) => {
                     toml::Value::String(self.reference(r).map_err(|e| (Some(field.clone()), e))?)
                 }
-                toml::Value::String(_) if SECRET_FIELDS.contains(&field.as_str()) => {
+                // Any inline value of a secret field, a number too: the
+                // error must not echo it.
+                _ if SECRET_FIELDS.contains(&field.as_str()) => {
                     return Err((
                         Some(field.clone()),
                         "a secret written inline; reference it instead: `{ env = \"VAR\" }` (an environment variable) or `{ secret = \"name\" }` (from `secrets_file`)".into(),
@@ -85,7 +105,10 @@ impl Secrets {
             },
         )?;
         credential.validate().map_err(|e| (None, e.to_string()))?;
-        Ok(credential)
+        Ok(GrantCredential {
+            origins,
+            credential,
+        })
     }
 
     fn reference(&self, r: &toml::Table) -> Result<String, String> {

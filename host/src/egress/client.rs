@@ -29,6 +29,19 @@ impl std::fmt::Display for ResolvedToForbidden {
 
 impl std::error::Error for ResolvedToForbidden {}
 
+/// A name that did not resolve (no such host, no DNS answer): told apart
+/// from a refused connection, which means the host exists.
+#[derive(Debug)]
+pub struct LookupFailed(pub String);
+
+impl std::fmt::Display for LookupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LookupFailed {}
+
 /// Resolves names, then drops every address the app may not reach. Hyper
 /// connects only to what this returns, so a name that resolves (or is
 /// rebound) to a private address cannot sneak past the allowlist.
@@ -50,8 +63,15 @@ impl tower_service::Service<Name> for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        LookupFailed(format!("the name {host} did not resolve: {e}")),
+                    )
+                })?
+                .collect();
             let mut refused = None;
             let allowed: Vec<SocketAddr> = found
                 .into_iter()

@@ -79,6 +79,60 @@ pub enum Credential {
     },
 }
 
+/// A credential in a grant: what it is and which of the app's origins it
+/// goes to. With no `origins`, it goes to the app's only allowed origin; an
+/// app allowed several origins must name them, so a key granted for one
+/// provider never reaches another.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct GrantCredential {
+    /// Origins (from the app's `allow` list) that receive it.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// The credential.
+    #[serde(flatten)]
+    pub credential: Credential,
+}
+
+impl GrantCredential {
+    /// The origins it goes to, given the app's policy; `index` is its
+    /// place in the grant, for the error.
+    pub fn scope(
+        &self,
+        index: usize,
+        policy: &super::EgressPolicy,
+    ) -> Result<Vec<super::Origin>, CredentialError> {
+        if self.origins.is_empty() {
+            return match policy.allowed() {
+                [] => Ok(Vec::new()),
+                [only] => Ok(vec![only.clone()]),
+                many => Err(CredentialError::Unscoped {
+                    index,
+                    count: many.len(),
+                }),
+            };
+        }
+        self.origins
+            .iter()
+            .map(|o| match super::Origin::parse(o) {
+                Some(origin) if policy.allows_origin(&origin) => Ok(origin),
+                _ => Err(CredentialError::ScopeNotAllowed {
+                    index,
+                    origin: o.clone(),
+                }),
+            })
+            .collect()
+    }
+}
+
+impl From<Credential> for GrantCredential {
+    fn from(credential: Credential) -> Self {
+        Self {
+            origins: Vec::new(),
+            credential,
+        }
+    }
+}
+
 /// A credential that cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CredentialError {
@@ -91,6 +145,29 @@ pub enum CredentialError {
     /// The secret contains characters that cannot go in a header.
     #[error("the {0} credential contains characters not allowed in an HTTP header")]
     BadValue(&'static str),
+    /// The app allows several origins and the credential names none.
+    #[error(
+        "credentials[{index}] names no `origins` but the app allows {count} origins; list the ones that get it, e.g. `origins = [\"https://api.stripe.com\"]`"
+    )]
+    Unscoped {
+        /// Which credential.
+        index: usize,
+        /// How many origins the app allows.
+        count: usize,
+    },
+    /// An origin the credential names is not one the app may reach.
+    #[error(
+        "credentials[{index}].origins: `{origin}` is not on the app's `allow` list; add it there or remove it here"
+    )]
+    ScopeNotAllowed {
+        /// Which credential.
+        index: usize,
+        /// The origin as written.
+        origin: String,
+    },
+    /// An AWS session token that cannot go in a header.
+    #[error("the aws-sigv4 session_token contains characters not allowed in an HTTP header")]
+    BadSessionToken,
 }
 
 impl Credential {
@@ -106,6 +183,15 @@ impl Credential {
             Self::Bearer { token } => {
                 HeaderValue::from_str(token.expose())
                     .map_err(|_| CredentialError::BadValue("bearer"))?;
+            }
+            Self::AwsSigV4 {
+                session_token: Some(t),
+                ..
+            } => {
+                // Checked here: at signing time a bad value would be
+                // dropped silently and the provider would see an unsigned
+                // temporary key.
+                HeaderValue::from_str(t.expose()).map_err(|_| CredentialError::BadSessionToken)?;
             }
             Self::Basic { .. } | Self::AwsSigV4 { .. } => {}
         }

@@ -10,10 +10,10 @@ pub mod credentials;
 pub mod policy;
 mod sigv4;
 
-pub use credentials::{Credential, CredentialError, Secret};
+pub use credentials::{Credential, CredentialError, GrantCredential, Secret};
 pub use policy::{EgressPolicy, Network, Origin, PolicyError};
 
-use client::{PooledClient, ResolvedToForbidden};
+use client::{LookupFailed, PooledClient, ResolvedToForbidden};
 use http::HeaderName;
 use http_body_util::{BodyExt, Full, Limited};
 use std::error::Error as StdError;
@@ -73,7 +73,8 @@ pub struct EgressStats {
 pub struct AppEgress {
     app: String,
     policy: Arc<EgressPolicy>,
-    credentials: Vec<Credential>,
+    /// Each credential with the origins it goes to.
+    credentials: Vec<(Vec<Origin>, Credential)>,
     owned_headers: Vec<HeaderName>,
     limits: EgressLimits,
     client: PooledClient,
@@ -104,17 +105,20 @@ impl AppEgress {
     pub fn new(
         app: impl Into<String>,
         policy: EgressPolicy,
-        credentials: Vec<Credential>,
+        credentials: Vec<GrantCredential>,
         limits: EgressLimits,
     ) -> Result<Self, CredentialError> {
-        for c in &credentials {
-            c.validate()?;
+        let mut scoped = Vec::with_capacity(credentials.len());
+        for (index, g) in credentials.into_iter().enumerate() {
+            g.credential.validate()?;
+            scoped.push((g.scope(index, &policy)?, g.credential));
         }
+        let credentials = scoped;
         let mut owned_headers: Vec<HeaderName> = GUEST_FORBIDDEN
             .iter()
             .map(|h| HeaderName::from_static(h))
             .collect();
-        owned_headers.extend(credentials.iter().flat_map(Credential::owned_headers));
+        owned_headers.extend(credentials.iter().flat_map(|(_, c)| c.owned_headers()));
         let policy = Arc::new(policy);
         Ok(Self {
             app: app.into(),
@@ -150,6 +154,24 @@ impl AppEgress {
 
     /// Why `request` may not leave, if it may not.
     fn admit(&self, request: &http::Request<WasiBody>) -> Result<(), String> {
+        // TRACE echoes the request (credentials included) back into the
+        // guest; CONNECT turns the gate into a tunnel.
+        let method = request.method();
+        if method == http::Method::TRACE || method == http::Method::CONNECT {
+            return Err(format!(
+                "method {method} is not allowed through the egress gate"
+            ));
+        }
+        if request
+            .uri()
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+        {
+            return Err(
+                "the request URL carries a user name or password (`user@host`); credentials come from the app's grant, so remove it from the URL"
+                    .to_string(),
+            );
+        }
         let Some(origin) = Origin::of_uri(request.uri()) else {
             return Err(format!(
                 "request URI `{}` has no scheme and host",
@@ -157,16 +179,11 @@ impl AppEgress {
             ));
         };
         if !self.policy.allows_origin(&origin) {
-            let allowed: Vec<String> = self
-                .policy
-                .allowed()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            // The grant's other origins are the operator's business, not
+            // something to hand whoever reads the run's error.
             return Err(format!(
-                "{origin} is not on app `{}`'s allowlist [{}]; add it to the app's `allow` list",
-                self.app,
-                allowed.join(", ")
+                "{origin} is not on app `{}`'s allowlist; add it to the app's `allow` list",
+                self.app
             ));
         }
         if let Some(h) = self
@@ -178,9 +195,7 @@ impl AppEgress {
                 "the adapter set the `{h}` header; credentials are added by the host from the app's grant, so remove it from the adapter"
             ));
         }
-        if let Some(ip) = origin.ip() {
-            self.policy.check_ip(ip)?;
-        }
+        self.policy.check_literal(&origin)?;
         Ok(())
     }
 }
@@ -301,8 +316,11 @@ impl WasiHttpHooks for CallEgress {
                 }
             };
             let now = SystemTime::now();
-            for c in &app.credentials {
-                c.apply(&mut parts, &body, now);
+            let origin = Origin::of_uri(&parts.uri);
+            for (scope, c) in &app.credentials {
+                if origin.as_ref().is_some_and(|o| scope.contains(o)) {
+                    c.apply(&mut parts, &body, now);
+                }
             }
             let request = http::Request::from_parts(parts, Full::new(body));
             // Counted as possibly reaching the provider from the moment it
@@ -342,6 +360,14 @@ impl WasiHttpHooks for CallEgress {
                     }
                     app.counters.requests.fetch_add(1, Ordering::Relaxed);
                     app.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    if let Some(lookup) = find_source::<LookupFailed>(&e) {
+                        unsent();
+                        log.lock().expect("call log").failed(lookup.to_string());
+                        return Err(HttpError::DnsError {
+                            rcode: Some("NXDOMAIN or no answer".into()),
+                            info_code: None,
+                        });
+                    }
                     if e.is_connect() {
                         let timed_out = find_source::<std::io::Error>(&e)
                             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);

@@ -175,6 +175,15 @@ pub fn restricted_range(ip: IpAddr) -> Option<&'static str> {
                 Some("broadcast/multicast/reserved")
             } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
                 Some("carrier-grade NAT")
+            } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+                Some("IETF protocol assignments (192.0.0.0/24)")
+            } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+                Some("benchmarking (198.18.0.0/15)")
+            } else if matches!(
+                (o[0], o[1], o[2]),
+                (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+            ) {
+                Some("documentation")
             } else {
                 None
             }
@@ -191,6 +200,20 @@ pub fn restricted_range(ip: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if v6.is_multicast() {
                 Some("multicast")
+            } else if (seg[0] & 0xffc0) == 0xfec0 {
+                Some("site-local (fec0::/10)")
+            } else if seg[0] == 0x0064 && seg[1] == 0xff9b {
+                // NAT64 (64:ff9b::/96 and the local-use /48) reaches
+                // whatever IPv4 address it embeds.
+                Some("NAT64")
+            } else if seg[0] == 0x2002 {
+                Some("6to4 (2002::/16, embeds an IPv4 address)")
+            } else if seg[0] == 0x2001 && seg[1] == 0 {
+                Some("Teredo (2001::/32)")
+            } else if seg[..6].iter().all(|s| *s == 0) {
+                Some("IPv4-compatible (::/96)")
+            } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
+                Some("documentation (2001:db8::/32)")
             } else {
                 None
             }
@@ -242,21 +265,35 @@ impl EgressPolicy {
         self.allow.contains(origin)
     }
 
-    /// `Err(reason)` if the app may not connect to `ip`. A non-public address
-    /// passes only when a `private_networks` entry covers it or an `allow`
-    /// entry names that very address.
+    /// `Err(reason)` if the app may not connect to `ip`, an address a name
+    /// resolved to. A non-public address passes only when a
+    /// `private_networks` entry covers it: an IP-literal `allow` entry opens
+    /// its own origin (scheme, address and port), never a name that
+    /// happens to resolve to the same address.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
         let Some(range) = restricted_range(ip) else {
             return Ok(());
         };
         let ip = canonical(ip);
-        let named = self.allow.iter().any(|o| o.ip().map(canonical) == Some(ip));
-        if named || self.private.iter().any(|n| n.contains(ip)) {
+        if self.private.iter().any(|n| n.contains(ip)) {
             return Ok(());
         }
         Err(format!(
             "{ip} is a {range} address; add it to the app's `private_networks` to allow it"
         ))
+    }
+
+    /// `Err(reason)` if the app may not reach `origin`, whose host is an IP
+    /// literal: allowed when that exact origin (port included) is on the
+    /// allowlist, or the address is public or in `private_networks`.
+    pub fn check_literal(&self, origin: &Origin) -> Result<(), String> {
+        let Some(ip) = origin.ip() else {
+            return Ok(());
+        };
+        if self.allows_origin(origin) {
+            return Ok(());
+        }
+        self.check_ip(ip)
     }
 }
 
@@ -294,6 +331,14 @@ mod tests {
             "::ffff:127.0.0.1",
             "0.0.0.0",
             "100.64.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+            "::7f00:1",
+            "fec0::1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.255",
+            "2001::1",
         ] {
             assert!(
                 p.check_ip(ip.parse().unwrap()).is_err(),
@@ -302,7 +347,12 @@ mod tests {
         }
         let p =
             EgressPolicy::new(&["http://127.0.0.1:9000".into()], &["10.0.0.0/8".into()]).unwrap();
-        assert!(p.check_ip("127.0.0.1".parse().unwrap()).is_ok());
+        // The literal opens its exact origin only: not another port, and not
+        // a name that resolves to the same address.
+        let origin = |s: &str| Origin::parse(s).unwrap();
+        assert!(p.check_literal(&origin("http://127.0.0.1:9000")).is_ok());
+        assert!(p.check_literal(&origin("http://127.0.0.1:9001")).is_err());
+        assert!(p.check_ip("127.0.0.1".parse().unwrap()).is_err());
         assert!(p.check_ip("127.0.0.2".parse().unwrap()).is_err());
         assert!(p.check_ip("10.9.9.9".parse().unwrap()).is_ok());
         assert!(p.check_ip("192.168.0.1".parse().unwrap()).is_err());

@@ -379,8 +379,25 @@ pub fn default_classifier(e: &AttemptError) -> bool {
     )
 }
 
+/// Most breakers kept at once. Keys derived from input (`breaker_key`
+/// templates) could otherwise grow without bound; past it, the quietest
+/// closed breaker is forgotten (it holds nothing a fresh one would not).
+pub const MAX_BREAKERS: usize = 10_000;
+
+/// Forget one breaker to make room: a closed one with the fewest failures
+/// and the oldest window, else (every one open or probing) the oldest.
+fn evict_quietest(map: &mut HashMap<String, Breaker>) {
+    let victim = map
+        .iter()
+        .min_by_key(|(_, b)| (b.state != BreakerState::Closed, b.failures, b.window_start))
+        .map(|(k, _)| k.clone());
+    if let Some(k) = victim {
+        map.remove(&k);
+    }
+}
+
 /// Breakers by key (`app/action` by default, or any key the caller
-/// derives), created on first use.
+/// derives), created on first use, at most [`MAX_BREAKERS`].
 pub struct Breakers {
     config: BreakerConfig,
     classifier: Classifier,
@@ -415,6 +432,9 @@ impl Breakers {
         let mut map = self.map.locked();
         if let Some(b) = map.get_mut(key) {
             return b.admit(now);
+        }
+        if map.len() >= MAX_BREAKERS {
+            evict_quietest(&mut map);
         }
         map.entry(key.to_string())
             .or_insert_with(|| Breaker::new(self.config, now))

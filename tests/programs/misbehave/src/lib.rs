@@ -104,7 +104,8 @@ impl Adapter for Misbehave {
             "panic" => panic!("the guest panicked on purpose"),
             "exit" => std::process::exit(3),
             "fetch" => {
-                let r = http::Request::get(req.str("url")?).send()?;
+                let method = req.get("method").and_then(Value::as_str).unwrap_or("GET");
+                let r = http::Request::new(method, req.str("url")?).send()?;
                 Ok(json!({"status": r.status, "body": r.text()}))
             }
             "post" => {

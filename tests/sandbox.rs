@@ -150,6 +150,10 @@ async fn host_not_on_the_allowlist_is_denied_before_connecting() {
     .await;
     assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
     assert!(
+        !e.message.contains(&allowed.url()),
+        "a denial must not list the app's allowlist: {e}"
+    );
+    assert!(
         e.message.contains("not on app `misbehave`'s allowlist"),
         "{}",
         e.message
@@ -395,4 +399,22 @@ async fn a_huge_error_message_is_cut_at_the_boundary() {
         &e.message[4_000..]
     );
     assert!(e.code.unwrap().len() <= switchyard::adapter::MAX_ERROR_CODE + 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_is_dropped_not_buffered() {
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new()).await;
+    let before = rss_mib();
+    // 200 lines per call reach the host's log; the rest are dropped, so a
+    // million lines cost the guest's time, not host memory.
+    let r = app
+        .call(
+            CallRequest::new("log-flood", json!({"count": 1_000_000}))
+                .deadline(Duration::from_secs(20)),
+        )
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert!(rss_mib().saturating_sub(before) < 50);
+    still_serving(&app).await;
 }

@@ -412,4 +412,48 @@ mod tests {
             "{e}"
         );
     }
+
+    /// Arbitrary JSON, a few levels deep.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z$\\{\\}]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]{1,2}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Mapping text is written by users (config, API): compiling any
+        /// of it, and applying what compiles to any data, answers with a
+        /// result, never a panic.
+        #[test]
+        fn fuzz_mapping_expressions(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "$Input{", "$Response{", "$Sequence{", "}", "{", "a", "b.c", ".", "[0]", "[", "]",
+                "x", " ", "$", "$Input{}", "$Sequence{s}{a}", "\\", "[99999999999999999999]",
+            ]), 0..12),
+            input in json_value(),
+            response in json_value(),
+            as_object in proptest::prelude::any::<bool>(),
+        ) {
+            let text: String = pieces.concat();
+            let template = if as_object { json!({"k": text, "n": [text, 1]}) } else { Value::String(text) };
+            if let Ok(m) = Mapping::compile(&template, "fuzz") {
+                let seq: HashMap<String, Value> = [("s".to_string(), response.clone())].into();
+                let scope = Scope { input: Some(&input), response: Some(&response), sequence: Some(&seq) };
+                let _ = m.apply(&scope);
+                let _ = m.apply_to_string(&scope);
+                let _ = m.apply(&Scope::default());
+            }
+        }
+    }
 }

@@ -70,9 +70,16 @@ fn input() -> Value {
 }
 
 async fn run_pay(w: &World) -> Result<switchyard::engine::RunResult, switchyard::engine::RunError> {
+    run_pay_with(w, RunOptions::default()).await
+}
+
+async fn run_pay_with(
+    w: &World,
+    options: RunOptions,
+) -> Result<switchyard::engine::RunResult, switchyard::engine::RunError> {
     w.yard
         .fallback()
-        .run(P, "dev", "pay", input(), RunOptions::default())
+        .run(P, "dev", "pay", input(), options)
         .await
 }
 
@@ -1430,11 +1437,8 @@ mod hardening {
             Ok(json!({"app": format!("account-of-{who}")}))
         });
         let run = |session: &str, key: &str| {
-            w.yard.fallback().run(
-                P,
-                "dev",
-                "pay",
-                input(),
+            run_pay_with(
+                &w,
                 RunOptions::default()
                     .cache("short")
                     .session("user", session)
@@ -1457,20 +1461,14 @@ mod hardening {
         assert_eq!(again.idempotency_key, "alice-2");
         assert_eq!(again.trace.idempotency_key, "alice-2");
         // Without a key of its own, a hit gets a fresh one, not the stored.
-        let fresh = w
-            .yard
-            .fallback()
-            .run(
-                P,
-                "dev",
-                "pay",
-                input(),
-                RunOptions::default()
-                    .cache("short")
-                    .session("user", "alice-token"),
-            )
-            .await
-            .unwrap();
+        let fresh = run_pay_with(
+            &w,
+            RunOptions::default()
+                .cache("short")
+                .session("user", "alice-token"),
+        )
+        .await
+        .unwrap();
         assert!(fresh.trace.cached);
         assert_ne!(fresh.idempotency_key, "alice-1");
         assert_eq!(w.stripe.call_count(), 2);
@@ -1500,17 +1498,7 @@ mod hardening {
         assert_eq!(e.path, "fallbacks.pay.options[0].retries", "{e}");
         // A run deadline from the caller is clamped, never an overflow.
         pay_fallback(&w, 0);
-        let r = w
-            .yard
-            .fallback()
-            .run(
-                P,
-                "dev",
-                "pay",
-                input(),
-                RunOptions::default().deadline(Duration::MAX),
-            )
-            .await;
+        let r = run_pay_with(&w, RunOptions::default().deadline(Duration::MAX)).await;
         assert!(r.is_ok(), "{r:?}");
     }
 
@@ -1642,5 +1630,143 @@ mod hardening {
             waited > Duration::ZERO && waited <= Duration::from_secs(30),
             "{waited:?}"
         );
+    }
+}
+
+// ---- fuzz: definitions and adapter output from arbitrary JSON ----
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use switchyard::engine::Definition;
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<i64>().prop_map(|n| json!(n)),
+            (0u64..5).prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+        ]
+    }
+
+    fn text() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            "stripe",
+            "adyen",
+            "charge",
+            "ping",
+            "pay",
+            "$Input{amount}",
+            "$Response{app}",
+            "$Sequence{a}{x}",
+            "{",
+            "",
+            "dev",
+            "c",
+        ])
+        .prop_map(|s| json!(s))
+    }
+
+    fn option() -> impl Strategy<Value = Value> {
+        (
+            text(),
+            text(),
+            text(),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "retries",
+                        "backoff_ms",
+                        "max_backoff_ms",
+                        "timeout_ms",
+                        "weight",
+                        "input",
+                        "output",
+                        "idempotent",
+                        "breaker_key",
+                        "healthcheck",
+                    ]),
+                    prop_oneof![number(), text(), any::<bool>().prop_map(Value::Bool)],
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(provider, app, action, extra)| {
+                let mut o = json!({"provider": provider, "app": app, "action": action});
+                for (k, v) in extra {
+                    o[k] = v;
+                }
+                o
+            })
+    }
+
+    fn definition() -> impl Strategy<Value = Value> {
+        (
+            prop::sample::select(vec!["fallback", "quota", "cache", "healthcheck", "feature"]),
+            prop::collection::vec(option(), 0..3),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "ttl_ms",
+                        "max_entries",
+                        "deadline_ms",
+                        "interval_ms",
+                        "retries",
+                        "timeout_ms",
+                        "history",
+                        "jitter",
+                        "spillover",
+                        "app",
+                        "action",
+                    ]),
+                    prop_oneof![number(), text(), any::<bool>().prop_map(Value::Bool)],
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(kind, options, extra)| {
+                let mut d = json!({"kind": kind, "product": P, "tag": "t"});
+                match kind {
+                    "fallback" => d["options"] = json!(options),
+                    "quota" => d["providers"] = json!(options),
+                    "feature" => {
+                        d["steps"] = json!([{"name": "a", "type": "fallback", "tag": "pay"}])
+                    }
+                    "healthcheck" => d["input"] = json!({"dev": {}}),
+                    _ => {}
+                }
+                for (k, v) in extra {
+                    d[k] = v;
+                }
+                d
+            })
+    }
+
+    proptest! {
+        /// Definition JSON is what API callers send: whatever arrives is
+        /// refused with a path or accepted and runnable, never a panic
+        /// (an overflow, a poisoned lock) — and a provider answering with
+        /// arbitrary JSON never panics the output mapping.
+        #[test]
+        fn fuzz_definition_json(def in definition(), response in prop_oneof![
+            Just(json!(null)), Just(json!({"app": [1, 2]})), Just(json!("x")), Just(json!({"app": {"deep": true}}))
+        ]) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let w = world();
+                pay_fallback(&w, 0);
+                w.stripe.succeed_with(response);
+                let Ok(d) = serde_json::from_value::<Definition>(def) else { return };
+                match w.yard.create(d.clone()) {
+                    Err(e) => assert!(!e.path.is_empty(), "{e}"),
+                    Ok(()) => {
+                        let kind = d.kind();
+                        if matches!(kind, Kind::Fallback | Kind::Quota | Kind::Feature) {
+                            let _ = w.yard.run(kind, P, "dev", "t", input(), RunOptions::default()).await;
+                        }
+                    }
+                }
+            });
+        }
     }
 }

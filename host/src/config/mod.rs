@@ -720,6 +720,14 @@ credentials = [{ scheme = "bearer", token = "sk_live_inline" }]
     }
 
     #[test]
+    fn an_inline_numeric_secret_is_refused_without_echoing_it() {
+        let src = "[products.p]\nenvs = [\"dev\"]\n[products.p.apps.a]\nplugin = \"bundled:http\"\n[products.p.apps.a.envs.dev]\nallow = [\"https://x.example\"]\ncredentials = [{ scheme = \"bearer\", token = 8675309123 }]\n";
+        let e = load(src).unwrap_err().to_string();
+        assert!(e.contains("credentials[0].token"), "{e}");
+        assert!(!e.contains("8675309123"), "{e}");
+    }
+
+    #[test]
     fn definitions_take_product_and_tag_from_their_table() {
         let src = r#"
 [products.pay]
@@ -781,6 +789,53 @@ options = []
             "panic_mode",
         ] {
             assert!(text.contains(field), "{field} missing from the schema");
+        }
+    }
+
+    proptest::proptest! {
+        /// Config text is what an operator types: any edit of a real
+        /// config (characters deleted, inserted, replaced) is loaded into a
+        /// config or a list of problems, never a panic.
+        #[test]
+        fn fuzz_config_text(
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), 0u8..3, proptest::sample::select(
+                    b"=[]{}\",\n #0123456789-.abcxyz$".to_vec())),
+                0..24,
+            ),
+        ) {
+            let mut text: Vec<u8> = include_str!("../../../examples/demo.toml").as_bytes().to_vec();
+            for (at, op, byte) in edits {
+                let i = at.index(text.len().max(1)).min(text.len());
+                match op {
+                    0 if i < text.len() => { text.remove(i); }
+                    1 => text.insert(i, byte),
+                    _ if i < text.len() => text[i] = byte,
+                    _ => {}
+                }
+            }
+            let _ = load(&String::from_utf8_lossy(&text));
+        }
+
+        /// Any number in any numeric field of the config is accepted or
+        /// refused with its path, never a panic or an overflow.
+        #[test]
+        fn fuzz_config_numbers(
+            n in proptest::prelude::any::<u64>(),
+            field in proptest::sample::select(vec![
+                "runtime.max_instances", "runtime.memory_mb", "server.max_body_bytes",
+                "server.shutdown_grace_ms", "server.header_read_timeout_ms",
+                "engine.budget.min_retries", "engine.budget.window_ms",
+                "engine.breaker.minimum_failure_count", "engine.breaker.open_timeout",
+                "engine.admission.max_in_flight", "engine.admission.max_queue",
+                "engine.admission.queue_timeout_ms", "engine.admission.max_cooldown_ms",
+            ]),
+        ) {
+            let (table, key) = field.rsplit_once('.').unwrap();
+            let text = format!("[{table}]\n{key} = {}\n", n.min(i64::MAX as u64));
+            if let Err(p) = load(&text) {
+                proptest::prop_assert!(p.0.iter().all(|x| x.path.is_some() || x.line.is_some()), "{p}");
+            }
         }
     }
 }

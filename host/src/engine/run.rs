@@ -130,6 +130,7 @@ pub struct RunError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// The trace up to the failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Box<Trace>>,
 }
 

@@ -654,35 +654,15 @@ impl AppInner {
             }
             Ok(Ok(info)) => info,
         };
-        let mut actions: Vec<ActionInfo> = Vec::with_capacity(info.actions.len());
-        for a in info.actions {
-            if actions.iter().any(|b| b.name == a.name) {
-                return Err(describe_error(format!("lists action `{}` twice", a.name)));
-            }
-            let input_schema: serde_json::Value =
-                serde_json::from_str(&a.input_schema).map_err(|e| {
-                    describe_error(format!(
-                        "action `{}`: input-schema is not JSON: {e}",
-                        a.name
-                    ))
-                })?;
-            if !input_schema.is_object() {
-                return Err(describe_error(format!(
-                    "action `{}`: input-schema must be a JSON object",
-                    a.name
-                )));
-            }
-            actions.push(ActionInfo {
-                name: a.name,
-                description: a.description,
-                input_schema,
-                idempotent: a.idempotent,
-            });
-        }
+        let actions = info
+            .actions
+            .into_iter()
+            .map(|a| (a.name, a.description, a.input_schema, a.idempotent))
+            .collect();
         Ok(AppInfo {
             name: info.name,
             version: info.version,
-            actions,
+            actions: check_actions(actions).map_err(describe_error)?,
         })
     }
 
@@ -763,6 +743,41 @@ impl AppInner {
         }
         result
     }
+}
+
+/// Maximum actions an adapter may describe.
+const MAX_ACTIONS: usize = 256;
+
+/// Check what `describe` returned, action by action (name, description,
+/// input schema as JSON text, idempotent): unique names, schemas that are
+/// JSON objects. A guest's output: it must never panic the host.
+fn check_actions(raw: Vec<(String, String, String, bool)>) -> Result<Vec<ActionInfo>, String> {
+    if raw.len() > MAX_ACTIONS {
+        return Err(format!(
+            "lists {} actions; at most {MAX_ACTIONS}",
+            raw.len()
+        ));
+    }
+    let mut actions: Vec<ActionInfo> = Vec::with_capacity(raw.len());
+    for (name, description, schema, idempotent) in raw {
+        if actions.iter().any(|b| b.name == name) {
+            return Err(format!("lists action `{name}` twice"));
+        }
+        let input_schema: serde_json::Value = serde_json::from_str(&schema)
+            .map_err(|e| format!("action `{name}`: input-schema is not JSON: {e}"))?;
+        if !input_schema.is_object() {
+            return Err(format!(
+                "action `{name}`: input-schema must be a JSON object"
+            ));
+        }
+        actions.push(ActionInfo {
+            name,
+            description,
+            input_schema,
+            idempotent,
+        });
+    }
+    Ok(actions)
 }
 
 /// A failure after a request may have reached the provider is ambiguous.
@@ -898,5 +913,33 @@ fn adapter_error(e: types::AdapterError) -> AttemptError {
         status: d.status,
         code: d.code,
         retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a guest's `describe` returns, the host answers with a
+        /// result, never a panic; what it accepts is well-formed.
+        #[test]
+        fn fuzz_describe_output(
+            raw in prop::collection::vec(
+                ("[a-c-]{0,3}", ".{0,8}", prop_oneof![
+                    Just("{}".to_string()),
+                    Just("[]".to_string()),
+                    "[{}\\[\\]\":,a-z0-9 ]{0,24}",
+                    ".{0,12}",
+                ], any::<bool>()),
+                0..12,
+            )
+        ) {
+            if let Ok(actions) = check_actions(raw.clone()) {
+                prop_assert_eq!(actions.len(), raw.len());
+                prop_assert!(actions.iter().all(|a| a.input_schema.is_object()));
+            }
+        }
     }
 }

@@ -270,7 +270,85 @@ async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document `/openapi.json` serves: [`OPENAPI`] with the
+/// request bodies of definitions generated from the Rust types the server
+/// parses them into (one strict schema per kind; `kind` and `product` may
+/// be left out, they come from the path), so the document refuses exactly
+/// the shapes the server refuses. What no schema can say (an unknown app,
+/// a bound that depends on this server's pool) the server still checks.
+pub fn openapi_document() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc: Value = serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON");
+        let generated = crate::config::json_schema();
+        let kinds = [
+            ("HealthcheckDef", "healthcheck"),
+            ("QuotaDef", "quota"),
+            ("FallbackDef", "fallback"),
+            ("FeatureDef", "feature"),
+            ("CacheDef", "cache"),
+        ];
+        let schemas = doc["components"]["schemas"]
+            .as_object_mut()
+            .expect("components.schemas");
+        if let Some(defs) = generated["$defs"].as_object() {
+            for (name, schema) in defs {
+                let mut schema = schema.clone();
+                rebase_refs(&mut schema);
+                if let Some((_, kind)) = kinds.iter().find(|(n, _)| n == name) {
+                    schema["properties"]["kind"] = json!({"type": "string", "enum": [kind]});
+                    // The rule `check_name` applies to tags.
+                    schema["properties"]["tag"]["pattern"] = json!("^[A-Za-z0-9._-]{1,128}$");
+                }
+                schemas.entry(name.clone()).or_insert(schema);
+            }
+        }
+        let variants: Vec<Value> = kinds
+            .iter()
+            .map(|(n, _)| json!({"$ref": format!("#/components/schemas/{n}")}))
+            .collect();
+        schemas.insert(
+            "DefinitionBody".into(),
+            json!({
+                "description": "A definition as sent to create or replace it: the fields of its kind (docs/configuration.md). `kind` and `product` come from the path and may be left out; `tag` comes from the body (POST) or the path (PUT).",
+                "oneOf": variants,
+            }),
+        );
+        let body = json!({"$ref": "#/components/schemas/DefinitionBody"});
+        // POST takes the tag from the body; PUT from the path.
+        let with_tag = json!({"allOf": [body, {"required": ["tag"]}]});
+        for (path, method, schema) in [
+            ("/v1/{product}/definitions/{kinds}", "post", with_tag),
+            ("/v1/{product}/definitions/{kinds}/{tag}", "put", body),
+        ] {
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"] =
+                schema;
+        }
+        serde_json::to_string_pretty(&doc).expect("serializes")
+    })
+}
+
+/// Point a generated schema's `#/$defs/X` references at `#/components/schemas/X`.
+fn rebase_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(name) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/components/schemas/{name}");
+            }
+            m.values_mut().for_each(rebase_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(rebase_refs),
+        _ => {}
+    }
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
@@ -564,8 +642,9 @@ async fn definition_body(
         ));
     };
     let mut set = |field: &str, value: &str| -> Result<(), ApiError> {
+        // An empty string is the field left out (as the config allows).
         match obj.get(field).and_then(Value::as_str) {
-            Some(given) if given != value => Err(ApiError::new(
+            Some(given) if !given.is_empty() && given != value => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-body",
                 format!("`{field}` is `{given}` in the body but `{value}` in the path; make them agree or leave it out of the body"),

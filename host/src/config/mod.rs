@@ -159,7 +159,8 @@ pub struct RuntimeSection {
     /// Default: the user cache dir (`~/.cache/switchyard`).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
-    /// Memory cap of one plugin instance, MiB (1 to 4 096). Default 128.
+    /// Memory cap of one call, MiB (40 to 4 096): the guest's memory plus
+    /// the resources it makes the host hold (8 MiB reserved). Default 128.
     #[serde(default)]
     pub memory_mb: Option<usize>,
     /// Plugin instances live at once, over all apps (the instance pool;
@@ -464,12 +465,17 @@ impl Config {
     /// `max_in_flight` within the instance pool.
     fn check_limits(&self, problems: &mut Vec<Problem>) {
         let rt = &self.file.runtime;
+        // The smallest cap that leaves a guest its minimum after what a
+        // call may make the host hold in resources.
+        let min_mb = (crate::runtime::Limits::default().host_reserve()
+            + crate::runtime::MIN_GUEST_MEMORY)
+            >> 20;
         if let Some(mb) = rt.memory_mb
-            && !(1..=MAX_MEMORY_MB).contains(&mb)
+            && !(min_mb..=MAX_MEMORY_MB).contains(&mb)
         {
             problems.push(self.problem(
                 &FieldPath::keys(["runtime", "memory_mb"]),
-                format!("is {mb}; it must be between 1 and {MAX_MEMORY_MB}"),
+                format!("is {mb}; it must be between {min_mb} and {MAX_MEMORY_MB} ({} MiB of every call's cap is reserved for what the guest makes the host hold)", min_mb - (crate::runtime::MIN_GUEST_MEMORY >> 20)),
             ));
         }
         let hrt = self.file.server.header_read_timeout_ms;

@@ -77,6 +77,27 @@ pub struct Limits {
     pub egress: EgressLimits,
 }
 
+impl Limits {
+    /// What one call can make the host hold besides its guest's memory in
+    /// resources and header maps (8 MiB), taken out of `memory` so guest
+    /// memory plus that stays under the call's cap. Request bodies the
+    /// egress gate buffers are capped separately (`egress`), not reserved:
+    /// reserving the worst case (8 × 4 MiB) would leave a JavaScript guest
+    /// too little to build a large request at all.
+    pub fn host_reserve(&self) -> usize {
+        state::RESOURCE_RESERVE
+    }
+
+    /// The guest's own memory cap: `memory` less [`Self::host_reserve`].
+    pub fn guest_memory(&self) -> usize {
+        self.memory.saturating_sub(self.host_reserve())
+    }
+}
+
+/// Smallest guest memory a call may be left with after the host's
+/// reserve: a Python or JavaScript guest needs tens of MiB.
+pub const MIN_GUEST_MEMORY: usize = 32 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -291,6 +312,15 @@ impl Runtime {
     /// Start a runtime.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let limits = config.limits;
+        if limits.guest_memory() < MIN_GUEST_MEMORY {
+            return Err(RuntimeError(format!(
+                "the memory cap of {} MiB leaves {} MiB for the guest after the {} MiB a call may make the host hold in resources; raise the memory cap to at least {} MiB",
+                limits.memory >> 20,
+                limits.guest_memory() >> 20,
+                limits.host_reserve() >> 20,
+                (limits.host_reserve() + MIN_GUEST_MEMORY) >> 20
+            )));
+        }
         if !(1..=MAX_INSTANCES).contains(&config.max_instances) {
             return Err(RuntimeError(format!(
                 "max_instances is {}; it must be between 1 and {MAX_INSTANCES}",
@@ -602,7 +632,7 @@ impl AppInner {
             self.name.clone(),
             self.config.clone(),
             egress,
-            limits.memory,
+            limits.guest_memory(),
             limits.max_log_lines,
         );
         let mut store = Store::new(&self.runtime.inner.engine, state);
@@ -809,10 +839,8 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
             class,
             FailureKind::MemoryLimit,
             format!(
-                "the guest tried to grow its memory past the cap of {} MiB ({} MiB of the call's {} MiB are reserved for what it makes the host hold)",
-                state.limiter.cap >> 20,
-                state::HOST_RESERVE >> 20,
-                (state.limiter.cap + state::HOST_RESERVE) >> 20
+                "the guest tried to grow its memory past its cap of {} MiB (the call's cap less what the guest may make the host hold)",
+                state.limiter.cap >> 20
             ),
         );
     }
@@ -827,7 +855,7 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
                 "the guest made the host hold more than {} resources at once (wasi:http fields, requests, streams...); each call may hold {} ({} MiB of its memory cap is reserved for them)",
                 state::MAX_RESOURCES,
                 state::MAX_RESOURCES,
-                state::HOST_RESERVE >> 20
+                state::RESOURCE_RESERVE >> 20
             ),
         );
     }

@@ -19,11 +19,9 @@ pub const MAX_RESOURCES: usize = 512;
 /// of the in-memory header map; a provider request needs a few KiB).
 pub const FIELDS_LIMIT: usize = 16 << 10;
 
-/// What a call can make the host hold in resources at most (8 MiB),
-/// taken out of the call's memory cap: guest memory plus what the guest
-/// makes the host hold stays under `Limits::memory`. Request bodies are
-/// capped separately by the egress gate.
-pub const HOST_RESERVE: usize = MAX_RESOURCES * FIELDS_LIMIT;
+/// What a call can make the host hold in resources at most (8 MiB), taken
+/// out of the call's memory cap ([`Limits::host_reserve`](super::Limits::host_reserve)).
+pub const RESOURCE_RESERVE: usize = MAX_RESOURCES * FIELDS_LIMIT;
 
 /// Bytes of guest stderr kept per call (panic messages land there).
 const STDERR_CAPTURE: usize = 4096;
@@ -77,7 +75,7 @@ impl CallState {
         app: Arc<str>,
         config: Arc<BTreeMap<String, String>>,
         egress: CallEgress,
-        memory_cap: usize,
+        guest_memory: usize,
         max_log_lines: u32,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
@@ -101,7 +99,7 @@ impl CallState {
             config,
             app,
             limiter: MemoryLimiter {
-                cap: memory_cap.saturating_sub(HOST_RESERVE),
+                cap: guest_memory,
                 hit: false,
             },
             logs_left: max_log_lines,

@@ -65,8 +65,10 @@ fn cache_entry(
     let session = session.map_or_else(
         || "-".to_string(),
         |s| {
+            // The tag's length first, so no tag can pose as another
+            // tag plus part of a token.
             let token = hex::encode(Sha256::digest(s.token.as_bytes()));
-            format!("{}:{token}", s.tag.len()) + "/" + &s.tag
+            format!("{}:{}:{token}", s.tag.len(), s.tag)
         },
     );
     format!("{kind}/{tag}/{env}/{session}/{input}")

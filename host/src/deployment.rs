@@ -259,14 +259,12 @@ impl Deployment {
                 if !known {
                     continue;
                 }
-                if a.max_in_flight > pool {
+                if let Err(e) = a
+                    .validate_within("admission", pool)
+                    .and_then(|()| yard.set_admission(&product, &app, a))
+                {
                     warnings.push(format!(
-                        "stored admission of `{product}/{app}` skipped: max_in_flight {} exceeds the instance pool of {pool}; set it again with PUT /v1/{product}/apps/{app}/admission",
-                        a.max_in_flight
-                    ));
-                } else if let Err(e) = yard.set_admission(&product, &app, a) {
-                    warnings.push(format!(
-                        "stored admission of `{product}/{app}` skipped: {e}"
+                        "stored admission of `{product}/{app}` skipped: {e}; set it again with PUT /v1/{product}/apps/{app}/admission"
                     ));
                 }
             }
@@ -281,11 +279,6 @@ impl Deployment {
             writes: Mutex::new(()),
             runtime,
         })
-    }
-
-    /// Plugin instance slots: (in use now, pool size).
-    pub fn instances(&self) -> (u32, u32) {
-        self.runtime.instances()
     }
 
     /// How many definitions the engine holds, over the config's products.
@@ -317,18 +310,8 @@ impl Deployment {
         config: AdmissionConfig,
     ) -> Result<(), ChangeError> {
         let _w = self.writes.locked();
-        config.validate("admission")?;
         let (_, pool) = self.runtime.instances();
-        if config.max_in_flight > pool {
-            return Err(DefineError::new(
-                "admission.max_in_flight",
-                format!(
-                    "is {} but the instance pool holds {pool}; lower it or raise `runtime.max_instances` in the config",
-                    config.max_in_flight
-                ),
-            )
-            .into());
-        }
+        config.validate_within("admission", pool)?;
         if let Some(s) = &self.store {
             s.put_admission(product, app, &config)?;
         }

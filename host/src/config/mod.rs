@@ -465,17 +465,16 @@ impl Config {
     /// `max_in_flight` within the instance pool.
     fn check_limits(&self, problems: &mut Vec<Problem>) {
         let rt = &self.file.runtime;
-        // The smallest cap that leaves a guest its minimum after what a
-        // call may make the host hold in resources.
-        let min_mb = (crate::runtime::Limits::default().host_reserve()
-            + crate::runtime::MIN_GUEST_MEMORY)
-            >> 20;
+        let min_mb = crate::runtime::MIN_MEMORY >> 20;
         if let Some(mb) = rt.memory_mb
             && !(min_mb..=MAX_MEMORY_MB).contains(&mb)
         {
             problems.push(self.problem(
                 &FieldPath::keys(["runtime", "memory_mb"]),
-                format!("is {mb}; it must be between {min_mb} and {MAX_MEMORY_MB} ({} MiB of every call's cap is reserved for what the guest makes the host hold)", min_mb - (crate::runtime::MIN_GUEST_MEMORY >> 20)),
+                format!(
+                    "is {mb}; it must be between {min_mb} and {MAX_MEMORY_MB} ({} MiB of every call's cap is reserved for what the guest makes the host hold)",
+                    crate::runtime::HOST_RESERVE >> 20
+                ),
             ));
         }
         let hrt = self.file.server.header_read_timeout_ms;
@@ -506,17 +505,8 @@ impl Config {
             located(FieldPath::keys(["engine", "budget"]), e);
         }
         let mut check = |at: FieldPath, a: &AdmissionConfig| {
-            if let Err(e) = a.validate(&at.to_string()) {
-                let field = e.path.rsplit('.').next().unwrap_or_default().to_string();
-                problems.push(self.problem(&at.key(&field), e.reason));
-            } else if a.max_in_flight > pool {
-                problems.push(self.problem(
-                    &at.key("max_in_flight"),
-                    format!(
-                        "is {} but the instance pool holds {pool}; lower it or raise `runtime.max_instances`",
-                        a.max_in_flight
-                    ),
-                ));
+            if let Err(e) = a.validate_within(&at.to_string(), pool) {
+                located(at, e);
             }
         };
         check(

@@ -195,7 +195,8 @@ impl AppEgress {
                 "the adapter set the `{h}` header; credentials are added by the host from the app's grant, so remove it from the adapter"
             ));
         }
-        self.policy.check_literal(&origin)?;
+        // An IP-literal origin on the allowlist is the grant for its own
+        // address (and only that origin); names are checked after DNS.
         Ok(())
     }
 }

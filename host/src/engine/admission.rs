@@ -132,6 +132,22 @@ impl AdmissionConfig {
         Ok(())
     }
 
+    /// [`Self::validate`], and `max_in_flight` within an instance pool of
+    /// `pool` slots (the config, the API and stored settings all ask this).
+    pub fn validate_within(&self, at: &str, pool: u32) -> Result<(), DefineError> {
+        self.validate(at)?;
+        if self.max_in_flight > pool {
+            return Err(DefineError::new(
+                format!("{at}.max_in_flight"),
+                format!(
+                    "is {} but the instance pool holds {pool}; lower it or raise `runtime.max_instances`",
+                    self.max_in_flight
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn capacity(&self) -> f64 {
         match (self.burst, self.rate_per_sec) {
             (Some(b), _) => f64::from(b),

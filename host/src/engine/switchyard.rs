@@ -43,10 +43,13 @@ pub struct Counts {
     pub failures: BTreeMap<String, u64>,
 }
 
-/// First backoff between the tries of one healthcheck round.
-const PROBE_BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Longest backoff between the tries of one healthcheck round.
-const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Backoff between the tries of one healthcheck round: full jitter,
+/// doubling from 100 ms, at most 5 s.
+const PROBE_BACKOFF: RetryPolicy = RetryPolicy {
+    retries: 0,
+    base_ms: 100,
+    max_backoff_ms: 5_000,
+};
 
 /// What a result-cache entry is keyed by: everything that separates the
 /// callers it may be shared between. The kind, tag and env of the run, the
@@ -316,7 +319,7 @@ impl Switchyard {
             .admission
             .writing()
             .insert((product.to_string(), app.to_string()), config);
-        for e in self.inner.lock_gates().values() {
+        for e in self.inner.gates.locked().values() {
             if e.product == product && e.app == app {
                 e.gate.reconfigure(config);
             }
@@ -334,7 +337,8 @@ impl Switchyard {
         let now = self.inner.clock.now();
         let mut v: Vec<AppAdmission> = self
             .inner
-            .lock_gates()
+            .gates
+            .locked()
             .values()
             .map(|e| AppAdmission {
                 product: e.product.clone(),
@@ -673,20 +677,16 @@ impl Inner {
             .unwrap_or(self.admission_default)
     }
 
-    fn lock_gates(&self) -> std::sync::MutexGuard<'_, HashMap<String, GateEntry>> {
-        // Gate entries are inserted whole; a poisoned map is still sound.
-        self.gates.locked()
-    }
-
     /// The admission gate of `app` in `product`/`env`, made on first use.
     pub fn gate(&self, product: &str, env: &str, app: &str) -> Arc<Gate> {
         let key = format!("{product}/{env}/{app}");
-        if let Some(e) = self.lock_gates().get(&key) {
+        if let Some(e) = self.gates.locked().get(&key) {
             return e.gate.clone();
         }
         let config = self.admission_config(product, app);
         let now = self.clock.now();
-        self.lock_gates()
+        self.gates
+            .locked()
             .entry(key)
             .or_insert_with(|| GateEntry {
                 product: product.to_string(),
@@ -813,12 +813,8 @@ impl Inner {
             .unwrap_or(Value::Object(Default::default()));
         for attempt in 0..=def.retries {
             if attempt > 0 {
-                // Back off between tries (full jitter, doubling from 100 ms,
-                // at most 5 s): a failing provider is not hammered.
-                let ceiling = PROBE_BACKOFF_BASE
-                    .saturating_mul(1 << (attempt - 1).min(6))
-                    .min(PROBE_BACKOFF_MAX);
-                let wait = ceiling.mul_f64(self.jitter.locked().next_f64());
+                // A failing provider is not hammered.
+                let wait = self.backoff(&PROBE_BACKOFF, attempt - 1, None);
                 self.clock.sleep(wait).await;
             }
             tries += 1;

@@ -77,26 +77,27 @@ pub struct Limits {
     pub egress: EgressLimits,
 }
 
-impl Limits {
-    /// What one call can make the host hold besides its guest's memory in
-    /// resources and header maps (8 MiB), taken out of `memory` so guest
-    /// memory plus that stays under the call's cap. Request bodies the
-    /// egress gate buffers are capped separately (`egress`), not reserved:
-    /// reserving the worst case (8 × 4 MiB) would leave a JavaScript guest
-    /// too little to build a large request at all.
-    pub fn host_reserve(&self) -> usize {
-        state::RESOURCE_RESERVE
-    }
+/// What one call can make the host hold besides its guest's memory, in
+/// resources and header maps (8 MiB), taken out of `Limits::memory` so
+/// guest memory plus that stays under the call's cap. Request bodies the
+/// egress gate buffers are capped separately (`Limits::egress`), not
+/// reserved: reserving the worst case (8 × 4 MiB) would leave a JavaScript
+/// guest too little to build a large request at all.
+pub const HOST_RESERVE: usize = state::RESOURCE_RESERVE;
 
-    /// The guest's own memory cap: `memory` less [`Self::host_reserve`].
+/// Smallest guest memory a call may be left with after [`HOST_RESERVE`]:
+/// a Python or JavaScript guest needs tens of MiB.
+pub const MIN_GUEST_MEMORY: usize = 32 << 20;
+
+/// Smallest `Limits::memory`.
+pub const MIN_MEMORY: usize = HOST_RESERVE + MIN_GUEST_MEMORY;
+
+impl Limits {
+    /// The guest's own memory cap: `memory` less [`HOST_RESERVE`].
     pub fn guest_memory(&self) -> usize {
-        self.memory.saturating_sub(self.host_reserve())
+        self.memory.saturating_sub(HOST_RESERVE)
     }
 }
-
-/// Smallest guest memory a call may be left with after the host's
-/// reserve: a Python or JavaScript guest needs tens of MiB.
-pub const MIN_GUEST_MEMORY: usize = 32 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -312,13 +313,13 @@ impl Runtime {
     /// Start a runtime.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let limits = config.limits;
-        if limits.guest_memory() < MIN_GUEST_MEMORY {
+        if limits.memory < MIN_MEMORY {
             return Err(RuntimeError(format!(
                 "the memory cap of {} MiB leaves {} MiB for the guest after the {} MiB a call may make the host hold in resources; raise the memory cap to at least {} MiB",
                 limits.memory >> 20,
                 limits.guest_memory() >> 20,
-                limits.host_reserve() >> 20,
-                (limits.host_reserve() + MIN_GUEST_MEMORY) >> 20
+                HOST_RESERVE >> 20,
+                MIN_MEMORY >> 20
             )));
         }
         if !(1..=MAX_INSTANCES).contains(&config.max_instances) {
@@ -855,7 +856,7 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
                 "the guest made the host hold more than {} resources at once (wasi:http fields, requests, streams...); each call may hold {} ({} MiB of its memory cap is reserved for them)",
                 state::MAX_RESOURCES,
                 state::MAX_RESOURCES,
-                state::RESOURCE_RESERVE >> 20
+                HOST_RESERVE >> 20
             ),
         );
     }

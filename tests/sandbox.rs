@@ -384,6 +384,40 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_the_host_holds_count_against_the_call() {
+    let sim = Simulator::start().await.unwrap();
+    // The provider takes its time, so every body of a call is held by the
+    // host at once.
+    sim.set_latency(Duration::from_millis(800));
+    let rt = runtime();
+    let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
+    let flood = |ballast_mib: u32| {
+        CallRequest::new(
+            "bodies-flood",
+            json!({
+                "authority": sim.addr().to_string(),
+                "count": 8,
+                "size": 4_000_000,
+                "ballast": ballast_mib,
+            }),
+        )
+        .deadline(Duration::from_secs(10))
+    };
+    // 8 bodies of 4 MB (32 MB held by the host) beside a small guest fit
+    // the call's 120 MiB.
+    let ok = app.call(flood(0)).await.expect("a modest flood fits");
+    assert_eq!(ok.output["statuses"].as_array().map(Vec::len), Some(8));
+    // With 96 MiB of the guest's own (about 102 MiB in all) the same
+    // bodies would take the call to about 134 MiB: a body is refused and
+    // the call fails with the memory-limit error, although the guest's
+    // own memory never reached its cap.
+    let e = app.call(flood(96)).await.expect_err("over the cap");
+    assert_eq!(e.kind, FailureKind::MemoryLimit, "{e}");
+    assert!(e.message.contains("request bodies held by the host"), "{e}");
+    still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_error_message_is_cut_at_the_boundary() {
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;

@@ -7,10 +7,12 @@
 
 pub mod client;
 pub mod credentials;
+mod memory;
 pub mod policy;
 mod sigv4;
 
 pub use credentials::{Credential, CredentialError, GrantCredential, Secret};
+pub use memory::{CallMemory, Held, Refused};
 pub use policy::{EgressPolicy, Network, Origin, PolicyError};
 
 use client::{LookupFailed, PooledClient, ResolvedToForbidden};
@@ -214,6 +216,9 @@ pub struct CallLog {
     /// Why outbound requests failed in the host (not denials), in order:
     /// shown with a guest trap, which carries no reason of its own.
     pub failures: Vec<String>,
+    /// Why a request body was refused for the call's memory cap: the call
+    /// fails with the memory-limit error whatever the adapter does next.
+    pub over_memory: Option<String>,
 }
 
 impl CallLog {
@@ -233,6 +238,7 @@ impl CallLog {
 /// The gate as seen by one call: the wasi-http hooks of its store.
 pub struct CallEgress {
     app: Arc<AppEgress>,
+    memory: Arc<CallMemory>,
     deadline: Instant,
     made: u32,
     cap: u32,
@@ -240,11 +246,12 @@ pub struct CallEgress {
 }
 
 impl CallEgress {
-    /// Hooks for one call of `app` that must finish by `deadline`;
-    /// `request_cap` lowers the app's per-call request cap (`describe`
-    /// runs with 0).
+    /// Hooks for one call of `app` that must finish by `deadline`, holding
+    /// the bodies it sends on `memory`; `request_cap` lowers the app's
+    /// per-call request cap (`describe` runs with 0).
     pub fn new(
         app: Arc<AppEgress>,
+        memory: Arc<CallMemory>,
         deadline: Instant,
         log: Arc<Mutex<CallLog>>,
         request_cap: Option<u32>,
@@ -252,6 +259,7 @@ impl CallEgress {
         let cap = request_cap.unwrap_or(app.limits.max_requests_per_call);
         Self {
             app,
+            memory,
             deadline,
             made: 0,
             cap,
@@ -297,25 +305,42 @@ impl WasiHttpHooks for CallEgress {
             .map_or(remaining, |t| t.min(remaining));
         let app = self.app.clone();
         let log = self.log.clone();
+        // Held until the request is done, so a guest cannot stack bodies in
+        // the host beyond what its call may use.
+        let mut held = self.memory.hold();
         let authority = request
             .uri()
             .authority()
             .map_or_else(String::new, |a| a.to_string());
         Box::new(async move {
-            let (mut parts, body) = request.into_parts();
-            let body = match Limited::new(body, app.limits.max_request_body)
-                .collect()
-                .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
-                    let max = app.limits.max_request_body;
+            let (mut parts, mut stream) = request.into_parts();
+            let max = app.limits.max_request_body;
+            // The guest's stream stays open until the refusal is logged: a
+            // guest that traps on the closed stream (componentize-js does)
+            // is then reported with the reason.
+            let body = match buffer_body(&mut stream, max, &mut held).await {
+                Ok(b) => b,
+                Err(BodyRefused::TooLarge) => {
                     log.lock().expect("call log").failed(format!(
                         "the request body was larger than the egress cap of {max} bytes (limits.egress.max_request_body)"
                     ));
                     return Err(HttpError::HttpRequestBodySize(None));
                 }
+                Err(BodyRefused::OverMemory(refused)) => {
+                    let reason = format!("buffering the adapter's request body: {refused}");
+                    let mut log = log.lock().expect("call log");
+                    log.failed(reason.clone());
+                    log.over_memory.get_or_insert(reason);
+                    return Err(HttpError::HttpRequestBodySize(None));
+                }
+                Err(BodyRefused::Broken(e)) => {
+                    log.lock()
+                        .expect("call log")
+                        .failed(format!("the adapter's request body broke off: {e}"));
+                    return Err(e);
+                }
             };
+            drop(stream);
             let now = SystemTime::now();
             let origin = Origin::of_uri(&parts.uri);
             for (scope, c) in &app.credentials {
@@ -403,6 +428,37 @@ impl WasiHttpHooks for CallEgress {
             }
         })
     }
+}
+
+/// Why a request body was not buffered.
+enum BodyRefused {
+    /// Over `limits.egress.max_request_body`.
+    TooLarge,
+    /// Over what the call's memory cap leaves.
+    OverMemory(Refused),
+    /// The guest's body stream failed.
+    Broken(HttpError),
+}
+
+/// Collect a request body of at most `max` bytes, holding each chunk on
+/// the call's memory account before keeping it.
+async fn buffer_body(
+    body: &mut WasiBody,
+    max: usize,
+    held: &mut Held,
+) -> Result<bytes::Bytes, BodyRefused> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyRefused::Broken)?.into_data() else {
+            continue;
+        };
+        if buf.len().saturating_add(data.len()) > max {
+            return Err(BodyRefused::TooLarge);
+        }
+        held.grow(data.len()).map_err(BodyRefused::OverMemory)?;
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 fn response_body_error(e: Box<dyn StdError + Send + Sync>, max: usize) -> HttpError {

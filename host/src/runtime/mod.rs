@@ -22,8 +22,8 @@ use crate::adapter::{
     FailureKind,
 };
 use crate::egress::{
-    AppEgress, CallEgress, CallLog, CredentialError, EgressLimits, EgressPolicy, EgressStats,
-    PolicyError,
+    AppEgress, CallEgress, CallLog, CallMemory, CredentialError, EgressLimits, EgressPolicy,
+    EgressStats, PolicyError,
 };
 use crate::grant::Grant;
 use bindings::{AdapterPre, types};
@@ -80,9 +80,10 @@ pub struct Limits {
 /// What one call can make the host hold besides its guest's memory, in
 /// resources and header maps (8 MiB), taken out of `Limits::memory` so
 /// guest memory plus that stays under the call's cap. Request bodies the
-/// egress gate buffers are capped separately (`Limits::egress`), not
-/// reserved: reserving the worst case (8 × 4 MiB) would leave a JavaScript
-/// guest too little to build a large request at all.
+/// egress gate buffers are not reserved (the worst case, 8 × 4 MiB, would
+/// leave a JavaScript guest too little to build a large request) but
+/// counted: the guest's memory and the bodies held for its call share one
+/// account of `memory` less this reserve ([`CallMemory`]).
 pub const HOST_RESERVE: usize = state::RESOURCE_RESERVE;
 
 /// Smallest guest memory a call may be left with after [`HOST_RESERVE`]:
@@ -628,12 +629,19 @@ impl AppInner {
         request_cap: Option<u32>,
     ) -> Store<CallState> {
         let limits = self.runtime.inner.limits;
-        let egress = CallEgress::new(self.egress.clone(), deadline, log, request_cap);
+        let memory = CallMemory::new(limits.guest_memory());
+        let egress = CallEgress::new(
+            self.egress.clone(),
+            memory.clone(),
+            deadline,
+            log,
+            request_cap,
+        );
         let state = CallState::new(
             self.name.clone(),
             self.config.clone(),
             egress,
-            limits.guest_memory(),
+            memory,
             limits.max_log_lines,
         );
         let mut store = Store::new(&self.runtime.inner.engine, state);
@@ -743,13 +751,14 @@ impl AppInner {
         let result = match outcome {
             Err(_) => Err(deadline_exceeded(&log, request.deadline)),
             Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
-            Ok(Ok(Err(e))) => Err(match log.denials.first() {
-                Some(reason) => AttemptError::new(
+            Ok(Ok(Err(e))) => Err(match (log.denials.first(), over_memory(&log)) {
+                (Some(reason), _) => AttemptError::new(
                     ErrorClass::Internal,
                     FailureKind::EgressDenied,
                     reason.clone(),
                 ),
-                None => unanswered_is_ambiguous(adapter_error(e), &log),
+                (None, Some(refused)) => refused,
+                (None, None) => unanswered_is_ambiguous(adapter_error(e), &log),
             }),
             Ok(Ok(Ok(response))) if response.output.len() > max_output => Err(AttemptError::new(
                 after_send(&log, ErrorClass::Internal),
@@ -828,6 +837,18 @@ fn deadline_exceeded(log: &CallLog, budget: Duration) -> AttemptError {
     )
 }
 
+/// The memory-limit error of a call whose request body the gate refused
+/// for the call's memory cap, however the adapter went on.
+fn over_memory(log: &CallLog) -> Option<AttemptError> {
+    log.over_memory.as_ref().map(|reason| {
+        AttemptError::new(
+            after_send(log, ErrorClass::Unavailable),
+            FailureKind::MemoryLimit,
+            reason.clone(),
+        )
+    })
+}
+
 /// Classify a wasmtime error (a trap, a limit) into an attempt error.
 fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) -> AttemptError {
     let state = store.data();
@@ -835,13 +856,16 @@ fn sandbox_failure(store: &Store<CallState>, log: &CallLog, e: wasmtime::Error) 
     // cleanly and another provider may serve (the JS toolchain traps on a
     // refused connection).
     let class = after_send(log, ErrorClass::Unavailable);
+    if let Some(refused) = over_memory(log) {
+        return refused;
+    }
     if state.limiter.hit {
         return AttemptError::new(
             class,
             FailureKind::MemoryLimit,
             format!(
-                "the guest tried to grow its memory past its cap of {} MiB (the call's cap less what the guest may make the host hold)",
-                state.limiter.cap >> 20
+                "the guest tried to grow its memory past its cap of {} MiB (the call's cap less what the guest may make the host hold; request bodies the host holds for the call count too)",
+                state.limiter.memory.cap() >> 20
             ),
         );
     }

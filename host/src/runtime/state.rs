@@ -3,7 +3,7 @@
 //! memory limiter and a log budget.
 
 use super::bindings::{config, logging, types};
-use crate::egress::CallEgress;
+use crate::egress::{CallEgress, CallMemory};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -26,21 +26,23 @@ pub const RESOURCE_RESERVE: usize = MAX_RESOURCES * FIELDS_LIMIT;
 /// Bytes of guest stderr kept per call (panic messages land there).
 const STDERR_CAPTURE: usize = 4096;
 
-/// Caps memory growth and remembers that the cap was hit, so a guest that
-/// aborts after a refused `memory.grow` is reported as a memory bomb.
+/// Caps memory growth (the guest's memories and the request bodies the
+/// gate holds for the call share one account) and remembers that the cap
+/// was hit, so a guest that aborts after a refused `memory.grow` is
+/// reported as a memory bomb.
 pub struct MemoryLimiter {
-    pub cap: usize,
+    pub memory: Arc<CallMemory>,
     pub hit: bool,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
+        if self.memory.grow_guest(current, desired).is_err() {
             self.hit = true;
             return Ok(false);
         }
@@ -75,7 +77,7 @@ impl CallState {
         app: Arc<str>,
         config: Arc<BTreeMap<String, String>>,
         egress: CallEgress,
-        guest_memory: usize,
+        memory: Arc<CallMemory>,
         max_log_lines: u32,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
@@ -98,10 +100,7 @@ impl CallState {
             egress,
             config,
             app,
-            limiter: MemoryLimiter {
-                cap: guest_memory,
-                hit: false,
-            },
+            limiter: MemoryLimiter { memory, hit: false },
             logs_left: max_log_lines,
             stderr,
         }

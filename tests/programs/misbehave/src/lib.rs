@@ -46,6 +46,7 @@ impl Adapter for Misbehave {
             "many-requests",
             "log-flood",
             "fields-flood",
+            "bodies-flood",
             "huge-error",
         ] {
             info = info.action(Action::new(name).idempotent(name == "noop"));
@@ -145,6 +146,7 @@ impl Adapter for Misbehave {
                 }
                 Ok(json!({"held": held.len()}))
             }
+            "bodies-flood" => bodies_flood(&req),
             "huge-error" => {
                 let n = req.i64("bytes")? as usize;
                 Err(Error::unavailable("x".repeat(n)).with_code("y".repeat(n / 10)))
@@ -158,6 +160,63 @@ impl Adapter for Misbehave {
             _ => Err(req.unknown_action()),
         }
     }
+}
+
+/// Host-side memory again: `count` POSTs of `size` bytes each to
+/// `http://{authority}/`, all started before any answer is awaited, so the
+/// host buffers every body at once while the guest keeps only one copy
+/// (plus `ballast` MiB of its own).
+fn bodies_flood(req: &Request) -> Result<Value, Error> {
+    use switchyard_guest::bindings::wasi::http::outgoing_handler;
+    use switchyard_guest::bindings::wasi::http::types::{
+        Fields, Method, OutgoingBody, OutgoingRequest, Scheme,
+    };
+    let authority = req.str("authority")?;
+    let body = vec![b'b'; req.i64("size")? as usize];
+    let ballast = vec![1u8; (req.i64("ballast").unwrap_or(0) as usize) << 20];
+    let mut pending = Vec::new();
+    for i in 0..req.i64("count")? {
+        let failed = |what: &str| Error::internal(format!("request {i}: {what}"));
+        let request = OutgoingRequest::new(Fields::new());
+        request
+            .set_method(&Method::Post)
+            .map_err(|()| failed("method"))?;
+        request
+            .set_scheme(Some(&Scheme::Http))
+            .map_err(|()| failed("scheme"))?;
+        request
+            .set_authority(Some(authority))
+            .map_err(|()| failed("authority"))?;
+        request
+            .set_path_with_query(Some("/"))
+            .map_err(|()| failed("path"))?;
+        let out = request.body().map_err(|()| failed("body"))?;
+        let future = outgoing_handler::handle(request, None)
+            .map_err(|e| failed(&format!("refused: {e:?}")))?;
+        {
+            let stream = out.write().map_err(|()| failed("stream"))?;
+            for chunk in body.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| failed(&format!("write: {e:?}")))?;
+            }
+        }
+        OutgoingBody::finish(out, None).map_err(|e| failed(&format!("finish: {e:?}")))?;
+        pending.push(future);
+    }
+    let mut statuses = Vec::new();
+    for (i, future) in pending.into_iter().enumerate() {
+        future.subscribe().block();
+        match future.get() {
+            Some(Ok(Ok(response))) => statuses.push(response.status()),
+            Some(Ok(Err(code))) => {
+                return Err(Error::unavailable(format!("request {i} failed: {code:?}")));
+            }
+            _ => return Err(Error::internal(format!("request {i}: no response"))),
+        }
+    }
+    std::hint::black_box(&ballast);
+    Ok(json!({"statuses": statuses}))
 }
 
 export_adapter!(Misbehave);

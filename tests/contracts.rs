@@ -1,8 +1,8 @@
 //! Provider adapters against third-party fakes of the providers on
-//! loopback (`../shared/contracts`): Prism serving Stripe's and Twilio's own
-//! OpenAPI specs with request validation, and moto serving SNS with SigV4
-//! verification (`MOTO_IAM_AUTH=1`). Start them with
-//! `MOTO_IAM_AUTH=1 ../shared/contracts/start-mocks.sh` (`.ci/run` does).
+//! loopback (`tests/contracts/`): Prism serving Stripe's and Twilio's own
+//! OpenAPI documents with request validation, and moto serving SNS with
+//! SigV4 verification. Start them with `tests/contracts/fakes.sh start`
+//! (`.ci/run` does).
 //!
 //! Every happy path also checks the fake's own verdict: Prism logs each
 //! request as valid or lists its violations.
@@ -10,16 +10,15 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::adapter::{Adapter, CallRequest, CallResponse, ErrorClass, FailureKind};
-use switchyard::egress::{Credential, Secret};
-use switchyard::engine::{ErrorCode, RunOptions, Switchyard};
-use switchyard::{App, Grant, Runtime};
-use switchyard_tests::{Simulator, artifacts, runtime};
+use switchyard_engine::{Adapter, CallRequest, CallResponse, ErrorClass, FailureKind};
+use switchyard_engine::{ErrorCode, RunOptions, Switchyard};
+use switchyard_runtime::{App, Grant, Runtime};
+use switchyard_runtime::{Credential, Secret};
+use switchyard_tests::{Simulator, artifacts, fakes_dir, runtime};
 
 const STRIPE: &str = "http://127.0.0.1:12111";
 const TWILIO: &str = "http://127.0.0.1:12112";
 const SNS: &str = "http://127.0.0.1:12113";
-const RUN_DIR: &str = "/tmp/contract-tools/run";
 const ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 /// Fail with the fix when a fake is not up.
@@ -28,7 +27,7 @@ async fn require(url: &str, name: &str) {
     if tokio::net::TcpStream::connect(addr).await.is_err() {
         panic!(
             "the {name} fake is not running on {url}; start the fakes with \
-             `MOTO_IAM_AUTH=1 ../shared/contracts/start-mocks.sh` (see ../shared/contracts/README.md)"
+             `tests/contracts/fakes.sh start` (see tests/contracts/README.md)"
         );
     }
 }
@@ -43,7 +42,7 @@ async fn prism_turn() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 fn prism_log(name: &str) -> String {
-    std::fs::read_to_string(format!("{RUN_DIR}/{name}.log")).unwrap_or_default()
+    std::fs::read_to_string(fakes_dir().join(format!("run/{name}.log"))).unwrap_or_default()
 }
 
 /// Run `f`, then assert Prism logged no violation for what it sent.
@@ -372,10 +371,14 @@ async fn twilio_bad_input_and_bad_config_are_classified() {
 
 // --------------------------------------------------------------------- SNS
 
-/// The key pair moto accepts (written by start-mocks.sh with MOTO_IAM_AUTH=1).
+/// The key pair moto accepts (written by `fakes.sh start`).
 fn sns_keys() -> (String, String) {
-    let env = std::fs::read_to_string(format!("{RUN_DIR}/sns-iam.env")).unwrap_or_else(|_| {
-        panic!("{RUN_DIR}/sns-iam.env is missing: start the fakes with MOTO_IAM_AUTH=1")
+    let path = fakes_dir().join("run/sns-iam.env");
+    let env = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: start the fakes with tests/contracts/fakes.sh start",
+            path.display()
+        )
     });
     let get = |k: &str| {
         env.lines()
@@ -408,7 +411,7 @@ fn sns_grant(secret: &str) -> Grant {
 /// Create a topic with the AWS SDK from the fakes' venv (setup only).
 fn create_topic(name: &str) -> String {
     let (id, secret) = sns_keys();
-    let out = std::process::Command::new("/tmp/contract-tools/venv/bin/python")
+    let out = std::process::Command::new(fakes_dir().join("venv/bin/python"))
         .args([
             "-c",
             &format!(
@@ -555,7 +558,7 @@ async fn the_example_definitions_are_accepted() {
     }
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/providers.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let defs: Vec<switchyard::engine::Definition> =
+    let defs: Vec<switchyard_engine::Definition> =
         serde_json::from_value(doc["definitions"].clone()).unwrap();
     assert_eq!(defs.len(), 6);
     for d in defs {

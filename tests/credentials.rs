@@ -4,10 +4,10 @@
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use switchyard::adapter::CallRequest;
-use switchyard::egress::{Credential, Secret};
 use switchyard::simulator::Recorded;
-use switchyard::{App, Grant};
+use switchyard_engine::CallRequest;
+use switchyard_runtime::{App, Grant};
+use switchyard_runtime::{Credential, Secret};
 use switchyard_tests::{Simulator, misbehave, runtime};
 
 async fn post_echo(app: &App, sim: &Simulator, body: serde_json::Value) -> Recorded {
@@ -270,7 +270,7 @@ async fn trace_connect_and_userinfo_are_refused() {
             .expect_err("refused");
         assert_eq!(
             e.kind,
-            switchyard::FailureKind::EgressDenied,
+            switchyard_engine::FailureKind::EgressDenied,
             "{method} {url}: {e}"
         );
     }

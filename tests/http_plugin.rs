@@ -2,9 +2,9 @@
 
 use serde_json::json;
 use std::time::Duration;
-use switchyard::adapter::{Adapter, CallRequest, ErrorClass, FailureKind};
-use switchyard::runtime::{CacheOutcome, RuntimeConfig};
-use switchyard::{Grant, Runtime};
+use switchyard_engine::{Adapter, CallRequest, ErrorClass, FailureKind};
+use switchyard_runtime::{CacheOutcome, RuntimeConfig};
+use switchyard_runtime::{Grant, Runtime};
 use switchyard_tests::{Simulator, artifacts, http_plugin, runtime};
 
 fn grant(sim: &Simulator) -> Grant {

@@ -7,10 +7,10 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::adapter::{AttemptError, CallRequest, ErrorClass, FailureKind};
-use switchyard::egress::{Credential, Secret};
-use switchyard::engine::{FieldType, Outcome, RunOptions, SkipReason, Switchyard};
-use switchyard::{App, Grant, Runtime};
+use switchyard_engine::{AttemptError, CallRequest, ErrorClass, FailureKind};
+use switchyard_engine::{FieldType, Outcome, RunOptions, SkipReason, Switchyard};
+use switchyard_runtime::{App, Grant, Runtime};
+use switchyard_runtime::{Credential, Secret};
 use switchyard_tests::scripted::{Answer, Scripted};
 use switchyard_tests::{artifacts, polyglot, runtime};
 
@@ -78,7 +78,7 @@ async fn python_vonage_sends_and_reads_the_balance() {
     );
     let rt = runtime();
     let app = load(&rt, "vonage", vonage_grant(&server)).await;
-    let info = switchyard::adapter::Adapter::info(&app);
+    let info = switchyard_engine::Adapter::info(&app);
     assert_eq!(info.name, "vonage");
     let names: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["send-sms", "get-balance", "ping"]);
@@ -229,7 +229,7 @@ async fn js_slack_posts_and_checks_the_token() {
     );
     let rt = runtime();
     let app = load(&rt, "slack", slack_grant(&server)).await;
-    let names: Vec<String> = switchyard::adapter::Adapter::info(&app)
+    let names: Vec<String> = switchyard_engine::Adapter::info(&app)
         .actions
         .iter()
         .map(|a| a.name.clone())
@@ -502,7 +502,7 @@ async fn sms_fallback(
     yard
 }
 
-async fn run_sms(yard: &Switchyard) -> switchyard::engine::RunResult {
+async fn run_sms(yard: &Switchyard) -> switchyard_engine::RunResult {
     yard.fallback()
         .run(
             "notify",
@@ -612,7 +612,7 @@ async fn chat_fallback(first: &str, second: &str, slack: &Scripted, hook: &Scrip
     yard
 }
 
-async fn run_alert(yard: &Switchyard) -> switchyard::engine::RunResult {
+async fn run_alert(yard: &Switchyard) -> switchyard_engine::RunResult {
     yard.fallback()
         .run(
             "ops",

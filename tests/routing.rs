@@ -5,10 +5,10 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::engine::{
+use switchyard_engine::{
     AdmissionConfig, ErrorCode, FieldType, HealthStatus, RunOptions, SkipReason, Switchyard,
 };
-use switchyard::{Grant, Runtime};
+use switchyard_runtime::{Grant, Runtime};
 use switchyard_tests::{Simulator, http_plugin, misbehave, runtime};
 
 const P: &str = "sms";
@@ -242,10 +242,10 @@ async fn a_trapping_plugin_is_contained_and_the_fallback_goes_on() {
 
 /// A runtime whose instance pool is `instances` slots.
 fn small_pool(instances: u32) -> Runtime {
-    Runtime::new(switchyard::RuntimeConfig {
+    Runtime::new(switchyard_runtime::RuntimeConfig {
         cache_dir: Some(switchyard_tests::cache_dir()),
         max_instances: instances,
-        ..switchyard::RuntimeConfig::default()
+        ..switchyard_runtime::RuntimeConfig::default()
     })
     .expect("runtime starts")
 }
@@ -302,7 +302,7 @@ async fn health_checks(yard: &Switchyard) {
 /// Health status and history length, breaker state and counts of every
 /// provider: what a burst of load must leave as it was (counts aside).
 fn provider_health(yard: &Switchyard) -> Vec<String> {
-    yard.provider_states(P, "dev", switchyard::engine::Kind::Fallback, "notify")
+    yard.provider_states(P, "dev", switchyard_engine::Kind::Fallback, "notify")
         .unwrap()
         .into_iter()
         .map(|s| {
@@ -320,7 +320,7 @@ fn provider_health(yard: &Switchyard) -> Vec<String> {
 async fn burst(
     yard: &Switchyard,
     runs: usize,
-) -> Vec<Result<switchyard::engine::RunResult, switchyard::engine::RunError>> {
+) -> Vec<Result<switchyard_engine::RunResult, switchyard_engine::RunError>> {
     let tasks: Vec<_> = (0..runs)
         .map(|i| {
             let yard = yard.clone();
@@ -505,7 +505,7 @@ async fn at_the_onset_of_an_outage_every_run_is_served_by_the_backup() {
                 .into_iter()
                 .find(|(k, _)| k.ends_with("/alpha/send"))
                 .map(|(_, s)| s),
-            Some(switchyard::engine::BreakerState::Open),
+            Some(switchyard_engine::BreakerState::Open),
         );
         let (to_alpha, _) = a.counts();
         assert!(

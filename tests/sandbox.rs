@@ -3,8 +3,8 @@
 
 use serde_json::json;
 use std::time::{Duration, Instant};
-use switchyard::adapter::{CallRequest, ErrorClass, FailureKind};
-use switchyard::{App, Grant, LoadError};
+use switchyard_engine::{CallRequest, ErrorClass, FailureKind};
+use switchyard_runtime::{App, Grant, LoadError};
 use switchyard_tests::{Simulator, misbehave, runtime};
 
 async fn still_serving(app: &App) {
@@ -15,7 +15,11 @@ async fn still_serving(app: &App) {
     );
 }
 
-async fn fails(app: &App, action: &str, input: serde_json::Value) -> switchyard::AttemptError {
+async fn fails(
+    app: &App,
+    action: &str,
+    input: serde_json::Value,
+) -> switchyard_engine::AttemptError {
     let err = app
         .call(CallRequest::new(action, input).deadline(Duration::from_secs(2)))
         .await
@@ -423,7 +427,7 @@ async fn a_huge_error_message_is_cut_at_the_boundary() {
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "huge-error", json!({"bytes": 50_000_000})).await;
     assert!(
-        e.message.len() <= switchyard::adapter::MAX_ERROR_MESSAGE + 64,
+        e.message.len() <= switchyard_engine::MAX_ERROR_MESSAGE + 64,
         "{} bytes",
         e.message.len()
     );
@@ -432,7 +436,7 @@ async fn a_huge_error_message_is_cut_at_the_boundary() {
         "{}",
         &e.message[4_000..]
     );
-    assert!(e.code.unwrap().len() <= switchyard::adapter::MAX_ERROR_CODE + 64);
+    assert!(e.code.unwrap().len() <= switchyard_engine::MAX_ERROR_CODE + 64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,10 +8,10 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard::adapter::{
+use switchyard_engine::{
     ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse,
 };
-use switchyard::engine::{FieldType, RouteBuilder, RunOptions, Switchyard};
+use switchyard_engine::{FieldType, RouteBuilder, RunOptions, Switchyard};
 
 /// Answers every call with its input, allocation-free beyond the move.
 struct Noop(AppInfo);

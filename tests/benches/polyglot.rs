@@ -13,10 +13,10 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard::adapter::CallRequest;
-use switchyard::egress::{Credential, Secret};
-use switchyard::runtime::{ComponentSource, RuntimeConfig};
-use switchyard::{App, Grant, Runtime};
+use switchyard_engine::CallRequest;
+use switchyard_runtime::{App, Grant, Runtime};
+use switchyard_runtime::{ComponentSource, RuntimeConfig};
+use switchyard_runtime::{Credential, Secret};
 use switchyard_tests::scripted::{Answer, Scripted};
 use switchyard_tests::{artifacts, polyglot};
 

@@ -12,9 +12,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard::adapter::CallRequest;
-use switchyard::runtime::{ComponentSource, RuntimeConfig};
-use switchyard::{Grant, Runtime};
+use switchyard_engine::CallRequest;
+use switchyard_runtime::{ComponentSource, RuntimeConfig};
+use switchyard_runtime::{Grant, Runtime};
 use switchyard_tests::{Simulator, artifacts};
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

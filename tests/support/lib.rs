@@ -5,8 +5,8 @@ pub use switchyard::simulator::Simulator;
 pub use switchyard_artifacts as artifacts;
 
 use std::path::PathBuf;
-use switchyard::runtime::RuntimeConfig;
-use switchyard::{App, Grant, Runtime};
+use switchyard_runtime::RuntimeConfig;
+use switchyard_runtime::{App, Grant, Runtime};
 
 /// Cache dir shared by test runs, so components compile once per machine.
 pub fn cache_dir() -> PathBuf {
@@ -20,6 +20,13 @@ pub fn runtime() -> Runtime {
         ..RuntimeConfig::default()
     })
     .expect("runtime starts")
+}
+
+/// Where `tests/contracts/fakes.sh` keeps the provider fakes' tools, logs
+/// and SNS key pair: `$SWITCHYARD_FAKES_DIR`, default `/tmp/switchyard-fakes`.
+pub fn fakes_dir() -> PathBuf {
+    std::env::var_os("SWITCHYARD_FAKES_DIR")
+        .map_or_else(|| PathBuf::from("/tmp/switchyard-fakes"), PathBuf::from)
 }
 
 /// The misbehaving guest loaded with `grant`.

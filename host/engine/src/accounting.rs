@@ -1,0 +1,163 @@
+//! What the engine counts and meters per app: retry budgets, admission
+//! gates, attempt counts, quota rotation state and observer events.
+
+use super::admission::{AdmissionConfig, Gate, OverloadReason};
+use super::budget::{BudgetToken, RetryBudget};
+use super::compile::CompiledRoute;
+use super::locks::{Recover, RecoverRw};
+use super::observer::AttemptEvent;
+use super::retry::RetryPolicy;
+use super::weighted::SmoothWeighted;
+use crate::adapter::AttemptError;
+use crate::switchyard::Inner;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Attempts and outcomes of one app action (in one product and env).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Attempts made.
+    pub attempts: u64,
+    /// Attempts that succeeded.
+    pub successes: u64,
+    /// Failed attempts by error class.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// One app's gate in one env, with the names it is listed under.
+pub(crate) struct GateEntry {
+    pub(crate) product: String,
+    pub(crate) env: String,
+    pub(crate) app: String,
+    pub(crate) gate: Arc<Gate>,
+}
+
+impl Inner {
+    /// The key of an app in a product and env, for its retry budget and
+    /// its admission gate.
+    pub(crate) fn app_key(product: &str, env: &str, app: &str) -> String {
+        format!("{product}/{env}/{app}")
+    }
+
+    pub fn deposit_budget(&self, product: &str, env: &str, app: &str) {
+        let now = self.clock.now();
+        let mut b = self.budgets.locked();
+        b.entry(Self::app_key(product, env, app))
+            .or_insert_with(|| RetryBudget::new(self.budget_config, now))
+            .deposit(now);
+    }
+
+    pub fn withdraw_budget(&self, product: &str, env: &str, app: &str) -> Option<BudgetToken> {
+        let now = self.clock.now();
+        let mut b = self.budgets.locked();
+        b.entry(Self::app_key(product, env, app))
+            .or_insert_with(|| RetryBudget::new(self.budget_config, now))
+            .try_withdraw(now)
+    }
+
+    /// Give back a retry's token when the retry was not made.
+    pub fn refund_budget(&self, product: &str, env: &str, app: &str, token: Option<BudgetToken>) {
+        let Some(token) = token else { return };
+        if let Some(b) = self
+            .budgets
+            .locked()
+            .get_mut(&Self::app_key(product, env, app))
+        {
+            b.refund(token);
+        }
+    }
+
+    pub(crate) fn admission_config(&self, product: &str, app: &str) -> AdmissionConfig {
+        self.admission
+            .reading()
+            .get(&(product.to_string(), app.to_string()))
+            .copied()
+            .unwrap_or(self.admission_default)
+    }
+
+    /// The admission gate of `app` in `product`/`env`, made on first use.
+    pub fn gate(&self, product: &str, env: &str, app: &str) -> Arc<Gate> {
+        let key = Self::app_key(product, env, app);
+        if let Some(e) = self.gates.locked().get(&key) {
+            return e.gate.clone();
+        }
+        let config = self.admission_config(product, app);
+        let now = self.clock.now();
+        self.gates
+            .locked()
+            .entry(key)
+            .or_insert_with(|| GateEntry {
+                product: product.to_string(),
+                env: env.to_string(),
+                app: app.to_string(),
+                gate: Arc::new(Gate::new(config, now)),
+            })
+            .gate
+            .clone()
+    }
+
+    pub fn observe_admitted(&self, product: &str, env: &str, app: &str, waited: Duration) {
+        for o in &self.observers {
+            o.admitted(product, env, app, waited);
+        }
+    }
+
+    pub fn observe_overload(&self, product: &str, env: &str, app: &str, reason: &OverloadReason) {
+        for o in &self.observers {
+            o.overloaded(product, env, app, reason);
+        }
+    }
+
+    pub fn backoff(
+        &self,
+        policy: &RetryPolicy,
+        retry: u32,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        policy.backoff(retry, retry_after, &mut self.jitter.locked())
+    }
+
+    pub fn observe_attempt(&self, event: &AttemptEvent<'_>) {
+        for o in &self.observers {
+            o.attempt(event);
+        }
+    }
+
+    pub fn budget_rejected(&self, product: &str, env: &str, app: &str) {
+        for o in &self.observers {
+            o.budget_rejected(product, env, app);
+        }
+    }
+
+    pub fn count(&self, key: &str, result: Result<(), &AttemptError>) {
+        let mut counts = self.counts.locked();
+        let c = match counts.get_mut(key) {
+            Some(c) => c,
+            None => counts.entry(key.to_string()).or_default(),
+        };
+        c.attempts += 1;
+        match result {
+            Ok(()) => c.successes += 1,
+            Err(e) => *c.failures.entry(e.class.as_str().to_string()).or_default() += 1,
+        }
+    }
+
+    pub fn with_quota_state<T>(
+        &self,
+        product: &str,
+        env: &str,
+        tag: &str,
+        route: &CompiledRoute,
+        f: impl FnOnce(&mut SmoothWeighted) -> T,
+    ) -> T {
+        let mut states = self.quota_state.locked();
+        let sw = states
+            .entry((product.to_string(), env.to_string(), tag.to_string()))
+            .or_insert_with(|| {
+                SmoothWeighted::new(route.options.iter().map(|o| o.weight).collect())
+            });
+        f(sw)
+    }
+}

@@ -1,0 +1,484 @@
+//! Trying providers: one option with its retries ([`run_option`]) and a
+//! list of options in order with failover ([`try_in_order`]), shared by
+//! fallbacks, quotas and feature action steps.
+
+use super::admission::{Overload, OverloadReason, Wait};
+use super::compile::{CompiledOption, CompiledRoute};
+use super::observer::AttemptEvent;
+use super::retry::RetryPolicy;
+use super::run::{ErrorCode, RunError};
+use super::switchyard::Inner;
+use super::trace::{AttemptRecord, Outcome, Skip, SkipReason, Trace};
+use crate::adapter::{AttemptError, CallRequest, ErrorClass, FailureKind, Session};
+use crate::breaker;
+use crate::clock;
+use crate::health::{HealthKey, HealthStatus};
+use crate::mapping::Scope;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Extra time the engine allows an adapter past its deadline before it
+/// stops waiting (the wasm runtime enforces the deadline itself).
+pub(crate) const GRACE: Duration = Duration::from_millis(100);
+
+/// What one run shares with its attempts.
+pub(crate) struct RunCtx<'a> {
+    pub inner: &'a Inner,
+    pub product: &'a str,
+    pub env: &'a str,
+    pub key: &'a str,
+    pub session: Option<&'a Session>,
+    pub deadline_at: Instant,
+}
+
+enum OptionEnd {
+    Served(Value),
+    Failed {
+        error: AttemptError,
+        idempotent: bool,
+    },
+    Skipped(SkipReason),
+    /// The host could not start its first try in time.
+    Overloaded(Overload),
+    /// Its app was saturated and the run spills over.
+    Spilled(Overload),
+    Stop(RunError),
+}
+
+fn overload_skip(o: &Overload, spilled: bool) -> SkipReason {
+    let (cause, message) = (o.reason.label(), o.reason.to_string());
+    if spilled {
+        SkipReason::Saturated { cause, message }
+    } else {
+        SkipReason::Overloaded { cause, message }
+    }
+}
+
+impl RunCtx<'_> {
+    /// The breaker key of `opt` for this input: its template, or
+    /// `product/env/app/action`.
+    pub fn breaker_key(&self, opt: &CompiledOption, input: &Value) -> String {
+        match &opt.breaker_key {
+            Some(m) => {
+                let scope = Scope {
+                    input: Some(input),
+                    ..Scope::default()
+                };
+                // A key that cannot be built falls back to the default key
+                // rather than failing the run.
+                match m.apply_to_string(&scope) {
+                    Ok(k) => breaker::templated_key(self.product, self.env, &k),
+                    Err(_) => self.default_key(opt),
+                }
+            }
+            None => self.default_key(opt),
+        }
+    }
+
+    pub fn default_key(&self, opt: &CompiledOption) -> String {
+        breaker::default_key(self.product, self.env, &opt.app, &opt.action)
+    }
+
+    /// Why `opt` should not be tried now, if it should not.
+    pub fn ineligible(&self, opt: &CompiledOption, breaker_key: &str) -> Option<SkipReason> {
+        if let Some(hc) = &opt.healthcheck {
+            let key = HealthKey {
+                product: self.product.to_string(),
+                env: self.env.to_string(),
+                tag: hc.clone(),
+            };
+            if self.inner.health_status(&key) == HealthStatus::Unhealthy {
+                return Some(SkipReason::Unhealthy {
+                    healthcheck: hc.clone(),
+                });
+            }
+        }
+        let now = self.inner.clock.now();
+        self.inner
+            .breakers
+            .check(breaker_key, now)
+            .err()
+            .map(|open| SkipReason::BreakerOpen {
+                last_error: open.last_error.map(|e| e.to_string()),
+            })
+    }
+}
+
+/// Try `route`'s options in `order`, failing over after each failure, and
+/// return the mapped output and the provider that served.
+pub(crate) async fn try_in_order(
+    ctx: &RunCtx<'_>,
+    route: &CompiledRoute,
+    order: &[usize],
+    check_eligibility: bool,
+    input: &Value,
+    trace: &mut Trace,
+) -> Result<(Value, String), RunError> {
+    let mut failures: Vec<String> = Vec::new();
+    let mut overloaded: Option<Overload> = None;
+    let mut deadline_hit = false;
+    for (pos, &i) in order.iter().enumerate() {
+        let opt = &route.options[i];
+        trace.considered.push(opt.provider.clone());
+        let bkey = ctx.breaker_key(opt, input);
+        let skip = |trace: &mut Trace, reason| {
+            trace.skipped.push(Skip {
+                provider: opt.provider.clone(),
+                reason,
+            })
+        };
+        if check_eligibility && let Some(reason) = ctx.ineligible(opt, &bkey) {
+            skip(trace, reason);
+            continue;
+        }
+        if ctx.inner.clock.now() >= ctx.deadline_at {
+            skip(trace, SkipReason::Deadline);
+            deadline_hit = true;
+            continue;
+        }
+        // Spill over only where another provider could take the run.
+        let spill = route.spillover
+            && order[pos + 1..].iter().any(|&j| {
+                let o = &route.options[j];
+                ctx.ineligible(o, &ctx.breaker_key(o, input)).is_none()
+            });
+        match run_option(ctx, opt, &bkey, input, spill, trace).await {
+            OptionEnd::Served(v) => {
+                trace.served_by = Some(opt.provider.clone());
+                return Ok((v, opt.provider.clone()));
+            }
+            OptionEnd::Stop(e) => return Err(e),
+            OptionEnd::Skipped(reason) => skip(trace, reason),
+            OptionEnd::Spilled(o) => skip(trace, overload_skip(&o, true)),
+            OptionEnd::Overloaded(o) => {
+                skip(trace, overload_skip(&o, false));
+                overloaded = Some(o);
+            }
+            OptionEnd::Failed { error, idempotent } => {
+                if error.kind == FailureKind::DeadlineExceeded
+                    && ctx.inner.clock.now() >= ctx.deadline_at
+                {
+                    deadline_hit = true;
+                }
+                match error.class {
+                    ErrorClass::Rejected => {
+                        return Err(RunError::new(
+                            ErrorCode::Rejected,
+                            format!(
+                                "provider `{}` rejected the input: {}; not retried and no failover (fix the input)",
+                                opt.provider, error.message
+                            ),
+                        ));
+                    }
+                    ErrorClass::Ambiguous if !idempotent && !route.failover_after_ambiguous => {
+                        return Err(RunError::new(
+                            ErrorCode::Ambiguous,
+                            format!(
+                                "the request may have executed on provider `{}` ({}); `{}/{}` is not idempotent, so the run stopped instead of failing over. Check with the provider using idempotency key `{}`",
+                                opt.provider, error.message, opt.app, opt.action, ctx.key
+                            ),
+                        ));
+                    }
+                    _ => failures.push(format!("{}: {}", opt.provider, error)),
+                }
+            }
+        }
+    }
+    let skipped: Vec<String> = trace
+        .skipped
+        .iter()
+        .map(|s| format!("{} ({})", s.provider, s.reason))
+        .collect();
+    if failures.is_empty() {
+        // Only the host's own limits stood in the way: say so, with when
+        // to come back, rather than blaming providers.
+        if let Some(o) = overloaded {
+            let mut e = RunError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "no attempt of {} `{}` could start in time: {}; try again later",
+                    route.kind,
+                    route.tag,
+                    skipped.join(", ")
+                ),
+            );
+            e.retry_after_ms = Some(o.retry_after.as_millis().max(1) as u64);
+            return Err(e);
+        }
+        let code = if deadline_hit {
+            ErrorCode::DeadlineExceeded
+        } else {
+            ErrorCode::NoProvider
+        };
+        return Err(RunError::new(
+            code,
+            format!(
+                "no provider of {} `{}` could be tried: {}",
+                route.kind,
+                route.tag,
+                skipped.join(", ")
+            ),
+        ));
+    }
+    let mut message = format!(
+        "every provider of {} `{}` failed: {}",
+        route.kind,
+        route.tag,
+        failures.join("; ")
+    );
+    if !skipped.is_empty() {
+        message.push_str(&format!("; skipped: {}", skipped.join(", ")));
+    }
+    let code = if deadline_hit {
+        ErrorCode::DeadlineExceeded
+    } else {
+        ErrorCode::AllFailed
+    };
+    Err(RunError::new(code, message))
+}
+
+fn record(
+    trace: &mut Trace,
+    opt: &CompiledOption,
+    try_number: u32,
+    result: Result<(), &AttemptError>,
+    took: Duration,
+) {
+    let (outcome, kind, message, status, code) = match result {
+        Ok(()) => (Outcome::Ok, None, None, None, None),
+        Err(e) => (
+            Outcome::Failed(e.class),
+            Some(e.kind),
+            Some(e.message.clone()),
+            e.status,
+            e.code.clone(),
+        ),
+    };
+    trace.attempts.push(AttemptRecord {
+        provider: opt.provider.clone(),
+        app: opt.app.clone(),
+        action: opt.action.clone(),
+        try_number,
+        outcome,
+        kind,
+        message,
+        status,
+        code,
+        duration_ms: took.as_secs_f64() * 1e3,
+    });
+}
+
+/// One option: map the input, call with retries, map the output. Each
+/// try is admitted by its app's gate first; `spill` makes the first try
+/// give up at once when the app is saturated.
+async fn run_option(
+    ctx: &RunCtx<'_>,
+    opt: &CompiledOption,
+    bkey: &str,
+    input: &Value,
+    spill: bool,
+    trace: &mut Trace,
+) -> OptionEnd {
+    let inner = ctx.inner;
+    let Some(adapter) = inner.adapter(ctx.product, &opt.app, ctx.env) else {
+        let e = AttemptError::new(
+            ErrorClass::Internal,
+            FailureKind::Host,
+            format!(
+                "app `{}` is not installed for env `{}`; install it for this env",
+                opt.app, ctx.env
+            ),
+        );
+        record(trace, opt, 1, Err(&e), Duration::ZERO);
+        return OptionEnd::Failed {
+            error: e,
+            idempotent: false,
+        };
+    };
+    let idempotent = opt
+        .idempotent
+        .or_else(|| adapter.info().action(&opt.action).map(|a| a.idempotent))
+        .unwrap_or(false);
+    let scope = Scope {
+        input: Some(input),
+        ..Scope::default()
+    };
+    let mut mapped = match opt.input.apply(&scope) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
+            record(trace, opt, 1, Err(&e), Duration::ZERO);
+            return OptionEnd::Failed {
+                error: e,
+                idempotent,
+            };
+        }
+    };
+    let stats_key = if opt.breaker_key.is_none() {
+        bkey.to_string()
+    } else {
+        ctx.default_key(opt)
+    };
+    let gate = inner.gate(ctx.product, ctx.env, &opt.app);
+    let mut last: Option<AttemptError> = None;
+    for try_no in 0..=opt.policy.retries {
+        // A retry's budget token, handed back if the retry is not made.
+        let mut token = None;
+        if let Some(prev) = &last {
+            if !RetryPolicy::retryable(prev, idempotent) {
+                break;
+            }
+            match inner.withdraw_budget(ctx.product, ctx.env, &opt.app) {
+                Some(t) => token = Some(t),
+                None => {
+                    trace.budget_denied += 1;
+                    inner.budget_rejected(ctx.product, ctx.env, &opt.app);
+                    break;
+                }
+            }
+            let wait = inner.backoff(&opt.policy, try_no - 1, prev.retry_after);
+            if inner.clock.now() + wait >= ctx.deadline_at {
+                inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
+                break;
+            }
+            inner.clock.sleep(wait).await;
+        }
+        let refused = |o: Overload| {
+            inner.observe_overload(ctx.product, ctx.env, &opt.app, &o.reason);
+            inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
+            o
+        };
+        let queued_at = inner.clock.now();
+        let wait = if try_no == 0 && spill {
+            Wait::Never
+        } else {
+            Wait::Until(ctx.deadline_at)
+        };
+        let permit = match gate.admit(&*inner.clock, wait).await {
+            Ok(p) => p,
+            Err(o) => {
+                let o = refused(o);
+                if last.is_some() {
+                    break; // the option ends with the provider's last error
+                }
+                return if spill {
+                    OptionEnd::Spilled(o)
+                } else {
+                    OptionEnd::Overloaded(o)
+                };
+            }
+        };
+        let now = inner.clock.now();
+        inner.observe_admitted(ctx.product, ctx.env, &opt.app, now - queued_at);
+        let ticket = match inner.breakers.admit(bkey, now) {
+            Ok(t) => t,
+            Err(open) if last.is_none() => {
+                return OptionEnd::Skipped(SkipReason::BreakerOpen {
+                    last_error: open.last_error.map(|e| e.to_string()),
+                });
+            }
+            Err(_) => {
+                inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
+                break;
+            }
+        };
+        if try_no == 0 {
+            // Every provider's first try is a first attempt on its app,
+            // failovers included: it earns that app its retry allowance.
+            inner.deposit_budget(ctx.product, ctx.env, &opt.app);
+        }
+        let remaining = ctx.deadline_at.saturating_duration_since(now);
+        let deadline = opt.timeout.map_or(remaining, |t| t.min(remaining));
+        // The last possible try takes the input instead of copying it.
+        let input_now = if try_no == opt.policy.retries {
+            mapped.take().unwrap_or_default()
+        } else {
+            mapped.clone().unwrap_or_default()
+        };
+        let request = CallRequest {
+            action: opt.action.clone(),
+            input: input_now,
+            idempotency_key: ctx.key.to_string(),
+            deadline,
+            env: ctx.env.to_string(),
+            session: ctx.session.cloned(),
+        };
+        let result =
+            match clock::timeout(&*inner.clock, deadline + GRACE, adapter.call(request)).await {
+                Ok(r) => r.map_err(AttemptError::bounded),
+                Err(_) => Err(AttemptError::new(
+                    ErrorClass::Ambiguous,
+                    FailureKind::DeadlineExceeded,
+                    format!("no answer within the {} ms deadline", deadline.as_millis()),
+                )),
+            };
+        drop(permit);
+        let end = inner.clock.now();
+        if let Err(e) = &result
+            && e.class == ErrorClass::Overloaded
+        {
+            // The runtime had no instance free in time: the provider was
+            // never called, so nothing about it is recorded.
+            inner.breakers.release(bkey, ticket);
+            let o = refused(Overload {
+                reason: OverloadReason::NoInstance,
+                retry_after: Duration::from_secs(1),
+            });
+            if last.is_some() {
+                break;
+            }
+            return OptionEnd::Overloaded(o);
+        }
+        let took = end.saturating_duration_since(now);
+        inner
+            .breakers
+            .record(bkey, ticket, result.as_ref().map(|_| ()), end);
+        inner.count(&stats_key, result.as_ref().map(|_| ()));
+        inner.observe_attempt(&AttemptEvent {
+            product: ctx.product,
+            env: ctx.env,
+            app: &opt.app,
+            action: &opt.action,
+            provider: &opt.provider,
+            try_number: try_no + 1,
+            result: result.as_ref().map(|_| ()),
+            duration: took,
+        });
+        match result {
+            Ok(response) => {
+                record(trace, opt, try_no + 1, Ok(()), took);
+                let scope = Scope {
+                    input: Some(input),
+                    response: Some(&response.output),
+                    sequence: None,
+                };
+                return match opt.output.apply(&scope) {
+                    Ok(v) => OptionEnd::Served(v),
+                    Err(e) => OptionEnd::Stop(RunError::new(
+                        ErrorCode::Mapping,
+                        format!(
+                            "provider `{}` served, but its output mapping failed: {e}; not failing over because the action ran",
+                            opt.provider
+                        ),
+                    )),
+                };
+            }
+            Err(e) => {
+                if e.class == ErrorClass::RateLimited
+                    && let Some(after) = e.retry_after
+                {
+                    // The provider asked the host to slow down: pause the
+                    // app's admission rather than let every run pay for a
+                    // failed attempt.
+                    gate.cool_down(end, after);
+                }
+                record(trace, opt, try_no + 1, Err(&e), took);
+                last = Some(e);
+            }
+        }
+    }
+    OptionEnd::Failed {
+        error: last.expect("at least one try ran"),
+        idempotent,
+    }
+}

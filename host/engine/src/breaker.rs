@@ -1,0 +1,753 @@
+//! Circuit breaker, after the Tinkoff request plugin's model.
+//!
+//! - **Closed**: requests and counted failures are tallied in a window of
+//!   `failure_timeout` (the window restarts once it is older than that).
+//!   The breaker opens when failures exceed `minimum_failure_count` *and*
+//!   the failure percentage exceeds `failure_threshold` (both strict: exactly
+//!   50 % at a 50 % threshold does not trip).
+//! - **Open**: every request is rejected with the last real error attached,
+//!   until `open_timeout` has passed since it opened.
+//! - **Half-open**: the request that finds the open timeout passed becomes
+//!   the first probe; `half_open_threshold` % of the window's requests (at
+//!   least 1, rounded up) may run as probes. That many successes close the
+//!   breaker; any counted failure reopens it with that error.
+//!
+//! Fix over the reference: a probe that never reports (hung, cancelled)
+//! would keep half-open wedged forever. Every probe has a deadline
+//! (`probe_timeout`); past it the probe's permit is released and another
+//! request may probe. A late report from an expired probe is ignored.
+//!
+//! Which errors count is the caller's classifier ([`Breakers::new`]); an
+//! error that does not count reports as a success, as in the reference (the
+//! provider answered).
+
+use super::locks::Recover;
+use crate::adapter::{AttemptError, ErrorClass};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Breaker settings. Defaults: 60 s, 50 %, 5, 30 s, 5 %, probes 10 s.
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Window in which failures are counted.
+    #[serde(with = "millis")]
+    #[schemars(with = "u64")]
+    pub failure_timeout: Duration,
+    /// Failure percentage that must be exceeded to open.
+    pub failure_threshold: f64,
+    /// Failures that must be exceeded to open.
+    pub minimum_failure_count: u32,
+    /// How long the breaker stays open.
+    #[serde(with = "millis")]
+    #[schemars(with = "u64")]
+    pub open_timeout: Duration,
+    /// Percentage of the window's requests allowed as half-open probes.
+    pub half_open_threshold: f64,
+    /// A probe that has not reported after this long releases its permit.
+    #[serde(with = "millis")]
+    #[schemars(with = "u64")]
+    pub probe_timeout: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_timeout: Duration::from_secs(60),
+            failure_threshold: 50.0,
+            minimum_failure_count: 5,
+            open_timeout: Duration::from_secs(30),
+            half_open_threshold: 5.0,
+            probe_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Every number within its bounds (durations up to a day, percentages
+    /// 0-100, counts up to a million); `at` is the settings' field path.
+    pub fn validate(&self, at: &str) -> Result<(), crate::DefineError> {
+        let day = Duration::from_secs(86_400);
+        let bad =
+            |field: &str, why: &str| Err(crate::DefineError::new(format!("{at}.{field}"), why));
+        for (field, d) in [
+            ("failure_timeout", self.failure_timeout),
+            ("open_timeout", self.open_timeout),
+            ("probe_timeout", self.probe_timeout),
+        ] {
+            if d.is_zero() || d > day {
+                return bad(field, "must be between 1 and 86400000 ms");
+            }
+        }
+        for (field, pct) in [
+            ("failure_threshold", self.failure_threshold),
+            ("half_open_threshold", self.half_open_threshold),
+        ] {
+            if !(0.0..=100.0).contains(&pct) {
+                return bad(field, "must be a percentage between 0 and 100");
+            }
+        }
+        if self.minimum_failure_count > 1_000_000 {
+            return bad("minimum_failure_count", "must be at most 1000000");
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// The state of a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerState {
+    /// Requests pass.
+    Closed,
+    /// Requests are rejected.
+    Open,
+    /// A limited number of probes pass.
+    HalfOpen,
+}
+
+/// A rejection by an open (or saturated half-open) breaker.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("circuit breaker open{}", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+pub struct Open {
+    /// Always true: the request was blocked by the breaker, not tried.
+    pub open: bool,
+    /// The last real error that opened the breaker.
+    pub last_error: Option<AttemptError>,
+}
+
+/// Permission to run one request; hand it back with the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    probe: Option<u64>,
+}
+
+#[derive(Debug)]
+struct HalfOpen {
+    permits: u64,
+    successes: u64,
+    /// Outstanding probes: id and when it was admitted.
+    running: Vec<(u64, Instant)>,
+}
+
+/// One breaker.
+#[derive(Debug)]
+pub struct Breaker {
+    config: BreakerConfig,
+    state: BreakerState,
+    window_start: Instant,
+    requests: u64,
+    failures: u64,
+    last_error: Option<AttemptError>,
+    opened_at: Option<Instant>,
+    half_open: Option<HalfOpen>,
+    /// Probe ids are unique for the breaker's life, so a stale report from
+    /// an earlier half-open episode never matches a current probe.
+    next_probe: u64,
+}
+
+impl Breaker {
+    /// A closed breaker whose window starts at `now`.
+    pub fn new(config: BreakerConfig, now: Instant) -> Self {
+        Self {
+            config,
+            state: BreakerState::Closed,
+            window_start: now,
+            requests: 0,
+            failures: 0,
+            last_error: None,
+            opened_at: None,
+            half_open: None,
+            next_probe: 0,
+        }
+    }
+
+    /// The state, as of `now` (an expired open timeout shows as open until a
+    /// request arrives, as in the reference).
+    #[cfg(test)]
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// Requests and failures counted in the current window.
+    #[cfg(test)]
+    pub fn counts(&self) -> (u64, u64) {
+        (self.requests, self.failures)
+    }
+
+    fn roll_window(&mut self, now: Instant) {
+        if now.duration_since(self.window_start) > self.config.failure_timeout {
+            self.window_start = now;
+            self.requests = 0;
+            self.failures = 0;
+        }
+    }
+
+    fn rejected(&self) -> Open {
+        Open {
+            open: true,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// Whether a request at `now` would be admitted, without taking a
+    /// permit: what routing uses to skip a provider whose breaker is open.
+    pub fn check(&self, now: Instant) -> Result<(), Open> {
+        match self.state {
+            BreakerState::Closed => Ok(()),
+            BreakerState::Open => {
+                let opened = self.opened_at.expect("open breaker has an opening time");
+                if now.duration_since(opened) <= self.config.open_timeout {
+                    Err(self.rejected())
+                } else {
+                    Ok(())
+                }
+            }
+            BreakerState::HalfOpen => {
+                let h = self.half_open.as_ref().expect("half-open state");
+                let live = h
+                    .running
+                    .iter()
+                    .filter(|(_, at)| now.duration_since(*at) < self.config.probe_timeout)
+                    .count() as u64;
+                if h.successes + live < h.permits {
+                    Ok(())
+                } else {
+                    Err(self.rejected())
+                }
+            }
+        }
+    }
+
+    /// Ask to run a request at `now`.
+    pub fn admit(&mut self, now: Instant) -> Result<Ticket, Open> {
+        match self.state {
+            BreakerState::Open => {
+                let opened = self.opened_at.expect("open breaker has an opening time");
+                if now.duration_since(opened) <= self.config.open_timeout {
+                    return Err(self.rejected());
+                }
+                let pct = self.config.half_open_threshold.max(0.0);
+                let permits = ((self.requests as f64 * pct / 100.0).ceil() as u64).max(1);
+                let id = self.next_probe;
+                self.next_probe += 1;
+                self.state = BreakerState::HalfOpen;
+                self.half_open = Some(HalfOpen {
+                    permits,
+                    successes: 0,
+                    running: vec![(id, now)],
+                });
+                Ok(Ticket { probe: Some(id) })
+            }
+            BreakerState::HalfOpen => {
+                let timeout = self.config.probe_timeout;
+                let h = self.half_open.as_mut().expect("half-open state");
+                h.running
+                    .retain(|(_, at)| now.duration_since(*at) < timeout);
+                if h.successes + (h.running.len() as u64) < h.permits {
+                    let id = self.next_probe;
+                    self.next_probe += 1;
+                    h.running.push((id, now));
+                    Ok(Ticket { probe: Some(id) })
+                } else {
+                    Err(self.rejected())
+                }
+            }
+            BreakerState::Closed => {
+                self.roll_window(now);
+                self.requests += 1;
+                Ok(Ticket { probe: None })
+            }
+        }
+    }
+
+    /// Report that the request of `ticket` succeeded (or failed in a way
+    /// that does not count).
+    pub fn success(&mut self, ticket: Ticket) {
+        if let (Some(id), Some(h)) = (ticket.probe, self.half_open.as_mut()) {
+            let before = h.running.len();
+            h.running.retain(|(p, _)| *p != id);
+            if h.running.len() == before {
+                return; // expired probe: its permit was already released
+            }
+            h.successes += 1;
+            if h.successes >= h.permits {
+                self.close();
+            }
+        }
+    }
+
+    /// Hand back `ticket` for a request that never reached the provider
+    /// (the host refused to start it): neither a success nor a failure.
+    pub fn release(&mut self, ticket: Ticket) {
+        match (ticket.probe, self.half_open.as_mut()) {
+            (Some(id), Some(h)) => h.running.retain(|(p, _)| *p != id),
+            (None, _) if self.state == BreakerState::Closed => {
+                self.requests = self.requests.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+
+    /// Report a counted failure of the request of `ticket` at `now`.
+    pub fn failure(&mut self, ticket: Ticket, error: AttemptError, now: Instant) {
+        match (self.state, ticket.probe) {
+            (BreakerState::HalfOpen, Some(id)) => {
+                let h = self.half_open.as_ref().expect("half-open state");
+                if h.running.iter().any(|(p, _)| *p == id) {
+                    self.open(error, now);
+                }
+            }
+            (BreakerState::Closed, None) => {
+                self.roll_window(now);
+                self.failures += 1;
+                let pct = self.failures as f64 * 100.0 / self.requests.max(1) as f64;
+                if self.failures > u64::from(self.config.minimum_failure_count)
+                    && pct > self.config.failure_threshold
+                {
+                    self.open(error, now);
+                } else {
+                    self.last_error = Some(error);
+                }
+            }
+            // A report for a state the breaker has left (e.g. a closed-state
+            // request finishing after the breaker opened) changes nothing.
+            _ => {}
+        }
+    }
+
+    fn open(&mut self, error: AttemptError, now: Instant) {
+        self.state = BreakerState::Open;
+        self.last_error = Some(error);
+        self.opened_at = Some(now);
+        self.half_open = None;
+    }
+
+    fn close(&mut self) {
+        self.state = BreakerState::Closed;
+        self.last_error = None;
+        self.opened_at = None;
+        self.half_open = None;
+        self.requests = 0;
+        self.failures = 0;
+    }
+}
+
+/// A breaker's state as the provider-state API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BreakerSnapshot {
+    /// Closed, open or half-open.
+    pub state: BreakerState,
+    /// Requests in the current window.
+    pub requests: u64,
+    /// Counted failures in the current window.
+    pub failures: u64,
+    /// The last counted error, as text.
+    pub last_error: Option<String>,
+}
+
+/// Decides whether an error counts against a breaker.
+pub type Classifier = Box<dyn Fn(&AttemptError) -> bool + Send + Sync>;
+
+/// The default classifier: unavailable, timeout, ambiguous and rate-limited
+/// count; rejected and internal do not.
+pub fn default_classifier(e: &AttemptError) -> bool {
+    matches!(
+        e.class,
+        ErrorClass::Unavailable
+            | ErrorClass::Timeout
+            | ErrorClass::Ambiguous
+            | ErrorClass::RateLimited
+    )
+}
+
+/// The breaker key of an app action in a product and env when its option
+/// sets no `breaker_key` template: `product/env/app/action`. The one place
+/// this key is spelled (runs, provider state and stats all read it here).
+pub(crate) fn default_key(product: &str, env: &str, app: &str, action: &str) -> String {
+    format!("{product}/{env}/{app}/{action}")
+}
+
+/// The breaker key of an option whose `breaker_key` template rendered to
+/// `rendered`: scoped to the product and env like the default.
+pub(crate) fn templated_key(product: &str, env: &str, rendered: &str) -> String {
+    format!("{product}/{env}/{rendered}")
+}
+
+/// Most breakers kept at once. Keys derived from input (`breaker_key`
+/// templates) could otherwise grow without bound; past it, the quietest
+/// closed breaker is forgotten (it holds nothing a fresh one would not).
+pub const MAX_BREAKERS: usize = 10_000;
+
+/// Forget one breaker to make room: a closed one with the fewest failures
+/// and the oldest window, else (every one open or probing) the oldest.
+fn evict_quietest(map: &mut HashMap<String, Breaker>) {
+    let victim = map
+        .iter()
+        .min_by_key(|(_, b)| (b.state != BreakerState::Closed, b.failures, b.window_start))
+        .map(|(k, _)| k.clone());
+    if let Some(k) = victim {
+        map.remove(&k);
+    }
+}
+
+/// Breakers by key (`app/action` by default, or any key the caller
+/// derives), created on first use, at most [`MAX_BREAKERS`].
+pub struct Breakers {
+    config: BreakerConfig,
+    classifier: Classifier,
+    map: Mutex<HashMap<String, Breaker>>,
+}
+
+impl std::fmt::Debug for Breakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breakers")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Breakers {
+    /// Breakers with `config`, counting the errors `classifier` accepts.
+    pub fn new(config: BreakerConfig, classifier: Classifier) -> Self {
+        Self {
+            config,
+            classifier,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Breakers with the default classifier.
+    #[cfg(test)]
+    pub fn with_config(config: BreakerConfig) -> Self {
+        Self::new(config, Box::new(default_classifier))
+    }
+
+    /// Ask to run a request under `key`.
+    pub fn admit(&self, key: &str, now: Instant) -> Result<Ticket, Open> {
+        let mut map = self.map.locked();
+        if let Some(b) = map.get_mut(key) {
+            return b.admit(now);
+        }
+        if map.len() >= MAX_BREAKERS {
+            evict_quietest(&mut map);
+        }
+        map.entry(key.to_string())
+            .or_insert_with(|| Breaker::new(self.config, now))
+            .admit(now)
+    }
+
+    /// Report the outcome of the request of `ticket` under `key`.
+    pub fn record(
+        &self,
+        key: &str,
+        ticket: Ticket,
+        outcome: Result<(), &AttemptError>,
+        now: Instant,
+    ) {
+        let mut map = self.map.locked();
+        let Some(b) = map.get_mut(key) else { return };
+        match outcome {
+            Err(e) if (self.classifier)(e) => b.failure(ticket, e.clone(), now),
+            _ => b.success(ticket),
+        }
+    }
+
+    /// Hand back the ticket of a request under `key` that never ran.
+    pub fn release(&self, key: &str, ticket: Ticket) {
+        if let Some(b) = self.map.locked().get_mut(key) {
+            b.release(ticket);
+        }
+    }
+
+    /// Whether a request under `key` would be admitted now (no permit taken).
+    pub fn check(&self, key: &str, now: Instant) -> Result<(), Open> {
+        self.map.locked().get(key).map_or(Ok(()), |b| b.check(now))
+    }
+
+    /// State, window counts and last error of `key`.
+    pub fn snapshot(&self, key: &str) -> BreakerSnapshot {
+        let map = self.map.locked();
+        match map.get(key) {
+            None => BreakerSnapshot {
+                state: BreakerState::Closed,
+                requests: 0,
+                failures: 0,
+                last_error: None,
+            },
+            Some(b) => BreakerSnapshot {
+                state: b.state,
+                requests: b.requests,
+                failures: b.failures,
+                last_error: b.last_error.as_ref().map(ToString::to_string),
+            },
+        }
+    }
+
+    /// Every breaker's key and state, sorted by key.
+    pub fn states(&self) -> Vec<(String, BreakerState)> {
+        let mut v: Vec<_> = self
+            .map
+            .locked()
+            .iter()
+            .map(|(k, b)| (k.clone(), b.state))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The state of `key` (closed if never used).
+    #[cfg(test)]
+    pub fn state(&self, key: &str) -> BreakerState {
+        self.map
+            .locked()
+            .get(key)
+            .map_or(BreakerState::Closed, Breaker::state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::FailureKind;
+    use crate::clock::{Clock, ManualClock};
+    use proptest::prelude::*;
+
+    fn err(msg: &str) -> AttemptError {
+        AttemptError::new(ErrorClass::Unavailable, FailureKind::Provider, msg)
+    }
+
+    /// Run `total` requests of which the first `failing` fail.
+    fn run(b: &mut Breaker, now: Instant, total: u32, failing: u32) {
+        for i in 0..total {
+            let t = b.admit(now).expect("closed breaker admits");
+            if i < failing {
+                b.failure(t, err(&format!("fail {i}")), now);
+            } else {
+                b.success(t);
+            }
+        }
+    }
+
+    /// Successes first, then failures, so the percentage is judged on the
+    /// whole window.
+    fn run_successes_first(b: &mut Breaker, now: Instant, total: u32, failing: u32) {
+        for i in 0..total {
+            let t = b.admit(now).expect("closed breaker admits");
+            if i >= total - failing {
+                b.failure(t, err(&format!("fail {i}")), now);
+            } else {
+                b.success(t);
+            }
+        }
+    }
+
+    #[test]
+    fn exactly_fifty_percent_does_not_trip_but_eight_of_fifteen_does() {
+        let clock = ManualClock::new();
+        let mut b = Breaker::new(BreakerConfig::default(), clock.now());
+        run_successes_first(&mut b, clock.now(), 20, 10);
+        assert_eq!(b.state(), BreakerState::Closed);
+
+        let mut b = Breaker::new(BreakerConfig::default(), clock.now());
+        run_successes_first(&mut b, clock.now(), 15, 8);
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn failures_must_exceed_the_minimum_count() {
+        let clock = ManualClock::new();
+        let mut b = Breaker::new(BreakerConfig::default(), clock.now());
+        run(&mut b, clock.now(), 5, 5); // 100 % but only 5 failures
+        assert_eq!(b.state(), BreakerState::Closed);
+        run(&mut b, clock.now(), 1, 1);
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn the_window_resets_after_failure_timeout() {
+        let clock = ManualClock::new();
+        let mut b = Breaker::new(BreakerConfig::default(), clock.now());
+        run(&mut b, clock.now(), 5, 5);
+        clock.advance(Duration::from_secs(61));
+        run(&mut b, clock.now(), 5, 5);
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "old failures must not count"
+        );
+        assert_eq!(b.counts(), (5, 5));
+    }
+
+    #[test]
+    fn open_rejects_with_the_last_error_then_half_opens_after_the_timeout() {
+        let clock = ManualClock::new();
+        let mut b = Breaker::new(BreakerConfig::default(), clock.now());
+        run(&mut b, clock.now(), 6, 6);
+        let rejected = b.admit(clock.now()).unwrap_err();
+        assert!(rejected.open);
+        assert_eq!(rejected.last_error.unwrap().message, "fail 5");
+        clock.advance(Duration::from_secs(30));
+        assert!(
+            b.admit(clock.now()).is_err(),
+            "still open at exactly the timeout"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert!(b.admit(clock.now()).is_ok());
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+    }
+
+    fn half_open_after_41_requests(clock: &ManualClock) -> (Breaker, Ticket) {
+        let config = BreakerConfig {
+            half_open_threshold: 10.0,
+            ..BreakerConfig::default()
+        };
+        let mut b = Breaker::new(config, clock.now());
+        run_successes_first(&mut b, clock.now(), 41, 21);
+        assert_eq!(b.state(), BreakerState::Open);
+        clock.advance(Duration::from_secs(31));
+        let first = b.admit(clock.now()).unwrap();
+        (b, first)
+    }
+
+    #[test]
+    fn forty_one_requests_at_ten_percent_admit_five_probes_and_block_the_sixth() {
+        let clock = ManualClock::new();
+        let (mut b, first) = half_open_after_41_requests(&clock);
+        let mut probes = vec![first];
+        for _ in 0..4 {
+            probes.push(b.admit(clock.now()).expect("probes 2..5 pass"));
+        }
+        assert!(b.admit(clock.now()).is_err(), "the 6th is blocked");
+        // All five succeed: closed.
+        for t in probes {
+            b.success(t);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.admit(clock.now()).is_ok());
+    }
+
+    #[test]
+    fn a_half_open_failure_reopens_with_that_error() {
+        let clock = ManualClock::new();
+        let (mut b, first) = half_open_after_41_requests(&clock);
+        let second = b.admit(clock.now()).unwrap();
+        b.success(first);
+        b.failure(second, err("probe failed"), clock.now());
+        assert_eq!(b.state(), BreakerState::Open);
+        let rejected = b.admit(clock.now()).unwrap_err();
+        assert_eq!(rejected.last_error.unwrap().message, "probe failed");
+    }
+
+    #[test]
+    fn a_hung_probe_releases_its_permit_after_its_deadline() {
+        let clock = ManualClock::new();
+        let config = BreakerConfig::default(); // 5 % of a small window: 1 probe
+        let mut b = Breaker::new(config, clock.now());
+        run(&mut b, clock.now(), 6, 6);
+        clock.advance(Duration::from_secs(31));
+        let hung = b.admit(clock.now()).unwrap();
+        assert!(b.admit(clock.now()).is_err(), "only one probe allowed");
+        clock.advance(Duration::from_secs(10));
+        let probe = b
+            .admit(clock.now())
+            .expect("the hung probe's permit was released");
+        // The hung probe reporting late changes nothing.
+        b.failure(hung, err("late"), clock.now());
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.success(probe);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn keys_are_isolated_and_the_classifier_decides() {
+        let clock = ManualClock::new();
+        let breakers = Breakers::with_config(BreakerConfig::default());
+        for _ in 0..6 {
+            let t = breakers.admit("stripe/charge", clock.now()).unwrap();
+            breakers.record("stripe/charge", t, Err(&err("down")), clock.now());
+        }
+        assert_eq!(breakers.state("stripe/charge"), BreakerState::Open);
+        assert_eq!(breakers.state("stripe/refund"), BreakerState::Closed);
+        assert!(breakers.admit("stripe/refund", clock.now()).is_ok());
+
+        // Rejected inputs do not count with the default classifier.
+        let rejected =
+            AttemptError::new(ErrorClass::Rejected, FailureKind::Provider, "card declined");
+        for _ in 0..20 {
+            let t = breakers.admit("twilio/sms", clock.now()).unwrap();
+            breakers.record("twilio/sms", t, Err(&rejected), clock.now());
+        }
+        assert_eq!(breakers.state("twilio/sms"), BreakerState::Closed);
+
+        // A classifier that never counts never opens.
+        let never = Breakers::new(BreakerConfig::default(), Box::new(|_| false));
+        for _ in 0..100 {
+            let t = never.admit("k", clock.now()).unwrap();
+            never.record("k", t, Err(&err("down")), clock.now());
+        }
+        assert_eq!(never.state("k"), BreakerState::Closed);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Request { fail: bool, report: bool },
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<bool>(), prop::bool::weighted(0.9)).prop_map(|(fail, report)| Op::Request { fail, report }),
+            1 => (0u64..40_000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        /// In half-open, probes outstanding plus successes never exceed the
+        /// allowance, whatever the sequence of requests, reports and time.
+        #[test]
+        fn half_open_never_admits_more_than_its_allowance(ops in prop::collection::vec(op(), 1..400)) {
+            let clock = ManualClock::new();
+            let config = BreakerConfig { half_open_threshold: 10.0, ..BreakerConfig::default() };
+            let mut b = Breaker::new(config, clock.now());
+            let mut live: Vec<(Ticket, bool)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                    Op::Request { fail, report } => {
+                        if let Ok(t) = b.admit(clock.now())
+                            && report
+                        {
+                            live.push((t, fail));
+                        }
+                        // Report the oldest pending outcome.
+                        if live.len() > 3 {
+                            let (t, fail) = live.remove(0);
+                            if fail { b.failure(t, err("x"), clock.now()) } else { b.success(t) }
+                        }
+                    }
+                }
+                if let Some(h) = &b.half_open {
+                    prop_assert!(h.successes + h.running.len() as u64 <= h.permits);
+                    prop_assert!(h.permits >= 1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! The route compiler: a definition checked against the apps and the other
+//! definitions it names, its mappings compiled, into the forms runs read
+//! ([`CompiledRoute`], [`CompiledFeature`]). Errors name the field path.
+
+use super::definition::{
+    CacheDef, DefineError, Definition, FeatureDef, HealthcheckDef, Kind, ProviderOption, StepDef,
+    StepKind,
+};
+use super::retry::RetryPolicy;
+use super::schema::InputSchema;
+use crate::adapter::AppInfo;
+use crate::mapping::Mapping;
+use crate::registry::{DEFAULT_RUN_DEADLINE, Registry};
+use crate::trace::RunKind;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One option, compiled.
+#[derive(Debug)]
+pub(crate) struct CompiledOption {
+    pub provider: String,
+    pub app: String,
+    pub action: String,
+    pub input: Mapping,
+    pub output: Mapping,
+    pub policy: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub healthcheck: Option<String>,
+    pub idempotent: Option<bool>,
+    pub breaker_key: Option<Mapping>,
+    pub weight: u32,
+}
+
+/// A quota, fallback, or a feature's action step, compiled.
+#[derive(Debug)]
+pub(crate) struct CompiledRoute {
+    pub kind: RunKind,
+    pub tag: String,
+    pub schema: InputSchema,
+    pub options: Vec<CompiledOption>,
+    pub failover_after_ambiguous: bool,
+    pub spillover: bool,
+    pub panic_mode: bool,
+    pub deadline: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) enum StepTarget {
+    Action(Arc<CompiledRoute>),
+    Fallback(String),
+    Quota(String),
+    Feature(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledStep {
+    pub name: String,
+    pub input: Mapping,
+    pub target: StepTarget,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledFeature {
+    pub tag: String,
+    pub schema: InputSchema,
+    pub steps: Vec<CompiledStep>,
+    pub output: Option<Mapping>,
+    pub deadline: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) enum Compiled {
+    Route(Arc<CompiledRoute>),
+    Feature(Arc<CompiledFeature>),
+    Healthcheck(Arc<HealthcheckDef>),
+    Cache(CacheDef),
+}
+
+pub(crate) fn check_name(path: &str, what: &str, value: &str) -> Result<(), DefineError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DefineError::new(
+            path,
+            format!(
+                "{what} `{value}` must be 1-128 characters of letters, digits, `-`, `_` or `.`"
+            ),
+        ))
+    }
+}
+
+fn compile(template: &serde_json::Value, at: &str) -> Result<Mapping, DefineError> {
+    Mapping::compile(template, at).map_err(|e| match e {
+        crate::mapping::MappingError::Syntax { at, reason } => DefineError::new(at, reason),
+        other => DefineError::new(at, other.to_string()),
+    })
+}
+
+impl Registry {
+    fn app_info(&self, product: &str, app: &str, path: &str) -> Result<Vec<&AppInfo>, DefineError> {
+        let entry = self.apps.get(product).and_then(|a| a.get(app)).ok_or_else(|| {
+            let mut known: Vec<&str> = self
+                .apps
+                .get(product)
+                .map(|a| a.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            known.sort_unstable();
+            DefineError::new(
+                path,
+                format!(
+                    "unknown app `{app}` in product `{product}` (installed: {}); install it or fix the name",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
+        })?;
+        Ok(entry.envs.values().map(|a| a.info()).collect())
+    }
+
+    /// Check that `app` is installed and has `action`; `at` is the path of
+    /// the definition part holding both (`….options[0]`).
+    fn check_action(
+        &self,
+        product: &str,
+        app: &str,
+        action: &str,
+        at: &str,
+    ) -> Result<(), DefineError> {
+        let path = format!("{at}.action");
+        for info in self.app_info(product, app, &format!("{at}.app"))? {
+            if info.action(action).is_none() {
+                let names: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
+                return Err(DefineError::new(
+                    path.clone(),
+                    format!(
+                        "app `{app}` has no action `{action}` (it has: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn compile(&self, def: &Definition) -> Result<Compiled, DefineError> {
+        super::bounds::check(def)?;
+        let root = def.path();
+        match def {
+            Definition::Healthcheck(h) => {
+                self.check_action(&h.meta.product, &h.app, &h.action, &root)?;
+                if !(0.0..=1.0).contains(&h.jitter) {
+                    return Err(DefineError::new(
+                        format!("{root}.jitter"),
+                        "must be a fraction between 0 and 1 (0.1 = ±10 %)",
+                    ));
+                }
+                if h.input.is_empty() {
+                    return Err(DefineError::new(
+                        format!("{root}.input"),
+                        "lists no env; add an input per env the check runs in (`{\"dev\": {}}`)",
+                    ));
+                }
+                Ok(Compiled::Healthcheck(Arc::new(h.clone())))
+            }
+            Definition::Quota(q) => Ok(Compiled::Route(Arc::new(self.compile_route(
+                &q.meta.product,
+                RunKind::Quota,
+                &q.meta.tag,
+                &q.input,
+                &q.providers,
+                &format!("{root}.providers"),
+                (
+                    q.failover_after_ambiguous,
+                    q.spillover,
+                    q.panic_mode,
+                    q.deadline_ms,
+                ),
+            )?))),
+            Definition::Fallback(f) => Ok(Compiled::Route(Arc::new(self.compile_route(
+                &f.meta.product,
+                RunKind::Fallback,
+                &f.meta.tag,
+                &f.input,
+                &f.options,
+                &format!("{root}.options"),
+                (
+                    f.failover_after_ambiguous,
+                    f.spillover,
+                    false,
+                    f.deadline_ms,
+                ),
+            )?))),
+            Definition::Feature(f) => {
+                Ok(Compiled::Feature(Arc::new(self.compile_feature(f, &root)?)))
+            }
+            Definition::Cache(c) => Ok(Compiled::Cache(c.clone())),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compile_route(
+        &self,
+        product: &str,
+        kind: RunKind,
+        tag: &str,
+        schema: &InputSchema,
+        options: &[ProviderOption],
+        at: &str,
+        (failover_after_ambiguous, spillover, panic_mode, deadline_ms): (
+            bool,
+            bool,
+            bool,
+            Option<u64>,
+        ),
+    ) -> Result<CompiledRoute, DefineError> {
+        if options.is_empty() {
+            return Err(DefineError::new(at, "is empty; add at least one provider"));
+        }
+        let is_quota = kind == RunKind::Quota;
+        let mut compiled = Vec::with_capacity(options.len());
+        for (i, o) in options.iter().enumerate() {
+            let p = format!("{at}[{i}]");
+            check_name(&format!("{p}.provider"), "provider", &o.provider)?;
+            if options[..i].iter().any(|x| x.provider == o.provider) {
+                return Err(DefineError::new(
+                    format!("{p}.provider"),
+                    format!(
+                        "`{}` appears twice; provider names must be unique",
+                        o.provider
+                    ),
+                ));
+            }
+            compiled.push(self.compile_option(product, schema, o, &p, is_quota)?);
+        }
+        Ok(CompiledRoute {
+            kind,
+            tag: tag.to_string(),
+            schema: schema.clone(),
+            options: compiled,
+            failover_after_ambiguous,
+            spillover,
+            panic_mode,
+            deadline: deadline_ms.map_or(DEFAULT_RUN_DEADLINE, Duration::from_millis),
+        })
+    }
+
+    fn compile_option(
+        &self,
+        product: &str,
+        schema: &InputSchema,
+        o: &ProviderOption,
+        p: &str,
+        is_quota: bool,
+    ) -> Result<CompiledOption, DefineError> {
+        self.check_action(product, &o.app, &o.action, p)?;
+        let weight = match (is_quota, o.weight) {
+            (true, None) => 1,
+            (true, Some(w)) if w <= 0 || w > super::bounds::MAX_WEIGHT => {
+                return Err(DefineError::new(
+                    format!("{p}.weight"),
+                    format!(
+                        "is {w}; a weight must be a whole number > 0 (70 and 30 split traffic 70/30)"
+                    ),
+                ));
+            }
+            (true, Some(w)) => w as u32,
+            (false, None) => 0,
+            (false, Some(_)) => {
+                return Err(DefineError::new(
+                    format!("{p}.weight"),
+                    "a fallback tries options in order; weights belong to quotas (remove it)",
+                ));
+            }
+        };
+        let input = self.compile_input(&o.input, &format!("{p}.input"), schema, None)?;
+        let output = compile(&o.output, &format!("{p}.output"))?;
+        if !output.sequence_steps().is_empty() {
+            return Err(DefineError::new(
+                format!("{p}.output"),
+                "an output mapping reads `$Response` and `$Input`, not `$Sequence`",
+            ));
+        }
+        check_input_fields(&output, schema, &format!("{p}.output"))?;
+        if let Some(hc) = &o.healthcheck
+            && self.fetch(product, Kind::Healthcheck, hc).is_none()
+        {
+            return Err(DefineError::new(
+                format!("{p}.healthcheck"),
+                format!("unknown healthcheck `{hc}` in product `{product}`; define it first"),
+            ));
+        }
+        let breaker_key = match &o.breaker_key {
+            None => None,
+            Some(k) => {
+                let m = self.compile_input(
+                    &serde_json::Value::String(k.clone()),
+                    &format!("{p}.breaker_key"),
+                    schema,
+                    None,
+                )?;
+                Some(m)
+            }
+        };
+        let defaults = RetryPolicy::default();
+        Ok(CompiledOption {
+            provider: o.provider.clone(),
+            app: o.app.clone(),
+            action: o.action.clone(),
+            input,
+            output,
+            policy: RetryPolicy {
+                retries: o.retries,
+                base_ms: o.backoff_ms.unwrap_or(defaults.base_ms),
+                max_backoff_ms: o.max_backoff_ms.unwrap_or(defaults.max_backoff_ms),
+            },
+            timeout: o.timeout_ms.map(Duration::from_millis),
+            healthcheck: o.healthcheck.clone(),
+            idempotent: o.idempotent,
+            breaker_key,
+            weight,
+        })
+    }
+
+    /// Compile an input-side mapping: no `$Response`; `$Input` fields must
+    /// be in the schema (when it lists any); `$Sequence` only of `steps`.
+    fn compile_input(
+        &self,
+        template: &serde_json::Value,
+        at: &str,
+        schema: &InputSchema,
+        steps: Option<&[String]>,
+    ) -> Result<Mapping, DefineError> {
+        let m = compile(template, at)?;
+        if m.reads_response() {
+            return Err(DefineError::new(
+                at,
+                "an input mapping cannot read `$Response` (there is no response yet); use `$Input{...}`",
+            ));
+        }
+        check_input_fields(&m, schema, at)?;
+        for s in m.sequence_steps() {
+            match steps {
+                None => {
+                    return Err(DefineError::new(
+                        at,
+                        format!("`$Sequence{{{s}}}` is only available to feature steps"),
+                    ));
+                }
+                Some(earlier) if !earlier.contains(&s) => {
+                    return Err(DefineError::new(
+                        at,
+                        format!(
+                            "`$Sequence{{{s}}}` names no earlier step (earlier steps: {})",
+                            if earlier.is_empty() {
+                                "none".to_string()
+                            } else {
+                                earlier.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(m)
+    }
+
+    fn compile_feature(&self, f: &FeatureDef, root: &str) -> Result<CompiledFeature, DefineError> {
+        let product = &f.meta.product;
+        if f.steps.is_empty() {
+            return Err(DefineError::new(
+                format!("{root}.steps"),
+                "is empty; add at least one step",
+            ));
+        }
+        let mut earlier: Vec<String> = Vec::new();
+        let mut steps = Vec::with_capacity(f.steps.len());
+        for (i, s) in f.steps.iter().enumerate() {
+            let p = format!("{root}.steps[{i}]");
+            check_name(&format!("{p}.name"), "step name", &s.name)?;
+            if earlier.contains(&s.name) {
+                return Err(DefineError::new(
+                    format!("{p}.name"),
+                    format!("`{}` appears twice; step names must be unique", s.name),
+                ));
+            }
+            let input =
+                self.compile_input(&s.input, &format!("{p}.input"), &f.input, Some(&earlier))?;
+            let target = self.compile_step_target(product, s, &p)?;
+            steps.push(CompiledStep {
+                name: s.name.clone(),
+                input,
+                target,
+            });
+            earlier.push(s.name.clone());
+        }
+        let output = match &f.output {
+            None => None,
+            Some(o) => {
+                Some(self.compile_input(o, &format!("{root}.output"), &f.input, Some(&earlier))?)
+            }
+        };
+        Ok(CompiledFeature {
+            tag: f.meta.tag.clone(),
+            schema: f.input.clone(),
+            steps,
+            output,
+            deadline: f
+                .deadline_ms
+                .map_or(DEFAULT_RUN_DEADLINE, Duration::from_millis),
+        })
+    }
+
+    fn compile_step_target(
+        &self,
+        product: &str,
+        s: &StepDef,
+        p: &str,
+    ) -> Result<StepTarget, DefineError> {
+        let only_actions = |field: &str, set: bool| -> Result<(), DefineError> {
+            if set {
+                Err(DefineError::new(
+                    format!("{p}.{field}"),
+                    "applies to `type = \"action\"` steps only; remove it",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        if s.kind != StepKind::Action {
+            only_actions("app", s.app.is_some())?;
+            only_actions("action", s.action.is_some())?;
+            only_actions("output", s.output.is_some())?;
+            only_actions("retries", s.retries > 0)?;
+            only_actions("timeout_ms", s.timeout_ms.is_some())?;
+        }
+        let tag = |kind: Kind| -> Result<String, DefineError> {
+            let t = s.tag.clone().ok_or_else(|| {
+                DefineError::new(
+                    format!("{p}.tag"),
+                    format!("a `{kind}` step needs the tag of the {kind} to run"),
+                )
+            })?;
+            if self.fetch(product, kind, &t).is_none() {
+                return Err(DefineError::new(
+                    format!("{p}.tag"),
+                    format!("unknown {kind} `{t}` in product `{product}`; define it first"),
+                ));
+            }
+            Ok(t)
+        };
+        Ok(match s.kind {
+            StepKind::Fallback => StepTarget::Fallback(tag(Kind::Fallback)?),
+            StepKind::Quota => StepTarget::Quota(tag(Kind::Quota)?),
+            StepKind::Feature => StepTarget::Feature(tag(Kind::Feature)?),
+            StepKind::Action => {
+                if s.tag.is_some() {
+                    return Err(DefineError::new(
+                        format!("{p}.tag"),
+                        "an action step names `app` and `action`, not a tag",
+                    ));
+                }
+                let need = |v: &Option<String>, field: &str| {
+                    v.clone().ok_or_else(|| {
+                        DefineError::new(
+                            format!("{p}.{field}"),
+                            format!("an action step needs `{field}`"),
+                        )
+                    })
+                };
+                let mut o = ProviderOption::new(
+                    need(&s.app, "app")?,
+                    need(&s.app, "app")?,
+                    need(&s.action, "action")?,
+                );
+                if let Some(out) = &s.output {
+                    o.output = out.clone();
+                }
+                o.retries = s.retries;
+                o.timeout_ms = s.timeout_ms;
+                // The step's input mapping already shaped the input.
+                let opt = self.compile_option(product, &InputSchema::new(), &o, p, false)?;
+                StepTarget::Action(Arc::new(CompiledRoute {
+                    kind: RunKind::Action,
+                    tag: format!("{}/{}", o.app, o.action),
+                    schema: InputSchema::new(),
+                    options: vec![opt],
+                    failover_after_ambiguous: false,
+                    spillover: false,
+                    panic_mode: false,
+                    deadline: DEFAULT_RUN_DEADLINE,
+                }))
+            }
+        })
+    }
+
+    pub(crate) fn check_feature_cycle(
+        &self,
+        product: &str,
+        root: &str,
+        f: &FeatureDef,
+    ) -> Result<(), DefineError> {
+        // Walk feature steps depth-first; meeting `root` again is a cycle.
+        let mut stack: Vec<(String, Vec<String>)> = f
+            .steps
+            .iter()
+            .filter(|s| s.kind == StepKind::Feature)
+            .filter_map(|s| s.tag.clone())
+            .map(|t| (t.clone(), vec![root.to_string(), t]))
+            .collect();
+        while let Some((tag, chain)) = stack.pop() {
+            if tag == root {
+                return Err(DefineError::new(
+                    format!("features.{root}.steps"),
+                    format!("feature steps form a cycle: {}", chain.join(" → ")),
+                ));
+            }
+            if chain.len() > 32 {
+                continue;
+            }
+            if let Some(Definition::Feature(next)) = self.fetch(product, Kind::Feature, &tag) {
+                for s in next.steps.iter().filter(|s| s.kind == StepKind::Feature) {
+                    if let Some(t) = &s.tag {
+                        let mut c = chain.clone();
+                        c.push(t.clone());
+                        stack.push((t.clone(), c));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_input_fields(m: &Mapping, schema: &InputSchema, at: &str) -> Result<(), DefineError> {
+    if schema.is_empty() {
+        return Ok(());
+    }
+    for field in m.input_fields() {
+        if !field.is_empty() && !schema.contains_key(&field) {
+            let known: Vec<&str> = schema.keys().map(String::as_str).collect();
+            return Err(DefineError::new(
+                at,
+                format!(
+                    "`$Input{{{field}}}` is not an input field of this definition (fields: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Quota runs: smooth weighted round-robin among eligible providers
+//! (healthy or unknown, breaker not open), failover to the other eligible
+//! ones by weight, and panic mode (all of them, by weight) when none is
+//! eligible.
+
+use super::attempt::{RunCtx, try_in_order};
+use super::compile::CompiledRoute;
+use super::run::{ErrorCode, RunError};
+use super::trace::{Skip, SkipReason, Trace};
+use super::weighted::SmoothWeighted;
+use serde_json::Value;
+
+pub(crate) async fn run(
+    ctx: &RunCtx<'_>,
+    route: &CompiledRoute,
+    input: &Value,
+    trace: &mut Trace,
+) -> Result<(Value, String), RunError> {
+    let reasons: Vec<_> = route
+        .options
+        .iter()
+        .map(|o| ctx.ineligible(o, &ctx.breaker_key(o, input)))
+        .collect();
+    let eligible = |i: usize| reasons[i].is_none();
+    let picked = ctx
+        .inner
+        .with_quota_state(ctx.product, ctx.env, &route.tag, route, |sw| {
+            sw.pick(eligible)
+                .map(|first| sw.failover_order(first, eligible))
+        });
+    match picked {
+        Some(order) => {
+            record_skips(route, reasons, trace);
+            try_in_order(ctx, route, &order, false, input, trace).await
+        }
+        None if route.panic_mode => {
+            trace.panic_mode = true;
+            let all = SmoothWeighted::new(route.options.iter().map(|o| o.weight).collect());
+            let heaviest = (0..route.options.len())
+                .max_by_key(|&i| (route.options[i].weight, std::cmp::Reverse(i)))
+                .expect("a quota has providers");
+            let order = all.failover_order(heaviest, |_| true);
+            try_in_order(ctx, route, &order, false, input, trace).await
+        }
+        None => {
+            record_skips(route, reasons, trace);
+            let why: Vec<String> = trace
+                .skipped
+                .iter()
+                .map(|s| format!("{} ({})", s.provider, s.reason))
+                .collect();
+            Err(RunError::new(
+                ErrorCode::NoProvider,
+                format!(
+                    "no provider of quota `{}` is eligible and panic mode is off: {}",
+                    route.tag,
+                    why.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// Put the providers that were not eligible into the trace, with why.
+fn record_skips(route: &CompiledRoute, reasons: Vec<Option<SkipReason>>, trace: &mut Trace) {
+    for (option, reason) in route.options.iter().zip(reasons) {
+        if let Some(reason) = reason {
+            trace.considered.push(option.provider.clone());
+            trace.skipped.push(Skip {
+                provider: option.provider.clone(),
+                reason,
+            });
+        }
+    }
+}

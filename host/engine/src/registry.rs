@@ -1,0 +1,292 @@
+//! Definitions and apps, in memory: create / fetch / fetch-all / update /
+//! delete, with every reference checked. Each accepted definition is
+//! compiled (`compile.rs`) before it is stored; runs read the compiled
+//! forms only.
+
+use super::definition::{
+    CacheDef, DefineError, Definition, FallbackDef, HealthcheckDef, Kind, ProviderOption, QuotaDef,
+    StepKind,
+};
+use crate::adapter::{Adapter, AppInfo};
+use crate::compile::{Compiled, CompiledFeature, CompiledRoute, check_name};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default deadline of a whole run.
+pub const DEFAULT_RUN_DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Entry {
+    def: Definition,
+    compiled: Compiled,
+}
+
+/// An installed app: its instances per env.
+pub(crate) struct AppEntry {
+    pub envs: BTreeMap<String, Arc<dyn Adapter>>,
+}
+
+/// An app as [`crate::Switchyard::apps`] lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppSummary {
+    /// The app's tag.
+    pub tag: String,
+    /// Envs it is installed for.
+    pub envs: Vec<String>,
+    /// Its self-description (from one of its envs).
+    pub info: AppInfo,
+}
+
+/// Everything defined, per product.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) apps: HashMap<String, HashMap<String, AppEntry>>,
+    /// product → kind → tag → definition (nested so lookups need no
+    /// allocation).
+    defs: HashMap<String, HashMap<Kind, HashMap<String, Entry>>>,
+}
+
+impl Registry {
+    pub fn install_app(&mut self, product: &str, tag: &str, env: &str, adapter: Arc<dyn Adapter>) {
+        self.apps
+            .entry(product.to_string())
+            .or_default()
+            .entry(tag.to_string())
+            .or_insert_with(|| AppEntry {
+                envs: BTreeMap::new(),
+            })
+            .envs
+            .insert(env.to_string(), adapter);
+    }
+
+    pub fn remove_app(&mut self, product: &str, tag: &str) -> Result<(), DefineError> {
+        let users = self.referrers(product, |d| app_refs(d).contains(&tag));
+        if !users.is_empty() {
+            return Err(DefineError::new(
+                format!("apps.{tag}"),
+                format!(
+                    "is used by {}; delete or change those first",
+                    users.join(", ")
+                ),
+            ));
+        }
+        self.apps
+            .get_mut(product)
+            .and_then(|a| a.remove(tag))
+            .map(|_| ())
+            .ok_or_else(|| {
+                DefineError::new(
+                    format!("apps.{tag}"),
+                    format!("no such app in product `{product}`"),
+                )
+            })
+    }
+
+    pub fn adapter(&self, product: &str, app: &str, env: &str) -> Option<&Arc<dyn Adapter>> {
+        self.apps.get(product)?.get(app)?.envs.get(env)
+    }
+
+    pub fn apps(&self, product: &str) -> Vec<AppSummary> {
+        let Some(apps) = self.apps.get(product) else {
+            return Vec::new();
+        };
+        let mut out: Vec<AppSummary> = apps
+            .iter()
+            .filter_map(|(tag, e)| {
+                let info = e.envs.values().next()?.info().clone();
+                Some(AppSummary {
+                    tag: tag.clone(),
+                    envs: e.envs.keys().cloned().collect(),
+                    info,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.tag.cmp(&b.tag));
+        out
+    }
+
+    pub fn compiled_route(
+        &self,
+        product: &str,
+        kind: Kind,
+        tag: &str,
+    ) -> Option<Arc<CompiledRoute>> {
+        match &self.entry(product, kind, tag)?.compiled {
+            Compiled::Route(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn compiled_feature(&self, product: &str, tag: &str) -> Option<Arc<CompiledFeature>> {
+        match &self.entry(product, Kind::Feature, tag)?.compiled {
+            Compiled::Feature(f) => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn healthcheck(&self, product: &str, tag: &str) -> Option<Arc<HealthcheckDef>> {
+        match &self.entry(product, Kind::Healthcheck, tag)?.compiled {
+            Compiled::Healthcheck(h) => Some(h.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn cache(&self, product: &str, tag: &str) -> Option<&CacheDef> {
+        match &self.entry(product, Kind::Cache, tag)?.compiled {
+            Compiled::Cache(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn entry(&self, product: &str, kind: Kind, tag: &str) -> Option<&Entry> {
+        self.defs.get(product)?.get(&kind)?.get(tag)
+    }
+
+    pub fn fetch(&self, product: &str, kind: Kind, tag: &str) -> Option<&Definition> {
+        self.entry(product, kind, tag).map(|e| &e.def)
+    }
+
+    pub fn fetch_all(&self, product: &str, kind: Option<Kind>) -> Vec<Definition> {
+        let Some(m) = self.defs.get(product) else {
+            return Vec::new();
+        };
+        let mut out: Vec<&Entry> = m
+            .iter()
+            .filter(|(k, _)| kind.is_none_or(|want| **k == want))
+            .flat_map(|(_, by_tag)| by_tag.values())
+            .collect();
+        out.sort_by(|a, b| {
+            (a.def.kind(), &a.def.meta().tag).cmp(&(b.def.kind(), &b.def.meta().tag))
+        });
+        out.into_iter().map(|e| e.def.clone()).collect()
+    }
+
+    /// Validate and store; `replace` decides between create and update.
+    pub fn put(&mut self, def: Definition, replace: bool) -> Result<(), DefineError> {
+        let root = def.path();
+        let meta = def.meta();
+        check_name(&format!("{root}.product"), "product", &meta.product)?;
+        check_name(&format!("{root}.tag"), "tag", &meta.tag)?;
+        let exists = self.fetch(&meta.product, def.kind(), &meta.tag).is_some();
+        match (exists, replace) {
+            (true, false) => {
+                return Err(DefineError::new(
+                    root,
+                    format!(
+                        "already exists in product `{}`; update it instead of creating it",
+                        meta.product
+                    ),
+                ));
+            }
+            (false, true) => {
+                return Err(DefineError::new(
+                    root,
+                    format!(
+                        "does not exist in product `{}`; create it first",
+                        meta.product
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let compiled = self.compile(&def)?;
+        if let Definition::Feature(f) = &def {
+            self.check_feature_cycle(&f.meta.product, &f.meta.tag, f)?;
+        }
+        self.defs
+            .entry(def.meta().product.clone())
+            .or_default()
+            .entry(def.kind())
+            .or_default()
+            .insert(def.meta().tag.clone(), Entry { def, compiled });
+        Ok(())
+    }
+
+    pub fn delete(
+        &mut self,
+        product: &str,
+        kind: Kind,
+        tag: &str,
+    ) -> Result<Definition, DefineError> {
+        let path = format!("{}.{tag}", kind.plural());
+        if self.fetch(product, kind, tag).is_none() {
+            return Err(DefineError::new(
+                path,
+                format!("no such {kind} in product `{product}`"),
+            ));
+        }
+        let users = self.referrers(product, |d| def_refs(d).contains(&(kind, tag)));
+        if !users.is_empty() {
+            return Err(DefineError::new(
+                path,
+                format!(
+                    "is used by {}; delete or change those first",
+                    users.join(", ")
+                ),
+            ));
+        }
+        let e = self
+            .defs
+            .get_mut(product)
+            .and_then(|m| m.get_mut(&kind))
+            .and_then(|m| m.remove(tag))
+            .expect("checked above");
+        Ok(e.def)
+    }
+
+    fn referrers(&self, product: &str, uses: impl Fn(&Definition) -> bool) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .defs
+            .get(product)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.values())
+            .filter(|e| uses(&e.def))
+            .map(|e| e.def.path())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn options_of(d: &Definition) -> &[ProviderOption] {
+    match d {
+        Definition::Quota(QuotaDef { providers, .. }) => providers,
+        Definition::Fallback(FallbackDef { options, .. }) => options,
+        _ => &[],
+    }
+}
+
+fn app_refs(d: &Definition) -> Vec<&str> {
+    let mut out: Vec<&str> = options_of(d).iter().map(|o| o.app.as_str()).collect();
+    match d {
+        Definition::Healthcheck(h) => out.push(&h.app),
+        Definition::Feature(f) => out.extend(f.steps.iter().filter_map(|s| s.app.as_deref())),
+        _ => {}
+    }
+    out
+}
+
+fn def_refs(d: &Definition) -> Vec<(Kind, &str)> {
+    let mut out: Vec<(Kind, &str)> = options_of(d)
+        .iter()
+        .filter_map(|o| o.healthcheck.as_deref())
+        .map(|h| (Kind::Healthcheck, h))
+        .collect();
+    if let Definition::Feature(f) = d {
+        for s in &f.steps {
+            let kind = match s.kind {
+                StepKind::Fallback => Kind::Fallback,
+                StepKind::Quota => Kind::Quota,
+                StepKind::Feature => Kind::Feature,
+                StepKind::Action => continue,
+            };
+            if let Some(t) = &s.tag {
+                out.push((kind, t));
+            }
+        }
+    }
+    out
+}

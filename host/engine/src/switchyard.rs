@@ -1,0 +1,327 @@
+//! [`Switchyard`]: the engine's front door for embedders. Install apps,
+//! define healthchecks / quotas / fallbacks / features / caches (checked
+//! and compiled on the spot) and set admission. Runs are in `dispatch.rs`,
+//! provider state in `provider_state.rs`, the healthcheck scheduler in
+//! `scheduler.rs`, budgets, gates and counters in `accounting.rs`.
+
+use crate::accounting::{Counts, GateEntry};
+use crate::provider_state::AppAdmission;
+
+use super::admission::AdmissionConfig;
+use super::breaker::{BreakerConfig, Breakers, Classifier, default_classifier};
+use super::budget::{BudgetConfig, RetryBudget};
+use super::clock::{Clock, SystemClock};
+use super::definition::{DefineError, Definition, Kind};
+use super::health::{HealthBoard, HealthKey, HealthStatus};
+use super::locks::{Recover, RecoverRw};
+use super::observer::Observer;
+use super::registry::{AppSummary, Registry};
+use super::result_cache::ResultCache;
+use super::retry::Jitter;
+use super::run::RunResult;
+use super::weighted::SmoothWeighted;
+use crate::adapter::{Adapter, AttemptError};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Engine-wide settings.
+pub struct SwitchyardBuilder {
+    clock: Arc<dyn Clock>,
+    breaker: BreakerConfig,
+    budget: BudgetConfig,
+    admission: AdmissionConfig,
+    classifier: Classifier,
+    seed: Option<u64>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for SwitchyardBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchyardBuilder")
+            .field("breaker", &self.breaker)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SwitchyardBuilder {
+    /// Read time from `clock` (a `ManualClock` in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Breaker settings for every breaker.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// Retry budget settings for every app.
+    pub fn budget(mut self, config: BudgetConfig) -> Self {
+        self.budget = config;
+        self
+    }
+
+    /// Admission settings of every app that has none of its own
+    /// ([`Switchyard::set_admission`]).
+    pub fn admission(mut self, config: AdmissionConfig) -> Self {
+        self.admission = config;
+        self
+    }
+
+    /// Which errors count against breakers (default: unavailable, timeout,
+    /// ambiguous, rate-limited).
+    pub fn classifier(mut self, f: impl Fn(&AttemptError) -> bool + Send + Sync + 'static) -> Self {
+        self.classifier = Box::new(f);
+        self
+    }
+
+    /// Seed backoff and healthcheck jitter (deterministic tests).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Report attempts, budget refusals and healthcheck outcomes to
+    /// `observer` (metrics, a store). Can be called more than once.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Switchyard {
+        let jitter = || self.seed.map_or_else(Jitter::from_entropy, Jitter::seeded);
+        let prefix = Jitter::from_entropy().next_u64();
+        Switchyard {
+            inner: Arc::new(Inner {
+                health: Mutex::new(HealthBoard::new(jitter())),
+                jitter: Mutex::new(jitter()),
+                clock: self.clock,
+                breakers: Breakers::new(self.breaker, self.classifier),
+                budget_config: self.budget,
+                budgets: Mutex::new(HashMap::new()),
+                admission_default: self.admission,
+                admission: RwLock::new(HashMap::new()),
+                gates: Mutex::new(HashMap::new()),
+                registry: RwLock::new(Registry::default()),
+                quota_state: Mutex::new(HashMap::new()),
+                caches: Mutex::new(HashMap::new()),
+                counts: Mutex::new(HashMap::new()),
+                key_prefix: prefix,
+                key_counter: AtomicU64::new(0),
+                observers: self.observers,
+            }),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) breakers: Breakers,
+    pub(crate) budget_config: BudgetConfig,
+    pub(crate) budgets: Mutex<HashMap<String, RetryBudget>>,
+    pub(crate) admission_default: AdmissionConfig,
+    /// Settings per (product, app).
+    pub(crate) admission: RwLock<HashMap<(String, String), AdmissionConfig>>,
+    /// Gates by `product/env/app`.
+    pub(crate) gates: Mutex<HashMap<String, GateEntry>>,
+    pub(crate) jitter: Mutex<Jitter>,
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) health: Mutex<HealthBoard>,
+    pub(crate) quota_state: Mutex<HashMap<(String, String, String), SmoothWeighted>>,
+    pub(crate) caches: Mutex<HashMap<(String, String), ResultCache<RunResult>>>,
+    pub(crate) counts: Mutex<HashMap<String, Counts>>,
+    pub(crate) key_prefix: u64,
+    pub(crate) key_counter: AtomicU64,
+    pub(crate) observers: Vec<Arc<dyn Observer>>,
+}
+
+/// The engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Switchyard {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Switchyard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switchyard").finish_non_exhaustive()
+    }
+}
+
+impl Default for Switchyard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Switchyard {
+    /// An engine on the system clock with default breaker and budget.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Settings before building.
+    pub fn builder() -> SwitchyardBuilder {
+        SwitchyardBuilder {
+            clock: Arc::new(SystemClock),
+            breaker: BreakerConfig::default(),
+            budget: BudgetConfig::default(),
+            admission: AdmissionConfig::default(),
+            classifier: Box::new(default_classifier),
+            seed: None,
+            observers: Vec::new(),
+        }
+    }
+
+    // ---- apps ----
+
+    /// Install `adapter` as app `tag` of `product` for `env` (a wasm
+    /// [`crate::runtime::App`] or any native [`Adapter`]). Replaces an
+    /// earlier instance for the same env.
+    pub fn install_app(&self, product: &str, tag: &str, env: &str, adapter: Arc<dyn Adapter>) {
+        self.inner
+            .registry
+            .writing()
+            .install_app(product, tag, env, adapter);
+    }
+
+    /// Remove an app (every env); refused while a definition uses it.
+    pub fn remove_app(&self, product: &str, tag: &str) -> Result<(), DefineError> {
+        self.inner.registry.writing().remove_app(product, tag)
+    }
+
+    /// The apps of `product`.
+    pub fn apps(&self, product: &str) -> Vec<AppSummary> {
+        self.inner.registry.reading().apps(product)
+    }
+
+    /// Set `app`'s admission limits (in every env of `product`): attempts
+    /// in flight, queue, rate limit, cooldown cap. Applies at once, to
+    /// waiting attempts too; refused with the field path if a number is
+    /// out of bounds.
+    pub fn set_admission(
+        &self,
+        product: &str,
+        app: &str,
+        config: AdmissionConfig,
+    ) -> Result<(), DefineError> {
+        config.validate(&format!("apps.{app}.admission"))?;
+        self.inner
+            .admission
+            .writing()
+            .insert((product.to_string(), app.to_string()), config);
+        for e in self.inner.gates.locked().values() {
+            if e.product == product && e.app == app {
+                e.gate.reconfigure(config);
+            }
+        }
+        Ok(())
+    }
+
+    /// The admission settings `app` of `product` runs under.
+    pub fn admission(&self, product: &str, app: &str) -> AdmissionConfig {
+        self.inner.admission_config(product, app)
+    }
+
+    /// Admission state of every app (in every env) that has been called.
+    pub fn admission_states(&self) -> Vec<AppAdmission> {
+        let now = self.inner.clock.now();
+        let mut v: Vec<AppAdmission> = self
+            .inner
+            .gates
+            .locked()
+            .values()
+            .map(|e| AppAdmission {
+                product: e.product.clone(),
+                env: e.env.clone(),
+                app: e.app.clone(),
+                state: e.gate.snapshot(now),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.product, &a.env, &a.app).cmp(&(&b.product, &b.env, &b.app)));
+        v
+    }
+
+    // ---- definitions ----
+
+    /// Add a definition; refused if it exists or does not check out.
+    pub fn create(&self, def: impl Into<Definition>) -> Result<(), DefineError> {
+        self.put(def.into(), false)
+    }
+
+    /// Replace an existing definition; refused if absent or invalid. Quota
+    /// rotation restarts; healthcheck history is kept.
+    pub fn update(&self, def: impl Into<Definition>) -> Result<(), DefineError> {
+        self.put(def.into(), true)
+    }
+
+    pub(crate) fn put(&self, def: Definition, replace: bool) -> Result<(), DefineError> {
+        let (product, tag, kind) = (
+            def.meta().product.clone(),
+            def.meta().tag.clone(),
+            def.kind(),
+        );
+        let hc = match &def {
+            Definition::Healthcheck(h) => Some(h.clone()),
+            _ => None,
+        };
+        self.inner.registry.writing().put(def, replace)?;
+        self.inner.forget_state(&product, kind, &tag);
+        if let Some(h) = hc {
+            self.inner.track(&h);
+        }
+        Ok(())
+    }
+
+    /// One definition.
+    pub fn fetch(&self, product: &str, kind: Kind, tag: &str) -> Option<Definition> {
+        self.inner
+            .registry
+            .reading()
+            .fetch(product, kind, tag)
+            .cloned()
+    }
+
+    /// Every definition of `product` (of `kind`, if given), by kind and tag.
+    pub fn fetch_all(&self, product: &str, kind: Option<Kind>) -> Vec<Definition> {
+        self.inner.registry.reading().fetch_all(product, kind)
+    }
+
+    /// Delete a definition; refused while another definition uses it.
+    pub fn delete(&self, product: &str, kind: Kind, tag: &str) -> Result<Definition, DefineError> {
+        let def = self.inner.registry.writing().delete(product, kind, tag)?;
+        self.inner.forget_state(product, kind, tag);
+        if kind == Kind::Healthcheck {
+            self.inner.health.locked().untrack(product, tag, &[]);
+        }
+        Ok(def)
+    }
+}
+
+impl Inner {
+    pub fn adapter(&self, product: &str, app: &str, env: &str) -> Option<Arc<dyn Adapter>> {
+        self.registry.reading().adapter(product, app, env).cloned()
+    }
+
+    pub fn health_status(&self, key: &HealthKey) -> HealthStatus {
+        self.health.locked().status(key)
+    }
+
+    /// Drop runtime state tied to a definition that changed.
+    pub(crate) fn forget_state(&self, product: &str, kind: Kind, tag: &str) {
+        match kind {
+            Kind::Quota => self
+                .quota_state
+                .locked()
+                .retain(|(p, _, t), _| !(p == product && t == tag)),
+            Kind::Cache => self
+                .caches
+                .locked()
+                .retain(|(p, t), _| !(p == product && t == tag)),
+            _ => {}
+        }
+    }
+}

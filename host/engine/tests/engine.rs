@@ -1,0 +1,1756 @@
+//! The engine through its public API, with native fake adapters and a
+//! manual clock: no test sleeps.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_engine::FakeAdapter;
+use switchyard_engine::{AttemptError, ErrorClass, FailureKind};
+use switchyard_engine::{
+    BreakerConfig, BreakerState, BudgetConfig, ErrorCode, FieldType, HealthStatus, Kind,
+    ManualClock, Outcome, RunOptions, SkipReason, Switchyard,
+};
+
+const P: &str = "payments";
+
+struct World {
+    yard: Switchyard,
+    clock: Arc<ManualClock>,
+    stripe: Arc<FakeAdapter>,
+    adyen: Arc<FakeAdapter>,
+    paypal: Arc<FakeAdapter>,
+}
+
+fn world() -> World {
+    world_on(Arc::new(ManualClock::new()))
+}
+
+/// A world on `clock` (a parked one for tests where runs wait for each
+/// other).
+fn world_on(clock: Arc<ManualClock>) -> World {
+    let yard = Switchyard::builder().clock(clock.clone()).seed(7).build();
+    let app = |name: &str| {
+        let a = Arc::new(FakeAdapter::new(
+            name,
+            &[("charge", false), ("refund", true), ("ping", true)],
+        ));
+        yard.install_app(P, name, "dev", a.clone());
+        a
+    };
+    World {
+        stripe: app("stripe"),
+        adyen: app("adyen"),
+        paypal: app("paypal"),
+        yard,
+        clock,
+    }
+}
+
+fn pay_fallback(w: &World, retries: u32) {
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .input("amount", FieldType::Integer)
+        .input("currency", FieldType::String)
+        .provider("stripe")
+        .action("charge")
+        .retries(retries)
+        .map_input(json!({"amount": "$Input{amount}", "currency": "$Input{currency}"}))
+        .map_output(json!({"id": "$Response{app}", "amount": "$Input{amount}"}))
+        .provider("adyen")
+        .action("charge")
+        .retries(retries)
+        .map_output(json!({"id": "$Response{app}", "amount": "$Input{amount}"}))
+        .create()
+        .unwrap();
+}
+
+fn input() -> Value {
+    json!({"amount": 1099, "currency": "usd"})
+}
+
+async fn run_pay(w: &World) -> Result<switchyard_engine::RunResult, switchyard_engine::RunError> {
+    run_pay_with(w, RunOptions::default()).await
+}
+
+async fn run_pay_with(
+    w: &World,
+    options: RunOptions,
+) -> Result<switchyard_engine::RunResult, switchyard_engine::RunError> {
+    w.yard
+        .fallback()
+        .run(P, "dev", "pay", input(), options)
+        .await
+}
+
+#[tokio::test]
+async fn fallback_retries_the_primary_exactly_n_times_then_the_next_serves() {
+    let w = world();
+    pay_fallback(&w, 2);
+    w.stripe.fail(ErrorClass::Unavailable);
+    let r = run_pay(&w).await.unwrap();
+    assert_eq!(r.output, json!({"id": "adyen", "amount": 1099}));
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert_eq!(w.stripe.call_count(), 3, "first try + 2 retries");
+    assert_eq!(w.adyen.call_count(), 1);
+    let tries: Vec<(&str, u32, &Outcome)> = r
+        .trace
+        .attempts
+        .iter()
+        .map(|a| (a.provider.as_str(), a.try_number, &a.outcome))
+        .collect();
+    assert_eq!(
+        tries,
+        [
+            ("stripe", 1, &Outcome::Failed(ErrorClass::Unavailable)),
+            ("stripe", 2, &Outcome::Failed(ErrorClass::Unavailable)),
+            ("stripe", 3, &Outcome::Failed(ErrorClass::Unavailable)),
+            ("adyen", 1, &Outcome::Ok),
+        ]
+    );
+    assert_eq!(r.trace.served_by.as_deref(), Some("adyen"));
+    // The mapped input reached the provider, and one key reached all.
+    let calls = w.stripe.calls();
+    assert_eq!(calls[0].input, json!({"amount": 1099, "currency": "usd"}));
+    let key = &r.idempotency_key;
+    assert!(calls.iter().all(|c| &c.idempotency_key == key));
+    assert_eq!(&w.adyen.calls()[0].idempotency_key, key);
+    // Retries waited (full jitter, never longer than the ceiling) on the
+    // manual clock, which sleeping advances.
+    assert!(w.clock.elapsed() <= Duration::from_millis(50 + 100));
+}
+
+#[tokio::test]
+async fn a_caller_key_and_session_reach_every_attempt() {
+    let w = world();
+    pay_fallback(&w, 1);
+    w.stripe.fail(ErrorClass::Timeout);
+    let r = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "pay",
+            input(),
+            RunOptions::default()
+                .idempotency_key("order-77")
+                .session("user", "tok-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.idempotency_key, "order-77");
+    for c in w.stripe.calls().iter().chain(w.adyen.calls().iter()) {
+        assert_eq!(c.idempotency_key, "order-77");
+        assert_eq!(c.session.as_ref().unwrap().token, "tok-1");
+        assert_eq!(c.env, "dev");
+        assert!(c.deadline <= Duration::from_secs(30));
+    }
+}
+
+#[tokio::test]
+async fn all_failing_lists_every_attempt() {
+    let w = world();
+    pay_fallback(&w, 1);
+    w.stripe.fail(ErrorClass::Unavailable);
+    w.adyen.fail(ErrorClass::RateLimited);
+    let e = run_pay(&w).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::AllFailed);
+    assert!(e.message.contains("stripe: unavailable"), "{e}");
+    assert!(e.message.contains("adyen: rate-limited"), "{e}");
+    let t = e.trace.unwrap();
+    assert_eq!(t.attempts.len(), 4);
+    assert!(t.served_by.is_none());
+    assert!(t.render().contains("served by: none"));
+}
+
+#[tokio::test]
+async fn rejected_is_not_retried_and_does_not_fail_over() {
+    let w = world();
+    pay_fallback(&w, 3);
+    w.stripe.behave(|_| {
+        let mut e = AttemptError::provider(ErrorClass::Rejected, "card declined");
+        e.code = Some("card_declined".into());
+        Err(e)
+    });
+    let e = run_pay(&w).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Rejected);
+    assert!(e.message.contains("card declined"), "{e}");
+    assert_eq!(w.stripe.call_count(), 1);
+    assert_eq!(w.adyen.call_count(), 0);
+    let t = e.trace.unwrap();
+    assert_eq!(t.attempts[0].code.as_deref(), Some("card_declined"));
+}
+
+#[tokio::test]
+async fn ambiguous_on_a_non_idempotent_action_stops_the_run() {
+    let w = world();
+    pay_fallback(&w, 2);
+    w.stripe.fail(ErrorClass::Ambiguous);
+    let e = run_pay(&w).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Ambiguous);
+    assert!(
+        e.message.contains("may have executed on provider `stripe`"),
+        "{e}"
+    );
+    assert_eq!(
+        w.stripe.call_count(),
+        1,
+        "no retry of a non-idempotent action"
+    );
+    assert_eq!(w.adyen.call_count(), 0, "no second charge elsewhere");
+}
+
+#[tokio::test]
+async fn ambiguous_fails_over_when_idempotent_or_opted_in() {
+    let w = world();
+    // refund is idempotent per the adapter: retried, then failover.
+    w.yard
+        .fallback()
+        .define(P, "refund")
+        .provider("stripe")
+        .action("refund")
+        .retries(1)
+        .provider("adyen")
+        .action("refund")
+        .create()
+        .unwrap();
+    w.stripe.fail(ErrorClass::Ambiguous);
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "refund", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert_eq!(w.stripe.call_count(), 2);
+
+    // charge is not, but this definition opts in.
+    w.yard
+        .fallback()
+        .define(P, "charge-any")
+        .failover_after_ambiguous(true)
+        .provider("stripe")
+        .action("charge")
+        .provider("adyen")
+        .action("charge")
+        .create()
+        .unwrap();
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "charge-any", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+
+    // An option can override the adapter's idempotency flag.
+    w.yard
+        .fallback()
+        .define(P, "charge-keyed")
+        .provider("stripe")
+        .action("charge")
+        .idempotent(true)
+        .provider("adyen")
+        .action("charge")
+        .create()
+        .unwrap();
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "charge-keyed", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+}
+
+fn healthcheck(w: &World, app: &str) {
+    w.yard
+        .healthcheck()
+        .define(P, &format!("{app}-health"))
+        .app(app)
+        .action("ping")
+        .input("dev", json!({}))
+        .interval(Duration::from_secs(10))
+        .jitter(0.0)
+        .create()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unhealthy_options_are_skipped_and_come_back() {
+    let w = world();
+    healthcheck(&w, "stripe");
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .provider("adyen")
+        .action("charge")
+        .create()
+        .unwrap();
+    assert_eq!(w.yard.run_due_healthchecks().await, 1);
+    let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+    assert_eq!(h.status, HealthStatus::Healthy);
+    assert!(h.last_available_unix_ms.is_some());
+
+    w.stripe.behave(|r| {
+        if r.action == "ping" {
+            Err(AttemptError::provider(ErrorClass::Unavailable, "down"))
+        } else {
+            Ok(json!({"app": "stripe"}))
+        }
+    });
+    assert_eq!(w.yard.run_due_healthchecks().await, 0, "not due yet");
+    w.clock.advance(Duration::from_secs(10));
+    assert_eq!(w.yard.run_due_healthchecks().await, 1);
+    assert_eq!(
+        w.yard.health(P, "dev", "stripe-health").unwrap().status,
+        HealthStatus::Unhealthy
+    );
+    w.stripe.clear_calls();
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert_eq!(w.stripe.call_count(), 0, "skipped, not tried");
+    assert_eq!(
+        r.trace.skipped[0].reason,
+        SkipReason::Unhealthy {
+            healthcheck: "stripe-health".into()
+        }
+    );
+    let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
+    assert_eq!(states[0].status, HealthStatus::Unhealthy);
+    assert_eq!(states[1].status, HealthStatus::Unknown);
+
+    w.stripe.behave(|_| Ok(json!({"app": "stripe"})));
+    w.clock.advance(Duration::from_secs(10));
+    w.yard.run_due_healthchecks().await;
+    let r = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("stripe"));
+    let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+    assert_eq!(h.history.len(), 3);
+    assert_eq!(
+        h.history.iter().map(|o| o.ok).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_retries_within_a_round() {
+    let w = world();
+    w.yard
+        .healthcheck()
+        .define(P, "flaky")
+        .app("stripe")
+        .action("ping")
+        .input("dev", json!({"probe": true}))
+        .retries(2)
+        .create()
+        .unwrap();
+    let mut n = 0;
+    w.stripe.behave(move |_| {
+        n += 1;
+        if n < 3 {
+            Err(AttemptError::provider(ErrorClass::Unavailable, "blip"))
+        } else {
+            Ok(json!({}))
+        }
+    });
+    let h = w.yard.check_now(P, "dev", "flaky").await.unwrap();
+    assert_eq!(h.status, HealthStatus::Healthy);
+    assert_eq!(h.history[0].tries, 3);
+    assert_eq!(w.stripe.calls()[0].input, json!({"probe": true}));
+}
+
+fn sms_quota(w: &World) {
+    healthcheck(w, "adyen");
+    w.yard
+        .quota()
+        .define(P, "split")
+        .provider("stripe")
+        .action("charge")
+        .weight(70)
+        .provider("adyen")
+        .action("charge")
+        .weight(30)
+        .healthcheck("adyen-health")
+        .create()
+        .unwrap();
+}
+
+async fn quota_shares(w: &World, runs: usize) -> (usize, usize) {
+    let mut shares = (0, 0);
+    for _ in 0..runs {
+        let r = w
+            .yard
+            .quota()
+            .run(P, "dev", "split", json!({}), RunOptions::default())
+            .await
+            .unwrap();
+        match r.provider.as_deref() {
+            Some("stripe") => shares.0 += 1,
+            Some("adyen") => shares.1 += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    shares
+}
+
+#[tokio::test]
+async fn quota_is_exact_and_moves_share_while_a_provider_is_unhealthy() {
+    let w = world();
+    sms_quota(&w);
+    assert_eq!(quota_shares(&w, 1_000).await, (700, 300));
+    // Exact over every 10 consecutive runs, too.
+    for _ in 0..10 {
+        assert_eq!(quota_shares(&w, 10).await, (7, 3));
+    }
+
+    w.adyen.fail(ErrorClass::Unavailable);
+    w.yard.run_due_healthchecks().await;
+    w.adyen.clear_calls();
+    assert_eq!(quota_shares(&w, 100).await, (100, 0), "unhealthy gets 0 %");
+    assert_eq!(w.adyen.call_count(), 0);
+
+    w.adyen.behave(|_| Ok(json!({})));
+    w.clock.advance(Duration::from_secs(10));
+    w.yard.run_due_healthchecks().await;
+    assert_eq!(
+        quota_shares(&w, 1_000).await,
+        (700, 300),
+        "share comes back"
+    );
+}
+
+#[tokio::test]
+async fn quota_fails_over_by_weight_and_panics_when_none_is_eligible() {
+    let w = world();
+    healthcheck(&w, "stripe");
+    healthcheck(&w, "adyen");
+    w.yard
+        .quota()
+        .define(P, "three")
+        .provider("stripe")
+        .action("charge")
+        .weight(50)
+        .healthcheck("stripe-health")
+        .provider("adyen")
+        .action("charge")
+        .weight(30)
+        .healthcheck("adyen-health")
+        .provider("paypal")
+        .action("charge")
+        .weight(20)
+        .create()
+        .unwrap();
+    w.stripe.fail(ErrorClass::Unavailable);
+    let r = w
+        .yard
+        .quota()
+        .run(P, "dev", "three", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    let order: Vec<&str> = r
+        .trace
+        .attempts
+        .iter()
+        .map(|a| a.provider.as_str())
+        .collect();
+    assert_eq!(order, ["stripe", "adyen"], "failover to the next heaviest");
+
+    // Both checked providers unhealthy, paypal alone is eligible.
+    w.yard.run_due_healthchecks().await; // stripe ping fails, adyen ok
+    w.adyen.fail(ErrorClass::Unavailable);
+    w.clock.advance(Duration::from_secs(10));
+    w.yard.run_due_healthchecks().await;
+    w.paypal.fail(ErrorClass::Unavailable);
+    let e = w
+        .yard
+        .quota()
+        .run(P, "dev", "three", json!({}), RunOptions::default())
+        .await
+        .unwrap_err();
+    let t = e.trace.unwrap();
+    assert!(!t.panic_mode);
+    assert_eq!(t.skipped.len(), 2);
+
+    // Break paypal's breaker: nothing eligible → panic mode tries all.
+    let w2 = world();
+    let clock = w2.clock.clone();
+    let _ = clock;
+    healthcheck(&w2, "stripe");
+    w2.yard
+        .quota()
+        .define(P, "solo")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .create()
+        .unwrap();
+    w2.stripe.behave(|r| {
+        if r.action == "ping" {
+            Err(AttemptError::provider(ErrorClass::Unavailable, "ping down"))
+        } else {
+            Ok(json!({"served": true}))
+        }
+    });
+    w2.yard.run_due_healthchecks().await;
+    let r = w2
+        .yard
+        .quota()
+        .run(P, "dev", "solo", json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(r.trace.panic_mode);
+    assert_eq!(r.output, json!({"served": true}));
+    w2.yard
+        .quota()
+        .define(P, "solo")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .panic_mode(false)
+        .update()
+        .unwrap();
+    let e = w2
+        .yard
+        .quota()
+        .run(P, "dev", "solo", json!({}), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NoProvider);
+    assert!(e.message.contains("panic mode is off"), "{e}");
+}
+
+#[tokio::test]
+async fn the_breaker_opens_skips_and_half_opens_on_the_manual_clock() {
+    let clock = Arc::new(ManualClock::new());
+    let yard = Switchyard::builder()
+        .clock(clock.clone())
+        .breaker(BreakerConfig {
+            minimum_failure_count: 2,
+            ..BreakerConfig::default()
+        })
+        .build();
+    let a = Arc::new(FakeAdapter::new("a", &[("go", true)]));
+    let b = Arc::new(FakeAdapter::new("b", &[("go", true)]));
+    yard.install_app(P, "a", "dev", a.clone());
+    yard.install_app(P, "b", "dev", b.clone());
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .provider("b")
+        .action("go")
+        .create()
+        .unwrap();
+    a.fail(ErrorClass::Unavailable);
+    let run = || {
+        yard.fallback()
+            .run(P, "dev", "f", json!({}), RunOptions::default())
+    };
+    for _ in 0..3 {
+        run().await.unwrap();
+    }
+    assert_eq!(a.call_count(), 3);
+    let states = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(states[0].breaker.state, BreakerState::Open);
+    assert_eq!(states[0].status, HealthStatus::Unhealthy, "passive signal");
+    assert_eq!(states[0].counts.failures["unavailable"], 3);
+    let r = run().await.unwrap();
+    assert_eq!(a.call_count(), 3, "open: not called");
+    assert!(matches!(
+        &r.trace.skipped[0].reason,
+        SkipReason::BreakerOpen { last_error: Some(e) } if e.contains("go failed")
+    ));
+    clock.advance(Duration::from_secs(31));
+    a.behave(|_| Ok(json!({})));
+    let r = run().await.unwrap();
+    assert_eq!(r.provider.as_deref(), Some("a"), "half-open probe served");
+    let states = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(states[0].breaker.state, BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_during_an_outage() {
+    let clock = Arc::new(ManualClock::new());
+    let yard = Switchyard::builder()
+        .clock(clock.clone())
+        .budget(BudgetConfig {
+            ratio: 0.1,
+            min_retries: 5,
+            window_ms: 10_000,
+        })
+        .breaker(BreakerConfig {
+            minimum_failure_count: 1_000_000,
+            ..BreakerConfig::default()
+        })
+        .build();
+    let a = Arc::new(FakeAdapter::new("a", &[("go", true)]));
+    yard.install_app(P, "a", "dev", a.clone());
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .retries(3)
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .create()
+        .unwrap();
+    a.fail(ErrorClass::Unavailable);
+    let mut denied = 0;
+    for _ in 0..100 {
+        let e = yard
+            .fallback()
+            .run(P, "dev", "f", json!({}), RunOptions::default())
+            .await
+            .unwrap_err();
+        denied += e.trace.unwrap().budget_denied;
+    }
+    // 100 first attempts; retries ≤ 5 + 10 % of 100, not 300.
+    assert_eq!(a.call_count(), 100 + 15);
+    assert!(denied > 0);
+}
+
+#[tokio::test]
+async fn deadlines_bound_attempts_and_stop_backoff() {
+    let w = world();
+    w.yard
+        .fallback()
+        .define(P, "slow")
+        .provider("stripe")
+        .action("refund")
+        .retries(5)
+        .timeout(Duration::from_millis(300))
+        .backoff(Duration::from_secs(2), Duration::from_secs(2))
+        .create()
+        .unwrap();
+    w.stripe.behave(|r| {
+        assert!(r.deadline <= Duration::from_millis(300));
+        Err(AttemptError::new(
+            ErrorClass::Timeout,
+            FailureKind::DeadlineExceeded,
+            "slow",
+        ))
+    });
+    let e = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "slow",
+            json!({}),
+            RunOptions::default().deadline(Duration::from_millis(1_500)),
+        )
+        .await
+        .unwrap_err();
+    // Backoffs are up to 2 s: retries stop once the next wait would pass
+    // the run's 1.5 s deadline.
+    assert!(w.stripe.call_count() < 6, "{}", w.stripe.call_count());
+    assert!(w.clock.elapsed() < Duration::from_millis(1_500));
+    assert!(matches!(
+        e.code,
+        ErrorCode::AllFailed | ErrorCode::DeadlineExceeded
+    ));
+}
+
+#[tokio::test]
+async fn a_result_cache_serves_identical_inputs_within_its_ttl() {
+    let w = world();
+    pay_fallback(&w, 0);
+    w.yard
+        .cache()
+        .define(P, "short")
+        .ttl(Duration::from_secs(60))
+        .create()
+        .unwrap();
+    let opts = || RunOptions::default().cache("short");
+    let first = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", input(), opts())
+        .await
+        .unwrap();
+    let second = w
+        .yard
+        .fallback()
+        .run(P, "dev", "pay", input(), opts())
+        .await
+        .unwrap();
+    assert_eq!(w.stripe.call_count(), 1);
+    assert!(second.trace.cached && !first.trace.cached);
+    assert_eq!(second.output, first.output);
+    let other = json!({"amount": 5, "currency": "usd"});
+    w.yard
+        .fallback()
+        .run(P, "dev", "pay", other, opts())
+        .await
+        .unwrap();
+    assert_eq!(w.stripe.call_count(), 2, "a different input is not a hit");
+    w.clock.advance(Duration::from_secs(60));
+    w.yard
+        .fallback()
+        .run(P, "dev", "pay", input(), opts())
+        .await
+        .unwrap();
+    assert_eq!(w.stripe.call_count(), 3, "expired");
+    let e = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "pay",
+            input(),
+            RunOptions::default().cache("nope"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn a_feature_chains_steps_through_sequence() {
+    let w = world();
+    pay_fallback(&w, 0);
+    w.yard
+        .feature()
+        .define(P, "checkout")
+        .input("amount", FieldType::Integer)
+        .input("currency", FieldType::String)
+        .step_fallback("charge", "pay")
+        .step_action("receipt", "paypal", "refund")
+        .map_input(json!({"charge": "$Sequence{charge}{id}", "note": "paid $Input{amount} $Input{currency}"}))
+        .output(json!({"charged_by": "$Sequence{charge}{id}", "receipt": "$Sequence{receipt}{input}"}))
+        .create()
+        .unwrap();
+    let r = w
+        .yard
+        .feature()
+        .run(
+            P,
+            "dev",
+            "checkout",
+            input(),
+            RunOptions::default().idempotency_key("k1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.output,
+        json!({"charged_by": "stripe", "receipt": {"charge": "stripe", "note": "paid 1099 usd"}})
+    );
+    assert_eq!(r.trace.steps.len(), 2);
+    assert_eq!(r.trace.steps[0].trace.served_by.as_deref(), Some("stripe"));
+    assert_eq!(w.stripe.calls()[0].idempotency_key, "k1:charge");
+    assert_eq!(w.paypal.calls()[0].idempotency_key, "k1:receipt");
+    assert!(r.trace.render().contains("step receipt"));
+
+    w.stripe.fail(ErrorClass::Rejected);
+    let e = w
+        .yard
+        .feature()
+        .run(P, "dev", "checkout", input(), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Rejected);
+    assert!(
+        e.message.starts_with("feature `checkout` step `charge`"),
+        "{e}"
+    );
+    assert_eq!(w.paypal.call_count(), 1, "later steps did not run");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_provider_is_called() {
+    let w = world();
+    pay_fallback(&w, 0);
+    let e = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "pay",
+            json!({"amount": "ten", "currency": "usd"}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    assert_eq!(e.message, "input.amount: must be integer, got string");
+    assert_eq!(w.stripe.call_count(), 0);
+    let e = w
+        .yard
+        .fallback()
+        .run(P, "dev", "nope", json!({}), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let e = w
+        .yard
+        .fallback()
+        .run(P, "prd", "pay", input(), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not installed for env `prd`"), "{e}");
+}
+
+#[test]
+fn definitions_are_checked_with_the_field_path() {
+    let w = world();
+    let err = |r: Result<(), switchyard_engine::DefineError>| r.unwrap_err().to_string();
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("nope")
+        .action("charge")
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].app: unknown app `nope`"),
+        "{e}"
+    );
+    assert!(e.contains("installed: adyen, paypal, stripe"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("chrage")
+        .create());
+    assert_eq!(
+        e,
+        "fallbacks.x.options[0].action: app `stripe` has no action `chrage` (it has: charge, refund, ping)"
+    );
+    let e = err(w
+        .yard
+        .quota()
+        .define(P, "q")
+        .provider("stripe")
+        .action("charge")
+        .weight(0)
+        .create());
+    assert!(e.starts_with("quotas.q.providers[0].weight: is 0"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .weight(3)
+        .create());
+    assert!(e.starts_with("fallbacks.x.options[0].weight"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("ghost")
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].healthcheck: unknown healthcheck `ghost`"),
+        "{e}"
+    );
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .input("amount", FieldType::Integer)
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"a": "$Input{amout}"}))
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].input: `$Input{amout}` is not an input field"),
+        "{e}"
+    );
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"a": "$Input{amount"}))
+        .create());
+    assert!(
+        e.starts_with("fallbacks.x.options[0].input.a: unclosed"),
+        "{e}"
+    );
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "x")
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"a": "$Response{id}"}))
+        .create());
+    assert!(e.contains("cannot read `$Response`"), "{e}");
+    let e = err(w.yard.fallback().define(P, "x").weight(3).create());
+    assert!(e.contains("before any `provider(...)`"), "{e}");
+    let e = err(w
+        .yard
+        .fallback()
+        .define(P, "bad tag")
+        .provider("stripe")
+        .action("charge")
+        .create());
+    assert!(e.starts_with("fallbacks.bad tag.tag"), "{e}");
+    let e = err(w
+        .yard
+        .feature()
+        .define(P, "f")
+        .step_action("a", "stripe", "charge")
+        .map_input(json!({"x": "$Sequence{b}{id}"}))
+        .create());
+    assert!(
+        e.starts_with("features.f.steps[0].input: `$Sequence{b}` names no earlier step"),
+        "{e}"
+    );
+}
+
+#[test]
+fn crud_round_trip_and_references_protect_deletes() {
+    let w = world();
+    healthcheck(&w, "stripe");
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .name("Card payment")
+        .provider("stripe")
+        .action("charge")
+        .healthcheck("stripe-health")
+        .create()
+        .unwrap();
+    let e = w
+        .yard
+        .fallback()
+        .define(P, "pay")
+        .provider("stripe")
+        .action("charge")
+        .create()
+        .unwrap_err();
+    assert!(e.reason.contains("already exists"), "{e}");
+    let d = w.yard.fallback().fetch(P, "pay").unwrap();
+    assert_eq!(d.meta().name, "Card payment");
+    assert_eq!(w.yard.fetch_all(P, None).len(), 2);
+    assert_eq!(w.yard.fallback().fetch_all(P).len(), 1);
+    // Definitions are plain data: JSON in, JSON out.
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["kind"], "fallback");
+    assert_eq!(json["options"][0]["healthcheck"], "stripe-health");
+
+    let e = w.yard.healthcheck().delete(P, "stripe-health").unwrap_err();
+    assert!(e.reason.contains("is used by fallbacks.pay"), "{e}");
+    let e = w.yard.remove_app(P, "stripe").unwrap_err();
+    assert!(e.reason.contains("fallbacks.pay"), "{e}");
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .name("Card payment v2")
+        .provider("adyen")
+        .action("charge")
+        .update()
+        .unwrap();
+    assert_eq!(
+        w.yard.fallback().fetch(P, "pay").unwrap().meta().name,
+        "Card payment v2"
+    );
+    w.yard.healthcheck().delete(P, "stripe-health").unwrap();
+    w.yard.fallback().delete(P, "pay").unwrap();
+    assert!(w.yard.fetch(P, Kind::Fallback, "pay").is_none());
+    let e = w
+        .yard
+        .fallback()
+        .define(P, "pay")
+        .provider("adyen")
+        .action("charge")
+        .update()
+        .unwrap_err();
+    assert!(e.reason.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn feature_cycles_are_refused() {
+    let w = world();
+    w.yard
+        .feature()
+        .define(P, "a")
+        .step_action("s", "stripe", "charge")
+        .create()
+        .unwrap();
+    w.yard
+        .feature()
+        .define(P, "b")
+        .step_feature("call-a", "a")
+        .create()
+        .unwrap();
+    let e = w
+        .yard
+        .feature()
+        .define(P, "a")
+        .step_feature("call-b", "b")
+        .update()
+        .unwrap_err();
+    assert!(e.reason.contains("cycle: a → b → a"), "{e}");
+}
+
+// ---- admission: host overload is never the provider's fault ----
+
+mod admission {
+    use super::*;
+    use proptest::prelude::*;
+    use switchyard_engine::AdmissionConfig;
+
+    fn limits(in_flight: u32, queue: u32) -> AdmissionConfig {
+        AdmissionConfig {
+            max_in_flight: in_flight,
+            max_queue: queue,
+            ..AdmissionConfig::default()
+        }
+    }
+
+    /// How the first skipped provider of `r` was skipped: `overloaded` or
+    /// `saturated`, and the cause.
+    fn first_skip(r: &switchyard_engine::RunResult) -> (&'static str, &'static str) {
+        match &r.trace.skipped[0].reason {
+            SkipReason::Overloaded { cause, .. } => ("overloaded", cause),
+            SkipReason::Saturated { cause, .. } => ("saturated", cause),
+            other => panic!("skipped for another reason: {other}"),
+        }
+    }
+
+    fn host_overload() -> AttemptError {
+        AttemptError::new(
+            ErrorClass::Overloaded,
+            FailureKind::Overload,
+            "no plugin instance slot became free",
+        )
+    }
+
+    /// State a burst must leave exactly as it found it.
+    fn provider_view(w: &World) -> Vec<String> {
+        w.yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                format!(
+                    "{} {:?} breaker={:?} req={} fail={} counts={:?}",
+                    s.provider,
+                    s.status,
+                    s.breaker.state,
+                    s.breaker.requests,
+                    s.breaker.failures,
+                    s.counts
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_instance_refusal_is_skipped_not_counted_and_the_next_provider_serves() {
+        let w = world();
+        pay_fallback(&w, 2);
+        let before = provider_view(&w);
+        w.stripe.behave(|_| Err(host_overload()));
+        for _ in 0..30 {
+            let r = run_pay(&w).await.unwrap();
+            assert_eq!(r.provider.as_deref(), Some("adyen"));
+            assert_eq!(first_skip(&r), ("overloaded", "no-instance"));
+            assert!(r.trace.attempts.iter().all(|a| a.provider == "adyen"));
+        }
+        assert_eq!(w.stripe.call_count(), 30, "one try each, no retries");
+        let after = provider_view(&w);
+        assert_eq!(before[0], after[0], "stripe's breaker and counts untouched");
+        assert_eq!(
+            w.yard.breaker_states(),
+            vec![
+                (
+                    "payments/dev/adyen/charge".to_string(),
+                    BreakerState::Closed
+                ),
+                (
+                    "payments/dev/stripe/charge".to_string(),
+                    BreakerState::Closed
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_overload_means_503_overloaded_with_retry_after() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.stripe.behave(|_| Err(host_overload()));
+        w.adyen.behave(|_| Err(host_overload()));
+        let e = run_pay(&w).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Overloaded, "{e}");
+        assert_eq!(e.retry_after_ms, Some(1_000));
+        assert!(e.message.contains("try again later"), "{e}");
+        // One provider really failing makes it all-failed, naming both.
+        w.adyen.fail(ErrorClass::Unavailable);
+        let e = run_pay(&w).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::AllFailed, "{e}");
+        assert!(e.message.contains("stripe (overloaded"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_without_touching_breakers_or_health() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.yard.set_admission(P, "stripe", limits(2, 0)).unwrap();
+        w.yard.set_admission(P, "adyen", limits(1, 0)).unwrap();
+        let stripe = w.stripe.hold();
+        let adyen = w.adyen.hold();
+        let yard = w.yard.clone();
+        let run = move || {
+            let yard = yard.clone();
+            tokio::spawn(async move {
+                yard.fallback()
+                    .run(P, "dev", "pay", input(), RunOptions::default())
+                    .await
+            })
+        };
+        let held: Vec<_> = (0..2).map(|_| run()).collect();
+        while w.stripe.in_flight() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // Stripe is full and may not queue: the run moves on to adyen.
+        let third = run();
+        while w.adyen.in_flight() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let before = provider_view(&w);
+        let refused: Vec<_> = (0..5).map(|_| run()).collect();
+        for r in refused {
+            let e = r.await.unwrap().unwrap_err();
+            assert_eq!(e.code, ErrorCode::Overloaded, "{e}");
+            let trace = e.trace.unwrap();
+            assert!(trace.attempts.is_empty(), "no provider was called");
+            assert_eq!(trace.skipped.len(), 2);
+        }
+        assert_eq!(provider_view(&w), before, "nothing counted while full");
+        stripe.add_permits(2);
+        adyen.add_permits(1);
+        for r in held {
+            assert_eq!(
+                r.await.unwrap().unwrap().provider.as_deref(),
+                Some("stripe")
+            );
+        }
+        assert_eq!(
+            third.await.unwrap().unwrap().provider.as_deref(),
+            Some("adyen")
+        );
+        assert!(w.stripe.peak_in_flight() <= 2 && w.adyen.peak_in_flight() <= 1);
+        let s = &w
+            .yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()[0];
+        assert_eq!(s.admission.overloaded, 6);
+        assert_eq!(s.admission.in_flight, 0);
+    }
+
+    fn spill_fallback(w: &World, spillover: bool) {
+        w.yard
+            .fallback()
+            .define(P, "pay")
+            .spillover(spillover)
+            .provider("stripe")
+            .action("charge")
+            .provider("adyen")
+            .action("charge")
+            .create()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn spillover_sends_the_excess_to_the_backup_and_without_it_runs_wait() {
+        for spillover in [true, false] {
+            // Parked: a waiting run must wait for the slot, not for time.
+            let w = world_on(Arc::new(ManualClock::parked()));
+            spill_fallback(&w, spillover);
+            w.yard.set_admission(P, "stripe", limits(1, 100)).unwrap();
+            let stripe = w.stripe.hold();
+            let yard = w.yard.clone();
+            let first = tokio::spawn(async move {
+                yard.fallback()
+                    .run(P, "dev", "pay", json!({}), RunOptions::default())
+                    .await
+            });
+            while w.stripe.in_flight() < 1 {
+                tokio::task::yield_now().await;
+            }
+            let yard = w.yard.clone();
+            let second = tokio::spawn(async move {
+                yard.fallback()
+                    .run(P, "dev", "pay", json!({}), RunOptions::default())
+                    .await
+            });
+            if spillover {
+                let r = second.await.unwrap().unwrap();
+                assert_eq!(r.provider.as_deref(), Some("adyen"));
+                assert_eq!(first_skip(&r), ("saturated", "in-flight"));
+                stripe.add_permits(1);
+            } else {
+                let gate = || {
+                    w.yard
+                        .provider_states(P, "dev", Kind::Fallback, "pay")
+                        .unwrap()[0]
+                        .admission
+                        .clone()
+                };
+                while gate().queued < 1 {
+                    tokio::task::yield_now().await;
+                }
+                assert_eq!(w.adyen.call_count(), 0, "it waits for stripe");
+                stripe.add_permits(2);
+                let r = second.await.unwrap().unwrap();
+                assert_eq!(r.provider.as_deref(), Some("stripe"));
+            }
+            assert_eq!(
+                first.await.unwrap().unwrap().provider.as_deref(),
+                Some("stripe")
+            );
+            assert_eq!(w.stripe.peak_in_flight(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_over_a_rate_limit_are_spread_as_the_bucket_says() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.yard
+            .set_admission(
+                P,
+                "stripe",
+                AdmissionConfig {
+                    rate_per_sec: Some(10.0),
+                    burst: Some(1),
+                    ..AdmissionConfig::default()
+                },
+            )
+            .unwrap();
+        let clock = w.clock.clone();
+        let t0 = clock.elapsed();
+        let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let t = times.clone();
+        w.stripe.behave(move |_| {
+            t.lock().unwrap().push((clock.elapsed() - t0).as_millis());
+            Ok(json!({"app": "stripe"}))
+        });
+        for _ in 0..10 {
+            assert_eq!(
+                run_pay(&w).await.unwrap().provider.as_deref(),
+                Some("stripe")
+            );
+        }
+        assert_eq!(
+            *times.lock().unwrap(),
+            vec![0, 100, 200, 300, 400, 500, 600, 700, 800, 900]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_with_retry_after_pauses_the_app_until_then() {
+        let w = world();
+        spill_fallback(&w, true);
+        w.stripe.behave(|_| {
+            Err(AttemptError {
+                retry_after: Some(Duration::from_secs(2)),
+                ..AttemptError::provider(ErrorClass::RateLimited, "slow down")
+            })
+        });
+        let run = || {
+            w.yard
+                .fallback()
+                .run(P, "dev", "pay", json!({}), RunOptions::default())
+        };
+        assert_eq!(run().await.unwrap().provider.as_deref(), Some("adyen"));
+        assert_eq!(w.stripe.call_count(), 1);
+        // During the pause stripe is not called; the runs spill to adyen.
+        for _ in 0..5 {
+            let r = run().await.unwrap();
+            assert_eq!(r.provider.as_deref(), Some("adyen"));
+            assert_eq!(first_skip(&r), ("saturated", "cooldown"));
+        }
+        assert_eq!(w.stripe.call_count(), 1, "the provider asked for a pause");
+        let s = &w
+            .yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()[0];
+        assert_eq!(s.admission.cooldown_remaining_ms, Some(2_000));
+        w.clock.advance(Duration::from_secs(2));
+        w.stripe.succeed_with(json!({"app": "stripe"}));
+        assert_eq!(run().await.unwrap().provider.as_deref(), Some("stripe"));
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_probe_leaves_health_as_it_was() {
+        let w = world();
+        healthcheck(&w, "stripe");
+        w.stripe.behave(|_| Err(host_overload()));
+        w.yard.run_due_healthchecks().await;
+        let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+        assert_eq!(h.status, HealthStatus::Unknown, "{h:?}");
+        assert!(h.history.is_empty());
+        // It is due again soon, and a real answer then counts.
+        w.stripe.succeed_with(json!({}));
+        w.clock.advance(Duration::from_secs(1));
+        w.yard.run_due_healthchecks().await;
+        assert_eq!(
+            w.yard.health(P, "dev", "stripe-health").unwrap().status,
+            HealthStatus::Healthy
+        );
+    }
+
+    async fn outage_onset(runs: usize, retries: u32, budget: BudgetConfig, breaker: BreakerConfig) {
+        let clock = Arc::new(ManualClock::new());
+        let yard = Switchyard::builder()
+            .clock(clock.clone())
+            .seed(11)
+            .budget(budget)
+            .breaker(breaker)
+            .build();
+        let primary = Arc::new(FakeAdapter::new("primary", &[("charge", true)]));
+        let backup = Arc::new(FakeAdapter::new("backup", &[("charge", true)]));
+        yard.install_app(P, "primary", "dev", primary.clone());
+        yard.install_app(P, "backup", "dev", backup.clone());
+        primary.fail(ErrorClass::Unavailable);
+        yard.fallback()
+            .define(P, "pay")
+            .provider("primary")
+            .action("charge")
+            .retries(retries)
+            .provider("backup")
+            .action("charge")
+            .create()
+            .unwrap();
+        let tasks: Vec<_> = (0..runs)
+            .map(|_| {
+                let yard = yard.clone();
+                tokio::spawn(async move {
+                    yard.fallback()
+                        .run(P, "dev", "pay", json!({}), RunOptions::default())
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            let r = r.unwrap_or_else(|e| panic!("a run failed with a healthy backup: {e}"));
+            assert_eq!(r.provider.as_deref(), Some("backup"));
+        }
+        assert!(
+            primary.call_count() <= runs * (retries as usize + 1),
+            "{} calls for {runs} runs",
+            primary.call_count()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_onset_of_an_outage_every_run_is_served_by_the_backup() {
+        for runs in [64, 500] {
+            outage_onset(runs, 2, BudgetConfig::default(), BreakerConfig::default()).await;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Random budgets, breaker settings, retries and concurrency, runs
+        /// interleaving on two threads: with the backup healthy, no run
+        /// ends in all-failed for budget (or breaker) reasons.
+        #[test]
+        fn one_healthy_option_left_means_no_run_fails(
+            runs in 1usize..120,
+            retries in 0u32..4,
+            ratio in 0.0f64..1.0,
+            min_retries in 0u32..5,
+            min_failures in 0u32..6,
+            threshold in 0.0f64..90.0,
+        ) {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let budget = BudgetConfig { ratio, min_retries, window_ms: 10_000 };
+            let breaker = BreakerConfig {
+                minimum_failure_count: min_failures,
+                failure_threshold: threshold,
+                ..BreakerConfig::default()
+            };
+            rt.block_on(outage_onset(runs, retries, budget, breaker));
+        }
+    }
+}
+
+// ---- hardening: what a careless definition or a hostile caller can do ----
+
+mod hardening {
+    use super::*;
+    use switchyard_engine::MAX_ERROR_MESSAGE;
+
+    #[tokio::test]
+    async fn a_cached_result_never_crosses_sessions_nor_hands_out_another_runs_key() {
+        let w = world();
+        pay_fallback(&w, 0);
+        w.yard
+            .cache()
+            .define(P, "short")
+            .ttl(Duration::from_secs(60))
+            .create()
+            .unwrap();
+        // The provider answers with whose account it charged.
+        w.stripe.behave(|r| {
+            let who = r.session.as_ref().map_or("nobody", |s| s.token.as_str());
+            Ok(json!({"app": format!("account-of-{who}")}))
+        });
+        let run = |session: &str, key: &str| {
+            run_pay_with(
+                &w,
+                RunOptions::default()
+                    .cache("short")
+                    .session("user", session)
+                    .idempotency_key(key),
+            )
+        };
+        let alice = run("alice-token", "alice-1").await.unwrap();
+        assert_eq!(alice.output["id"], "account-of-alice-token");
+        let bob = run("bob-token", "bob-1").await.unwrap();
+        assert_eq!(
+            bob.output["id"], "account-of-bob-token",
+            "Bob got Alice's result"
+        );
+        assert!(!bob.trace.cached);
+        assert_eq!(bob.idempotency_key, "bob-1");
+        // Alice again, under a new key: a hit, answered with her new key.
+        let again = run("alice-token", "alice-2").await.unwrap();
+        assert!(again.trace.cached);
+        assert_eq!(again.output["id"], "account-of-alice-token");
+        assert_eq!(again.idempotency_key, "alice-2");
+        assert_eq!(again.trace.idempotency_key, "alice-2");
+        // Without a key of its own, a hit gets a fresh one, not the stored.
+        let fresh = run_pay_with(
+            &w,
+            RunOptions::default()
+                .cache("short")
+                .session("user", "alice-token"),
+        )
+        .await
+        .unwrap();
+        assert!(fresh.trace.cached);
+        assert_ne!(fresh.idempotency_key, "alice-1");
+        assert_eq!(w.stripe.call_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn out_of_bounds_numbers_are_refused_at_define_time() {
+        let w = world();
+        let e = w
+            .yard
+            .cache()
+            .define(P, "huge")
+            .ttl(Duration::from_secs(1))
+            .max_entries(usize::MAX)
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "caches.huge.max_entries", "{e}");
+        let e = w
+            .yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("charge")
+            .retries(u32::MAX)
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "fallbacks.pay.options[0].retries", "{e}");
+        // A run deadline from the caller is clamped, never an overflow.
+        pay_fallback(&w, 0);
+        let r = run_pay_with(&w, RunOptions::default().deadline(Duration::MAX)).await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_one_run_does_not_take_the_engine_down() {
+        let clock = Arc::new(ManualClock::new());
+        let yard = Switchyard::builder()
+            .clock(clock)
+            // A user's classifier that panics on one error: it runs under
+            // the breakers' lock.
+            .classifier(|e| {
+                assert!(!e.message.contains("boom"), "classifier panicked");
+                e.class == ErrorClass::Unavailable
+            })
+            .build();
+        let app = Arc::new(FakeAdapter::new("stripe", &[("charge", false)]));
+        yard.install_app(P, "stripe", "dev", app.clone());
+        yard.fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("charge")
+            .create()
+            .unwrap();
+        app.behave(|_| Err(AttemptError::provider(ErrorClass::Unavailable, "boom")));
+        let y = yard.clone();
+        let crashed = tokio::spawn(async move {
+            y.fallback()
+                .run(P, "dev", "pay", json!({}), RunOptions::default())
+                .await
+        })
+        .await;
+        assert!(crashed.is_err(), "that run panicked");
+        app.succeed_with(json!({"ok": true}));
+        for _ in 0..3 {
+            let r = yard
+                .fallback()
+                .run(P, "dev", "pay", json!({}), RunOptions::default())
+                .await;
+            assert!(r.is_ok(), "later runs still work: {r:?}");
+        }
+        assert!(!yard.breaker_states().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_is_cut_before_traces_breakers_and_health() {
+        let w = world();
+        pay_fallback(&w, 0);
+        healthcheck(&w, "stripe");
+        w.stripe.behave(|_| {
+            Err(AttemptError::provider(
+                ErrorClass::Unavailable,
+                "x".repeat(50 << 20),
+            ))
+        });
+        let r = run_pay(&w).await.unwrap();
+        let m = r.trace.attempts[0].message.as_ref().unwrap();
+        assert!(m.len() < MAX_ERROR_MESSAGE + 64, "{}", m.len());
+        let s = &w
+            .yard
+            .provider_states(P, "dev", Kind::Fallback, "pay")
+            .unwrap()[0];
+        assert!(s.breaker.last_error.as_ref().unwrap().len() < MAX_ERROR_MESSAGE + 128);
+        w.yard.run_due_healthchecks().await;
+        let h = w.yard.health(P, "dev", "stripe-health").unwrap();
+        let err = h.history[0].error.as_ref().unwrap();
+        assert!(err.len() < MAX_ERROR_MESSAGE + 128, "{}", err.len());
+    }
+
+    #[tokio::test]
+    async fn breakers_keyed_by_input_are_capped() {
+        use switchyard_engine::MAX_BREAKERS;
+        let w = world();
+        w.yard
+            .fallback()
+            .define(P, "per-merchant")
+            .input("merchant", FieldType::String)
+            .provider("stripe")
+            .action("charge")
+            .breaker_key("stripe/$Input{merchant}")
+            .create()
+            .unwrap();
+        for i in 0..MAX_BREAKERS + 2_000 {
+            w.yard
+                .fallback()
+                .run(
+                    P,
+                    "dev",
+                    "per-merchant",
+                    json!({"merchant": format!("m{i}")}),
+                    RunOptions::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let n = w.yard.breaker_states().len();
+        assert_eq!(n, MAX_BREAKERS, "{n} breakers kept");
+    }
+
+    #[tokio::test]
+    async fn healthcheck_tries_back_off_and_retries_are_bounded() {
+        let w = world();
+        let e = w
+            .yard
+            .healthcheck()
+            .define(P, "hammer")
+            .app("stripe")
+            .action("ping")
+            .input("dev", json!({}))
+            .retries(u32::MAX)
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "healthchecks.hammer.retries", "{e}");
+        w.yard
+            .healthcheck()
+            .define(P, "stripe-health")
+            .app("stripe")
+            .action("ping")
+            .input("dev", json!({}))
+            .retries(10)
+            .create()
+            .unwrap();
+        w.stripe.fail(ErrorClass::Unavailable);
+        let before = w.clock.elapsed();
+        w.yard.run_due_healthchecks().await;
+        assert_eq!(w.stripe.call_count(), 11, "first try + 10 retries, no more");
+        // Between tries it waited (full jitter under 100 ms × 2^n, ≤ 5 s).
+        let waited = w.clock.elapsed() - before;
+        assert!(
+            waited > Duration::ZERO && waited <= Duration::from_secs(30),
+            "{waited:?}"
+        );
+    }
+}
+
+// ---- fuzz: definitions and adapter output from arbitrary JSON ----
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use switchyard_engine::Definition;
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<i64>().prop_map(|n| json!(n)),
+            (0u64..5).prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+        ]
+    }
+
+    fn text() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            "stripe",
+            "adyen",
+            "charge",
+            "ping",
+            "pay",
+            "$Input{amount}",
+            "$Response{app}",
+            "$Sequence{a}{x}",
+            "{",
+            "",
+            "dev",
+            "c",
+        ])
+        .prop_map(|s| json!(s))
+    }
+
+    fn option() -> impl Strategy<Value = Value> {
+        (
+            text(),
+            text(),
+            text(),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "retries",
+                        "backoff_ms",
+                        "max_backoff_ms",
+                        "timeout_ms",
+                        "weight",
+                        "input",
+                        "output",
+                        "idempotent",
+                        "breaker_key",
+                        "healthcheck",
+                    ]),
+                    prop_oneof![number(), text(), any::<bool>().prop_map(Value::Bool)],
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(provider, app, action, extra)| {
+                let mut o = json!({"provider": provider, "app": app, "action": action});
+                for (k, v) in extra {
+                    o[k] = v;
+                }
+                o
+            })
+    }
+
+    fn definition() -> impl Strategy<Value = Value> {
+        (
+            prop::sample::select(vec!["fallback", "quota", "cache", "healthcheck", "feature"]),
+            prop::collection::vec(option(), 0..3),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "ttl_ms",
+                        "max_entries",
+                        "deadline_ms",
+                        "interval_ms",
+                        "retries",
+                        "timeout_ms",
+                        "history",
+                        "jitter",
+                        "spillover",
+                        "app",
+                        "action",
+                    ]),
+                    prop_oneof![number(), text(), any::<bool>().prop_map(Value::Bool)],
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(kind, options, extra)| {
+                let mut d = json!({"kind": kind, "product": P, "tag": "t"});
+                match kind {
+                    "fallback" => d["options"] = json!(options),
+                    "quota" => d["providers"] = json!(options),
+                    "feature" => {
+                        d["steps"] = json!([{"name": "a", "type": "fallback", "tag": "pay"}])
+                    }
+                    "healthcheck" => d["input"] = json!({"dev": {}}),
+                    _ => {}
+                }
+                for (k, v) in extra {
+                    d[k] = v;
+                }
+                d
+            })
+    }
+
+    proptest! {
+        /// Definition JSON is what API callers send: whatever arrives is
+        /// refused with a path or accepted and runnable, never a panic
+        /// (an overflow, a poisoned lock) — and a provider answering with
+        /// arbitrary JSON never panics the output mapping.
+        #[test]
+        fn fuzz_definition_json(def in definition(), response in prop_oneof![
+            Just(json!(null)), Just(json!({"app": [1, 2]})), Just(json!("x")), Just(json!({"app": {"deep": true}}))
+        ]) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let w = world();
+                pay_fallback(&w, 0);
+                w.stripe.succeed_with(response);
+                let Ok(d) = serde_json::from_value::<Definition>(def) else { return };
+                match w.yard.create(d.clone()) {
+                    Err(e) => assert!(!e.path.is_empty(), "{e}"),
+                    Ok(()) => {
+                        let kind = d.kind();
+                        if matches!(kind, Kind::Fallback | Kind::Quota | Kind::Feature) {
+                            let _ = w.yard.run(kind, P, "dev", "t", input(), RunOptions::default()).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+}

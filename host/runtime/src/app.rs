@@ -1,0 +1,243 @@
+//! A loaded app: its prepared instance and egress, and one call on a fresh
+//! instance (store, deadline, limiter, the egress gate as its hooks).
+
+use crate::LoadError;
+use crate::bindings::{AdapterPre, types};
+use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory, EgressStats};
+use crate::outcome::{adapter_answer, check_actions, deadline_exceeded, sandbox_failure};
+
+use crate::runtime::{LoadReport, Runtime};
+use crate::state::CallState;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_engine::{
+    Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass, FailureKind,
+};
+use wasmtime::{Store, UpdateDeadline};
+
+pub(crate) struct AppInner {
+    pub(crate) name: Arc<str>,
+    pub(crate) info: AppInfo,
+    pub(crate) pre: AdapterPre<CallState>,
+    pub(crate) runtime: Runtime,
+    pub(crate) egress: Arc<AppEgress>,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) report: LoadReport,
+    pub(crate) instances: InstanceStats,
+}
+
+/// Instances created for calls, and the time spent creating them.
+#[derive(Debug, Default)]
+pub(crate) struct InstanceStats {
+    pub(crate) count: AtomicU64,
+    pub(crate) micros: AtomicU64,
+}
+
+/// A snapshot of an app's instance counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct InstanceCounts {
+    /// Instances created (one per call).
+    pub instantiations: u64,
+    /// Total time spent instantiating.
+    pub instantiate_total: Duration,
+}
+
+/// A loaded app: a component, its grant, and its self-description. Cheap
+/// to clone; every call runs on a fresh instance.
+#[derive(Clone)]
+pub struct App {
+    pub(crate) inner: Arc<AppInner>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.inner.name)
+            .field("info", &self.inner.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The app's name (as configured, not as the adapter calls itself).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// How the load went.
+    pub fn load_report(&self) -> LoadReport {
+        self.inner.report
+    }
+
+    /// Egress counters.
+    pub fn egress_stats(&self) -> EgressStats {
+        self.inner.egress.stats()
+    }
+
+    /// Instance counters: how many calls got an instance, and how long
+    /// instantiating took in total.
+    pub fn instance_counts(&self) -> InstanceCounts {
+        let s = &self.inner.instances;
+        InstanceCounts {
+            instantiations: s.count.load(Ordering::Relaxed),
+            instantiate_total: Duration::from_micros(s.micros.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Run one attempt on a fresh instance.
+    pub async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
+        self.inner.call(request).await
+    }
+}
+
+impl Adapter for App {
+    fn info(&self) -> &AppInfo {
+        &self.inner.info
+    }
+
+    fn call(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
+        Box::pin(self.inner.call(request))
+    }
+}
+
+impl AppInner {
+    fn store(
+        &self,
+        deadline: Instant,
+        log: Arc<Mutex<CallLog>>,
+        request_cap: Option<u32>,
+    ) -> Store<CallState> {
+        let limits = self.runtime.inner.limits;
+        let memory = CallMemory::new(limits.guest_memory());
+        let egress = CallEgress::new(
+            self.egress.clone(),
+            memory.clone(),
+            deadline,
+            log,
+            request_cap,
+        );
+        let state = CallState::new(
+            self.name.clone(),
+            self.config.clone(),
+            egress,
+            memory,
+            limits.max_log_lines,
+        );
+        let mut store = Store::new(&self.runtime.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Past the deadline the guest traps; before it, a CPU-bound guest
+        // yields every tick so it never starves the executor.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    pub(crate) async fn describe(&self) -> Result<AppInfo, LoadError> {
+        let budget = self.runtime.inner.limits.describe_deadline;
+        let deadline = Instant::now() + budget;
+        // Declared before the store, so it is released after the store
+        // (and with it the pool slot) is gone.
+        let _slot = self.runtime.slot(deadline).await.ok_or_else(|| LoadError::Describe {
+            app: self.name.to_string(),
+            reason: format!(
+                "could not start: no plugin instance slot free within {budget:?} (all {} in use)",
+                self.runtime.inner.max_instances
+            ),
+        })?;
+        let log = Arc::new(Mutex::new(CallLog::default()));
+        let mut store = self.store(deadline, log.clone(), Some(0));
+        let work = async {
+            let adapter = self.pre.instantiate_async(&mut store).await?;
+            adapter
+                .switchyard_adapter_provider()
+                .call_describe(&mut store)
+                .await
+        };
+        let outcome = tokio::time::timeout_at(deadline.into(), work).await;
+        let describe_error = |reason: String| LoadError::Describe {
+            app: self.name.to_string(),
+            reason,
+        };
+        let info = match outcome {
+            Err(_) => return Err(describe_error(format!("did not finish within {budget:?}"))),
+            Ok(Err(e)) => {
+                let log = log.lock().expect("call log");
+                return Err(describe_error(sandbox_failure(&store, &log, e).message));
+            }
+            Ok(Ok(info)) => info,
+        };
+        let actions = info
+            .actions
+            .into_iter()
+            .map(|a| (a.name, a.description, a.input_schema, a.idempotent))
+            .collect();
+        Ok(AppInfo {
+            name: info.name,
+            version: info.version,
+            actions: check_actions(actions).map_err(describe_error)?,
+        })
+    }
+
+    async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
+        let deadline = Instant::now() + request.deadline;
+        // The slot outlives the store (declared first, dropped last), so the
+        // pool never sees more instances than permits.
+        let Some(_slot) = self.runtime.slot(deadline).await else {
+            let n = self.runtime.inner.max_instances;
+            return Err(AttemptError::new(
+                ErrorClass::Overloaded,
+                FailureKind::Overload,
+                format!(
+                    "no plugin instance slot became free within the attempt's {:?} (all {n} in use); raise the runtime's max_instances or lower the apps' max_in_flight",
+                    request.deadline
+                ),
+            ));
+        };
+        let log = Arc::new(Mutex::new(CallLog::default()));
+        let mut store = self.store(deadline, log.clone(), None);
+        let wit_request = types::CallRequest {
+            action: request.action,
+            input: request.input.to_string(),
+            idempotency_key: request.idempotency_key,
+            deadline_ms: request.deadline.as_millis() as u64,
+            env: request.env,
+            session: request.session.map(|s| types::Session {
+                tag: s.tag,
+                token: s.token,
+            }),
+        };
+        let work = async {
+            let started = Instant::now();
+            let adapter = self.pre.instantiate_async(&mut store).await?;
+            self.instances.count.fetch_add(1, Ordering::Relaxed);
+            self.instances
+                .micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            adapter
+                .switchyard_adapter_provider()
+                .call_call(&mut store, &wit_request)
+                .await
+        };
+        let outcome = tokio::time::timeout_at(deadline.into(), work).await;
+        let log = log.lock().expect("call log");
+        let max_output = self.runtime.inner.limits.max_output;
+        let result = match outcome {
+            Err(_) => Err(deadline_exceeded(&log, request.deadline)),
+            Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
+            Ok(Ok(answer)) => adapter_answer(answer, &log, max_output),
+        };
+        let result = result.map_err(AttemptError::bounded);
+        if let Err(e) = &result {
+            tracing::debug!(app = %self.name, class = %e.class, kind = ?e.kind, message = %e.message, "attempt failed");
+        }
+        result
+    }
+}

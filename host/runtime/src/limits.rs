@@ -1,0 +1,101 @@
+//! Per-call limits and how to build a runtime: the numbers an operator
+//! sets, with their bounds.
+
+use crate::ComponentCache;
+use crate::egress::EgressLimits;
+use crate::state;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default pool size. See `docs/configuration.md` ("Sizing the instance
+/// pool") for the arithmetic: memory per live instance times the pool.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1_024;
+
+/// Upper bound of [`RuntimeConfig::max_instances`].
+pub const MAX_INSTANCES: u32 = 65_536;
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory a guest may have, in bytes.
+    pub memory: usize,
+    /// Largest output (JSON text) a call may return, in bytes.
+    pub max_output: usize,
+    /// Log lines a call may emit; the rest are dropped.
+    pub max_log_lines: u32,
+    /// Time `describe` may take at load.
+    pub describe_deadline: Duration,
+    /// Limits of the egress gate.
+    pub egress: EgressLimits,
+}
+
+/// What one call can make the host hold besides its guest's memory, in
+/// resources and header maps (8 MiB), taken out of `Limits::memory` so
+/// guest memory plus that stays under the call's cap. Request bodies the
+/// egress gate buffers are not reserved (the worst case, 8 × 4 MiB, would
+/// leave a JavaScript guest too little to build a large request) but
+/// counted: the guest's memory and the bodies held for its call share one
+/// account of `memory` less this reserve ([`CallMemory`]).
+pub const HOST_RESERVE: usize = state::RESOURCE_RESERVE;
+
+/// Smallest guest memory a call may be left with after [`HOST_RESERVE`]:
+/// a Python or JavaScript guest needs tens of MiB.
+pub const MIN_GUEST_MEMORY: usize = 32 << 20;
+
+/// Smallest `Limits::memory`.
+pub const MIN_MEMORY: usize = HOST_RESERVE + MIN_GUEST_MEMORY;
+
+impl Limits {
+    /// The guest's own memory cap: `memory` less [`HOST_RESERVE`].
+    pub fn guest_memory(&self) -> usize {
+        self.memory.saturating_sub(HOST_RESERVE)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: 128 << 20,
+            max_output: 1 << 20,
+            max_log_lines: 200,
+            describe_deadline: Duration::from_secs(5),
+            egress: EgressLimits::default(),
+        }
+    }
+}
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Per-call limits.
+    pub limits: Limits,
+    /// Try the pooling allocator (falls back to on-demand if the system
+    /// refuses the reservation).
+    pub pooling: bool,
+    /// Instances that may be live at once (pool size; 1 to 65 536). A
+    /// call waits (FIFO, within its deadline) for a free slot, so the
+    /// pool's own limit is never hit; a call that finds none in time
+    /// fails as `overloaded`, never as the provider's failure.
+    pub max_instances: u32,
+    /// Pooling only, Linux 6.7+ only: up to this many bytes an instance
+    /// dirtied stay resident in its slot and are copied back from the
+    /// image for the next call, instead of being dropped and faulted in
+    /// again. Trades resident memory (at most this much per warm slot,
+    /// in practice the guest's dirty set: 3-9 MiB for Python/JS guests)
+    /// for latency. 0 turns it off. Default 64 MiB.
+    pub keep_resident: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: ComponentCache::default_dir(),
+            limits: Limits::default(),
+            pooling: true,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            keep_resident: 64 << 20,
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The plugin runtime: loads adapter components and runs each call on a
+//! fresh, sandboxed instance.
+//!
+//! One async wasmtime [`Engine`] (pooling allocator where the system allows
+//! it, epoch interruption driven by one ticker thread), components
+//! precompiled and cached on disk, one `InstancePre` per app. Per call: a
+//! memory cap, a wall deadline covering guest CPU and host I/O, a cap on
+//! output size, and the egress gate on every outbound request. The runtime
+//! knows nothing of quotas or fallbacks: the engine sees an [`App`] only as
+//! an [`Adapter`](switchyard_engine::Adapter).
+
+use crate::app::{App, AppInner, InstanceStats};
+use crate::bindings::AdapterPre;
+use crate::cache::{CacheOutcome, ComponentCache};
+use crate::egress::{AppEgress, CredentialError, EgressPolicy, PolicyError};
+use crate::grant::Grant;
+use crate::limits::{HOST_RESERVE, Limits, MAX_INSTANCES, MIN_MEMORY, RuntimeConfig};
+use crate::state::CallState;
+use crate::{LoadError, RuntimeError};
+use crate::{bindings, world};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use switchyard_engine::AppInfo;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Interval of the epoch ticker: the granularity of CPU deadlines.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Per-component maxima of the pool. The pool's totals are these times
+/// the number of instance slots, so a call that holds a slot can always
+/// instantiate: no other pool resource runs out first.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 16;
+
+/// Guard region after each pooled linear memory. The slot reserves only
+/// the memory cap plus this (not wasmtime's default 4 GiB), so thousands
+/// of slots fit the address space; generated code then checks bounds
+/// explicitly.
+const MEMORY_GUARD: u64 = 64 << 10;
+
+/// Where a component comes from.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// A `.wasm` file.
+    File(PathBuf),
+    /// Bytes in memory (e.g. bundled into the binary).
+    Bytes(Arc<[u8]>),
+}
+
+impl From<&Path> for ComponentSource {
+    fn from(p: &Path) -> Self {
+        Self::File(p.to_path_buf())
+    }
+}
+
+impl From<&[u8]> for ComponentSource {
+    fn from(b: &[u8]) -> Self {
+        Self::Bytes(b.into())
+    }
+}
+
+/// How a load went.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LoadReport {
+    /// Component size in bytes.
+    pub size: usize,
+    /// Whether the precompiled cache served it.
+    pub cache: CacheOutcome,
+    /// Time to compile or deserialize.
+    pub compile: Duration,
+    /// Total load time, including link and `describe`.
+    pub total: Duration,
+}
+
+pub(crate) struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) cache: Option<ComponentCache>,
+    pub(crate) limits: Limits,
+    pub(crate) pooling: bool,
+    /// One permit per instance slot; every call holds one while its store
+    /// lives.
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) max_instances: u32,
+    pub(crate) _ticker: Ticker,
+}
+
+/// The plugin runtime. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+/// Whether the kernel has the PAGEMAP_SCAN ioctl (Linux 6.7+).
+fn pagemap_scan_supported() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release.trim().split(['.', '-']);
+        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        (major, minor) >= (6, 7)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+fn engine_config(pool: Option<&PoolingAllocationConfig>, memory: usize) -> wasmtime::Config {
+    let mut cfg = wasmtime::Config::new();
+    cfg.epoch_interruption(true);
+    cfg.wasm_component_model(true);
+    cfg.memory_reservation(memory as u64)
+        .memory_guard_size(MEMORY_GUARD)
+        .memory_reservation_for_growth(0);
+    if let Some(pool) = pool {
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool.clone()));
+    }
+    cfg
+}
+
+impl Runtime {
+    /// Start a runtime.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let limits = config.limits;
+        if limits.memory < MIN_MEMORY {
+            return Err(RuntimeError(format!(
+                "the memory cap of {} MiB leaves {} MiB for the guest after the {} MiB a call may make the host hold in resources; raise the memory cap to at least {} MiB",
+                limits.memory >> 20,
+                limits.guest_memory() >> 20,
+                HOST_RESERVE >> 20,
+                MIN_MEMORY >> 20
+            )));
+        }
+        if !(1..=MAX_INSTANCES).contains(&config.max_instances) {
+            return Err(RuntimeError(format!(
+                "max_instances is {}; it must be between 1 and {MAX_INSTANCES}",
+                config.max_instances
+            )));
+        }
+        let n = config.max_instances;
+        let mut engine = None;
+        if config.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+                .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
+                .total_tables(n.saturating_mul(TABLES_PER_COMPONENT))
+                .total_stacks(n)
+                .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+                .max_memories_per_component(MEMORIES_PER_COMPONENT)
+                .max_tables_per_component(TABLES_PER_COMPONENT)
+                .max_memory_size(limits.memory)
+                .max_component_instance_size(1 << 20)
+                .max_core_instance_size(1 << 20)
+                // Between calls, reset what the last instance dirtied by
+                // copying it back from the image (dirty pages found with
+                // Linux's PAGEMAP_SCAN, kernel >= 6.7) instead of dropping
+                // the pages with madvise and faulting them in again on the
+                // next call. Python and JavaScript guests dirty 3-9 MiB per
+                // call: measured 2.7 -> 1.4 ms per JS call, 4.1 -> 3.0 ms
+                // per Python call, 62 -> 45 us per Rust no-op call
+                // (docs/performance.md). Without PAGEMAP_SCAN wasmtime would
+                // memset the whole kept range, so it is only kept with it.
+                .pagemap_scan(wasmtime::Enabled::Auto)
+                .linear_memory_keep_resident(if pagemap_scan_supported() {
+                    config.keep_resident
+                } else {
+                    0
+                })
+                .table_keep_resident(1 << 20)
+                .async_stack_keep_resident(128 << 10);
+            match Engine::new(&engine_config(Some(&pool), limits.memory)) {
+                Ok(e) => engine = Some(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation")
+                }
+            }
+        }
+        let pooling = engine.is_some();
+        let engine = match engine {
+            Some(e) => e,
+            None => Engine::new(&engine_config(None, limits.memory))
+                .map_err(|e| RuntimeError(e.to_string()))?,
+        };
+
+        let mut linker = Linker::<CallState>::new(&engine);
+        let link = |l: &mut Linker<CallState>| -> wasmtime::Result<()> {
+            wasmtime_wasi::p2::add_to_linker_async(l)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+            type Data = wasmtime::component::HasSelf<CallState>;
+            bindings::config::add_to_linker::<CallState, Data>(l, |s| s)?;
+            bindings::logging::add_to_linker::<CallState, Data>(l, |s| s)?;
+            bindings::types::add_to_linker::<CallState, Data>(l, |s| s)?;
+            Ok(())
+        };
+        link(&mut linker).map_err(|e| RuntimeError(format!("linking host interfaces: {e}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("switchyard-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError(format!("starting the epoch ticker: {e}")))?;
+        }
+
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache: config.cache_dir.map(ComponentCache::new),
+                limits,
+                pooling,
+                slots: Arc::new(tokio::sync::Semaphore::new(n as usize)),
+                max_instances: n,
+                _ticker: Ticker { stop },
+            }),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn uses_pooling(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// The limits calls run under.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Instance slots: (in use now, pool size).
+    pub fn instances(&self) -> (u32, u32) {
+        let free = self.inner.slots.available_permits() as u32;
+        let n = self.inner.max_instances;
+        (n.saturating_sub(free), n)
+    }
+
+    /// Wait (FIFO) until `deadline` for an instance slot.
+    pub(crate) async fn slot(
+        &self,
+        deadline: Instant,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let acquire = self.inner.slots.clone().acquire_owned();
+        match tokio::time::timeout_at(deadline.into(), acquire).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => None,
+        }
+    }
+
+    /// Compile (or fetch from the cache) a component and check it targets
+    /// the adapter world, without linking or running it.
+    pub async fn compile(
+        &self,
+        source: &ComponentSource,
+    ) -> Result<(Component, LoadReport), LoadError> {
+        let started = Instant::now();
+        let bytes: Arc<[u8]> = match source {
+            ComponentSource::File(path) => tokio::fs::read(path)
+                .await
+                .map_err(|source| LoadError::Read {
+                    path: path.clone(),
+                    source,
+                })?
+                .into(),
+            ComponentSource::Bytes(b) => b.clone(),
+        };
+        world::check_encoding(&bytes)?;
+        let inner = self.inner.clone();
+        let size = bytes.len();
+        let (component, cache) = tokio::task::spawn_blocking(move || match &inner.cache {
+            Some(cache) => cache.load(&inner.engine, &bytes),
+            None => Component::new(&inner.engine, &*bytes).map(|c| (c, CacheOutcome::Disabled)),
+        })
+        .await
+        .map_err(|e| LoadError::Compile(e.to_string()))?
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let compile = started.elapsed();
+        world::check_world(&self.inner.engine, &component)?;
+        Ok((
+            component,
+            LoadReport {
+                size,
+                cache,
+                compile,
+                total: compile,
+            },
+        ))
+    }
+
+    /// Load `source` as app `name` with `grant`: compile (or reuse the
+    /// cached artifact), check the world, link, and call `describe`.
+    pub async fn load(
+        &self,
+        name: &str,
+        source: impl Into<ComponentSource>,
+        grant: Grant,
+    ) -> Result<App, LoadError> {
+        let started = Instant::now();
+        let (component, mut report) = self.compile(&source.into()).await?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = AdapterPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+
+        let grant_error = |reason: String| LoadError::Grant {
+            app: name.to_string(),
+            reason,
+        };
+        let policy = EgressPolicy::new(&grant.allow, &grant.private_networks)
+            .map_err(|e: PolicyError| grant_error(e.to_string()))?;
+        let egress = AppEgress::new(name, policy, grant.credentials, self.inner.limits.egress)
+            .map_err(|e: CredentialError| grant_error(format!("credentials: {e}")))?;
+
+        let mut app = AppInner {
+            name: name.into(),
+            info: AppInfo {
+                name: String::new(),
+                version: String::new(),
+                actions: Vec::new(),
+            },
+            pre,
+            runtime: self.clone(),
+            egress: Arc::new(egress),
+            config: Arc::new(grant.config),
+            report,
+            instances: InstanceStats::default(),
+        };
+        app.info = app.describe().await?;
+        report.total = started.elapsed();
+        app.report = report;
+        Ok(App {
+            inner: Arc::new(app),
+        })
+    }
+}

@@ -1,0 +1,433 @@
+//! Slow-provider load: `switchyard serve` against a provider that answers
+//! every request after 300 ms, at 1,000 and 5,000 concurrent clients, next
+//! to the peer a team would write instead (`tests/benches/peers/cockatiel`:
+//! Node.js + cockatiel, retry + breaker + fallback, pooled keep-alive
+//! client), measured interleaved in the same run.
+//!
+//! ```sh
+//! cargo bench -p switchyard --bench load
+//! # knobs: LOAD_SECONDS (10), LOAD_WARMUP_SECONDS (2), LOAD_ROUNDS (2),
+//! #        LOAD_CONCURRENCY (1000,5000), LOAD_LATENCY_MS (300),
+//! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node)
+//! ```
+//!
+//! Each contender serves a fallback over two providers (primary with 2
+//! retries, then backup) on loopback. The client (closed loop, one
+//! keep-alive connection per simulated caller) and the providers run in
+//! this process; the server under test is its own process, so its peak RSS
+//! (`VmHWM`) is its own. Every figure is printed; nothing is asserted.
+//!
+//! Contenders: `switchyard` sized for the load (`runtime.max_instances` and
+//! the apps' `max_in_flight` above the concurrency), `switchyard-defaults`
+//! (the shipped limits: 1,024 instances, 256 per app, queue 4,096) and
+//! `node` (needs `node` and `npm`; the peer's dependencies are installed
+//! on first use).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A provider that answers every request after `latency`.
+async fn provider(latency: Duration) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicU64::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let count = count.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let count = count.clone();
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        tokio::time::sleep(latency).await;
+                        let n = count.fetch_add(1, Ordering::Relaxed);
+                        let body = format!(r#"{{"id":"msg_{n}","status":"queued"}}"#);
+                        Ok::<_, hyper::Error>(
+                            http::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, served)
+}
+
+struct Contender {
+    child: Child,
+    url: String,
+    path: String,
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `http://…` from the first line a server prints that has one.
+fn read_url(child: &mut Child) -> String {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "server exited");
+        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            let url = u.trim_end_matches('/').to_string();
+            std::thread::spawn(move || for _ in out.lines() {});
+            return url;
+        }
+    }
+}
+
+const ACTIONS: &str =
+    r#"[{"name": "send", "method": "POST", "path": "/v1/messages", "idempotent": true}]"#;
+
+fn switchyard(
+    dir: &Path,
+    primary: SocketAddr,
+    backup: SocketAddr,
+    sized: Option<u32>,
+) -> Contender {
+    let app = |name: &str, addr: SocketAddr| {
+        format!(
+            "[products.bench.apps.{name}]\nplugin = \"bundled:http\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
+        )
+    };
+    let limits = match sized {
+        Some(n) => format!(
+            "[runtime]\nmax_instances = {}\n[engine.admission]\nmax_in_flight = {n}\nmax_queue = 20000\n",
+            n + 512
+        ),
+        None => String::new(),
+    };
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"bench.db\"\nauth = false\nhealthchecks = false\n{limits}\n[products.bench]\nenvs = [\"dev\"]\n{}{}\n[products.bench.fallbacks.sms]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\noptions = [\n  {{ provider = \"primary\", app = \"primary\", action = \"send\", retries = 2, input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"send\", input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n]\n",
+        app("primary", primary),
+        app("backup", backup),
+    );
+    let _ = std::fs::remove_file(dir.join("bench.db"));
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("serve")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = read_url(&mut child);
+    Contender {
+        child,
+        url,
+        path: "/v1/bench/dev/fallbacks/sms/run".into(),
+    }
+}
+
+fn peer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/benches/peers/cockatiel")
+}
+
+fn node(primary: SocketAddr, backup: SocketAddr) -> Contender {
+    let dir = peer_dir();
+    if !dir.join("node_modules/cockatiel").exists() {
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--no-package-lock"])
+            .current_dir(&dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "npm install in {} failed", dir.display());
+    }
+    let mut child = Command::new("node")
+        .arg("server.js")
+        .arg(format!("http://{primary}"))
+        .arg(format!("http://{backup}"))
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node is installed");
+    let url = read_url(&mut child);
+    Contender {
+        child,
+        url,
+        path: "/run".into(),
+    }
+}
+
+/// Peak resident memory of a process, MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+}
+
+/// One caller: a keep-alive connection posting runs back to back.
+async fn caller(
+    addr: SocketAddr,
+    path: Arc<str>,
+    id: usize,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut conn = None;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            let Ok(stream) = TcpStream::connect(addr).await else {
+                tally.errors += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((send, driver)) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await
+            else {
+                tally.errors += 1;
+                continue;
+            };
+            tokio::spawn(driver);
+            conn = Some(send);
+        }
+        let send = conn.as_mut().unwrap();
+        n += 1;
+        let body = format!(r#"{{"input":{{"to":"+1555{id:04}{n:06}","text":"hi"}}}}"#);
+        let req = http::Request::post(&*path)
+            .header("host", "bench")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let started = Instant::now();
+        let counted = measuring.load(Ordering::Relaxed);
+        match send.send_request(req).await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                if counted {
+                    if ok {
+                        tally.ok += 1;
+                    } else {
+                        tally.failed += 1;
+                    }
+                    tally
+                        .latencies_us
+                        .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+            }
+            Err(_) => {
+                if counted {
+                    tally.errors += 1;
+                }
+                conn = None;
+            }
+        }
+    }
+    tally
+}
+
+struct Figures {
+    runs_per_sec: f64,
+    success: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mib: f64,
+    failed: u64,
+    errors: u64,
+}
+
+async fn load(c: &Contender, concurrency: usize, warmup: Duration, measure: Duration) -> Figures {
+    let addr: SocketAddr = c.url.trim_start_matches("http://").parse().unwrap();
+    let path: Arc<str> = c.path.clone().into();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            tokio::spawn(caller(
+                addr,
+                path.clone(),
+                i,
+                measuring.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(measure).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Tally::default();
+    for t in tasks {
+        let t = t.await.unwrap();
+        all.ok += t.ok;
+        all.failed += t.failed;
+        all.errors += t.errors;
+        all.latencies_us.extend(t.latencies_us);
+    }
+    all.latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        let v = &all.latencies_us;
+        if v.is_empty() {
+            return 0.0;
+        }
+        f64::from(v[((v.len() as f64 * p) as usize).min(v.len() - 1)]) / 1e3
+    };
+    let total = all.ok + all.failed + all.errors;
+    Figures {
+        runs_per_sec: all.ok as f64 / elapsed.as_secs_f64(),
+        success: if total == 0 {
+            0.0
+        } else {
+            all.ok as f64 / total as f64
+        },
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        rss_mib: peak_rss_mib(c.child.id()),
+        failed: all.failed,
+        errors: all.errors,
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn main() {
+    let seconds: u64 = env_or("LOAD_SECONDS", 10);
+    let warmup: u64 = env_or("LOAD_WARMUP_SECONDS", 2);
+    let rounds: usize = env_or("LOAD_ROUNDS", 2);
+    let latency: u64 = env_or("LOAD_LATENCY_MS", 300);
+    let concurrencies: Vec<usize> = std::env::var("LOAD_CONCURRENCY")
+        .unwrap_or_else(|_| "1000,5000".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let contenders: Vec<String> = std::env::var("LOAD_CONTENDERS")
+        .unwrap_or_else(|_| "switchyard,switchyard-defaults,node".into())
+        .split(',')
+        .map(|c| c.trim().to_string())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (primary, _) = provider(Duration::from_millis(latency)).await;
+        let (backup, _) = provider(Duration::from_millis(latency)).await;
+        let dir = tempfile::tempdir().unwrap();
+        println!(
+            "slow-provider load: provider latency {latency} ms, {seconds} s measured after {warmup} s warm-up, {rounds} rounds interleaved"
+        );
+        println!(
+            "{:<22} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "contender", "conc", "round", "runs/s", "success", "p50 ms", "p99 ms", "RSS MiB", "non-2xx", "errors"
+        );
+        for &conc in &concurrencies {
+            let mut results: Vec<(String, Vec<Figures>)> =
+                contenders.iter().map(|c| (c.clone(), Vec::new())).collect();
+            for round in 1..=rounds {
+                for (name, figures) in &mut results {
+                    let c = match name.as_str() {
+                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000)),
+                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None),
+                        "node" => node(primary, backup),
+                        other => panic!("unknown contender {other}"),
+                    };
+                    let f = load(
+                        &c,
+                        conc,
+                        Duration::from_secs(warmup),
+                        Duration::from_secs(seconds),
+                    )
+                    .await;
+                    println!(
+                        "{name:<22} {conc:>6} {round:>5} {:>9.0} {:>8.2}% {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7}",
+                        f.runs_per_sec,
+                        f.success * 100.0,
+                        f.p50_ms,
+                        f.p99_ms,
+                        f.rss_mib,
+                        f.failed,
+                        f.errors
+                    );
+                    figures.push(f);
+                    drop(c);
+                    // Let the sockets of the last contender close.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            println!("medians at concurrency {conc}:");
+            let node_rps = results
+                .iter()
+                .find(|(n, _)| n == "node")
+                .map(|(_, f)| median(&mut f.iter().map(|x| x.runs_per_sec).collect::<Vec<_>>()));
+            let node_p99 = results
+                .iter()
+                .find(|(n, _)| n == "node")
+                .map(|(_, f)| median(&mut f.iter().map(|x| x.p99_ms).collect::<Vec<_>>()));
+            for (name, f) in &results {
+                let rps = median(&mut f.iter().map(|x| x.runs_per_sec).collect::<Vec<_>>());
+                let p50 = median(&mut f.iter().map(|x| x.p50_ms).collect::<Vec<_>>());
+                let p99 = median(&mut f.iter().map(|x| x.p99_ms).collect::<Vec<_>>());
+                let ok = median(&mut f.iter().map(|x| x.success * 100.0).collect::<Vec<_>>());
+                let rss = median(&mut f.iter().map(|x| x.rss_mib).collect::<Vec<_>>());
+                let vs = match (node_rps, node_p99) {
+                    (Some(r), Some(p)) if name != "node" && r > 0.0 && p > 0.0 => {
+                        format!("  runs/s ×{:.2} of node, p99 ×{:.2} of node", rps / r, p99 / p)
+                    }
+                    _ => String::new(),
+                };
+                println!(
+                    "  {name:<20} runs/s {rps:>7.0}  success {ok:>6.2}%  p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  peak RSS {rss:>7.1} MiB{vs}"
+                );
+            }
+        }
+    });
+}

@@ -1,0 +1,710 @@
+//! The HTTP API (axum): runs, CRUD of definitions, provider and
+//! healthcheck state, `/healthz`, `/readyz`, Prometheus `/metrics` and the
+//! OpenAPI description at `/openapi.json`.
+//!
+//! Every error is JSON `{"code", "message", "field"?, "trace"?}` with a
+//! stable `code`; bad input is a 4xx, never a 500.
+
+use crate::deployment::{ChangeError, Deployment};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use switchyard_engine::{Definition, ErrorCode, Kind, RunError, RunOptions};
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The running config.
+    pub deployment: Arc<Deployment>,
+    /// The bearer token `/v1` and `/metrics` require; `None` turns auth off.
+    pub token: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// False once shutdown began (`/readyz` answers 503).
+    pub ready: AtomicBool,
+    /// How long a client may take to send a request's headers: a
+    /// connection that trickles them (slow-loris) is closed, not held.
+    pub header_read_timeout: Duration,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+    /// Seconds for a `Retry-After` header (overload).
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({"code": code, "message": message.into()}),
+            retry_after: None,
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    fn field(mut self, field: impl Into<String>) -> Self {
+        self.body["field"] = Value::String(field.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::NotFound { .. } => Self::not_found(e.to_string()),
+            ChangeError::Exists { .. } => Self::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            ChangeError::Invalid(d) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-definition",
+                d.to_string(),
+            )
+            .field(d.path),
+            ChangeError::Store(s) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "store", s.to_string())
+            }
+        }
+    }
+}
+
+fn run_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorCode::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::NoProvider | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Mapping | ErrorCode::AllFailed | ErrorCode::Ambiguous => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        Self {
+            status: run_status(e.code),
+            // Whole seconds, rounded up: never tell a client to come back
+            // before the host can take it.
+            retry_after: e.retry_after_ms.map(|ms| ms.div_ceil(1000).max(1)),
+            body: serde_json::to_value(&e).expect("run errors serialize"),
+        }
+    }
+}
+
+/// The router over `state`.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/{product}/apps", get(apps))
+        .route(
+            "/v1/{product}/apps/{app}/admission",
+            get(admission).put(set_admission),
+        )
+        .route("/v1/{product}/definitions/{kinds}", get(list).post(create))
+        .route(
+            "/v1/{product}/definitions/{kinds}/{tag}",
+            get(fetch).put(update).delete(delete),
+        )
+        .route("/v1/{product}/{env}/{kinds}/{tag}/run", post(run))
+        .route(
+            "/v1/{product}/{env}/{kinds}/{tag}/providers",
+            get(providers),
+        )
+        .route("/v1/{product}/{env}/healthchecks/{tag}", get(health))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .merge(v1)
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method; see /openapi.json",
+            )
+        })
+        .with_state(state)
+}
+
+/// Serve `state` on `listener` until `shutdown` resolves; then stop
+/// accepting, let in-flight requests finish for up to `grace`, and return.
+/// Every connection must send its request headers within
+/// `state.header_read_timeout`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(state.clone());
+    let header_timeout = state.header_read_timeout;
+    // Closed when shutdown begins; every connection task holds a receiver
+    // and a clone of `done`, so `done_rx` ends when the last one finishes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let mut app = app.clone();
+                    tower_service::Service::call(&mut app, req.map(Body::new))
+                });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    // Finish the request in flight, take no new one.
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(done);
+        });
+    }
+    state.ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    drop(done);
+    drop(listener);
+    if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
+    }
+    Ok(())
+}
+
+async fn auth(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send `Authorization: Bearer <token>` with the token from the server's `token_env` variable",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+            r
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
+    if s.ready.load(Ordering::SeqCst) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document `/openapi.json` serves: [`OPENAPI`] with the
+/// request bodies of definitions generated from the Rust types the server
+/// parses them into (one strict schema per kind; `kind` and `product` may
+/// be left out, they come from the path), so the document refuses exactly
+/// the shapes the server refuses. What no schema can say (an unknown app,
+/// a bound that depends on this server's pool) the server still checks.
+pub fn openapi_document() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc: Value = serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON");
+        let generated = crate::config::json_schema();
+        let kinds = [
+            ("HealthcheckDef", "healthcheck"),
+            ("QuotaDef", "quota"),
+            ("FallbackDef", "fallback"),
+            ("FeatureDef", "feature"),
+            ("CacheDef", "cache"),
+        ];
+        let schemas = doc["components"]["schemas"]
+            .as_object_mut()
+            .expect("components.schemas");
+        if let Some(defs) = generated["$defs"].as_object() {
+            for (name, schema) in defs {
+                let mut schema = schema.clone();
+                rebase_refs(&mut schema);
+                if let Some((_, kind)) = kinds.iter().find(|(n, _)| n == name) {
+                    schema["properties"]["kind"] = json!({"type": "string", "enum": [kind]});
+                    // The rule `check_name` applies to tags.
+                    schema["properties"]["tag"]["pattern"] = json!("^[A-Za-z0-9._-]{1,128}$");
+                }
+                schemas.entry(name.clone()).or_insert(schema);
+            }
+        }
+        let variants: Vec<Value> = kinds
+            .iter()
+            .map(|(n, _)| json!({"$ref": format!("#/components/schemas/{n}")}))
+            .collect();
+        schemas.insert(
+            "DefinitionBody".into(),
+            json!({
+                "description": "A definition as sent to create or replace it: the fields of its kind (docs/configuration.md). `kind` and `product` come from the path and may be left out; `tag` comes from the body (POST) or the path (PUT).",
+                "oneOf": variants,
+            }),
+        );
+        let body = json!({"$ref": "#/components/schemas/DefinitionBody"});
+        // POST takes the tag from the body; PUT from the path.
+        let with_tag = json!({"allOf": [body, {"required": ["tag"]}]});
+        for (path, method, schema) in [
+            ("/v1/{product}/definitions/{kinds}", "post", with_tag),
+            ("/v1/{product}/definitions/{kinds}/{tag}", "put", body),
+        ] {
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"] =
+                schema;
+        }
+        serde_json::to_string_pretty(&doc).expect("serializes")
+    })
+}
+
+/// Point a generated schema's `#/$defs/X` references at `#/components/schemas/X`.
+fn rebase_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(name) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/components/schemas/{name}");
+            }
+            m.values_mut().for_each(rebase_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(rebase_refs),
+        _ => {}
+    }
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    let text = s.deployment.metrics_text();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Read a JSON body of at most `limit` bytes.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<T, ApiError> {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        && !ct.starts_with("application/json")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid-body",
+            format!("content-type `{ct}` is not JSON; send `Content-Type: application/json`"),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the body is larger than {limit} bytes (`server.max_body_bytes`)"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+fn kind_of(kinds: &str, allowed: &[Kind]) -> Result<Kind, ApiError> {
+    allowed
+        .iter()
+        .copied()
+        .find(|k| k.plural() == kinds)
+        .ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|k| k.plural()).collect();
+            ApiError::not_found(format!("`{kinds}` is not one of: {}", names.join(", ")))
+        })
+}
+
+const ALL_KINDS: &[Kind] = &[
+    Kind::Healthcheck,
+    Kind::Quota,
+    Kind::Fallback,
+    Kind::Feature,
+    Kind::Cache,
+];
+const RUN_KINDS: &[Kind] = &[Kind::Fallback, Kind::Quota, Kind::Feature];
+
+fn check_product_env(s: &ApiState, product: &str, env: Option<&str>) -> Result<(), ApiError> {
+    let products = &s.deployment.config.file.products;
+    let Some(p) = products.get(product) else {
+        let names: Vec<&String> = products.keys().collect();
+        return Err(ApiError::not_found(format!(
+            "no product `{product}`; products: {names:?}"
+        )));
+    };
+    if let Some(env) = env
+        && !p.envs.iter().any(|e| e == env)
+    {
+        return Err(ApiError::not_found(format!(
+            "`{env}` is not an env of `{product}`; envs: {:?}",
+            p.envs
+        )));
+    }
+    Ok(())
+}
+
+/// The body of a run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    session: Option<switchyard_engine::Session>,
+    #[serde(default)]
+    cache: Option<String>,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+}
+
+async fn run(
+    State(s): State<Arc<ApiState>>,
+    Path((product, env, kinds, tag)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, RUN_KINDS)?;
+    check_product_env(&s, &product, Some(&env))?;
+    let b: RunBody = read_json(body, &headers, s.max_body_bytes).await?;
+    if let Some(ms) = b.deadline_ms
+        && !(1..=switchyard_engine::bounds::MAX_DEADLINE_MS).contains(&ms)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            format!(
+                "deadline_ms is {ms}; it must be between 1 and {}",
+                switchyard_engine::bounds::MAX_DEADLINE_MS
+            ),
+        )
+        .field("deadline_ms"));
+    }
+    let options = RunOptions {
+        idempotency_key: b.idempotency_key,
+        session: b.session,
+        cache: b.cache,
+        deadline: b.deadline_ms.map(Duration::from_millis),
+    };
+    let input = if b.input.is_null() {
+        json!({})
+    } else {
+        b.input
+    };
+    let started = Instant::now();
+    let d = &s.deployment;
+    let result = d.yard.run(kind, &product, &env, &tag, input, options).await;
+    let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+    // A tag that names no definition is the caller's text: never a label
+    // (2,000 made-up tags would be 2,000 series).
+    let tag_label = if code == ErrorCode::NotFound.as_str() {
+        "(unknown)"
+    } else {
+        tag.as_str()
+    };
+    d.metrics.run(
+        &product,
+        &env,
+        kind.as_str(),
+        tag_label,
+        code,
+        started.elapsed(),
+    );
+    Ok(axum::Json(result?).into_response())
+}
+
+async fn providers(
+    State(s): State<Arc<ApiState>>,
+    Path((product, env, kinds, tag)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, &[Kind::Fallback, Kind::Quota])?;
+    check_product_env(&s, &product, Some(&env))?;
+    let states = s
+        .deployment
+        .yard
+        .provider_states(&product, &env, kind, &tag)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    Ok(axum::Json(json!({"providers": states})).into_response())
+}
+
+async fn health(
+    State(s): State<Arc<ApiState>>,
+    Path((product, env, tag)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    check_product_env(&s, &product, Some(&env))?;
+    let snap = s
+        .deployment
+        .yard
+        .health(&product, &env, &tag)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no healthcheck `{tag}` runs in `{product}`/`{env}`"
+            ))
+        })?;
+    Ok(axum::Json(snap).into_response())
+}
+
+async fn apps(
+    State(s): State<Arc<ApiState>>,
+    Path(product): Path<String>,
+) -> Result<Response, ApiError> {
+    check_product_env(&s, &product, None)?;
+    // Summaries carry the adapter's self-description, never grants or
+    // credentials.
+    Ok(axum::Json(json!({"apps": s.deployment.yard.apps(&product)})).into_response())
+}
+
+/// An app's admission settings and, per env, its live admission state.
+async fn admission(
+    State(s): State<Arc<ApiState>>,
+    Path((product, app)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_app(&s, &product, &app)?;
+    Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
+}
+
+fn admission_body(s: &ApiState, product: &str, app: &str) -> Value {
+    let yard = &s.deployment.yard;
+    let envs: Vec<Value> = yard
+        .admission_states()
+        .into_iter()
+        .filter(|a| a.product == product && a.app == app)
+        .map(|a| json!({"env": a.env, "state": a.state}))
+        .collect();
+    json!({"config": yard.admission(product, app), "envs": envs})
+}
+
+fn check_app(s: &ApiState, product: &str, app: &str) -> Result<(), ApiError> {
+    check_product_env(s, product, None)?;
+    if !s
+        .deployment
+        .config
+        .apps
+        .iter()
+        .any(|a| a.product == product && a.tag == app)
+    {
+        return Err(ApiError::not_found(format!(
+            "no app `{app}` in product `{product}`; apps come from the config file"
+        )));
+    }
+    Ok(())
+}
+
+/// Replace an app's admission settings; they apply at once and are kept in
+/// the store across restarts.
+async fn set_admission(
+    State(s): State<Arc<ApiState>>,
+    Path((product, app)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_app(&s, &product, &app)?;
+    let config: switchyard_engine::AdmissionConfig =
+        read_json(body, &headers, s.max_body_bytes).await?;
+    s.deployment.set_admission(&product, &app, config)?;
+    Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
+}
+
+async fn list(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let defs = s.deployment.yard.fetch_all(&product, Some(kind));
+    Ok(axum::Json(json!({ kinds: defs })).into_response())
+}
+
+async fn fetch(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds, tag)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let def = s
+        .deployment
+        .yard
+        .fetch(&product, kind, &tag)
+        .ok_or_else(|| ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`")))?;
+    Ok(axum::Json(def).into_response())
+}
+
+/// Parse a definition body: `kind` comes from the path, `product` from the
+/// path (a different one in the body is refused), `tag` from the body or,
+/// for PUT, the path.
+async fn definition_body(
+    s: &ApiState,
+    product: &str,
+    kind: Kind,
+    tag: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Definition, ApiError> {
+    let mut v: Value = read_json(body, headers, s.max_body_bytes).await?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "the body must be a JSON object (the definition)",
+        ));
+    };
+    let mut set = |field: &str, value: &str| -> Result<(), ApiError> {
+        // An empty string is the field left out (as the config allows).
+        match obj.get(field).and_then(Value::as_str) {
+            Some(given) if !given.is_empty() && given != value => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                format!("`{field}` is `{given}` in the body but `{value}` in the path; make them agree or leave it out of the body"),
+            )
+            .field(field)),
+            _ => {
+                obj.insert(field.into(), Value::String(value.into()));
+                Ok(())
+            }
+        }
+    };
+    set("product", product)?;
+    set("kind", kind.as_str())?;
+    if let Some(tag) = tag {
+        set("tag", tag)?;
+    } else if !obj.get("tag").is_some_and(Value::is_string) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "give the definition a `tag` (a string)",
+        )
+        .field("tag"));
+    }
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-definition",
+            format!("{e}; see docs/configuration.md"),
+        )
+    })
+}
+
+async fn create(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let def = definition_body(&s, &product, kind, None, &headers, body).await?;
+    s.deployment.create(def.clone())?;
+    Ok((StatusCode::CREATED, axum::Json(def)).into_response())
+}
+
+async fn update(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let def = definition_body(&s, &product, kind, Some(&tag), &headers, body).await?;
+    s.deployment.update(def.clone())?;
+    Ok(axum::Json(def).into_response())
+}
+
+async fn delete(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds, tag)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let old = s.deployment.delete(&product, kind, &tag)?;
+    Ok(axum::Json(old).into_response())
+}

@@ -1,0 +1,308 @@
+//! The `switchyard` command line.
+//!
+//! Exit codes: 0 success; 1 the run or call ran and failed (the error is
+//! printed); 2 bad usage, a config with problems, a plugin that does not
+//! load, or a grant that is invalid; 3 the server could not start or
+//! stopped on an error.
+
+use crate::bundled::{BUNDLED, bundled};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use switchyard_engine::{AttemptError, CallRequest};
+use switchyard_runtime::Grant;
+use switchyard_runtime::{App, ComponentSource, Runtime, RuntimeConfig};
+use switchyard_runtime::{Credential, Secret};
+
+mod demo;
+mod serve;
+
+/// Switchyard: route provider calls through sandboxed WebAssembly adapters.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the bundled http plugin against a loopback provider and show the
+    /// sandbox at work (nothing leaves this machine).
+    Demo,
+    /// Inspect or precompile plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Serve the HTTP API for a config file.
+    Serve(serve::ServeArgs),
+    /// Run a fallback, quota or feature of a config once and explain it.
+    Run(serve::RunArgs),
+    /// Load a config and its plugins and report every problem at once.
+    Check(serve::CheckArgs),
+    /// Config file helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Call one action of a plugin once, on a fresh sandboxed instance.
+    Call(CallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the config file's JSON Schema (for editors).
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Print a plugin's world, version, actions and imports.
+    Inspect {
+        #[command(flatten)]
+        plugin: PluginArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile plugins into the on-disk cache so the next start is fast.
+    Precompile {
+        /// Plugin files.
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PluginArg {
+    /// A component file (`.wasm`).
+    file: Option<PathBuf>,
+    /// A plugin bundled into this binary: `http`, `stripe`, `twilio`, `sns`.
+    #[arg(long)]
+    bundled: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct CallArgs {
+    #[command(flatten)]
+    plugin: PluginArg,
+    /// The action to run.
+    #[arg(long)]
+    action: String,
+    /// The input, as JSON.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// An origin the plugin may reach (repeatable): `https://api.example.com`.
+    #[arg(long = "allow")]
+    allow: Vec<String>,
+    /// A non-public network the plugin may reach after DNS (repeatable).
+    #[arg(long = "private-network")]
+    private_networks: Vec<String>,
+    /// A plain setting `key=value` (repeatable).
+    #[arg(long = "config", value_parser = parse_kv)]
+    config: Vec<(String, String)>,
+    /// Name of an environment variable holding a bearer token to inject.
+    #[arg(long)]
+    bearer_env: Option<String>,
+    /// Deadline of the call, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    deadline_ms: u64,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+/// A failure that ends the command, with its exit code.
+#[derive(Debug)]
+pub struct Exit {
+    /// Process exit code.
+    pub code: i32,
+    /// What to print on stderr.
+    pub message: String,
+}
+
+fn usage(message: impl std::fmt::Display) -> Exit {
+    Exit {
+        code: 2,
+        message: message.to_string(),
+    }
+}
+
+fn source(plugin: &PluginArg) -> Result<ComponentSource, Exit> {
+    if let Some(file) = &plugin.file {
+        return Ok(ComponentSource::File(file.clone()));
+    }
+    let name = plugin.bundled.as_deref().unwrap_or_default();
+    bundled(name).ok_or_else(|| {
+        usage(format!(
+            "no bundled plugin `{name}`; bundled: {}",
+            BUNDLED.join(", ")
+        ))
+    })
+}
+
+fn runtime() -> Result<Runtime, Exit> {
+    Runtime::new(RuntimeConfig::default()).map_err(usage)
+}
+
+/// Run the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Demo => demo::run().await,
+        Command::Plugin(PluginCommand::Inspect { plugin, json }) => inspect(&plugin, json).await,
+        Command::Plugin(PluginCommand::Precompile { files }) => precompile(files).await,
+        Command::Call(args) => call(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Run(args) => serve::run(args).await,
+        Command::Check(args) => serve::check(args).await,
+        Command::Config(ConfigCommand::Schema) => serve::schema(),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            e.code
+        }
+    }
+}
+
+async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
+    let rt = runtime()?;
+    let src = source(plugin)?;
+    let (component, _) = rt.compile(&src).await.map_err(usage)?;
+    let app = rt.load("inspect", src, Grant::new()).await.map_err(usage)?;
+    let ty = component.component_type();
+    let imports: Vec<String> = ty
+        .imports(rt.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(rt.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let info = switchyard_engine::Adapter::info(&app);
+    let report = app.load_report();
+    if json {
+        let out = serde_json::json!({
+            "info": info, "imports": imports, "exports": exports, "load": report,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializable")
+        );
+        return Ok(());
+    }
+    println!("plugin   {} {}", info.name, info.version);
+    println!(
+        "world    switchyard:adapter/adapter (host supports {})",
+        switchyard_runtime::SUPPORTED_RANGE
+    );
+    println!(
+        "size     {} bytes; load {:?} (cache: {:?})",
+        report.size, report.total, report.cache
+    );
+    println!("exports  {}", exports.join(", "));
+    println!("imports  {}", imports.join("\n         "));
+    println!("actions");
+    for a in &info.actions {
+        let idem = if a.idempotent {
+            "idempotent"
+        } else {
+            "not idempotent"
+        };
+        println!("  {:<20} {:<15} {}", a.name, idem, a.description);
+        println!("  {:<20} input {}", "", a.input_schema);
+    }
+    Ok(())
+}
+
+async fn precompile(files: Vec<PathBuf>) -> Result<(), Exit> {
+    if files.is_empty() {
+        return Err(usage("give at least one plugin file"));
+    }
+    let rt = runtime()?;
+    for f in files {
+        let started = Instant::now();
+        let (_, report) = rt
+            .compile(&ComponentSource::File(f.clone()))
+            .await
+            .map_err(usage)?;
+        println!(
+            "{}: {:?} in {:?}",
+            f.display(),
+            report.cache,
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+async fn call(args: CallArgs) -> Result<(), Exit> {
+    let input: serde_json::Value = serde_json::from_str(&args.input)
+        .map_err(|e| usage(format!("--input is not valid JSON: {e}")))?;
+    let mut grant = Grant {
+        allow: args.allow,
+        private_networks: args.private_networks,
+        config: args.config.into_iter().collect(),
+        credentials: Vec::new(),
+    };
+    if let Some(var) = &args.bearer_env {
+        let token = Secret::from_env(var).map_err(|e| usage(format!("--bearer-env: {e}")))?;
+        grant.credentials.push(Credential::Bearer { token }.into());
+    }
+    let rt = runtime()?;
+    let app = rt
+        .load("cli", source(&args.plugin)?, grant)
+        .await
+        .map_err(usage)?;
+    let request =
+        CallRequest::new(args.action, input).deadline(Duration::from_millis(args.deadline_ms));
+    let started = Instant::now();
+    match app.call(request).await {
+        Ok(r) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r.output).expect("serializable")
+            );
+            eprintln!("ok in {:?}", started.elapsed());
+            Ok(())
+        }
+        Err(e) => Err(attempt_failed(&e)),
+    }
+}
+
+fn attempt_failed(e: &AttemptError) -> Exit {
+    Exit {
+        code: 1,
+        message: e.to_string(),
+    }
+}
+
+/// Shared by subcommands that call an app and print one line per outcome.
+fn outcome_line(
+    label: &str,
+    app: &App,
+    result: &Result<switchyard_engine::CallResponse, AttemptError>,
+    took: Duration,
+) -> String {
+    match result {
+        Ok(r) => {
+            let mut out = r.output.to_string();
+            if out.len() > 80 {
+                out.truncate(77);
+                out.push_str("...");
+            }
+            format!(
+                "  {label:<34} {:<6} ok      {took:>10.2?}  {out}",
+                app.name()
+            )
+        }
+        Err(e) => format!(
+            "  {label:<30} {:<7} {:<12} {took:>10.2?}  {:?}: {}",
+            app.name(),
+            e.class.as_str(),
+            e.kind,
+            e.message
+        ),
+    }
+}

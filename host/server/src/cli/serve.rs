@@ -1,0 +1,362 @@
+//! `switchyard serve`, `run`, `check` and `config schema`: the commands
+//! that start from a config file.
+
+use super::{Exit, usage};
+use crate::api::{self, ApiState};
+use crate::config::{Config, Problems};
+use crate::deployment::{Deployment, Drift, StartOptions, drift};
+use crate::store::Store;
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use switchyard_engine::{Kind, RunOptions};
+
+/// Exit code: the server could not start or stopped on an error.
+pub const EXIT_SERVE: i32 = 3;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config file.
+    #[arg(default_value = "switchyard.toml")]
+    config: PathBuf,
+    /// Listen here instead of `server.listen` (`127.0.0.1:0` picks a port).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RunKind {
+    Fallback,
+    Quota,
+    Feature,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to run.
+    kind: RunKind,
+    /// Its tag.
+    tag: String,
+    /// The input, as JSON.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// The env (default: the product's only env).
+    #[arg(long)]
+    env: Option<String>,
+    /// The product (default: the config's only product).
+    #[arg(long)]
+    product: Option<String>,
+    /// The config file.
+    #[arg(long, default_value = "switchyard.toml")]
+    config: PathBuf,
+    /// Also use definitions created through the API (opens the store).
+    #[arg(long)]
+    with_store: bool,
+    /// Idempotency key of the run (default: a fresh one).
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file.
+    #[arg(default_value = "switchyard.toml")]
+    config: PathBuf,
+    /// Also compare the config's definitions with the store's.
+    #[arg(long)]
+    diff: bool,
+}
+
+fn problems(p: Problems) -> Exit {
+    usage(p.to_string().trim_end())
+}
+
+fn load(path: &Path) -> Result<Config, Exit> {
+    Config::load(path).map_err(problems)
+}
+
+/// Prints a line every few seconds while plugins compile (Python and
+/// JavaScript components take ~15 s the first time).
+struct Ticker(tokio::task::JoinHandle<()>);
+
+impl Ticker {
+    fn start() -> Self {
+        let started = Instant::now();
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                eprintln!(
+                    "  ... still loading plugins ({:.0?}; first loads compile, later ones use the cache)",
+                    started.elapsed()
+                );
+            }
+        }))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn start(config: Config, store: bool) -> Result<Deployment, Exit> {
+    let _ticker = Ticker::start();
+    let d = Deployment::start(
+        config,
+        StartOptions {
+            store,
+            progress: true,
+        },
+    )
+    .await
+    .map_err(problems)?;
+    for w in &d.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(d)
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
+    let config = load(&args.config)?;
+    let server = config.file.server.clone();
+    let token = if server.auth {
+        match std::env::var(&server.token_env) {
+            Ok(t) if !t.is_empty() => Some(t),
+            _ => {
+                return Err(usage(format!(
+                    "{}: server.token_env: environment variable `{}` is not set; export an API token (e.g. `export {}=$(openssl rand -hex 24)`), or set `server.auth = false` for a loopback-only dev server",
+                    config.path.display(),
+                    server.token_env,
+                    server.token_env
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    let deployment = Arc::new(start(config, true).await?);
+    let listen = args.listen.unwrap_or(server.listen);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Exit {
+            code: EXIT_SERVE,
+            message: format!(
+                "cannot listen on {listen}: {e}; set `server.listen` or pass --listen"
+            ),
+        })?;
+    let addr = listener.local_addr().map_err(|e| Exit {
+        code: EXIT_SERVE,
+        message: e.to_string(),
+    })?;
+    let healthchecks = server
+        .healthchecks
+        .then(|| deployment.yard.spawn_healthchecks());
+    let defs = deployment.definition_count();
+    println!(
+        "switchyard serving on http://{addr} ({} apps, {defs} definitions, store {}, auth {})",
+        deployment.apps.len(),
+        deployment
+            .store
+            .as_ref()
+            .map_or_else(String::new, |s| s.path().display().to_string()),
+        if token.is_some() { "on" } else { "off" }
+    );
+    let state = Arc::new(ApiState {
+        deployment,
+        token,
+        max_body_bytes: server.max_body_bytes,
+        ready: AtomicBool::new(true),
+        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+    });
+    let grace = Duration::from_millis(server.shutdown_grace_ms);
+    api::serve(listener, state, shutdown_signal(), grace)
+        .await
+        .map_err(|e| Exit {
+            code: EXIT_SERVE,
+            message: format!("server stopped: {e}"),
+        })?;
+    drop(healthchecks);
+    eprintln!("switchyard stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("shutting down: finishing in-flight runs");
+}
+
+fn only<'a>(
+    what: &str,
+    flag: &str,
+    names: impl Iterator<Item = &'a String>,
+) -> Result<String, Exit> {
+    let names: Vec<&String> = names.collect();
+    match names.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => Err(usage(format!(
+            "give {flag}: the config has {} {what}s ({})",
+            names.len(),
+            names
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<(), Exit> {
+    let input: serde_json::Value = serde_json::from_str(&args.input)
+        .map_err(|e| usage(format!("--input is not valid JSON: {e}")))?;
+    let config = load(&args.config)?;
+    let product = match args.product {
+        Some(p) => p,
+        None => only("product", "--product", config.file.products.keys())?,
+    };
+    let Some(p) = config.file.products.get(&product) else {
+        return Err(usage(format!(
+            "no product `{product}` in {}",
+            config.path.display()
+        )));
+    };
+    let env = match args.env {
+        Some(e) => e,
+        None => only("env", "--env", p.envs.iter())?,
+    };
+    let kind = match args.kind {
+        RunKind::Fallback => Kind::Fallback,
+        RunKind::Quota => Kind::Quota,
+        RunKind::Feature => Kind::Feature,
+    };
+    let d = start(config, args.with_store).await?;
+    let options = RunOptions {
+        idempotency_key: args.idempotency_key,
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let result = d
+        .yard
+        .run(kind, &product, &env, &args.tag, input, options)
+        .await;
+    let took = started.elapsed();
+    if args.json {
+        let v = match &result {
+            Ok(r) => serde_json::to_value(r),
+            Err(e) => serde_json::to_value(e),
+        }
+        .expect("serializable");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializable")
+        );
+    }
+    match result {
+        Ok(r) => {
+            if !args.json {
+                println!(
+                    "served by {} in {took:.2?} (idempotency key {})",
+                    r.provider.as_deref().unwrap_or("cache"),
+                    r.idempotency_key
+                );
+                println!(
+                    "output: {}",
+                    serde_json::to_string_pretty(&r.output).expect("serializable")
+                );
+                print!("{}", r.trace.render());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if !args.json
+                && let Some(t) = &e.trace
+            {
+                print!("{}", t.render());
+            }
+            // Overload is the host's limit, not a failed run: its own code
+            // tells scripts to try again later.
+            let code = if e.code == switchyard_engine::ErrorCode::Overloaded {
+                4
+            } else {
+                1
+            };
+            Err(Exit {
+                code,
+                message: format!("{}: {}", e.code, e.message),
+            })
+        }
+    }
+}
+
+pub async fn check(args: CheckArgs) -> Result<(), Exit> {
+    let config = load(&args.config)?;
+    let store_path = config.relative(&config.file.server.store);
+    let d = start(config.clone(), false).await?;
+    let defs = d.definition_count();
+    println!(
+        "{}: ok ({} products, {} apps loaded, {defs} definitions)",
+        config.path.display(),
+        config.file.products.len(),
+        d.apps.len()
+    );
+    if args.diff {
+        if !store_path.exists() {
+            println!(
+                "store {}: does not exist yet; `serve` will seed it from this config",
+                store_path.display()
+            );
+            return Ok(());
+        }
+        let store = Store::open(&store_path).map_err(usage)?;
+        let drift = drift(&config, &store).map_err(usage)?;
+        if drift.is_empty() {
+            println!(
+                "store {}: same definitions as the config",
+                store_path.display()
+            );
+        }
+        for d in drift {
+            match d {
+                Drift::OnlyInConfig(p) => println!("+ {p}  (only in the config; serve adds it)"),
+                Drift::OnlyInStore(p) => {
+                    println!("- {p}  (only in the store; created through the API)")
+                }
+                Drift::Differs(p) => {
+                    println!("~ {p}  (differs; the store wins unless server.seed = \"overwrite\")")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn schema() -> Result<(), Exit> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&crate::config::json_schema()).expect("serializable")
+    );
+    Ok(())
+}

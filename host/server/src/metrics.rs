@@ -1,0 +1,580 @@
+//! Prometheus metrics: the engine's attempts, budget refusals and
+//! healthchecks (through [`Observer`]), runs as the API serves them, and,
+//! read at scrape time, breaker states and each app's instance and egress
+//! counters, admission state and instance slots. Rendered in the Prometheus text format (version 0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+use switchyard_engine::Recover;
+use switchyard_engine::{
+    AppAdmission, AttemptEvent, BreakerState, HealthKey, Observer, OverloadReason, ProbeOutcome,
+};
+use switchyard_runtime::App;
+
+/// Breakers shown one series each in `switchyard_breaker_state` (the
+/// first by key); `switchyard_breakers` counts all of them by state.
+pub const MAX_BREAKER_SERIES: usize = 1_000;
+
+/// Upper bounds of the duration histograms, seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric: name, type, help.
+const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "switchyard_runs_total",
+        "counter",
+        "Runs served, by outcome code (`ok` or the error code).",
+    ),
+    (
+        "switchyard_run_duration_seconds",
+        "histogram",
+        "Duration of runs.",
+    ),
+    (
+        "switchyard_attempts_total",
+        "counter",
+        "Calls of an app action made by runs.",
+    ),
+    (
+        "switchyard_attempt_errors_total",
+        "counter",
+        "Failed attempts, by error class.",
+    ),
+    (
+        "switchyard_attempt_duration_seconds",
+        "histogram",
+        "Duration of attempts.",
+    ),
+    (
+        "switchyard_retries_total",
+        "counter",
+        "Attempts that were retries on the same provider.",
+    ),
+    (
+        "switchyard_budget_rejections_total",
+        "counter",
+        "Retries or failovers refused by the retry budget.",
+    ),
+    (
+        "switchyard_healthchecks_total",
+        "counter",
+        "Healthcheck rounds, by result.",
+    ),
+    (
+        "switchyard_healthcheck_up",
+        "gauge",
+        "1 if the last healthcheck round passed, else 0.",
+    ),
+    (
+        "switchyard_breaker_state",
+        "gauge",
+        "1 for the breaker's current state (closed, open, half-open); the first 1,000 breakers by key.",
+    ),
+    (
+        "switchyard_breakers",
+        "gauge",
+        "Breakers by state, all of them.",
+    ),
+    (
+        "switchyard_plugin_instantiations_total",
+        "counter",
+        "Plugin instances created (one per call).",
+    ),
+    (
+        "switchyard_plugin_instantiate_seconds_total",
+        "counter",
+        "Time spent instantiating plugins.",
+    ),
+    (
+        "switchyard_plugin_load_seconds",
+        "gauge",
+        "Time the app's plugin took to load (compile or cache, link, describe).",
+    ),
+    (
+        "switchyard_egress_requests_total",
+        "counter",
+        "Requests plugins sent to providers.",
+    ),
+    (
+        "switchyard_egress_denied_total",
+        "counter",
+        "Requests the egress gate refused.",
+    ),
+    (
+        "switchyard_admission_in_flight",
+        "gauge",
+        "Attempts of the app in flight now.",
+    ),
+    (
+        "switchyard_admission_queued",
+        "gauge",
+        "Attempts of the app waiting for admission now.",
+    ),
+    (
+        "switchyard_admission_limit",
+        "gauge",
+        "The app's max_in_flight.",
+    ),
+    (
+        "switchyard_admission_tokens",
+        "gauge",
+        "Tokens in the app's rate-limit bucket (apps with a rate limit).",
+    ),
+    (
+        "switchyard_admission_cooldown_seconds",
+        "gauge",
+        "Time left of a pause the provider asked for (429 Retry-After), 0 if none.",
+    ),
+    (
+        "switchyard_admission_wait_seconds",
+        "histogram",
+        "Time attempts waited for admission.",
+    ),
+    (
+        "switchyard_overloaded_total",
+        "counter",
+        "Attempts the host could not start (not provider failures), by reason.",
+    ),
+    (
+        "switchyard_plugin_instances_in_use",
+        "gauge",
+        "Plugin instance slots in use now.",
+    ),
+    (
+        "switchyard_plugin_instances_max",
+        "gauge",
+        "Plugin instance slots (the pool size).",
+    ),
+];
+
+/// What a scrape reads at scrape time.
+#[derive(Debug)]
+pub struct Scrape<'a> {
+    /// Every breaker and its state.
+    pub breakers: &'a [(String, BreakerState)],
+    /// Loaded apps, for their instance and egress counters.
+    pub apps: &'a [AppHandle],
+    /// Admission state per app and env.
+    pub admission: &'a [AppAdmission],
+    /// Instance slots: (in use, pool size).
+    pub instances: (u32, u32),
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            buckets: [0; BUCKETS.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    fn observe(&mut self, secs: f64) {
+        for (b, bound) in self.buckets.iter_mut().zip(BUCKETS) {
+            if secs <= bound {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    values: BTreeMap<(&'static str, Labels), f64>,
+    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+}
+
+/// An app as metrics see it at scrape time.
+#[derive(Debug, Clone)]
+pub struct AppHandle {
+    /// Product.
+    pub product: String,
+    /// App tag.
+    pub app: String,
+    /// Env.
+    pub env: String,
+    /// The loaded app.
+    pub handle: App,
+}
+
+/// The metrics registry. Share one per process (`Arc`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    state: Mutex<State>,
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add(&self, name: &'static str, labels: Labels, by: f64) {
+        *self
+            .state
+            .locked()
+            .values
+            .entry((name, labels))
+            .or_default() += by;
+    }
+
+    fn set(&self, name: &'static str, labels: Labels, value: f64) {
+        self.state.locked().values.insert((name, labels), value);
+    }
+
+    fn observe(&self, name: &'static str, labels: Labels, d: Duration) {
+        self.state
+            .locked()
+            .histograms
+            .entry((name, labels))
+            .or_insert_with(Histogram::new)
+            .observe(d.as_secs_f64());
+    }
+
+    /// A run ended with `code` (`ok` or an error code).
+    pub fn run(&self, product: &str, env: &str, kind: &str, tag: &str, code: &str, d: Duration) {
+        let labels = vec![
+            ("product", product.to_string()),
+            ("env", env.to_string()),
+            ("kind", kind.to_string()),
+            ("tag", tag.to_string()),
+        ];
+        let mut with_code = labels.clone();
+        with_code.push(("code", code.to_string()));
+        self.add("switchyard_runs_total", with_code, 1.0);
+        self.observe("switchyard_run_duration_seconds", labels, d);
+    }
+
+    /// The text exposition, with what `scrape` read now.
+    pub fn render(&self, scrape: &Scrape<'_>) -> String {
+        let mut state = self.state.locked();
+        for a in scrape.admission {
+            let labels = || {
+                vec![
+                    ("product", a.product.clone()),
+                    ("env", a.env.clone()),
+                    ("app", a.app.clone()),
+                ]
+            };
+            let s = &a.state;
+            let mut values = vec![
+                ("switchyard_admission_in_flight", f64::from(s.in_flight)),
+                ("switchyard_admission_queued", f64::from(s.queued)),
+                ("switchyard_admission_limit", f64::from(s.max_in_flight)),
+                (
+                    "switchyard_admission_cooldown_seconds",
+                    s.cooldown_remaining_ms.unwrap_or(0) as f64 / 1e3,
+                ),
+            ];
+            if let Some(t) = s.tokens {
+                values.push(("switchyard_admission_tokens", t));
+            }
+            for (name, v) in values {
+                state.values.insert((name, labels()), v);
+            }
+        }
+        let (in_use, max) = scrape.instances;
+        state.values.insert(
+            ("switchyard_plugin_instances_in_use", vec![]),
+            f64::from(in_use),
+        );
+        state
+            .values
+            .insert(("switchyard_plugin_instances_max", vec![]), f64::from(max));
+        // Per-breaker series are capped (keys can come from input); the
+        // totals by state always cover every breaker. Rebuilt each scrape,
+        // so a forgotten breaker leaves no series behind.
+        state
+            .values
+            .retain(|(name, _), _| *name != "switchyard_breaker_state");
+        let mut totals = [0u64; 3];
+        for (_, s) in scrape.breakers {
+            totals[*s as usize] += 1;
+        }
+        for (name, n) in ["closed", "open", "half-open"].iter().zip(totals) {
+            state.values.insert(
+                ("switchyard_breakers", vec![("state", name.to_string())]),
+                n as f64,
+            );
+        }
+        for (key, s) in scrape.breakers.iter().take(MAX_BREAKER_SERIES) {
+            for (name, v) in [
+                ("closed", BreakerState::Closed),
+                ("open", BreakerState::Open),
+                ("half-open", BreakerState::HalfOpen),
+            ] {
+                let labels = vec![("breaker", key.clone()), ("state", name.to_string())];
+                state.values.insert(
+                    ("switchyard_breaker_state", labels),
+                    f64::from(u8::from(*s == v)),
+                );
+            }
+        }
+        for a in scrape.apps {
+            let labels = || {
+                vec![
+                    ("product", a.product.clone()),
+                    ("env", a.env.clone()),
+                    ("app", a.app.clone()),
+                ]
+            };
+            let inst = a.handle.instance_counts();
+            let egress = a.handle.egress_stats();
+            let values = [
+                (
+                    "switchyard_plugin_instantiations_total",
+                    inst.instantiations as f64,
+                ),
+                (
+                    "switchyard_plugin_instantiate_seconds_total",
+                    inst.instantiate_total.as_secs_f64(),
+                ),
+                (
+                    "switchyard_plugin_load_seconds",
+                    a.handle.load_report().total.as_secs_f64(),
+                ),
+                ("switchyard_egress_requests_total", egress.requests as f64),
+                ("switchyard_egress_denied_total", egress.denied as f64),
+            ];
+            for (name, v) in values {
+                state.values.insert((name, labels()), v);
+            }
+        }
+        let mut out = String::new();
+        for (family, kind, help) in FAMILIES {
+            let _ = writeln!(out, "# HELP {family} {help}");
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            for ((name, labels), v) in state.values.iter().filter(|((n, _), _)| n == family) {
+                let _ = writeln!(out, "{name}{} {v}", render_labels(labels, None));
+            }
+            for ((name, labels), h) in state.histograms.iter().filter(|((n, _), _)| n == family) {
+                for (bound, n) in BUCKETS.iter().zip(h.buckets) {
+                    let le = bound.to_string();
+                    let _ = writeln!(out, "{name}_bucket{} {n}", render_labels(labels, Some(&le)));
+                }
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    render_labels(labels, Some("+Inf")),
+                    h.count
+                );
+                let _ = writeln!(out, "{name}_sum{} {}", render_labels(labels, None), h.sum);
+                let _ = writeln!(
+                    out,
+                    "{name}_count{} {}",
+                    render_labels(labels, None),
+                    h.count
+                );
+            }
+        }
+        out
+    }
+}
+
+fn render_labels(labels: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Observer for Metrics {
+    fn attempt(&self, e: &AttemptEvent<'_>) {
+        let labels = vec![
+            ("product", e.product.to_string()),
+            ("env", e.env.to_string()),
+            ("app", e.app.to_string()),
+            ("action", e.action.to_string()),
+            ("provider", e.provider.to_string()),
+        ];
+        if let Err(err) = e.result {
+            let mut l = labels.clone();
+            l.push(("class", err.class.as_str().to_string()));
+            self.add("switchyard_attempt_errors_total", l, 1.0);
+        }
+        if e.try_number > 1 {
+            self.add("switchyard_retries_total", labels.clone(), 1.0);
+        }
+        self.add("switchyard_attempts_total", labels.clone(), 1.0);
+        self.observe("switchyard_attempt_duration_seconds", labels, e.duration);
+    }
+
+    fn budget_rejected(&self, product: &str, env: &str, app: &str) {
+        let labels = vec![
+            ("product", product.to_string()),
+            ("env", env.to_string()),
+            ("app", app.to_string()),
+        ];
+        self.add("switchyard_budget_rejections_total", labels, 1.0);
+    }
+
+    fn admitted(&self, product: &str, env: &str, app: &str, waited: Duration) {
+        let labels = vec![
+            ("product", product.to_string()),
+            ("env", env.to_string()),
+            ("app", app.to_string()),
+        ];
+        self.observe("switchyard_admission_wait_seconds", labels, waited);
+    }
+
+    fn overloaded(&self, product: &str, env: &str, app: &str, reason: &OverloadReason) {
+        let labels = vec![
+            ("product", product.to_string()),
+            ("env", env.to_string()),
+            ("app", app.to_string()),
+            ("reason", reason.label().to_string()),
+        ];
+        self.add("switchyard_overloaded_total", labels, 1.0);
+    }
+
+    fn healthcheck(&self, key: &HealthKey, outcome: &ProbeOutcome) {
+        let labels = vec![
+            ("product", key.product.clone()),
+            ("env", key.env.clone()),
+            ("healthcheck", key.tag.clone()),
+        ];
+        let mut with_result = labels.clone();
+        with_result.push((
+            "result",
+            if outcome.ok { "ok" } else { "failed" }.to_string(),
+        ));
+        self.add("switchyard_healthchecks_total", with_result, 1.0);
+        self.set(
+            "switchyard_healthcheck_up",
+            labels,
+            f64::from(u8::from(outcome.ok)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_engine::{AttemptError, ErrorClass, FailureKind};
+
+    #[test]
+    fn renders_counters_histograms_and_breakers() {
+        let m = Metrics::new();
+        let err = AttemptError::new(ErrorClass::Unavailable, FailureKind::Host, "x");
+        for (try_number, result) in [(1, Err(&err)), (2, Ok(()))] {
+            m.attempt(&AttemptEvent {
+                product: "p",
+                env: "dev",
+                app: "a\"b",
+                action: "send",
+                provider: "a",
+                try_number,
+                result,
+                duration: Duration::from_millis(3),
+            });
+        }
+        let text = m.render(&Scrape {
+            breakers: &[("p/dev/a/send".into(), BreakerState::Open)],
+            apps: &[],
+            admission: &[],
+            instances: (3, 1024),
+        });
+        let l = r#"product="p",env="dev",app="a\"b",action="send",provider="a""#;
+        assert!(
+            text.contains(&format!("switchyard_attempts_total{{{l}}} 2\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("switchyard_retries_total{{{l}}} 1\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "switchyard_attempt_errors_total{{{l},class=\"unavailable\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "switchyard_attempt_duration_seconds_bucket{{{l},le=\"0.0025\"}} 0\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "switchyard_attempt_duration_seconds_bucket{{{l},le=\"0.005\"}} 2\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "switchyard_attempt_duration_seconds_count{{{l}}} 2\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_breaker_state{breaker=\"p/dev/a/send\",state=\"open\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "switchyard_breaker_state{breaker=\"p/dev/a/send\",state=\"closed\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE switchyard_attempt_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn breaker_series_are_capped_and_rebuilt_each_scrape() {
+        let m = Metrics::new();
+        let many: Vec<(String, BreakerState)> = (0..1_500)
+            .map(|i| (format!("p/dev/a/k{i:05}"), BreakerState::Closed))
+            .collect();
+        let scrape = |b: &[(String, BreakerState)]| {
+            m.render(&Scrape {
+                breakers: b,
+                apps: &[],
+                admission: &[],
+                instances: (0, 1),
+            })
+        };
+        let text = scrape(&many);
+        let series = |t: &str| {
+            t.lines()
+                .filter(|l| l.starts_with("switchyard_breaker_state{"))
+                .count()
+        };
+        assert_eq!(series(&text), MAX_BREAKER_SERIES * 3);
+        assert!(
+            text.contains("switchyard_breakers{state=\"closed\"} 1500\n"),
+            "{text}"
+        );
+        let text = scrape(&many[..2]);
+        assert_eq!(series(&text), 6, "forgotten breakers leave no series");
+    }
+}

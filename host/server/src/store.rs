@@ -1,0 +1,394 @@
+//! The embedded store: definitions and healthcheck history in one SQLite
+//! file, so what the API creates survives a restart (including `kill -9`:
+//! WAL journal, one transaction per change).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+use switchyard_engine::{AdmissionConfig, Definition, HealthKey, Kind, ProbeOutcome};
+use thiserror::Error;
+
+/// Schema version written to `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// A store operation that failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database file could not be opened or migrated.
+    #[error(
+        "cannot open the store {path}: {source}; check that its directory exists and is writable, or set `server.store` to another file"
+    )]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer Switchyard.
+    #[error(
+        "the store {path} has schema version {found}, newer than this binary's {SCHEMA_VERSION}; upgrade switchyard or point `server.store` at another file"
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// A query failed.
+    #[error("store query failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored row does not parse (written by hand or by a different
+    /// version).
+    #[error("stored {kind} `{product}/{tag}` does not parse: {reason}")]
+    Corrupt {
+        /// Kind.
+        kind: String,
+        /// Product.
+        product: String,
+        /// Tag.
+        tag: String,
+        /// The parse error.
+        reason: String,
+    },
+}
+
+/// Definitions and healthcheck history on disk.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        // WAL: a crash (even SIGKILL) loses no committed transaction and
+        // readers never block the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+            });
+        }
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS definitions (
+                 product TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 tag TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 updated_unix_ms INTEGER NOT NULL,
+                 PRIMARY KEY (product, kind, tag)
+             );
+             CREATE TABLE IF NOT EXISTS health_history (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 product TEXT NOT NULL,
+                 env TEXT NOT NULL,
+                 tag TEXT NOT NULL,
+                 outcome TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS health_history_key
+                 ON health_history (product, env, tag, id);
+             CREATE TABLE IF NOT EXISTS app_admission (
+                 product TEXT NOT NULL,
+                 app TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 updated_unix_ms INTEGER NOT NULL,
+                 PRIMARY KEY (product, app)
+             );
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(open_err)?;
+        Ok(Self {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (statements are atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Insert or replace `def`.
+    pub fn put(&self, def: &Definition) -> Result<(), StoreError> {
+        let m = def.meta();
+        let body = serde_json::to_string(def).expect("definitions serialize");
+        self.conn().execute(
+            "INSERT INTO definitions (product, kind, tag, body, updated_unix_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (product, kind, tag)
+             DO UPDATE SET body = excluded.body, updated_unix_ms = excluded.updated_unix_ms",
+            params![m.product, def.kind().as_str(), m.tag, body, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Remove a definition; whether it existed.
+    pub fn delete(&self, product: &str, kind: Kind, tag: &str) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "DELETE FROM definitions WHERE product = ?1 AND kind = ?2 AND tag = ?3",
+            params![product, kind.as_str(), tag],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// One definition.
+    pub fn get(
+        &self,
+        product: &str,
+        kind: Kind,
+        tag: &str,
+    ) -> Result<Option<Definition>, StoreError> {
+        let body: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT body FROM definitions WHERE product = ?1 AND kind = ?2 AND tag = ?3",
+                params![product, kind.as_str(), tag],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| parse(product, kind.as_str(), tag, &b))
+            .transpose()
+    }
+
+    /// Every definition, by product, kind and tag.
+    pub fn all(&self) -> Result<Vec<Definition>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT product, kind, tag, body FROM definitions ORDER BY product, kind, tag",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (product, kind, tag, body) = row?;
+            out.push(parse(&product, &kind, &tag, &body)?);
+        }
+        Ok(out)
+    }
+
+    /// Store `app`'s admission limits (set through the API).
+    pub fn put_admission(
+        &self,
+        product: &str,
+        app: &str,
+        config: &AdmissionConfig,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(config).expect("admission settings serialize");
+        self.conn().execute(
+            "INSERT INTO app_admission (product, app, body, updated_unix_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (product, app)
+             DO UPDATE SET body = excluded.body, updated_unix_ms = excluded.updated_unix_ms",
+            params![product, app, body, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Every stored admission setting: (product, app, settings). Rows that
+    /// no longer parse are skipped with a warning (the config's or the
+    /// default settings then apply).
+    pub fn admissions(&self) -> Result<Vec<(String, String, AdmissionConfig)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT product, app, body FROM app_admission ORDER BY product, app")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (product, app, body) = row?;
+            match serde_json::from_str(&body) {
+                Ok(c) => out.push((product, app, c)),
+                Err(e) => {
+                    tracing::warn!(%product, %app, error = %e, "stored admission settings do not parse; ignored")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget every stored admission setting (a config with
+    /// `seed = "overwrite"` wins).
+    pub fn clear_admissions(&self) -> Result<(), StoreError> {
+        self.conn().execute("DELETE FROM app_admission", [])?;
+        Ok(())
+    }
+
+    /// Append a healthcheck outcome, keeping the newest `keep` per check.
+    pub fn record_health(
+        &self,
+        key: &HealthKey,
+        outcome: &ProbeOutcome,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(outcome).expect("outcomes serialize");
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO health_history (product, env, tag, outcome) VALUES (?1, ?2, ?3, ?4)",
+            params![key.product, key.env, key.tag, body],
+        )?;
+        tx.execute(
+            "DELETE FROM health_history WHERE product = ?1 AND env = ?2 AND tag = ?3
+             AND id <= (SELECT id FROM health_history WHERE product = ?1 AND env = ?2 AND tag = ?3
+                        ORDER BY id DESC LIMIT 1 OFFSET ?4)",
+            params![key.product, key.env, key.tag, keep.max(1) as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The stored outcomes of every healthcheck, oldest first.
+    pub fn health_history(&self) -> Result<Vec<(HealthKey, Vec<ProbeOutcome>)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT product, env, tag, outcome FROM health_history ORDER BY product, env, tag, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                HealthKey {
+                    product: r.get(0)?,
+                    env: r.get(1)?,
+                    tag: r.get(2)?,
+                },
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out: Vec<(HealthKey, Vec<ProbeOutcome>)> = Vec::new();
+        for row in rows {
+            let (key, body) = row?;
+            // An outcome that does not parse is history, not state: skip it.
+            let Ok(outcome) = serde_json::from_str::<ProbeOutcome>(&body) else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((k, v)) if *k == key => v.push(outcome),
+                _ => out.push((key, vec![outcome])),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse(product: &str, kind: &str, tag: &str, body: &str) -> Result<Definition, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        kind: kind.into(),
+        product: product.into(),
+        tag: tag.into(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_engine::{CacheDef, Meta};
+
+    fn cache(tag: &str, ttl: u64) -> Definition {
+        CacheDef {
+            meta: Meta::new("p", tag),
+            ttl_ms: ttl,
+            max_entries: 10,
+        }
+        .into()
+    }
+
+    #[test]
+    fn definitions_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.put(&cache("a", 1)).unwrap();
+            s.put(&cache("b", 2)).unwrap();
+            s.put(&cache("a", 3)).unwrap();
+            assert!(s.delete("p", Kind::Cache, "b").unwrap());
+            assert!(!s.delete("p", Kind::Cache, "b").unwrap());
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.all().unwrap(), vec![cache("a", 3)]);
+        assert_eq!(s.get("p", Kind::Cache, "a").unwrap(), Some(cache("a", 3)));
+        assert_eq!(s.get("p", Kind::Cache, "b").unwrap(), None);
+    }
+
+    #[test]
+    fn health_history_is_bounded_per_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().join("s.db")).unwrap();
+        let key = |tag: &str| HealthKey {
+            product: "p".into(),
+            env: "dev".into(),
+            tag: tag.into(),
+        };
+        for i in 0..10u64 {
+            let o = ProbeOutcome {
+                at_unix_ms: i,
+                ok: i % 2 == 0,
+                latency_ms: 1.0,
+                tries: 1,
+                error: None,
+            };
+            s.record_health(&key("a"), &o, 3).unwrap();
+            s.record_health(&key("b"), &o, 5).unwrap();
+        }
+        let h = s.health_history().unwrap();
+        assert_eq!(h.len(), 2);
+        let at = |v: &[ProbeOutcome]| v.iter().map(|o| o.at_unix_ms).collect::<Vec<_>>();
+        assert_eq!(at(&h[0].1), vec![7, 8, 9]);
+        assert_eq!(at(&h[1].1), vec![5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 9)
+            .unwrap();
+        let e = Store::open(&path).unwrap_err().to_string();
+        assert!(e.contains("schema version 9"), "{e}");
+        assert!(e.contains("server.store"), "{e}");
+    }
+}

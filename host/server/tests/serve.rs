@@ -1,0 +1,1053 @@
+//! `switchyard serve` end to end: the real binary with a config file, the
+//! bundled `http` plugin as real wasm components, simulated providers on
+//! loopback, and a plain HTTP client.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use switchyard::simulator::Simulator;
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// Two simulated providers and a config that routes to them.
+struct Setup {
+    dir: tempfile::TempDir,
+    primary: Simulator,
+    backup: Simulator,
+}
+
+const ACTIONS: &str = r#"[{"name": "send-message", "method": "POST", "path": "/v1/messages", "input": {"to": {"type": "string", "required": true}, "text": {"type": "string"}}}, {"name": "fetch-message", "method": "GET", "path": "/v1/messages/{id}", "idempotent": true, "input": {"id": {"type": "string", "required": true}}}]"#;
+
+fn app(name: &str, url: &str) -> String {
+    format!(
+        r#"
+[products.notify.apps.{name}]
+plugin = "bundled:http"
+[products.notify.apps.{name}.envs.dev]
+allow = ["{url}"]
+config = {{ base_url = "{url}", ping_path = "/health", idempotency_header = "Idempotency-Key", actions = '{ACTIONS}' }}
+"#
+    )
+}
+
+const DEFINITIONS: &str = r#"
+[products.notify.healthchecks.primary-health]
+app = "primary"
+action = "ping"
+input = { dev = {} }
+interval_ms = 60000
+
+[products.notify.fallbacks.sms]
+name = "SMS"
+input = { to = { type = "string" }, text = { type = "string" } }
+options = [
+  { provider = "primary", app = "primary", action = "send-message", retries = 1, backoff_ms = 1, healthcheck = "primary-health",
+    input = { to = "$Input{to}", text = "$Input{text}" }, output = { id = "$Response{id}", via = "primary" } },
+  { provider = "backup", app = "backup", action = "send-message",
+    input = { to = "$Input{to}", text = "$Input{text}" }, output = { id = "$Response{id}", via = "backup" } },
+]
+
+[products.notify.quotas.split]
+input = { to = { type = "string" } }
+providers = [
+  { provider = "primary", app = "primary", action = "send-message", weight = 70 },
+  { provider = "backup", app = "backup", action = "send-message", weight = 30 },
+]
+
+[products.notify.features.send-and-check]
+input = { to = { type = "string" } }
+steps = [
+  { name = "send", type = "fallback", tag = "sms", input = { to = "$Input{to}", text = "feature" } },
+  { name = "check", type = "action", app = "backup", action = "fetch-message", input = { id = "$Sequence{send}{id}" } },
+]
+"#;
+
+impl Setup {
+    async fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            primary: Simulator::start().await.unwrap(),
+            backup: Simulator::start().await.unwrap(),
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.config_with("")
+    }
+
+    /// The config with `extra` TOML appended (e.g. apps' admission tables).
+    fn config_with(&self, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("switchyard.toml");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"state.db\"\nshutdown_grace_ms = 10000\nmax_body_bytes = 4096\n\n[products.notify]\nenvs = [\"dev\"]\n{}{}{DEFINITIONS}{extra}",
+            app("primary", &self.primary.url()),
+            app("backup", &self.backup.url()),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// A running `switchyard serve`.
+struct Server {
+    child: Child,
+    base: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Server {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .arg(config)
+            .env("SWITCHYARD_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Self {
+            child,
+            base,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, _, v) = self.call_with_headers(method, path, token, body).await;
+        (status, v)
+    }
+
+    async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, http::HeaderMap, Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let resp = self
+            .http
+            .request(req.body(Full::new(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, headers, v)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, Some(TOKEN), None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(TOKEN), Some(body)).await
+    }
+
+    /// The scheduler runs `primary-health` at start; wait for its outcome
+    /// so failures a test injects afterwards cannot race it.
+    async fn first_healthcheck(&self) -> Value {
+        for _ in 0..200 {
+            let (_, v) = self.get("/v1/notify/dev/healthchecks/primary-health").await;
+            if v["last_checked_unix_ms"].is_u64() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the startup healthcheck never finished");
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn runs_each_kind_over_http() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1555", "text": "hi"}, "idempotency_key": "order-1"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["output"]["via"], "primary");
+    assert_eq!(v["provider"], "primary");
+    assert_eq!(v["idempotency_key"], "order-1");
+    assert_eq!(v["trace"]["attempts"].as_array().unwrap().len(), 1);
+
+    // Primary down: its try and its retry fail, the backup serves.
+    assert_eq!(server.first_healthcheck().await["status"], "healthy");
+    s.primary.set_failure_rate(1.0);
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1555", "text": "hi"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["output"]["via"], "backup");
+    let attempts = v["trace"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{v}");
+    assert_eq!(
+        attempts[0]["outcome"],
+        json!({"failed": "unavailable"}),
+        "{v}"
+    );
+    s.primary.set_failure_rate(0.0);
+
+    let mut served = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..10 {
+        let (st, v) = server
+            .post(
+                "/v1/notify/dev/quotas/split/run",
+                json!({"input": {"to": "+1555"}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        *served
+            .entry(v["provider"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        served,
+        [("backup".to_string(), 3), ("primary".to_string(), 7)].into()
+    );
+
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/features/send-and-check/run",
+            json!({"input": {"to": "+1555"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["output"]["status"], "delivered", "{v}");
+
+    let (st, v) = server.get("/v1/notify/dev/fallbacks/sms/providers").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["providers"][0]["provider"], "primary");
+    assert_eq!(v["providers"][0]["breaker"]["state"], "closed");
+    let (st, v) = server.get("/v1/notify/apps").await;
+    assert_eq!(st, 200, "{v}");
+    assert!(!v.to_string().contains("base_url"), "apps leak grants: {v}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_code_and_a_field_never_a_500() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let run = "/v1/notify/dev/fallbacks/sms/run";
+
+    let (st, v) = server
+        .post(run, json!({"input": {"text": "no recipient"}}))
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid-input")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "input.to", "{v}");
+    let (st, v) = server
+        .post(run, json!({"input": {"to": 5, "text": "x"}}))
+        .await;
+    assert_eq!((st, v["field"].as_str()), (400, Some("input.to")), "{v}");
+    let (st, v) = server.post(run, json!({"inptu": {}})).await;
+    assert_eq!((st, v["code"].as_str()), (400, Some("invalid-body")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("inptu"), "{v}");
+    let (st, v) = server
+        .call(
+            "POST",
+            run,
+            Some(TOKEN),
+            Some(json!({"input": {"to": "x".repeat(5000)}})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (413, Some("body-too-large")),
+        "{v}"
+    );
+    let (st, v) = server
+        .post("/v1/notify/dev/fallbacks/nope/run", json!({}))
+        .await;
+    assert_eq!((st, v["code"].as_str()), (404, Some("not-found")), "{v}");
+    let (st, v) = server
+        .post("/v1/notify/prd/fallbacks/sms/run", json!({}))
+        .await;
+    assert_eq!((st, v["code"].as_str()), (404, Some("not-found")), "{v}");
+    let (st, v) = server
+        .post("/v1/notify/dev/healthchecks/sms/run", json!({}))
+        .await;
+    assert_eq!((st, v["code"].as_str()), (404, Some("not-found")), "{v}");
+
+    let bad = json!({"tag": "bad", "options": [{"provider": "x", "app": "nope", "action": "send-message"}]});
+    let (st, v) = server.post("/v1/notify/definitions/fallbacks", bad).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("invalid-definition")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "fallbacks.bad.options[0].app", "{v}");
+    let typo = json!({"tag": "t", "options": [], "optoins": []});
+    let (st, v) = server.post("/v1/notify/definitions/fallbacks", typo).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("invalid-definition")),
+        "{v}"
+    );
+    let (st, v) = server
+        .post(
+            "/v1/notify/definitions/fallbacks",
+            json!({"tag": "sms", "options": []}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (409, Some("exists")), "{v}");
+    let (st, v) = server
+        .call(
+            "DELETE",
+            "/v1/notify/definitions/healthchecks/primary-health",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("invalid-definition")),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("sms"),
+        "names the user: {v}"
+    );
+
+    // Still serving after all that.
+    let (st, _) = server
+        .post(run, json!({"input": {"to": "+1", "text": "x"}}))
+        .await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn the_api_needs_the_token_but_health_does_not() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    for (path, token) in [
+        ("/v1/notify/definitions/fallbacks", None),
+        ("/v1/notify/definitions/fallbacks", Some("wrong")),
+        ("/metrics", None),
+    ] {
+        let (st, v) = server.call("GET", path, token, None).await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(server.call("GET", "/healthz", None, None).await.0, 200);
+    assert_eq!(server.call("GET", "/readyz", None, None).await.0, 200);
+    let (st, v) = server.get("/v1/notify/definitions/fallbacks").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["fallbacks"][0]["tag"], "sms");
+}
+
+#[tokio::test]
+async fn definitions_survive_kill_9_and_health_history_too() {
+    let s = Setup::new().await;
+    let config = s.config();
+    let server = Server::start(&config);
+    let def = json!({"tag": "direct", "name": "Backup only", "input": {"to": {"type": "string"}},
+        "options": [{"provider": "backup", "app": "backup", "action": "send-message"}]});
+    let (st, v) = server.post("/v1/notify/definitions/fallbacks", def).await;
+    assert_eq!(st, 201, "{v}");
+    let updated = json!({"name": "Backup only, v2", "input": {"to": {"type": "string"}},
+        "options": [{"provider": "backup", "app": "backup", "action": "send-message", "retries": 2}]});
+    let (st, v) = server
+        .call(
+            "PUT",
+            "/v1/notify/definitions/fallbacks/direct",
+            Some(TOKEN),
+            Some(updated),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = server
+        .post(
+            "/v1/notify/definitions/caches",
+            json!({"tag": "gone", "ttl_ms": 1000}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = server
+        .call(
+            "DELETE",
+            "/v1/notify/definitions/caches/gone",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let checked = server.first_healthcheck().await;
+    assert_eq!(checked["status"], "healthy", "{checked}");
+    server.kill9();
+
+    let server = Server::start(&config);
+    let (st, v) = server.get("/v1/notify/definitions/fallbacks/direct").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["name"], "Backup only, v2");
+    assert_eq!(v["options"][0]["retries"], 2);
+    let (st, _) = server.get("/v1/notify/definitions/caches/gone").await;
+    assert_eq!(st, 404);
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/direct/run",
+            json!({"input": {"to": "+1"}}),
+        )
+        .await;
+    assert_eq!((st, v["provider"].as_str()), (200, Some("backup")), "{v}");
+    let (_, h) = server
+        .get("/v1/notify/dev/healthchecks/primary-health")
+        .await;
+    let history = h["history"].as_array().unwrap();
+    assert!(!history.is_empty(), "{h}");
+    assert_eq!(
+        history[0], checked["history"][0],
+        "the first outcome came back from the store"
+    );
+    server.kill9();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--diff"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("- products.notify.fallbacks.direct"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn past_the_admission_queue_runs_get_503_overloaded_and_nothing_is_counted() {
+    let s = Setup::new().await;
+    s.primary.set_latency(Duration::from_millis(400));
+    s.backup.set_latency(Duration::from_millis(400));
+    let limits = "\n[products.notify.apps.primary.admission]\nmax_in_flight = 2\nmax_queue = 0\n\n[products.notify.apps.backup.admission]\nmax_in_flight = 1\nmax_queue = 0\n";
+    let config = s.config_with(limits);
+    let server = Server::start(&config);
+    assert_eq!(server.first_healthcheck().await["status"], "healthy");
+    let providers = "/v1/notify/dev/fallbacks/sms/providers";
+    let state = |v: &Value| -> Vec<String> {
+        v["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p["provider"], p["status"], p["breaker"], p["counts"]
+                )
+            })
+            .collect()
+    };
+    let before = state(&server.get(providers).await.1);
+    let run = || {
+        server.call_with_headers(
+            "POST",
+            "/v1/notify/dev/fallbacks/sms/run",
+            Some(TOKEN),
+            Some(json!({"input": {"to": "+1", "text": "x"}})),
+        )
+    };
+    let results = futures_join_all((0..20).map(|_| run())).await;
+    let served: Vec<_> = results.iter().filter(|r| r.0 == 200).collect();
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(served.len() + refused.len(), 20, "{results:?}");
+    assert_eq!(served.len(), 3, "2 in flight on primary, 1 on backup");
+    for (_, headers, body) in &refused {
+        assert_eq!(body["code"], "overloaded", "{body}");
+        let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(after >= 1, "{headers:?}");
+        assert!(body["retry_after_ms"].as_u64().unwrap() >= 1);
+        assert_eq!(body["trace"]["attempts"], json!([]), "no provider called");
+    }
+    // Nothing about the providers moved but the served runs' counts.
+    let (_, v) = server.get(providers).await;
+    let after = state(&v);
+    assert_eq!(before.len(), after.len());
+    let statuses: Vec<&Value> = v["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!("healthy"), &json!("unknown")],
+        "backup has no healthcheck"
+    );
+    for p in v["providers"].as_array().unwrap() {
+        assert_eq!(p["breaker"]["state"], "closed", "{p}");
+        assert_eq!(p["breaker"]["failures"], 0, "{p}");
+        assert_eq!(p["counts"]["failures"], json!({}), "{p}");
+        assert_eq!(p["admission"]["in_flight"], 0, "{p}");
+    }
+    // 18 runs found primary full; one of them found backup free.
+    assert_eq!(v["providers"][0]["admission"]["overloaded"], 18);
+    assert_eq!(v["providers"][1]["admission"]["overloaded"], 17);
+    let text = server.get("/metrics").await.1.as_str().unwrap().to_string();
+    assert_eq!(
+        metric(
+            &text,
+            r#"switchyard_overloaded_total{product="notify",env="dev",app="primary",reason="in-flight"}"#
+        ),
+        18.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"switchyard_runs_total{product="notify",env="dev",kind="fallback",tag="sms",code="overloaded"}"#
+        ),
+        17.0
+    );
+    assert!(text.contains("switchyard_admission_wait_seconds_bucket{"));
+    assert!(
+        text.contains(r#"switchyard_admission_limit{product="notify",env="dev",app="primary"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("switchyard_plugin_instances_max 1024"),
+        "{text}"
+    );
+
+    // Limits through the API: checked, named, applied, kept.
+    let path = "/v1/notify/apps/primary/admission";
+    let (st, v) = server.get(path).await;
+    assert_eq!((st, &v["config"]["max_in_flight"]), (200, &json!(2)), "{v}");
+    let put = |body: Value| server.call("PUT", path, Some(TOKEN), Some(body));
+    let (st, v) = put(json!({"max_in_flight": 0})).await;
+    assert_eq!(
+        (st, v["field"].as_str()),
+        (422, Some("admission.max_in_flight")),
+        "{v}"
+    );
+    let (st, v) = put(json!({"max_in_flight": 5000})).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("instance pool holds 1024"),
+        "{v}"
+    );
+    let (st, v) = put(json!({"max_in_fligt": 3})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("max_in_fligt"),
+        "{v}"
+    );
+    let (st, v) = put(json!({"max_in_flight": 8, "max_queue": 50, "rate_per_sec": 20.0})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["config"]["max_in_flight"], 8);
+    let (st, _) = server
+        .call("GET", "/v1/notify/apps/nope/admission", Some(TOKEN), None)
+        .await;
+    assert_eq!(st, 404);
+    server.kill9();
+    let server = Server::start(&config);
+    let (_, v) = server.get(path).await;
+    assert_eq!(v["config"]["max_in_flight"], 8, "kept across restarts: {v}");
+    assert_eq!(v["config"]["rate_per_sec"], 20.0);
+}
+
+#[tokio::test]
+async fn wrong_methods_and_out_of_range_deadlines_get_json_errors() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let (st, v) = server
+        .call(
+            "DELETE",
+            "/v1/notify/dev/fallbacks/sms/run",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(st, 405);
+    assert_eq!(v["code"], "method-not-allowed", "{v}");
+    for deadline in [
+        json!(0),
+        json!(86_400_001u64),
+        json!(18446744073709551615u64),
+    ] {
+        let (st, v) = server
+            .post(
+                "/v1/notify/dev/fallbacks/sms/run",
+                json!({"input": {"to": "+1", "text": "x"}, "deadline_ms": deadline}),
+            )
+            .await;
+        assert_eq!((st, v["field"].as_str()), (400, Some("deadline_ms")), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Setup::new().await;
+    let config = s.config_with("");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[server]\n", "[server]\nheader_read_timeout_ms = 300\n");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&config);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /v1/notify/dev/fallbacks/sms/run HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Never finishes its headers: the server closes it (EOF, maybe after
+    // a 408), well before a generous bound.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the slow connection was held open");
+    // Meanwhile and after, normal requests are served.
+    assert_eq!(server.get("/v1/notify/apps").await.0, 200);
+}
+
+#[tokio::test]
+async fn made_up_tags_do_not_grow_the_metrics() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let size = || async { server.get("/metrics").await.1.as_str().unwrap().len() };
+    let before = size().await;
+    for i in 0..2_000 {
+        let (st, _) = server
+            .post(
+                &format!("/v1/notify/dev/fallbacks/nope-{i}/run"),
+                json!({"input": {}}),
+            )
+            .await;
+        assert_eq!(st, 404);
+    }
+    let text = server.get("/metrics").await.1.as_str().unwrap().to_string();
+    assert!(!text.contains("nope-"), "a made-up tag became a label");
+    assert!(
+        text.len() < before + 4_096,
+        "{} -> {} bytes",
+        before,
+        text.len()
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"switchyard_runs_total{product="notify",env="dev",kind="fallback",tag="(unknown)",code="not-found"}"#
+        ),
+        2_000.0
+    );
+}
+
+/// Await every future (the test crate has no `futures` dependency).
+async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = fs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in pinned.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_are_exposed_and_move() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let scrape = || async { server.get("/metrics").await.1.as_str().unwrap().to_string() };
+    assert_eq!(server.first_healthcheck().await["status"], "healthy");
+    let before = scrape().await;
+    s.primary.set_failure_rate(1.0);
+    for _ in 0..3 {
+        let (st, _) = server
+            .post(
+                "/v1/notify/dev/fallbacks/sms/run",
+                json!({"input": {"to": "+1", "text": "x"}}),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    let after = scrape().await;
+    let attempts = r#"switchyard_attempts_total{product="notify",env="dev",app="primary",action="send-message",provider="primary"}"#;
+    assert_eq!(
+        metric(&after, attempts) - metric(&before, attempts),
+        6.0,
+        "{after}"
+    );
+    let errors = r#"switchyard_attempt_errors_total{product="notify",env="dev",app="primary",action="send-message",provider="primary",class="unavailable"}"#;
+    assert_eq!(metric(&after, errors), 6.0, "{after}");
+    assert_eq!(metric(&after, "switchyard_retries_total{"), 3.0, "{after}");
+    assert_eq!(
+        metric(
+            &after,
+            r#"switchyard_runs_total{product="notify",env="dev",kind="fallback",tag="sms",code="ok"}"#
+        ),
+        3.0
+    );
+    // Six failures in a row open the primary's breaker (more than 5, over 50 %).
+    assert!(
+        after.contains(
+            r#"switchyard_breaker_state{breaker="notify/dev/primary/send-message",state="open"} 1"#
+        ),
+        "{after}"
+    );
+    assert!(
+        metric(&after, "switchyard_plugin_instantiations_total{") >= 9.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("switchyard_attempt_duration_seconds_bucket{"),
+        "{after}"
+    );
+    assert!(after.contains("switchyard_egress_denied_total{"), "{after}");
+    assert!(after.contains("# TYPE switchyard_healthchecks_total counter"));
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_runs() {
+    let s = Setup::new().await;
+    let server = std::sync::Arc::new(Server::start(&s.config()));
+    s.backup.set_latency(Duration::from_millis(1500));
+    let before = s.backup.counts().0;
+    let in_flight = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .post("/v1/notify/dev/fallbacks/direct-slow/run", json!({}))
+                .await
+        })
+    };
+    // Not defined: a 404 proves routing, then the real in-flight run.
+    assert_eq!(in_flight.await.unwrap().0, 404);
+    // The quota tries primary first (70/30); it fails, so the backup (slow)
+    // gets the call. Wait until the backup has it.
+    s.primary.set_failure_rate(1.0);
+    let in_flight = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .post(
+                    "/v1/notify/dev/quotas/split/run",
+                    json!({"input": {"to": "+1"}}),
+                )
+                .await
+        })
+    };
+    for _ in 0..200 {
+        if s.backup.counts().0 > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        s.backup.counts().0 > before,
+        "the run never reached the backup"
+    );
+    server.terminate();
+    let (st, v) = in_flight.await.unwrap();
+    assert_eq!(st, 200, "the in-flight run was cut: {v}");
+    assert_eq!(v["provider"], "backup");
+    let mut server = std::sync::Arc::into_inner(server).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn check_reports_every_problem_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"[products.notify]
+envs = ["dev"]
+
+[products.notify.apps.primary]
+plugin = "bundled:http"
+[products.notify.apps.primary.envs.dev]
+allow = ["http://127.0.0.1:9"]
+
+[products.notify.fallbacks.sms]
+options = [
+  { provider = "a", app = "primary", action = "send-mesage" },
+  { provider = "b", app = "ghost", action = "send" },
+]
+
+[products.notify.quotas.split]
+providers = [ { provider = "a", app = "primary", action = "ping", weight = 0 } ]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:11: products.notify.fallbacks.sms.options[0].action"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("it has: request, ping"),
+        "lists the app's actions: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:16: products.notify.quotas.split.providers[0].weight"
+        )),
+        "{err}"
+    );
+}
+
+/// Every operation of `/openapi.json`, called with the document's own
+/// examples, answers with a status the document lists for it, and a
+/// documented success body has the fields its schema requires.
+#[tokio::test]
+async fn the_openapi_document_matches_the_server() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let (st, spec) = server.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(spec["openapi"], "3.1.0");
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let mut concrete = path.clone();
+        for p in item["parameters"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap();
+            concrete = concrete.replace(&format!("{{{name}}}"), p["example"].as_str().unwrap());
+        }
+        assert!(
+            !concrete.contains('{'),
+            "{path}: a path parameter has no example"
+        );
+        for (method, op) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let order = ["post", "get", "put", "delete"]
+                .iter()
+                .position(|m| m == method)
+                .unwrap();
+            ops.push((order, method.to_uppercase(), concrete.clone(), op.clone()));
+        }
+    }
+    ops.sort_by_key(|o| o.0);
+    assert_eq!(ops.len(), 15, "every route is documented");
+    for (_, method, path, op) in ops {
+        let body = op["requestBody"]["content"]["application/json"]["example"].clone();
+        let token = op.get("security").map(|_| TOKEN);
+        let (st, v) = server
+            .call(&method, &path, token, (!body.is_null()).then_some(body))
+            .await;
+        let documented = &op["responses"][st.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {path} answered {st}, not documented: {v}"
+        );
+        assert!(
+            st < 300,
+            "{method} {path} with the document's example failed: {st} {v}"
+        );
+        let schema = &documented["content"]["application/json"]["schema"];
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.rsplit('/').next().unwrap();
+            for field in spec["components"]["schemas"][name]["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    v.get(field.as_str().unwrap()).is_some(),
+                    "{method} {path}: `{field}` missing in {v}"
+                );
+            }
+        }
+        // Without the token, secured operations are refused as documented.
+        if token.is_some() {
+            let (st, _) = server.call(&method, &path, None, None).await;
+            assert_eq!(st, 401);
+            assert!(op["responses"]["401"].is_object());
+        }
+    }
+}
+
+/// `examples/switchyard.toml` checks clean and its `dev` env really runs
+/// against the provider fakes (Prism with Stripe's and Twilio's OpenAPI
+/// specs, moto for SNS; started by `tests/contracts/fakes.sh start`).
+#[test]
+fn the_shipped_config_checks_and_runs_against_the_provider_fakes() {
+    // Where tests/contracts/fakes.sh keeps its files.
+    let fakes =
+        std::env::var("SWITCHYARD_FAKES_DIR").unwrap_or_else(|_| "/tmp/switchyard-fakes".into());
+    let iam = std::fs::read_to_string(format!("{fakes}/run/sns-iam.env")).unwrap_or_else(|_| {
+        panic!("the provider fakes are not running: tests/contracts/fakes.sh start")
+    });
+    let get = |k: &str| {
+        iam.lines()
+            .find_map(|l| {
+                l.trim_start_matches("export ")
+                    .strip_prefix(&format!("{k}="))
+            })
+            .unwrap_or_else(|| panic!("{k} missing from sns-iam.env"))
+            .trim_matches('"')
+            .to_string()
+    };
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/switchyard.toml"
+    );
+    let cmd = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("STRIPE_SECRET_KEY", "sk_test_main")
+            .env("STRIPE_BACKUP_SECRET_KEY", "sk_test_backup")
+            .env("TWILIO_AUTH_TOKEN", "twilio-token")
+            .env("AWS_ACCESS_KEY_ID", get("AWS_ACCESS_KEY_ID"))
+            .env("AWS_SECRET_ACCESS_KEY", get("AWS_SECRET_ACCESS_KEY"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        out.stdout
+    };
+    let checked = String::from_utf8(cmd(&["check", config])).unwrap();
+    assert!(
+        checked.contains("ok (2 products, 8 apps loaded, 6 definitions)"),
+        "{checked}"
+    );
+
+    let paid: Value = serde_json::from_slice(&cmd(&[
+        "run",
+        "fallback",
+        "card-payment",
+        "--config",
+        config,
+        "--product",
+        "payments",
+        "--env",
+        "dev",
+        "--input",
+        r#"{"amount": 1099, "currency": "usd", "order_id": "42"}"#,
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        paid["output"]["payment_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pi_"),
+        "{paid}"
+    );
+    assert_eq!(paid["provider"], "stripe-main");
+    for _ in 0..2 {
+        let sms: Value = serde_json::from_slice(&cmd(&[
+            "run",
+            "quota",
+            "sms",
+            "--config",
+            config,
+            "--product",
+            "notify",
+            "--env",
+            "dev",
+            "--input",
+            r#"{"phone": "+15558675310", "text": "Your code is 123456"}"#,
+            "--json",
+        ]))
+        .unwrap();
+        assert!(sms["output"]["message_id"].is_string(), "{sms}");
+    }
+}

@@ -1,0 +1,9 @@
+//! The integration tests, one module per subject, in one binary (each
+//! test binary links wasmtime): real components against real loopback
+//! servers and the providers' contract fakes.
+
+mod contracts;
+mod credentials;
+mod http_plugin;
+mod polyglot;
+mod routing;

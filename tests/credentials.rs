@@ -4,7 +4,7 @@
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use switchyard::simulator::Recorded;
+use switchyard::Recorded;
 use switchyard_engine::CallRequest;
 use switchyard_runtime::{App, Grant};
 use switchyard_runtime::{Credential, Secret};

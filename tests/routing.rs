@@ -6,7 +6,8 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_engine::{
-    AdmissionConfig, ErrorCode, FieldType, HealthStatus, RunOptions, SkipReason, Switchyard,
+    AdmissionConfig, ErrorClass, ErrorCode, FieldType, HealthStatus, Outcome, RunOptions,
+    SkipReason, Switchyard,
 };
 use switchyard_runtime::{Grant, Runtime};
 use switchyard_tests::{Simulator, http_plugin, misbehave, runtime};
@@ -514,4 +515,56 @@ async fn at_the_onset_of_an_outage_every_run_is_served_by_the_backup() {
         );
         assert_eq!(b.counts(), (runs as u64, 0));
     }
+}
+
+/// A provider answering 401 (a revoked key, a missing scope) has a problem
+/// with this app's grant, not with the input: the http plugin calls it
+/// `internal`, and the fallback goes on to the next provider instead of
+/// stopping as it does for a `rejected` input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_refusing_the_apps_credentials_is_failed_over() {
+    let revoked = switchyard_tests::scripted::Scripted::start().await;
+    revoked.always(
+        "/v1/messages",
+        switchyard_tests::scripted::Answer::json(401, json!({"error": "invalid api key"})),
+    );
+    let b = Simulator::start().await.unwrap();
+    let rt = runtime();
+    let yard = Switchyard::new();
+    let actions = json!([{"name": "send", "method": "POST", "path": "/v1/messages"}]);
+    let alpha = http_plugin(
+        &rt,
+        "alpha",
+        Grant::new()
+            .allow(revoked.url())
+            .config("base_url", revoked.url())
+            .config("actions", actions.to_string()),
+    )
+    .await;
+    yard.install_app(P, "alpha", "dev", Arc::new(alpha));
+    install(&yard, &rt, "beta", &b).await;
+    let to_provider = json!({"to": "$Input{phone}", "body": "$Input{text}"});
+    yard.fallback()
+        .define(P, "notify")
+        .provider("alpha")
+        .action("send")
+        .map_input(to_provider.clone())
+        .provider("beta")
+        .action("send")
+        .map_input(to_provider)
+        .create()
+        .unwrap();
+    let r = yard
+        .fallback()
+        .run(P, "dev", "notify", message(), RunOptions::default())
+        .await
+        .expect("the second provider serves");
+    assert_eq!(r.provider.as_deref(), Some("beta"));
+    let first = &r.trace.attempts[0];
+    assert_eq!(first.provider, "alpha");
+    assert_eq!(
+        (first.outcome.clone(), first.status),
+        (Outcome::Failed(ErrorClass::Internal), Some(401)),
+        "{first:?}"
+    );
 }

@@ -8,8 +8,8 @@
 //
 // It gives: the mapping of an adapter's result to the WIT `provider`
 // export, `AdapterError` with the six classes the engine understands,
-// `fromStatus` (429 → rate-limited, 408/5xx → unavailable, other 4xx →
-// rejected), `send` (fetch over wasi:http with the failures classified),
+// `fromStatus` (429 → rate-limited, 408/5xx → unavailable, 401/403 →
+// internal, other 4xx → rejected), `send` (fetch over wasi:http with the failures classified),
 // input accessors that name the missing field, config and logging.
 
 import * as hostConfig from 'switchyard:adapter/config@0.1.0';
@@ -59,12 +59,16 @@ export const internal = (message, extra) => new AdapterError('internal', message
 
 /**
  * The class an HTTP answer with `status` belongs to: 429 → rate-limited,
- * 408 and 5xx → unavailable, other 4xx → rejected, anything else → internal.
+ * 408 and 5xx → unavailable, 401/403 → internal (the app's grant, not the
+ * input: the run fails over), other 4xx → rejected, anything else → internal.
  */
 export function fromStatus(status, message, { code, retryAfterMs } = {}) {
   let kind = 'internal';
   if (status === 429) kind = 'rate-limited';
   else if (status === 408 || (status >= 500 && status <= 599)) kind = 'unavailable';
+  // This app's grant is wrong (revoked key, missing scope), not the input:
+  // the run fails over.
+  else if (status === 401 || status === 403) kind = 'internal';
   else if (status >= 400 && status <= 499) kind = 'rejected';
   return new AdapterError(kind, message, { status, code, retryAfterMs });
 }

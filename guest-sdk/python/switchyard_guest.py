@@ -17,7 +17,7 @@ guest-sdk/python``) and write the adapter as a module that defines a class
 It gives: the mapping of the adapter's result onto the WIT export,
 ``AdapterError`` with the six classes the engine understands,
 ``AdapterError.from_status`` (429 → rate-limited, 408/5xx → unavailable,
-other 4xx → rejected), ``send`` (a blocking HTTP client over wasi:http with
+401/403 → internal, other 4xx → rejected), ``send`` (a blocking HTTP client over wasi:http with
 failures classified), input accessors that name the missing field, config
 and logging.
 """
@@ -70,9 +70,14 @@ class AdapterError(Exception):
     def from_status(
         status: int, message: str, code: Optional[str] = None, retry_after_ms: Optional[int] = None
     ) -> "AdapterError":
-        """The class an HTTP answer with ``status`` belongs to."""
+        """The class an HTTP answer with ``status`` belongs to: 429 is
+        rate-limited; 408 and 5xx are unavailable; 401 and 403 are internal
+        (this app's grant is wrong, not the input: the run fails over);
+        other 4xx are rejected."""
         if status == 429:
             kind = "rate-limited"
+        elif status in (401, 403):
+            kind = "internal"
         elif status == 408 or 500 <= status <= 599:
             kind = "unavailable"
         elif 400 <= status <= 499:

@@ -67,9 +67,11 @@ impl Error {
         Self::Internal(detail(message))
     }
 
-    /// The class an HTTP answer with `status` belongs to: 429 → rate-limited,
-    /// 408 and 5xx → unavailable, other 4xx → rejected, anything else →
-    /// internal (a status the adapter did not expect).
+    /// The class an HTTP answer with `status` belongs to: 429 → rate-limited;
+    /// 408 and 5xx → unavailable; 401 and 403 → internal (a revoked key or
+    /// a missing scope is this app's grant, not the input: the run fails
+    /// over, as with every shipped adapter); other 4xx → rejected; anything
+    /// else → internal (a status the adapter did not expect).
     pub fn from_status(
         status: u16,
         message: impl Into<String>,
@@ -86,6 +88,7 @@ impl Error {
                 retry_after,
             },
             408 | 500..=599 => Self::Unavailable(d),
+            401 | 403 => Self::Internal(d),
             400..=499 => Self::Rejected(d),
             _ => Self::Internal(d),
         }
@@ -187,6 +190,13 @@ mod tests {
             Error::from_status(404, "", None),
             Error::Rejected(_)
         ));
+        // A grant problem of this app, not the input's: the run fails over.
+        for status in [401, 403] {
+            assert!(matches!(
+                Error::from_status(status, "", None),
+                Error::Internal(_)
+            ));
+        }
         assert!(matches!(
             Error::from_status(408, "", None),
             Error::Unavailable(_)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use switchyard_engine::{
     ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse,
 };
-use switchyard_engine::{FieldType, RouteBuilder, RunOptions, Switchyard};
+use switchyard_engine::{FieldType, Kind, RouteBuilder, RunOptions, Switchyard};
 
 /// Answers every call with its input, allocation-free beyond the move.
 struct Noop(AppInfo);
@@ -120,7 +120,14 @@ async fn main() {
         n,
         async || {
             let r = yard
-                .run_fallback("bench", "prd", "fb", input.clone(), RunOptions::default())
+                .run(
+                    Kind::Fallback,
+                    "bench",
+                    "prd",
+                    "fb",
+                    input.clone(),
+                    RunOptions::default(),
+                )
                 .await
                 .unwrap();
             r.output
@@ -129,7 +136,14 @@ async fn main() {
     .await;
     measure("quota run 70/30, 5-field input mapping", n, async || {
         let r = yard
-            .run_quota("bench", "prd", "q", input.clone(), RunOptions::default())
+            .run(
+                Kind::Quota,
+                "bench",
+                "prd",
+                "q",
+                input.clone(),
+                RunOptions::default(),
+            )
             .await
             .unwrap();
         r.output
@@ -140,7 +154,8 @@ async fn main() {
         n,
         async || {
             let r = yard
-                .run_fallback(
+                .run(
+                    Kind::Fallback,
                     "bench",
                     "prd",
                     "fb",

@@ -15,10 +15,10 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use switchyard::api::{self, ApiState};
-use switchyard::config::Config;
-use switchyard::deployment::{Deployment, StartOptions};
-use switchyard::simulator::Simulator;
+use switchyard::ApiState;
+use switchyard::Config;
+use switchyard::Simulator;
+use switchyard::{Deployment, StartOptions};
 
 const CONCURRENCY: usize = 64;
 const TOKEN: &str = "bench-token";
@@ -61,7 +61,7 @@ async fn main() {
         "http://{}/v1/bench/dev/fallbacks/sms/run",
         listener.local_addr().unwrap()
     );
-    tokio::spawn(api::serve(
+    tokio::spawn(switchyard::serve(
         listener,
         state,
         std::future::pending(),

@@ -1,7 +1,7 @@
 //! Shared setup for the integration tests: a runtime with a test cache dir,
 //! the built guest components, and the simulated provider.
 
-pub use switchyard::simulator::Simulator;
+pub use switchyard::Simulator;
 pub use switchyard_artifacts as artifacts;
 
 use std::path::PathBuf;

@@ -45,7 +45,8 @@ pub(crate) fn cache_entry(
 }
 
 impl Switchyard {
-    /// Run a definition of `kind` (fallback, quota or feature).
+    /// Run a definition of `kind` (fallback, quota or feature): the one way
+    /// into a run (`yard.fallback().run(…)` and friends call this).
     pub async fn run(
         &self,
         kind: Kind,
@@ -57,45 +58,6 @@ impl Switchyard {
     ) -> Result<RunResult, RunError> {
         self.inner
             .run_boxed(kind, product, env, tag, input, options, 0)
-            .await
-    }
-
-    /// Run a fallback.
-    pub async fn run_fallback(
-        &self,
-        product: &str,
-        env: &str,
-        tag: &str,
-        input: Value,
-        options: RunOptions,
-    ) -> Result<RunResult, RunError> {
-        self.run(Kind::Fallback, product, env, tag, input, options)
-            .await
-    }
-
-    /// Run a quota.
-    pub async fn run_quota(
-        &self,
-        product: &str,
-        env: &str,
-        tag: &str,
-        input: Value,
-        options: RunOptions,
-    ) -> Result<RunResult, RunError> {
-        self.run(Kind::Quota, product, env, tag, input, options)
-            .await
-    }
-
-    /// Run a feature.
-    pub async fn run_feature(
-        &self,
-        product: &str,
-        env: &str,
-        tag: &str,
-        input: Value,
-        options: RunOptions,
-    ) -> Result<RunResult, RunError> {
-        self.run(Kind::Feature, product, env, tag, input, options)
             .await
     }
 }

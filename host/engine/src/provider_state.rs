@@ -58,6 +58,25 @@ pub struct AppAdmission {
 }
 
 impl Switchyard {
+    /// Admission state of every app (in every env) that has been called.
+    pub fn admission_states(&self) -> Vec<AppAdmission> {
+        let now = self.inner.clock.now();
+        let mut v: Vec<AppAdmission> = self
+            .inner
+            .gates
+            .locked()
+            .values()
+            .map(|e| AppAdmission {
+                product: e.product.clone(),
+                env: e.env.clone(),
+                app: e.app.clone(),
+                state: e.gate.snapshot(now),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.product, &a.env, &a.app).cmp(&(&b.product, &b.env, &b.app)));
+        v
+    }
+
     /// The state of every provider of a quota or fallback in `env`.
     pub fn provider_states(
         &self,

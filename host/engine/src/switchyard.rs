@@ -5,7 +5,6 @@
 //! `scheduler.rs`, budgets, gates and counters in `accounting.rs`.
 
 use crate::accounting::{Counts, GateEntry};
-use crate::provider_state::AppAdmission;
 
 use super::admission::AdmissionConfig;
 use super::breaker::{BreakerConfig, Breakers, Classifier, default_classifier};
@@ -224,25 +223,6 @@ impl Switchyard {
     /// The admission settings `app` of `product` runs under.
     pub fn admission(&self, product: &str, app: &str) -> AdmissionConfig {
         self.inner.admission_config(product, app)
-    }
-
-    /// Admission state of every app (in every env) that has been called.
-    pub fn admission_states(&self) -> Vec<AppAdmission> {
-        let now = self.inner.clock.now();
-        let mut v: Vec<AppAdmission> = self
-            .inner
-            .gates
-            .locked()
-            .values()
-            .map(|e| AppAdmission {
-                product: e.product.clone(),
-                env: e.env.clone(),
-                app: e.app.clone(),
-                state: e.gate.snapshot(now),
-            })
-            .collect();
-        v.sort_by(|a, b| (&a.product, &a.env, &a.app).cmp(&(&b.product, &b.env, &b.app)));
-        v
     }
 
     // ---- definitions ----

@@ -32,8 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let yard = Switchyard::new();
     let env = "dev";
-    let bundled =
-        |name: &str| switchyard::bundled::bundled(name).expect("built with bundled plugins");
+    let bundled = |name: &str| switchyard::bundled(name).expect("built with bundled plugins");
 
     let stripe_base = var("STRIPE_API_BASE", "https://api.stripe.com");
     for (tag, key_var) in [

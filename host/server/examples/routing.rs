@@ -6,14 +6,14 @@
 
 use serde_json::json;
 use std::sync::Arc;
-use switchyard::simulator::Simulator;
+use switchyard::Simulator;
 use switchyard_engine::{FieldType, RunOptions, Switchyard};
 use switchyard_runtime::{Grant, Runtime, RuntimeConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let plugin = switchyard::bundled::bundled("http").expect("built with bundled plugins");
+    let plugin = switchyard::bundled("http").expect("built with bundled plugins");
     let yard = Switchyard::new();
     let (primary, backup) = (Simulator::start().await?, Simulator::start().await?);
     primary.set_failure_rate(1.0); // every request answered 503

@@ -11,11 +11,20 @@
 //! `metrics` → the engine and runtime crates. The config layer knows
 //! nothing of the CLI or the API.
 
-pub mod api;
-pub mod bundled;
-pub mod cli;
-pub mod config;
-pub mod deployment;
-pub mod metrics;
-pub mod simulator;
-pub mod store;
+mod api;
+mod bundled;
+mod cli;
+mod config;
+mod deployment;
+mod metrics;
+mod simulator;
+mod store;
+
+pub use api::{ApiError, ApiState, OPENAPI, openapi_document, router, serve};
+pub use bundled::{BUNDLED, bundled};
+pub use cli::{Cli, Exit, run as run_cli};
+pub use config::{Config, Problem, Problems, RESERVED_ENVS, json_schema};
+pub use deployment::{ChangeError, Deployment, Drift, StartOptions, drift};
+pub use metrics::Metrics;
+pub use simulator::{Recorded, Simulator};
+pub use store::{Store, StoreError};

@@ -11,6 +11,6 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let code = switchyard::cli::run(switchyard::cli::Cli::parse()).await;
+    let code = switchyard::run_cli(switchyard::Cli::parse()).await;
     std::process::exit(code);
 }

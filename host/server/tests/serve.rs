@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use switchyard::simulator::Simulator;
+use switchyard::Simulator;
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -1050,4 +1050,63 @@ fn the_shipped_config_checks_and_runs_against_the_provider_fakes() {
         .unwrap();
         assert!(sms["output"]["message_id"].is_string(), "{sms}");
     }
+}
+
+/// `switchyard run` does what the API does: it runs definitions created
+/// through the API (the store is read when it exists), takes the config
+/// path like `serve` and `check`, and takes a session and a result cache.
+/// (Multi-threaded: the simulated providers answer while the test waits on
+/// the CLI.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_run_reads_the_store_and_takes_a_session_and_a_cache() {
+    let s = Setup::new().await;
+    let config = s.config();
+    let server = Server::start(&config);
+    let (st, v) = server
+        .post(
+            "/v1/notify/definitions/fallbacks",
+            json!({"tag": "direct", "input": {"to": {"type": "string"}},
+                   "options": [{"provider": "backup", "app": "backup", "action": "send-message",
+                                "input": {"to": "$Input{to}"}}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = server
+        .post(
+            "/v1/notify/definitions/caches",
+            json!({"tag": "recent", "ttl_ms": 60000}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    server.kill9();
+
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["run", "fallback", "direct"])
+            .arg(&config)
+            .args(["--input", r#"{"to": "+15550100"}"#, "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    // Created through the API, found in the store by default.
+    let (code, out, err) = run(&["--session", "alice:tok_123", "--cache", "recent"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["provider"], "backup", "{v}");
+    // A cache that does not exist is refused: the option reached the run.
+    let (code, out, _) = run(&["--cache", "nope"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no cache `nope`"), "{out}");
+    // The config alone does not have it.
+    let (code, out, _) = run(&["--no-store"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no fallback `direct`"), "{out}");
+    // A session must be TAG:TOKEN.
+    let (code, _, err) = run(&["--session", "alice"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("TAG:TOKEN"), "{err}");
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use switchyard_engine::{Kind, RunOptions};
+use switchyard_engine::{Kind, RunOptions, Session};
 
 /// Exit code: the server could not start or stopped on an error.
 pub const EXIT_SERVE: i32 = 3;
@@ -48,15 +48,30 @@ pub struct RunArgs {
     /// The product (default: the config's only product).
     #[arg(long)]
     product: Option<String>,
-    /// The config file.
-    #[arg(long, default_value = "switchyard.toml")]
-    config: PathBuf,
-    /// Also use definitions created through the API (opens the store).
-    #[arg(long)]
+    /// The config file, as for `serve` and `check` (default
+    /// `switchyard.toml`; `--config PATH` works too).
+    #[arg(conflicts_with = "config_flag")]
+    config: Option<PathBuf>,
+    /// The config file (same as the positional argument).
+    #[arg(long = "config", value_name = "CONFIG")]
+    config_flag: Option<PathBuf>,
+    /// Use the store even if its file does not exist yet (it is used by
+    /// default when it exists, so definitions created through the API run).
+    #[arg(long, conflicts_with = "no_store")]
     with_store: bool,
+    /// Ignore the store: run the config's definitions only.
+    #[arg(long)]
+    no_store: bool,
     /// Idempotency key of the run (default: a fresh one).
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// The caller's session, `TAG:TOKEN` (passed to every attempt, and
+    /// part of the result-cache key).
+    #[arg(long, value_name = "TAG:TOKEN")]
+    session: Option<String>,
+    /// Serve from and fill this result cache (a cache definition's tag).
+    #[arg(long, value_name = "CACHE")]
+    cache: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -232,7 +247,25 @@ fn only<'a>(
 pub async fn run(args: RunArgs) -> Result<(), Exit> {
     let input: serde_json::Value = serde_json::from_str(&args.input)
         .map_err(|e| usage(format!("--input is not valid JSON: {e}")))?;
-    let config = load(&args.config)?;
+    let path = args
+        .config
+        .or(args.config_flag)
+        .unwrap_or_else(|| PathBuf::from("switchyard.toml"));
+    let session = match &args.session {
+        None => None,
+        Some(s) => match s.split_once(':') {
+            Some((tag, token)) if !tag.is_empty() && !token.is_empty() => Some(Session {
+                tag: tag.to_string(),
+                token: token.to_string(),
+            }),
+            _ => {
+                return Err(usage(format!(
+                    "--session `{s}`: write it as TAG:TOKEN (e.g. `--session alice:tok_123`)"
+                )));
+            }
+        },
+    };
+    let config = load(&path)?;
     let product = match args.product {
         Some(p) => p,
         None => only("product", "--product", config.file.products.keys())?,
@@ -252,9 +285,15 @@ pub async fn run(args: RunArgs) -> Result<(), Exit> {
         RunKind::Quota => Kind::Quota,
         RunKind::Feature => Kind::Feature,
     };
-    let d = start(config, args.with_store).await?;
+    // Definitions created through the API live in the store: a store that
+    // exists is read, so `run` runs what `serve` would.
+    let store =
+        !args.no_store && (args.with_store || config.relative(&config.file.server.store).exists());
+    let d = start(config, store).await?;
     let options = RunOptions {
         idempotency_key: args.idempotency_key,
+        session,
+        cache: args.cache,
         ..RunOptions::default()
     };
     let started = Instant::now();

@@ -9,7 +9,7 @@
 mod locate;
 mod secrets;
 
-pub use locate::{FieldPath, Segment, line_of, locate};
+pub use locate::{FieldPath, line_of, locate};
 pub use secrets::Secrets;
 
 use schemars::JsonSchema;

@@ -913,7 +913,7 @@ async fn the_openapi_document_matches_the_server() {
             if method == "parameters" {
                 continue;
             }
-            let order = ["post", "get", "put", "delete"]
+            let order = ["post", "get", "put", "patch", "delete"]
                 .iter()
                 .position(|m| m == method)
                 .unwrap();
@@ -921,7 +921,7 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     ops.sort_by_key(|o| o.0);
-    assert_eq!(ops.len(), 15, "every route is documented");
+    assert_eq!(ops.len(), 16, "every route is documented");
     for (_, method, path, op) in ops {
         let body = op["requestBody"]["content"]["application/json"]["example"].clone();
         let token = op.get("security").map(|_| TOKEN);
@@ -1109,4 +1109,70 @@ async fn cli_run_reads_the_store_and_takes_a_session_and_a_cache() {
     let (code, _, err) = run(&["--session", "alice"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("TAG:TOKEN"), "{err}");
+}
+
+/// A partial update changes only what it names (JSON merge patch): the
+/// reference's `update(tag, {description, options})` keeps the name and the
+/// input schema, which a PUT would drop.
+#[tokio::test]
+async fn patch_changes_only_the_fields_it_names() {
+    let s = Setup::new().await;
+    let server = Server::start(&s.config());
+    let path = "/v1/notify/definitions/fallbacks/sms";
+    let (_, before) = server.get(path).await;
+    assert_eq!(before["name"], "SMS");
+    let backup_only = json!([{"provider": "backup", "app": "backup", "action": "send-message",
+        "input": {"to": "$Input{to}", "text": "$Input{text}"}}]);
+    let (st, v) = server
+        .call(
+            "PATCH",
+            path,
+            Some(TOKEN),
+            Some(json!({"description": "backup only for now", "options": backup_only})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, after) = server.get(path).await;
+    assert_eq!(after["name"], "SMS", "{after}");
+    assert_eq!(after["description"], "backup only for now");
+    assert_eq!(after["input"], before["input"], "the input schema stays");
+    assert_eq!(after["options"].as_array().unwrap().len(), 1);
+    // `null` removes a field.
+    let (st, v) = server
+        .call("PATCH", path, Some(TOKEN), Some(json!({"name": null})))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, after) = server.get(path).await;
+    assert!(after.get("name").is_none(), "{after}");
+    // The merged result is checked as a whole; a bad one changes nothing.
+    let (st, v) = server
+        .call(
+            "PATCH",
+            path,
+            Some(TOKEN),
+            Some(json!({"options": [{"provider": "x", "app": "nope", "action": "send-message"}]})),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let (_, unchanged) = server.get(path).await;
+    assert_eq!(unchanged["options"], after["options"]);
+    let (st, v) = server
+        .call(
+            "PATCH",
+            "/v1/notify/definitions/fallbacks/nope",
+            Some(TOKEN),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, 404, "{v}");
+    let (st, v) = server
+        .call(
+            "PATCH",
+            path,
+            Some(TOKEN),
+            Some(json!(["not", "an", "object"])),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["code"], "invalid-body");
 }

@@ -131,7 +131,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/{product}/definitions/{kinds}", get(list).post(create))
         .route(
             "/v1/{product}/definitions/{kinds}/{tag}",
-            get(fetch).put(update).delete(delete),
+            get(fetch).put(update).patch(patch).delete(delete),
         )
         .route("/v1/{product}/{env}/{kinds}/{tag}/run", post(run))
         .route(
@@ -369,6 +369,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         && !ct.starts_with("application/json")
+        && !ct.starts_with("application/merge-patch+json")
     {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -629,7 +630,18 @@ async fn definition_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Definition, ApiError> {
-    let mut v: Value = read_json(body, headers, s.max_body_bytes).await?;
+    let v: Value = read_json(body, headers, s.max_body_bytes).await?;
+    definition_value(product, kind, tag, v)
+}
+
+/// A definition from its JSON, with `product`, `kind` and (when given)
+/// `tag` taken from the path.
+fn definition_value(
+    product: &str,
+    kind: Kind,
+    tag: Option<&str>,
+    mut v: Value,
+) -> Result<Definition, ApiError> {
     let Some(obj) = v.as_object_mut() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -697,6 +709,59 @@ async fn update(
     let def = definition_body(&s, &product, kind, Some(&tag), &headers, body).await?;
     s.deployment.update(def.clone())?;
     Ok(axum::Json(def).into_response())
+}
+
+/// A partial update with JSON merge-patch semantics (RFC 7386): the fields
+/// given replace the stored ones, objects merge field by field, `null`
+/// removes a field, and everything not given stays. The merged definition
+/// is validated as a whole, as a PUT would be.
+async fn patch(
+    State(s): State<Arc<ApiState>>,
+    Path((product, kinds, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&kinds, ALL_KINDS)?;
+    check_product_env(&s, &product, None)?;
+    let changes: Value = read_json(body, &headers, s.max_body_bytes).await?;
+    if !changes.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "the body must be a JSON object: the fields to change (`null` removes one)",
+        ));
+    }
+    let current = s
+        .deployment
+        .yard
+        .fetch(&product, kind, &tag)
+        .ok_or_else(|| ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`")))?;
+    let mut merged = serde_json::to_value(&current)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    merge_patch(&mut merged, changes);
+    let def = definition_value(&product, kind, Some(&tag), merged)?;
+    s.deployment.update(def.clone())?;
+    Ok(axum::Json(def).into_response())
+}
+
+/// Apply a JSON merge patch (RFC 7386) to `target`.
+fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(changes) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(fields) = target {
+        for (key, value) in changes {
+            if value.is_null() {
+                fields.remove(&key);
+            } else {
+                merge_patch(fields.entry(key).or_insert(Value::Null), value);
+            }
+        }
+    }
 }
 
 async fn delete(

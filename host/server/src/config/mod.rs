@@ -8,6 +8,7 @@
 
 mod locate;
 mod secrets;
+mod unknown;
 
 pub use locate::{FieldPath, line_of, locate};
 pub use secrets::Secrets;
@@ -359,22 +360,44 @@ impl Config {
     /// Check `source` as if read from `path` (relative paths resolve
     /// against `path`'s directory).
     pub fn from_source(path: PathBuf, source: String) -> Result<Self, Problems> {
-        let file: ConfigFile = toml::from_str(&source).map_err(|e| {
-            let line = e.span().map(|s| line_of(&source, s.start));
-            Problems(vec![Problem {
+        let parse_error = |e: toml::de::Error| Problem {
+            file: path.clone(),
+            line: e.span().map(|s| line_of(&source, s.start)),
+            path: None,
+            message: format!("{} (see docs/configuration.md)", e.message().trim_end()),
+        };
+        let mut table: toml::Table =
+            toml::from_str(&source).map_err(|e| Problems(vec![parse_error(e)]))?;
+        // Every unknown field at once, each with what it likely meant; the
+        // rest of the file is still checked without them.
+        let mut problems: Vec<Problem> = unknown::strip(&mut table, &json_schema())
+            .into_iter()
+            .map(|u| Problem {
                 file: path.clone(),
-                line,
-                path: None,
-                message: format!("{} (see docs/configuration.md)", e.message().trim_end()),
-            }])
-        })?;
+                line: locate(&source, &u.path),
+                path: Some(u.path.to_string()),
+                message: u.to_string(),
+            })
+            .collect();
+        let parsed = if problems.is_empty() {
+            // From the text, so any other mistake keeps its line.
+            toml::from_str::<ConfigFile>(&source).map_err(parse_error)
+        } else {
+            ConfigFile::deserialize(toml::Value::Table(table)).map_err(parse_error)
+        };
+        let file = match parsed {
+            Ok(f) => f,
+            Err(p) => {
+                problems.push(p);
+                return Err(Problems(problems));
+            }
+        };
         let mut cfg = Self {
             path,
             source,
             file,
             apps: Vec::new(),
         };
-        let mut problems = Vec::new();
         cfg.check(&mut problems);
         if problems.is_empty() {
             Ok(cfg)
@@ -453,6 +476,17 @@ impl Config {
                 }
             }
             self.check_tags(problems, &base, product, p);
+            for (tag, hc) in &p.healthchecks {
+                for env in hc.input.keys().filter(|e| !p.envs.contains(e)) {
+                    problems.push(self.problem(
+                        &base.clone().key("healthchecks").key(tag).key("input").key(env),
+                        format!(
+                            "env `{env}` is not one of product `{product}`'s envs ({}); add it to `envs` or check another env",
+                            p.envs.join(", ")
+                        ),
+                    ));
+                }
+            }
             for (tag, app) in &p.apps {
                 let at = base.clone().key("apps").key(tag);
                 if let Some(spec) =
@@ -718,6 +752,61 @@ credentials = [{ scheme = "bearer", token = "sk_live_inline" }]
             lines[3].contains(":8: products.pay.apps.stripe.envs.prd"),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn every_unknown_field_missing_variable_and_stray_env_at_once() {
+        let src = r#"
+[products.notify]
+envs = ["dev"]
+
+[products.notify.apps.sms]
+plugin = "bundled:http"
+[products.notify.apps.sms.envs.dev]
+alow = ["https://x.example"]
+credentials = [{ scheme = "bearer", token = { env = "SWITCHYARD_TEST_UNSET_A" } }]
+
+[products.notify.apps.mail]
+plugin = "bundled:http"
+[products.notify.apps.mail.envs.dev]
+allow = ["https://y.example"]
+credentials = [{ scheme = "bearer", token = { env = "SWITCHYARD_TEST_UNSET_B" } }]
+
+[products.notify.healthchecks.up]
+app = "sms"
+action = "ping"
+interval = 5000
+input = { prd = {} }
+
+[products.notify.fallbacks.f]
+options = [{ provider = "a", app = "sms", event = "send" }]
+"#;
+        let e = load(src).unwrap_err();
+        let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+        assert!(
+            has(
+                ":8: products.notify.apps.sms.envs.dev.alow: unknown field `alow`; did you mean `allow`?"
+            ),
+            "{lines:#?}"
+        );
+        assert!(
+            has(
+                ":20: products.notify.healthchecks.up.interval: unknown field `interval`; did you mean `interval_ms`?"
+            ),
+            "{lines:#?}"
+        );
+        assert!(
+            has("options[0].event: unknown field `event`; did you mean `action`?"),
+            "{lines:#?}"
+        );
+        assert!(has("SWITCHYARD_TEST_UNSET_A"), "{lines:#?}");
+        assert!(has("SWITCHYARD_TEST_UNSET_B"), "{lines:#?}");
+        assert!(
+            has("healthchecks.up.input.prd: env `prd` is not one of product `notify`'s envs (dev)"),
+            "{lines:#?}"
+        );
+        assert_eq!(e.0.len(), 6, "{lines:#?}");
     }
 
     #[test]

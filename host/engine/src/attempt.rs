@@ -450,7 +450,7 @@ async fn run_option(
                 let scope = Scope {
                     input: Some(input),
                     response: Some(&response.output),
-                    sequence: None,
+                    ..Scope::default()
                 };
                 return match opt.output.apply(&scope) {
                     Ok(v) => OptionEnd::Served(v),

@@ -9,9 +9,10 @@ use super::definition::{
 use super::retry::RetryPolicy;
 use super::schema::InputSchema;
 use crate::adapter::AppInfo;
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, STEP_FIELDS};
 use crate::registry::{DEFAULT_RUN_DEADLINE, Registry};
 use crate::trace::RunKind;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -369,6 +370,41 @@ impl Registry {
         Ok(m)
     }
 
+    /// The top-level fields a step's output always comes from, if its
+    /// output mappings say (an action's `output`, every option's `output`
+    /// of a fallback or quota, a feature's `output`).
+    fn step_output_fields(&self, product: &str, s: &StepDef) -> Option<Vec<String>> {
+        let keys = |v: &serde_json::Value| -> Option<Vec<String>> {
+            v.as_object().map(|o| o.keys().cloned().collect())
+        };
+        match s.kind {
+            StepKind::Action => s.output.as_ref().and_then(keys),
+            StepKind::Fallback | StepKind::Quota => {
+                let kind = if s.kind == StepKind::Fallback {
+                    Kind::Fallback
+                } else {
+                    Kind::Quota
+                };
+                let def = self.fetch(product, kind, s.tag.as_deref()?)?;
+                let mut all: Vec<String> = Vec::new();
+                for o in crate::registry::options_of(def) {
+                    for k in keys(&o.output)? {
+                        if !all.contains(&k) {
+                            all.push(k);
+                        }
+                    }
+                }
+                Some(all)
+            }
+            StepKind::Feature => match self.fetch(product, Kind::Feature, s.tag.as_deref()?)? {
+                Definition::Feature(FeatureDef {
+                    output: Some(o), ..
+                }) => keys(o),
+                _ => None,
+            },
+        }
+    }
+
     fn compile_feature(&self, f: &FeatureDef, root: &str) -> Result<CompiledFeature, DefineError> {
         let product = &f.meta.product;
         if f.steps.is_empty() {
@@ -378,6 +414,9 @@ impl Registry {
             ));
         }
         let mut earlier: Vec<String> = Vec::new();
+        // The output fields each step is known to have (`None`: a raw
+        // provider response, whose shape only the provider knows).
+        let mut shapes: HashMap<String, Option<Vec<String>>> = HashMap::new();
         let mut steps = Vec::with_capacity(f.steps.len());
         for (i, s) in f.steps.iter().enumerate() {
             let p = format!("{root}.steps[{i}]");
@@ -390,7 +429,9 @@ impl Registry {
             }
             let input =
                 self.compile_input(&s.input, &format!("{p}.input"), &f.input, Some(&earlier))?;
+            check_sequence_fields(&input, &shapes, &format!("{p}.input"))?;
             let target = self.compile_step_target(product, s, &p)?;
+            shapes.insert(s.name.clone(), self.step_output_fields(product, s));
             steps.push(CompiledStep {
                 name: s.name.clone(),
                 input,
@@ -401,7 +442,10 @@ impl Registry {
         let output = match &f.output {
             None => None,
             Some(o) => {
-                Some(self.compile_input(o, &format!("{root}.output"), &f.input, Some(&earlier))?)
+                let at = format!("{root}.output");
+                let m = self.compile_input(o, &at, &f.input, Some(&earlier))?;
+                check_sequence_fields(&m, &shapes, &at)?;
+                Some(m)
             }
         };
         Ok(CompiledFeature {
@@ -534,6 +578,42 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// `$Sequence{step}{field}` must be able to resolve: `field` is one the
+/// step's output mappings produce, or the step's `provider` or
+/// `idempotency_key`. Caught here, not after a provider was called.
+fn check_sequence_fields(
+    m: &Mapping,
+    shapes: &HashMap<String, Option<Vec<String>>>,
+    at: &str,
+) -> Result<(), DefineError> {
+    for (step, field) in m.sequence_fields() {
+        let Some(field) = field else { continue };
+        if STEP_FIELDS.contains(&field.as_str()) {
+            continue;
+        }
+        if let Some(Some(known)) = shapes.get(&step)
+            && !known.contains(&field)
+        {
+            return Err(DefineError::new(
+                at,
+                format!(
+                    "`$Sequence{{{step}}}{{{field}}}` can never resolve: step `{step}`'s output has {}; a step's `provider` and `idempotency_key` can be read too",
+                    if known.is_empty() {
+                        "no fields".to_string()
+                    } else {
+                        known
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_input_fields(m: &Mapping, schema: &InputSchema, at: &str) -> Result<(), DefineError> {

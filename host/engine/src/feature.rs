@@ -31,12 +31,15 @@ pub(crate) async fn run(
     trace: &mut Trace,
 ) -> Result<(Value, Option<String>), RunError> {
     let mut outputs: HashMap<String, Value> = HashMap::new();
+    // Who served each step, under which key (`$Sequence{step}{provider}`).
+    let mut served: HashMap<String, Value> = HashMap::new();
     let mut last: Option<(Value, Option<String>)> = None;
     for step in &feature.steps {
         let scope = Scope {
             input: Some(input),
             response: None,
             sequence: Some(&outputs),
+            steps: Some(&served),
         };
         let step_input = step.input.apply(&scope).map_err(|e| {
             RunError::new(
@@ -45,10 +48,11 @@ pub(crate) async fn run(
             )
         })?;
         let remaining = deadline_at.saturating_duration_since(inner.clock.now());
+        // Each step is its own operation: a distinct key, derived from the
+        // run's so a repeated feature run repeats the same keys.
+        let step_key = format!("{key}:{}", step.name);
         let options = RunOptions {
-            // Each step is its own operation: a distinct key, derived from
-            // the run's so a repeated feature run repeats the same keys.
-            idempotency_key: Some(format!("{key}:{}", step.name)),
+            idempotency_key: Some(step_key.clone()),
             session: session.cloned(),
             cache: None,
             deadline: Some(remaining),
@@ -82,6 +86,10 @@ pub(crate) async fn run(
                     trace: t,
                 });
                 outputs.insert(step.name.clone(), output.clone());
+                served.insert(
+                    step.name.clone(),
+                    serde_json::json!({"provider": provider, "idempotency_key": step_key}),
+                );
                 last = Some((output, provider));
             }
             Err(mut e) => {
@@ -107,6 +115,7 @@ pub(crate) async fn run(
                 input: Some(input),
                 response: None,
                 sequence: Some(&outputs),
+                steps: Some(&served),
             })
             .map_err(|e| {
                 RunError::new(

@@ -78,7 +78,15 @@ pub struct Scope<'a> {
     pub response: Option<&'a Value>,
     /// Outputs of earlier steps, by step name.
     pub sequence: Option<&'a HashMap<String, Value>>,
+    /// Who served each earlier step and under which key, by step name:
+    /// `{"provider": …, "idempotency_key": …}` ([`STEP_FIELDS`]).
+    pub steps: Option<&'a HashMap<String, Value>>,
 }
+
+/// What `$Sequence{step}{…}` reads of a step besides its output: the
+/// provider that served it and its idempotency key. An output field of
+/// the same name wins (it is read first).
+pub const STEP_FIELDS: [&str; 2] = ["provider", "idempotency_key"];
 
 /// A compiled mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +100,21 @@ impl Mapping {
         Ok(Self {
             root: compile(template, at)?,
         })
+    }
+
+    /// Every `$Sequence` reference: the step and the first field of its
+    /// path (`None` for the whole output), for define-time checks.
+    pub fn sequence_fields(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        visit(&self.root, &mut |r| {
+            if let Source::Sequence(s) = &r.source {
+                let first = r.path.first().cloned();
+                if !out.contains(&(s.clone(), first.clone())) {
+                    out.push((s.clone(), first));
+                }
+            }
+        });
+        out
     }
 
     /// The step names `$Sequence` references, for define-time checks.
@@ -279,16 +302,32 @@ fn resolve<'a>(r: &Reference, scope: &Scope<'a>, at: &str) -> Result<&'a Value, 
         source_name: source_name.clone(),
         path: r.path.join("."),
     };
-    let mut cur = root.ok_or_else(missing)?;
-    for seg in &r.path {
+    let found = root.and_then(|v| follow(v, &r.path));
+    if found.is_none()
+        && let Source::Sequence(step) = &r.source
+        && let [field] = r.path.as_slice()
+        && STEP_FIELDS.contains(&field.as_str())
+    {
+        return scope
+            .steps
+            .and_then(|s| s.get(step))
+            .and_then(|v| v.get(field))
+            .ok_or_else(missing);
+    }
+    found.ok_or_else(missing)
+}
+
+/// The value at `path` under `root`.
+fn follow<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = root;
+    for seg in path {
         cur = match cur {
             Value::Object(m) => m.get(seg),
             Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
             _ => None,
-        }
-        .ok_or_else(missing)?;
+        }?;
     }
-    Ok(cur)
+    Some(cur)
 }
 
 fn apply(node: &Node, scope: &Scope<'_>) -> Result<Value, MappingError> {
@@ -374,6 +413,7 @@ mod tests {
                 input: None,
                 response: Some(&response),
                 sequence: Some(&seq),
+                steps: None,
             })
             .unwrap();
         assert_eq!(
@@ -449,7 +489,7 @@ mod tests {
             let template = if as_object { json!({"k": text, "n": [text, 1]}) } else { Value::String(text) };
             if let Ok(m) = Mapping::compile(&template, "fuzz") {
                 let seq: HashMap<String, Value> = [("s".to_string(), response.clone())].into();
-                let scope = Scope { input: Some(&input), response: Some(&response), sequence: Some(&seq) };
+                let scope = Scope { input: Some(&input), response: Some(&response), sequence: Some(&seq), steps: None };
                 let _ = m.apply(&scope);
                 let _ = m.apply_to_string(&scope);
                 let _ = m.apply(&Scope::default());

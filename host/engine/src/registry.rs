@@ -251,7 +251,7 @@ impl Registry {
     }
 }
 
-fn options_of(d: &Definition) -> &[ProviderOption] {
+pub(crate) fn options_of(d: &Definition) -> &[ProviderOption] {
     match d {
         Definition::Quota(QuotaDef { providers, .. }) => providers,
         Definition::Fallback(FallbackDef { options, .. }) => options,

@@ -773,6 +773,63 @@ async fn a_feature_chains_steps_through_sequence() {
     assert_eq!(w.paypal.call_count(), 1, "later steps did not run");
 }
 
+/// The reference's feature example: a later step reads which provider
+/// served an earlier one (`$Sequence{step}{provider}`) and its idempotency
+/// key; a `$Sequence` field the step can never have is refused when the
+/// feature is defined, never after a card was charged.
+#[tokio::test]
+async fn a_step_reads_who_served_an_earlier_step_and_impossible_paths_are_refused() {
+    let w = world();
+    pay_fallback(&w, 0);
+    w.yard
+        .feature()
+        .define(P, "charge-then-refund")
+        .input("amount", FieldType::Integer)
+        .input("currency", FieldType::String)
+        .step_fallback("payment-fallback", "pay")
+        .step_action("undo", "paypal", "refund")
+        .map_input(json!({
+            "provider": "$Sequence{payment-fallback}{provider}",
+            "key": "$Sequence{payment-fallback}{idempotency_key}",
+            "charge": "$Sequence{payment-fallback}{id}",
+        }))
+        .create()
+        .unwrap();
+    let r = w
+        .yard
+        .feature()
+        .run(
+            P,
+            "dev",
+            "charge-then-refund",
+            input(),
+            RunOptions::default().idempotency_key("k7"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        w.paypal.calls()[0].input,
+        json!({"provider": "stripe", "key": "k7:payment-fallback", "charge": "stripe"}),
+        "{r:?}"
+    );
+
+    let e = w
+        .yard
+        .feature()
+        .define(P, "bad")
+        .input("amount", FieldType::Integer)
+        .input("currency", FieldType::String)
+        .step_fallback("payment-fallback", "pay")
+        .step_action("undo", "paypal", "refund")
+        .map_input(json!({"charge": "$Sequence{payment-fallback}{charge_id}"}))
+        .create()
+        .unwrap_err();
+    assert_eq!(e.path, "features.bad.steps[1].input", "{e}");
+    assert!(e.reason.contains("can never resolve"), "{e}");
+    assert!(e.reason.contains("`amount`, `id`"), "{e}");
+    assert_eq!(w.stripe.call_count(), 1, "nothing ran for the refused feature");
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_before_any_provider_is_called() {
     let w = world();

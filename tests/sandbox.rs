@@ -7,6 +7,14 @@ use switchyard_engine::{CallRequest, ErrorClass, FailureKind};
 use switchyard_runtime::{App, Grant, LoadError};
 use switchyard_tests::{Simulator, misbehave, runtime};
 
+/// Tests here measure this process's resident memory, and others make a
+/// guest or the host hold a lot of it: they take turns, so no test counts
+/// another's memory.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 async fn still_serving(app: &App) {
     let r = app.call(CallRequest::new("noop", json!({}))).await;
     assert!(
@@ -30,6 +38,7 @@ async fn fails(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_a_host_file_finds_no_filesystem() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "read-file", json!({"path": "/etc/passwd"})).await;
@@ -43,6 +52,7 @@ async fn reading_a_host_file_finds_no_filesystem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_environment_is_invisible() {
+    let _turn = one_at_a_time().await;
     // The host process has variables (PATH at least); the guest sees none.
     assert!(std::env::vars().count() > 0);
     let rt = runtime();
@@ -57,6 +67,7 @@ async fn host_environment_is_invisible() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_is_stopped_at_the_deadline() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let started = Instant::now();
@@ -79,6 +90,7 @@ async fn infinite_loop_is_stopped_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bomb_hits_the_cap() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "memory-bomb", json!({})).await;
@@ -88,6 +100,7 @@ async fn memory_bomb_hits_the_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_overflow_is_contained() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "stack-overflow", json!({})).await;
@@ -96,6 +109,7 @@ async fn stack_overflow_is_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_output_is_refused() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "big-output", json!({"bytes": 2 << 20})).await;
@@ -109,6 +123,7 @@ async fn oversized_output_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traps_panics_and_exits_are_contained() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "trap", json!({})).await;
@@ -127,6 +142,7 @@ async fn traps_panics_and_exits_are_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_state_survives_between_calls() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     for _ in 0..3 {
@@ -141,6 +157,7 @@ async fn no_state_survives_between_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_not_on_the_allowlist_is_denied_before_connecting() {
+    let _turn = one_at_a_time().await;
     let allowed = Simulator::start().await.unwrap();
     let other = Simulator::start().await.unwrap();
     other.record(true);
@@ -179,6 +196,7 @@ async fn host_not_on_the_allowlist_is_denied_before_connecting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_resolving_to_private_addresses_need_a_grant() {
+    let _turn = one_at_a_time().await;
     let sim = Simulator::start().await.unwrap();
     let url = format!("http://localhost:{}", sim.addr().port());
     let rt = runtime();
@@ -201,6 +219,7 @@ async fn names_resolving_to_private_addresses_need_a_grant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_may_not_set_authorization() {
+    let _turn = one_at_a_time().await;
     let sim = Simulator::start().await.unwrap();
     sim.record(true);
     let rt = runtime();
@@ -222,6 +241,7 @@ async fn guest_may_not_set_authorization() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_requests_per_call_are_capped() {
+    let _turn = one_at_a_time().await;
     let sim = Simulator::start().await.unwrap();
     let rt = runtime();
     let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
@@ -243,6 +263,7 @@ async fn outbound_requests_per_call_are_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_provider_is_cut_at_the_call_deadline() {
+    let _turn = one_at_a_time().await;
     let sim = Simulator::start().await.unwrap();
     let rt = runtime();
     let app = misbehave(&rt, Grant::new().allow(sim.url())).await;
@@ -266,6 +287,7 @@ async fn hung_provider_is_cut_at_the_call_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_misbehaving_calls_are_all_contained() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let actions = [
@@ -296,6 +318,7 @@ async fn many_concurrent_misbehaving_calls_are_all_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_components_are_refused_with_clear_errors() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let garbage: &[u8] = b"definitely not wasm";
     let e = rt.load("x", garbage, Grant::new()).await.unwrap_err();
@@ -351,6 +374,7 @@ fn rss_mib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_guest_makes_the_host_hold_is_capped() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let before = rss_mib();
@@ -389,6 +413,7 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bodies_the_host_holds_count_against_the_call() {
+    let _turn = one_at_a_time().await;
     let sim = Simulator::start().await.unwrap();
     // The provider takes its time, so every body of a call is held by the
     // host at once.
@@ -423,6 +448,7 @@ async fn request_bodies_the_host_holds_count_against_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_error_message_is_cut_at_the_boundary() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let e = fails(&app, "huge-error", json!({"bytes": 50_000_000})).await;
@@ -441,6 +467,7 @@ async fn a_huge_error_message_is_cut_at_the_boundary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_flood_is_dropped_not_buffered() {
+    let _turn = one_at_a_time().await;
     let rt = runtime();
     let app = misbehave(&rt, Grant::new()).await;
     let before = rss_mib();

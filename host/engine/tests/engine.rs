@@ -827,7 +827,11 @@ async fn a_step_reads_who_served_an_earlier_step_and_impossible_paths_are_refuse
     assert_eq!(e.path, "features.bad.steps[1].input", "{e}");
     assert!(e.reason.contains("can never resolve"), "{e}");
     assert!(e.reason.contains("`amount`, `id`"), "{e}");
-    assert_eq!(w.stripe.call_count(), 1, "nothing ran for the refused feature");
+    assert_eq!(
+        w.stripe.call_count(),
+        1,
+        "nothing ran for the refused feature"
+    );
 }
 
 #[tokio::test]

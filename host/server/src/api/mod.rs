@@ -611,12 +611,15 @@ async fn fetch(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
-    let def = s
-        .deployment
+    Ok(axum::Json(stored(&s, &product, kind, &tag)?).into_response())
+}
+
+/// The stored definition, or 404.
+fn stored(s: &ApiState, product: &str, kind: Kind, tag: &str) -> Result<Definition, ApiError> {
+    s.deployment
         .yard
-        .fetch(&product, kind, &tag)
-        .ok_or_else(|| ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`")))?;
-    Ok(axum::Json(def).into_response())
+        .fetch(product, kind, tag)
+        .ok_or_else(|| ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`")))
 }
 
 /// Parse a definition body: `kind` comes from the path, `product` from the
@@ -731,11 +734,7 @@ async fn patch(
             "the body must be a JSON object: the fields to change (`null` removes one)",
         ));
     }
-    let current = s
-        .deployment
-        .yard
-        .fetch(&product, kind, &tag)
-        .ok_or_else(|| ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`")))?;
+    let current = stored(&s, &product, kind, &tag)?;
     let mut merged = serde_json::to_value(&current)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     merge_patch(&mut merged, changes);

@@ -10,7 +10,7 @@ use super::run::{ErrorCode, RunError};
 use super::switchyard::Inner;
 use super::trace::{AttemptRecord, Outcome, Skip, SkipReason, Trace};
 use crate::adapter::{AttemptError, CallRequest, ErrorClass, FailureKind, Session};
-use crate::breaker;
+use crate::breakers;
 use crate::clock;
 use crate::health::{HealthKey, HealthStatus};
 use crate::mapping::Scope;
@@ -67,7 +67,7 @@ impl RunCtx<'_> {
                 // A key that cannot be built falls back to the default key
                 // rather than failing the run.
                 match m.apply_to_string(&scope) {
-                    Ok(k) => breaker::templated_key(self.product, self.env, &k),
+                    Ok(k) => breakers::templated_key(self.product, self.env, &k),
                     Err(_) => self.default_key(opt),
                 }
             }
@@ -76,7 +76,7 @@ impl RunCtx<'_> {
     }
 
     pub fn default_key(&self, opt: &CompiledOption) -> String {
-        breaker::default_key(self.product, self.env, &opt.app, &opt.action)
+        breakers::default_key(self.product, self.env, &opt.app, &opt.action)
     }
 
     /// Why `opt` should not be tried now, if it should not.

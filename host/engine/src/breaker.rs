@@ -17,14 +17,12 @@
 //! (`probe_timeout`); past it the probe's permit is released and another
 //! request may probe. A late report from an expired probe is ignored.
 //!
-//! Which errors count is the caller's classifier ([`Breakers::new`]); an
+//! Which errors count is the caller's classifier (`Breakers::new`, in
+//! `breakers.rs`, which keeps one breaker per key); an
 //! error that does not count reports as a success, as in the reference (the
 //! provider answered).
 
-use super::locks::Recover;
 use crate::adapter::{AttemptError, ErrorClass};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Breaker settings. Defaults: 60 s, 50 %, 5, 30 s, 5 %, probes 10 s.
@@ -139,7 +137,7 @@ pub struct Ticket {
 }
 
 #[derive(Debug)]
-struct HalfOpen {
+pub(crate) struct HalfOpen {
     permits: u64,
     successes: u64,
     /// Outstanding probes: id and when it was admitted.
@@ -149,17 +147,17 @@ struct HalfOpen {
 /// One breaker.
 #[derive(Debug)]
 pub struct Breaker {
-    config: BreakerConfig,
-    state: BreakerState,
-    window_start: Instant,
-    requests: u64,
-    failures: u64,
-    last_error: Option<AttemptError>,
-    opened_at: Option<Instant>,
-    half_open: Option<HalfOpen>,
+    pub(crate) config: BreakerConfig,
+    pub(crate) state: BreakerState,
+    pub(crate) window_start: Instant,
+    pub(crate) requests: u64,
+    pub(crate) failures: u64,
+    pub(crate) last_error: Option<AttemptError>,
+    pub(crate) opened_at: Option<Instant>,
+    pub(crate) half_open: Option<HalfOpen>,
     /// Probe ids are unique for the breaker's life, so a stale report from
     /// an earlier half-open episode never matches a current probe.
-    next_probe: u64,
+    pub(crate) next_probe: u64,
 }
 
 impl Breaker {
@@ -377,155 +375,11 @@ pub fn default_classifier(e: &AttemptError) -> bool {
     )
 }
 
-/// The breaker key of an app action in a product and env when its option
-/// sets no `breaker_key` template: `product/env/app/action`. The one place
-/// this key is spelled (runs, provider state and stats all read it here).
-pub(crate) fn default_key(product: &str, env: &str, app: &str, action: &str) -> String {
-    format!("{product}/{env}/{app}/{action}")
-}
-
-/// The breaker key of an option whose `breaker_key` template rendered to
-/// `rendered`: scoped to the product and env like the default.
-pub(crate) fn templated_key(product: &str, env: &str, rendered: &str) -> String {
-    format!("{product}/{env}/{rendered}")
-}
-
-/// Most breakers kept at once. Keys derived from input (`breaker_key`
-/// templates) could otherwise grow without bound; past it, the quietest
-/// closed breaker is forgotten (it holds nothing a fresh one would not).
-pub const MAX_BREAKERS: usize = 10_000;
-
-/// Forget one breaker to make room: a closed one with the fewest failures
-/// and the oldest window, else (every one open or probing) the oldest.
-fn evict_quietest(map: &mut HashMap<String, Breaker>) {
-    let victim = map
-        .iter()
-        .min_by_key(|(_, b)| (b.state != BreakerState::Closed, b.failures, b.window_start))
-        .map(|(k, _)| k.clone());
-    if let Some(k) = victim {
-        map.remove(&k);
-    }
-}
-
-/// Breakers by key (`app/action` by default, or any key the caller
-/// derives), created on first use, at most [`MAX_BREAKERS`].
-pub struct Breakers {
-    config: BreakerConfig,
-    classifier: Classifier,
-    map: Mutex<HashMap<String, Breaker>>,
-}
-
-impl std::fmt::Debug for Breakers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Breakers")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Breakers {
-    /// Breakers with `config`, counting the errors `classifier` accepts.
-    pub fn new(config: BreakerConfig, classifier: Classifier) -> Self {
-        Self {
-            config,
-            classifier,
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Breakers with the default classifier.
-    #[cfg(test)]
-    pub fn with_config(config: BreakerConfig) -> Self {
-        Self::new(config, Box::new(default_classifier))
-    }
-
-    /// Ask to run a request under `key`.
-    pub fn admit(&self, key: &str, now: Instant) -> Result<Ticket, Open> {
-        let mut map = self.map.locked();
-        if let Some(b) = map.get_mut(key) {
-            return b.admit(now);
-        }
-        if map.len() >= MAX_BREAKERS {
-            evict_quietest(&mut map);
-        }
-        map.entry(key.to_string())
-            .or_insert_with(|| Breaker::new(self.config, now))
-            .admit(now)
-    }
-
-    /// Report the outcome of the request of `ticket` under `key`.
-    pub fn record(
-        &self,
-        key: &str,
-        ticket: Ticket,
-        outcome: Result<(), &AttemptError>,
-        now: Instant,
-    ) {
-        let mut map = self.map.locked();
-        let Some(b) = map.get_mut(key) else { return };
-        match outcome {
-            Err(e) if (self.classifier)(e) => b.failure(ticket, e.clone(), now),
-            _ => b.success(ticket),
-        }
-    }
-
-    /// Hand back the ticket of a request under `key` that never ran.
-    pub fn release(&self, key: &str, ticket: Ticket) {
-        if let Some(b) = self.map.locked().get_mut(key) {
-            b.release(ticket);
-        }
-    }
-
-    /// Whether a request under `key` would be admitted now (no permit taken).
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Open> {
-        self.map.locked().get(key).map_or(Ok(()), |b| b.check(now))
-    }
-
-    /// State, window counts and last error of `key`.
-    pub fn snapshot(&self, key: &str) -> BreakerSnapshot {
-        let map = self.map.locked();
-        match map.get(key) {
-            None => BreakerSnapshot {
-                state: BreakerState::Closed,
-                requests: 0,
-                failures: 0,
-                last_error: None,
-            },
-            Some(b) => BreakerSnapshot {
-                state: b.state,
-                requests: b.requests,
-                failures: b.failures,
-                last_error: b.last_error.as_ref().map(ToString::to_string),
-            },
-        }
-    }
-
-    /// Every breaker's key and state, sorted by key.
-    pub fn states(&self) -> Vec<(String, BreakerState)> {
-        let mut v: Vec<_> = self
-            .map
-            .locked()
-            .iter()
-            .map(|(k, b)| (k.clone(), b.state))
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// The state of `key` (closed if never used).
-    #[cfg(test)]
-    pub fn state(&self, key: &str) -> BreakerState {
-        self.map
-            .locked()
-            .get(key)
-            .map_or(BreakerState::Closed, Breaker::state)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::adapter::FailureKind;
+    use crate::breakers::Breakers;
     use crate::clock::{Clock, ManualClock};
     use proptest::prelude::*;
 

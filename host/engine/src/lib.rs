@@ -19,7 +19,8 @@
 //! | the provider-state read model ([`ProviderState`]) | `provider_state.rs` |
 //! | definitions and their storage | `definition.rs`, `registry.rs` |
 //! | the route compiler (definitions checked and compiled) | `compile.rs` |
-//! | policies: breakers, retries, budgets, admission, weights, health, caches | `breaker.rs`, `retry.rs`, `budget.rs`, `admission.rs`, `weighted.rs`, `health.rs`, `result_cache.rs` |
+//! | what one breaker decides; the breakers' state and time, and the breaker key | `breaker.rs`; `breakers.rs` |
+//! | policies: retries, budgets, admission, weights, health, caches | `retry.rs`, `budget.rs`, `admission.rs`, `weighted.rs`, `health.rs`, `result_cache.rs` |
 //! | `$Input`/`$Response`/`$Sequence` mappings | `mapping.rs` |
 //! | bounds on every number a user sets | [`bounds`] |
 
@@ -29,6 +30,7 @@ mod admission;
 mod attempt;
 pub mod bounds;
 mod breaker;
+mod breakers;
 mod budget;
 mod builder;
 mod clock;
@@ -61,9 +63,8 @@ pub use adapter::{
     FailureKind, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, Session,
 };
 pub use admission::{AdmissionConfig, AdmissionSnapshot, Overload, OverloadReason};
-pub use breaker::{
-    BreakerConfig, BreakerSnapshot, BreakerState, Classifier, MAX_BREAKERS, default_classifier,
-};
+pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, Classifier, default_classifier};
+pub use breakers::MAX_BREAKERS;
 pub use budget::BudgetConfig;
 pub use builder::{CacheBuilder, FeatureBuilder, HealthcheckBuilder, RouteBuilder};
 pub use clock::{Clock, Elapsed, ManualClock, SystemClock, timeout};

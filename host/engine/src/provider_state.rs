@@ -2,7 +2,8 @@
 //! show for each provider (health, breaker, counts, admission).
 
 use super::admission::AdmissionSnapshot;
-use super::breaker::{self, BreakerSnapshot, BreakerState};
+use super::breaker::{BreakerSnapshot, BreakerState};
+use super::breakers;
 use super::definition::{DefineError, Kind};
 use super::health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
 use super::locks::{Recover, RecoverRw};
@@ -109,7 +110,7 @@ impl Switchyard {
             .iter()
             .zip(gates)
             .map(|(o, admission)| {
-                let key = breaker::default_key(product, env, &o.app, &o.action);
+                let key = breakers::default_key(product, env, &o.app, &o.action);
                 let breaker = self.inner.breakers.snapshot(&key);
                 let snap = o.healthcheck.as_ref().and_then(|hc| {
                     health.snapshot(&HealthKey {

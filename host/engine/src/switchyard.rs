@@ -7,7 +7,8 @@
 use crate::accounting::{Counts, GateEntry};
 
 use super::admission::AdmissionConfig;
-use super::breaker::{BreakerConfig, Breakers, Classifier, default_classifier};
+use super::breaker::{BreakerConfig, Classifier, default_classifier};
+use super::breakers::Breakers;
 use super::budget::{BudgetConfig, RetryBudget};
 use super::clock::{Clock, SystemClock};
 use super::definition::{DefineError, Definition, Kind};

@@ -6,7 +6,7 @@ use crate::api::{self, ApiState};
 use crate::config::{Config, Problems};
 use crate::deployment::{Deployment, Drift, StartOptions, drift};
 use crate::store::Store;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -26,17 +26,19 @@ pub struct ServeArgs {
     listen: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RunKind {
-    Fallback,
-    Quota,
-    Feature,
+/// The kinds `run` runs, by the engine's own names.
+fn runnable(s: &str) -> Result<Kind, String> {
+    [Kind::Fallback, Kind::Quota, Kind::Feature]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("`{s}` cannot be run; run a fallback, quota or feature"))
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// What to run.
-    kind: RunKind,
+    /// What to run: fallback, quota or feature.
+    #[arg(value_parser = runnable)]
+    kind: Kind,
     /// Its tag.
     tag: String,
     /// The input, as JSON.
@@ -280,11 +282,7 @@ pub async fn run(args: RunArgs) -> Result<(), Exit> {
         Some(e) => e,
         None => only("env", "--env", p.envs.iter())?,
     };
-    let kind = match args.kind {
-        RunKind::Fallback => Kind::Fallback,
-        RunKind::Quota => Kind::Quota,
-        RunKind::Feature => Kind::Feature,
-    };
+    let kind = args.kind;
     // Definitions created through the API live in the store: a store that
     // exists is read, so `run` runs what `serve` would.
     let store =

@@ -120,13 +120,11 @@ impl Mapping {
     /// The step names `$Sequence` references, for define-time checks.
     pub fn sequence_steps(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        visit(&self.root, &mut |r| {
-            if let Source::Sequence(s) = &r.source
-                && !out.contains(s)
-            {
-                out.push(s.clone());
+        for (step, _) in self.sequence_fields() {
+            if !out.contains(&step) {
+                out.push(step);
             }
-        });
+        }
         out
     }
 

@@ -370,7 +370,7 @@ impl Config {
             toml::from_str(&source).map_err(|e| Problems(vec![parse_error(e)]))?;
         // Every unknown field at once, each with what it likely meant; the
         // rest of the file is still checked without them.
-        let mut problems: Vec<Problem> = unknown::strip(&mut table, &json_schema())
+        let mut problems: Vec<Problem> = unknown::strip(&mut table, json_schema())
             .into_iter()
             .map(|u| Problem {
                 file: path.clone(),
@@ -696,8 +696,12 @@ impl Config {
 
 /// The config file's JSON Schema (for editors: Taplo / Even Better TOML
 /// read it from a `#:schema` comment).
-pub fn json_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(ConfigFile)).expect("schema serializes")
+/// Built once: every config load walks it for unknown fields.
+pub fn json_schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        serde_json::to_value(schemars::schema_for!(ConfigFile)).expect("schema serializes")
+    })
 }
 
 #[cfg(test)]

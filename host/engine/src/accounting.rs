@@ -24,6 +24,8 @@ pub struct Counts {
     pub successes: u64,
     /// Failed attempts by error class.
     pub failures: BTreeMap<String, u64>,
+    /// Requests its breaker blocked (not tried, not in `attempts`).
+    pub blocked: u64,
 }
 
 /// One app's gate in one env, with the names it is listed under.
@@ -141,6 +143,22 @@ impl Inner {
         match result {
             Ok(()) => c.successes += 1,
             Err(e) => *c.failures.entry(e.class.as_str().to_string()).or_default() += 1,
+        }
+    }
+
+    /// A request under `key` (`product/env/target`) that its open breaker
+    /// blocked; `target` is `app/action` or `feature:tag`.
+    pub fn count_blocked(&self, key: &str, product: &str, env: &str, target: &str) {
+        {
+            let mut counts = self.counts.locked();
+            let c = match counts.get_mut(key) {
+                Some(c) => c,
+                None => counts.entry(key.to_string()).or_default(),
+            };
+            c.blocked += 1;
+        }
+        for o in &self.observers {
+            o.blocked(product, env, target);
         }
     }
 

@@ -94,7 +94,7 @@ impl CallRequest {
 }
 
 /// The class of a failed attempt: what the engine does next depends on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorClass {
     /// The provider refused this input: do not retry, do not fail over.
@@ -117,6 +117,17 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in declaration order.
+    pub const ALL: [ErrorClass; 7] = [
+        Self::Rejected,
+        Self::Unavailable,
+        Self::RateLimited,
+        Self::Timeout,
+        Self::Ambiguous,
+        Self::Internal,
+        Self::Overloaded,
+    ];
+
     /// Kebab-case name, as in the WIT contract.
     pub fn as_str(self) -> &'static str {
         match self {

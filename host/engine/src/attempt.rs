@@ -3,10 +3,12 @@
 //! fallbacks, quotas and feature action steps.
 
 use super::admission::{Overload, OverloadReason, Wait};
-use super::compile::{CompiledOption, CompiledRoute};
+use super::breakers::Spec;
+use super::compile::{CompiledOption, CompiledRoute, OptionTarget};
+use super::definition::Kind;
 use super::observer::AttemptEvent;
 use super::retry::RetryPolicy;
-use super::run::{ErrorCode, RunError};
+use super::run::{ErrorCode, RunError, RunOptions, RunResult};
 use super::switchyard::Inner;
 use super::trace::{AttemptRecord, Outcome, Skip, SkipReason, Trace};
 use crate::adapter::{AttemptError, CallRequest, ErrorClass, FailureKind, Session};
@@ -29,6 +31,9 @@ pub(crate) struct RunCtx<'a> {
     pub key: &'a str,
     pub session: Option<&'a Session>,
     pub deadline_at: Instant,
+    /// How deep in nested runs (feature steps and feature options) this
+    /// run is.
+    pub depth: u32,
 }
 
 enum OptionEnd {
@@ -76,7 +81,29 @@ impl RunCtx<'_> {
     }
 
     pub fn default_key(&self, opt: &CompiledOption) -> String {
-        breakers::default_key(self.product, self.env, &opt.app, &opt.action)
+        breakers::option_key(self.product, self.env, opt)
+    }
+
+    /// What `opt` brings to its breaker: its settings and, for a template,
+    /// the template's key. `origin` is a buffer the spec borrows.
+    pub fn spec<'o>(&self, opt: &'o CompiledOption, origin: &'o mut String) -> Spec<'o> {
+        if let Some(t) = &opt.breaker_template {
+            *origin = breakers::templated_key(self.product, self.env, t);
+        }
+        Spec {
+            settings: opt.breaker.as_ref(),
+            origin: opt.breaker_template.as_ref().map(|_| origin.as_str()),
+        }
+    }
+
+    /// Count a request that `opt`'s open breaker blocked.
+    fn blocked(&self, opt: &CompiledOption) {
+        self.inner.count_blocked(
+            &self.default_key(opt),
+            self.product,
+            self.env,
+            &breakers::option_target(opt),
+        );
     }
 
     /// Why `opt` should not be tried now, if it should not.
@@ -99,6 +126,8 @@ impl RunCtx<'_> {
             .check(breaker_key, now)
             .err()
             .map(|open| SkipReason::BreakerOpen {
+                open: true,
+                breaker: breaker_key.to_string(),
                 last_error: open.last_error.map(|e| e.to_string()),
             })
     }
@@ -128,6 +157,9 @@ pub(crate) async fn try_in_order(
             })
         };
         if check_eligibility && let Some(reason) = ctx.ineligible(opt, &bkey) {
+            if matches!(reason, SkipReason::BreakerOpen { .. }) {
+                ctx.blocked(opt);
+            }
             skip(trace, reason);
             continue;
         }
@@ -142,7 +174,16 @@ pub(crate) async fn try_in_order(
                 let o = &route.options[j];
                 ctx.ineligible(o, &ctx.breaker_key(o, input)).is_none()
             });
-        match run_option(ctx, opt, &bkey, input, spill, trace).await {
+        let end = match &opt.target {
+            OptionTarget::Action => run_option(ctx, opt, &bkey, input, spill, trace).await,
+            OptionTarget::Feature(tag) => {
+                run_feature_option(ctx, opt, tag, &bkey, input, trace).await
+            }
+        };
+        if let OptionEnd::Skipped(SkipReason::BreakerOpen { .. }) = &end {
+            ctx.blocked(opt);
+        }
+        match end {
             OptionEnd::Served(v) => {
                 trace.served_by = Some(opt.provider.clone());
                 return Ok((v, opt.provider.clone()));
@@ -210,7 +251,7 @@ pub(crate) async fn try_in_order(
         } else {
             ErrorCode::NoProvider
         };
-        return Err(RunError::new(
+        let mut e = RunError::new(
             code,
             format!(
                 "no provider of {} `{}` could be tried: {}",
@@ -218,7 +259,22 @@ pub(crate) async fn try_in_order(
                 route.tag,
                 skipped.join(", ")
             ),
-        ));
+        );
+        // Every provider blocked by its breaker: the reference's `open`
+        // flag, with the error that opened the first.
+        let breakers: Vec<&Option<String>> = trace
+            .skipped
+            .iter()
+            .filter_map(|s| match &s.reason {
+                SkipReason::BreakerOpen { last_error, .. } => Some(last_error),
+                _ => None,
+            })
+            .collect();
+        if !breakers.is_empty() && breakers.len() == trace.skipped.len() {
+            e.open = true;
+            e.last_error = breakers.into_iter().flatten().next().cloned();
+        }
+        return Err(e);
     }
     let mut message = format!(
         "every provider of {} `{}` failed: {}",
@@ -370,10 +426,13 @@ async fn run_option(
         };
         let now = inner.clock.now();
         inner.observe_admitted(ctx.product, ctx.env, &opt.app, now - queued_at);
-        let ticket = match inner.breakers.admit(bkey, now) {
+        let mut origin = String::new();
+        let ticket = match inner.breakers.admit(bkey, ctx.spec(opt, &mut origin), now) {
             Ok(t) => t,
             Err(open) if last.is_none() => {
                 return OptionEnd::Skipped(SkipReason::BreakerOpen {
+                    open: true,
+                    breaker: bkey.to_string(),
                     last_error: open.last_error.map(|e| e.to_string()),
                 });
             }
@@ -480,5 +539,146 @@ async fn run_option(
     OptionEnd::Failed {
         error: last.expect("at least one try ran"),
         idempotent,
+    }
+}
+
+/// How a feature run's failure reads as one option's failure: an input
+/// the feature's providers refused stops the run; a possible execution is
+/// ambiguous; the host's own limits stay the host's; anything else means
+/// the feature could not serve, so the run fails over.
+fn feature_failure(e: &RunError) -> AttemptError {
+    let (class, kind) = match e.code {
+        ErrorCode::Rejected => (ErrorClass::Rejected, FailureKind::Provider),
+        ErrorCode::Ambiguous => (ErrorClass::Ambiguous, FailureKind::Provider),
+        ErrorCode::Overloaded => (ErrorClass::Overloaded, FailureKind::Host),
+        ErrorCode::DeadlineExceeded => (ErrorClass::Timeout, FailureKind::DeadlineExceeded),
+        ErrorCode::InvalidInput | ErrorCode::Mapping | ErrorCode::NotFound => {
+            (ErrorClass::Internal, FailureKind::Host)
+        }
+        ErrorCode::NoProvider | ErrorCode::AllFailed => {
+            (ErrorClass::Unavailable, FailureKind::Provider)
+        }
+    };
+    let mut a = AttemptError::new(class, kind, format!("{}: {}", e.code, e.message));
+    a.retry_after = e.retry_after_ms.map(Duration::from_millis);
+    a
+}
+
+/// A feature option: the feature runs as this option under its breaker
+/// (no app gate of its own: its steps' apps admit their attempts), its
+/// output mapped by the option's `output`, its trace kept as a step of
+/// this run's trace named after the option.
+async fn run_feature_option(
+    ctx: &RunCtx<'_>,
+    opt: &CompiledOption,
+    tag: &str,
+    bkey: &str,
+    input: &Value,
+    trace: &mut Trace,
+) -> OptionEnd {
+    let inner = ctx.inner;
+    let idempotent = opt.idempotent.unwrap_or(false);
+    let scope = Scope {
+        input: Some(input),
+        ..Scope::default()
+    };
+    let mapped = match opt.input.apply(&scope) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
+            record(trace, opt, 1, Err(&e), Duration::ZERO);
+            return OptionEnd::Failed {
+                error: e,
+                idempotent,
+            };
+        }
+    };
+    let now = inner.clock.now();
+    let mut origin = String::new();
+    let ticket = match inner.breakers.admit(bkey, ctx.spec(opt, &mut origin), now) {
+        Ok(t) => t,
+        Err(open) => {
+            return OptionEnd::Skipped(SkipReason::BreakerOpen {
+                open: true,
+                breaker: bkey.to_string(),
+                last_error: open.last_error.map(|e| e.to_string()),
+            });
+        }
+    };
+    let remaining = ctx.deadline_at.saturating_duration_since(now);
+    let options = RunOptions {
+        idempotency_key: Some(ctx.key.to_string()),
+        session: ctx.session.cloned(),
+        cache: None,
+        deadline: Some(opt.timeout.map_or(remaining, |t| t.min(remaining))),
+    };
+    let result = inner
+        .run_boxed(
+            Kind::Feature,
+            ctx.product,
+            ctx.env,
+            tag,
+            mapped,
+            options,
+            ctx.depth + 1,
+        )
+        .await;
+    let end = inner.clock.now();
+    let took = end.saturating_duration_since(now);
+    let (result, nested) = match result {
+        Ok(RunResult { output, trace, .. }) => (Ok(output), Some(trace)),
+        Err(mut e) => {
+            let nested = e.trace.take().map(|t| *t);
+            (Err(feature_failure(&e)), nested)
+        }
+    };
+    if let Some(t) = nested {
+        trace.steps.push(super::trace::StepTrace {
+            name: opt.provider.clone(),
+            trace: t,
+        });
+    }
+    if let Err(e) = &result
+        && e.class == ErrorClass::Overloaded
+    {
+        // Only the host's limits stood in the feature's way: nothing about
+        // the option is recorded.
+        inner.breakers.release(bkey, ticket);
+        record(trace, opt, 1, Err(e), took);
+        return OptionEnd::Overloaded(Overload {
+            reason: OverloadReason::NoInstance,
+            retry_after: e.retry_after.unwrap_or(Duration::from_secs(1)),
+        });
+    }
+    inner
+        .breakers
+        .record(bkey, ticket, result.as_ref().map(|_| ()), end);
+    inner.count(&ctx.default_key(opt), result.as_ref().map(|_| ()));
+    match result {
+        Ok(output) => {
+            record(trace, opt, 1, Ok(()), took);
+            let scope = Scope {
+                input: Some(input),
+                response: Some(&output),
+                ..Scope::default()
+            };
+            match opt.output.apply(&scope) {
+                Ok(v) => OptionEnd::Served(v),
+                Err(e) => OptionEnd::Stop(RunError::new(
+                    ErrorCode::Mapping,
+                    format!(
+                        "feature option `{}` served, but its output mapping failed: {e}; not failing over because the feature ran",
+                        opt.provider
+                    ),
+                )),
+            }
+        }
+        Err(e) => {
+            record(trace, opt, 1, Err(&e), took);
+            OptionEnd::Failed {
+                error: e,
+                idempotent,
+            }
+        }
     }
 }

@@ -64,6 +64,14 @@ fn option(p: &str, o: &ProviderOption) -> Result<(), DefineError> {
     if let Some(w) = o.weight {
         within(format!("{p}.weight"), w, 1, MAX_WEIGHT)?;
     }
+    if let Some(i) = o.check_interval_ms {
+        within(
+            format!("{p}.check_interval_ms"),
+            i,
+            MIN_INTERVAL_MS,
+            MAX_INTERVAL_MS,
+        )?;
+    }
     Ok(())
 }
 

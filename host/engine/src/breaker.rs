@@ -49,6 +49,11 @@ pub struct BreakerConfig {
     #[serde(with = "millis")]
     #[schemars(with = "u64")]
     pub probe_timeout: Duration,
+    /// The error classes that count as failures (the reference's
+    /// `isSystemError`). Unset: the engine's classifier (by default
+    /// unavailable, timeout, ambiguous and rate-limited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_errors: Option<ErrorClasses>,
 }
 
 impl Default for BreakerConfig {
@@ -60,6 +65,7 @@ impl Default for BreakerConfig {
             open_timeout: Duration::from_secs(30),
             half_open_threshold: 5.0,
             probe_timeout: Duration::from_secs(10),
+            system_errors: None,
         }
     }
 }
@@ -91,7 +97,180 @@ impl BreakerConfig {
         if self.minimum_failure_count > 1_000_000 {
             return bad("minimum_failure_count", "must be at most 1000000");
         }
+        if let Some(set) = self.system_errors
+            && set.contains(ErrorClass::Overloaded)
+        {
+            return bad(
+                "system_errors",
+                "cannot list `overloaded`: it is the host's own limit, never the provider's failure; remove it",
+            );
+        }
         Ok(())
+    }
+}
+
+/// A set of error classes, written as a list (`["unavailable", "timeout"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ErrorClasses(u8);
+
+impl ErrorClasses {
+    fn bit(class: ErrorClass) -> u8 {
+        1 << (class as u8)
+    }
+
+    /// The set of `classes`.
+    pub fn of(classes: &[ErrorClass]) -> Self {
+        Self(classes.iter().fold(0, |m, c| m | Self::bit(*c)))
+    }
+
+    /// Whether `class` is in the set.
+    pub fn contains(self, class: ErrorClass) -> bool {
+        self.0 & Self::bit(class) != 0
+    }
+
+    /// The classes in the set, in declaration order.
+    pub fn classes(self) -> Vec<ErrorClass> {
+        ErrorClass::ALL
+            .into_iter()
+            .filter(|c| self.contains(*c))
+            .collect()
+    }
+}
+
+impl serde::Serialize for ErrorClasses {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.classes().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorClasses {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<ErrorClass>::deserialize(d).map(|v| Self::of(&v))
+    }
+}
+
+impl schemars::JsonSchema for ErrorClasses {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ErrorClasses".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Vec<ErrorClass>>::json_schema(g)
+    }
+}
+
+/// Breaker settings a definition or one of its options sets; every field
+/// left out keeps the engine's (`[engine.breaker]`). Same names and units
+/// as [`BreakerConfig`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Window in which failures are counted, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_timeout: Option<u64>,
+    /// Failure percentage that must be exceeded to open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<f64>,
+    /// Failures that must be exceeded to open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_failure_count: Option<u32>,
+    /// How long the breaker stays open, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_timeout: Option<u64>,
+    /// Percentage of the window's requests allowed as half-open probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_open_threshold: Option<f64>,
+    /// A probe that has not reported after this long releases its permit, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_timeout: Option<u64>,
+    /// The error classes that count as failures (`isSystemError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_errors: Option<ErrorClasses>,
+}
+
+impl BreakerSettings {
+    /// `self`'s fields over `under`'s: what an option sets wins over what
+    /// its definition sets.
+    pub fn over_settings(&self, under: &BreakerSettings) -> BreakerSettings {
+        BreakerSettings {
+            failure_timeout: self.failure_timeout.or(under.failure_timeout),
+            failure_threshold: self.failure_threshold.or(under.failure_threshold),
+            minimum_failure_count: self.minimum_failure_count.or(under.minimum_failure_count),
+            open_timeout: self.open_timeout.or(under.open_timeout),
+            half_open_threshold: self.half_open_threshold.or(under.half_open_threshold),
+            probe_timeout: self.probe_timeout.or(under.probe_timeout),
+            system_errors: self.system_errors.or(under.system_errors),
+        }
+    }
+
+    /// The settings applied over the engine's `base`.
+    pub fn over(&self, base: &BreakerConfig) -> BreakerConfig {
+        let ms = Duration::from_millis;
+        BreakerConfig {
+            failure_timeout: self.failure_timeout.map_or(base.failure_timeout, ms),
+            failure_threshold: self.failure_threshold.unwrap_or(base.failure_threshold),
+            minimum_failure_count: self
+                .minimum_failure_count
+                .unwrap_or(base.minimum_failure_count),
+            open_timeout: self.open_timeout.map_or(base.open_timeout, ms),
+            half_open_threshold: self.half_open_threshold.unwrap_or(base.half_open_threshold),
+            probe_timeout: self.probe_timeout.map_or(base.probe_timeout, ms),
+            system_errors: self.system_errors.or(base.system_errors),
+        }
+    }
+
+    /// The fields where `self` and `other` differ, by name.
+    pub(crate) fn differences(&self, other: &BreakerSettings) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut diff = |name, same: bool| {
+            if !same {
+                out.push(name);
+            }
+        };
+        diff(
+            "failure_timeout",
+            self.failure_timeout == other.failure_timeout,
+        );
+        diff(
+            "failure_threshold",
+            self.failure_threshold == other.failure_threshold,
+        );
+        diff(
+            "minimum_failure_count",
+            self.minimum_failure_count == other.minimum_failure_count,
+        );
+        diff("open_timeout", self.open_timeout == other.open_timeout);
+        diff(
+            "half_open_threshold",
+            self.half_open_threshold == other.half_open_threshold,
+        );
+        diff("probe_timeout", self.probe_timeout == other.probe_timeout);
+        diff("system_errors", self.system_errors == other.system_errors);
+        out
+    }
+
+    /// Every number within the engine-wide bounds; `at` is the field path.
+    pub fn validate(&self, at: &str) -> Result<(), crate::DefineError> {
+        let too_long = |field: &str, v: Option<u64>| match v {
+            Some(ms) if ms == 0 || ms > 86_400_000 => Err(crate::DefineError::new(
+                format!("{at}.{field}"),
+                format!("is {ms}; must be between 1 and 86400000 ms"),
+            )),
+            _ => Ok(()),
+        };
+        too_long("failure_timeout", self.failure_timeout)?;
+        too_long("open_timeout", self.open_timeout)?;
+        too_long("probe_timeout", self.probe_timeout)?;
+        self.over(&BreakerConfig::default()).validate(at)
     }
 }
 
@@ -158,6 +337,8 @@ pub struct Breaker {
     /// Probe ids are unique for the breaker's life, so a stale report from
     /// an earlier half-open episode never matches a current probe.
     pub(crate) next_probe: u64,
+    /// The key of the `breaker_key` template that made it, if one did.
+    pub(crate) origin: Option<std::sync::Arc<str>>,
 }
 
 impl Breaker {
@@ -173,6 +354,17 @@ impl Breaker {
             opened_at: None,
             half_open: None,
             next_probe: 0,
+            origin: None,
+        }
+    }
+
+    pub(crate) fn snapshot(&self, key: &str) -> BreakerSnapshot {
+        BreakerSnapshot {
+            key: key.to_string(),
+            state: self.state,
+            requests: self.requests,
+            failures: self.failures,
+            last_error: self.last_error.as_ref().map(ToString::to_string),
         }
     }
 
@@ -350,6 +542,9 @@ impl Breaker {
 /// A breaker's state as the provider-state API shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BreakerSnapshot {
+    /// The breaker's key (`product/env/app/action`, or
+    /// `product/env/<rendered breaker_key>`).
+    pub key: String,
     /// Closed, open or half-open.
     pub state: BreakerState,
     /// Requests in the current window.
@@ -379,7 +574,7 @@ pub fn default_classifier(e: &AttemptError) -> bool {
 mod tests {
     use super::*;
     use crate::adapter::FailureKind;
-    use crate::breakers::Breakers;
+    use crate::breakers::{Breakers, Spec};
     use crate::clock::{Clock, ManualClock};
     use proptest::prelude::*;
 
@@ -534,18 +729,26 @@ mod tests {
         let clock = ManualClock::new();
         let breakers = Breakers::with_config(BreakerConfig::default());
         for _ in 0..6 {
-            let t = breakers.admit("stripe/charge", clock.now()).unwrap();
+            let t = breakers
+                .admit("stripe/charge", Spec::default(), clock.now())
+                .unwrap();
             breakers.record("stripe/charge", t, Err(&err("down")), clock.now());
         }
         assert_eq!(breakers.state("stripe/charge"), BreakerState::Open);
         assert_eq!(breakers.state("stripe/refund"), BreakerState::Closed);
-        assert!(breakers.admit("stripe/refund", clock.now()).is_ok());
+        assert!(
+            breakers
+                .admit("stripe/refund", Spec::default(), clock.now())
+                .is_ok()
+        );
 
         // Rejected inputs do not count with the default classifier.
         let rejected =
             AttemptError::new(ErrorClass::Rejected, FailureKind::Provider, "card declined");
         for _ in 0..20 {
-            let t = breakers.admit("twilio/sms", clock.now()).unwrap();
+            let t = breakers
+                .admit("twilio/sms", Spec::default(), clock.now())
+                .unwrap();
             breakers.record("twilio/sms", t, Err(&rejected), clock.now());
         }
         assert_eq!(breakers.state("twilio/sms"), BreakerState::Closed);
@@ -553,10 +756,93 @@ mod tests {
         // A classifier that never counts never opens.
         let never = Breakers::new(BreakerConfig::default(), Box::new(|_| false));
         for _ in 0..100 {
-            let t = never.admit("k", clock.now()).unwrap();
+            let t = never.admit("k", Spec::default(), clock.now()).unwrap();
             never.record("k", t, Err(&err("down")), clock.now());
         }
         assert_eq!(never.state("k"), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_options_settings_and_system_errors_apply_to_its_breaker() {
+        let clock = ManualClock::new();
+        let breakers = Breakers::with_config(BreakerConfig::default());
+        let internal = AttemptError::new(ErrorClass::Internal, FailureKind::Provider, "401");
+        // Internal does not count by default ...
+        for _ in 0..10 {
+            let t = breakers.admit("a", Spec::default(), clock.now()).unwrap();
+            breakers.record("a", t, Err(&internal), clock.now());
+        }
+        assert_eq!(breakers.state("a"), BreakerState::Closed);
+        // ... but does for an option listing it, which also opens sooner.
+        let strict = BreakerSettings {
+            minimum_failure_count: Some(1),
+            failure_threshold: Some(20.0),
+            system_errors: Some(ErrorClasses::of(&[ErrorClass::Internal])),
+            ..BreakerSettings::default()
+        };
+        let spec = Spec {
+            settings: Some(&strict),
+            origin: None,
+        };
+        for _ in 0..2 {
+            let t = breakers.admit("b", spec, clock.now()).unwrap();
+            breakers.record("b", t, Err(&internal), clock.now());
+        }
+        assert_eq!(breakers.state("b"), BreakerState::Open);
+        // Unavailable no longer counts under that list.
+        let loose = BreakerSettings {
+            system_errors: Some(ErrorClasses::of(&[ErrorClass::Timeout])),
+            ..BreakerSettings::default()
+        };
+        for _ in 0..20 {
+            let spec = Spec {
+                settings: Some(&loose),
+                origin: None,
+            };
+            let t = breakers.admit("c", spec, clock.now()).unwrap();
+            breakers.record("c", t, Err(&err("down")), clock.now());
+        }
+        assert_eq!(breakers.state("c"), BreakerState::Closed);
+        // New settings apply in place: the window's counts are kept (2
+        // counted failures of 12 requests is under 20 %; a fresh window
+        // would have opened at 2 of 2).
+        for _ in 0..2 {
+            let t = breakers.admit("a", spec, clock.now()).unwrap();
+            breakers.record("a", t, Err(&internal), clock.now());
+        }
+        let snap = breakers.snapshot("a");
+        assert_eq!(
+            (snap.state, snap.requests, snap.failures),
+            (BreakerState::Closed, 12, 2)
+        );
+    }
+
+    #[test]
+    fn settings_are_bounded_and_overloaded_is_never_a_system_error() {
+        let over = BreakerSettings {
+            open_timeout: Some(0),
+            ..BreakerSettings::default()
+        };
+        let e = over.validate("fallbacks.pay.breaker").unwrap_err();
+        assert_eq!(e.path, "fallbacks.pay.breaker.open_timeout");
+        let host = BreakerSettings {
+            system_errors: Some(ErrorClasses::of(&[ErrorClass::Overloaded])),
+            ..BreakerSettings::default()
+        };
+        let e = host.validate("x.breaker").unwrap_err();
+        assert_eq!(e.path, "x.breaker.system_errors");
+        let json = serde_json::to_value(BreakerSettings {
+            system_errors: Some(ErrorClasses::of(&[
+                ErrorClass::Timeout,
+                ErrorClass::Rejected,
+            ])),
+            ..BreakerSettings::default()
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"system_errors": ["rejected", "timeout"]})
+        );
     }
 
     #[derive(Debug, Clone)]

@@ -4,19 +4,49 @@
 //! in `attempt.rs`.
 
 use super::breaker::{
-    Breaker, BreakerConfig, BreakerSnapshot, BreakerState, Classifier, Open, Ticket,
+    Breaker, BreakerConfig, BreakerSettings, BreakerSnapshot, BreakerState, Classifier, Open,
+    Ticket,
 };
 use super::locks::Recover;
 use crate::adapter::AttemptError;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// What the option asking for a breaker brings to it: its settings (when
+/// its definition or it sets any) and, for a `breaker_key` template, the
+/// template's own key, so provider state can find every breaker the
+/// template made.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Spec<'a> {
+    pub settings: Option<&'a BreakerSettings>,
+    pub origin: Option<&'a str>,
+}
 
 /// The breaker key of an app action in a product and env when its option
 /// sets no `breaker_key` template: `product/env/app/action`. The one place
 /// this key is spelled (runs, provider state and stats all read it here).
 pub(crate) fn default_key(product: &str, env: &str, app: &str, action: &str) -> String {
     format!("{product}/{env}/{app}/{action}")
+}
+
+/// What an option runs, as breaker keys and metrics name it: `app/action`,
+/// or `feature:tag` for a feature option (`:` is never part of a tag, so
+/// the two cannot meet).
+pub(crate) fn option_target(opt: &crate::compile::CompiledOption) -> String {
+    match &opt.target {
+        crate::compile::OptionTarget::Action => format!("{}/{}", opt.app, opt.action),
+        crate::compile::OptionTarget::Feature(tag) => format!("feature:{tag}"),
+    }
+}
+
+/// The breaker key of an option without a `breaker_key` template:
+/// [`default_key`] for an action, `product/env/feature:tag` for a feature.
+pub(crate) fn option_key(product: &str, env: &str, opt: &crate::compile::CompiledOption) -> String {
+    match &opt.target {
+        crate::compile::OptionTarget::Action => default_key(product, env, &opt.app, &opt.action),
+        crate::compile::OptionTarget::Feature(tag) => format!("{product}/{env}/feature:{tag}"),
+    }
 }
 
 /// The breaker key of an option whose `breaker_key` template rendered to
@@ -74,18 +104,32 @@ impl Breakers {
         Self::new(config, Box::new(super::breaker::default_classifier))
     }
 
-    /// Ask to run a request under `key`.
-    pub fn admit(&self, key: &str, now: Instant) -> Result<Ticket, Open> {
+    /// The engine-wide settings (`[engine.breaker]`).
+    pub fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    /// Ask to run a request under `key`. Settings that `spec` brings apply
+    /// from now on to the breaker, keeping its state (a definition updated
+    /// with new settings changes its breakers in place); a spec without
+    /// settings leaves the breaker's as they are.
+    pub fn admit(&self, key: &str, spec: Spec<'_>, now: Instant) -> Result<Ticket, Open> {
+        let wanted = spec.settings.map(|s| s.over(&self.config));
         let mut map = self.map.locked();
         if let Some(b) = map.get_mut(key) {
+            if let Some(c) = wanted
+                && c != b.config
+            {
+                b.config = c;
+            }
             return b.admit(now);
         }
         if map.len() >= MAX_BREAKERS {
             evict_quietest(&mut map);
         }
-        map.entry(key.to_string())
-            .or_insert_with(|| Breaker::new(self.config, now))
-            .admit(now)
+        let mut b = Breaker::new(wanted.unwrap_or(self.config), now);
+        b.origin = spec.origin.map(Arc::from);
+        map.entry(key.to_string()).or_insert(b).admit(now)
     }
 
     /// Report the outcome of the request of `ticket` under `key`.
@@ -98,8 +142,12 @@ impl Breakers {
     ) {
         let mut map = self.map.locked();
         let Some(b) = map.get_mut(key) else { return };
+        let counts = |e: &AttemptError| match b.config.system_errors {
+            Some(set) => set.contains(e.class),
+            None => (self.classifier)(e),
+        };
         match outcome {
-            Err(e) if (self.classifier)(e) => b.failure(ticket, e.clone(), now),
+            Err(e) if counts(e) => b.failure(ticket, e.clone(), now),
             _ => b.success(ticket),
         }
     }
@@ -121,18 +169,32 @@ impl Breakers {
         let map = self.map.locked();
         match map.get(key) {
             None => BreakerSnapshot {
+                key: key.to_string(),
                 state: BreakerState::Closed,
                 requests: 0,
                 failures: 0,
                 last_error: None,
             },
-            Some(b) => BreakerSnapshot {
-                state: b.state,
-                requests: b.requests,
-                failures: b.failures,
-                last_error: b.last_error.as_ref().map(ToString::to_string),
-            },
+            Some(b) => b.snapshot(key),
         }
+    }
+
+    /// Every breaker a `breaker_key` template with key `origin` made, open
+    /// ones first, then by key; at most `limit`, and how many there are.
+    pub fn made_by(&self, origin: &str, limit: usize) -> (Vec<BreakerSnapshot>, usize) {
+        let map = self.map.locked();
+        let mut v: Vec<BreakerSnapshot> = map
+            .iter()
+            .filter(|(_, b)| b.origin.as_deref() == Some(origin))
+            .map(|(k, b)| b.snapshot(k))
+            .collect();
+        let total = v.len();
+        v.sort_by(|a, b| {
+            (a.state == BreakerState::Closed, &a.key)
+                .cmp(&(b.state == BreakerState::Closed, &b.key))
+        });
+        v.truncate(limit);
+        (v, total)
     }
 
     /// Every breaker's key and state, sorted by key.

@@ -4,11 +4,12 @@
 //! caches. Each kind also has `fetch`, `fetch_all`, `update` (through the
 //! builder), `delete`, and for runnable kinds `run` and provider state.
 
+use super::breaker::BreakerSettings;
 use super::definition::{
     CacheDef, DefineError, Definition, FallbackDef, FeatureDef, HealthcheckDef, Kind, Meta,
-    ProviderOption, QuotaDef, StepDef, StepKind,
+    OptionKind, ProviderOption, QuotaDef, StepDef, StepKind,
 };
-use super::provider_state::ProviderState;
+use super::provider_state::{LiveDefinition, ProviderState};
 use super::run::{RunError, RunOptions, RunResult};
 use super::schema::{FieldSchema, FieldType, InputSchema};
 use super::switchyard::Switchyard;
@@ -27,6 +28,16 @@ macro_rules! kind_api {
             #[doc = concat!("One ", $what, ".")]
             pub fn fetch(&self, product: &str, tag: &str) -> Option<Definition> {
                 self.yard.fetch(product, $kind, tag)
+            }
+
+            #[doc = concat!("One ", $what, " with each option's live state in `envs` (every env of the product when empty).")]
+            pub fn fetch_live(
+                &self,
+                product: &str,
+                tag: &str,
+                envs: &[String],
+            ) -> Option<LiveDefinition> {
+                self.yard.fetch_live(product, $kind, tag, envs)
             }
 
             #[doc = concat!("Every ", $what, " of `product`.")]
@@ -201,6 +212,7 @@ pub struct RouteBuilder<'a> {
     spillover: bool,
     panic_mode: bool,
     deadline_ms: Option<u64>,
+    breaker: Option<BreakerSettings>,
     error: Option<DefineError>,
 }
 
@@ -216,6 +228,7 @@ impl<'a> RouteBuilder<'a> {
             spillover: false,
             panic_mode: true,
             deadline_ms: None,
+            breaker: None,
             error: None,
         }
     }
@@ -276,6 +289,38 @@ impl<'a> RouteBuilder<'a> {
     /// The current provider's action.
     pub fn action(mut self, action: &str) -> Self {
         self.current("action", |o| o.action = action.into());
+        self
+    }
+
+    /// The current provider runs the feature `tag` instead of an app's
+    /// action.
+    pub fn feature(mut self, tag: &str) -> Self {
+        self.current("feature", |o| {
+            o.kind = OptionKind::Feature;
+            o.tag = Some(tag.into());
+            o.app.clear();
+            o.action.clear();
+        });
+        self
+    }
+
+    /// Breaker settings of the current provider, over the definition's.
+    pub fn provider_breaker(mut self, settings: BreakerSettings) -> Self {
+        self.current("provider_breaker", |o| o.breaker = Some(settings));
+        self
+    }
+
+    /// Run the current provider's healthcheck at least this often.
+    pub fn check_interval(mut self, every: Duration) -> Self {
+        self.current("check_interval", |o| {
+            o.check_interval_ms = Some(every.as_millis() as u64)
+        });
+        self
+    }
+
+    /// Breaker settings of every provider, over the engine's.
+    pub fn breaker(mut self, settings: BreakerSettings) -> Self {
+        self.breaker = Some(settings);
         self
     }
 
@@ -377,6 +422,7 @@ impl<'a> RouteBuilder<'a> {
                 failover_after_ambiguous: self.failover_after_ambiguous,
                 spillover: self.spillover,
                 deadline_ms: self.deadline_ms,
+                breaker: self.breaker,
             }),
             _ => Definition::Fallback(FallbackDef {
                 meta: self.meta,
@@ -385,6 +431,7 @@ impl<'a> RouteBuilder<'a> {
                 failover_after_ambiguous: self.failover_after_ambiguous,
                 spillover: self.spillover,
                 deadline_ms: self.deadline_ms,
+                breaker: self.breaker,
             }),
         })
     }
@@ -588,6 +635,12 @@ impl FeatureBuilder<'_> {
     /// Retries of the current action step.
     pub fn retries(mut self, n: u32) -> Self {
         self.current("retries", |s| s.retries = n);
+        self
+    }
+
+    /// Breaker settings of the current action step, over the engine's.
+    pub fn step_breaker(mut self, settings: BreakerSettings) -> Self {
+        self.current("step_breaker", |s| s.breaker = Some(settings));
         self
     }
 

@@ -2,9 +2,10 @@
 //! definitions it names, its mappings compiled, into the forms runs read
 //! ([`CompiledRoute`], [`CompiledFeature`]). Errors name the field path.
 
+use super::breaker::BreakerSettings;
 use super::definition::{
-    CacheDef, DefineError, Definition, FeatureDef, HealthcheckDef, Kind, ProviderOption, StepDef,
-    StepKind,
+    CacheDef, DefineError, Definition, FeatureDef, HealthcheckDef, Kind, OptionKind,
+    ProviderOption, StepDef, StepKind,
 };
 use super::retry::RetryPolicy;
 use super::schema::InputSchema;
@@ -16,11 +17,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What a compiled option runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OptionTarget {
+    /// Its `app`'s `action`.
+    Action,
+    /// The feature with this tag.
+    Feature(String),
+}
+
 /// One option, compiled.
 #[derive(Debug)]
 pub(crate) struct CompiledOption {
     pub provider: String,
+    pub target: OptionTarget,
+    /// Empty for a feature option.
     pub app: String,
+    /// Empty for a feature option.
     pub action: String,
     pub input: Mapping,
     pub output: Mapping,
@@ -29,7 +42,20 @@ pub(crate) struct CompiledOption {
     pub healthcheck: Option<String>,
     pub idempotent: Option<bool>,
     pub breaker_key: Option<Mapping>,
+    /// The `breaker_key` template as written (names the breakers it makes).
+    pub breaker_template: Option<String>,
+    /// The definition's `breaker` with the option's over it.
+    pub breaker: Option<BreakerSettings>,
     pub weight: u32,
+}
+
+/// The options' shared settings of a quota or fallback.
+pub(crate) struct RouteFlags {
+    pub failover_after_ambiguous: bool,
+    pub spillover: bool,
+    pub panic_mode: bool,
+    pub deadline_ms: Option<u64>,
+    pub breaker: Option<BreakerSettings>,
 }
 
 /// A quota, fallback, or a feature's action step, compiled.
@@ -174,12 +200,13 @@ impl Registry {
                 &q.input,
                 &q.providers,
                 &format!("{root}.providers"),
-                (
-                    q.failover_after_ambiguous,
-                    q.spillover,
-                    q.panic_mode,
-                    q.deadline_ms,
-                ),
+                RouteFlags {
+                    failover_after_ambiguous: q.failover_after_ambiguous,
+                    spillover: q.spillover,
+                    panic_mode: q.panic_mode,
+                    deadline_ms: q.deadline_ms,
+                    breaker: q.breaker,
+                },
             )?))),
             Definition::Fallback(f) => Ok(Compiled::Route(Arc::new(self.compile_route(
                 &f.meta.product,
@@ -188,12 +215,13 @@ impl Registry {
                 &f.input,
                 &f.options,
                 &format!("{root}.options"),
-                (
-                    f.failover_after_ambiguous,
-                    f.spillover,
-                    false,
-                    f.deadline_ms,
-                ),
+                RouteFlags {
+                    failover_after_ambiguous: f.failover_after_ambiguous,
+                    spillover: f.spillover,
+                    panic_mode: false,
+                    deadline_ms: f.deadline_ms,
+                    breaker: f.breaker,
+                },
             )?))),
             Definition::Feature(f) => {
                 Ok(Compiled::Feature(Arc::new(self.compile_feature(f, &root)?)))
@@ -211,12 +239,7 @@ impl Registry {
         schema: &InputSchema,
         options: &[ProviderOption],
         at: &str,
-        (failover_after_ambiguous, spillover, panic_mode, deadline_ms): (
-            bool,
-            bool,
-            bool,
-            Option<u64>,
-        ),
+        flags: RouteFlags,
     ) -> Result<CompiledRoute, DefineError> {
         if options.is_empty() {
             return Err(DefineError::new(at, "is empty; add at least one provider"));
@@ -235,17 +258,24 @@ impl Registry {
                     ),
                 ));
             }
-            compiled.push(self.compile_option(product, schema, o, &p, is_quota)?);
+            let mut c = self.compile_option(product, schema, o, &p, is_quota)?;
+            c.breaker = match (o.breaker, flags.breaker) {
+                (Some(own), Some(def)) => Some(own.over_settings(&def)),
+                (own, def) => own.or(def),
+            };
+            compiled.push(c);
         }
         Ok(CompiledRoute {
             kind,
             tag: tag.to_string(),
             schema: schema.clone(),
             options: compiled,
-            failover_after_ambiguous,
-            spillover,
-            panic_mode,
-            deadline: deadline_ms.map_or(DEFAULT_RUN_DEADLINE, Duration::from_millis),
+            failover_after_ambiguous: flags.failover_after_ambiguous,
+            spillover: flags.spillover,
+            panic_mode: flags.panic_mode,
+            deadline: flags
+                .deadline_ms
+                .map_or(DEFAULT_RUN_DEADLINE, Duration::from_millis),
         })
     }
 
@@ -257,7 +287,7 @@ impl Registry {
         p: &str,
         is_quota: bool,
     ) -> Result<CompiledOption, DefineError> {
-        self.check_action(product, &o.app, &o.action, p)?;
+        let target = self.compile_option_target(product, o, p)?;
         let weight = match (is_quota, o.weight) {
             (true, None) => 1,
             (true, Some(w)) if w <= 0 || w > super::bounds::MAX_WEIGHT => {
@@ -286,6 +316,12 @@ impl Registry {
             ));
         }
         check_input_fields(&output, schema, &format!("{p}.output"))?;
+        if o.check_interval_ms.is_some() && o.healthcheck.is_none() {
+            return Err(DefineError::new(
+                format!("{p}.check_interval_ms"),
+                "sets how often the option's healthcheck runs, but the option names no `healthcheck`; add one or remove it",
+            ));
+        }
         if let Some(hc) = &o.healthcheck
             && self.fetch(product, Kind::Healthcheck, hc).is_none()
         {
@@ -306,9 +342,13 @@ impl Registry {
                 Some(m)
             }
         };
+        if let Some(b) = &o.breaker {
+            b.validate(&format!("{p}.breaker"))?;
+        }
         let defaults = RetryPolicy::default();
         Ok(CompiledOption {
             provider: o.provider.clone(),
+            target,
             app: o.app.clone(),
             action: o.action.clone(),
             input,
@@ -322,8 +362,72 @@ impl Registry {
             healthcheck: o.healthcheck.clone(),
             idempotent: o.idempotent,
             breaker_key,
+            breaker_template: o.breaker_key.clone(),
+            breaker: o.breaker,
             weight,
         })
+    }
+
+    /// An action option names an installed app's action; a feature option
+    /// names a defined feature and nothing of an action's.
+    fn compile_option_target(
+        &self,
+        product: &str,
+        o: &ProviderOption,
+        p: &str,
+    ) -> Result<OptionTarget, DefineError> {
+        match o.kind {
+            OptionKind::Action => {
+                for (field, v) in [("app", &o.app), ("action", &o.action)] {
+                    if v.is_empty() {
+                        return Err(DefineError::new(
+                            format!("{p}.{field}"),
+                            format!(
+                                "an action option needs `{field}` (or set `type = \"feature\"` and a `tag`)"
+                            ),
+                        ));
+                    }
+                }
+                if o.tag.is_some() {
+                    return Err(DefineError::new(
+                        format!("{p}.tag"),
+                        "an action option names `app` and `action`; `tag` is for `type = \"feature\"` options",
+                    ));
+                }
+                self.check_action(product, &o.app, &o.action, p)?;
+                Ok(OptionTarget::Action)
+            }
+            OptionKind::Feature => {
+                let refuse = |field: &str, why: &str| {
+                    Err(DefineError::new(format!("{p}.{field}"), why.to_string()))
+                };
+                if !o.app.is_empty() || !o.action.is_empty() {
+                    return refuse(
+                        if o.app.is_empty() { "action" } else { "app" },
+                        "a feature option runs the feature named by `tag`; remove `app` and `action`",
+                    );
+                }
+                if o.retries > 0 || o.backoff_ms.is_some() || o.max_backoff_ms.is_some() {
+                    return refuse(
+                        "retries",
+                        "a feature option is not retried as a whole; set retries on the feature's steps",
+                    );
+                }
+                let Some(tag) = &o.tag else {
+                    return refuse(
+                        "tag",
+                        "a feature option needs the `tag` of the feature to run",
+                    );
+                };
+                if self.fetch(product, Kind::Feature, tag).is_none() {
+                    return refuse(
+                        "tag",
+                        &format!("unknown feature `{tag}` in product `{product}`; define it first"),
+                    );
+                }
+                Ok(OptionTarget::Feature(tag.clone()))
+            }
+        }
     }
 
     /// Compile an input-side mapping: no `$Response`; `$Input` fields must
@@ -481,6 +585,7 @@ impl Registry {
             only_actions("output", s.output.is_some())?;
             only_actions("retries", s.retries > 0)?;
             only_actions("timeout_ms", s.timeout_ms.is_some())?;
+            only_actions("breaker", s.breaker.is_some())?;
         }
         let tag = |kind: Kind| -> Result<String, DefineError> {
             let t = s.tag.clone().ok_or_else(|| {
@@ -526,6 +631,7 @@ impl Registry {
                 }
                 o.retries = s.retries;
                 o.timeout_ms = s.timeout_ms;
+                o.breaker = s.breaker;
                 // The step's input mapping already shaped the input.
                 let opt = self.compile_option(product, &InputSchema::new(), &o, p, false)?;
                 StepTarget::Action(Arc::new(CompiledRoute {
@@ -542,42 +648,145 @@ impl Registry {
         })
     }
 
-    pub(crate) fn check_feature_cycle(
-        &self,
-        product: &str,
-        root: &str,
-        f: &FeatureDef,
-    ) -> Result<(), DefineError> {
-        // Walk feature steps depth-first; meeting `root` again is a cycle.
-        let mut stack: Vec<(String, Vec<String>)> = f
-            .steps
+    /// Runs that `def` starts: its feature steps' fallbacks, quotas and
+    /// features, and its feature options.
+    fn runs_started_by(d: &Definition) -> Vec<(Kind, String)> {
+        let mut out: Vec<(Kind, String)> = crate::registry::options_of(d)
             .iter()
-            .filter(|s| s.kind == StepKind::Feature)
-            .filter_map(|s| s.tag.clone())
-            .map(|t| (t.clone(), vec![root.to_string(), t]))
+            .filter(|o| o.kind == OptionKind::Feature)
+            .filter_map(|o| o.tag.clone())
+            .map(|t| (Kind::Feature, t))
             .collect();
-        while let Some((tag, chain)) = stack.pop() {
-            if tag == root {
+        if let Definition::Feature(f) = d {
+            for s in &f.steps {
+                let kind = match s.kind {
+                    StepKind::Fallback => Kind::Fallback,
+                    StepKind::Quota => Kind::Quota,
+                    StepKind::Feature => Kind::Feature,
+                    StepKind::Action => continue,
+                };
+                if let Some(t) = &s.tag {
+                    out.push((kind, t.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// A run of `def` must never start itself again, through feature steps
+    /// or feature options, however deep.
+    pub(crate) fn check_cycle(&self, def: &Definition) -> Result<(), DefineError> {
+        let product = &def.meta().product;
+        let me = (def.kind(), def.meta().tag.clone());
+        let name = |(k, t): &(Kind, String)| format!("{}.{t}", k.plural());
+        let mut stack: Vec<Vec<(Kind, String)>> = Self::runs_started_by(def)
+            .into_iter()
+            .map(|next| vec![me.clone(), next])
+            .collect();
+        let mut seen: Vec<(Kind, String)> = Vec::new();
+        while let Some(chain) = stack.pop() {
+            let last = chain.last().expect("a chain has a start").clone();
+            if last == me {
+                let what = if def.kind() == Kind::Feature {
+                    "steps"
+                } else {
+                    "options"
+                };
                 return Err(DefineError::new(
-                    format!("features.{root}.steps"),
-                    format!("feature steps form a cycle: {}", chain.join(" → ")),
+                    format!("{}.{what}", def.path()),
+                    format!(
+                        "runs would start themselves, a cycle: {}",
+                        chain.iter().map(name).collect::<Vec<_>>().join(" → ")
+                    ),
                 ));
             }
-            if chain.len() > 32 {
+            if seen.contains(&last) {
                 continue;
             }
-            if let Some(Definition::Feature(next)) = self.fetch(product, Kind::Feature, &tag) {
-                for s in next.steps.iter().filter(|s| s.kind == StepKind::Feature) {
-                    if let Some(t) = &s.tag {
-                        let mut c = chain.clone();
-                        c.push(t.clone());
-                        stack.push((t.clone(), c));
-                    }
+            seen.push(last.clone());
+            if let Some(next) = self.fetch(product, last.0, &last.1) {
+                for n in Self::runs_started_by(next) {
+                    let mut c = chain.clone();
+                    c.push(n);
+                    stack.push(c);
                 }
             }
         }
         Ok(())
     }
+
+    /// Options sharing a breaker (the same key) share its settings: two
+    /// that set different ones would take turns changing it, so that is
+    /// refused where it is written. Options that set none use whatever
+    /// the breaker has.
+    pub(crate) fn check_breaker_settings(&self, def: &Definition) -> Result<(), DefineError> {
+        let mine = breaker_uses(def);
+        let product = &def.meta().product;
+        let others: Vec<(String, String, BreakerSettings)> = self
+            .fetch_all(product, None)
+            .iter()
+            .filter(|d| !(d.kind() == def.kind() && d.meta().tag == def.meta().tag))
+            .flat_map(breaker_uses)
+            .collect();
+        for (i, (path, id, settings)) in mine.iter().enumerate() {
+            let clash = mine[..i]
+                .iter()
+                .chain(others.iter())
+                .find(|(_, other_id, other)| other_id == id && other != settings);
+            if let Some((other_path, _, other)) = clash {
+                return Err(DefineError::new(
+                    format!("{path}.breaker"),
+                    format!(
+                        "breaker `{id}` is also used by `{other_path}` with different {}; options with the same breaker key share one breaker, so give them the same settings or this one a `breaker_key` of its own",
+                        settings.differences(other).join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every breaker `d` sets settings for: the path of the option or step,
+/// the breaker's name within its product and env (the `breaker_key`
+/// template, `app/action`, or `feature:tag`), and the settings (the
+/// definition's with the option's over them).
+fn breaker_uses(d: &Definition) -> Vec<(String, String, BreakerSettings)> {
+    let root = d.path();
+    let (list, def_level) = match d {
+        Definition::Quota(q) => ("providers", q.breaker),
+        Definition::Fallback(f) => ("options", f.breaker),
+        Definition::Feature(f) => {
+            return f
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind == StepKind::Action)
+                .filter_map(|(i, s)| {
+                    let b = s.breaker?;
+                    let id = format!("{}/{}", s.app.as_deref()?, s.action.as_deref()?);
+                    Some((format!("{root}.steps[{i}]"), id, b))
+                })
+                .collect();
+        }
+        _ => return Vec::new(),
+    };
+    crate::registry::options_of(d)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let settings = match (o.breaker, def_level) {
+                (Some(own), Some(dl)) => own.over_settings(&dl),
+                (own, dl) => own.or(dl)?,
+            };
+            let id = match (&o.breaker_key, o.kind) {
+                (Some(t), _) => t.clone(),
+                (None, OptionKind::Feature) => format!("feature:{}", o.tag.as_deref()?),
+                (None, OptionKind::Action) => format!("{}/{}", o.app, o.action),
+            };
+            Some((format!("{root}.{list}[{i}]"), id, settings))
+        })
+        .collect()
 }
 
 /// `$Sequence{step}{field}` must be able to resolve: `field` is one the

@@ -4,6 +4,7 @@
 //! file and the HTTP API use; [`crate::Switchyard`] checks every
 //! reference and compiles every mapping when one is created or updated.
 
+use super::breaker::BreakerSettings;
 use super::schema::InputSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -96,19 +97,45 @@ fn yes() -> bool {
     true
 }
 
-/// One provider of a quota or option of a fallback: an app's action, how
-/// the run's input maps to it and its response maps back, its retries and
-/// the healthcheck that vouches for it.
+/// What an option of a quota or fallback runs.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionKind {
+    /// One app action (`app` + `action`).
+    #[default]
+    Action,
+    /// A feature of the same product (`tag`): its steps run as this
+    /// option, and the option fails over when the feature fails.
+    Feature,
+}
+
+fn is_action(k: &OptionKind) -> bool {
+    *k == OptionKind::Action
+}
+
+/// One provider of a quota or option of a fallback: an app's action (or a
+/// feature), how the run's input maps to it and its response maps back,
+/// its retries, its breaker and the healthcheck that vouches for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderOption {
     /// Name shown in traces and provider state (`twilio`); unique within
     /// the definition.
     pub provider: String,
-    /// Tag of the app that serves it.
+    /// What it runs: `action` (default) or `feature`.
+    #[serde(rename = "type", default, skip_serializing_if = "is_action")]
+    pub kind: OptionKind,
+    /// Tag of the app that serves it (action options).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub app: String,
-    /// The app's action.
+    /// The app's action (action options).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action: String,
+    /// The feature's tag (feature options).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     /// Mapping from the run's input (`$Input{...}`) to the action's input.
     /// Default: the whole input.
     #[serde(default = "whole_input", skip_serializing_if = "is_whole_input")]
@@ -143,6 +170,14 @@ pub struct ProviderOption {
     /// breaker per app and action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker_key: Option<String>,
+    /// Breaker settings of this option, over its definition's `breaker`
+    /// and the engine's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerSettings>,
+    /// Run this option's healthcheck at least this often, ms (the check
+    /// runs at the shortest interval its definition and its options ask).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_interval_ms: Option<u64>,
 }
 
 impl ProviderOption {
@@ -154,8 +189,10 @@ impl ProviderOption {
     ) -> Self {
         Self {
             provider: provider.into(),
+            kind: OptionKind::Action,
             app: app.into(),
             action: action.into(),
+            tag: None,
             input: whole_input(),
             output: whole_response(),
             weight: None,
@@ -166,6 +203,17 @@ impl ProviderOption {
             healthcheck: None,
             idempotent: None,
             breaker_key: None,
+            breaker: None,
+            check_interval_ms: None,
+        }
+    }
+
+    /// An option named `provider` running the feature `tag`.
+    pub fn feature(provider: impl Into<String>, tag: impl Into<String>) -> Self {
+        Self {
+            kind: OptionKind::Feature,
+            tag: Some(tag.into()),
+            ..Self::new(provider, "", "")
         }
     }
 }
@@ -296,6 +344,10 @@ pub struct QuotaDef {
     /// Deadline of the whole run, ms. Default 30 000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// Breaker settings of every provider, over the engine's; a provider's
+    /// own `breaker` wins field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerSettings>,
 }
 
 /// Ordered options.
@@ -324,6 +376,10 @@ pub struct FallbackDef {
     /// Deadline of the whole run, ms. Default 30 000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// Breaker settings of every option, over the engine's; an option's
+    /// own `breaker` wins field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerSettings>,
 }
 
 /// What a feature step runs.
@@ -371,6 +427,9 @@ pub struct StepDef {
     /// Attempt deadline in ms (actions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Breaker settings of the action (actions only), over the engine's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerSettings>,
 }
 
 impl StepDef {
@@ -386,6 +445,7 @@ impl StepDef {
             output: None,
             retries: 0,
             timeout_ms: None,
+            breaker: None,
         }
     }
 }

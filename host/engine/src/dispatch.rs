@@ -99,7 +99,8 @@ impl Inner {
                         .reading()
                         .compiled_route(product, kind, tag)
                         .ok_or_else(not_found)?;
-                    self.run_route(route, product, env, input, options).await
+                    self.run_route(route, product, env, input, options, depth)
+                        .await
                 }
                 Kind::Feature => {
                     let f = self
@@ -162,6 +163,7 @@ impl Inner {
         env: &str,
         input: Value,
         options: RunOptions,
+        depth: u32,
     ) -> Result<RunResult, RunError> {
         schema::validate(&route.schema, &input).map_err(RunError::invalid_input)?;
         let kind = route.kind;
@@ -185,6 +187,7 @@ impl Inner {
                     key: &key,
                     session: options.session.as_ref(),
                     deadline_at,
+                    depth,
                 };
                 let result = match kind {
                     RunKind::Quota => quota::run(&ctx, &route, input, &mut trace).await,

@@ -60,7 +60,7 @@ pub(crate) async fn run(
         let result = match &step.target {
             StepTarget::Action(route) => {
                 inner
-                    .run_route(route.clone(), product, env, step_input, options)
+                    .run_route(route.clone(), product, env, step_input, options, depth + 1)
                     .await
             }
             StepTarget::Fallback(tag) | StepTarget::Quota(tag) | StepTarget::Feature(tag) => {

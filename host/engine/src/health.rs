@@ -50,6 +50,9 @@ pub struct HealthSnapshot {
     pub last_checked_unix_ms: Option<u64>,
     /// When a check last succeeded (Unix ms).
     pub last_available_unix_ms: Option<u64>,
+    /// How often it runs, ms: its `interval_ms`, or an option's shorter
+    /// `check_interval_ms`.
+    pub interval_ms: u64,
     /// Latest outcomes, oldest first, bounded by the definition's `history`.
     pub history: Vec<ProbeOutcome>,
 }
@@ -253,6 +256,7 @@ impl HealthBoard {
             status: r.status,
             last_checked_unix_ms: r.last_checked.map(unix_ms),
             last_available_unix_ms: r.last_available.map(unix_ms),
+            interval_ms: r.interval.as_millis() as u64,
             history: r.history.iter().cloned().collect(),
         })
     }

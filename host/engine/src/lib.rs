@@ -63,20 +63,23 @@ pub use adapter::{
     FailureKind, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, Session,
 };
 pub use admission::{AdmissionConfig, AdmissionSnapshot, Overload, OverloadReason};
-pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, Classifier, default_classifier};
+pub use breaker::{
+    BreakerConfig, BreakerSettings, BreakerSnapshot, BreakerState, Classifier, ErrorClasses,
+    default_classifier,
+};
 pub use breakers::MAX_BREAKERS;
 pub use budget::BudgetConfig;
 pub use builder::{CacheBuilder, FeatureBuilder, HealthcheckBuilder, RouteBuilder};
 pub use clock::{Clock, Elapsed, ManualClock, SystemClock, timeout};
 pub use definition::{
     CacheDef, DefineError, Definition, FallbackDef, FeatureDef, HealthcheckDef, Kind, Meta,
-    ProviderOption, QuotaDef, StepDef, StepKind,
+    OptionKind, ProviderOption, QuotaDef, StepDef, StepKind,
 };
 pub use health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
 pub use locks::{Recover, RecoverRw};
 pub use mapping::{Mapping, MappingError};
 pub use observer::{AttemptEvent, Observer};
-pub use provider_state::{AppAdmission, ProviderState};
+pub use provider_state::{AppAdmission, LiveDefinition, ProviderState, TEMPLATED_BREAKERS_SHOWN};
 pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};
 pub use run::{ErrorCode, RunError, RunOptions, RunResult};

@@ -48,4 +48,8 @@ pub trait Observer: Send + Sync {
     /// An attempt of `app` was not admitted: the host's limit, not the
     /// provider's failure.
     fn overloaded(&self, _product: &str, _env: &str, _app: &str, _reason: &OverloadReason) {}
+
+    /// A run skipped a provider because its breaker is open: `target` is
+    /// the provider's `app/action` (or `feature:tag` for a feature option).
+    fn blocked(&self, _product: &str, _env: &str, _target: &str) {}
 }

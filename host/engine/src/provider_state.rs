@@ -2,26 +2,33 @@
 //! show for each provider (health, breaker, counts, admission).
 
 use super::admission::AdmissionSnapshot;
-use super::breaker::{BreakerSnapshot, BreakerState};
+use super::breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
 use super::breakers;
-use super::definition::{DefineError, Kind};
+use super::compile::OptionTarget;
+use super::definition::{DefineError, Definition, Kind};
 use super::health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
 use super::locks::{Recover, RecoverRw};
 use crate::accounting::Counts;
 use crate::switchyard::Switchyard;
 use crate::trace::RunKind;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
-/// The state of one provider of a quota or fallback, as the fetch API
-/// shows it.
+/// The state of one provider of a quota or fallback in one env, as fetch
+/// and the providers endpoint show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProviderState {
     /// The provider (option) name.
     pub provider: String,
-    /// Its app.
+    /// Its app (action options).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub app: String,
-    /// Its action.
+    /// Its action (action options).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub action: String,
+    /// The feature it runs (feature options).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
     /// Its quota weight.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
@@ -29,20 +36,95 @@ pub struct ProviderState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<String>,
     /// Unhealthy if its healthcheck failed or its breaker is open; healthy
-    /// if its healthcheck passed; unknown otherwise.
+    /// if its healthcheck passed; unknown otherwise (the reference's
+    /// `provider_status`).
     pub status: HealthStatus,
-    /// When its healthcheck last ended (Unix ms).
+    /// Whether its healthcheck passed at the last check (the reference's
+    /// `last_available`); absent before the first check or without one.
+    pub last_available: Option<bool>,
+    /// When its healthcheck last ended (Unix ms; the reference's
+    /// `last_checked`).
     pub last_checked_unix_ms: Option<u64>,
     /// When its healthcheck last succeeded (Unix ms).
     pub last_available_unix_ms: Option<u64>,
-    /// Its breaker (the default `app/action` key).
+    /// How often its healthcheck runs, ms (the reference's
+    /// `check_interval`).
+    pub check_interval_ms: Option<u64>,
+    /// The breaker routing uses for it. With a `breaker_key` template, the
+    /// worst of the breakers the template has made (open first).
     pub breaker: BreakerSnapshot,
-    /// Its attempt counts.
+    /// Its `breaker_key` template, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_key: Option<String>,
+    /// With a template: the breakers it made, open first, at most
+    /// [`TEMPLATED_BREAKERS_SHOWN`]; `breakers_total` counts all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub breakers: Vec<BreakerSnapshot>,
+    /// With a template: how many breakers it has made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakers_total: Option<usize>,
+    /// The breaker settings in force: the engine's, the definition's and
+    /// the option's, in that order.
+    pub breaker_settings: BreakerConfig,
+    /// Its attempt counts, and the requests its breaker blocked.
     pub counts: Counts,
     /// Its app's admission in this env: attempts in flight and queued,
-    /// the limits, rate-limit tokens and any provider-requested pause.
-    pub admission: AdmissionSnapshot,
+    /// the limits, rate-limit tokens and any provider-requested pause
+    /// (action options).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionSnapshot>,
 }
+
+/// A definition as fetch shows it with live state: each quota or fallback
+/// option with its [`ProviderState`] in every env asked for (the
+/// reference's fetch, whose options carry `provider_status`,
+/// `last_available`, `last_checked` and `check_interval`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveDefinition {
+    /// The definition as stored.
+    pub definition: Definition,
+    /// Env → one state per option, in the definition's order (empty for
+    /// kinds without options).
+    pub states: BTreeMap<String, Vec<ProviderState>>,
+}
+
+impl LiveDefinition {
+    /// The definition's JSON with `states: {env: state}` added to each
+    /// option (so a GET with states is not a body to PUT back as is).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.definition).expect("definitions serialize");
+        let list = match self.definition.kind() {
+            Kind::Quota => "providers",
+            Kind::Fallback => "options",
+            _ => return v,
+        };
+        if let Some(options) = v.get_mut(list).and_then(serde_json::Value::as_array_mut) {
+            for (i, o) in options.iter_mut().enumerate() {
+                let by_env: serde_json::Map<String, serde_json::Value> = self
+                    .states
+                    .iter()
+                    .filter_map(|(env, states)| {
+                        let s = serde_json::to_value(states.get(i)?).ok()?;
+                        Some((env.clone(), s))
+                    })
+                    .collect();
+                if let Some(o) = o.as_object_mut() {
+                    o.insert("states".into(), by_env.into());
+                }
+            }
+        }
+        v
+    }
+}
+
+impl Serialize for LiveDefinition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// Breakers of one `breaker_key` template shown in provider state.
+pub const TEMPLATED_BREAKERS_SHOWN: usize = 20;
 
 /// The admission state of one app in one env.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,6 +141,69 @@ pub struct AppAdmission {
 }
 
 impl Switchyard {
+    /// Every env some app of `product` is installed for.
+    pub fn envs(&self, product: &str) -> Vec<String> {
+        let mut envs: Vec<String> = self
+            .apps(product)
+            .into_iter()
+            .flat_map(|a| a.envs)
+            .collect();
+        envs.sort();
+        envs.dedup();
+        envs
+    }
+
+    /// A definition with each option's live state in each of `envs` (every
+    /// env of the product when `envs` is empty).
+    pub fn fetch_live(
+        &self,
+        product: &str,
+        kind: Kind,
+        tag: &str,
+        envs: &[String],
+    ) -> Option<LiveDefinition> {
+        let definition = self.fetch(product, kind, tag)?;
+        Some(self.live(definition, envs))
+    }
+
+    /// Every definition of `product` (of `kind`, if given) with live state,
+    /// as [`Switchyard::fetch_live`].
+    pub fn fetch_all_live(
+        &self,
+        product: &str,
+        kind: Option<Kind>,
+        envs: &[String],
+    ) -> Vec<LiveDefinition> {
+        self.fetch_all(product, kind)
+            .into_iter()
+            .map(|d| self.live(d, envs))
+            .collect()
+    }
+
+    fn live(&self, definition: Definition, envs: &[String]) -> LiveDefinition {
+        let m = definition.meta();
+        let all;
+        let envs = if envs.is_empty() {
+            all = self.envs(&m.product);
+            &all
+        } else {
+            envs
+        };
+        let states = match definition.kind() {
+            Kind::Quota | Kind::Fallback => envs
+                .iter()
+                .filter_map(|env| {
+                    let s = self
+                        .provider_states(&m.product, env, definition.kind(), &m.tag)
+                        .ok()?;
+                    Some((env.clone(), s))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        LiveDefinition { definition, states }
+    }
+
     /// Admission state of every app (in every env) that has been called.
     pub fn admission_states(&self) -> Vec<AppAdmission> {
         let now = self.inner.clock.now();
@@ -98,20 +243,38 @@ impl Switchyard {
                 )
             })?;
         let now = self.inner.clock.now();
-        let gates: Vec<AdmissionSnapshot> = route
+        let gates: Vec<Option<AdmissionSnapshot>> = route
             .options
             .iter()
-            .map(|o| self.inner.gate(product, env, &o.app).snapshot(now))
+            .map(|o| match o.target {
+                OptionTarget::Action => Some(self.inner.gate(product, env, &o.app).snapshot(now)),
+                OptionTarget::Feature(_) => None,
+            })
             .collect();
         let health = self.inner.health.locked();
         let counts = self.inner.counts.locked();
+        let engine = self.inner.breakers.config();
         Ok(route
             .options
             .iter()
             .zip(gates)
             .map(|(o, admission)| {
-                let key = breakers::default_key(product, env, &o.app, &o.action);
-                let breaker = self.inner.breakers.snapshot(&key);
+                let key = breakers::option_key(product, env, o);
+                let (breaker, breakers, total) = match &o.breaker_template {
+                    None => (self.inner.breakers.snapshot(&key), Vec::new(), None),
+                    Some(t) => {
+                        let origin = breakers::templated_key(product, env, t);
+                        let (made, total) = self
+                            .inner
+                            .breakers
+                            .made_by(&origin, TEMPLATED_BREAKERS_SHOWN);
+                        let worst = made
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| self.inner.breakers.snapshot(&origin));
+                        (worst, made, Some(total))
+                    }
+                };
                 let snap = o.healthcheck.as_ref().and_then(|hc| {
                     health.snapshot(&HealthKey {
                         product: product.to_string(),
@@ -119,21 +282,39 @@ impl Switchyard {
                         tag: hc.clone(),
                     })
                 });
-                let status = if breaker.state == super::BreakerState::Open {
-                    HealthStatus::Unhealthy
-                } else {
-                    snap.as_ref().map_or(HealthStatus::Unknown, |s| s.status)
-                };
+                // With a template, one open breaker closes the provider to
+                // some inputs only: health says the rest.
+                let status =
+                    if o.breaker_template.is_none() && breaker.state == super::BreakerState::Open {
+                        HealthStatus::Unhealthy
+                    } else {
+                        snap.as_ref().map_or(HealthStatus::Unknown, |s| s.status)
+                    };
+                let last_available = snap.as_ref().and_then(|s| match s.status {
+                    HealthStatus::Healthy => Some(true),
+                    HealthStatus::Unhealthy => Some(false),
+                    HealthStatus::Unknown => None,
+                });
                 ProviderState {
                     provider: o.provider.clone(),
                     app: o.app.clone(),
                     action: o.action.clone(),
+                    feature: match &o.target {
+                        OptionTarget::Feature(t) => Some(t.clone()),
+                        OptionTarget::Action => None,
+                    },
                     weight: (route.kind == RunKind::Quota).then_some(o.weight),
                     healthcheck: o.healthcheck.clone(),
                     status,
+                    last_available,
                     last_checked_unix_ms: snap.as_ref().and_then(|s| s.last_checked_unix_ms),
                     last_available_unix_ms: snap.as_ref().and_then(|s| s.last_available_unix_ms),
+                    check_interval_ms: snap.as_ref().map(|s| s.interval_ms),
                     breaker,
+                    breaker_key: o.breaker_template.clone(),
+                    breakers,
+                    breakers_total: total,
+                    breaker_settings: o.breaker.as_ref().map_or(*engine, |s| s.over(engine)),
                     counts: counts.get(&key).cloned().unwrap_or_default(),
                     admission,
                 }

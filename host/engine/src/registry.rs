@@ -192,9 +192,8 @@ impl Registry {
             _ => {}
         }
         let compiled = self.compile(&def)?;
-        if let Definition::Feature(f) = &def {
-            self.check_feature_cycle(&f.meta.product, &f.meta.tag, f)?;
-        }
+        self.check_cycle(&def)?;
+        self.check_breaker_settings(&def)?;
         self.defs
             .entry(def.meta().product.clone())
             .or_default()
@@ -251,6 +250,30 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// How often the healthcheck `tag` runs: the shortest of its own
+    /// `interval_ms` and every option's `check_interval_ms` that names it.
+    pub fn check_interval(&self, product: &str, tag: &str, own: u64) -> u64 {
+        self.defs
+            .get(product)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.values())
+            .flat_map(|e| options_of(&e.def))
+            .filter(|o| o.healthcheck.as_deref() == Some(tag))
+            .filter_map(|o| o.check_interval_ms)
+            .fold(own, u64::min)
+    }
+}
+
+/// The healthchecks `d`'s options name.
+pub(crate) fn checks_named_by(d: &Definition) -> Vec<String> {
+    options_of(d)
+        .iter()
+        .filter_map(|o| o.healthcheck.clone())
+        .collect()
+}
+
 pub(crate) fn options_of(d: &Definition) -> &[ProviderOption] {
     match d {
         Definition::Quota(QuotaDef { providers, .. }) => providers,
@@ -275,6 +298,12 @@ fn def_refs(d: &Definition) -> Vec<(Kind, &str)> {
         .filter_map(|o| o.healthcheck.as_deref())
         .map(|h| (Kind::Healthcheck, h))
         .collect();
+    out.extend(
+        options_of(d)
+            .iter()
+            .filter_map(|o| o.tag.as_deref())
+            .map(|t| (Kind::Feature, t)),
+    );
     if let Definition::Feature(f) = d {
         for s in &f.steps {
             let kind = match s.kind {

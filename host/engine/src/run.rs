@@ -129,6 +129,13 @@ pub struct RunError {
     /// For `overloaded`: when trying again makes sense, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// True when every provider was blocked by its open breaker (the
+    /// reference's `open` flag); `last_error` then says why it opened.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
+    /// The last real error of the first blocking breaker, when `open`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     /// The trace up to the failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Box<Trace>>,
@@ -141,6 +148,8 @@ impl RunError {
             message: message.into(),
             field: None,
             retry_after_ms: None,
+            open: false,
+            last_error: None,
             trace: None,
         }
     }

@@ -4,7 +4,7 @@
 
 use super::admission::OverloadReason;
 use super::attempt;
-use super::definition::HealthcheckDef;
+use super::definition::{HealthcheckDef, Kind};
 use super::health::{self, HealthKey, HealthSnapshot};
 use super::locks::{Recover, RecoverRw};
 use super::retry::RetryPolicy;
@@ -90,7 +90,32 @@ impl Drop for HealthcheckTask {
 }
 
 impl Inner {
-    pub(crate) fn track(&self, h: &HealthcheckDef) {
+    /// The healthchecks the options of the stored `kind` `tag` name.
+    pub(crate) fn checks_named(&self, product: &str, kind: Kind, tag: &str) -> Vec<String> {
+        self.registry
+            .reading()
+            .fetch(product, kind, tag)
+            .map(crate::registry::checks_named_by)
+            .unwrap_or_default()
+    }
+
+    /// Track `checks` again with the interval the registry now gives them.
+    pub(crate) fn retrack(&self, product: &str, mut checks: Vec<String>) {
+        checks.sort();
+        checks.dedup();
+        for tag in checks {
+            let def = self.registry.reading().healthcheck(product, &tag);
+            if let Some(h) = def {
+                self.track(&h);
+            }
+        }
+    }
+
+    fn track(&self, h: &HealthcheckDef) {
+        let interval =
+            self.registry
+                .reading()
+                .check_interval(&h.meta.product, &h.meta.tag, h.interval_ms);
         let now = self.clock.now();
         let mut board = self.health.locked();
         let envs: Vec<&str> = h.input.keys().map(String::as_str).collect();
@@ -102,7 +127,7 @@ impl Inner {
                     env: env.to_string(),
                     tag: h.meta.tag.clone(),
                 },
-                Duration::from_millis(h.interval_ms),
+                Duration::from_millis(interval),
                 h.jitter,
                 h.history,
                 now,

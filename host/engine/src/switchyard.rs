@@ -245,15 +245,16 @@ impl Switchyard {
             def.meta().tag.clone(),
             def.kind(),
         );
-        let hc = match &def {
-            Definition::Healthcheck(h) => Some(h.clone()),
-            _ => None,
-        };
+        // Healthchecks whose interval an option's `check_interval_ms` may
+        // change: those the old and the new definition name.
+        let mut checks = self.inner.checks_named(&product, kind, &tag);
+        checks.extend(crate::registry::checks_named_by(&def));
+        if let Definition::Healthcheck(h) = &def {
+            checks.push(h.meta.tag.clone());
+        }
         self.inner.registry.writing().put(def, replace)?;
         self.inner.forget_state(&product, kind, &tag);
-        if let Some(h) = hc {
-            self.inner.track(&h);
-        }
+        self.inner.retrack(&product, checks);
         Ok(())
     }
 
@@ -278,6 +279,8 @@ impl Switchyard {
         if kind == Kind::Healthcheck {
             self.inner.health.locked().untrack(product, tag, &[]);
         }
+        self.inner
+            .retrack(product, crate::registry::checks_named_by(&def));
         Ok(def)
     }
 }

@@ -15,8 +15,13 @@ pub enum SkipReason {
         /// The healthcheck's tag.
         healthcheck: String,
     },
-    /// Its breaker is open (or half-open with no probe permit left).
+    /// Its breaker is open (or half-open with no probe permit left): the
+    /// reference's blocked request, `open: true` with the last real error.
     BreakerOpen {
+        /// Always true: blocked by the breaker, not tried.
+        open: bool,
+        /// The breaker's key.
+        breaker: String,
         /// The error that opened it.
         last_error: Option<String>,
     },
@@ -48,8 +53,11 @@ impl fmt::Display for SkipReason {
             Self::Unhealthy { healthcheck } => write!(f, "unhealthy ({healthcheck})"),
             Self::BreakerOpen {
                 last_error: Some(e),
+                ..
             } => write!(f, "breaker open: {e}"),
-            Self::BreakerOpen { last_error: None } => write!(f, "breaker open"),
+            Self::BreakerOpen {
+                last_error: None, ..
+            } => write!(f, "breaker open"),
             Self::Deadline => f.write_str("run deadline passed"),
             Self::Overloaded { message, .. } => write!(f, "overloaded: {message}"),
             Self::Saturated { message, .. } => write!(f, "saturated, spilled over: {message}"),

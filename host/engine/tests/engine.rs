@@ -573,7 +573,7 @@ async fn the_breaker_opens_skips_and_half_opens_on_the_manual_clock() {
     assert_eq!(a.call_count(), 3, "open: not called");
     assert!(matches!(
         &r.trace.skipped[0].reason,
-        SkipReason::BreakerOpen { last_error: Some(e) } if e.contains("go failed")
+        SkipReason::BreakerOpen { open: true, last_error: Some(e), .. } if e.contains("go failed")
     ));
     clock.advance(Duration::from_secs(31));
     a.behave(|_| Ok(json!({})));
@@ -1066,7 +1066,11 @@ fn feature_cycles_are_refused() {
         .step_feature("call-b", "b")
         .update()
         .unwrap_err();
-    assert!(e.reason.contains("cycle: a → b → a"), "{e}");
+    assert!(
+        e.reason
+            .contains("cycle: features.a → features.b → features.a"),
+        "{e}"
+    );
 }
 
 // ---- admission: host overload is never the provider's fault ----
@@ -1222,8 +1226,8 @@ mod admission {
             .yard
             .provider_states(P, "dev", Kind::Fallback, "pay")
             .unwrap()[0];
-        assert_eq!(s.admission.overloaded, 6);
-        assert_eq!(s.admission.in_flight, 0);
+        assert_eq!(s.admission.as_ref().unwrap().overloaded, 6);
+        assert_eq!(s.admission.as_ref().unwrap().in_flight, 0);
     }
 
     fn spill_fallback(w: &World, spillover: bool) {
@@ -1275,7 +1279,7 @@ mod admission {
                         .admission
                         .clone()
                 };
-                while gate().queued < 1 {
+                while gate().expect("an action option has admission").queued < 1 {
                     tokio::task::yield_now().await;
                 }
                 assert_eq!(w.adyen.call_count(), 0, "it waits for stripe");
@@ -1354,7 +1358,10 @@ mod admission {
             .yard
             .provider_states(P, "dev", Kind::Fallback, "pay")
             .unwrap()[0];
-        assert_eq!(s.admission.cooldown_remaining_ms, Some(2_000));
+        assert_eq!(
+            s.admission.as_ref().unwrap().cooldown_remaining_ms,
+            Some(2_000)
+        );
         w.clock.advance(Duration::from_secs(2));
         w.stripe.succeed_with(json!({"app": "stripe"}));
         assert_eq!(run().await.unwrap().provider.as_deref(), Some("stripe"));
@@ -1814,4 +1821,528 @@ mod fuzz {
             });
         }
     }
+}
+
+// ---- reference parity: breaker settings per definition and option ----
+
+fn two_apps(clock: Arc<ManualClock>) -> (Switchyard, Arc<FakeAdapter>, Arc<FakeAdapter>) {
+    let yard = Switchyard::builder().clock(clock).build();
+    let a = Arc::new(FakeAdapter::new("a", &[("go", true), ("ping", true)]));
+    let b = Arc::new(FakeAdapter::new("b", &[("go", true), ("ping", true)]));
+    for env in ["dev", "prod"] {
+        yard.install_app(P, "a", env, a.clone());
+        yard.install_app(P, "b", env, b.clone());
+    }
+    (yard, a, b)
+}
+
+#[tokio::test]
+async fn breaker_settings_per_definition_and_option_decide_what_opens_and_blocked_runs_say_open() {
+    let clock = Arc::new(ManualClock::new());
+    let (yard, a, b) = two_apps(clock.clone());
+    // The reference's example, translated: a definition-wide breaker that
+    // counts 401-style `internal` errors too and opens after 2 failures;
+    // option `a` keeps it open 5 s instead of 30 s.
+    let def: switchyard_engine::Definition = serde_json::from_value(json!({
+        "kind": "fallback", "product": P, "tag": "f",
+        "breaker": {"minimum_failure_count": 1, "failure_threshold": 10,
+                    "system_errors": ["internal", "unavailable"]},
+        "options": [
+            {"provider": "a", "app": "a", "action": "go", "breaker": {"open_timeout": 5000}},
+            {"provider": "b", "app": "b", "action": "go"}
+        ]
+    }))
+    .unwrap();
+    yard.create(def).unwrap();
+    a.fail(ErrorClass::Internal);
+    b.fail(ErrorClass::Internal);
+    let run = || {
+        yard.run(
+            Kind::Fallback,
+            P,
+            "dev",
+            "f",
+            json!({}),
+            RunOptions::default(),
+        )
+    };
+    for _ in 0..2 {
+        run().await.unwrap_err();
+    }
+    let states = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(
+        states[0].breaker.state,
+        BreakerState::Open,
+        "internal counted"
+    );
+    assert_eq!(states[0].breaker.key, "payments/dev/a/go");
+    assert_eq!(
+        states[0].breaker_settings.open_timeout,
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        states[1].breaker_settings.open_timeout,
+        Duration::from_secs(30)
+    );
+    assert_eq!(states[1].breaker_settings.minimum_failure_count, 1);
+    // Both blocked: the run says `open`, with the last real error, and
+    // nobody is called.
+    let calls = (a.call_count(), b.call_count());
+    let e = run().await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::NoProvider);
+    assert!(e.open, "{e:?}");
+    assert!(
+        e.last_error.as_deref().unwrap().contains("go failed"),
+        "{e:?}"
+    );
+    let t = e.trace.unwrap();
+    assert!(t.skipped.iter().all(|s| matches!(
+        &s.reason,
+        SkipReason::BreakerOpen { open: true, breaker, last_error: Some(_) } if breaker.starts_with("payments/dev/")
+    )));
+    assert_eq!((a.call_count(), b.call_count()), calls);
+    let states = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(states[0].counts.blocked, 1);
+    assert_eq!(states[1].counts.blocked, 1);
+    // `a` half-opens after its own 5 s; `b` is still open.
+    clock.advance(Duration::from_secs(6));
+    a.behave(|_| Ok(json!({"ok": true})));
+    let r = run().await.unwrap();
+    assert_eq!(r.provider.as_deref(), Some("a"));
+    // The same fallback under the engine's default classifier would never
+    // have opened on `internal`: prove it with a definition without one.
+    let (yard2, a2, _) = two_apps(Arc::new(ManualClock::new()));
+    yard2
+        .fallback()
+        .define(P, "g")
+        .provider("a")
+        .action("go")
+        .create()
+        .unwrap();
+    a2.fail(ErrorClass::Internal);
+    for _ in 0..20 {
+        yard2
+            .run(
+                Kind::Fallback,
+                P,
+                "dev",
+                "g",
+                json!({}),
+                RunOptions::default(),
+            )
+            .await
+            .unwrap_err();
+    }
+    let s = yard2.fallback().providers(P, "dev", "g").unwrap();
+    assert_eq!(s[0].breaker.state, BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn provider_state_reports_the_breakers_a_breaker_key_template_routes_by() {
+    let clock = Arc::new(ManualClock::new());
+    let (yard, a, _b) = two_apps(clock);
+    yard.fallback()
+        .define(P, "f")
+        .input("merchant", FieldType::String)
+        .provider("a")
+        .action("go")
+        .breaker_key("a/$Input{merchant}")
+        .provider_breaker(switchyard_engine::BreakerSettings {
+            minimum_failure_count: Some(1),
+            failure_threshold: Some(10.0),
+            ..Default::default()
+        })
+        .provider("b")
+        .action("go")
+        .create()
+        .unwrap();
+    a.behave(|req| {
+        if req.input["merchant"] == "m1" {
+            Err(AttemptError::new(
+                ErrorClass::Unavailable,
+                FailureKind::Provider,
+                "m1 down",
+            ))
+        } else {
+            Ok(json!({}))
+        }
+    });
+    for m in ["m1", "m1", "m2"] {
+        yard.run(
+            Kind::Fallback,
+            P,
+            "dev",
+            "f",
+            json!({"merchant": m}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let r = yard
+        .run(
+            Kind::Fallback,
+            P,
+            "dev",
+            "f",
+            json!({"merchant": "m1"}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.provider.as_deref(), Some("b"), "m1's breaker is open");
+    let s = &yard.fallback().providers(P, "dev", "f").unwrap()[0];
+    // Not the default key's (never used, closed) breaker: the one runs
+    // were skipped by.
+    assert_eq!(s.breaker.key, "payments/dev/a/m1");
+    assert_eq!(s.breaker.state, BreakerState::Open);
+    assert_eq!(s.breaker_key.as_deref(), Some("a/$Input{merchant}"));
+    assert_eq!(s.breakers_total, Some(2));
+    assert_eq!(s.breakers[1].key, "payments/dev/a/m2");
+    assert_eq!(s.breakers[1].state, BreakerState::Closed);
+    assert_eq!(s.status, HealthStatus::Unknown, "m2 still routes to a");
+    assert_eq!(s.counts.blocked, 1);
+}
+
+#[tokio::test]
+async fn options_sharing_a_breaker_cannot_disagree_on_its_settings() {
+    let (yard, _a, _b) = two_apps(Arc::new(ManualClock::new()));
+    let strict = switchyard_engine::BreakerSettings {
+        minimum_failure_count: Some(1),
+        ..Default::default()
+    };
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .provider_breaker(strict)
+        .create()
+        .unwrap();
+    // Another definition on the same breaker (a/go) with other settings.
+    let e = yard
+        .quota()
+        .define(P, "q")
+        .provider("a")
+        .action("go")
+        .provider_breaker(switchyard_engine::BreakerSettings {
+            minimum_failure_count: Some(9),
+            ..Default::default()
+        })
+        .create()
+        .unwrap_err();
+    assert_eq!(e.path, "quotas.q.providers[0].breaker");
+    assert!(e.reason.contains("fallbacks.f.options[0]"), "{e}");
+    assert!(e.reason.contains("minimum_failure_count"), "{e}");
+    // The same settings, or none, or a key of its own: accepted.
+    yard.quota()
+        .define(P, "q")
+        .provider("a")
+        .action("go")
+        .provider_breaker(strict)
+        .create()
+        .unwrap();
+    yard.quota()
+        .define(P, "q2")
+        .provider("a")
+        .action("go")
+        .create()
+        .unwrap();
+    yard.quota()
+        .define(P, "q3")
+        .provider("a")
+        .action("go")
+        .breaker_key("a-go-strict")
+        .provider_breaker(switchyard_engine::BreakerSettings {
+            minimum_failure_count: Some(9),
+            ..Default::default()
+        })
+        .create()
+        .unwrap();
+    // Updating the definition that set them is not a clash with itself.
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .provider_breaker(strict)
+        .update()
+        .unwrap();
+    let bad: Result<switchyard_engine::Definition, _> = serde_json::from_value(json!({
+        "kind": "fallback", "product": P, "tag": "h",
+        "options": [{"provider": "b", "app": "b", "action": "go",
+                     "breaker": {"system_errors": ["overloaded"]}}]
+    }));
+    let e = yard.create(bad.unwrap()).unwrap_err();
+    assert_eq!(e.path, "fallbacks.h.options[0].breaker.system_errors");
+}
+
+// ---- reference parity: options that run a feature ----
+
+#[tokio::test]
+async fn a_fallback_option_may_run_a_feature_and_fails_over_when_it_fails() {
+    let clock = Arc::new(ManualClock::new());
+    let (yard, a, b) = two_apps(clock);
+    // The feature: two steps on `a`.
+    yard.feature()
+        .define(P, "two-step")
+        .step_action("first", "a", "go")
+        .step_action("second", "a", "go")
+        .output(json!({"via": "feature", "last": "$Sequence{second}{}"}))
+        .create()
+        .unwrap();
+    let def: switchyard_engine::Definition = serde_json::from_value(json!({
+        "kind": "fallback", "product": P, "tag": "f",
+        "options": [
+            {"provider": "flow", "type": "feature", "tag": "two-step",
+             "output": {"served": "$Response{via}"}},
+            {"provider": "b", "app": "b", "action": "go", "output": {"served": "b"}}
+        ]
+    }))
+    .unwrap();
+    yard.create(def.clone()).unwrap();
+    assert_eq!(
+        yard.fetch(P, Kind::Fallback, "f").unwrap(),
+        def,
+        "round trip"
+    );
+    a.succeed_with(json!({"n": 1}));
+    b.succeed_with(json!({}));
+    let r = yard
+        .run(
+            Kind::Fallback,
+            P,
+            "dev",
+            "f",
+            json!({}),
+            RunOptions::default().idempotency_key("k1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.output, json!({"served": "feature"}));
+    assert_eq!(r.provider.as_deref(), Some("flow"));
+    assert_eq!(a.call_count(), 2);
+    assert_eq!(
+        a.calls()[1].idempotency_key,
+        "k1:second",
+        "the feature's step keys"
+    );
+    assert_eq!(
+        r.trace.steps[0].name, "flow",
+        "the feature's own trace is kept"
+    );
+    assert_eq!(r.trace.steps[0].trace.steps.len(), 2);
+    assert_eq!(b.call_count(), 0);
+    // The feature's step fails: the option failed, the run fails over.
+    a.fail(ErrorClass::Unavailable);
+    let r = yard
+        .run(
+            Kind::Fallback,
+            P,
+            "dev",
+            "f",
+            json!({}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.output, json!({"served": "b"}));
+    assert_eq!(r.trace.attempts[0].provider, "flow");
+    assert_eq!(
+        r.trace.attempts[0].outcome,
+        Outcome::Failed(ErrorClass::Unavailable)
+    );
+    let s = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(s[0].feature.as_deref(), Some("two-step"));
+    assert_eq!(s[0].breaker.key, "payments/dev/feature:two-step");
+    assert_eq!(s[0].counts.attempts, 2);
+    assert!(s[0].admission.is_none());
+    // A rejected input inside the feature stops the run, as for an action.
+    a.fail(ErrorClass::Rejected);
+    let e = yard
+        .run(
+            Kind::Fallback,
+            P,
+            "dev",
+            "f",
+            json!({}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Rejected);
+}
+
+#[tokio::test]
+async fn a_quota_provider_may_run_a_feature_and_feature_options_are_checked() {
+    let (yard, a, b) = two_apps(Arc::new(ManualClock::new()));
+    yard.feature()
+        .define(P, "via-a")
+        .step_action("only", "a", "go")
+        .create()
+        .unwrap();
+    yard.quota()
+        .define(P, "q")
+        .provider("fa")
+        .feature("via-a")
+        .weight(1)
+        .provider("b")
+        .action("go")
+        .weight(1)
+        .create()
+        .unwrap();
+    a.succeed_with(json!({"who": "a"}));
+    b.succeed_with(json!({"who": "b"}));
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let r = yard
+            .run(Kind::Quota, P, "dev", "q", json!({}), RunOptions::default())
+            .await
+            .unwrap();
+        served.push(r.output["who"].as_str().unwrap().to_string());
+    }
+    assert_eq!(served.iter().filter(|w| *w == "a").count(), 2, "{served:?}");
+    // Deleting a feature an option runs is refused.
+    let e = yard.delete(P, Kind::Feature, "via-a").unwrap_err();
+    assert!(e.reason.contains("quotas.q"), "{e}");
+    // Unknown feature, app given, retries: each refused where written.
+    let refuse = |v: Value| {
+        yard.create(serde_json::from_value::<switchyard_engine::Definition>(v).unwrap())
+            .unwrap_err()
+    };
+    let e = refuse(json!({"kind": "fallback", "product": P, "tag": "x",
+        "options": [{"provider": "f", "type": "feature", "tag": "nope"}]}));
+    assert_eq!(e.path, "fallbacks.x.options[0].tag");
+    let e = refuse(json!({"kind": "fallback", "product": P, "tag": "x",
+        "options": [{"provider": "f", "type": "feature", "tag": "via-a", "app": "a"}]}));
+    assert_eq!(e.path, "fallbacks.x.options[0].app");
+    let e = refuse(json!({"kind": "fallback", "product": P, "tag": "x",
+        "options": [{"provider": "f", "type": "feature", "tag": "via-a", "retries": 2}]}));
+    assert_eq!(e.path, "fallbacks.x.options[0].retries");
+    let e = refuse(json!({"kind": "fallback", "product": P, "tag": "x",
+        "options": [{"provider": "f"}]}));
+    assert_eq!(e.path, "fallbacks.x.options[0].app");
+}
+
+#[tokio::test]
+async fn a_feature_option_that_would_run_itself_is_refused() {
+    let (yard, _a, _b) = two_apps(Arc::new(ManualClock::new()));
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .create()
+        .unwrap();
+    yard.feature()
+        .define(P, "uses-f")
+        .step_fallback("pay", "f")
+        .create()
+        .unwrap();
+    // f's new option runs uses-f, whose step runs f: a cycle.
+    let e = yard
+        .fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .provider("loop")
+        .feature("uses-f")
+        .update()
+        .unwrap_err();
+    assert_eq!(e.path, "fallbacks.f.options");
+    assert!(
+        e.reason
+            .contains("fallbacks.f → features.uses-f → fallbacks.f"),
+        "{e}"
+    );
+}
+
+// ---- reference parity: option state in fetch ----
+
+#[tokio::test]
+async fn fetch_shows_each_options_live_state_per_env_and_options_set_their_check_interval() {
+    let clock = Arc::new(ManualClock::new());
+    let (yard, a, b) = two_apps(clock.clone());
+    yard.healthcheck()
+        .define(P, "a-up")
+        .app("a")
+        .action("ping")
+        .input("dev", json!({}))
+        .input("prod", json!({}))
+        .interval(Duration::from_secs(60))
+        .create()
+        .unwrap();
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .healthcheck("a-up")
+        .check_interval(Duration::from_secs(10))
+        .provider("b")
+        .action("go")
+        .create()
+        .unwrap();
+    a.behave(|req| {
+        if req.env == "prod" {
+            Err(AttemptError::new(
+                ErrorClass::Unavailable,
+                FailureKind::Provider,
+                "prod down",
+            ))
+        } else {
+            Ok(json!({}))
+        }
+    });
+    b.succeed_with(json!({}));
+    assert_eq!(yard.run_due_healthchecks().await, 2);
+    let live = yard.fetch_live(P, Kind::Fallback, "f", &[]).unwrap();
+    assert_eq!(live.states.keys().collect::<Vec<_>>(), ["dev", "prod"]);
+    let dev = &live.states["dev"][0];
+    assert_eq!(dev.last_available, Some(true));
+    assert_eq!(dev.status, HealthStatus::Healthy);
+    assert!(dev.last_checked_unix_ms.is_some());
+    assert_eq!(
+        dev.check_interval_ms,
+        Some(10_000),
+        "the option's shorter interval"
+    );
+    assert_eq!(live.states["prod"][0].last_available, Some(false));
+    assert_eq!(
+        live.states["prod"][1].last_available, None,
+        "b has no healthcheck"
+    );
+    // The JSON: the definition, each option with `states` by env.
+    let v = live.to_json();
+    assert_eq!(v["options"][0]["provider"], "a");
+    assert_eq!(v["options"][0]["states"]["prod"]["last_available"], false);
+    assert_eq!(
+        v["options"][0]["states"]["dev"]["check_interval_ms"],
+        10_000
+    );
+    // One env only.
+    let one = yard
+        .fetch_live(P, Kind::Fallback, "f", &["dev".into()])
+        .unwrap();
+    assert_eq!(one.states.len(), 1);
+    // The check runs every 10 s now, not 60.
+    clock.advance(Duration::from_secs(12));
+    assert_eq!(yard.run_due_healthchecks().await, 2);
+    // Without the option's interval it is back to 60 s.
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .healthcheck("a-up")
+        .provider("b")
+        .action("go")
+        .update()
+        .unwrap();
+    // (the round already scheduled still runs; the next is 60 s later)
+    clock.advance(Duration::from_secs(12));
+    assert_eq!(yard.run_due_healthchecks().await, 2);
+    clock.advance(Duration::from_secs(12));
+    assert_eq!(yard.run_due_healthchecks().await, 0);
+    let all = yard.fetch_all_live(P, None, &["dev".into()]);
+    assert_eq!(all.len(), 2);
+    assert!(
+        all.iter()
+            .any(|d| d.definition.kind() == Kind::Healthcheck && d.states.is_empty())
+    );
 }

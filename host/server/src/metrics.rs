@@ -80,6 +80,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Breakers by state, all of them.",
     ),
     (
+        "switchyard_breaker_blocked_total",
+        "counter",
+        "Requests a run did not send because the provider's breaker was open, by target (`app/action` or `feature:tag`).",
+    ),
+    (
         "switchyard_plugin_instantiations_total",
         "counter",
         "Plugin instances created (one per call).",
@@ -456,6 +461,15 @@ impl Observer for Metrics {
         self.add("switchyard_overloaded_total", labels, 1.0);
     }
 
+    fn blocked(&self, product: &str, env: &str, target: &str) {
+        let labels = vec![
+            ("product", product.to_string()),
+            ("env", env.to_string()),
+            ("target", target.to_string()),
+        ];
+        self.add("switchyard_breaker_blocked_total", labels, 1.0);
+    }
+
     fn healthcheck(&self, key: &HealthKey, outcome: &ProbeOutcome) {
         let labels = vec![
             ("product", key.product.clone()),
@@ -497,12 +511,20 @@ mod tests {
                 duration: Duration::from_millis(3),
             });
         }
+        m.blocked("p", "dev", "a/send");
+        m.blocked("p", "dev", "a/send");
         let text = m.render(&Scrape {
             breakers: &[("p/dev/a/send".into(), BreakerState::Open)],
             apps: &[],
             admission: &[],
             instances: (3, 1024),
         });
+        assert!(
+            text.contains(
+                "switchyard_breaker_blocked_total{product=\"p\",env=\"dev\",target=\"a/send\"} 2\n"
+            ),
+            "{text}"
+        );
         let l = r#"product="p",env="dev",app="a\"b",action="send",provider="a""#;
         assert!(
             text.contains(&format!("switchyard_attempts_total{{{l}}} 2\n")),

@@ -1176,3 +1176,130 @@ async fn patch_changes_only_the_fields_it_names() {
     assert_eq!(st, 400, "{v}");
     assert_eq!(v["code"], "invalid-body");
 }
+
+/// Issue 17 items 2 and 5 over HTTP: breaker settings written in TOML per
+/// definition and per option, the `open` flag and last error of a run
+/// every breaker blocked, blocked requests in metrics, and each option's
+/// live state in fetch and fetch-all with `?env=`.
+#[tokio::test]
+async fn breaker_settings_from_toml_and_live_option_state_in_fetch() {
+    let s = Setup::new().await;
+    let extra = r#"
+[products.notify.fallbacks.strict]
+input = { to = { type = "string" } }
+breaker = { minimum_failure_count = 1, failure_threshold = 10, open_timeout = 600000 }
+options = [
+  { provider = "primary", app = "primary", action = "fetch-message", input = { id = "$Input{to}" }, healthcheck = "primary-health", check_interval_ms = 20000,
+    breaker = { system_errors = ["unavailable", "internal"] } },
+]
+"#;
+    let server = Server::start(&s.config_with(extra));
+    server.first_healthcheck().await;
+    // Live state: the stored definition stays a PUT-able body without
+    // `?env=`; with it, every option carries `states` by env.
+    let path = "/v1/notify/definitions/fallbacks/strict";
+    let (_, plain) = server.get(path).await;
+    assert!(plain["options"][0].get("states").is_none(), "{plain}");
+    assert_eq!(plain["breaker"]["minimum_failure_count"], 1);
+    let (st, live) = server.get(&format!("{path}?env=dev")).await;
+    assert_eq!(st, 200, "{live}");
+    let state = &live["options"][0]["states"]["dev"];
+    assert_eq!(state["last_available"], true, "{live}");
+    assert_eq!(state["status"], "healthy");
+    assert!(state["last_checked_unix_ms"].is_u64());
+    assert_eq!(state["check_interval_ms"], 20_000);
+    assert_eq!(state["breaker_settings"]["open_timeout"], 600_000);
+    assert_eq!(
+        state["breaker_settings"]["system_errors"],
+        json!(["unavailable", "internal"])
+    );
+    let (_, all) = server.get("/v1/notify/definitions/fallbacks?env=*").await;
+    let strict = all["fallbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["tag"] == "strict")
+        .unwrap();
+    assert!(strict["options"][0]["states"]["dev"].is_object(), "{all}");
+    let (st, v) = server.get(&format!("{path}?env=nope")).await;
+    assert_eq!(st, 404, "{v}");
+    let (st, v) = server.get(&format!("{path}?envs=dev")).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid-query")),
+        "{v}"
+    );
+    // The provider fails: two failures open the strict breaker (one is
+    // not enough: failures must exceed minimum_failure_count).
+    s.primary.set_failure_rate(1.0);
+    let run = "/v1/notify/dev/fallbacks/strict/run";
+    for _ in 0..2 {
+        let (st, v) = server.post(run, json!({"input": {"to": "m-1"}})).await;
+        assert_eq!(v["code"], "all-failed", "{v}");
+        assert!(st >= 500, "{st}");
+    }
+    let (st, v) = server.post(run, json!({"input": {"to": "m-1"}})).await;
+    assert_eq!(v["code"], "no-provider", "{v}");
+    assert_eq!(v["open"], true, "{v}");
+    assert!(!v["last_error"].as_str().unwrap().is_empty(), "{v}");
+    assert_eq!(v["trace"]["skipped"][0]["reason"], "breaker-open");
+    assert_eq!(v["trace"]["skipped"][0]["open"], true);
+    assert_eq!(
+        v["trace"]["skipped"][0]["breaker"],
+        "notify/dev/primary/fetch-message"
+    );
+    assert!(st >= 500, "{st}");
+    let (_, live) = server.get(&format!("{path}?env=dev")).await;
+    let state = &live["options"][0]["states"]["dev"];
+    assert_eq!(state["breaker"]["state"], "open", "{live}");
+    assert_eq!(state["status"], "unhealthy");
+    assert_eq!(state["counts"]["blocked"], 1);
+    let (_, text) = server.get("/metrics").await;
+    let text = text.as_str().unwrap().to_string();
+    assert_eq!(
+        metric(
+            &text,
+            "switchyard_breaker_blocked_total{product=\"notify\",env=\"dev\",target=\"primary/fetch-message\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    // The CLI fetches the same: from the running server (live breakers) ...
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("get")
+            .args(args)
+            .env("SWITCHYARD_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let config = s.dir.path().join("switchyard.toml");
+    let config = config.to_str().unwrap();
+    let v = cli(&[
+        "fallback",
+        "strict",
+        config,
+        "--env",
+        "dev",
+        "--server",
+        &server.base,
+    ]);
+    assert_eq!(
+        v["options"][0]["states"]["dev"]["breaker"]["state"], "open",
+        "{v}"
+    );
+    // ... or loaded here, health from the store's history.
+    let v = cli(&["fallbacks", "strict", config, "--env", "*"]);
+    assert_eq!(
+        v["options"][0]["states"]["dev"]["last_available"], true,
+        "{v}"
+    );
+    let v = cli(&["fallback", "strict", config]);
+    assert!(v["options"][0].get("states").is_none(), "{v}");
+}

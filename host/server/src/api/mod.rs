@@ -8,7 +8,8 @@
 use crate::deployment::{ChangeError, Deployment};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -595,23 +596,85 @@ async fn set_admission(
     Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
 }
 
+/// `?env=prod` (or `?env=*` for every env of the product) on fetch and
+/// fetch-all: add each option's live state in that env.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateQuery {
+    env: Option<String>,
+}
+
+/// The envs a `?env=` asks for, checked against the product's; `None`
+/// without one (the stored definition only, fit to PUT back).
+fn state_envs(
+    s: &ApiState,
+    product: &str,
+    q: &StateQuery,
+) -> Result<Option<Vec<String>>, ApiError> {
+    match q.env.as_deref() {
+        None => Ok(None),
+        Some("*") => Ok(Some(
+            s.deployment.config.file.products[product].envs.clone(),
+        )),
+        Some(env) => {
+            check_product_env(s, product, Some(env)).map_err(|e| e.field("env"))?;
+            Ok(Some(vec![env.to_string()]))
+        }
+    }
+}
+
+fn state_query(q: Result<Query<StateQuery>, QueryRejection>) -> Result<StateQuery, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            format!(
+                "{}; the only parameter is `env` (an env of the product, or `*` for every env)",
+                e.body_text()
+            ),
+        )
+    })
+}
+
 async fn list(
     State(s): State<Arc<ApiState>>,
     Path((product, kinds)): Path<(String, String)>,
+    q: Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
-    let defs = s.deployment.yard.fetch_all(&product, Some(kind));
-    Ok(axum::Json(json!({ kinds: defs })).into_response())
+    let q = state_query(q)?;
+    let body = match state_envs(&s, &product, &q)? {
+        None => json!({ kinds: s.deployment.yard.fetch_all(&product, Some(kind)) }),
+        Some(envs) => {
+            json!({ kinds: s.deployment.yard.fetch_all_live(&product, Some(kind), &envs) })
+        }
+    };
+    Ok(axum::Json(body).into_response())
 }
 
 async fn fetch(
     State(s): State<Arc<ApiState>>,
     Path((product, kinds, tag)): Path<(String, String, String)>,
+    q: Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
-    Ok(axum::Json(stored(&s, &product, kind, &tag)?).into_response())
+    let q = state_query(q)?;
+    let def = stored(&s, &product, kind, &tag)?;
+    match state_envs(&s, &product, &q)? {
+        None => Ok(axum::Json(def).into_response()),
+        Some(envs) => {
+            let live = s
+                .deployment
+                .yard
+                .fetch_live(&product, kind, &tag, &envs)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`"))
+                })?;
+            Ok(axum::Json(live).into_response())
+        }
+    }
 }
 
 /// The stored definition, or 404.

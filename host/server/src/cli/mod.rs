@@ -37,6 +37,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a fallback, quota or feature of a config once and explain it.
     Run(serve::RunArgs),
+    /// Print a definition; with `--env`, each option's live state
+    /// (health, breaker, counts) as fetch shows it.
+    Get(serve::GetArgs),
     /// Load a config and its plugins and report every problem at once.
     Check(serve::CheckArgs),
     /// Config file helpers.
@@ -154,6 +157,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Call(args) => call(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Run(args) => serve::run(args).await,
+        Command::Get(args) => serve::get(args).await,
         Command::Check(args) => serve::check(args).await,
         Command::Config(ConfigCommand::Schema) => serve::schema(),
     };

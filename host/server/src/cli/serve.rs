@@ -79,6 +79,158 @@ pub struct RunArgs {
     json: bool,
 }
 
+/// Every kind, by its singular name (`fallback`) or plural (`fallbacks`).
+fn any_kind(s: &str) -> Result<Kind, String> {
+    [
+        Kind::Healthcheck,
+        Kind::Quota,
+        Kind::Fallback,
+        Kind::Feature,
+        Kind::Cache,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s || k.plural() == s)
+    .ok_or_else(|| format!("`{s}` is not a kind: healthcheck, quota, fallback, feature or cache"))
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The kind: healthcheck, quota, fallback, feature or cache.
+    #[arg(value_parser = any_kind)]
+    kind: Kind,
+    /// Its tag.
+    tag: String,
+    /// The config file, as for `serve` (default `switchyard.toml`).
+    config: Option<PathBuf>,
+    /// Add each option's live state in this env (`*`: every env).
+    #[arg(long)]
+    env: Option<String>,
+    /// The product (default: the config's only product).
+    #[arg(long)]
+    product: Option<String>,
+    /// Ask a running server (`http://127.0.0.1:8080`) instead of loading
+    /// the config here: its breakers, counts and health are the live ones.
+    /// The token is read from `server.token_env` (default
+    /// `SWITCHYARD_TOKEN`).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+}
+
+/// `switchyard get`: the definition as the API's fetch returns it. Loaded
+/// here, a definition's health comes from the store's history (what
+/// `serve` recorded); breakers and counts are this process's, so for the
+/// live ones of a serving replica pass `--server`.
+pub async fn get(args: GetArgs) -> Result<(), Exit> {
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("switchyard.toml"));
+    let config = if args.server.is_some() && args.product.is_some() && !path.exists() {
+        None
+    } else {
+        Some(load(&path)?)
+    };
+    let product = match (&args.product, &config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => only("product", "--product", c.file.products.keys())?,
+        (None, None) => unreachable!("a config is loaded without --product"),
+    };
+    if let Some(url) = &args.server {
+        let token_env = config.as_ref().map_or("SWITCHYARD_TOKEN".to_string(), |c| {
+            c.file.server.token_env.clone()
+        });
+        let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
+        let mut uri = format!(
+            "{}/v1/{product}/definitions/{}/{}",
+            url.trim_end_matches('/'),
+            args.kind.plural(),
+            args.tag
+        );
+        if let Some(env) = &args.env {
+            let env = if env == "*" { "%2A" } else { env.as_str() };
+            uri.push_str(&format!("?env={env}"));
+        }
+        let (status, body) = http_get(&uri, token.as_deref()).await?;
+        println!("{body}");
+        return if status == 200 {
+            Ok(())
+        } else {
+            Err(usage(format!("{uri}: HTTP {status}")))
+        };
+    }
+    let config = config.expect("loaded above");
+    let Some(p) = config.file.products.get(&product) else {
+        return Err(usage(format!(
+            "no product `{product}` in {}",
+            config.path.display()
+        )));
+    };
+    let envs: Option<Vec<String>> = match args.env.as_deref() {
+        None => None,
+        Some("*") => Some(p.envs.clone()),
+        Some(e) if p.envs.iter().any(|x| x == e) => Some(vec![e.to_string()]),
+        Some(e) => {
+            return Err(usage(format!(
+                "--env `{e}` is not an env of `{product}` (envs: {}); or `*` for every env",
+                p.envs.join(", ")
+            )));
+        }
+    };
+    let store = config.relative(&config.file.server.store).exists();
+    let d = start(config, store).await?;
+    let not_found = || {
+        usage(format!(
+            "no {} `{}` in product `{product}`",
+            args.kind, args.tag
+        ))
+    };
+    let v = match envs {
+        None => serde_json::to_value(
+            d.yard
+                .fetch(&product, args.kind, &args.tag)
+                .ok_or_else(not_found)?,
+        ),
+        Some(envs) => serde_json::to_value(
+            d.yard
+                .fetch_live(&product, args.kind, &args.tag, &envs)
+                .ok_or_else(not_found)?,
+        ),
+    }
+    .expect("serializable");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v).expect("serializable")
+    );
+    Ok(())
+}
+
+/// One GET with an optional bearer token: the status and the body text.
+async fn http_get(uri: &str, token: Option<&str>) -> Result<(u16, String), Exit> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::get(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Empty::new())
+        .map_err(|e| usage(format!("--server: {e}")))?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| usage(format!("{uri}: {e}; is the server running?")))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| usage(format!("{uri}: {e}")))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The config file.

@@ -95,7 +95,7 @@ pub(crate) struct CompiledFeature {
     pub deadline: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Compiled {
     Route(Arc<CompiledRoute>),
     Feature(Arc<CompiledFeature>),

@@ -85,7 +85,7 @@ pub use retry::{Jitter, RetryPolicy};
 pub use run::{ErrorCode, RunError, RunOptions, RunResult};
 pub use scheduler::HealthcheckTask;
 pub use schema::{FieldSchema, FieldType, InputError, InputSchema};
-pub use switchyard::{Switchyard, SwitchyardBuilder};
+pub use switchyard::{Change, Switchyard, SwitchyardBuilder};
 #[cfg(feature = "testing")]
 pub use testing::FakeAdapter;
 pub use trace::{AttemptRecord, Outcome, RunKind, Skip, SkipReason, StepTrace, Trace};

@@ -17,13 +17,14 @@ use std::time::Duration;
 /// Default deadline of a whole run.
 pub const DEFAULT_RUN_DEADLINE: Duration = Duration::from_secs(30);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     def: Definition,
     compiled: Compiled,
 }
 
 /// An installed app: its instances per env.
+#[derive(Clone)]
 pub(crate) struct AppEntry {
     pub envs: BTreeMap<String, Arc<dyn Adapter>>,
 }
@@ -39,8 +40,9 @@ pub struct AppSummary {
     pub info: AppInfo,
 }
 
-/// Everything defined, per product.
-#[derive(Default)]
+/// Everything defined, per product. Cloned only to apply a batch of
+/// changes all or none (the clone shares every compiled form and adapter).
+#[derive(Default, Clone)]
 pub(crate) struct Registry {
     pub(crate) apps: HashMap<String, HashMap<String, AppEntry>>,
     /// product → kind → tag → definition (nested so lookups need no
@@ -82,6 +84,28 @@ impl Registry {
                     format!("no such app in product `{product}`"),
                 )
             })
+    }
+
+    /// Uninstall one env of an app; the app goes with its last env, which
+    /// is refused while a definition uses it.
+    pub fn remove_app_env(
+        &mut self,
+        product: &str,
+        tag: &str,
+        env: &str,
+    ) -> Result<(), DefineError> {
+        let last = self
+            .apps
+            .get(product)
+            .and_then(|a| a.get(tag))
+            .is_some_and(|e| e.envs.len() == 1 && e.envs.contains_key(env));
+        if last {
+            return self.remove_app(product, tag);
+        }
+        if let Some(e) = self.apps.get_mut(product).and_then(|a| a.get_mut(tag)) {
+            e.envs.remove(env);
+        }
+        Ok(())
     }
 
     pub fn adapter(&self, product: &str, app: &str, env: &str) -> Option<&Arc<dyn Adapter>> {

@@ -188,6 +188,15 @@ impl Switchyard {
             .install_app(product, tag, env, adapter);
     }
 
+    /// Uninstall one env of an app (a config reload that drops it); the
+    /// app goes with its last env, refused while a definition uses it.
+    pub fn remove_app_env(&self, product: &str, tag: &str, env: &str) -> Result<(), DefineError> {
+        self.inner
+            .registry
+            .writing()
+            .remove_app_env(product, tag, env)
+    }
+
     /// Remove an app (every env); refused while a definition uses it.
     pub fn remove_app(&self, product: &str, tag: &str) -> Result<(), DefineError> {
         self.inner.registry.writing().remove_app(product, tag)
@@ -258,6 +267,80 @@ impl Switchyard {
         Ok(())
     }
 
+    /// Apply `changes` all or none, as one step: each is checked against
+    /// the definitions the others leave, in whatever order lets every one
+    /// check out (a fallback and the new healthcheck it names may come in
+    /// any order). On any refusal nothing changes and every refusal is
+    /// returned. Runs in flight keep the compiled forms they started with;
+    /// breakers, health and budgets are untouched (they are keyed by app
+    /// and action, not by definition).
+    pub fn apply(&self, changes: Vec<Change>) -> Result<(), Vec<DefineError>> {
+        let mut touched: Vec<(String, Kind, String)> = Vec::new();
+        let mut checks: Vec<(String, String)> = Vec::new();
+        {
+            let mut live = self.inner.registry.writing();
+            let mut scratch = live.clone();
+            let mut pending = changes;
+            loop {
+                let mut errors = Vec::new();
+                let before = pending.len();
+                for c in std::mem::take(&mut pending) {
+                    let (product, kind, tag) = c.key();
+                    let old_checks = scratch
+                        .fetch(&product, kind, &tag)
+                        .map(crate::registry::checks_named_by)
+                        .unwrap_or_default();
+                    let result = match &c {
+                        Change::Put(d) => {
+                            let exists = scratch.fetch(&product, kind, &tag).is_some();
+                            scratch.put(d.clone(), exists)
+                        }
+                        Change::Delete { .. } => scratch.delete(&product, kind, &tag).map(|_| ()),
+                    };
+                    match result {
+                        Ok(()) => {
+                            if let Change::Put(d) = &c {
+                                checks.extend(
+                                    crate::registry::checks_named_by(d)
+                                        .into_iter()
+                                        .map(|t| (product.clone(), t)),
+                                );
+                            }
+                            checks.extend(old_checks.into_iter().map(|t| (product.clone(), t)));
+                            if kind == Kind::Healthcheck {
+                                checks.push((product.clone(), tag.clone()));
+                            }
+                            touched.push((product, kind, tag));
+                        }
+                        Err(e) => {
+                            errors.push(e);
+                            pending.push(c);
+                        }
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                if pending.len() == before {
+                    return Err(errors);
+                }
+            }
+            *live = scratch;
+        }
+        for (product, kind, tag) in &touched {
+            self.inner.forget_state(product, *kind, tag);
+            if *kind == Kind::Healthcheck && self.fetch(product, *kind, tag).is_none() {
+                self.inner.health.locked().untrack(product, tag, &[]);
+            }
+        }
+        checks.sort();
+        checks.dedup();
+        for (product, tag) in checks {
+            self.inner.retrack(&product, vec![tag]);
+        }
+        Ok(())
+    }
+
     /// One definition.
     pub fn fetch(&self, product: &str, kind: Kind, tag: &str) -> Option<Definition> {
         self.inner
@@ -282,6 +365,32 @@ impl Switchyard {
         self.inner
             .retrack(product, crate::registry::checks_named_by(&def));
         Ok(def)
+    }
+}
+
+/// One change of a batch ([`Switchyard::apply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Create the definition, or replace the one with its kind and tag.
+    Put(Definition),
+    /// Delete a definition.
+    Delete {
+        /// Product.
+        product: String,
+        /// Kind.
+        kind: Kind,
+        /// Tag.
+        tag: String,
+    },
+}
+
+impl Change {
+    /// Product, kind and tag of the definition it changes.
+    pub fn key(&self) -> (String, Kind, String) {
+        match self {
+            Self::Put(d) => (d.meta().product.clone(), d.kind(), d.meta().tag.clone()),
+            Self::Delete { product, kind, tag } => (product.clone(), *kind, tag.clone()),
+        }
     }
 }
 

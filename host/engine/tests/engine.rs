@@ -2346,3 +2346,92 @@ async fn fetch_shows_each_options_live_state_per_env_and_options_set_their_check
             .any(|d| d.definition.kind() == Kind::Healthcheck && d.states.is_empty())
     );
 }
+
+// ---- config reload: a batch of changes, all or none ----
+
+#[tokio::test]
+async fn a_batch_applies_in_any_order_or_not_at_all_and_keeps_breaker_state() {
+    use switchyard_engine::Change;
+    let clock = Arc::new(ManualClock::new());
+    let (yard, a, _b) = two_apps(clock);
+    yard.fallback()
+        .define(P, "f")
+        .provider("a")
+        .action("go")
+        .create()
+        .unwrap();
+    // Open a/go's breaker.
+    a.fail(ErrorClass::Unavailable);
+    for _ in 0..6 {
+        let _ = yard
+            .run(
+                Kind::Fallback,
+                P,
+                "dev",
+                "f",
+                json!({}),
+                RunOptions::default(),
+            )
+            .await;
+    }
+    assert_eq!(
+        yard.fallback().providers(P, "dev", "f").unwrap()[0]
+            .breaker
+            .state,
+        BreakerState::Open
+    );
+    let def = |v: Value| -> switchyard_engine::Definition { serde_json::from_value(v).unwrap() };
+    // The fallback names a healthcheck that comes later in the batch.
+    let f2 = def(
+        json!({"kind": "fallback", "product": P, "tag": "f", "options": [
+        {"provider": "a", "app": "a", "action": "go", "healthcheck": "hc"},
+        {"provider": "b", "app": "b", "action": "go"}]}),
+    );
+    let hc = def(
+        json!({"kind": "healthcheck", "product": P, "tag": "hc", "app": "a",
+        "action": "ping", "input": {"dev": {}}}),
+    );
+    // A bad batch: one refusal and nothing changes.
+    let bad = def(
+        json!({"kind": "quota", "product": P, "tag": "q", "providers": [
+        {"provider": "x", "app": "nope", "action": "go"}]}),
+    );
+    let e = yard
+        .apply(vec![
+            Change::Put(f2.clone()),
+            Change::Put(hc.clone()),
+            Change::Put(bad),
+        ])
+        .unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].path, "quotas.q.providers[0].app");
+    assert!(yard.fetch(P, Kind::Healthcheck, "hc").is_none());
+    assert_eq!(yard.fallback().fetch(P, "f").unwrap().meta().tag, "f");
+    assert_ne!(yard.fetch(P, Kind::Fallback, "f").unwrap(), f2);
+    // The good batch applies; the breaker of a/go is still open.
+    yard.apply(vec![Change::Put(f2.clone()), Change::Put(hc)])
+        .unwrap();
+    assert_eq!(yard.fetch(P, Kind::Fallback, "f").unwrap(), f2);
+    let s = yard.fallback().providers(P, "dev", "f").unwrap();
+    assert_eq!(s[0].breaker.state, BreakerState::Open, "state kept");
+    assert_eq!(
+        yard.run_due_healthchecks().await,
+        1,
+        "the new check is tracked"
+    );
+    // Deletes too, in any order: the fallback still names hc.
+    yard.apply(vec![
+        Change::Delete {
+            product: P.into(),
+            kind: Kind::Healthcheck,
+            tag: "hc".into(),
+        },
+        Change::Delete {
+            product: P.into(),
+            kind: Kind::Fallback,
+            tag: "f".into(),
+        },
+    ])
+    .unwrap();
+    assert!(yard.fetch_all(P, None).is_empty());
+}

@@ -7,13 +7,14 @@ use crate::metrics::{AppHandle, Metrics, Scrape};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
-use switchyard_engine::Recover;
 use switchyard_engine::{
-    AdmissionConfig, DefineError, Definition, HealthKey, Kind, Observer, ProbeOutcome, Switchyard,
+    AdmissionConfig, Change, DefineError, Definition, HealthKey, Kind, Observer, ProbeOutcome,
+    Switchyard,
 };
-use switchyard_runtime::{Limits, Runtime, RuntimeConfig};
+use switchyard_engine::{Recover, RecoverRw};
+use switchyard_runtime::{App, ComponentSource, Grant, Limits, Runtime, RuntimeConfig};
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,22 +77,90 @@ pub struct Deployment {
     pub store: Option<Arc<Store>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Loaded apps (one per product, app and env).
-    pub apps: Vec<AppHandle>,
-    /// The config.
-    pub config: Config,
+    /// Loaded apps (one per product, app and env); replaced by a reload.
+    apps: RwLock<Vec<AppHandle>>,
+    /// The config; replaced by a reload.
+    config: RwLock<Arc<Config>>,
+    /// What each loaded app was loaded from: its plugin's SHA-256 and its
+    /// grant, so a reload reloads only what changed.
+    loaded: Mutex<HashMap<AppKey, (String, Grant)>>,
     /// Stored definitions that no longer check out against the config;
     /// skipped (and kept in the store) so the rest can serve.
     pub warnings: Vec<String>,
+    /// Where the config and the store disagreed at start, and which side
+    /// serves.
+    pub drift: Vec<String>,
+    /// Per definition the config defines, the copy of it that serves as
+    /// the config's: the config's own, or the store's where the store's
+    /// won at start. A reload applies every config definition that differs
+    /// from its entry here.
+    baseline: Mutex<HashMap<(String, Kind, String), Definition>>,
     writes: Mutex<()>,
+    reloading: tokio::sync::Mutex<()>,
     runtime: Runtime,
+}
+
+/// Product, app tag and env of a loaded app.
+type AppKey = (String, String, String);
+
+/// What a reload changed, and what it could not change without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Definitions created, updated or deleted because the config's copy
+    /// changed (`~ products.notify.fallbacks.sms updated`).
+    pub definitions: Vec<String>,
+    /// Apps loaded again (plugin file or grant changed), added or removed.
+    pub apps: Vec<String>,
+    /// Apps whose admission limits changed.
+    pub admission: Vec<String>,
+    /// Config sections that changed but take effect only at a restart.
+    pub needs_restart: Vec<String>,
+    /// Definitions the config's copy did not change: left as they serve
+    /// (with any change made through the API).
+    pub unchanged: usize,
+}
+
+impl ReloadReport {
+    /// One line per change, for logs and the CLI.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .apps
+            .iter()
+            .chain(&self.admission)
+            .chain(&self.definitions)
+            .cloned()
+            .collect();
+        out.extend(
+            self.needs_restart
+                .iter()
+                .map(|s| format!("! [{s}] changed; it takes effect at the next restart")),
+        );
+        out.push(format!(
+            "{} definitions unchanged in the config (kept as they serve)",
+            self.unchanged
+        ));
+        out
+    }
+}
+
+/// SHA-256 of a plugin's bytes, read now.
+fn fingerprint(source: &ComponentSource) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let digest = match source {
+        ComponentSource::File(p) => {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Sha256::digest(&bytes)
+        }
+        ComponentSource::Bytes(b) => Sha256::digest(b),
+    };
+    Ok(hex::encode(digest))
 }
 
 impl std::fmt::Debug for Deployment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deployment")
-            .field("config", &self.config.path)
-            .field("apps", &self.apps.len())
+            .field("config", &self.config().path)
+            .field("apps", &self.apps.reading().len())
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +218,7 @@ impl Deployment {
         let yard = builder.build();
 
         let mut apps = Vec::new();
+        let mut loaded = HashMap::new();
         for spec in &config.apps {
             if let Some(a) = spec.admission
                 && let Err(e) = yard.set_admission(&spec.product, &spec.tag, a)
@@ -162,11 +232,18 @@ impl Deployment {
                 if options.progress {
                     eprintln!("loading {} for {name} ...", spec.plugin);
                 }
+                let print = fingerprint(&spec.source);
                 match runtime
                     .load(&name, spec.source.clone(), grant.clone())
                     .await
                 {
                     Ok(app) => {
+                        if let Ok(print) = print {
+                            loaded.insert(
+                                (spec.product.clone(), spec.tag.clone(), env.clone()),
+                                (print, grant.clone()),
+                            );
+                        }
                         if options.progress {
                             let r = app.load_report();
                             eprintln!(
@@ -196,6 +273,11 @@ impl Deployment {
 
         let from_config = config.definitions();
         let mut warnings = Vec::new();
+        let mut drift = Vec::new();
+        let mut baseline = HashMap::new();
+        if !options.store {
+            baseline.extend(from_config.iter().map(|(_, d)| (d.key(), d.clone())));
+        }
         let defs: Vec<(Option<FieldPath>, Definition)> = match &store {
             None => from_config.into_iter().map(|(p, d)| (Some(p), d)).collect(),
             Some(s) => {
@@ -205,6 +287,20 @@ impl Deployment {
                 for (path, d) in from_config {
                     let m = d.meta();
                     let stored = s.get(&m.product, d.kind(), &m.tag).map_err(err)?;
+                    let kept = match &stored {
+                        Some(old) if seed != SeedMode::Overwrite => old.clone(),
+                        _ => d.clone(),
+                    };
+                    baseline.insert(d.key(), kept);
+                    match &stored {
+                        Some(old) if *old != d && seed == SeedMode::Overwrite => drift.push(format!(
+                            "{path}: the config's copy replaced the store's (server.seed = \"overwrite\")"
+                        )),
+                        Some(old) if *old != d => drift.push(format!(
+                            "{path}: differs between the config and the store; the store's copy serves (changed through the API, or the config was edited while stopped). To apply the config's: POST /v1/admin/reload after an edit, PUT it, or set server.seed = \"overwrite\"; `switchyard check --diff` shows every difference"
+                        )),
+                        _ => {}
+                    }
                     if stored.is_none() || seed == SeedMode::Overwrite {
                         s.put(&d).map_err(err)?;
                     }
@@ -273,17 +369,274 @@ impl Deployment {
             yard,
             store,
             metrics,
-            apps,
-            config,
+            apps: RwLock::new(apps),
+            config: RwLock::new(Arc::new(config)),
+            loaded: Mutex::new(loaded),
             warnings,
+            drift,
+            baseline: Mutex::new(baseline),
             writes: Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(()),
             runtime,
         })
     }
 
+    /// The config in force (the latest one a reload applied).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.reading().clone()
+    }
+
+    /// The loaded apps.
+    pub fn apps(&self) -> Vec<AppHandle> {
+        self.apps.reading().clone()
+    }
+
+    /// Read the config file again and apply what changed in it, without a
+    /// restart: apps whose plugin file or grant changed are loaded again
+    /// (runs in flight finish on the old instance), definitions whose
+    /// copy in the config changed are created, updated or deleted as one
+    /// batch (all or none), admission limits follow the config. What the
+    /// config did not change is left as it serves, API edits included.
+    /// Breakers, health and retry budgets are keyed by app and action, so
+    /// they carry over. On any problem nothing changes and every problem
+    /// is returned.
+    pub async fn reload(&self) -> Result<ReloadReport, Problems> {
+        // One reload at a time; API writes wait only for the part that
+        // changes the engine and the store (not while plugins load).
+        let _one = self.reloading.lock().await;
+        let old = self.config();
+        let new = Config::load(&old.path)?;
+        let mut report = ReloadReport::default();
+        let mut problems = Vec::new();
+
+        // Apps: load what is new or changed, before any definition needs it.
+        let mut fresh: Vec<(AppKey, App, String, Grant)> = Vec::new();
+        let loaded = self.loaded.locked().clone();
+        let mut wanted: Vec<AppKey> = Vec::new();
+        for spec in &new.apps {
+            for (env, grant) in &spec.grants {
+                let key = (spec.product.clone(), spec.tag.clone(), env.clone());
+                wanted.push(key.clone());
+                let at = FieldPath::keys(["products", &spec.product, "apps", &spec.tag, "plugin"]);
+                let print = match fingerprint(&spec.source) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        problems.push(new.problem(&at, e));
+                        continue;
+                    }
+                };
+                let verb = match loaded.get(&key) {
+                    Some((p, g)) if *p == print && g == grant => continue,
+                    Some((p, _)) if *p != print => "reloaded (plugin changed)",
+                    Some(_) => "reloaded (grant changed)",
+                    None => "added",
+                };
+                let name = format!("{}/{}@{env}", spec.product, spec.tag);
+                match self
+                    .runtime
+                    .load(&name, spec.source.clone(), grant.clone())
+                    .await
+                {
+                    Ok(app) => {
+                        report.apps.push(format!("~ app {name} {verb}"));
+                        fresh.push((key, app, print, grant.clone()));
+                    }
+                    Err(e) => problems.push(new.problem(&at, format!("env `{env}`: {e}"))),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+
+        // Definitions: the config's copy changed → its change applies.
+        let before = self.baseline.locked().clone();
+        let mut paths = HashMap::new();
+        let mut changes = Vec::new();
+        let mut seen = Vec::new();
+        for (path, d) in new.definitions() {
+            seen.push(d.key());
+            match before.get(&d.key()) {
+                Some(b) if *b == d => report.unchanged += 1,
+                b => {
+                    let verb = if b.is_some() { "updated" } else { "created" };
+                    report.definitions.push(format!("~ {path} {verb}"));
+                    paths.insert(d.key(), path);
+                    changes.push(Change::Put(d));
+                }
+            }
+        }
+        for (key, d) in &before {
+            if !seen.contains(key) {
+                report.definitions.push(format!(
+                    "- products.{}.{} deleted (no longer in the config)",
+                    d.meta().product,
+                    d.path()
+                ));
+                changes.push(Change::Delete {
+                    product: key.0.clone(),
+                    kind: key.1,
+                    tag: key.2.clone(),
+                });
+            }
+        }
+
+        // Install the apps, apply the batch; undo the apps if it is refused.
+        let _w = self.writes.locked();
+        let previous: Vec<AppHandle> = self.apps();
+        for ((product, tag, env), app, _, _) in &fresh {
+            self.yard
+                .install_app(product, tag, env, Arc::new(app.clone()));
+        }
+        let undo_apps = || {
+            for ((product, tag, env), _, _, _) in &fresh {
+                match previous
+                    .iter()
+                    .find(|h| (&h.product, &h.app, &h.env) == (product, tag, env))
+                {
+                    Some(h) => self
+                        .yard
+                        .install_app(product, tag, env, Arc::new(h.handle.clone())),
+                    None => {
+                        let _ = self.yard.remove_app_env(product, tag, env);
+                    }
+                }
+            }
+        };
+        let applied: Vec<Change> = changes.clone();
+        if let Err(errors) = self.yard.apply(changes) {
+            undo_apps();
+            return Err(Problems(
+                errors
+                    .into_iter()
+                    .map(|e| {
+                        let (path, rest) = paths
+                            .iter()
+                            .find(|((p, k, t), _)| {
+                                e.path.starts_with(&format!("{}.{t}", k.plural()))
+                                    && new.file.products.contains_key(p)
+                            })
+                            .map(|(_, path)| {
+                                let def_path =
+                                    e.path.split('.').take(2).collect::<Vec<_>>().join(".");
+                                (
+                                    path.clone(),
+                                    e.path.strip_prefix(&def_path).unwrap_or("").to_string(),
+                                )
+                            })
+                            .unwrap_or_else(|| {
+                                (FieldPath::keys(["products"]), format!(".{}", e.path))
+                            });
+                        new.problem(&path.join_dotted(&rest), e.reason)
+                    })
+                    .collect(),
+            ));
+        }
+        if let Some(s) = &self.store {
+            for c in &applied {
+                let r = match c {
+                    Change::Put(d) => s.put(d),
+                    Change::Delete { product, kind, tag } => {
+                        s.delete(product, *kind, tag).map(|_| ())
+                    }
+                };
+                if let Err(e) = r {
+                    // The engine serves the new config; say so plainly.
+                    return Err(Problems(vec![store_problem(&new, e)]));
+                }
+            }
+        }
+
+        // Apps no longer in the config (their definitions are gone now).
+        let mut apps: Vec<AppHandle> = previous
+            .into_iter()
+            .filter(|h| {
+                let key = (h.product.clone(), h.app.clone(), h.env.clone());
+                wanted.contains(&key) && !fresh.iter().any(|(k, ..)| *k == key)
+            })
+            .collect();
+        for h in self.apps() {
+            let key = (h.product.clone(), h.app.clone(), h.env.clone());
+            if !wanted.contains(&key) {
+                match self.yard.remove_app_env(&h.product, &h.app, &h.env) {
+                    Ok(()) => report
+                        .apps
+                        .push(format!("- app {}/{}@{} removed", h.product, h.app, h.env)),
+                    Err(e) => {
+                        // Still used by a definition made through the API:
+                        // it keeps serving until that changes.
+                        report
+                            .apps
+                            .push(format!("! app {}/{}@{} kept: {e}", h.product, h.app, h.env));
+                        apps.push(h.clone());
+                        continue;
+                    }
+                }
+            }
+        }
+        let mut loaded = self.loaded.locked();
+        loaded.retain(|k, _| wanted.contains(k));
+        for (key, app, print, grant) in fresh {
+            apps.push(AppHandle {
+                product: key.0.clone(),
+                app: key.1.clone(),
+                env: key.2.clone(),
+                handle: app,
+            });
+            loaded.insert(key, (print, grant));
+        }
+        drop(loaded);
+        *self.apps.writing() = apps;
+
+        // Admission limits written in the config.
+        for spec in &new.apps {
+            let was = old
+                .apps
+                .iter()
+                .find(|a| a.product == spec.product && a.tag == spec.tag)
+                .and_then(|a| a.admission);
+            if spec.admission != was {
+                let a = spec.admission.unwrap_or(new.file.engine.admission);
+                if self.yard.set_admission(&spec.product, &spec.tag, a).is_ok() {
+                    report
+                        .admission
+                        .push(format!("~ admission of {}/{} set", spec.product, spec.tag));
+                }
+            }
+        }
+        for (section, a, b) in [
+            (
+                "server",
+                format!("{:?}", old.file.server),
+                format!("{:?}", new.file.server),
+            ),
+            (
+                "engine",
+                format!("{:?}", old.file.engine),
+                format!("{:?}", new.file.engine),
+            ),
+            (
+                "runtime",
+                format!("{:?}", old.file.runtime),
+                format!("{:?}", new.file.runtime),
+            ),
+        ] {
+            if a != b {
+                report.needs_restart.push(section.to_string());
+            }
+        }
+        *self.baseline.locked() = new
+            .definitions()
+            .into_iter()
+            .map(|(_, d)| (d.key(), d))
+            .collect();
+        *self.config.writing() = Arc::new(new);
+        Ok(report)
+    }
+
     /// How many definitions the engine holds, over the config's products.
     pub fn definition_count(&self) -> usize {
-        self.config
+        self.config()
             .file
             .products
             .keys()
@@ -296,7 +649,7 @@ impl Deployment {
     pub fn metrics_text(&self) -> String {
         self.metrics.render(&Scrape {
             breakers: &self.yard.breaker_states(),
-            apps: &self.apps,
+            apps: &self.apps(),
             admission: &self.yard.admission_states(),
             instances: self.runtime.instances(),
         })

@@ -24,7 +24,7 @@ pub use api::{ApiError, ApiState, OPENAPI, openapi_document, router, serve};
 pub use bundled::{BUNDLED, bundled};
 pub use cli::{Cli, Exit, run as run_cli};
 pub use config::{Config, Problem, Problems, RESERVED_ENVS, json_schema};
-pub use deployment::{ChangeError, Deployment, Drift, StartOptions, drift};
+pub use deployment::{ChangeError, Deployment, Drift, ReloadReport, StartOptions, drift};
 pub use metrics::Metrics;
 pub use simulator::{Recorded, Simulator};
 pub use store::{Store, StoreError};

@@ -921,7 +921,7 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     ops.sort_by_key(|o| o.0);
-    assert_eq!(ops.len(), 16, "every route is documented");
+    assert_eq!(ops.len(), 17, "every route is documented");
     for (_, method, path, op) in ops {
         let body = op["requestBody"]["content"]["application/json"]["example"].clone();
         let token = op.get("security").map(|_| TOKEN);
@@ -1302,4 +1302,270 @@ options = [
     );
     let v = cli(&["fallback", "strict", config]);
     assert!(v["options"][0].get("states").is_none(), "{v}");
+}
+
+/// Issue 17 item 7: a config edit is never silently ignored. A restart
+/// says which definitions differ from the store and which side serves; a
+/// reload (POST /v1/admin/reload, or SIGHUP) applies the edit without a
+/// restart, keeps the breaker state of unchanged providers and the API's
+/// own edits, and refuses a broken config whole.
+#[tokio::test]
+async fn config_edits_are_reported_at_start_and_applied_by_reload() {
+    let s = Setup::new().await;
+    let path = s.config();
+    let server = Server::start(&path);
+    server.first_healthcheck().await;
+    // Open primary's breaker through the `split` quota (no retries).
+    s.primary.set_failure_rate(1.0);
+    for _ in 0..12 {
+        server
+            .post(
+                "/v1/notify/dev/quotas/split/run",
+                json!({"input": {"to": "+1"}}),
+            )
+            .await;
+    }
+    let breaker = || async {
+        let (_, v) = server.get("/v1/notify/dev/quotas/split/providers").await;
+        v["providers"][0]["breaker"]["state"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    };
+    assert_eq!(breaker().await, "open");
+    // An edit through the API that the config does not touch.
+    let (st, v) = server
+        .call(
+            "PATCH",
+            "/v1/notify/definitions/features/send-and-check",
+            Some(TOKEN),
+            Some(json!({"name": "named through the API"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+
+    // Edit the file: change `sms`, add a check and a fallback using it,
+    // and a server setting that needs a restart.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text
+        .replace("name = \"SMS\"", "name = \"SMS, edited\"")
+        .replace("max_body_bytes = 4096", "max_body_bytes = 8192")
+        + r#"
+[products.notify.fallbacks.sms2]
+options = [ { provider = "backup", app = "backup", action = "send-message", healthcheck = "backup-health" } ]
+
+[products.notify.healthchecks.backup-health]
+app = "backup"
+action = "ping"
+input = { dev = {} }
+"#;
+    std::fs::write(&path, &edited).unwrap();
+    let (st, report) = server.post("/v1/admin/reload", json!({})).await;
+    assert_eq!(st, 200, "{report}");
+    let lines: Vec<&str> = report["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"~ products.notify.fallbacks.sms updated"),
+        "{report}"
+    );
+    assert!(
+        lines.contains(&"~ products.notify.fallbacks.sms2 created"),
+        "{report}"
+    );
+    assert!(
+        lines.contains(&"~ products.notify.healthchecks.backup-health created"),
+        "{report}"
+    );
+    assert_eq!(report["needs_restart"], json!(["server"]));
+    assert_eq!(report["apps"], json!([]), "no plugin or grant changed");
+    let (_, sms) = server.get("/v1/notify/definitions/fallbacks/sms").await;
+    assert_eq!(sms["name"], "SMS, edited");
+    let (st, _) = server.get("/v1/notify/definitions/fallbacks/sms2").await;
+    assert_eq!(st, 200);
+    let (_, f) = server
+        .get("/v1/notify/definitions/features/send-and-check")
+        .await;
+    assert_eq!(
+        f["name"], "named through the API",
+        "API edits survive a reload"
+    );
+    assert_eq!(breaker().await, "open", "breaker state carries over");
+
+    // A broken edit: refused whole, with the line; nothing changes.
+    std::fs::write(
+        &path,
+        edited.replace(
+            "app = \"backup\"\naction = \"ping\"",
+            "app = \"nope\"\naction = \"ping\"",
+        ),
+    )
+    .unwrap();
+    let (st, v) = server.post("/v1/admin/reload", json!({})).await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["code"], "invalid-config");
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("healthchecks.backup-health.app"),
+        "{v}"
+    );
+    let (st, _) = server
+        .get("/v1/notify/definitions/healthchecks/backup-health")
+        .await;
+    assert_eq!(st, 200, "still there");
+
+    // SIGHUP does the same: drop sms2 and its check from the file.
+    std::fs::write(&path, &text).unwrap();
+    let hup = Command::new("kill")
+        .arg("-HUP")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut gone = false;
+    for _ in 0..400 {
+        if server.get("/v1/notify/definitions/fallbacks/sms2").await.0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "SIGHUP applied the edit");
+    let (_, sms) = server.get("/v1/notify/definitions/fallbacks/sms").await;
+    assert_eq!(sms["name"], "SMS");
+    server.kill9();
+
+    // Edited while stopped: the next start says which side serves.
+    std::fs::write(&path, text.replace("name = \"SMS\"", "name = \"SMS v3\"")).unwrap();
+    let config = switchyard::Config::load(&path).unwrap();
+    let d = switchyard::Deployment::start(
+        config,
+        switchyard::StartOptions {
+            store: true,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    // The file's edit, and the API's edit of a definition the file has.
+    assert_eq!(d.drift.len(), 2, "{:?}", d.drift);
+    assert!(
+        d.drift[0].starts_with("products.notify.fallbacks.sms: differs"),
+        "{:?}",
+        d.drift
+    );
+    assert!(
+        d.drift[0].contains("the store's copy serves"),
+        "{:?}",
+        d.drift
+    );
+    assert!(
+        d.drift[1].starts_with("products.notify.features.send-and-check: differs"),
+        "{:?}",
+        d.drift
+    );
+    let served = d
+        .yard
+        .fetch("notify", switchyard_engine::Kind::Fallback, "sms")
+        .unwrap();
+    assert_eq!(served.meta().name, "SMS");
+    // ... and a reload applies it.
+    let report = d.reload().await.unwrap();
+    assert!(
+        report
+            .definitions
+            .contains(&"~ products.notify.fallbacks.sms updated".to_string()),
+        "{report:?}"
+    );
+    assert_eq!(
+        d.yard
+            .fetch("notify", switchyard_engine::Kind::Fallback, "sms")
+            .unwrap()
+            .meta()
+            .name,
+        "SMS v3"
+    );
+}
+
+/// A reload loads an app again when its plugin file's bytes or its grant
+/// changed, and only then; runs go on through the new instance.
+#[tokio::test]
+async fn reload_loads_again_an_app_whose_plugin_file_or_grant_changed() {
+    let s = Setup::new().await;
+    let path = s.config();
+    let Some(switchyard_runtime::ComponentSource::Bytes(http)) = switchyard::bundled("http") else {
+        panic!("the http plugin is bundled");
+    };
+    let plugin = s.dir.path().join("http-copy.wasm");
+    std::fs::write(&plugin, &*http).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "plugin = \"bundled:http\"",
+        "plugin = \"http-copy.wasm\"",
+        1,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let server = Server::start(&path);
+    let reload = || async {
+        let (st, r) = server.post("/v1/admin/reload", json!({})).await;
+        assert_eq!(st, 200, "{r}");
+        r["apps"].clone()
+    };
+    assert_eq!(reload().await, json!([]), "nothing changed");
+    // Same component, new bytes: a custom section appended (id 0, size,
+    // name) is still a valid component.
+    let mut bytes = http.to_vec();
+    bytes.extend_from_slice(&[0, 5, 4, b'n', b'o', b't', b'e']);
+    std::fs::write(&plugin, &bytes).unwrap();
+    assert_eq!(
+        reload().await,
+        json!(["~ app notify/primary@dev reloaded (plugin changed)"])
+    );
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "hi"}}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["output"]["via"].as_str()),
+        (200, Some("primary")),
+        "{v}"
+    );
+    // A grant change (one more config key) reloads that app only.
+    std::fs::write(
+        &path,
+        text.replacen(
+            "ping_path = \"/health\"",
+            "ping_path = \"/health\", extra = \"1\"",
+            1,
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        reload().await,
+        json!(["~ app notify/primary@dev reloaded (grant changed)"])
+    );
+    // A plugin that does not load: refused, the running app stays.
+    std::fs::write(&plugin, b"not wasm").unwrap();
+    let (st, v) = server.post("/v1/admin/reload", json!({})).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("apps.primary.plugin"),
+        "{v}"
+    );
+    let (st, _) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "hi"}}),
+        )
+        .await;
+    assert_eq!(st, 200);
 }

@@ -98,6 +98,29 @@ impl From<ChangeError> for ApiError {
     }
 }
 
+/// `POST /v1/admin/reload`: apply the config file's changes now (as
+/// SIGHUP does). 200 with what changed, or 422 with every problem and
+/// nothing changed.
+async fn reload(State(s): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    match s.deployment.reload().await {
+        Ok(report) => {
+            for line in report.lines() {
+                eprintln!("reload: {line}");
+            }
+            Ok(axum::Json(report).into_response())
+        }
+        Err(problems) => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({
+                "code": "invalid-config",
+                "message": format!("the config was not applied; nothing changed. {}", problems.to_string().trim_end()),
+                "problems": problems.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+            retry_after: None,
+        }),
+    }
+}
+
 fn run_status(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -140,6 +163,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(providers),
         )
         .route("/v1/{product}/{env}/healthchecks/{tag}", get(health))
+        .route("/v1/admin/reload", post(reload))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -415,7 +439,7 @@ const ALL_KINDS: &[Kind] = &[
 const RUN_KINDS: &[Kind] = &[Kind::Fallback, Kind::Quota, Kind::Feature];
 
 fn check_product_env(s: &ApiState, product: &str, env: Option<&str>) -> Result<(), ApiError> {
-    let products = &s.deployment.config.file.products;
+    let products = &s.deployment.config().file.products;
     let Some(p) = products.get(product) else {
         let names: Vec<&String> = products.keys().collect();
         return Err(ApiError::not_found(format!(
@@ -569,7 +593,7 @@ fn check_app(s: &ApiState, product: &str, app: &str) -> Result<(), ApiError> {
     check_product_env(s, product, None)?;
     if !s
         .deployment
-        .config
+        .config()
         .apps
         .iter()
         .any(|a| a.product == product && a.tag == app)
@@ -614,7 +638,7 @@ fn state_envs(
     match q.env.as_deref() {
         None => Ok(None),
         Some("*") => Ok(Some(
-            s.deployment.config.file.products[product].envs.clone(),
+            s.deployment.config().file.products[product].envs.clone(),
         )),
         Some(env) => {
             check_product_env(s, product, Some(env)).map_err(|e| e.field("env"))?;

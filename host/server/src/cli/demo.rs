@@ -175,7 +175,7 @@ async fn routing() -> Result<(), Exit> {
     let yard = d.yard.clone();
     println!(
         "\nrouting through the engine, configured by examples/demo.toml ({} apps loaded):",
-        d.apps.len()
+        d.apps().len()
     );
     println!("  quota `sms` = alpha 70 / beta 30 with healthchecks every 500 ms and breakers");
     let _checks = yard.spawn_healthchecks();

@@ -310,6 +310,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
         None
     };
     let deployment = Arc::new(start(config, true).await?);
+    for line in &deployment.drift {
+        eprintln!("config drift: {line}");
+    }
     let listen = args.listen.unwrap_or(server.listen);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -329,7 +332,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     let defs = deployment.definition_count();
     println!(
         "switchyard serving on http://{addr} ({} apps, {defs} definitions, store {}, auth {})",
-        deployment.apps.len(),
+        deployment.apps().len(),
         deployment
             .store
             .as_ref()
@@ -344,6 +347,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
         header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
     });
     let grace = Duration::from_millis(server.shutdown_grace_ms);
+    let _hup = reload_on_sighup(state.deployment.clone());
     api::serve(listener, state, shutdown_signal(), grace)
         .await
         .map_err(|e| Exit {
@@ -356,6 +360,45 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
 }
 
 /// SIGINT or SIGTERM.
+/// SIGHUP reloads the config (as `POST /v1/admin/reload` does) and says
+/// what changed on stderr. Stops with the returned guard.
+fn reload_on_sighup(deployment: Arc<Deployment>) -> Option<AbortOnDrop> {
+    #[cfg(unix)]
+    {
+        let mut hup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()?;
+        Some(AbortOnDrop(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match deployment.reload().await {
+                    Ok(report) => {
+                        for line in report.lines() {
+                            eprintln!("reload: {line}");
+                        }
+                    }
+                    Err(p) => eprintln!(
+                        "reload refused, nothing changed: {}",
+                        p.to_string().trim_end()
+                    ),
+                }
+            }
+        })))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = deployment;
+        None
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -509,7 +552,7 @@ pub async fn check(args: CheckArgs) -> Result<(), Exit> {
         "{}: ok ({} products, {} apps loaded, {defs} definitions)",
         config.path.display(),
         config.file.products.len(),
-        d.apps.len()
+        d.apps().len()
     );
     if args.diff {
         if !store_path.exists() {

@@ -293,7 +293,7 @@ impl Switchyard {
                     let result = match &c {
                         Change::Put(d) => {
                             let exists = scratch.fetch(&product, kind, &tag).is_some();
-                            scratch.put(d.clone(), exists)
+                            scratch.put((**d).clone(), exists)
                         }
                         Change::Delete { .. } => scratch.delete(&product, kind, &tag).map(|_| ()),
                     };
@@ -372,7 +372,7 @@ impl Switchyard {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Create the definition, or replace the one with its kind and tag.
-    Put(Definition),
+    Put(Box<Definition>),
     /// Delete a definition.
     Delete {
         /// Product.

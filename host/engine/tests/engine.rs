@@ -2398,9 +2398,9 @@ async fn a_batch_applies_in_any_order_or_not_at_all_and_keeps_breaker_state() {
     );
     let e = yard
         .apply(vec![
-            Change::Put(f2.clone()),
-            Change::Put(hc.clone()),
-            Change::Put(bad),
+            Change::Put(Box::new(f2.clone())),
+            Change::Put(Box::new(hc.clone())),
+            Change::Put(Box::new(bad)),
         ])
         .unwrap_err();
     assert_eq!(e.len(), 1);
@@ -2409,8 +2409,11 @@ async fn a_batch_applies_in_any_order_or_not_at_all_and_keeps_breaker_state() {
     assert_eq!(yard.fallback().fetch(P, "f").unwrap().meta().tag, "f");
     assert_ne!(yard.fetch(P, Kind::Fallback, "f").unwrap(), f2);
     // The good batch applies; the breaker of a/go is still open.
-    yard.apply(vec![Change::Put(f2.clone()), Change::Put(hc)])
-        .unwrap();
+    yard.apply(vec![
+        Change::Put(Box::new(f2.clone())),
+        Change::Put(Box::new(hc)),
+    ])
+    .unwrap();
     assert_eq!(yard.fetch(P, Kind::Fallback, "f").unwrap(), f2);
     let s = yard.fallback().providers(P, "dev", "f").unwrap();
     assert_eq!(s[0].breaker.state, BreakerState::Open, "state kept");

@@ -462,7 +462,7 @@ impl Deployment {
                     let verb = if b.is_some() { "updated" } else { "created" };
                     report.definitions.push(format!("~ {path} {verb}"));
                     paths.insert(d.key(), path);
-                    changes.push(Change::Put(d));
+                    changes.push(Change::Put(Box::new(d)));
                 }
             }
         }
@@ -509,26 +509,7 @@ impl Deployment {
             return Err(Problems(
                 errors
                     .into_iter()
-                    .map(|e| {
-                        let (path, rest) = paths
-                            .iter()
-                            .find(|((p, k, t), _)| {
-                                e.path.starts_with(&format!("{}.{t}", k.plural()))
-                                    && new.file.products.contains_key(p)
-                            })
-                            .map(|(_, path)| {
-                                let def_path =
-                                    e.path.split('.').take(2).collect::<Vec<_>>().join(".");
-                                (
-                                    path.clone(),
-                                    e.path.strip_prefix(&def_path).unwrap_or("").to_string(),
-                                )
-                            })
-                            .unwrap_or_else(|| {
-                                (FieldPath::keys(["products"]), format!(".{}", e.path))
-                            });
-                        new.problem(&path.join_dotted(&rest), e.reason)
-                    })
+                    .map(|e| problem_in_config(&new, &paths, e))
                     .collect(),
             ));
         }
@@ -733,6 +714,27 @@ impl Deployment {
             return Err(e.into());
         }
         Ok(old)
+    }
+}
+
+/// A definition's refusal, placed at its table in the config file (with
+/// its line) when the config wrote it.
+fn problem_in_config(
+    config: &Config,
+    paths: &HashMap<(String, Kind, String), FieldPath>,
+    e: DefineError,
+) -> Problem {
+    let hit = paths.iter().find_map(|((_, kind, tag), at)| {
+        let root = format!("{}.{tag}", kind.plural());
+        let rest = e.path.strip_prefix(&root)?;
+        (rest.is_empty() || rest.starts_with(['.', '['])).then(|| (at, rest.to_string()))
+    });
+    match hit {
+        Some((at, rest)) => config.problem(&at.clone().join_dotted(&rest), e.reason),
+        None => config.problem(
+            &FieldPath::keys(["products"]),
+            format!("{}: {}", e.path, e.reason),
+        ),
     }
 }
 

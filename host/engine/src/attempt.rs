@@ -324,6 +324,28 @@ fn record(
     });
 }
 
+/// The option's input, mapped from the run's; a mapping that fails ends
+/// the option (the host's fault, `internal`: it fails over).
+fn map_input(
+    opt: &CompiledOption,
+    input: &Value,
+    idempotent: bool,
+    trace: &mut Trace,
+) -> Result<Value, OptionEnd> {
+    let scope = Scope {
+        input: Some(input),
+        ..Scope::default()
+    };
+    opt.input.apply(&scope).map_err(|e| {
+        let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
+        record(trace, opt, 1, Err(&e), Duration::ZERO);
+        OptionEnd::Failed {
+            error: e,
+            idempotent,
+        }
+    })
+}
+
 /// One option: map the input, call with retries, map the output. Each
 /// try is admitted by its app's gate first; `spill` makes the first try
 /// give up at once when the app is saturated.
@@ -355,20 +377,9 @@ async fn run_option(
         .idempotent
         .or_else(|| adapter.info().action(&opt.action).map(|a| a.idempotent))
         .unwrap_or(false);
-    let scope = Scope {
-        input: Some(input),
-        ..Scope::default()
-    };
-    let mut mapped = match opt.input.apply(&scope) {
+    let mut mapped = match map_input(opt, input, idempotent, trace) {
         Ok(v) => Some(v),
-        Err(e) => {
-            let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
-            record(trace, opt, 1, Err(&e), Duration::ZERO);
-            return OptionEnd::Failed {
-                error: e,
-                idempotent,
-            };
-        }
+        Err(end) => return end,
     };
     let stats_key = if opt.breaker_key.is_none() {
         bkey.to_string()
@@ -578,20 +589,9 @@ async fn run_feature_option(
 ) -> OptionEnd {
     let inner = ctx.inner;
     let idempotent = opt.idempotent.unwrap_or(false);
-    let scope = Scope {
-        input: Some(input),
-        ..Scope::default()
-    };
-    let mapped = match opt.input.apply(&scope) {
+    let mapped = match map_input(opt, input, idempotent, trace) {
         Ok(v) => v,
-        Err(e) => {
-            let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
-            record(trace, opt, 1, Err(&e), Duration::ZERO);
-            return OptionEnd::Failed {
-                error: e,
-                idempotent,
-            };
-        }
+        Err(end) => return end,
     };
     let now = inner.clock.now();
     let mut origin = String::new();

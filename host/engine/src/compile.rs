@@ -11,7 +11,7 @@ use super::retry::RetryPolicy;
 use super::schema::InputSchema;
 use crate::adapter::AppInfo;
 use crate::mapping::{Mapping, STEP_FIELDS};
-use crate::registry::{DEFAULT_RUN_DEADLINE, Registry};
+use crate::registry::{DEFAULT_RUN_DEADLINE, Registry, runs_started_by};
 use crate::trace::RunKind;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -648,40 +648,15 @@ impl Registry {
         })
     }
 
-    /// Runs that `def` starts: its feature steps' fallbacks, quotas and
-    /// features, and its feature options.
-    fn runs_started_by(d: &Definition) -> Vec<(Kind, String)> {
-        let mut out: Vec<(Kind, String)> = crate::registry::options_of(d)
-            .iter()
-            .filter(|o| o.kind == OptionKind::Feature)
-            .filter_map(|o| o.tag.clone())
-            .map(|t| (Kind::Feature, t))
-            .collect();
-        if let Definition::Feature(f) = d {
-            for s in &f.steps {
-                let kind = match s.kind {
-                    StepKind::Fallback => Kind::Fallback,
-                    StepKind::Quota => Kind::Quota,
-                    StepKind::Feature => Kind::Feature,
-                    StepKind::Action => continue,
-                };
-                if let Some(t) = &s.tag {
-                    out.push((kind, t.clone()));
-                }
-            }
-        }
-        out
-    }
-
     /// A run of `def` must never start itself again, through feature steps
     /// or feature options, however deep.
     pub(crate) fn check_cycle(&self, def: &Definition) -> Result<(), DefineError> {
         let product = &def.meta().product;
         let me = (def.kind(), def.meta().tag.clone());
         let name = |(k, t): &(Kind, String)| format!("{}.{t}", k.plural());
-        let mut stack: Vec<Vec<(Kind, String)>> = Self::runs_started_by(def)
+        let mut stack: Vec<Vec<(Kind, String)>> = runs_started_by(def)
             .into_iter()
-            .map(|next| vec![me.clone(), next])
+            .map(|(k, t)| vec![me.clone(), (k, t.to_string())])
             .collect();
         let mut seen: Vec<(Kind, String)> = Vec::new();
         while let Some(chain) = stack.pop() {
@@ -705,9 +680,9 @@ impl Registry {
             }
             seen.push(last.clone());
             if let Some(next) = self.fetch(product, last.0, &last.1) {
-                for n in Self::runs_started_by(next) {
+                for (k, t) in runs_started_by(next) {
                     let mut c = chain.clone();
-                    c.push(n);
+                    c.push((k, t.to_string()));
                     stack.push(c);
                 }
             }

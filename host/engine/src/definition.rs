@@ -396,6 +396,19 @@ pub enum StepKind {
     Feature,
 }
 
+impl StepKind {
+    /// The kind of definition a step of this kind runs (none for an
+    /// action step).
+    pub fn runs(self) -> Option<Kind> {
+        match self {
+            Self::Action => None,
+            Self::Fallback => Some(Kind::Fallback),
+            Self::Quota => Some(Kind::Quota),
+            Self::Feature => Some(Kind::Feature),
+        }
+    }
+}
+
 /// One step of a feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -4,8 +4,8 @@
 //! forms only.
 
 use super::definition::{
-    CacheDef, DefineError, Definition, FallbackDef, HealthcheckDef, Kind, ProviderOption, QuotaDef,
-    StepKind,
+    CacheDef, DefineError, Definition, FallbackDef, HealthcheckDef, Kind, OptionKind,
+    ProviderOption, QuotaDef,
 };
 use crate::adapter::{Adapter, AppInfo};
 use crate::compile::{Compiled, CompiledFeature, CompiledRoute, check_name};
@@ -322,24 +322,25 @@ fn def_refs(d: &Definition) -> Vec<(Kind, &str)> {
         .filter_map(|o| o.healthcheck.as_deref())
         .map(|h| (Kind::Healthcheck, h))
         .collect();
-    out.extend(
-        options_of(d)
-            .iter()
-            .filter_map(|o| o.tag.as_deref())
-            .map(|t| (Kind::Feature, t)),
-    );
+    out.extend(runs_started_by(d));
+    out
+}
+
+/// The runs `d` starts: its feature options' features and its feature
+/// steps' fallbacks, quotas and features.
+pub(crate) fn runs_started_by(d: &Definition) -> Vec<(Kind, &str)> {
+    let mut out: Vec<(Kind, &str)> = options_of(d)
+        .iter()
+        .filter(|o| o.kind == OptionKind::Feature)
+        .filter_map(|o| o.tag.as_deref())
+        .map(|t| (Kind::Feature, t))
+        .collect();
     if let Definition::Feature(f) = d {
-        for s in &f.steps {
-            let kind = match s.kind {
-                StepKind::Fallback => Kind::Fallback,
-                StepKind::Quota => Kind::Quota,
-                StepKind::Feature => Kind::Feature,
-                StepKind::Action => continue,
-            };
-            if let Some(t) = &s.tag {
-                out.push((kind, t));
-            }
-        }
+        out.extend(
+            f.steps
+                .iter()
+                .filter_map(|s| Some((s.kind.runs()?, s.tag.as_deref()?))),
+        );
     }
     out
 }

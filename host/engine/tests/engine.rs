@@ -1968,28 +1968,9 @@ async fn provider_state_reports_the_breakers_a_breaker_key_template_routes_by() 
         }
     });
     for m in ["m1", "m1", "m2"] {
-        yard.run(
-            Kind::Fallback,
-            P,
-            "dev",
-            "f",
-            json!({"merchant": m}),
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+        run_f(&yard, json!({"merchant": m})).await.unwrap();
     }
-    let r = yard
-        .run(
-            Kind::Fallback,
-            P,
-            "dev",
-            "f",
-            json!({"merchant": "m1"}),
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let r = run_f(&yard, json!({"merchant": "m1"})).await.unwrap();
     assert_eq!(r.provider.as_deref(), Some("b"), "m1's breaker is open");
     let s = &yard.fallback().providers(P, "dev", "f").unwrap()[0];
     // Not the default key's (never used, closed) breaker: the one runs
@@ -2019,43 +2000,21 @@ async fn options_sharing_a_breaker_cannot_disagree_on_its_settings() {
         .create()
         .unwrap();
     // Another definition on the same breaker (a/go) with other settings.
-    let e = yard
-        .quota()
-        .define(P, "q")
-        .provider("a")
-        .action("go")
-        .provider_breaker(switchyard_engine::BreakerSettings {
-            minimum_failure_count: Some(9),
-            ..Default::default()
-        })
-        .create()
-        .unwrap_err();
+    let loose = switchyard_engine::BreakerSettings {
+        minimum_failure_count: Some(9),
+        ..Default::default()
+    };
+    let on_a = |tag: &str| yard.quota().define(P, tag).provider("a").action("go");
+    let e = on_a("q").provider_breaker(loose).create().unwrap_err();
     assert_eq!(e.path, "quotas.q.providers[0].breaker");
     assert!(e.reason.contains("fallbacks.f.options[0]"), "{e}");
     assert!(e.reason.contains("minimum_failure_count"), "{e}");
     // The same settings, or none, or a key of its own: accepted.
-    yard.quota()
-        .define(P, "q")
-        .provider("a")
-        .action("go")
-        .provider_breaker(strict)
-        .create()
-        .unwrap();
-    yard.quota()
-        .define(P, "q2")
-        .provider("a")
-        .action("go")
-        .create()
-        .unwrap();
-    yard.quota()
-        .define(P, "q3")
-        .provider("a")
-        .action("go")
+    on_a("q").provider_breaker(strict).create().unwrap();
+    on_a("q2").create().unwrap();
+    on_a("q3")
         .breaker_key("a-go-strict")
-        .provider_breaker(switchyard_engine::BreakerSettings {
-            minimum_failure_count: Some(9),
-            ..Default::default()
-        })
+        .provider_breaker(loose)
         .create()
         .unwrap();
     // Updating the definition that set them is not a clash with itself.
@@ -2133,17 +2092,7 @@ async fn a_fallback_option_may_run_a_feature_and_fails_over_when_it_fails() {
     assert_eq!(b.call_count(), 0);
     // The feature's step fails: the option failed, the run fails over.
     a.fail(ErrorClass::Unavailable);
-    let r = yard
-        .run(
-            Kind::Fallback,
-            P,
-            "dev",
-            "f",
-            json!({}),
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let r = run_f(&yard, json!({})).await.unwrap();
     assert_eq!(r.output, json!({"served": "b"}));
     assert_eq!(r.trace.attempts[0].provider, "flow");
     assert_eq!(
@@ -2157,17 +2106,7 @@ async fn a_fallback_option_may_run_a_feature_and_fails_over_when_it_fails() {
     assert!(s[0].admission.is_none());
     // A rejected input inside the feature stops the run, as for an action.
     a.fail(ErrorClass::Rejected);
-    let e = yard
-        .run(
-            Kind::Fallback,
-            P,
-            "dev",
-            "f",
-            json!({}),
-            RunOptions::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = run_f(&yard, json!({})).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Rejected);
 }
 
@@ -2363,16 +2302,7 @@ async fn a_batch_applies_in_any_order_or_not_at_all_and_keeps_breaker_state() {
     // Open a/go's breaker.
     a.fail(ErrorClass::Unavailable);
     for _ in 0..6 {
-        let _ = yard
-            .run(
-                Kind::Fallback,
-                P,
-                "dev",
-                "f",
-                json!({}),
-                RunOptions::default(),
-            )
-            .await;
+        let _ = run_f(&yard, json!({})).await;
     }
     assert_eq!(
         yard.fallback().providers(P, "dev", "f").unwrap()[0]
@@ -2437,4 +2367,13 @@ async fn a_batch_applies_in_any_order_or_not_at_all_and_keeps_breaker_state() {
     ])
     .unwrap();
     assert!(yard.fetch_all(P, None).is_empty());
+}
+
+/// Run fallback `f` of product `P` in `dev`.
+async fn run_f(
+    yard: &Switchyard,
+    input: Value,
+) -> Result<switchyard_engine::RunResult, switchyard_engine::RunError> {
+    yard.run(Kind::Fallback, P, "dev", "f", input, RunOptions::default())
+        .await
 }

@@ -696,10 +696,11 @@ impl Registry {
     /// the breaker has.
     pub(crate) fn check_breaker_settings(&self, def: &Definition) -> Result<(), DefineError> {
         let mine = breaker_uses(def);
-        let product = &def.meta().product;
+        if mine.is_empty() {
+            return Ok(());
+        }
         let others: Vec<(String, String, BreakerSettings)> = self
-            .fetch_all(product, None)
-            .iter()
+            .definitions(&def.meta().product)
             .filter(|d| !(d.kind() == def.kind() && d.meta().tag == def.meta().tag))
             .flat_map(breaker_uses)
             .collect();

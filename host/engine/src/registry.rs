@@ -261,13 +261,9 @@ impl Registry {
 
     fn referrers(&self, product: &str, uses: impl Fn(&Definition) -> bool) -> Vec<String> {
         let mut out: Vec<String> = self
-            .defs
-            .get(product)
-            .into_iter()
-            .flat_map(|m| m.values())
-            .flat_map(|m| m.values())
-            .filter(|e| uses(&e.def))
-            .map(|e| e.def.path())
+            .definitions(product)
+            .filter(|d| uses(d))
+            .map(Definition::path)
             .collect();
         out.sort();
         out
@@ -275,15 +271,21 @@ impl Registry {
 }
 
 impl Registry {
-    /// How often the healthcheck `tag` runs: the shortest of its own
-    /// `interval_ms` and every option's `check_interval_ms` that names it.
-    pub fn check_interval(&self, product: &str, tag: &str, own: u64) -> u64 {
+    /// Every definition of `product`, unordered, without copying.
+    pub fn definitions(&self, product: &str) -> impl Iterator<Item = &Definition> {
         self.defs
             .get(product)
             .into_iter()
             .flat_map(|m| m.values())
             .flat_map(|m| m.values())
-            .flat_map(|e| options_of(&e.def))
+            .map(|e| &e.def)
+    }
+
+    /// How often the healthcheck `tag` runs: the shortest of its own
+    /// `interval_ms` and every option's `check_interval_ms` that names it.
+    pub fn check_interval(&self, product: &str, tag: &str, own: u64) -> u64 {
+        self.definitions(product)
+            .flat_map(options_of)
             .filter(|o| o.healthcheck.as_deref() == Some(tag))
             .filter_map(|o| o.check_interval_ms)
             .fold(own, u64::min)

@@ -94,7 +94,7 @@ pub struct Deployment {
     /// the config's: the config's own, or the store's where the store's
     /// won at start. A reload applies every config definition that differs
     /// from its entry here.
-    baseline: Mutex<HashMap<(String, Kind, String), Definition>>,
+    baseline: Mutex<HashMap<DefKey, Definition>>,
     writes: Mutex<()>,
     reloading: tokio::sync::Mutex<()>,
     runtime: Runtime,
@@ -102,6 +102,12 @@ pub struct Deployment {
 
 /// Product, app tag and env of a loaded app.
 type AppKey = (String, String, String);
+
+/// Product, kind and tag of a definition (`Definition::key`).
+type DefKey = (String, Kind, String);
+
+/// An app a reload loaded: its key, the app, its plugin's SHA-256, its grant.
+type Fresh = (AppKey, App, String, Grant);
 
 /// What a reload changed, and what it could not change without a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -407,79 +413,9 @@ impl Deployment {
         let old = self.config();
         let new = Config::load(&old.path)?;
         let mut report = ReloadReport::default();
-        let mut problems = Vec::new();
 
-        // Apps: load what is new or changed, before any definition needs it.
-        let mut fresh: Vec<(AppKey, App, String, Grant)> = Vec::new();
-        let loaded = self.loaded.locked().clone();
-        let mut wanted: Vec<AppKey> = Vec::new();
-        for spec in &new.apps {
-            for (env, grant) in &spec.grants {
-                let key = (spec.product.clone(), spec.tag.clone(), env.clone());
-                wanted.push(key.clone());
-                let at = FieldPath::keys(["products", &spec.product, "apps", &spec.tag, "plugin"]);
-                let print = match fingerprint(&spec.source) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        problems.push(new.problem(&at, e));
-                        continue;
-                    }
-                };
-                let verb = match loaded.get(&key) {
-                    Some((p, g)) if *p == print && g == grant => continue,
-                    Some((p, _)) if *p != print => "reloaded (plugin changed)",
-                    Some(_) => "reloaded (grant changed)",
-                    None => "added",
-                };
-                let name = format!("{}/{}@{env}", spec.product, spec.tag);
-                match self
-                    .runtime
-                    .load(&name, spec.source.clone(), grant.clone())
-                    .await
-                {
-                    Ok(app) => {
-                        report.apps.push(format!("~ app {name} {verb}"));
-                        fresh.push((key, app, print, grant.clone()));
-                    }
-                    Err(e) => problems.push(new.problem(&at, format!("env `{env}`: {e}"))),
-                }
-            }
-        }
-        if !problems.is_empty() {
-            return Err(Problems(problems));
-        }
-
-        // Definitions: the config's copy changed → its change applies.
-        let before = self.baseline.locked().clone();
-        let mut paths = HashMap::new();
-        let mut changes = Vec::new();
-        let mut seen = Vec::new();
-        for (path, d) in new.definitions() {
-            seen.push(d.key());
-            match before.get(&d.key()) {
-                Some(b) if *b == d => report.unchanged += 1,
-                b => {
-                    let verb = if b.is_some() { "updated" } else { "created" };
-                    report.definitions.push(format!("~ {path} {verb}"));
-                    paths.insert(d.key(), path);
-                    changes.push(Change::Put(Box::new(d)));
-                }
-            }
-        }
-        for (key, d) in &before {
-            if !seen.contains(key) {
-                report.definitions.push(format!(
-                    "- products.{}.{} deleted (no longer in the config)",
-                    d.meta().product,
-                    d.path()
-                ));
-                changes.push(Change::Delete {
-                    product: key.0.clone(),
-                    kind: key.1,
-                    tag: key.2.clone(),
-                });
-            }
-        }
+        let (fresh, wanted) = self.load_changed_apps(&new, &mut report).await?;
+        let (changes, paths) = self.definition_changes(&new, &mut report);
 
         // Install the apps, apply the batch; undo the apps if it is refused.
         let _w = self.writes.locked();
@@ -503,6 +439,17 @@ impl Deployment {
                 }
             }
         };
+        // What puts the engine back if the store refuses the batch.
+        let undo: Vec<Change> = changes
+            .iter()
+            .map(|c| {
+                let (product, kind, tag) = c.key();
+                match self.yard.fetch(&product, kind, &tag) {
+                    Some(d) => Change::Put(Box::new(d)),
+                    None => Change::Delete { product, kind, tag },
+                }
+            })
+            .collect();
         let applied: Vec<Change> = changes.clone();
         if let Err(errors) = self.yard.apply(changes) {
             undo_apps();
@@ -513,19 +460,13 @@ impl Deployment {
                     .collect(),
             ));
         }
-        if let Some(s) = &self.store {
-            for c in &applied {
-                let r = match c {
-                    Change::Put(d) => s.put(d),
-                    Change::Delete { product, kind, tag } => {
-                        s.delete(product, *kind, tag).map(|_| ())
-                    }
-                };
-                if let Err(e) = r {
-                    // The engine serves the new config; say so plainly.
-                    return Err(Problems(vec![store_problem(&new, e)]));
-                }
-            }
+        if let Some(s) = &self.store
+            && let Err(e) = s.apply(&applied)
+        {
+            // Engine and store, or neither.
+            let _ = self.yard.apply(undo);
+            undo_apps();
+            return Err(Problems(vec![store_problem(&new, e)]));
         }
 
         // Apps no longer in the config (their definitions are gone now).
@@ -613,6 +554,97 @@ impl Deployment {
             .collect();
         *self.config.writing() = Arc::new(new);
         Ok(report)
+    }
+
+    /// Load the apps of `new` whose plugin bytes or grant differ from what
+    /// is loaded (or that are new); also every app key `new` wants.
+    async fn load_changed_apps(
+        &self,
+        new: &Config,
+        report: &mut ReloadReport,
+    ) -> Result<(Vec<Fresh>, Vec<AppKey>), Problems> {
+        let mut problems = Vec::new();
+        let mut fresh = Vec::new();
+        let loaded = self.loaded.locked().clone();
+        let mut wanted: Vec<AppKey> = Vec::new();
+        for spec in &new.apps {
+            for (env, grant) in &spec.grants {
+                let key = (spec.product.clone(), spec.tag.clone(), env.clone());
+                wanted.push(key.clone());
+                let at = FieldPath::keys(["products", &spec.product, "apps", &spec.tag, "plugin"]);
+                let print = match fingerprint(&spec.source) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        problems.push(new.problem(&at, e));
+                        continue;
+                    }
+                };
+                let verb = match loaded.get(&key) {
+                    Some((p, g)) if *p == print && g == grant => continue,
+                    Some((p, _)) if *p != print => "reloaded (plugin changed)",
+                    Some(_) => "reloaded (grant changed)",
+                    None => "added",
+                };
+                let name = format!("{}/{}@{env}", spec.product, spec.tag);
+                match self
+                    .runtime
+                    .load(&name, spec.source.clone(), grant.clone())
+                    .await
+                {
+                    Ok(app) => {
+                        report.apps.push(format!("~ app {name} {verb}"));
+                        fresh.push((key, app, print, grant.clone()));
+                    }
+                    Err(e) => problems.push(new.problem(&at, format!("env `{env}`: {e}"))),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok((fresh, wanted))
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// The changes that make the engine serve `new`'s definitions where
+    /// the config's copy changed since it was last applied, and where
+    /// each one is written in `new`.
+    fn definition_changes(
+        &self,
+        new: &Config,
+        report: &mut ReloadReport,
+    ) -> (Vec<Change>, HashMap<DefKey, FieldPath>) {
+        let before = self.baseline.locked().clone();
+        let mut paths = HashMap::new();
+        let mut changes = Vec::new();
+        let mut seen = Vec::new();
+        for (path, d) in new.definitions() {
+            seen.push(d.key());
+            match before.get(&d.key()) {
+                Some(b) if *b == d => report.unchanged += 1,
+                b => {
+                    let verb = if b.is_some() { "updated" } else { "created" };
+                    report.definitions.push(format!("~ {path} {verb}"));
+                    paths.insert(d.key(), path);
+                    changes.push(Change::Put(Box::new(d)));
+                }
+            }
+        }
+        for (key, d) in &before {
+            if !seen.contains(key) {
+                report.definitions.push(format!(
+                    "- products.{}.{} deleted (no longer in the config)",
+                    d.meta().product,
+                    d.path()
+                ));
+                changes.push(Change::Delete {
+                    product: key.0.clone(),
+                    kind: key.1,
+                    tag: key.2.clone(),
+                });
+            }
+        }
+        (changes, paths)
     }
 
     /// How many definitions the engine holds, over the config's products.
@@ -721,7 +753,7 @@ impl Deployment {
 /// its line) when the config wrote it.
 fn problem_in_config(
     config: &Config,
-    paths: &HashMap<(String, Kind, String), FieldPath>,
+    paths: &HashMap<DefKey, FieldPath>,
     e: DefineError,
 ) -> Problem {
     let hit = paths.iter().find_map(|((_, kind, tag), at)| {

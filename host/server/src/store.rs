@@ -141,15 +141,36 @@ impl Store {
 
     /// Insert or replace `def`.
     pub fn put(&self, def: &Definition) -> Result<(), StoreError> {
-        let m = def.meta();
-        let body = serde_json::to_string(def).expect("definitions serialize");
-        self.conn().execute(
-            "INSERT INTO definitions (product, kind, tag, body, updated_unix_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (product, kind, tag)
-             DO UPDATE SET body = excluded.body, updated_unix_ms = excluded.updated_unix_ms",
-            params![m.product, def.kind().as_str(), m.tag, body, now_ms()],
-        )?;
+        self.apply(&[switchyard_engine::Change::Put(Box::new(def.clone()))])
+    }
+
+    /// Put and delete definitions in one transaction: all are stored, or
+    /// none (a config reload's batch).
+    pub fn apply(&self, changes: &[switchyard_engine::Change]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for c in changes {
+            match c {
+                switchyard_engine::Change::Put(def) => {
+                    let m = def.meta();
+                    let body = serde_json::to_string(def).expect("definitions serialize");
+                    tx.execute(
+                        "INSERT INTO definitions (product, kind, tag, body, updated_unix_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (product, kind, tag)
+                         DO UPDATE SET body = excluded.body, updated_unix_ms = excluded.updated_unix_ms",
+                        params![m.product, def.kind().as_str(), m.tag, body, now_ms()],
+                    )?;
+                }
+                switchyard_engine::Change::Delete { product, kind, tag } => {
+                    tx.execute(
+                        "DELETE FROM definitions WHERE product = ?1 AND kind = ?2 AND tag = ?3",
+                        params![product, kind.as_str(), tag],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -250,32 +250,22 @@ fn load(path: &Path) -> Result<Config, Exit> {
 }
 
 /// Prints a line every few seconds while plugins compile (Python and
-/// JavaScript components take ~15 s the first time).
-struct Ticker(tokio::task::JoinHandle<()>);
-
-impl Ticker {
-    fn start() -> Self {
-        let started = Instant::now();
-        Self(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                eprintln!(
-                    "  ... still loading plugins ({:.0?}; first loads compile, later ones use the cache)",
-                    started.elapsed()
-                );
-            }
-        }))
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// JavaScript components take ~15 s the first time), until dropped.
+fn ticker() -> AbortOnDrop {
+    let started = Instant::now();
+    AbortOnDrop(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            eprintln!(
+                "  ... still loading plugins ({:.0?}; first loads compile, later ones use the cache)",
+                started.elapsed()
+            );
+        }
+    }))
 }
 
 async fn start(config: Config, store: bool) -> Result<Deployment, Exit> {
-    let _ticker = Ticker::start();
+    let _ticker = ticker();
     let d = Deployment::start(
         config,
         StartOptions {

@@ -4,6 +4,7 @@
 
 mod contracts;
 mod credentials;
+mod exchange;
 mod http_plugin;
 mod polyglot;
 mod routing;

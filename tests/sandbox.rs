@@ -334,8 +334,9 @@ async fn bad_components_are_refused_with_clear_errors() {
     let empty: &[u8] = b"\0asm\x0d\0\x01\0";
     let e = rt.load("x", empty, Grant::new()).await.unwrap_err();
     assert!(
-        e.to_string()
-            .contains("does not export `switchyard:adapter/provider`"),
+        e.to_string().contains(
+            "exports neither `switchyard:adapter/exchange` nor `switchyard:adapter/provider`"
+        ),
         "{e}"
     );
     let e = rt

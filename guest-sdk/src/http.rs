@@ -30,7 +30,7 @@ pub struct Request {
     url: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
-    timeout: Duration,
+    timeout: Option<Duration>,
 }
 
 impl Request {
@@ -41,7 +41,7 @@ impl Request {
             url: url.into(),
             headers: Vec::new(),
             body: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
+            timeout: None,
         }
     }
     /// `GET url`.
@@ -80,8 +80,19 @@ impl Request {
 
     /// Give up on this request after `timeout` (bounded by the host's deadline).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
+    }
+
+    /// The request as the exchange world hands it to the host to send.
+    pub(crate) fn into_exchange(self) -> crate::exchange::WitHttpRequest {
+        crate::exchange::WitHttpRequest {
+            method: self.method,
+            url: self.url,
+            headers: self.headers,
+            body: self.body,
+            timeout_ms: self.timeout.map(|t| t.as_millis() as u64),
+        }
     }
 
     /// Send the request and read the whole answer.
@@ -111,7 +122,7 @@ impl Request {
             .map_err(|()| Error::internal("request body already taken"))?;
 
         let options = RequestOptions::new();
-        let nanos = self.timeout.as_nanos() as u64;
+        let nanos = self.timeout.unwrap_or(DEFAULT_TIMEOUT).as_nanos() as u64;
         // The host may not support every timeout; it still bounds the call.
         let _ = options.set_connect_timeout(Some(nanos));
         let _ = options.set_first_byte_timeout(Some(nanos));

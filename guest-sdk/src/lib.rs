@@ -1,11 +1,49 @@
 //! Write Switchyard provider adapters in Rust.
 //!
-//! An adapter is a WebAssembly component (target `wasm32-wasip2`) that
-//! implements the `switchyard:adapter` world. With this crate an author
-//! implements [`Adapter`] and exports it with [`export_adapter!`]; the crate
-//! gives an HTTP client over `wasi:http` ([`http`]), the mapping of HTTP
-//! failures to the error classes the engine understands ([`Error`]), access
-//! to the app's plain settings ([`config`]) and logging ([`log`]).
+//! An adapter is a WebAssembly component (target `wasm32-wasip2`) in one of
+//! the two `switchyard:adapter` worlds:
+//!
+//! - **exchange** (preferred): implement [`Exchange`] — one function that
+//!   builds the provider request from the call, one that maps the
+//!   provider's answer — and export it with [`export_exchange!`]. The host
+//!   sends the request itself and holds no instance while the provider
+//!   answers. Several requests per call (fetch a token, then call):
+//!   implement [`Steps`] and export with [`export_steps!`].
+//! - **adapter**: implement [`Adapter`] and export it with
+//!   [`export_adapter!`]; `call` sends its own requests with [`http`] over
+//!   `wasi:http` (streaming, libraries that do their own I/O).
+//!
+//! Either way the crate gives the mapping of HTTP statuses to the error
+//! classes the engine understands ([`Error`]), the app's plain settings
+//! ([`config`]) and logging ([`log`]).
+//!
+//! ```ignore
+//! use switchyard_guest::{Action, AppInfo, Error, Exchange, Request, export_exchange, http};
+//! use serde_json::{Value, json};
+//!
+//! struct Echo;
+//!
+//! impl Exchange for Echo {
+//!     fn describe() -> AppInfo {
+//!         AppInfo::new("echo", "0.1.0").action(
+//!             Action::new("post").input(json!({"text": {"type": "string", "required": true}})),
+//!         )
+//!     }
+//!
+//!     fn request(call: &Request) -> Result<http::Request, Error> {
+//!         let base = switchyard_guest::config::require("base_url")?;
+//!         Ok(http::Request::post(format!("{base}/echo")).json(&json!({"text": call.str("text")?})))
+//!     }
+//!
+//!     fn response(_call: &Request, answer: http::Response) -> Result<Value, Error> {
+//!         answer.error_for_status()?.json()
+//!     }
+//! }
+//!
+//! export_exchange!(Echo);
+//! ```
+//!
+//! The same adapter in the `adapter` world:
 //!
 //! ```ignore
 //! use switchyard_guest::{Action, Adapter, AppInfo, Error, Request, export_adapter, http};
@@ -36,10 +74,12 @@
 extern crate self as switchyard_guest;
 
 mod error;
+mod exchange;
 pub mod http;
 mod request;
 
 pub use error::{Detail, Error};
+pub use exchange::{Exchange, ExportedSteps, OneRequest, Step, Steps};
 pub use request::{Request, Session};
 pub use serde_json;
 
@@ -55,6 +95,27 @@ pub mod bindings {
         export_macro_name: "__export_provider",
         default_bindings_module: "::switchyard_guest::bindings",
         runtime_path: "::switchyard_guest::__wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+/// Bindings of the `exchange-adapter` world; its shared interfaces are the
+/// `adapter` world's.
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod exchange_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "switchyard:adapter/exchange-adapter",
+        pub_export_macro: true,
+        export_macro_name: "__export_exchange",
+        default_bindings_module: "::switchyard_guest::exchange_bindings",
+        runtime_path: "::switchyard_guest::__wit_bindgen::rt",
+        with: {
+            "switchyard:adapter/adapter-types@0.1.0": crate::bindings::switchyard::adapter::adapter_types,
+            "switchyard:adapter/config@0.1.0": crate::bindings::switchyard::adapter::config,
+            "switchyard:adapter/logging@0.1.0": crate::bindings::switchyard::adapter::logging,
+        },
         generate_all,
     });
 }
@@ -142,18 +203,12 @@ impl Action {
     }
 }
 
-/// Bridges an [`Adapter`] to the generated `provider` export. Used by
-/// [`export_adapter!`]; not meant to be named by authors.
-#[doc(hidden)]
-pub struct Exported<T>(PhantomData<T>);
-
-impl<T: Adapter> wit_provider::Guest for Exported<T> {
-    fn describe() -> wit::AppInfo {
-        let info = T::describe();
+impl AppInfo {
+    pub(crate) fn into_wit(self) -> wit::AppInfo {
         wit::AppInfo {
-            name: info.name,
-            version: info.version,
-            actions: info
+            name: self.name,
+            version: self.version,
+            actions: self
                 .actions
                 .into_iter()
                 .map(|a| wit::ActionInfo {
@@ -164,6 +219,17 @@ impl<T: Adapter> wit_provider::Guest for Exported<T> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// Bridges an [`Adapter`] to the generated `provider` export. Used by
+/// [`export_adapter!`]; not meant to be named by authors.
+#[doc(hidden)]
+pub struct Exported<T>(PhantomData<T>);
+
+impl<T: Adapter> wit_provider::Guest for Exported<T> {
+    fn describe() -> wit::AppInfo {
+        T::describe().into_wit()
     }
 
     fn call(request: wit::CallRequest) -> Result<wit::CallResponse, wit::AdapterError> {
@@ -183,6 +249,25 @@ macro_rules! export_adapter {
     ($ty:ty) => {
         type __SwitchyardExportedAdapter = $crate::Exported<$ty>;
         $crate::bindings::__export_provider!(__SwitchyardExportedAdapter with_types_in $crate::bindings);
+    };
+}
+
+/// Export `$ty` (which implements [`Exchange`]: one request per call) as
+/// this component's `exchange`, in the `exchange-adapter` world.
+#[macro_export]
+macro_rules! export_exchange {
+    ($ty:ty) => {
+        $crate::export_steps!($crate::OneRequest<$ty>);
+    };
+}
+
+/// Export `$ty` (which implements [`Steps`]: any number of requests per
+/// call) as this component's `exchange`, in the `exchange-adapter` world.
+#[macro_export]
+macro_rules! export_steps {
+    ($ty:ty) => {
+        type __SwitchyardExportedSteps = $crate::ExportedSteps<$ty>;
+        $crate::exchange_bindings::__export_exchange!(__SwitchyardExportedSteps with_types_in $crate::exchange_bindings);
     };
 }
 

@@ -123,6 +123,54 @@ async fn main() {
         guest_p50.as_secs_f64() / host_p50.as_secs_f64()
     );
 
+    // 2b. The same POST through the generic http plugin in both worlds:
+    // the exchange world (the host sends what the adapter describes) and
+    // the adapter world (the adapter sends it over wasi:http). Interleaved
+    // in rounds, A B A B, so both see the same machine.
+    let grant = Grant::new()
+        .allow(sim.url())
+        .config("base_url", sim.url())
+        .config(
+            "actions",
+            r#"[{"name": "send", "method": "POST", "path": "/echo"}]"#,
+        );
+    let exchange = rt
+        .load("http", artifacts::HTTP_PLUGIN, grant.clone())
+        .await
+        .unwrap();
+    let wasi = rt
+        .load("http-wasi", artifacts::HTTP_WASI, grant)
+        .await
+        .unwrap();
+    let send = || CallRequest::new("send", body.clone());
+    for app in [&exchange, &wasi] {
+        for _ in 0..200 {
+            app.call(send()).await.unwrap();
+        }
+    }
+    let (mut ex, mut wa) = (Vec::new(), Vec::new());
+    for _round in 0..4 {
+        for (app, samples) in [(&exchange, &mut ex), (&wasi, &mut wa)] {
+            for _ in 0..n / 4 {
+                let t = Instant::now();
+                app.call(send()).await.unwrap();
+                samples.push(t.elapsed());
+            }
+        }
+    }
+    let ex_p50 = report("http plugin POST, exchange world", &mut ex);
+    let wa_p50 = report("http plugin POST, adapter world (wasi:http)", &mut wa);
+    println!(
+        "{:<48} {:.2}x",
+        "ratio exchange/host (p50)",
+        ex_p50.as_secs_f64() / host_p50.as_secs_f64()
+    );
+    println!(
+        "{:<48} {:.2}x",
+        "ratio adapter-world/host (p50)",
+        wa_p50.as_secs_f64() / host_p50.as_secs_f64()
+    );
+
     // 3. Throughput of the POST call at concurrency 64.
     let window = if quick {
         Duration::from_secs(1)

@@ -500,10 +500,18 @@ async fn run_option(
             return OptionEnd::Overloaded(o);
         }
         let took = end.saturating_duration_since(now);
-        inner
-            .breakers
-            .record(bkey, ticket, result.as_ref().map(|_| ()), end);
-        inner.count(&stats_key, result.as_ref().map(|_| ()));
+        if matches!(&result, Err(e) if e.kind == FailureKind::Overload) {
+            // The host's own limit ended an attempt that had already sent
+            // a request (an exchange adapter found no instance to read the
+            // answer): its class says what the run may do next, but it
+            // moves nothing of the provider's.
+            inner.breakers.release(bkey, ticket);
+        } else {
+            inner
+                .breakers
+                .record(bkey, ticket, result.as_ref().map(|_| ()), end);
+            inner.count(&stats_key, result.as_ref().map(|_| ()));
+        }
         inner.observe_attempt(&AttemptEvent {
             product: ctx.product,
             env: ctx.env,

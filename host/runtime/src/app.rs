@@ -2,6 +2,7 @@
 //! instance (store, deadline, limiter, the egress gate as its hooks).
 
 use crate::LoadError;
+use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::bindings::{AdapterPre, types};
 use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory, EgressStats};
 use crate::outcome::{adapter_answer, check_actions, deadline_exceeded, sandbox_failure};
@@ -17,10 +18,18 @@ use switchyard_engine::{
 };
 use wasmtime::{Store, UpdateDeadline};
 
+/// A component prepared for instantiation, by the world it targets.
+pub(crate) enum Pre {
+    /// `adapter`: `call` does the whole attempt.
+    Adapter(AdapterPre<CallState>),
+    /// `exchange-adapter`: `start` / `resume` steps.
+    Exchange(ExchangeAdapterPre<CallState>),
+}
+
 pub(crate) struct AppInner {
     pub(crate) name: Arc<str>,
     pub(crate) info: AppInfo,
-    pub(crate) pre: AdapterPre<CallState>,
+    pub(crate) pre: Pre,
     pub(crate) runtime: Runtime,
     pub(crate) egress: Arc<AppEgress>,
     pub(crate) config: Arc<BTreeMap<String, String>>,
@@ -71,6 +80,11 @@ impl App {
         self.inner.report
     }
 
+    /// The world the app's component targets.
+    pub fn world(&self) -> crate::World {
+        self.inner.report.world
+    }
+
     /// Egress counters.
     pub fn egress_stats(&self) -> EgressStats {
         self.inner.egress.stats()
@@ -103,7 +117,7 @@ impl Adapter for App {
 }
 
 impl AppInner {
-    fn store(
+    pub(crate) fn store(
         &self,
         deadline: Instant,
         log: Arc<Mutex<CallLog>>,
@@ -155,11 +169,22 @@ impl AppInner {
         let log = Arc::new(Mutex::new(CallLog::default()));
         let mut store = self.store(deadline, log.clone(), Some(0));
         let work = async {
-            let adapter = self.pre.instantiate_async(&mut store).await?;
-            adapter
-                .switchyard_adapter_provider()
-                .call_describe(&mut store)
-                .await
+            match &self.pre {
+                Pre::Adapter(pre) => {
+                    let adapter = pre.instantiate_async(&mut store).await?;
+                    adapter
+                        .switchyard_adapter_provider()
+                        .call_describe(&mut store)
+                        .await
+                }
+                Pre::Exchange(pre) => {
+                    let adapter = pre.instantiate_async(&mut store).await?;
+                    adapter
+                        .switchyard_adapter_exchange()
+                        .call_describe(&mut store)
+                        .await
+                }
+            }
         };
         let outcome = tokio::time::timeout_at(deadline.into(), work).await;
         let describe_error = |reason: String| LoadError::Describe {
@@ -187,23 +212,20 @@ impl AppInner {
     }
 
     async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
-        let deadline = Instant::now() + request.deadline;
-        // The slot outlives the store (declared first, dropped last), so the
-        // pool never sees more instances than permits.
-        let Some(_slot) = self.runtime.slot(deadline).await else {
-            let n = self.runtime.inner.max_instances;
-            return Err(AttemptError::new(
-                ErrorClass::Overloaded,
-                FailureKind::Overload,
-                format!(
-                    "no plugin instance slot became free within the attempt's {:?} (all {n} in use); raise the runtime's max_instances or lower the apps' max_in_flight",
-                    request.deadline
-                ),
-            ));
+        let result = match &self.pre {
+            Pre::Adapter(pre) => self.call_adapter(pre, request).await,
+            Pre::Exchange(pre) => self.call_exchange(pre, request).await,
         };
-        let log = Arc::new(Mutex::new(CallLog::default()));
-        let mut store = self.store(deadline, log.clone(), None);
-        let wit_request = types::CallRequest {
+        let result = result.map_err(AttemptError::bounded);
+        if let Err(e) = &result {
+            tracing::debug!(app = %self.name, class = %e.class, kind = ?e.kind, message = %e.message, "attempt failed");
+        }
+        result
+    }
+
+    /// The call's request as the WIT contract carries it.
+    pub(crate) fn wit_request(request: CallRequest) -> types::CallRequest {
+        types::CallRequest {
             action: request.action,
             input: request.input.to_string(),
             idempotency_key: request.idempotency_key,
@@ -213,14 +235,37 @@ impl AppInner {
                 tag: s.tag,
                 token: s.token,
             }),
+        }
+    }
+
+    /// Count one instantiation that took since `started`.
+    pub(crate) fn instantiated(&self, started: Instant) {
+        self.instances.count.fetch_add(1, Ordering::Relaxed);
+        self.instances
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// An `adapter`-world call: one instance does the whole attempt.
+    async fn call_adapter(
+        &self,
+        pre: &AdapterPre<CallState>,
+        request: CallRequest,
+    ) -> Result<CallResponse, AttemptError> {
+        let deadline = Instant::now() + request.deadline;
+        // The slot outlives the store (declared first, dropped last), so the
+        // pool never sees more instances than permits.
+        let Some(_slot) = self.runtime.slot(deadline).await else {
+            return Err(self.no_slot(request.deadline));
         };
+        let log = Arc::new(Mutex::new(CallLog::default()));
+        let mut store = self.store(deadline, log.clone(), None);
+        let budget = request.deadline;
+        let wit_request = Self::wit_request(request);
         let work = async {
             let started = Instant::now();
-            let adapter = self.pre.instantiate_async(&mut store).await?;
-            self.instances.count.fetch_add(1, Ordering::Relaxed);
-            self.instances
-                .micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let adapter = pre.instantiate_async(&mut store).await?;
+            self.instantiated(started);
             adapter
                 .switchyard_adapter_provider()
                 .call_call(&mut store, &wit_request)
@@ -229,15 +274,23 @@ impl AppInner {
         let outcome = tokio::time::timeout_at(deadline.into(), work).await;
         let log = log.lock().expect("call log");
         let max_output = self.runtime.inner.limits.max_output;
-        let result = match outcome {
-            Err(_) => Err(deadline_exceeded(&log, request.deadline)),
+        match outcome {
+            Err(_) => Err(deadline_exceeded(&log, budget)),
             Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
             Ok(Ok(answer)) => adapter_answer(answer, &log, max_output),
-        };
-        let result = result.map_err(AttemptError::bounded);
-        if let Err(e) = &result {
-            tracing::debug!(app = %self.name, class = %e.class, kind = ?e.kind, message = %e.message, "attempt failed");
         }
-        result
+    }
+
+    /// No instance slot came free before the attempt's deadline: the
+    /// host's limit, never the provider's failure.
+    pub(crate) fn no_slot(&self, budget: Duration) -> AttemptError {
+        let n = self.runtime.inner.max_instances;
+        AttemptError::new(
+            ErrorClass::Overloaded,
+            FailureKind::Overload,
+            format!(
+                "no plugin instance slot became free within the attempt's {budget:?} (all {n} in use); raise the runtime's max_instances or lower the apps' max_in_flight"
+            ),
+        )
     }
 }

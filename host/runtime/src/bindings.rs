@@ -15,3 +15,21 @@ wasmtime::component::bindgen!({
 
 pub use self::switchyard::adapter::adapter_types as types;
 pub use self::switchyard::adapter::{config, logging};
+
+/// Host bindings of the `exchange-adapter` world; its shared interfaces
+/// are the `adapter` world's.
+pub mod exchange_world {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "switchyard:adapter/exchange-adapter",
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "switchyard:adapter/adapter-types": super::switchyard::adapter::adapter_types,
+            "switchyard:adapter/config": super::switchyard::adapter::config,
+            "switchyard:adapter/logging": super::switchyard::adapter::logging,
+        },
+    });
+
+    pub use self::switchyard::adapter::exchange_types as xtypes;
+}

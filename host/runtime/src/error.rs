@@ -37,8 +37,8 @@ pub enum LoadError {
     /// Compilation failed.
     #[error("the component does not compile: {0}")]
     Compile(String),
-    /// No provider export.
-    #[error("the component does not export `switchyard:adapter/provider` (it exports: {}); build it against the `switchyard:adapter/adapter` world in wit/", if found.is_empty() { "nothing".to_string() } else { found.join(", ") })]
+    /// Neither an `exchange` nor a `provider` export.
+    #[error("the component exports neither `switchyard:adapter/exchange` nor `switchyard:adapter/provider` (it exports: {}); build it against the `exchange-adapter` or the `adapter` world in wit/", if found.is_empty() { "nothing".to_string() } else { found.join(", ") })]
     MissingExport {
         /// What it does export.
         found: Vec<String>,

@@ -12,6 +12,7 @@
 //! | per-call limits and runtime settings ([`Limits`], [`RuntimeConfig`]) | `limits.rs` |
 //! | errors of each phase ([`RuntimeError`], [`LoadError`]) | `error.rs` |
 //! | one call on a fresh instance ([`App`]) | `app.rs`, `state.rs` |
+//! | one call of an exchange-world adapter: steps on fresh instances, the host's HTTP between them | `exchange.rs` |
 //! | what a call's end means (trap, limit, deadline, adapter error) | `outcome.rs` |
 //! | the egress gate: policy, credentials, SigV4, pooled client, the call's memory account | `egress/` |
 //! | what an app is allowed ([`Grant`]) | `grant.rs` |
@@ -21,6 +22,7 @@ mod bindings;
 mod cache;
 mod egress;
 mod error;
+mod exchange;
 mod grant;
 mod limits;
 mod outcome;
@@ -41,4 +43,4 @@ pub use limits::{
     RuntimeConfig,
 };
 pub use runtime::{ComponentSource, LoadReport, Runtime};
-pub use world::SUPPORTED_RANGE;
+pub use world::{SUPPORTED_RANGE, World};

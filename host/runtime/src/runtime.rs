@@ -9,13 +9,15 @@
 //! knows nothing of quotas or fallbacks: the engine sees an [`App`] only as
 //! an [`Adapter`](switchyard_engine::Adapter).
 
-use crate::app::{App, AppInner, InstanceStats};
+use crate::app::{App, AppInner, InstanceStats, Pre};
 use crate::bindings::AdapterPre;
+use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::egress::{AppEgress, CredentialError, EgressPolicy, PolicyError};
 use crate::grant::Grant;
 use crate::limits::{HOST_RESERVE, Limits, MAX_INSTANCES, MIN_MEMORY, RuntimeConfig};
 use crate::state::CallState;
+use crate::world::World;
 use crate::{LoadError, RuntimeError};
 use crate::{bindings, world};
 use std::path::{Path, PathBuf};
@@ -74,6 +76,8 @@ pub struct LoadReport {
     pub compile: Duration,
     /// Total load time, including link and `describe`.
     pub total: Duration,
+    /// The world the component targets.
+    pub world: World,
 }
 
 pub(crate) struct Ticker {
@@ -302,7 +306,7 @@ impl Runtime {
         .map_err(|e| LoadError::Compile(e.to_string()))?
         .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let compile = started.elapsed();
-        world::check_world(&self.inner.engine, &component)?;
+        let world = world::check_world(&self.inner.engine, &component)?;
         Ok((
             component,
             LoadReport {
@@ -310,6 +314,7 @@ impl Runtime {
                 cache,
                 compile,
                 total: compile,
+                world,
             },
         ))
     }
@@ -329,7 +334,11 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = AdapterPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        let pre = match report.world {
+            World::Adapter => Pre::Adapter(AdapterPre::new(pre).map_err(link)?),
+            World::ExchangeAdapter => Pre::Exchange(ExchangeAdapterPre::new(pre).map_err(link)?),
+        };
 
         let grant_error = |reason: String| LoadError::Grant {
             app: name.to_string(),

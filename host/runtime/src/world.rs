@@ -7,8 +7,30 @@ use wasmtime::component::Component;
 
 /// The WIT package versions this host accepts, for error messages.
 pub const SUPPORTED_RANGE: &str = "switchyard:adapter >=0.1.0, <0.2.0";
-/// Export every adapter must have (any 0.1.x).
+/// The export of an `adapter`-world component (any 0.1.x).
 const PROVIDER: &str = "switchyard:adapter/provider@";
+/// The export of an `exchange-adapter`-world component (any 0.1.x).
+const EXCHANGE: &str = "switchyard:adapter/exchange@";
+
+/// Which world a component targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// `exchange-adapter`: pure steps; the host performs every request.
+    ExchangeAdapter,
+    /// `adapter`: the adapter calls `wasi:http` itself.
+    Adapter,
+}
+
+impl World {
+    /// The world's WIT name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ExchangeAdapter => "exchange-adapter",
+            Self::Adapter => "adapter",
+        }
+    }
+}
 
 /// Refuse bytes that are not a WebAssembly component, saying what they are.
 pub fn check_encoding(bytes: &[u8]) -> Result<(), LoadError> {
@@ -35,25 +57,28 @@ fn supported_wasi_version(version: &str) -> bool {
     matches!((parts.next(), parts.next()), (Some("0"), Some("2")))
 }
 
-/// Check the component's exports and imports against the world.
-pub fn check_world(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+/// Check the component's exports and imports against the worlds; the
+/// world it targets (an `exchange` export wins over a `provider` one).
+pub fn check_world(engine: &Engine, component: &Component) -> Result<World, LoadError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    let provider = exports.iter().find(|n| n.starts_with(PROVIDER));
-    match provider {
-        None => {
+    let find = |prefix: &str| {
+        exports
+            .iter()
+            .find(|n| n.starts_with(prefix))
+            .map(|n| n[prefix.len()..].to_string())
+    };
+    let (world, version) = match (find(EXCHANGE), find(PROVIDER)) {
+        (Some(v), _) => (World::ExchangeAdapter, v),
+        (None, Some(v)) => (World::Adapter, v),
+        (None, None) => {
             return Err(LoadError::MissingExport {
                 found: exports.clone(),
             });
         }
-        Some(name) => {
-            let version = &name[PROVIDER.len()..];
-            if !supported_adapter_version(version) {
-                return Err(LoadError::UnsupportedVersion {
-                    found: version.to_string(),
-                });
-            }
-        }
+    };
+    if !supported_adapter_version(&version) {
+        return Err(LoadError::UnsupportedVersion { found: version });
     }
     let unsupported: Vec<String> = ty
         .imports(engine)
@@ -63,7 +88,7 @@ pub fn check_world(engine: &Engine, component: &Component) -> Result<(), LoadErr
     if !unsupported.is_empty() {
         return Err(LoadError::UnsupportedImports(unsupported));
     }
-    Ok(())
+    Ok(world)
 }
 
 fn import_supported(name: &str) -> bool {
@@ -78,6 +103,7 @@ fn import_supported(name: &str) -> bool {
         "switchyard:adapter/config"
             | "switchyard:adapter/logging"
             | "switchyard:adapter/adapter-types"
+            | "switchyard:adapter/exchange-types"
     ) && supported_adapter_version(version)
 }
 

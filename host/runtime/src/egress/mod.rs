@@ -146,21 +146,22 @@ impl AppEgress {
         }
     }
 
-    /// Why `request` may not leave, if it may not.
-    fn admit(&self, request: &http::Request<WasiBody>) -> Result<(), Denial> {
-        let method = request.method();
+    /// Why a request with this method, URI and headers may not leave, if
+    /// it may not.
+    fn admit(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Result<(), Denial> {
         if method == http::Method::TRACE || method == http::Method::CONNECT {
             return Err(Denial::Method(method.to_string()));
         }
-        if request
-            .uri()
-            .authority()
-            .is_some_and(|a| a.as_str().contains('@'))
-        {
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err(Denial::Userinfo);
         }
-        let Some(origin) = Origin::of_uri(request.uri()) else {
-            return Err(Denial::NoOrigin(request.uri().to_string()));
+        let Some(origin) = Origin::of_uri(uri) else {
+            return Err(Denial::NoOrigin(uri.to_string()));
         };
         if !self.policy.allows_origin(&origin) {
             return Err(Denial::NotAllowed {
@@ -168,11 +169,7 @@ impl AppEgress {
                 app: self.app.clone(),
             });
         }
-        if let Some(h) = self
-            .owned_headers
-            .iter()
-            .find(|h| request.headers().contains_key(*h))
-        {
+        if let Some(h) = self.owned_headers.iter().find(|h| headers.contains_key(*h)) {
             return Err(Denial::OwnedHeader(h.to_string()));
         }
         // An IP-literal origin on the allowlist is the grant for its own
@@ -268,7 +265,8 @@ impl WasiHttpHooks for CallEgress {
         let admitted = if self.made > cap {
             Err(Denial::RequestCap(cap))
         } else {
-            self.app.admit(&request)
+            self.app
+                .admit(request.method(), request.uri(), request.headers())
         };
         if let Err(reason) = admitted {
             self.deny(reason);
@@ -292,9 +290,9 @@ impl WasiHttpHooks for CallEgress {
     }
 }
 
-/// One admitted request: its body buffered on the call's memory account,
-/// credentials applied, sent on the app's pooled client within `timeout`,
-/// and the outcome recorded in the call's log.
+/// One admitted request from a guest's `wasi:http`: its body buffered on
+/// the call's memory account, then [`dispatch`]ed; the answer's body
+/// streams to the guest, capped.
 async fn send(
     app: Arc<AppEgress>,
     log: Arc<Mutex<CallLog>>,
@@ -302,13 +300,34 @@ async fn send(
     mut held: Held,
     timeout: Duration,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
-    let authority = request
-        .uri()
-        .authority()
-        .map_or_else(String::new, |a| a.to_string());
-    let (mut parts, mut stream) = request.into_parts();
+    let (parts, mut stream) = request.into_parts();
     let body = collect_body(&app, &log, &mut stream, &mut held).await?;
     drop(stream);
+    let response = dispatch(&app, &log, parts, body, timeout).await?;
+    let max = app.limits.max_response_body;
+    let response = response.map(|b| {
+        Limited::new(b, max)
+            .map_err(move |e| response_body_error(e, max))
+            .boxed_unsync()
+    });
+    Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+}
+
+/// Send an admitted request with its whole body: credentials applied for
+/// its origin, on the app's pooled client, within `timeout`, the outcome
+/// counted and recorded in the call's log (reached, answered, why it
+/// failed). Both adapter worlds send through here.
+async fn dispatch(
+    app: &AppEgress,
+    log: &Mutex<CallLog>,
+    mut parts: http::request::Parts,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
+    let authority = parts
+        .uri
+        .authority()
+        .map_or_else(String::new, |a| a.to_string());
     let now = SystemTime::now();
     let origin = Origin::of_uri(&parts.uri);
     for (scope, c) in &app.credentials {
@@ -330,15 +349,9 @@ async fn send(
         Ok(Ok(response)) => {
             app.counters.requests.fetch_add(1, Ordering::Relaxed);
             log.lock().expect("call log").answered += 1;
-            let max = app.limits.max_response_body;
-            let response = response.map(|b| {
-                Limited::new(b, max)
-                    .map_err(move |e| response_body_error(e, max))
-                    .boxed_unsync()
-            });
-            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+            Ok(response)
         }
-        Ok(Err(e)) => Err(transport_failure(&app, &log, &authority, &e)),
+        Ok(Err(e)) => Err(transport_failure(app, log, &authority, &e)),
         Err(_elapsed) => {
             app.counters.requests.fetch_add(1, Ordering::Relaxed);
             app.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -348,6 +361,150 @@ async fn send(
             Err(HttpError::HttpResponseTimeout)
         }
     }
+}
+
+/// A request an exchange-world adapter described: sent by the host itself.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Option<Duration>,
+}
+
+/// The provider's whole answer to an [`Exchange`].
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
+}
+
+/// Most header bytes (names and values) one described request may carry.
+pub(crate) const MAX_EXCHANGE_HEADERS: usize = 16 << 10;
+
+impl AppEgress {
+    /// Send a request an exchange-world adapter described, as the `made`th
+    /// of its call, through the same gate as a guest's own requests. An
+    /// `Err` means no HTTP answer: the call's log says why (a denial, a
+    /// failure before or after the request left).
+    pub(crate) async fn exchange(
+        &self,
+        log: &Mutex<CallLog>,
+        request: Exchange,
+        made: u32,
+        deadline: Instant,
+    ) -> Result<Answer, HttpError> {
+        let refuse = |denial: Denial| {
+            tracing::warn!(app = %self.app, reason = %denial, "egress denied");
+            self.counters.denied.fetch_add(1, Ordering::Relaxed);
+            log.lock().expect("call log").denials.push(denial);
+            HttpError::HttpRequestDenied
+        };
+        let cap = self.limits.max_requests_per_call;
+        if made > cap {
+            return Err(refuse(Denial::RequestCap(cap)));
+        }
+        let parts = match exchange_parts(&request, self.limits.max_request_body) {
+            Ok(p) => p,
+            Err(reason) => {
+                log.lock().expect("call log").failed(reason);
+                return Err(HttpError::HttpRequestUriInvalid);
+            }
+        };
+        if let Err(denial) = self.admit(&parts.method, &parts.uri, &parts.headers) {
+            return Err(refuse(denial));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let timeout = request.timeout.map_or(remaining, |t| t.min(remaining));
+        let response = dispatch(self, log, parts, request.body.into(), timeout).await?;
+        let (parts, body) = response.into_parts();
+        let max = self.limits.max_response_body;
+        let body = match tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            Limited::new(body, max).collect(),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => {
+                let reason = match response_body_error(e, max) {
+                    HttpError::HttpResponseBodySize(_) => {
+                        format!(
+                            "the provider's answer was larger than the egress cap of {max} bytes (limits.egress.max_response_body)"
+                        )
+                    }
+                    other => format!("the provider's answer broke off: {other}"),
+                };
+                log.lock().expect("call log").failed(reason);
+                return Err(HttpError::HttpProtocolError);
+            }
+            Err(_) => {
+                log.lock().expect("call log").failed(
+                    "the provider's answer did not arrive whole before the deadline".into(),
+                );
+                return Err(HttpError::HttpResponseTimeout);
+            }
+        };
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        })
+    }
+}
+
+/// The parts of a described request, checked: a method, an absolute URL,
+/// headers within [`MAX_EXCHANGE_HEADERS`], a body within `max_body`.
+fn exchange_parts(r: &Exchange, max_body: usize) -> Result<http::request::Parts, String> {
+    if r.body.len() > max_body {
+        return Err(format!(
+            "the request body was larger than the egress cap of {max_body} bytes (limits.egress.max_request_body)"
+        ));
+    }
+    let size: usize = r
+        .headers
+        .iter()
+        .map(|(k, v)| k.len().saturating_add(v.len()))
+        .fold(0, usize::saturating_add);
+    if size > MAX_EXCHANGE_HEADERS {
+        return Err(format!(
+            "the request's headers take {size} bytes; at most {MAX_EXCHANGE_HEADERS}"
+        ));
+    }
+    let method = http::Method::from_bytes(r.method.as_bytes())
+        .map_err(|_| format!("`{}` is not an HTTP method", r.method))?;
+    let uri: http::Uri = r
+        .url
+        .parse()
+        .map_err(|e| format!("`{}` is not a URL: {e}", r.url))?;
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err(format!("`{}` is not an absolute http(s) URL", r.url));
+    }
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (k, v) in &r.headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("`{k}` is not a header name"))?;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|_| format!("the value of header `{k}` is not a header value"))?;
+        builder = builder.header(name, value);
+    }
+    let (parts, ()) = builder
+        .body(())
+        .map_err(|e| format!("the request is not valid HTTP: {e}"))?
+        .into_parts();
+    Ok(parts)
 }
 
 /// Buffer the guest's request body, recording why it was refused. The

@@ -188,7 +188,7 @@ async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
     let report = app.load_report();
     if json {
         let out = serde_json::json!({
-            "info": info, "imports": imports, "exports": exports, "load": report,
+            "info": info, "world": report.world, "imports": imports, "exports": exports, "load": report,
         });
         println!(
             "{}",
@@ -197,8 +197,17 @@ async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
         return Ok(());
     }
     println!("plugin   {} {}", info.name, info.version);
+    let style = match report.world {
+        switchyard_runtime::World::ExchangeAdapter => {
+            "pure steps; the host sends each request and holds no instance while the provider answers"
+        }
+        switchyard_runtime::World::Adapter => {
+            "the adapter sends its own requests over wasi:http, holding its instance until they are answered"
+        }
+    };
     println!(
-        "world    switchyard:adapter/adapter (host supports {})",
+        "world    switchyard:adapter/{} — {style} (host supports {})",
+        report.world.name(),
         switchyard_runtime::SUPPORTED_RANGE
     );
     println!(

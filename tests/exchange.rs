@@ -1,0 +1,241 @@
+//! The exchange world: adapters describe each HTTP exchange and the host
+//! performs it. No instance is alive while a provider answers; the host
+//! adds credentials and classifies transport failures; state and requests
+//! are capped; an exchange adapter has no network of its own.
+
+use serde_json::json;
+use std::time::Duration;
+use switchyard_engine::{CallRequest, ErrorClass, FailureKind};
+use switchyard_runtime::{App, Credential, Grant, Runtime, Secret, World};
+use switchyard_tests::scripted::{Answer, Scripted};
+use switchyard_tests::{artifacts, http_plugin, runtime};
+
+const ACTIONS: &str = r#"[{"name": "send", "method": "POST", "path": "/v1/messages"}]"#;
+
+fn grant(url: &str) -> Grant {
+    Grant::new()
+        .allow(url)
+        .config("base_url", url)
+        .config("actions", ACTIONS)
+}
+
+async fn exchange_program(rt: &Runtime, grant: Grant) -> App {
+    rt.load("exchange", artifacts::EXCHANGE, grant)
+        .await
+        .expect("the exchange test program loads")
+}
+
+async fn http_wasi(rt: &Runtime, grant: Grant) -> App {
+    rt.load("http-wasi", artifacts::HTTP_WASI, grant)
+        .await
+        .expect("the adapter-world http program loads")
+}
+
+/// 40 calls in flight against a provider that takes 400 ms: the exchange
+/// adapter holds no instance while they wait; the same logic in the
+/// adapter world holds one per call. Both answer the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_call_holds_no_instance_while_the_provider_answers() {
+    let provider = Scripted::start().await;
+    provider.always("/v1/messages", Answer::json(200, json!({"id": "m-1"})));
+    provider.set_delay(Duration::from_millis(400));
+    let rt = runtime();
+    let exchange = http_plugin(&rt, "http", grant(&provider.url())).await;
+    let wasi = http_wasi(&rt, grant(&provider.url())).await;
+    assert_eq!(exchange.world(), World::ExchangeAdapter);
+    assert_eq!(wasi.world(), World::Adapter);
+    for (app, held_while_waiting) in [(&exchange, 0..=2), (&wasi, 40..=40)] {
+        let calls = (0..40).map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.call(CallRequest::new("send", json!({"n": i})).deadline(Duration::from_secs(5)))
+                    .await
+            })
+        });
+        let handles: Vec<_> = calls.collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (in_use, _) = rt.instances();
+        assert!(
+            held_while_waiting.contains(&in_use),
+            "{:?}: {in_use} instances held while the provider thinks",
+            app.world()
+        );
+        for h in handles {
+            let out = h.await.unwrap().expect("the call succeeds");
+            assert_eq!(out.output, json!({"id": "m-1"}));
+        }
+        assert_eq!(rt.instances().0, 0);
+    }
+    assert_eq!(provider.received().len(), 80);
+}
+
+/// A call in two steps: the state carried from the first reaches the
+/// second, and the host adds the grant's credential to every request (the
+/// adapter never sees it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_carry_state_and_the_host_adds_the_credentials() {
+    let provider = Scripted::start().await;
+    provider.always("/token", Answer::text(200, "tok-1"));
+    provider.always("/v1/messages", Answer::json(201, json!({"id": "m-2"})));
+    let rt = runtime();
+    let g = grant(&provider.url()).credential(Credential::Bearer {
+        token: Secret::new("sk_live_never_in_the_guest"),
+    });
+    let app = exchange_program(&rt, g).await;
+    let out = app
+        .call(CallRequest::new("two-steps", json!({"to": "+1"})))
+        .await
+        .expect("two steps serve");
+    assert_eq!(out.output, json!({"token": "tok-1", "sent": {"id": "m-2"}}));
+    let seen = provider.received();
+    assert_eq!(
+        seen.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        ["/token", "/v1/messages"]
+    );
+    assert_eq!(seen[1].header("x-token"), Some("tok-1"));
+    assert_eq!(seen[1].json(), json!({"to": "+1"}));
+    for r in &seen {
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer sk_live_never_in_the_guest")
+        );
+    }
+    // A request the adapter describes with the credential's header is
+    // refused, as over wasi:http.
+    let app = http_plugin(
+        &rt,
+        "http",
+        grant(&provider.url()).credential(Credential::Bearer {
+            token: Secret::new("sk"),
+        }),
+    )
+    .await;
+    let e = app
+        .call(CallRequest::new(
+            "request",
+            json!({"method": "GET", "path": "/token", "headers": {"Authorization": "Bearer mine"}}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.class, e.kind),
+        (ErrorClass::Internal, FailureKind::EgressDenied),
+        "{e}"
+    );
+}
+
+/// Transport failures never reach the adapter: the host classifies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_classifies_transport_failures() {
+    let rt = runtime();
+    // Nothing listens: refused before it was sent → unavailable.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let app = http_plugin(&rt, "http", grant(&closed)).await;
+    let e = app
+        .call(CallRequest::new("send", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Unavailable, "{e}");
+    assert!(e.message.contains("never reached the provider"), "{e}");
+    // Sent, no answer before the deadline → ambiguous.
+    let slow = Scripted::start().await;
+    slow.always("/v1/messages", Answer::json(200, json!({})));
+    slow.set_delay(Duration::from_secs(3));
+    let app = http_plugin(&rt, "http", grant(&slow.url())).await;
+    let e = app
+        .call(CallRequest::new("send", json!({})).deadline(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.class, e.kind),
+        (ErrorClass::Ambiguous, FailureKind::DeadlineExceeded),
+        "{e}"
+    );
+    // An origin the grant does not allow → internal, the denial named.
+    let other = Scripted::start().await;
+    let app = http_plugin(
+        &rt,
+        "http",
+        Grant::new()
+            .allow(slow.url())
+            .config("base_url", other.url())
+            .config("actions", ACTIONS),
+    )
+    .await;
+    let e = app
+        .call(CallRequest::new("send", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.class, e.kind),
+        (ErrorClass::Internal, FailureKind::EgressDenied),
+        "{e}"
+    );
+    assert!(other.received().is_empty());
+    // The provider's own answer goes to the adapter, which classifies it.
+    let busy = Scripted::start().await;
+    busy.always(
+        "/v1/messages",
+        Answer::json(429, json!({"error": "slow down"})).header("retry-after", "2"),
+    );
+    let app = http_plugin(&rt, "http", grant(&busy.url())).await;
+    let e = app
+        .call(CallRequest::new("send", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::RateLimited, "{e}");
+    assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+}
+
+/// What an exchange adapter can get wrong is contained, typed, and the
+/// app serves the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_misbehaviour_is_contained() {
+    let provider = Scripted::start().await;
+    provider.always("/health", Answer::json(200, json!({"ok": true})));
+    let rt = runtime();
+    let app = exchange_program(&rt, grant(&provider.url())).await;
+    let call = |action: &str| {
+        app.call(CallRequest::new(action, json!({})).deadline(Duration::from_secs(1)))
+    };
+    let e = call("big-state").await.unwrap_err();
+    assert_eq!(
+        (e.class, e.kind),
+        (ErrorClass::Internal, FailureKind::BadOutput),
+        "{e}"
+    );
+    assert!(e.message.contains("state"), "{e}");
+    let e = call("bad-url").await.unwrap_err();
+    assert_eq!(
+        (e.class, e.kind),
+        (ErrorClass::Internal, FailureKind::BadOutput),
+        "{e}"
+    );
+    // A step that never ends, after a request was answered: the deadline
+    // stops it, and the provider may have acted.
+    let e = call("loop-in-resume").await.unwrap_err();
+    assert_eq!(
+        (e.class, e.kind),
+        (ErrorClass::Ambiguous, FailureKind::DeadlineExceeded),
+        "{e}"
+    );
+    // No network of its own: a wasi:http request is refused.
+    let before = app.egress_stats().denied;
+    let out = call("wasi-http")
+        .await
+        .expect("the adapter handles the refusal");
+    assert_eq!(out.output, json!({"sent": false}));
+    assert_eq!(app.egress_stats().denied, before + 1);
+    // Requests per call are capped (8 by default).
+    provider.clear();
+    let e = call("endless").await.unwrap_err();
+    assert_eq!(e.kind, FailureKind::EgressDenied, "{e}");
+    assert!(e.message.contains('8'), "{e}");
+    assert_eq!(provider.received().len(), 8);
+    // And it still serves.
+    let out = call("echo").await.expect("serves after all that");
+    assert!(out.output["remaining_ms"].as_u64().unwrap() <= 1000);
+}

@@ -21,7 +21,12 @@
 //! the apps' `max_in_flight` above the concurrency), `switchyard-defaults`
 //! (the shipped limits: 1,024 instances, 256 per app, queue 4,096) and
 //! `node` (needs `node` and `npm`; the peer's dependencies are installed
-//! on first use).
+//! on first use). `switchyard-wasi` (not run by default) is `switchyard`
+//! with the same http plugin logic built for the `adapter` world, which
+//! holds its instance while the provider thinks; the other two Switchyard
+//! contenders use the shipped plugin, in the exchange world. For
+//! Switchyard the most plugin instances alive at once while measuring is
+//! sampled from `/metrics`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -85,6 +90,8 @@ struct Contender {
     child: Child,
     url: String,
     path: String,
+    /// Whether it serves Switchyard's `/metrics`.
+    metrics: bool,
 }
 
 impl Drop for Contender {
@@ -117,10 +124,11 @@ fn switchyard(
     primary: SocketAddr,
     backup: SocketAddr,
     sized: Option<u32>,
+    plugin: &str,
 ) -> Contender {
     let app = |name: &str, addr: SocketAddr| {
         format!(
-            "[products.bench.apps.{name}]\nplugin = \"bundled:http\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
+            "[products.bench.apps.{name}]\nplugin = \"{plugin}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
         )
     };
     let limits = match sized {
@@ -151,6 +159,7 @@ fn switchyard(
         child,
         url,
         path: "/v1/bench/dev/fallbacks/sms/run".into(),
+        metrics: true,
     }
 }
 
@@ -183,6 +192,7 @@ fn node(primary: SocketAddr, backup: SocketAddr) -> Contender {
         child,
         url,
         path: "/run".into(),
+        metrics: false,
     }
 }
 
@@ -276,6 +286,24 @@ struct Figures {
     rss_mib: f64,
     failed: u64,
     errors: u64,
+    /// Most plugin instances alive at once while measuring (Switchyard's
+    /// `switchyard_plugin_instances_in_use`, sampled every 100 ms).
+    instances: Option<f64>,
+}
+
+/// `switchyard_plugin_instances_in_use` from a server's `/metrics`.
+async fn instances_in_use(addr: SocketAddr) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.ok()?;
+    text.lines()
+        .find(|l| l.starts_with("switchyard_plugin_instances_in_use"))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 async fn load(c: &Contender, concurrency: usize, warmup: Duration, measure: Duration) -> Figures {
@@ -297,8 +325,23 @@ async fn load(c: &Contender, concurrency: usize, warmup: Duration, measure: Dura
     tokio::time::sleep(warmup).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let sampler = {
+        let measuring = measuring.clone();
+        let metrics = c.metrics;
+        tokio::spawn(async move {
+            let mut most: Option<f64> = None;
+            while metrics && measuring.load(Ordering::Relaxed) {
+                if let Some(n) = instances_in_use(addr).await {
+                    most = Some(most.map_or(n, |m: f64| m.max(n)));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            most
+        })
+    };
     tokio::time::sleep(measure).await;
     measuring.store(false, Ordering::Relaxed);
+    let instances = sampler.await.unwrap();
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let mut all = Tally::default();
@@ -330,6 +373,7 @@ async fn load(c: &Contender, concurrency: usize, warmup: Duration, measure: Dura
         rss_mib: peak_rss_mib(c.child.id()),
         failed: all.failed,
         errors: all.errors,
+        instances,
     }
 }
 
@@ -366,8 +410,8 @@ fn main() {
             "slow-provider load: provider latency {latency} ms, {seconds} s measured after {warmup} s warm-up, {rounds} rounds interleaved"
         );
         println!(
-            "{:<22} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
-            "contender", "conc", "round", "runs/s", "success", "p50 ms", "p99 ms", "RSS MiB", "non-2xx", "errors"
+            "{:<22} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9}",
+            "contender", "conc", "round", "runs/s", "success", "p50 ms", "p99 ms", "RSS MiB", "non-2xx", "errors", "instances"
         );
         for &conc in &concurrencies {
             let mut results: Vec<(String, Vec<Figures>)> =
@@ -375,8 +419,17 @@ fn main() {
             for round in 1..=rounds {
                 for (name, figures) in &mut results {
                     let c = match name.as_str() {
-                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000)),
-                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None),
+                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http"),
+                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None, "bundled:http"),
+                        // The same plugin logic in the adapter world: it
+                        // holds its instance through the provider's wait.
+                        "switchyard-wasi" => switchyard(
+                            dir.path(),
+                            primary,
+                            backup,
+                            Some(conc as u32 + 1_000),
+                            switchyard_artifacts::HTTP_WASI_PATH,
+                        ),
                         "node" => node(primary, backup),
                         other => panic!("unknown contender {other}"),
                     };
@@ -388,14 +441,15 @@ fn main() {
                     )
                     .await;
                     println!(
-                        "{name:<22} {conc:>6} {round:>5} {:>9.0} {:>8.2}% {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7}",
+                        "{name:<22} {conc:>6} {round:>5} {:>9.0} {:>8.2}% {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7} {:>9}",
                         f.runs_per_sec,
                         f.success * 100.0,
                         f.p50_ms,
                         f.p99_ms,
                         f.rss_mib,
                         f.failed,
-                        f.errors
+                        f.errors,
+                        f.instances.map_or("-".to_string(), |n| format!("{n:.0}"))
                     );
                     figures.push(f);
                     drop(c);
@@ -418,14 +472,19 @@ fn main() {
                 let p99 = median(&mut f.iter().map(|x| x.p99_ms).collect::<Vec<_>>());
                 let ok = median(&mut f.iter().map(|x| x.success * 100.0).collect::<Vec<_>>());
                 let rss = median(&mut f.iter().map(|x| x.rss_mib).collect::<Vec<_>>());
+                let inst = f
+                    .iter()
+                    .filter_map(|x| x.instances)
+                    .fold(None, |m: Option<f64>, n| Some(m.map_or(n, |m| m.max(n))));
                 let vs = match (node_rps, node_p99) {
                     (Some(r), Some(p)) if name != "node" && r > 0.0 && p > 0.0 => {
                         format!("  runs/s ×{:.2} of node, p99 ×{:.2} of node", rps / r, p99 / p)
                     }
                     _ => String::new(),
                 };
+                let inst = inst.map_or(String::new(), |n| format!("  instances held ≤ {n:.0}"));
                 println!(
-                    "  {name:<20} runs/s {rps:>7.0}  success {ok:>6.2}%  p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  peak RSS {rss:>7.1} MiB{vs}"
+                    "  {name:<20} runs/s {rps:>7.0}  success {ok:>6.2}%  p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  peak RSS {rss:>7.1} MiB{inst}{vs}"
                 );
             }
         }

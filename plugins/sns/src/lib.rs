@@ -7,7 +7,8 @@
 //! lists topics. Responses are XML; the adapter reads `MessageId` and the
 //! error `Code` / `Message`.
 //!
-//! The request is signed with AWS SigV4 by the host at egress (credential
+//! An exchange-world adapter: it describes the request; the host sends it,
+//! signed with AWS SigV4 over the exact body at egress (credential
 //! `aws-sigv4` with service `sns` and the app's region in the grant): the
 //! secret key never enters the sandbox.
 //!
@@ -16,7 +17,7 @@
 
 use serde_json::{Map, Value, json};
 use switchyard_guest::http::{self, form_encode};
-use switchyard_guest::{Action, Adapter, AppInfo, Error, Request, config, export_adapter};
+use switchyard_guest::{Action, AppInfo, Error, Exchange, Request, config, export_exchange};
 
 struct Sns;
 
@@ -52,7 +53,7 @@ fn publish_schema(fifo: bool) -> Value {
     s
 }
 
-impl Adapter for Sns {
+impl Exchange for Sns {
     fn describe() -> AppInfo {
         AppInfo::new("sns", env!("CARGO_PKG_VERSION"))
             .action(
@@ -73,27 +74,28 @@ impl Adapter for Sns {
             )
     }
 
-    fn call(req: Request) -> Result<Value, Error> {
+    fn request(req: &Request) -> Result<http::Request, Error> {
         let region = config::require("region")?;
         let endpoint = config::get("endpoint")
             .unwrap_or_else(|| format!("https://sns.{region}.amazonaws.com"));
         let url = format!("{}/", endpoint.trim_end_matches('/'));
         let mut params: Vec<(String, String)> = Vec::new();
         match req.action.as_str() {
-            PUBLISH | PUBLISH_FIFO => publish_params(&req, &mut params)?,
+            PUBLISH | PUBLISH_FIFO => publish_params(req, &mut params)?,
             PING => params.push(("Action".into(), "ListTopics".into())),
             _ => return Err(req.unknown_action()),
         }
         params.push(("Version".into(), VERSION.into()));
         let body = form_encode(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let response = http::Request::post(url)
+        Ok(http::Request::post(url)
             .header(
                 "content-type",
                 "application/x-www-form-urlencoded; charset=utf-8",
             )
-            .body(body.into_bytes())
-            .timeout(req.remaining())
-            .send()?;
+            .body(body.into_bytes()))
+    }
+
+    fn response(req: &Request, response: http::Response) -> Result<Value, Error> {
         let text = response.text();
         if !(200..300).contains(&response.status) {
             return Err(sns_error(&response, &text));
@@ -265,4 +267,4 @@ fn sns_error(response: &http::Response, text: &str) -> Error {
     }
 }
 
-export_adapter!(Sns);
+export_exchange!(Sns);

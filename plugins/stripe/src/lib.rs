@@ -1,5 +1,8 @@
 //! Stripe adapter.
 //!
+//! An exchange-world adapter: it describes each request, the host sends it
+//! (and adds the secret key) and hands back the answer.
+//!
 //! Calls Stripe's REST API (`https://api.stripe.com`, or `api_base` from
 //! config): form-encoded bodies with Stripe's bracket notation for nested
 //! fields, the run's idempotency key as `Idempotency-Key` on every POST,
@@ -17,7 +20,7 @@
 
 use serde_json::{Map, Value, json};
 use switchyard_guest::http::{self, bracket_pairs, form_encode, percent_encode};
-use switchyard_guest::{Action, Adapter, AppInfo, Error, Request, config, export_adapter};
+use switchyard_guest::{Action, AppInfo, Error, Exchange, Request, config, export_exchange};
 
 struct Stripe;
 
@@ -27,7 +30,7 @@ const CREATE_REFUND: &str = "create-refund";
 const RETRIEVE_PAYMENT_INTENT: &str = "retrieve-payment-intent";
 const PING: &str = "ping";
 
-impl Adapter for Stripe {
+impl Exchange for Stripe {
     fn describe() -> AppInfo {
         let money = |extra: Value| {
             let mut schema = json!({
@@ -90,11 +93,11 @@ impl Adapter for Stripe {
             )
     }
 
-    fn call(req: Request) -> Result<Value, Error> {
+    fn request(req: &Request) -> Result<http::Request, Error> {
         let base = config::get("api_base").unwrap_or_else(|| "https://api.stripe.com".into());
         let base = base.trim_end_matches('/');
         let fields = req.input.as_object().cloned().unwrap_or_default();
-        match req.action.as_str() {
+        let request = match req.action.as_str() {
             CREATE_PAYMENT_INTENT | CREATE_CHARGE => {
                 req.i64("amount")?;
                 req.str("currency")?;
@@ -103,7 +106,7 @@ impl Adapter for Stripe {
                 } else {
                     "/v1/payment_intents"
                 };
-                post(&req, &format!("{base}{path}"), &fields)
+                post(req, &format!("{base}{path}"), &fields)
             }
             CREATE_REFUND => {
                 if req.get("charge").is_none() && req.get("payment_intent").is_none() {
@@ -111,23 +114,30 @@ impl Adapter for Stripe {
                         "input needs `charge` or `payment_intent`: the payment to refund",
                     ));
                 }
-                post(&req, &format!("{base}/v1/refunds"), &fields)
+                post(req, &format!("{base}/v1/refunds"), &fields)
             }
             RETRIEVE_PAYMENT_INTENT => {
                 let id = req.str("id")?;
-                send(
-                    &req,
-                    http::Request::get(format!("{base}/v1/payment_intents/{}", percent_encode(id))),
-                )
+                http::Request::get(format!("{base}/v1/payment_intents/{}", percent_encode(id)))
             }
-            PING => send(&req, http::Request::get(format!("{base}/v1/balance")))
-                .map(|_| json!({"ok": true})),
-            _ => Err(req.unknown_action()),
+            PING => http::Request::get(format!("{base}/v1/balance")),
+            _ => return Err(req.unknown_action()),
+        };
+        Ok(with_account_headers(request))
+    }
+
+    fn response(req: &Request, answer: http::Response) -> Result<Value, Error> {
+        if !(200..300).contains(&answer.status) {
+            return Err(stripe_error(&answer));
         }
+        if req.action == PING {
+            return Ok(json!({"ok": true}));
+        }
+        answer.json()
     }
 }
 
-fn post(req: &Request, url: &str, fields: &Map<String, Value>) -> Result<Value, Error> {
+fn post(req: &Request, url: &str, fields: &Map<String, Value>) -> http::Request {
     let pairs = bracket_pairs(fields);
     let body = form_encode(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut request = http::Request::post(url)
@@ -136,21 +146,18 @@ fn post(req: &Request, url: &str, fields: &Map<String, Value>) -> Result<Value, 
     if !req.idempotency_key.is_empty() {
         request = request.header("idempotency-key", &req.idempotency_key);
     }
-    send(req, request)
+    request
 }
 
-fn send(req: &Request, mut request: http::Request) -> Result<Value, Error> {
+/// `Stripe-Version` and `Stripe-Account` from config.
+fn with_account_headers(mut request: http::Request) -> http::Request {
     if let Some(v) = config::get("stripe_version") {
         request = request.header("stripe-version", v);
     }
     if let Some(a) = config::get("stripe_account") {
         request = request.header("stripe-account", a);
     }
-    let response = request.timeout(req.remaining()).send()?;
-    if (200..300).contains(&response.status) {
-        return response.json();
-    }
-    Err(stripe_error(&response))
+    request
 }
 
 /// Stripe's error envelope `{"error": {"type", "code", "decline_code",
@@ -191,4 +198,4 @@ fn stripe_error(response: &http::Response) -> Error {
     error.with_code(code.unwrap_or(kind))
 }
 
-export_adapter!(Stripe);
+export_exchange!(Stripe);

@@ -1,5 +1,8 @@
 //! Twilio adapter (Programmable Messaging, API 2010-04-01).
 //!
+//! An exchange-world adapter: it describes each request, the host sends it
+//! (adding the credentials) and hands back the answer.
+//!
 //! `send-sms` posts a form to `/2010-04-01/Accounts/{AccountSid}/Messages.json`;
 //! `fetch-message` reads one back; `ping` reads the account. HTTP Basic
 //! auth (Account SID + auth token) is added by the host at egress from the
@@ -14,7 +17,7 @@
 
 use serde_json::{Value, json};
 use switchyard_guest::http::{self, form_encode, percent_encode};
-use switchyard_guest::{Action, Adapter, AppInfo, Error, Request, config, export_adapter};
+use switchyard_guest::{Action, AppInfo, Error, Exchange, Request, config, export_exchange};
 
 struct Twilio;
 
@@ -22,7 +25,7 @@ const SEND_SMS: &str = "send-sms";
 const FETCH_MESSAGE: &str = "fetch-message";
 const PING: &str = "ping";
 
-impl Adapter for Twilio {
+impl Exchange for Twilio {
     fn describe() -> AppInfo {
         AppInfo::new("twilio", env!("CARGO_PKG_VERSION"))
             .action(
@@ -49,7 +52,7 @@ impl Adapter for Twilio {
             )
     }
 
-    fn call(req: Request) -> Result<Value, Error> {
+    fn request(req: &Request) -> Result<http::Request, Error> {
         let sid = config::require("account_sid")?;
         if !(sid.len() == 34
             && sid.starts_with("AC")
@@ -61,7 +64,7 @@ impl Adapter for Twilio {
         }
         let base = config::get("api_base").unwrap_or_else(|| "https://api.twilio.com".into());
         let account = format!("{}/2010-04-01/Accounts/{sid}", base.trim_end_matches('/'));
-        let request = match req.action.as_str() {
+        Ok(match req.action.as_str() {
             SEND_SMS => {
                 let to = req.str("To")?;
                 let body = req.str("Body")?;
@@ -88,8 +91,10 @@ impl Adapter for Twilio {
             }
             PING => http::Request::get(format!("{account}.json")),
             _ => return Err(req.unknown_action()),
-        };
-        let response = request.timeout(req.remaining()).send()?;
+        })
+    }
+
+    fn response(req: &Request, response: http::Response) -> Result<Value, Error> {
         if !(200..300).contains(&response.status) {
             return Err(twilio_error(&response));
         }
@@ -147,4 +152,4 @@ fn twilio_error(response: &http::Response) -> Error {
     }
 }
 
-export_adapter!(Twilio);
+export_exchange!(Twilio);

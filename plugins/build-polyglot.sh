@@ -18,7 +18,9 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="${SWITCHYARD_POLYGLOT_DIR:-$TARGET/polyglot}"
 TOOLS="$TARGET/toolchains"
 WIT="$ROOT/wit"
-WORLD="switchyard:adapter/adapter@0.1.0"
+# Both shipped polyglot adapters target the exchange world: pure steps, the
+# host sends each request (no wasi:http in the component).
+WORLD="switchyard:adapter/exchange-adapter@0.1.0"
 mkdir -p "$OUT" "$TOOLS"
 
 # Hash of everything a component is built from, to skip needless rebuilds.
@@ -77,9 +79,10 @@ build_slack() {
   local started=$SECONDS
   # Features: no `random` (crypto unused: deterministic instead of importing
   # wasi:random), no `clocks` (no timers: the host bounds every call), no
-  # `fetch-event` (not an HTTP server). `stdio` stays: a JS error reaches
+  # `http` (the exchange world has no network of its own: the host sends),
+  # no `fetch-event` (not an HTTP server). `stdio` stays: a JS error reaches
   # the host's stderr capture and shows in the attempt's message.
-  "$cli" --wit "$WIT" -n "$WORLD" -d random clocks fetch-event \
+  "$cli" --wit "$WIT" -n "$WORLD" -d random clocks http fetch-event \
     -o "$OUT/slack.wasm.tmp" "$stage/adapter.js"
   mv "$OUT/slack.wasm.tmp" "$OUT/slack.wasm"
   echo "$fp" > "$OUT/slack.stamp"

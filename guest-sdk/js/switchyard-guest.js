@@ -1,7 +1,20 @@
 // Switchyard guest SDK for JavaScript adapters (componentize-js).
 //
 // Copy this file next to your adapter (the build script in
-// plugins/slack-js does) and import it with a relative path:
+// plugins/slack-js does) and import it with a relative path. In the
+// exchange world (preferred: the host sends each request and holds no
+// instance while the provider answers):
+//
+//   import { defineExchange, outgoing } from './switchyard-guest.js';
+//   export const exchange = defineExchange({
+//     name, version, actions,
+//     request: (req) => outgoing('POST', url, { json: { to: req.str('to') } }),
+//     response: (req, answer) => answer.errorForStatus().json(),
+//   });
+//
+// (several requests per call: give `begin(req)` and `proceed(req, state,
+// answer)`, each returning `outgoing(…, { state })` or the output). In the
+// adapter world (the adapter sends its own requests over wasi:http):
 //
 //   import { defineAdapter, send, AdapterError } from './switchyard-guest.js';
 //   export const provider = defineAdapter({ name, version, actions, call });
@@ -210,15 +223,9 @@ export async function send(url, { method = 'GET', headers = {}, body } = {}) {
   return new Response(response.status, response.headers, text);
 }
 
-/**
- * Build the `provider` export from a plain description and one async
- * `call(request)` that returns a JSON-serializable value or throws an
- * AdapterError. Anything else thrown becomes `internal` with its message.
- *
- * actions: [{ name, description, input: {field: {type, required}}, idempotent }]
- */
-export function defineAdapter({ name, version, actions, call }) {
-  const info = {
+/** The WIT `app-info` of a plain description. */
+function appInfo(name, version, actions) {
+  return {
     name,
     version,
     actions: actions.map((a) => ({
@@ -228,6 +235,114 @@ export function defineAdapter({ name, version, actions, call }) {
       idempotent: Boolean(a.idempotent),
     })),
   };
+}
+
+/** An exception as the WIT `adapter-error`: an adapter bug is internal. */
+function contained(e) {
+  if (e instanceof AdapterError) return e.toWit();
+  return internal(`adapter bug: ${e && e.stack ? e.stack : e}`).toWit();
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A request an exchange-world adapter asks the host to send. */
+export class Outgoing {
+  constructor(method, url, { headers = {}, body, json, timeoutMs, state } = {}) {
+    this.method = method.toUpperCase();
+    this.url = url;
+    this.headers = { ...headers };
+    if (json !== undefined) {
+      body = JSON.stringify(json);
+      if (!Object.keys(this.headers).some((k) => k.toLowerCase() === 'content-type')) {
+        this.headers['content-type'] = 'application/json';
+      }
+    }
+    this.body = body;
+    this.timeoutMs = timeoutMs;
+    this.state = state;
+  }
+
+  toWit() {
+    const body = this.body === undefined ? new Uint8Array() : typeof this.body === 'string' ? encoder.encode(this.body) : this.body;
+    let state = this.state;
+    if (state === undefined) state = new Uint8Array();
+    else if (!(state instanceof Uint8Array)) state = encoder.encode(JSON.stringify(state));
+    return {
+      tag: 'send',
+      val: {
+        request: {
+          method: this.method,
+          url: this.url,
+          headers: Object.entries(this.headers).map(([k, v]) => [k, String(v)]),
+          body,
+          timeoutMs: this.timeoutMs == null ? undefined : BigInt(Math.max(1, Math.round(this.timeoutMs))),
+        },
+        state,
+      },
+    };
+  }
+}
+
+/** `new Outgoing(method, url, options)`: headers, body or json, timeoutMs, state. */
+export const outgoing = (method, url, options) => new Outgoing(method, url, options);
+
+/** Parse the `state` bytes a step carried as JSON (undefined when empty). */
+export function stateJson(state) {
+  return state.length === 0 ? undefined : JSON.parse(decoder.decode(state));
+}
+
+/**
+ * Build the `exchange` export (exchange world) from a plain description:
+ * `request(req)` returns the Outgoing to send, `response(req, answer)` the
+ * output (or throws an AdapterError). For several requests per call give
+ * `begin(req)` and `proceed(req, state, answer)` instead: each returns an
+ * Outgoing (carrying `state`) or the output.
+ */
+export function defineExchange({ name, version, actions, request, response, begin, proceed }) {
+  const info = appInfo(name, version, actions);
+  const first = begin ?? request;
+  const next = proceed ?? ((req, _state, answer) => response(req, answer));
+  const step = (run) => {
+    let out;
+    try {
+      out = run();
+    } catch (e) {
+      return { tag: 'done', val: { tag: 'err', val: contained(e) } };
+    }
+    if (out instanceof Outgoing) return out.toWit();
+    return { tag: 'done', val: { tag: 'ok', val: { output: JSON.stringify(out ?? null) } } };
+  };
+  return {
+    describe() {
+      return info;
+    },
+    start(witRequest) {
+      return step(() => {
+        const req = new Request(witRequest);
+        if (!info.actions.some((a) => a.name === req.action)) throw req.unknownAction();
+        return first(req);
+      });
+    },
+    resume(witRequest, state, witResponse) {
+      return step(() => {
+        const headers = new Map(witResponse.headers.map(([k, v]) => [k.toLowerCase(), v]));
+        const answer = new Response(witResponse.status, headers, decoder.decode(witResponse.body));
+        return next(new Request(witRequest), state, answer);
+      });
+    },
+  };
+}
+
+/**
+ * Build the `provider` export from a plain description and one async
+ * `call(request)` that returns a JSON-serializable value or throws an
+ * AdapterError. Anything else thrown becomes `internal` with its message.
+ *
+ * actions: [{ name, description, input: {field: {type, required}}, idempotent }]
+ */
+export function defineAdapter({ name, version, actions, call }) {
+  const info = appInfo(name, version, actions);
   return {
     describe() {
       return info;
@@ -239,8 +354,7 @@ export function defineAdapter({ name, version, actions, call }) {
         if (!info.actions.some((a) => a.name === request.action)) throw request.unknownAction();
         output = await call(request);
       } catch (e) {
-        if (e instanceof AdapterError) throw e.toWit();
-        throw internal(`adapter bug: ${e && e.stack ? e.stack : e}`).toWit();
+        throw contained(e);
       }
       return { output: JSON.stringify(output ?? null) };
     },

@@ -1,10 +1,26 @@
 """Switchyard guest SDK for Python adapters (componentize-py).
 
 Put this file on the build's module path (``componentize-py … -p
-guest-sdk/python``) and write the adapter as a module that defines a class
-``Provider`` (componentize-py exports it as ``switchyard:adapter/provider``):
+guest-sdk/python``) and write the adapter as a module that defines, for the
+``exchange-adapter`` world (preferred: the host sends each request and holds
+no instance while the provider answers), a class ``Exchange``:
 
     import switchyard_guest as sy
+
+    class Exchange(sy.Exchange):
+        name, version = "acme-sms", "0.1.0"
+        actions = [sy.Action("send-sms", input={"to": {"type": "string", "required": True}})]
+
+        def request(self, req: sy.Request) -> sy.Outgoing:
+            base = sy.config.require("base_url")
+            return sy.Outgoing("POST", f"{base}/v1/messages", json={"to": req.str("to")})
+
+        def response(self, req: sy.Request, answer: sy.Response):
+            return answer.error_for_status().json()
+
+(several requests per call: override ``begin`` and ``proceed`` and carry
+``state``), or, for the ``adapter`` world (the adapter sends its own requests
+over wasi:http), a class ``Provider``:
 
     class Provider(sy.Adapter):
         name, version = "acme-sms", "0.1.0"
@@ -34,9 +50,17 @@ from componentize_py_types import Err, Ok
 from wit_world.imports import adapter_types as wit
 from wit_world.imports import config as _config
 from wit_world.imports import logging as _logging
-from wit_world.imports import outgoing_handler
-from wit_world.imports import types as http
-from wit_world.imports.streams import StreamError_Closed
+
+try:  # the adapter world: the adapter's own network
+    from wit_world.imports import outgoing_handler
+    from wit_world.imports import types as http
+    from wit_world.imports.streams import StreamError_Closed
+except ImportError:  # the exchange world: no network; the host sends
+    outgoing_handler = http = StreamError_Closed = None
+try:
+    from wit_world.imports import exchange_types as _xwit
+except ImportError:
+    _xwit = None
 
 # Bytes written per blocking_write_and_flush (the WASI limit is 4096).
 _WRITE_CHUNK = 4096
@@ -304,11 +328,13 @@ def _split(url: str) -> Tuple[Any, str, str]:
     return wasi_scheme, authority, path
 
 
-_METHODS = {
-    "GET": http.Method_Get, "HEAD": http.Method_Head, "POST": http.Method_Post,
-    "PUT": http.Method_Put, "DELETE": http.Method_Delete, "PATCH": http.Method_Patch,
-    "OPTIONS": http.Method_Options,
-}
+def _method(upper: str) -> Any:
+    methods = {
+        "GET": http.Method_Get, "HEAD": http.Method_Head, "POST": http.Method_Post,
+        "PUT": http.Method_Put, "DELETE": http.Method_Delete, "PATCH": http.Method_Patch,
+        "OPTIONS": http.Method_Options,
+    }
+    return methods[upper]() if upper in methods else http.Method_Other(upper)
 
 
 def send(
@@ -327,6 +353,8 @@ def send(
     back classified: a refused connection is ``unavailable``, a connect
     timeout ``timeout``, a failure after the request left ``ambiguous``.
     """
+    if outgoing_handler is None:
+        raise internal("an exchange-world adapter has no network: return sy.Outgoing and let the host send it")
     headers = dict(headers or {})
     if json is not None:
         body = _json.dumps(json, separators=(",", ":")).encode()
@@ -338,8 +366,7 @@ def send(
     except Err as e:
         raise internal(f"a header was refused by the host: {type(e.value).__name__}")
     request = http.OutgoingRequest(fields)
-    upper = method.upper()
-    method_value = _METHODS[upper]() if upper in _METHODS else http.Method_Other(upper)
+    method_value = _method(method.upper())
     try:
         request.set_method(method_value)
         request.set_scheme(scheme)
@@ -409,6 +436,130 @@ def _read(response: Any, url: str) -> Response:
     return Response(status, headers, b"".join(chunks))
 
 
+def _describe(adapter: Any) -> wit.AppInfo:
+    return wit.AppInfo(
+        name=adapter.name,
+        version=adapter.version,
+        actions=[
+            wit.ActionInfo(
+                name=a.name,
+                description=a.description,
+                input_schema=_json.dumps(a.input),
+                idempotent=a.idempotent,
+            )
+            for a in adapter.actions
+        ],
+    )
+
+
+def _contained(e: Exception) -> AdapterError:
+    """An exception as the class the host reads: an adapter bug is internal."""
+    if isinstance(e, AdapterError):
+        return e
+    return internal(f"adapter bug: {type(e).__name__}: {e}")
+
+
+class Outgoing:
+    """A request an exchange-world adapter asks the host to send, exactly as
+    described. The host adds credentials (never set Authorization) and
+    applies the app's egress policy; ``state`` (bytes, or anything JSON)
+    goes to ``proceed`` with the answer."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: Optional[Dict[str, str]] = None,
+        body: Optional[bytes] = None,
+        json: Any = None,
+        timeout_ms: Optional[int] = None,
+        state: Any = None,
+    ):
+        self.headers = dict(headers or {})
+        if json is not None:
+            body = _json.dumps(json, separators=(",", ":")).encode()
+            self.headers.setdefault("content-type", "application/json")
+        self.method = method.upper()
+        self.url = url
+        self.body = body or b""
+        self.timeout_ms = timeout_ms
+        self.state = state
+
+    def to_wit(self) -> Any:
+        state = self.state
+        if state is None:
+            state = b""
+        elif not isinstance(state, (bytes, bytearray)):
+            state = _json.dumps(state, separators=(",", ":")).encode()
+        return _xwit.Step_Send(
+            _xwit.SendRequest(
+                request=_xwit.HttpRequest(
+                    method=self.method,
+                    url=self.url,
+                    headers=list(self.headers.items()),
+                    body=bytes(self.body),
+                    timeout_ms=None if self.timeout_ms is None else max(1, int(self.timeout_ms)),
+                ),
+                state=bytes(state),
+            )
+        )
+
+
+class Exchange:
+    """Base of the ``Exchange`` class componentize-py exports in the
+    exchange world. Set ``name``, ``version`` and ``actions``; implement
+    ``request(req)`` (the ``Outgoing`` to send) and ``response(req,
+    answer)`` (the output, or raise ``AdapterError``). For several requests
+    per call, override ``begin(req)`` and ``proceed(req, state, answer)``:
+    each returns an ``Outgoing`` (carrying ``state``) or the output."""
+
+    name: str = ""
+    version: str = "0.0.0"
+    actions: List[Action] = []
+
+    def describe(self) -> wit.AppInfo:
+        return _describe(self)
+
+    def request(self, req: Request) -> Outgoing:
+        raise NotImplementedError("implement request(req)")
+
+    def response(self, req: Request, answer: Response) -> Any:
+        raise NotImplementedError("implement response(req, answer)")
+
+    def begin(self, req: Request) -> Any:
+        return self.request(req)
+
+    def proceed(self, req: Request, state: bytes, answer: Response) -> Any:
+        return self.response(req, answer)
+
+    def _step(self, run: Any) -> Any:
+        try:
+            out = run()
+        except Exception as e:
+            return _xwit.Step_Done(Err(_contained(e).to_wit()))
+        if isinstance(out, Outgoing):
+            return out.to_wit()
+        return _xwit.Step_Done(Ok(wit.CallResponse(output=_json.dumps(out, separators=(",", ":")))))
+
+    def start(self, request: wit.CallRequest) -> Any:
+        def run() -> Any:
+            req = Request(request)
+            if not any(a.name == req.action for a in self.actions):
+                raise req.unknown_action()
+            return self.begin(req)
+
+        return self._step(run)
+
+    def resume(self, request: wit.CallRequest, state: bytes, response: Any) -> Any:
+        def run() -> Any:
+            answer = Response(
+                response.status, [(k, v.encode("latin-1", "replace")) for k, v in response.headers], response.body
+            )
+            return self.proceed(Request(request), state, answer)
+
+        return self._step(run)
+
+
 class Adapter:
     """Base of the ``Provider`` class componentize-py exports.
 
@@ -422,19 +573,7 @@ class Adapter:
     actions: List[Action] = []
 
     def describe(self) -> wit.AppInfo:
-        return wit.AppInfo(
-            name=self.name,
-            version=self.version,
-            actions=[
-                wit.ActionInfo(
-                    name=a.name,
-                    description=a.description,
-                    input_schema=_json.dumps(a.input),
-                    idempotent=a.idempotent,
-                )
-                for a in self.actions
-            ],
-        )
+        return _describe(self)
 
     def call(self, request: wit.CallRequest) -> wit.CallResponse:
         try:
@@ -442,10 +581,8 @@ class Adapter:
             if not any(a.name == req.action for a in self.actions):
                 raise req.unknown_action()
             output = self.handle(req)
-        except AdapterError as e:
-            raise Err(e.to_wit())
-        except Exception as e:  # an adapter bug: contained, reported as internal
-            raise Err(internal(f"adapter bug: {type(e).__name__}: {e}").to_wit())
+        except Exception as e:  # an adapter bug is contained, reported as internal
+            raise Err(_contained(e).to_wit())
         return wit.CallResponse(output=_json.dumps(output, separators=(",", ":")))
 
     def handle(self, req: Request) -> Any:

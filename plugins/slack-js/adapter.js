@@ -1,5 +1,6 @@
 // Slack adapter (Web API), written in JavaScript and built with
-// componentize-js: posts messages with chat.postMessage and checks the
+// componentize-js, in the exchange world (it describes each request; the
+// host sends it): posts messages with chat.postMessage and checks the
 // token with auth.test.
 //
 // The bot token (`xoxb-…`) is added by the host at egress from the app's
@@ -15,7 +16,7 @@
 // other input would help), everything else (channel_not_found,
 // msg_too_long, …) → rejected. HTTP 429, 408 and 5xx map by status.
 
-import { defineAdapter, send, config, fromStatus, rejected, unavailable, internal, AdapterError } from './switchyard-guest.js';
+import { defineExchange, outgoing, config, fromStatus, rejected, unavailable, internal, AdapterError } from './switchyard-guest.js';
 
 const POST_MESSAGE = 'post-message';
 const PING = 'ping';
@@ -58,7 +59,7 @@ function slackResult(response) {
   throw rejected(message, extra);
 }
 
-export const provider = defineAdapter({
+export const exchange = defineExchange({
   name: 'slack',
   version: '0.1.0',
   actions: [
@@ -79,12 +80,11 @@ export const provider = defineAdapter({
       idempotent: true,
     },
   ],
-  async call(req) {
+  request(req) {
     const base = (config.get('api_base') ?? 'https://slack.com/api').replace(/\/+$/, '');
     const headers = { 'content-type': 'application/json; charset=utf-8' };
     if (req.action === PING) {
-      const body = slackResult(await send(`${base}/auth.test`, { method: 'POST', headers, body: '{}' }));
-      return { ok: true, team: body.team ?? null, user: body.user ?? null };
+      return outgoing('POST', `${base}/auth.test`, { headers, body: '{}' });
     }
     const channel = req.optStr('channel') ?? config.get('default_channel');
     if (!channel) {
@@ -98,9 +98,11 @@ export const provider = defineAdapter({
       if (!Array.isArray(blocks)) throw rejected('input.blocks must be an array of Block Kit blocks');
       message.blocks = blocks;
     }
-    const body = slackResult(
-      await send(`${base}/chat.postMessage`, { method: 'POST', headers, body: JSON.stringify(message) }),
-    );
+    return outgoing('POST', `${base}/chat.postMessage`, { headers, body: JSON.stringify(message) });
+  },
+  response(req, answer) {
+    const body = slackResult(answer);
+    if (req.action === PING) return { ok: true, team: body.team ?? null, user: body.user ?? null };
     return { ok: true, channel: body.channel, ts: body.ts };
   },
 });

@@ -1,5 +1,6 @@
 """Vonage adapter (Messages API v1 for SMS, Account API for health), written
-in Python and built with componentize-py.
+in Python and built with componentize-py, in the exchange world: it
+describes each request and the host sends it.
 
 ``send-sms`` posts ``{"message_type": "text", "channel": "sms", …}`` to
 ``/v1/messages`` and returns Vonage's ``message_uuid``; ``get-balance`` and
@@ -60,7 +61,28 @@ def e164(number: str, field: str) -> str:
     return digits
 
 
-class Provider(sy.Adapter):
+def sms_message(req: sy.Request) -> dict:
+    """The Messages API body for ``send-sms``, checked."""
+    sender = req.opt_str("from") or sy.config.get("default_from")
+    if not sender:
+        raise sy.rejected("input.from is required (or set config default_from on the app)")
+    text = req.str("text")
+    if not text:
+        raise sy.rejected("input.text must not be empty")
+    message = {
+        "message_type": "text",
+        "channel": "sms",
+        "to": e164(req.str("to"), "to"),
+        "from": sender.removeprefix("+"),
+        "text": text,
+    }
+    client_ref = (req.opt_str("client_ref") or req.idempotency_key)[:100]
+    if client_ref:
+        message["client_ref"] = client_ref
+    return message
+
+
+class Exchange(sy.Exchange):
     name = "vonage"
     version = "0.1.0"
     actions = [
@@ -78,41 +100,23 @@ class Provider(sy.Adapter):
         sy.Action(PING, "Account API get-balance: healthy when Vonage answers 2xx", idempotent=True),
     ]
 
-    def handle(self, req: sy.Request):
+    def request(self, req: sy.Request) -> sy.Outgoing:
         if req.action == SEND_SMS:
-            return self.send_sms(req)
+            base = sy.config.get("messages_base", "https://api.nexmo.com").rstrip("/")
+            return sy.Outgoing("POST", f"{base}/v1/messages", json=sms_message(req))
         rest = sy.config.get("rest_base", "https://rest.nexmo.com").rstrip("/")
-        response = sy.send("GET", f"{rest}/account/get-balance", timeout_ms=req.remaining_ms())
-        if not 200 <= response.status < 300:
-            raise vonage_error(response)
-        body = response.json()
+        return sy.Outgoing("GET", f"{rest}/account/get-balance")
+
+    def response(self, req: sy.Request, answer: sy.Response):
+        if not 200 <= answer.status < 300:
+            raise vonage_error(answer)
+        body = answer.json()
         if req.action == PING:
             return {"ok": True}
-        return {"value": body.get("value"), "auto_reload": body.get("autoReload")}
-
-    def send_sms(self, req: sy.Request):
-        sender = req.opt_str("from") or sy.config.get("default_from")
-        if not sender:
-            raise sy.rejected("input.from is required (or set config default_from on the app)")
-        text = req.str("text")
-        if not text:
-            raise sy.rejected("input.text must not be empty")
-        message = {
-            "message_type": "text",
-            "channel": "sms",
-            "to": e164(req.str("to"), "to"),
-            "from": sender.removeprefix("+"),
-            "text": text,
-        }
-        client_ref = (req.opt_str("client_ref") or req.idempotency_key)[:100]
-        if client_ref:
-            message["client_ref"] = client_ref
-        base = sy.config.get("messages_base", "https://api.nexmo.com").rstrip("/")
-        response = sy.send("POST", f"{base}/v1/messages", json=message, timeout_ms=req.remaining_ms())
-        if not 200 <= response.status < 300:
-            raise vonage_error(response)
-        body = response.json()
+        if req.action == GET_BALANCE:
+            return {"value": body.get("value"), "auto_reload": body.get("autoReload")}
         uuid = body.get("message_uuid") if isinstance(body, dict) else None
         if not uuid:
-            raise sy.ambiguous(f"vonage {response.status}: no message_uuid in {response.text()[:200]}")
-        return {"message_uuid": uuid, "to": message["to"], "client_ref": client_ref or None}
+            raise sy.ambiguous(f"vonage {answer.status}: no message_uuid in {answer.text()[:200]}")
+        message = sms_message(req)
+        return {"message_uuid": uuid, "to": message["to"], "client_ref": message.get("client_ref")}

@@ -167,7 +167,9 @@ fn transport_failure(log: &Mutex<CallLog>, reached: u32, e: &HttpError) -> Attem
         return AttemptError::new(
             ErrorClass::Ambiguous,
             kind,
-            format!("the request was sent but got no whole answer: {why}"),
+            format!(
+                "the request was sent but got no whole answer, so the provider may have acted on it: {why}"
+            ),
         );
     }
     let class = if matches!(e, HttpError::ConnectionTimeout) {

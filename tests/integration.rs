@@ -5,6 +5,7 @@
 mod contracts;
 mod credentials;
 mod exchange;
+mod fixtures;
 mod http_plugin;
 mod polyglot;
 mod routing;

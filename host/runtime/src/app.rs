@@ -5,6 +5,7 @@ use crate::LoadError;
 use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::bindings::{AdapterPre, types};
 use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory, EgressStats};
+use crate::exchange::Transport;
 use crate::outcome::{adapter_answer, check_actions, deadline_exceeded, sandbox_failure};
 
 use crate::runtime::{LoadReport, Runtime};
@@ -104,6 +105,56 @@ impl App {
     pub async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
         self.inner.call(request).await
     }
+
+    /// Run one attempt of an exchange-world app against its provider, as
+    /// [`App::call`] does, and record every request it described (without
+    /// the host's credentials) with the provider's answer: what
+    /// `switchyard plugin record` writes into a fixture.
+    pub async fn call_recorded(
+        &self,
+        request: CallRequest,
+    ) -> (
+        Result<CallResponse, AttemptError>,
+        Vec<(crate::Described, crate::Answered)>,
+    ) {
+        let mut record = Vec::new();
+        let result = match &self.inner.pre {
+            Pre::Exchange(pre) => {
+                self.inner
+                    .exchange_steps(pre, request, Transport::Live(Some(&mut record)))
+                    .await
+            }
+            Pre::Adapter(_) => Err(not_exchange()),
+        };
+        (result.map_err(AttemptError::bounded), record)
+    }
+
+    /// Run one attempt of an exchange-world app with `provider` answering
+    /// each request it describes: no network, deterministic (`switchyard
+    /// plugin test`). An `Err` from `provider` ends the call as `internal`
+    /// with its reason.
+    pub async fn replay(
+        &self,
+        request: CallRequest,
+        provider: &mut (dyn FnMut(&crate::Described) -> Result<crate::Answered, String> + Send),
+    ) -> Result<CallResponse, AttemptError> {
+        match &self.inner.pre {
+            Pre::Exchange(pre) => self
+                .inner
+                .exchange_steps(pre, request, Transport::Replay(provider))
+                .await
+                .map_err(AttemptError::bounded),
+            Pre::Adapter(_) => Err(not_exchange()),
+        }
+    }
+}
+
+fn not_exchange() -> AttemptError {
+    AttemptError::new(
+        ErrorClass::Internal,
+        FailureKind::Host,
+        "recording and replaying exchanges needs an exchange-world adapter (this one sends its own requests over wasi:http)",
+    )
 }
 
 impl Adapter for App {

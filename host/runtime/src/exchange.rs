@@ -23,12 +23,57 @@ use wasmtime_wasi_http::Error as HttpError;
 /// holds it while the provider answers.
 pub const MAX_STATE: usize = 1 << 20;
 
+/// A request an exchange-world adapter described, as it described it (the
+/// host's credentials are not in it): what a fixture records and checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The absolute URL.
+    pub url: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A provider's whole answer to a [`Described`] request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Who answers the requests of an exchange call.
+pub(crate) enum Transport<'a> {
+    /// The provider, through the egress gate; each exchange recorded when
+    /// asked.
+    Live(Option<&'a mut Vec<(Described, Answered)>>),
+    /// A test's recorded answers: no network.
+    Replay(&'a mut (dyn FnMut(&Described) -> Result<Answered, String> + Send)),
+}
+
 impl AppInner {
     /// Run `request` as steps: start, then send and resume until done.
     pub(crate) async fn call_exchange(
         &self,
         pre: &ExchangeAdapterPre<CallState>,
         request: CallRequest,
+    ) -> Result<CallResponse, AttemptError> {
+        self.exchange_steps(pre, request, Transport::Live(None))
+            .await
+    }
+
+    /// Run `request` as steps, the requests answered by `transport`.
+    pub(crate) async fn exchange_steps(
+        &self,
+        pre: &ExchangeAdapterPre<CallState>,
+        request: CallRequest,
+        mut transport: Transport<'_>,
     ) -> Result<CallResponse, AttemptError> {
         let budget = request.deadline;
         let deadline = Instant::now() + budget;
@@ -71,17 +116,51 @@ impl AppInner {
                 body: r.body,
                 timeout: r.timeout_ms.map(Duration::from_millis),
             };
-            match self.egress.exchange(&log, described, made, deadline).await {
-                Ok(a) => {
-                    let response = HttpResponse {
-                        status: a.status,
-                        headers: a.headers,
-                        body: a.body.to_vec(),
-                    };
-                    answer = Some((send.state, response));
+            let answered = match &mut transport {
+                Transport::Live(record) => {
+                    let seen = record.as_ref().map(|_| Described {
+                        method: described.method.clone(),
+                        url: described.url.clone(),
+                        headers: described.headers.clone(),
+                        body: described.body.clone(),
+                    });
+                    match self.egress.exchange(&log, described, made, deadline).await {
+                        Ok(a) => {
+                            let a = Answered {
+                                status: a.status,
+                                headers: a.headers,
+                                body: a.body.to_vec(),
+                            };
+                            if let (Some(record), Some(seen)) = (record.as_mut(), seen) {
+                                record.push((seen, a.clone()));
+                            }
+                            a
+                        }
+                        Err(e) => return Err(transport_failure(&log, reached, &e)),
+                    }
                 }
-                Err(e) => return Err(transport_failure(&log, reached, &e)),
-            }
+                Transport::Replay(provider) => {
+                    let seen = Described {
+                        method: described.method,
+                        url: described.url,
+                        headers: described.headers,
+                        body: described.body,
+                    };
+                    provider(&seen).map_err(|why| {
+                        AttemptError::new(
+                            ErrorClass::Internal,
+                            FailureKind::Host,
+                            format!("replay: {why}"),
+                        )
+                    })?
+                }
+            };
+            let response = HttpResponse {
+                status: answered.status,
+                headers: answered.headers,
+                body: answered.body,
+            };
+            answer = Some((send.state, response));
         }
     }
 

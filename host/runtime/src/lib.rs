@@ -37,6 +37,7 @@ pub use egress::{
     Network, Origin, PolicyError, Restricted, Secret,
 };
 pub use error::{LoadError, RuntimeError};
+pub use exchange::{Answered, Described, MAX_STATE};
 pub use grant::Grant;
 pub use limits::{
     DEFAULT_MAX_INSTANCES, HOST_RESERVE, Limits, MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY,

@@ -16,6 +16,7 @@ mod bundled;
 mod cli;
 mod config;
 mod deployment;
+pub mod fixtures;
 mod metrics;
 mod simulator;
 mod store;

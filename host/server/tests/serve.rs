@@ -1569,3 +1569,69 @@ async fn reload_loads_again_an_app_whose_plugin_file_or_grant_changed() {
         .await;
     assert_eq!(st, 200);
 }
+
+/// `switchyard plugin record` writes a fixture case from a live call (no
+/// secret in it), `switchyard plugin test` replays it with no network,
+/// and a tampered recording fails with the difference named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_record_then_test_replays_without_the_network() {
+    let sim = Simulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = dir.path().join("fixtures.json");
+    let url = sim.url();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("BENCH_TOKEN", "sk_never_recorded")
+            .output()
+            .unwrap()
+    };
+    let fx = fixtures.to_str().unwrap();
+    let out = cli(&[
+        "plugin",
+        "record",
+        "bundled:http",
+        "--fixtures",
+        fx,
+        "--name",
+        "send",
+        "--action",
+        "send-message",
+        "--input",
+        r#"{"to": "+1", "text": "hi"}"#,
+        "--allow",
+        &url,
+        "--bearer-env",
+        "BENCH_TOKEN",
+        "--config",
+        &format!("base_url={url}"),
+        "--config",
+        &format!("actions={ACTIONS}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&fixtures).unwrap();
+    assert!(!text.contains("sk_never_recorded"), "{text}");
+    let f: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(f["cases"][0]["exchanges"][0]["request"]["method"], "POST");
+    drop(sim); // no provider any more: the replay needs none
+    let out = cli(&["plugin", "test", "bundled:http", fx]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok    send"), "{stdout}");
+    // The recorded request says `ho`; the adapter still sends `hi`.
+    let mut tampered = f.clone();
+    let body = tampered["cases"][0]["exchanges"][0]["request"]["body"]
+        .as_str()
+        .unwrap()
+        .replace("hi", "ho");
+    tampered["cases"][0]["exchanges"][0]["request"]["body"] = json!(body);
+    std::fs::write(&fixtures, tampered.to_string()).unwrap();
+    let out = cli(&["plugin", "test", "bundled:http", fx]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  send: request 1: body"), "{stdout}");
+}

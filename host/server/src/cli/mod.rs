@@ -15,6 +15,7 @@ use switchyard_runtime::{App, ComponentSource, Runtime, RuntimeConfig};
 use switchyard_runtime::{Credential, Secret};
 
 mod demo;
+mod plugin_test;
 mod serve;
 
 /// Switchyard: route provider calls through sandboxed WebAssembly adapters.
@@ -57,6 +58,13 @@ enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
+    /// Replay recorded provider exchanges against an exchange-world
+    /// plugin, with no network: every request it describes must be the
+    /// recorded one and every outcome the expected one.
+    Test(plugin_test::TestArgs),
+    /// Run one call of an exchange-world plugin against a real or fake
+    /// provider and write what it exchanged as a fixture case.
+    Record(plugin_test::RecordArgs),
     /// Print a plugin's world, version, actions and imports.
     Inspect {
         #[command(flatten)]
@@ -154,6 +162,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Demo => demo::run().await,
         Command::Plugin(PluginCommand::Inspect { plugin, json }) => inspect(&plugin, json).await,
         Command::Plugin(PluginCommand::Precompile { files }) => precompile(files).await,
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::test(args).await,
+        Command::Plugin(PluginCommand::Record(args)) => plugin_test::record(args).await,
         Command::Call(args) => call(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Run(args) => serve::run(args).await,

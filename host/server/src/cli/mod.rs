@@ -64,7 +64,7 @@ enum PluginCommand {
     Test(plugin_test::TestArgs),
     /// Run one call of an exchange-world plugin against a real or fake
     /// provider and write what it exchanged as a fixture case.
-    Record(plugin_test::RecordArgs),
+    Record(Box<plugin_test::RecordArgs>),
     /// Print a plugin's world, version, actions and imports.
     Inspect {
         #[command(flatten)]
@@ -163,7 +163,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Plugin(PluginCommand::Inspect { plugin, json }) => inspect(&plugin, json).await,
         Command::Plugin(PluginCommand::Precompile { files }) => precompile(files).await,
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::test(args).await,
-        Command::Plugin(PluginCommand::Record(args)) => plugin_test::record(args).await,
+        Command::Plugin(PluginCommand::Record(args)) => plugin_test::record(*args).await,
         Command::Call(args) => call(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Run(args) => serve::run(args).await,

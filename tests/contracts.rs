@@ -14,7 +14,7 @@ use switchyard_engine::{Adapter, CallRequest, CallResponse, ErrorClass, FailureK
 use switchyard_engine::{ErrorCode, RunOptions, Switchyard};
 use switchyard_runtime::{App, Grant, Runtime};
 use switchyard_runtime::{Credential, Secret};
-use switchyard_tests::{Simulator, artifacts, fakes_dir, runtime};
+use switchyard_tests::{Simulator, artifacts, fakes_dir, runtime, sns_keys};
 
 const STRIPE: &str = "http://127.0.0.1:12111";
 const TWILIO: &str = "http://127.0.0.1:12112";
@@ -370,28 +370,6 @@ async fn twilio_bad_input_and_bad_config_are_classified() {
 }
 
 // --------------------------------------------------------------------- SNS
-
-/// The key pair moto accepts (written by `fakes.sh start`).
-fn sns_keys() -> (String, String) {
-    let path = fakes_dir().join("run/sns-iam.env");
-    let env = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: start the fakes with tests/contracts/fakes.sh start",
-            path.display()
-        )
-    });
-    let get = |k: &str| {
-        env.lines()
-            .find_map(|l| {
-                l.trim_start_matches("export ")
-                    .strip_prefix(&format!("{k}="))
-            })
-            .unwrap_or_else(|| panic!("{k} not in sns-iam.env"))
-            .trim_matches('"')
-            .to_string()
-    };
-    (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
-}
 
 fn sns_grant(secret: &str) -> Grant {
     let (id, _) = sns_keys();

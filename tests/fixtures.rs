@@ -11,7 +11,7 @@ use switchyard::fixtures::{Case, Expect, Fixtures};
 use switchyard_engine::CallRequest;
 use switchyard_runtime::{App, ComponentSource, Credential, Grant, Runtime, Secret};
 use switchyard_tests::scripted::{Answer, Scripted};
-use switchyard_tests::{artifacts, fakes_dir, polyglot, runtime};
+use switchyard_tests::{artifacts, polyglot, runtime, sns_keys};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -124,22 +124,6 @@ const STRIPE: &str = "http://127.0.0.1:12111";
 const TWILIO: &str = "http://127.0.0.1:12112";
 const SNS: &str = "http://127.0.0.1:12113";
 const ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-
-fn sns_keys() -> (String, String) {
-    let env = std::fs::read_to_string(fakes_dir().join("run/sns-iam.env"))
-        .expect("the SNS fake's keys: start the fakes with tests/contracts/fakes.sh start");
-    let get = |k: &str| {
-        env.lines()
-            .find_map(|l| {
-                l.trim_start_matches("export ")
-                    .strip_prefix(&format!("{k}="))
-            })
-            .unwrap_or_else(|| panic!("{k} not in sns-iam.env"))
-            .trim_matches('"')
-            .to_string()
-    };
-    (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
-}
 
 /// Record every shipped adapter's cases live, and replay the recordings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

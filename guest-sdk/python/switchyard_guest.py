@@ -337,6 +337,16 @@ def _method(upper: str) -> Any:
     return methods[upper]() if upper in methods else http.Method_Other(upper)
 
 
+def _encoded(headers: Optional[Dict[str, str]], body: Optional[bytes], json: Any) -> Tuple[Dict[str, str], bytes]:
+    """A request's headers and body bytes; ``json`` (when given) becomes the
+    body, with ``content-type: application/json`` unless set."""
+    headers = dict(headers or {})
+    if json is not None:
+        body = _json.dumps(json, separators=(",", ":")).encode()
+        headers.setdefault("content-type", "application/json")
+    return headers, body or b""
+
+
 def send(
     method: str,
     url: str,
@@ -355,11 +365,7 @@ def send(
     """
     if outgoing_handler is None:
         raise internal("an exchange-world adapter has no network: return sy.Outgoing and let the host send it")
-    headers = dict(headers or {})
-    if json is not None:
-        body = _json.dumps(json, separators=(",", ":")).encode()
-        headers.setdefault("content-type", "application/json")
-    body = body or b""
+    headers, body = _encoded(headers, body, json)
     scheme, authority, path = _split(url)
     try:
         fields = http.Fields.from_list([(k, v.encode()) for k, v in headers.items()])
@@ -475,13 +481,9 @@ class Outgoing:
         timeout_ms: Optional[int] = None,
         state: Any = None,
     ):
-        self.headers = dict(headers or {})
-        if json is not None:
-            body = _json.dumps(json, separators=(",", ":")).encode()
-            self.headers.setdefault("content-type", "application/json")
+        self.headers, self.body = _encoded(headers, body, json)
         self.method = method.upper()
         self.url = url
-        self.body = body or b""
         self.timeout_ms = timeout_ms
         self.state = state
 

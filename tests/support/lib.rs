@@ -29,6 +29,29 @@ pub fn fakes_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/tmp/switchyard-fakes"), PathBuf::from)
 }
 
+/// The key pair the SNS fake (moto) accepts, written by `fakes.sh start`:
+/// (access key id, secret access key).
+pub fn sns_keys() -> (String, String) {
+    let path = fakes_dir().join("run/sns-iam.env");
+    let env = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: start the fakes with tests/contracts/fakes.sh start",
+            path.display()
+        )
+    });
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| {
+                l.trim_start_matches("export ")
+                    .strip_prefix(&format!("{k}="))
+            })
+            .unwrap_or_else(|| panic!("{k} not in sns-iam.env"))
+            .trim_matches('"')
+            .to_string()
+    };
+    (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
+}
+
 /// The misbehaving guest loaded with `grant`.
 pub async fn misbehave(rt: &Runtime, grant: Grant) -> App {
     rt.load(

@@ -100,6 +100,16 @@ struct CallArgs {
     /// The input, as JSON.
     #[arg(long, default_value = "{}")]
     input: String,
+    #[command(flatten)]
+    grant: GrantArgs,
+    /// Deadline of the call, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    deadline_ms: u64,
+}
+
+/// What a plugin run from the command line may do: its grant.
+#[derive(Debug, Args)]
+struct GrantArgs {
     /// An origin the plugin may reach (repeatable): `https://api.example.com`.
     #[arg(long = "allow")]
     allow: Vec<String>,
@@ -109,12 +119,44 @@ struct CallArgs {
     /// A plain setting `key=value` (repeatable).
     #[arg(long = "config", value_parser = parse_kv)]
     config: Vec<(String, String)>,
-    /// Name of an environment variable holding a bearer token to inject.
+    /// Name of an environment variable holding a bearer token the host
+    /// adds.
     #[arg(long)]
     bearer_env: Option<String>,
-    /// Deadline of the call, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    deadline_ms: u64,
+    /// `USER:VAR`: HTTP basic auth the host adds, with this user and the
+    /// password in environment variable VAR.
+    #[arg(long)]
+    basic_env: Option<String>,
+}
+
+impl GrantArgs {
+    /// The grant, secrets read from the environment.
+    fn grant(&self) -> Result<Grant, Exit> {
+        let mut grant = Grant {
+            allow: self.allow.clone(),
+            private_networks: self.private_networks.clone(),
+            config: self.config.iter().cloned().collect(),
+            credentials: Vec::new(),
+        };
+        if let Some(var) = &self.bearer_env {
+            let token = Secret::from_env(var).map_err(|e| usage(format!("--bearer-env: {e}")))?;
+            grant.credentials.push(Credential::Bearer { token }.into());
+        }
+        if let Some(spec) = &self.basic_env {
+            let (user, var) = spec
+                .split_once(':')
+                .ok_or_else(|| usage("--basic-env: write it as USER:VAR"))?;
+            let password = Secret::from_env(var).map_err(|e| usage(format!("--basic-env: {e}")))?;
+            grant.credentials.push(
+                Credential::Basic {
+                    username: user.to_string(),
+                    password,
+                }
+                .into(),
+            );
+        }
+        Ok(grant)
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -263,16 +305,7 @@ async fn precompile(files: Vec<PathBuf>) -> Result<(), Exit> {
 async fn call(args: CallArgs) -> Result<(), Exit> {
     let input: serde_json::Value = serde_json::from_str(&args.input)
         .map_err(|e| usage(format!("--input is not valid JSON: {e}")))?;
-    let mut grant = Grant {
-        allow: args.allow,
-        private_networks: args.private_networks,
-        config: args.config.into_iter().collect(),
-        credentials: Vec::new(),
-    };
-    if let Some(var) = &args.bearer_env {
-        let token = Secret::from_env(var).map_err(|e| usage(format!("--bearer-env: {e}")))?;
-        grant.credentials.push(Credential::Bearer { token }.into());
-    }
+    let grant = args.grant.grant()?;
     let rt = runtime()?;
     let app = rt
         .load("cli", source(&args.plugin)?, grant)

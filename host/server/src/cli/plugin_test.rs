@@ -2,13 +2,13 @@
 //! exchange-world adapter's calls replayed against recorded provider
 //! answers with no network, and recorded from a real or fake provider.
 
-use super::{Exit, parse_kv, runtime, usage};
+use super::{Exit, GrantArgs, runtime, usage};
 use crate::fixtures::{Case, Fixtures};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
 use switchyard_engine::CallRequest;
-use switchyard_runtime::{ComponentSource, Credential, Grant, Secret};
+use switchyard_runtime::{ComponentSource, Grant};
 
 /// `bundled:NAME` or a `.wasm` path, as a config's `plugin` is written.
 fn plugin_source(plugin: &str) -> Result<ComponentSource, Exit> {
@@ -92,23 +92,8 @@ pub struct RecordArgs {
     /// The run's idempotency key (fixed, so replays send the same).
     #[arg(long, default_value = "fixture-key")]
     idempotency_key: String,
-    /// An origin the plugin may reach (repeatable).
-    #[arg(long = "allow")]
-    allow: Vec<String>,
-    /// A non-public network the plugin may reach after DNS (repeatable).
-    #[arg(long = "private-network")]
-    private_networks: Vec<String>,
-    /// A plain setting `key=value` (repeatable); stored in the fixture file.
-    #[arg(long = "config", value_parser = parse_kv)]
-    config: Vec<(String, String)>,
-    /// Environment variable holding a bearer token the host adds (never
-    /// recorded).
-    #[arg(long)]
-    bearer_env: Option<String>,
-    /// `USER:VAR`: HTTP basic auth with this user and the password in
-    /// environment variable VAR (never recorded).
-    #[arg(long)]
-    basic_env: Option<String>,
+    #[command(flatten)]
+    grant: GrantArgs,
 }
 
 /// Run one call against the provider and write what it exchanged.
@@ -120,32 +105,13 @@ pub async fn record(args: RecordArgs) -> Result<(), Exit> {
     } else {
         Fixtures::default()
     };
-    for (k, v) in &args.config {
+    // The plain settings go into the file, so a replay loads the adapter
+    // as it was recorded; credentials never do.
+    let mut grant = args.grant.grant()?;
+    for (k, v) in &args.grant.config {
         fixtures.config.insert(k.clone(), v.clone());
     }
-    let mut grant = Grant {
-        allow: args.allow,
-        private_networks: args.private_networks,
-        config: fixtures.config.clone().into_iter().collect(),
-        credentials: Vec::new(),
-    };
-    if let Some(var) = &args.bearer_env {
-        let token = Secret::from_env(var).map_err(|e| usage(format!("--bearer-env: {e}")))?;
-        grant.credentials.push(Credential::Bearer { token }.into());
-    }
-    if let Some(spec) = &args.basic_env {
-        let (user, var) = spec
-            .split_once(':')
-            .ok_or_else(|| usage("--basic-env: write it as USER:VAR"))?;
-        let password = Secret::from_env(var).map_err(|e| usage(format!("--basic-env: {e}")))?;
-        grant.credentials.push(
-            Credential::Basic {
-                username: user.to_string(),
-                password,
-            }
-            .into(),
-        );
-    }
+    grant.config = fixtures.config.clone().into_iter().collect();
     let rt = runtime()?;
     let app = rt
         .load("record", plugin_source(&args.plugin)?, grant)

@@ -14,7 +14,7 @@ use switchyard_engine::{Adapter, CallRequest, CallResponse, ErrorClass, FailureK
 use switchyard_engine::{ErrorCode, RunOptions, Switchyard};
 use switchyard_runtime::{App, Grant, Runtime};
 use switchyard_runtime::{Credential, Secret};
-use switchyard_tests::{Simulator, artifacts, fakes_dir, runtime, sns_keys};
+use switchyard_tests::{Simulator, artifacts, fakes_dir, prism_turn, runtime, sns_keys};
 
 const STRIPE: &str = "http://127.0.0.1:12111";
 const TWILIO: &str = "http://127.0.0.1:12112";
@@ -30,15 +30,6 @@ async fn require(url: &str, name: &str) {
              `tests/contracts/fakes.sh start` (see tests/contracts/README.md)"
         );
     }
-}
-
-/// Tests that talk to one Prism fake take turns, so each sees only its own
-/// lines in the fake's log.
-async fn prism_turn() -> tokio::sync::MutexGuard<'static, ()> {
-    static TURN: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
-    TURN.get_or_init(|| tokio::sync::Mutex::new(()))
-        .lock()
-        .await
 }
 
 fn prism_log(name: &str) -> String {

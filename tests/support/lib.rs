@@ -29,6 +29,15 @@ pub fn fakes_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/tmp/switchyard-fakes"), PathBuf::from)
 }
 
+/// Tests that talk to the Prism fakes take turns, so each sees only its
+/// own lines in a fake's log (some send invalid requests on purpose).
+pub async fn prism_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    TURN.get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await
+}
+
 /// The key pair the SNS fake (moto) accepts, written by `fakes.sh start`:
 /// (access key id, secret access key).
 pub fn sns_keys() -> (String, String) {

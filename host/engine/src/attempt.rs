@@ -85,14 +85,14 @@ impl RunCtx<'_> {
     }
 
     /// What `opt` brings to its breaker: its settings and, for a template,
-    /// the template's key. `origin` is a buffer the spec borrows.
-    pub fn spec<'o>(&self, opt: &'o CompiledOption, origin: &'o mut String) -> Spec<'o> {
-        if let Some(t) = &opt.breaker_template {
-            *origin = breakers::templated_key(self.product, self.env, t);
-        }
+    /// the template's key.
+    pub fn spec<'o>(&self, opt: &'o CompiledOption) -> Spec<'o> {
         Spec {
             settings: opt.breaker.as_ref(),
-            origin: opt.breaker_template.as_ref().map(|_| origin.as_str()),
+            origin: opt
+                .breaker_template
+                .as_ref()
+                .map(|t| breakers::templated_key(self.product, self.env, t)),
         }
     }
 
@@ -437,8 +437,7 @@ async fn run_option(
         };
         let now = inner.clock.now();
         inner.observe_admitted(ctx.product, ctx.env, &opt.app, now - queued_at);
-        let mut origin = String::new();
-        let ticket = match inner.breakers.admit(bkey, ctx.spec(opt, &mut origin), now) {
+        let ticket = match inner.breakers.admit(bkey, ctx.spec(opt), now) {
             Ok(t) => t,
             Err(open) if last.is_none() => {
                 return OptionEnd::Skipped(SkipReason::BreakerOpen {
@@ -602,8 +601,7 @@ async fn run_feature_option(
         Err(end) => return end,
     };
     let now = inner.clock.now();
-    let mut origin = String::new();
-    let ticket = match inner.breakers.admit(bkey, ctx.spec(opt, &mut origin), now) {
+    let ticket = match inner.breakers.admit(bkey, ctx.spec(opt), now) {
         Ok(t) => t,
         Err(open) => {
             return OptionEnd::Skipped(SkipReason::BreakerOpen {

@@ -785,7 +785,7 @@ mod tests {
             origin: None,
         };
         for _ in 0..2 {
-            let t = breakers.admit("b", spec, clock.now()).unwrap();
+            let t = breakers.admit("b", spec.clone(), clock.now()).unwrap();
             breakers.record("b", t, Err(&internal), clock.now());
         }
         assert_eq!(breakers.state("b"), BreakerState::Open);
@@ -807,7 +807,7 @@ mod tests {
         // counted failures of 12 requests is under 20 %; a fresh window
         // would have opened at 2 of 2).
         for _ in 0..2 {
-            let t = breakers.admit("a", spec, clock.now()).unwrap();
+            let t = breakers.admit("a", spec.clone(), clock.now()).unwrap();
             breakers.record("a", t, Err(&internal), clock.now());
         }
         let snap = breakers.snapshot("a");

@@ -17,10 +17,10 @@ use std::time::Instant;
 /// its definition or it sets any) and, for a `breaker_key` template, the
 /// template's own key, so provider state can find every breaker the
 /// template made.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Spec<'a> {
     pub settings: Option<&'a BreakerSettings>,
-    pub origin: Option<&'a str>,
+    pub origin: Option<String>,
 }
 
 /// The breaker key of an app action in a product and env when its option

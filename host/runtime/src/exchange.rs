@@ -11,7 +11,7 @@
 use crate::app::AppInner;
 use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::bindings::exchange_world::xtypes::{HttpResponse, Step};
-use crate::egress::{CallLog, Exchange};
+use crate::egress::{Answered, CallLog, Described};
 use crate::outcome::{adapter_answer, deadline_exceeded, sandbox_failure};
 use crate::state::CallState;
 use std::sync::{Arc, Mutex};
@@ -22,31 +22,6 @@ use wasmtime_wasi_http::Error as HttpError;
 /// Largest state an adapter may carry from one step to the next: the host
 /// holds it while the provider answers.
 pub const MAX_STATE: usize = 1 << 20;
-
-/// A request an exchange-world adapter described, as it described it (the
-/// host's credentials are not in it): what a fixture records and checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Described {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// The absolute URL.
-    pub url: String,
-    /// Headers, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-/// A provider's whole answer to a [`Described`] request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answered {
-    /// Status code.
-    pub status: u16,
-    /// Headers, names lower-case.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
 
 /// Who answers the requests of an exchange call.
 pub(crate) enum Transport<'a> {
@@ -109,51 +84,33 @@ impl AppInner {
             made = made.saturating_add(1);
             let r = send.request;
             let reached = log.lock().expect("call log").reached;
-            let described = Exchange {
+            let timeout = r.timeout_ms.map(Duration::from_millis);
+            let described = Described {
                 method: r.method,
                 url: r.url,
                 headers: r.headers,
                 body: r.body,
-                timeout: r.timeout_ms.map(Duration::from_millis),
             };
             let answered = match &mut transport {
                 Transport::Live(record) => {
-                    let seen = record.as_ref().map(|_| Described {
-                        method: described.method.clone(),
-                        url: described.url.clone(),
-                        headers: described.headers.clone(),
-                        body: described.body.clone(),
-                    });
-                    match self.egress.exchange(&log, described, made, deadline).await {
-                        Ok(a) => {
-                            let a = Answered {
-                                status: a.status,
-                                headers: a.headers,
-                                body: a.body.to_vec(),
-                            };
-                            if let (Some(record), Some(seen)) = (record.as_mut(), seen) {
-                                record.push((seen, a.clone()));
-                            }
-                            a
-                        }
-                        Err(e) => return Err(transport_failure(&log, reached, &e)),
+                    let seen = record.as_ref().map(|_| described.clone());
+                    let a = self
+                        .egress
+                        .exchange(&log, described, timeout, made, deadline)
+                        .await
+                        .map_err(|e| transport_failure(&log, reached, &e))?;
+                    if let (Some(record), Some(seen)) = (record.as_mut(), seen) {
+                        record.push((seen, a.clone()));
                     }
+                    a
                 }
-                Transport::Replay(provider) => {
-                    let seen = Described {
-                        method: described.method,
-                        url: described.url,
-                        headers: described.headers,
-                        body: described.body,
-                    };
-                    provider(&seen).map_err(|why| {
-                        AttemptError::new(
-                            ErrorClass::Internal,
-                            FailureKind::Host,
-                            format!("replay: {why}"),
-                        )
-                    })?
-                }
+                Transport::Replay(provider) => provider(&described).map_err(|why| {
+                    AttemptError::new(
+                        ErrorClass::Internal,
+                        FailureKind::Host,
+                        format!("replay: {why}"),
+                    )
+                })?,
             };
             let response = HttpResponse {
                 status: answered.status,

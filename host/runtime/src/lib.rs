@@ -33,11 +33,11 @@ mod world;
 pub use app::{App, InstanceCounts};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use egress::{
-    Credential, CredentialError, Denial, EgressLimits, EgressPolicy, EgressStats, GrantCredential,
-    Network, Origin, PolicyError, Restricted, Secret,
+    Answered, Credential, CredentialError, Denial, Described, EgressLimits, EgressPolicy,
+    EgressStats, GrantCredential, Network, Origin, PolicyError, Restricted, Secret,
 };
 pub use error::{LoadError, RuntimeError};
-pub use exchange::{Answered, Described, MAX_STATE};
+pub use exchange::MAX_STATE;
 pub use grant::Grant;
 pub use limits::{
     DEFAULT_MAX_INSTANCES, HOST_RESERVE, Limits, MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY,

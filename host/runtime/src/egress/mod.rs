@@ -146,6 +146,14 @@ impl AppEgress {
         }
     }
 
+    /// Refuse a request: logged, counted, and recorded in the call's log
+    /// (its reason is what the call reports).
+    fn deny(&self, log: &Mutex<CallLog>, reason: Denial) {
+        tracing::warn!(app = %self.app, %reason, "egress denied");
+        self.counters.denied.fetch_add(1, Ordering::Relaxed);
+        log.lock().expect("call log").denials.push(reason);
+    }
+
     /// Why a request with this method, URI and headers may not leave, if
     /// it may not.
     fn admit(
@@ -243,9 +251,7 @@ impl CallEgress {
     }
 
     fn deny(&self, reason: Denial) {
-        tracing::warn!(app = %self.app.app, %reason, "egress denied");
-        self.app.counters.denied.fetch_add(1, Ordering::Relaxed);
-        self.log.lock().expect("call log").denials.push(reason);
+        self.app.deny(&self.log, reason);
     }
 }
 
@@ -363,22 +369,30 @@ async fn dispatch(
     }
 }
 
-/// A request an exchange-world adapter described: sent by the host itself.
-#[derive(Debug)]
-pub(crate) struct Exchange {
+/// A request an exchange-world adapter described, as it described it (the
+/// host's credentials are not in it): what the host sends, and what a
+/// fixture records and checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// `GET`, `POST`, ...
     pub method: String,
+    /// The absolute URL.
     pub url: String,
+    /// Headers, in order.
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
-    pub timeout: Option<Duration>,
 }
 
-/// The provider's whole answer to an [`Exchange`].
-#[derive(Debug)]
-pub(crate) struct Answer {
+/// A provider's whole answer to a [`Described`] request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// Status code.
     pub status: u16,
+    /// Headers, names lower-case.
     pub headers: Vec<(String, String)>,
-    pub body: bytes::Bytes,
+    /// The body.
+    pub body: Vec<u8>,
 }
 
 /// Most header bytes (names and values) one described request may carry.
@@ -392,19 +406,15 @@ impl AppEgress {
     pub(crate) async fn exchange(
         &self,
         log: &Mutex<CallLog>,
-        request: Exchange,
+        request: Described,
+        timeout: Option<Duration>,
         made: u32,
         deadline: Instant,
-    ) -> Result<Answer, HttpError> {
-        let refuse = |denial: Denial| {
-            tracing::warn!(app = %self.app, reason = %denial, "egress denied");
-            self.counters.denied.fetch_add(1, Ordering::Relaxed);
-            log.lock().expect("call log").denials.push(denial);
-            HttpError::HttpRequestDenied
-        };
+    ) -> Result<Answered, HttpError> {
         let cap = self.limits.max_requests_per_call;
         if made > cap {
-            return Err(refuse(Denial::RequestCap(cap)));
+            self.deny(log, Denial::RequestCap(cap));
+            return Err(HttpError::HttpRequestDenied);
         }
         let parts = match exchange_parts(&request, self.limits.max_request_body) {
             Ok(p) => p,
@@ -414,10 +424,11 @@ impl AppEgress {
             }
         };
         if let Err(denial) = self.admit(&parts.method, &parts.uri, &parts.headers) {
-            return Err(refuse(denial));
+            self.deny(log, denial);
+            return Err(HttpError::HttpRequestDenied);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let timeout = request.timeout.map_or(remaining, |t| t.min(remaining));
+        let timeout = timeout.map_or(remaining, |t| t.min(remaining));
         let response = dispatch(self, log, parts, request.body.into(), timeout).await?;
         let (parts, body) = response.into_parts();
         let max = self.limits.max_response_body;
@@ -427,7 +438,7 @@ impl AppEgress {
         )
         .await
         {
-            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Ok(b)) => b.to_bytes().to_vec(),
             Ok(Err(e)) => {
                 let reason = match response_body_error(e, max) {
                     HttpError::HttpResponseBodySize(_) => {
@@ -457,7 +468,7 @@ impl AppEgress {
                 )
             })
             .collect();
-        Ok(Answer {
+        Ok(Answered {
             status: parts.status.as_u16(),
             headers,
             body,
@@ -467,7 +478,7 @@ impl AppEgress {
 
 /// The parts of a described request, checked: a method, an absolute URL,
 /// headers within [`MAX_EXCHANGE_HEADERS`], a body within `max_body`.
-fn exchange_parts(r: &Exchange, max_body: usize) -> Result<http::request::Parts, String> {
+fn exchange_parts(r: &Described, max_body: usize) -> Result<http::request::Parts, String> {
     if r.body.len() > max_body {
         return Err(format!(
             "the request body was larger than the egress cap of {max_body} bytes (limits.egress.max_request_body)"

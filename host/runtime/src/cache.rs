@@ -62,21 +62,23 @@ impl ComponentCache {
         &self.dir
     }
 
-    fn path_for(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
+    fn path_for(&self, engine: &Engine, sha256: &[u8; 32]) -> PathBuf {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_hash = hex::encode(&h.0.finalize()[..8]);
-        let content = hex::encode(&Sha256::digest(bytes)[..16]);
+        let content = hex::encode(&sha256[..16]);
         self.dir.join(format!("{content}-{engine_hash}.cwasm"))
     }
 
-    /// Load `bytes`, from the cache when possible.
+    /// Load `bytes` (whose SHA-256 is `sha256`), from the cache when
+    /// possible.
     pub fn load(
         &self,
         engine: &Engine,
         bytes: &[u8],
+        sha256: &[u8; 32],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let path = self.path_for(engine, bytes);
+        let path = self.path_for(engine, sha256);
         // Read rather than mmap: a cache file truncated by someone else
         // while mapped would kill the process with SIGBUS.
         if let Ok(artifact) = std::fs::read(&path) {

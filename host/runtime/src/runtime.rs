@@ -78,6 +78,8 @@ pub struct LoadReport {
     pub total: Duration,
     /// The world the component targets.
     pub world: World,
+    /// SHA-256 of the component's bytes.
+    pub sha256: [u8; 32],
 }
 
 pub(crate) struct Ticker {
@@ -298,9 +300,14 @@ impl Runtime {
         world::check_encoding(&bytes)?;
         let inner = self.inner.clone();
         let size = bytes.len();
-        let (component, cache) = tokio::task::spawn_blocking(move || match &inner.cache {
-            Some(cache) => cache.load(&inner.engine, &bytes),
-            None => Component::new(&inner.engine, &*bytes).map(|c| (c, CacheOutcome::Disabled)),
+        let (component, cache, sha256) = tokio::task::spawn_blocking(move || {
+            use sha2::Digest;
+            let sha256: [u8; 32] = sha2::Sha256::digest(&*bytes).into();
+            match &inner.cache {
+                Some(cache) => cache.load(&inner.engine, &bytes, &sha256),
+                None => Component::new(&inner.engine, &*bytes).map(|c| (c, CacheOutcome::Disabled)),
+            }
+            .map(|(c, outcome)| (c, outcome, sha256))
         })
         .await
         .map_err(|e| LoadError::Compile(e.to_string()))?
@@ -315,6 +322,7 @@ impl Runtime {
                 compile,
                 total: compile,
                 world,
+                sha256,
             },
         ))
     }

@@ -238,18 +238,17 @@ impl Deployment {
                 if options.progress {
                     eprintln!("loading {} for {name} ...", spec.plugin);
                 }
-                let print = fingerprint(&spec.source);
                 match runtime
                     .load(&name, spec.source.clone(), grant.clone())
                     .await
                 {
                     Ok(app) => {
-                        if let Ok(print) = print {
-                            loaded.insert(
-                                (spec.product.clone(), spec.tag.clone(), env.clone()),
-                                (print, grant.clone()),
-                            );
-                        }
+                        // What it was loaded from, so a reload can tell
+                        // whether the file changed since.
+                        loaded.insert(
+                            (spec.product.clone(), spec.tag.clone(), env.clone()),
+                            (hex::encode(app.load_report().sha256), grant.clone()),
+                        );
                         if options.progress {
                             let r = app.load_report();
                             eprintln!(

@@ -2,7 +2,7 @@
 //! gates, attempt counts, quota rotation state and observer events.
 
 use super::admission::{AdmissionConfig, Gate, OverloadReason};
-use super::budget::{BudgetToken, RetryBudget};
+use super::budget::{BudgetConfig, BudgetToken, RetryBudget};
 use super::compile::CompiledRoute;
 use super::locks::{Recover, RecoverRw};
 use super::observer::AttemptEvent;
@@ -13,6 +13,7 @@ use crate::switchyard::Inner;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Attempts and outcomes of one app action (in one product and env).
@@ -43,11 +44,43 @@ impl Inner {
         format!("{product}/{env}/{app}")
     }
 
+    /// This replica's part of the engine-wide retry budget: with `n`
+    /// replicas sharing the traffic, the floor of retries every window
+    /// allows is split between them (the ratio part already scales with
+    /// each one's own first attempts), so the cluster's total stays the
+    /// configured one.
+    pub(crate) fn budget_part(&self) -> BudgetConfig {
+        let n = self.replicas.load(Ordering::Relaxed).max(1);
+        BudgetConfig {
+            min_retries: self.budget_config.min_retries.div_ceil(n),
+            ..self.budget_config
+        }
+    }
+
+    /// This replica's part of an app's admission settings: with `n`
+    /// replicas, the rate limit and its burst are split between them; the
+    /// in-flight limit and queue stay per replica (they guard this
+    /// replica's own instances).
+    pub(crate) fn admission_part(&self, config: AdmissionConfig) -> AdmissionConfig {
+        let n = self.replicas.load(Ordering::Relaxed).max(1);
+        if n == 1 {
+            return config;
+        }
+        let rate = config.rate_per_sec.map(|r| r / f64::from(n));
+        AdmissionConfig {
+            rate_per_sec: rate,
+            burst: config
+                .rate_per_sec
+                .map(|_| (config.capacity() / f64::from(n)).ceil().max(1.0) as u32),
+            ..config
+        }
+    }
+
     pub fn deposit_budget(&self, product: &str, env: &str, app: &str) {
         let now = self.clock.now();
         let mut b = self.budgets.locked();
         b.entry(Self::app_key(product, env, app))
-            .or_insert_with(|| RetryBudget::new(self.budget_config, now))
+            .or_insert_with(|| RetryBudget::new(self.budget_part(), now))
             .deposit(now);
     }
 
@@ -55,7 +88,7 @@ impl Inner {
         let now = self.clock.now();
         let mut b = self.budgets.locked();
         b.entry(Self::app_key(product, env, app))
-            .or_insert_with(|| RetryBudget::new(self.budget_config, now))
+            .or_insert_with(|| RetryBudget::new(self.budget_part(), now))
             .try_withdraw(now)
     }
 
@@ -85,7 +118,7 @@ impl Inner {
         if let Some(e) = self.gates.locked().get(&key) {
             return e.gate.clone();
         }
-        let config = self.admission_config(product, app);
+        let config = self.admission_part(self.admission_config(product, app));
         let now = self.clock.now();
         self.gates
             .locked()

@@ -148,7 +148,7 @@ impl AdmissionConfig {
         Ok(())
     }
 
-    fn capacity(&self) -> f64 {
+    pub(crate) fn capacity(&self) -> f64 {
         match (self.burst, self.rate_per_sec) {
             (Some(b), _) => f64::from(b),
             (None, Some(r)) => r.ceil().max(1.0),

@@ -51,7 +51,7 @@ enum OptionEnd {
 }
 
 fn overload_skip(o: &Overload, spilled: bool) -> SkipReason {
-    let (cause, message) = (o.reason.label(), o.reason.to_string());
+    let (cause, message) = (o.reason.label().into(), o.reason.to_string());
     if spilled {
         SkipReason::Saturated { cause, message }
     } else {
@@ -437,7 +437,7 @@ async fn run_option(
         };
         let now = inner.clock.now();
         inner.observe_admitted(ctx.product, ctx.env, &opt.app, now - queued_at);
-        let ticket = match inner.breakers.admit(bkey, ctx.spec(opt), now) {
+        let ticket = match inner.admit_breaker(bkey, ctx.spec(opt), now).await {
             Ok(t) => t,
             Err(open) if last.is_none() => {
                 return OptionEnd::Skipped(SkipReason::BreakerOpen {
@@ -507,8 +507,8 @@ async fn run_option(
             inner.breakers.release(bkey, ticket);
         } else {
             inner
-                .breakers
-                .record(bkey, ticket, result.as_ref().map(|_| ()), end);
+                .record_breaker(bkey, ticket, result.as_ref().map(|_| ()), end)
+                .await;
             inner.count(&stats_key, result.as_ref().map(|_| ()));
         }
         inner.observe_attempt(&AttemptEvent {
@@ -568,7 +568,9 @@ fn feature_failure(e: &RunError) -> AttemptError {
     let (class, kind) = match e.code {
         ErrorCode::Rejected => (ErrorClass::Rejected, FailureKind::Provider),
         ErrorCode::Ambiguous => (ErrorClass::Ambiguous, FailureKind::Provider),
-        ErrorCode::Overloaded => (ErrorClass::Overloaded, FailureKind::Host),
+        ErrorCode::Overloaded | ErrorCode::InProgress => {
+            (ErrorClass::Overloaded, FailureKind::Host)
+        }
         ErrorCode::DeadlineExceeded => (ErrorClass::Timeout, FailureKind::DeadlineExceeded),
         ErrorCode::InvalidInput | ErrorCode::Mapping | ErrorCode::NotFound => {
             (ErrorClass::Internal, FailureKind::Host)
@@ -601,7 +603,7 @@ async fn run_feature_option(
         Err(end) => return end,
     };
     let now = inner.clock.now();
-    let ticket = match inner.breakers.admit(bkey, ctx.spec(opt), now) {
+    let ticket = match inner.admit_breaker(bkey, ctx.spec(opt), now).await {
         Ok(t) => t,
         Err(open) => {
             return OptionEnd::Skipped(SkipReason::BreakerOpen {
@@ -657,8 +659,8 @@ async fn run_feature_option(
         });
     }
     inner
-        .breakers
-        .record(bkey, ticket, result.as_ref().map(|_| ()), end);
+        .record_breaker(bkey, ticket, result.as_ref().map(|_| ()), end)
+        .await;
     inner.count(&ctx.default_key(opt), result.as_ref().map(|_| ()));
     match result {
         Ok(output) => {

@@ -28,6 +28,12 @@ pub const MAX_INTERVAL_MS: u64 = 86_400_000;
 pub const MAX_PROBE_TIMEOUT_MS: u64 = 600_000;
 /// Outcomes a healthcheck keeps.
 pub const MAX_HISTORY: usize = 10_000;
+/// How long an idempotency record keeps a run's outcome by default.
+pub const DEFAULT_IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest an idempotency record may be kept.
+pub const MAX_IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// Most replicas a cluster counts when splitting limits.
+pub const MAX_REPLICAS: u32 = 1_000;
 /// Quota weight.
 pub const MAX_WEIGHT: i64 = 1_000_000;
 /// Result cache TTL, ms (7 days).

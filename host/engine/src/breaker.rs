@@ -315,6 +315,13 @@ pub struct Ticket {
     probe: Option<u64>,
 }
 
+impl Ticket {
+    /// Whether this is a half-open probe.
+    pub(crate) fn is_probe(self) -> bool {
+        self.probe.is_some()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct HalfOpen {
     permits: u64,
@@ -339,6 +346,9 @@ pub struct Breaker {
     pub(crate) next_probe: u64,
     /// The key of the `breaker_key` template that made it, if one did.
     pub(crate) origin: Option<std::sync::Arc<str>>,
+    /// The open episode (Unix ms of the opening) in cluster mode, so a
+    /// close from another replica ends only the opening it saw; 0 alone.
+    pub(crate) episode: u64,
 }
 
 impl Breaker {
@@ -355,6 +365,7 @@ impl Breaker {
             half_open: None,
             next_probe: 0,
             origin: None,
+            episode: 0,
         }
     }
 
@@ -519,6 +530,52 @@ impl Breaker {
             // A report for a state the breaker has left (e.g. a closed-state
             // request finishing after the breaker opened) changes nothing.
             _ => {}
+        }
+    }
+
+    /// The episode and probe allowance while half-open.
+    pub(crate) fn allowance(&self) -> Option<(u64, u64)> {
+        self.half_open.as_ref().map(|h| (self.episode, h.permits))
+    }
+
+    /// Take in a transition another replica made. An opening newer than
+    /// what this breaker knows opens it (its open timeout counted from when
+    /// the other replica opened); a close ends only the episode it names or
+    /// an older one. Returns whether anything changed.
+    pub(crate) fn apply_shared(
+        &mut self,
+        s: &crate::cluster::SharedBreaker,
+        now: Instant,
+        wall_ms: u64,
+    ) -> bool {
+        if s.open {
+            if self.state != BreakerState::Closed && self.episode >= s.episode {
+                return false;
+            }
+            let ago = std::time::Duration::from_millis(wall_ms.saturating_sub(s.episode));
+            self.state = BreakerState::Open;
+            self.opened_at = Some(now.checked_sub(ago).unwrap_or(now));
+            self.episode = s.episode;
+            self.requests = s.requests;
+            self.last_error.clone_from(&s.last_error);
+            self.half_open = None;
+            true
+        } else if self.state != BreakerState::Closed && self.episode <= s.episode {
+            self.close();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Close the half-open `episode` because enough probes passed across
+    /// the cluster.
+    pub(crate) fn close_episode(&mut self, episode: u64) -> bool {
+        if self.state == BreakerState::HalfOpen && self.episode == episode {
+            self.close();
+            true
+        } else {
+            false
         }
     }
 

@@ -9,6 +9,7 @@ use super::breaker::{
 };
 use super::locks::Recover;
 use crate::adapter::AttemptError;
+use crate::cluster::SharedBreaker;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -53,6 +54,15 @@ pub(crate) fn option_key(product: &str, env: &str, opt: &crate::compile::Compile
 /// `rendered`: scoped to the product and env like the default.
 pub(crate) fn templated_key(product: &str, env: &str, rendered: &str) -> String {
     format!("{product}/{env}/{rendered}")
+}
+
+/// A change of state that [`Breakers::record`] made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The breaker opened (from closed, or again from half-open).
+    Opened,
+    /// Enough probes passed: it closed.
+    Closed,
 }
 
 /// Most breakers kept at once. Keys derived from input (`breaker_key`
@@ -132,16 +142,18 @@ impl Breakers {
         map.entry(key.to_string()).or_insert(b).admit(now)
     }
 
-    /// Report the outcome of the request of `ticket` under `key`.
+    /// Report the outcome of the request of `ticket` under `key`; says
+    /// whether it opened or closed the breaker.
     pub fn record(
         &self,
         key: &str,
         ticket: Ticket,
         outcome: Result<(), &AttemptError>,
         now: Instant,
-    ) {
+    ) -> Option<Transition> {
         let mut map = self.map.locked();
-        let Some(b) = map.get_mut(key) else { return };
+        let b = map.get_mut(key)?;
+        let before = b.state;
         let counts = |e: &AttemptError| match b.config.system_errors {
             Some(set) => set.contains(e.class),
             None => (self.classifier)(e),
@@ -150,6 +162,104 @@ impl Breakers {
             Err(e) if counts(e) => b.failure(ticket, e.clone(), now),
             _ => b.success(ticket),
         }
+        match (before, b.state) {
+            (b, BreakerState::Open) if b != BreakerState::Open => Some(Transition::Opened),
+            (BreakerState::HalfOpen, BreakerState::Closed) => Some(Transition::Closed),
+            _ => None,
+        }
+    }
+
+    /// Stamp the opening of `key` with its cluster episode (`wall_ms`) and
+    /// say what other replicas must apply.
+    pub(crate) fn share_opening(&self, key: &str, wall_ms: u64) -> Option<SharedBreaker> {
+        let mut map = self.map.locked();
+        let b = map.get_mut(key)?;
+        b.episode = wall_ms.max(b.episode.saturating_add(1));
+        Some(SharedBreaker {
+            open: true,
+            episode: b.episode,
+            open_timeout_ms: u64::try_from(b.config.open_timeout.as_millis()).unwrap_or(u64::MAX),
+            requests: b.requests,
+            last_error: b.last_error.clone(),
+        })
+    }
+
+    /// Every breaker not closed, as its opening.
+    pub(crate) fn open_shares(&self) -> Vec<(String, SharedBreaker)> {
+        let map = self.map.locked();
+        map.iter()
+            .filter(|(_, b)| b.state != BreakerState::Closed && b.episode > 0)
+            .map(|(k, b)| {
+                (
+                    k.clone(),
+                    SharedBreaker {
+                        open: true,
+                        episode: b.episode,
+                        open_timeout_ms: u64::try_from(b.config.open_timeout.as_millis())
+                            .unwrap_or(u64::MAX),
+                        requests: b.requests,
+                        last_error: b.last_error.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The close of `key`'s current episode, as other replicas apply it.
+    pub(crate) fn share_close(&self, key: &str) -> Option<SharedBreaker> {
+        let map = self.map.locked();
+        let b = map.get(key)?;
+        Some(SharedBreaker {
+            open: false,
+            episode: b.episode,
+            open_timeout_ms: 0,
+            requests: 0,
+            last_error: None,
+        })
+    }
+
+    /// Episode, probe allowance and probe timeout of `key` while half-open.
+    pub(crate) fn allowance(&self, key: &str) -> Option<(u64, u64, std::time::Duration)> {
+        let map = self.map.locked();
+        let b = map.get(key)?;
+        b.allowance().map(|(e, p)| (e, p, b.config.probe_timeout))
+    }
+
+    /// Close `key`'s half-open `episode` (enough probes passed cluster-wide).
+    pub(crate) fn close_episode(&self, key: &str, episode: u64) -> bool {
+        self.map
+            .locked()
+            .get_mut(key)
+            .is_some_and(|b| b.close_episode(episode))
+    }
+
+    /// The rejection an open `key` answers with.
+    pub(crate) fn rejection(&self, key: &str) -> Open {
+        Open {
+            open: true,
+            last_error: self
+                .map
+                .locked()
+                .get(key)
+                .and_then(|b| b.last_error.clone()),
+        }
+    }
+
+    /// Take in a transition another replica made on `key` (creating the
+    /// breaker if this replica has not used it yet).
+    pub fn apply_shared(&self, key: &str, s: &SharedBreaker, now: Instant, wall_ms: u64) -> bool {
+        let mut map = self.map.locked();
+        if !map.contains_key(key) {
+            if !s.open {
+                return false;
+            }
+            if map.len() >= MAX_BREAKERS {
+                evict_quietest(&mut map);
+            }
+            map.insert(key.to_string(), Breaker::new(self.config, now));
+        }
+        map.get_mut(key)
+            .is_some_and(|b| b.apply_shared(s, now, wall_ms))
     }
 
     /// Hand back the ticket of a request under `key` that never ran.

@@ -73,6 +73,12 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
+    /// Change the settings, keeping the window's counts.
+    pub fn set_config(&mut self, config: BudgetConfig) {
+        self.config.min_retries = config.min_retries;
+        self.config.ratio = config.ratio;
+    }
+
     /// An empty budget starting at `now`.
     pub fn new(config: BudgetConfig, now: Instant) -> Self {
         let slot = Duration::from_millis((config.window_ms / SLOTS as u64).max(1));

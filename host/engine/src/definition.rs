@@ -51,6 +51,19 @@ impl Kind {
         }
     }
 
+    /// The kind a plural names (`fallbacks`), if any.
+    pub fn from_plural(s: &str) -> Option<Self> {
+        [
+            Self::Healthcheck,
+            Self::Quota,
+            Self::Fallback,
+            Self::Feature,
+            Self::Cache,
+        ]
+        .into_iter()
+        .find(|k| k.plural() == s)
+    }
+
     /// Plural, as in config tables and error paths (`fallbacks.pay`).
     pub fn plural(self) -> &'static str {
         match self {

@@ -11,6 +11,7 @@ use super::schema;
 use super::trace::Trace;
 use super::{attempt, fallback, feature, quota};
 use crate::adapter::{BoxFuture, Session};
+use crate::cluster::{Claim, StoredOutcome};
 use crate::switchyard::{Inner, Switchyard};
 use crate::trace::RunKind;
 use serde_json::Value;
@@ -42,6 +43,35 @@ pub(crate) fn cache_entry(
         },
     );
     format!("{kind}/{tag}/{env}/{session}/{input}")
+}
+
+/// The idempotency record key of a run: everything that separates the
+/// callers who may share it (product, env, kind, tag, the session as in
+/// [`cache_entry`]) and the caller's key, hashed so no token or oversized
+/// key reaches the store.
+fn record_key(
+    product: &str,
+    env: &str,
+    kind: RunKind,
+    tag: &str,
+    session: Option<&Session>,
+    key: &str,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let scope = cache_entry(kind, tag, env, session, &Value::Null);
+    let digest = Sha256::digest(format!("{}:{product}/{scope}/{key}", product.len()).as_bytes());
+    format!("idem/{}", hex::encode(digest))
+}
+
+/// Failures a retry under the same key must get back rather than undo: the
+/// provider refused, may have acted, or acted and the mapping failed; or
+/// the input itself is wrong. Anything else (no provider, all failed
+/// without acting, overloaded, deadline) frees the key for a retry.
+fn final_failure(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Rejected | ErrorCode::Ambiguous | ErrorCode::Mapping | ErrorCode::InvalidInput
+    )
 }
 
 impl Switchyard {
@@ -110,6 +140,7 @@ impl Inner {
                         .ok_or_else(not_found)?;
                     schema::validate(&f.schema, &input).map_err(RunError::invalid_input)?;
                     let input = &input;
+                    let record = (depth == 0).then(|| options.deadline.unwrap_or(f.deadline));
                     self.cached(
                         product,
                         env,
@@ -117,6 +148,7 @@ impl Inner {
                         tag,
                         input,
                         options,
+                        record,
                         |key, options| async move {
                             let deadline_at = self.clock.now()
                                 + options.deadline.unwrap_or(f.deadline).min(MAX_DEADLINE);
@@ -169,6 +201,7 @@ impl Inner {
         let kind = route.kind;
         let tag = route.tag.clone();
         let input = &input;
+        let record = (depth == 0).then(|| options.deadline.unwrap_or(route.deadline));
         self.cached(
             product,
             env,
@@ -176,6 +209,7 @@ impl Inner {
             &tag,
             input,
             options,
+            record,
             |key, options| async move {
                 let deadline_at =
                     self.clock.now() + options.deadline.unwrap_or(route.deadline).min(MAX_DEADLINE);
@@ -207,11 +241,97 @@ impl Inner {
         .await
     }
 
-    /// Serve from the run's result cache if it names one and holds a fresh
-    /// result; otherwise run `f` (with the run's idempotency key) and store
-    /// a success.
+    /// In cluster mode, a top-level run (`record` holds its deadline) with
+    /// the caller's idempotency key claims that key's record first: a
+    /// finished run's stored outcome answers instead of running again, and
+    /// one still running answers `in-progress`. Then the result cache.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn cached<F, Fut>(
+        &self,
+        product: &str,
+        env: &str,
+        kind: RunKind,
+        tag: &str,
+        input: &Value,
+        options: RunOptions,
+        record: Option<Duration>,
+        f: F,
+    ) -> Result<RunResult, RunError>
+    where
+        F: FnOnce(String, RunOptions) -> Fut,
+        Fut: std::future::Future<Output = Result<RunResult, RunError>>,
+    {
+        let (Some(shared), Some(deadline), Some(caller_key)) =
+            (&self.shared, record, options.idempotency_key.as_deref())
+        else {
+            return self
+                .cached_run(product, env, kind, tag, input, options, f)
+                .await;
+        };
+        let rkey = record_key(
+            product,
+            env,
+            kind,
+            tag,
+            options.session.as_ref(),
+            caller_key,
+        );
+        // A holder that dies frees the key once its run could no longer be
+        // going on.
+        let hold = deadline.min(MAX_DEADLINE) + Duration::from_secs(5);
+        match shared.claim(&rkey, hold).await {
+            Claim::Running => Err(RunError {
+                retry_after_ms: Some(1_000),
+                ..RunError::new(
+                    ErrorCode::InProgress,
+                    format!(
+                        "a run with idempotency key `{caller_key}` has not finished yet (on this or another replica); retry after it does"
+                    ),
+                )
+            }),
+            Claim::Done(stored) => match serde_json::from_str::<StoredOutcome>(&stored) {
+                Ok(StoredOutcome::Served(mut r)) => {
+                    r.trace.replayed = true;
+                    Ok(r)
+                }
+                Ok(StoredOutcome::Failed(mut e)) => {
+                    if let Some(t) = e.trace.as_mut() {
+                        t.replayed = true;
+                    }
+                    Err(e)
+                }
+                Err(e) => Err(RunError::new(
+                    ErrorCode::InProgress,
+                    format!(
+                        "the stored outcome of idempotency key `{caller_key}` cannot be read ({e}); it is kept, not run again"
+                    ),
+                )),
+            },
+            Claim::Unreachable => {
+                self.cached_run(product, env, kind, tag, input, options, f)
+                    .await
+            }
+            Claim::Claimed => {
+                let result = self
+                    .cached_run(product, env, kind, tag, input, options, f)
+                    .await;
+                let stored = match &result {
+                    Ok(r) => Some(StoredOutcome::Served(r.clone())),
+                    Err(e) if final_failure(e.code) => Some(StoredOutcome::Failed(e.clone())),
+                    Err(_) => None,
+                };
+                let stored = stored.and_then(|s| serde_json::to_string(&s).ok());
+                shared.settle(&rkey, stored, self.idempotency_ttl).await;
+                result
+            }
+        }
+    }
+
+    /// Serve from the run's result cache if it names one and holds a fresh
+    /// result (this replica's, or in cluster mode the cluster's); otherwise
+    /// run `f` (with the run's idempotency key) and store a success.
+    #[allow(clippy::too_many_arguments)]
+    async fn cached_run<F, Fut>(
         &self,
         product: &str,
         env: &str,
@@ -246,13 +366,27 @@ impl Inner {
                 )
             })?;
         let entry = cache_entry(kind, tag, env, options.session.as_ref(), input);
+        let ttl = Duration::from_millis(def.ttl_ms);
         let now = self.clock.now();
-        let hit = self
+        let mut hit = self
             .caches
             .locked()
             .entry((product.to_string(), cache_tag.clone()))
-            .or_insert_with(|| ResultCache::new(Duration::from_millis(def.ttl_ms), def.max_entries))
+            .or_insert_with(|| ResultCache::new(ttl, def.max_entries))
             .get(&entry, now);
+        let shared_key = self.shared.as_ref().map(|_| {
+            use sha2::{Digest, Sha256};
+            format!(
+                "cache/{product}/{cache_tag}/{}",
+                hex::encode(Sha256::digest(entry.as_bytes()))
+            )
+        });
+        if let (None, Some(shared), Some(k)) = (&hit, &self.shared, &shared_key) {
+            hit = shared
+                .cache_get(k)
+                .await
+                .and_then(|v| serde_json::from_str::<RunResult>(&v).ok());
+        }
         if let Some(mut r) = hit {
             // The stored run's key is that caller's, not this one's: a hit
             // answers with this run's own key (the caller's, or a fresh
@@ -266,6 +400,11 @@ impl Inner {
             return Ok(r);
         }
         let result = f(key(&options), options).await?;
+        if let (Some(shared), Some(k)) = (&self.shared, &shared_key)
+            && let Ok(v) = serde_json::to_string(&result)
+        {
+            shared.cache_put(k, v, ttl);
+        }
         let now = self.clock.now();
         if let Some(c) = self
             .caches

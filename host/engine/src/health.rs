@@ -179,6 +179,11 @@ impl HealthBoard {
             .min()
     }
 
+    /// Whether `key` is tracked here.
+    pub fn tracks(&self, key: &HealthKey) -> bool {
+        self.records.contains_key(key)
+    }
+
     /// Record the end of a check of `key` and schedule the next one.
     pub fn finish(
         &mut self,
@@ -207,6 +212,11 @@ impl HealthBoard {
         }
         let factor = (1.0 + r.jitter.clamp(0.0, 1.0) * spread).max(0.0);
         r.next_due = now + r.interval.mul_f64(factor);
+    }
+
+    /// How often `key` is checked.
+    pub fn interval(&self, key: &HealthKey) -> Option<Duration> {
+        self.records.get(key).map(|r| r.interval)
     }
 
     /// End a check of `key` that could not run (the host had no plugin

@@ -23,6 +23,7 @@
 //! | policies: retries, budgets, admission, weights, health, caches | `retry.rs`, `budget.rs`, `admission.rs`, `weighted.rs`, `health.rs`, `result_cache.rs` |
 //! | `$Input`/`$Response`/`$Sequence` mappings | `mapping.rs` |
 //! | bounds on every number a user sets | [`bounds`] |
+//! | the cluster seam ([`Shared`]): what replicas share, and taking it in | `cluster.rs` |
 
 mod accounting;
 mod adapter;
@@ -34,6 +35,7 @@ mod breakers;
 mod budget;
 mod builder;
 mod clock;
+mod cluster;
 mod compile;
 mod definition;
 mod dispatch;
@@ -71,6 +73,7 @@ pub use breakers::MAX_BREAKERS;
 pub use budget::BudgetConfig;
 pub use builder::{CacheBuilder, FeatureBuilder, HealthcheckBuilder, RouteBuilder};
 pub use clock::{Clock, Elapsed, ManualClock, SystemClock, timeout};
+pub use cluster::{Claim, Shared, SharedBreaker, StoredOutcome};
 pub use definition::{
     CacheDef, DefineError, Definition, FallbackDef, FeatureDef, HealthcheckDef, Kind, Meta,
     OptionKind, ProviderOption, QuotaDef, StepDef, StepKind,

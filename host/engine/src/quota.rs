@@ -22,11 +22,25 @@ pub(crate) async fn run(
         .map(|o| ctx.ineligible(o, &ctx.breaker_key(o, input)))
         .collect();
     let eligible = |i: usize| reasons[i].is_none();
+    // In cluster mode the rotation is one across replicas: each run draws
+    // a ticket and takes that ticket's pick; without the store (or alone)
+    // the replica's own rotation picks.
+    let ticket = match &ctx.inner.shared {
+        Some(shared) => {
+            shared
+                .quota_ticket(&format!("{}/{}/{}", ctx.product, ctx.env, route.tag))
+                .await
+        }
+        None => None,
+    };
     let picked = ctx
         .inner
         .with_quota_state(ctx.product, ctx.env, &route.tag, route, |sw| {
-            sw.pick(eligible)
-                .map(|first| sw.failover_order(first, eligible))
+            let first = match ticket {
+                Some(n) => super::weighted::nth(&sw.weights, eligible, n),
+                None => sw.pick(eligible),
+            };
+            first.map(|first| sw.failover_order(first, eligible))
         });
     match picked {
         Some(order) => {

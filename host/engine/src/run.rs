@@ -2,7 +2,7 @@
 
 use super::trace::Trace;
 use crate::adapter::Session;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
@@ -51,7 +51,7 @@ impl RunOptions {
 }
 
 /// A successful run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     /// The mapped output.
     pub output: Value,
@@ -65,7 +65,7 @@ pub struct RunResult {
 }
 
 /// Stable error codes, for callers and the HTTP API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     /// No such definition, app, env or cache.
@@ -89,6 +89,9 @@ pub enum ErrorCode {
     /// rate limit, a provider-requested pause, no plugin instance) and no
     /// provider failed: try again after `retry_after_ms`.
     Overloaded,
+    /// A run under the same idempotency key has not finished yet (on this
+    /// or another replica): retry after it does.
+    InProgress,
 }
 
 impl ErrorCode {
@@ -104,6 +107,7 @@ impl ErrorCode {
             Self::Ambiguous => "ambiguous",
             Self::DeadlineExceeded => "deadline-exceeded",
             Self::Overloaded => "overloaded",
+            Self::InProgress => "in-progress",
         }
     }
 }
@@ -116,7 +120,7 @@ impl fmt::Display for ErrorCode {
 
 /// A failed run: a stable code, a message that says what happened and what
 /// to do, and the trace (every attempt) when providers were involved.
-#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct RunError {
     /// What kind of failure.
@@ -124,20 +128,20 @@ pub struct RunError {
     /// Human-readable detail.
     pub message: String,
     /// The input field at fault (`input.amount`), for invalid input.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// For `overloaded`: when trying again makes sense, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// True when every provider was blocked by its open breaker (the
     /// reference's `open` flag); `last_error` then says why it opened.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub open: bool,
     /// The last real error of the first blocking breaker, when `open`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// The trace up to the failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Box<Trace>>,
 }
 

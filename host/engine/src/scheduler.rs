@@ -70,7 +70,12 @@ impl Switchyard {
                 let wait = next
                     .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
                     .clamp(Duration::from_millis(10), Duration::from_secs(1));
-                yard.inner.clock.sleep(wait).await;
+                // A probe that ends reschedules its check: look again then,
+                // not only when the next idle check is due.
+                tokio::select! {
+                    () = yard.inner.clock.sleep(wait) => {}
+                    () = yard.inner.probe_ended.notified() => {}
+                }
             }
         });
         HealthcheckTask { task }
@@ -141,6 +146,20 @@ impl Inner {
         let Some(def) = def else {
             return; // deleted while due
         };
+        if let Some(shared) = &self.shared {
+            // One replica checks per interval: the lease holder. Its lease
+            // outlives two intervals, so a holder that dies is taken over
+            // within about that; the others take in its results.
+            let interval = self.health.locked().interval(&key);
+            if let Some(interval) = interval
+                && shared.health_lease(&key, interval.saturating_mul(2)).await == Some(false)
+            {
+                let now = self.clock.now();
+                self.health.locked().postpone(&key, now, interval);
+                self.probe_ended.notify_one();
+                return;
+            }
+        }
         let adapter = self.adapter(&key.product, &def.app, &key.env);
         let start = self.clock.now();
         let mut tries = 0;
@@ -208,6 +227,7 @@ impl Inner {
                     self.health
                         .locked()
                         .postpone(&key, now, Duration::from_secs(1));
+                    self.probe_ended.notify_one();
                     return;
                 }
                 Err(e) => error = Some(e.to_string()),
@@ -219,6 +239,10 @@ impl Inner {
         for o in &self.observers {
             o.healthcheck(&key, &outcome);
         }
+        if let Some(shared) = &self.shared {
+            shared.health_result(&key, &outcome);
+        }
         self.health.locked().finish(&key, outcome, end, wall);
+        self.probe_ended.notify_one();
     }
 }

@@ -22,8 +22,9 @@ use super::run::RunResult;
 use super::weighted::SmoothWeighted;
 use crate::adapter::{Adapter, AttemptError};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 /// Engine-wide settings.
 pub struct SwitchyardBuilder {
@@ -34,6 +35,8 @@ pub struct SwitchyardBuilder {
     classifier: Classifier,
     seed: Option<u64>,
     observers: Vec<Arc<dyn Observer>>,
+    shared: Option<Arc<dyn crate::cluster::Shared>>,
+    idempotency_ttl: Duration,
 }
 
 impl std::fmt::Debug for SwitchyardBuilder {
@@ -91,6 +94,21 @@ impl SwitchyardBuilder {
         self
     }
 
+    /// Share state with other replicas through `shared` (cluster mode):
+    /// breaker transitions, half-open permits, quota tickets, health leases
+    /// and results, result caches and idempotency records.
+    pub fn shared(mut self, shared: Arc<dyn crate::cluster::Shared>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// How long an idempotency record keeps a finished run's outcome in
+    /// cluster mode (bounded by [`crate::bounds::MAX_IDEMPOTENCY_TTL`]).
+    pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.idempotency_ttl = ttl.min(crate::bounds::MAX_IDEMPOTENCY_TTL);
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Switchyard {
         let jitter = || self.seed.map_or_else(Jitter::from_entropy, Jitter::seeded);
@@ -113,6 +131,10 @@ impl SwitchyardBuilder {
                 key_prefix: prefix,
                 key_counter: AtomicU64::new(0),
                 observers: self.observers,
+                shared: self.shared,
+                idempotency_ttl: self.idempotency_ttl,
+                replicas: std::sync::atomic::AtomicU32::new(1),
+                probe_ended: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -137,6 +159,13 @@ pub(crate) struct Inner {
     pub(crate) key_prefix: u64,
     pub(crate) key_counter: AtomicU64,
     pub(crate) observers: Vec<Arc<dyn Observer>>,
+    /// The cluster seam, in cluster mode.
+    pub(crate) shared: Option<Arc<dyn crate::cluster::Shared>>,
+    pub(crate) idempotency_ttl: Duration,
+    /// Replicas sharing the traffic (cluster mode), for splitting limits.
+    pub(crate) replicas: std::sync::atomic::AtomicU32,
+    /// Wakes the healthcheck scheduler when a probe ends.
+    pub(crate) probe_ended: tokio::sync::Notify,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -173,6 +202,8 @@ impl Switchyard {
             classifier: Box::new(default_classifier),
             seed: None,
             observers: Vec::new(),
+            shared: None,
+            idempotency_ttl: crate::bounds::DEFAULT_IDEMPOTENCY_TTL,
         }
     }
 
@@ -222,12 +253,37 @@ impl Switchyard {
             .admission
             .writing()
             .insert((product.to_string(), app.to_string()), config);
+        let part = self.inner.admission_part(config);
         for e in self.inner.gates.locked().values() {
             if e.product == product && e.app == app {
-                e.gate.reconfigure(config);
+                e.gate.reconfigure(part);
             }
         }
         Ok(())
+    }
+
+    /// How many replicas share the traffic (cluster mode; at least 1):
+    /// rate limits and the retry budget's floor are split between them so
+    /// the cluster keeps the configured totals. Existing gates and budgets
+    /// take the new part at once.
+    pub fn set_replicas(&self, n: u32) {
+        let n = n.clamp(1, crate::bounds::MAX_REPLICAS);
+        if self.inner.replicas.swap(n, Ordering::Relaxed) == n {
+            return;
+        }
+        for e in self.inner.gates.locked().values() {
+            let config = self.inner.admission_config(&e.product, &e.app);
+            e.gate.reconfigure(self.inner.admission_part(config));
+        }
+        let part = self.inner.budget_part();
+        for b in self.inner.budgets.locked().values_mut() {
+            b.set_config(part);
+        }
+    }
+
+    /// How many replicas this one counts, for splitting limits.
+    pub fn replicas(&self) -> u32 {
+        self.inner.replicas.load(Ordering::Relaxed)
     }
 
     /// The admission settings `app` of `product` runs under.

@@ -3,11 +3,11 @@
 //! and which provider served.
 
 use crate::adapter::{AttemptError, ErrorClass, FailureKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::{self, Write as _};
 
 /// Why a provider was not tried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "kebab-case")]
 pub enum SkipReason {
     /// Its healthcheck says unhealthy.
@@ -33,7 +33,7 @@ pub enum SkipReason {
     Overloaded {
         /// `queue-full`, `in-flight`, `rate-limit`, `cooldown` or
         /// `no-instance`.
-        cause: &'static str,
+        cause: std::borrow::Cow<'static, str>,
         /// What happened.
         message: String,
     },
@@ -41,7 +41,7 @@ pub enum SkipReason {
     /// moved on to the next eligible provider without waiting.
     Saturated {
         /// As for `overloaded`.
-        cause: &'static str,
+        cause: std::borrow::Cow<'static, str>,
         /// What happened.
         message: String,
     },
@@ -66,7 +66,7 @@ impl fmt::Display for SkipReason {
 }
 
 /// A provider that was not tried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skip {
     /// The provider (option) name.
     pub provider: String,
@@ -76,7 +76,7 @@ pub struct Skip {
 }
 
 /// How an attempt ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The provider served.
@@ -86,7 +86,7 @@ pub enum Outcome {
 }
 
 /// One call of one app action.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     /// Provider (option) name.
     pub provider: String,
@@ -99,16 +99,16 @@ pub struct AttemptRecord {
     /// Success or the error class.
     pub outcome: Outcome,
     /// Where a failure came from (provider, deadline, trap...).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
     /// The error message.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Provider HTTP status.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Provider error code.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Wall time of the attempt, ms.
     pub duration_ms: f64,
@@ -132,7 +132,7 @@ impl AttemptRecord {
 }
 
 /// A step of a feature and its own trace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepTrace {
     /// Step name.
     pub name: String,
@@ -143,7 +143,7 @@ pub struct StepTrace {
 /// What a run (or a feature step's run) is: the one definition of the
 /// run kind, shown in traces and messages as `fallback`, `quota`,
 /// `feature` or `action`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
     /// A fallback: providers in order.
@@ -176,7 +176,7 @@ impl std::fmt::Display for RunKind {
 }
 
 /// The explain trace of one run.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Trace {
     /// What ran.
     pub kind: RunKind,
@@ -200,8 +200,12 @@ pub struct Trace {
     pub panic_mode: bool,
     /// Retries the budget refused.
     pub budget_denied: u32,
+    /// The outcome was a finished run's, kept under this idempotency key
+    /// (cluster mode): no provider was asked again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
     /// Feature steps, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTrace>,
 }
 

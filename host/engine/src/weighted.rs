@@ -8,7 +8,7 @@
 /// Running state of one quota's choice.
 #[derive(Debug, Clone)]
 pub struct SmoothWeighted {
-    weights: Vec<u32>,
+    pub(crate) weights: Vec<u32>,
     current: Vec<i64>,
 }
 
@@ -55,6 +55,63 @@ impl SmoothWeighted {
     }
 }
 
+/// Longest cycle (sum of weights over their common divisor) replayed
+/// exactly; longer ones use a low-discrepancy sequence.
+const MAX_REPLAYED_CYCLE: u64 = 4096;
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The `n`th pick (from 0) of a fresh smooth rotation over the eligible
+/// providers: what a rotation shared by several replicas picks for the
+/// ticket `n` each run draws, so the split holds across them as it does
+/// within one (any prefix within one pick of its share). A cycle longer
+/// than [`MAX_REPLAYED_CYCLE`] after dividing the weights by their common
+/// divisor picks by the golden-ratio sequence instead (shares within a few
+/// picks).
+pub fn nth(weights: &[u32], eligible: impl Fn(usize) -> bool, n: u64) -> Option<usize> {
+    let live: Vec<usize> = (0..weights.len())
+        .filter(|&i| eligible(i) && weights[i] > 0)
+        .collect();
+    let divisor = live
+        .iter()
+        .fold(0, |g, &i| gcd(g, u64::from(weights[i])))
+        .max(1);
+    let total: u64 = live.iter().map(|&i| u64::from(weights[i]) / divisor).sum();
+    if total == 0 {
+        return None;
+    }
+    if total <= MAX_REPLAYED_CYCLE {
+        let reduced = (0..weights.len())
+            .map(|i| {
+                if live.contains(&i) {
+                    u32::try_from(u64::from(weights[i]) / divisor).unwrap_or(u32::MAX)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let mut sw = SmoothWeighted::new(reduced);
+        let mut pick = None;
+        for _ in 0..=(n % total) {
+            pick = sw.pick(|_| true);
+        }
+        return pick;
+    }
+    // Golden-ratio (Weyl) sequence: evenly spread points in [0, 1).
+    let x = (n as f64 * 0.618_033_988_749_894_9).fract();
+    let target = (x * total as f64) as u64;
+    let mut acc = 0;
+    for &i in &live {
+        acc += u64::from(weights[i]) / divisor;
+        if target < acc {
+            return Some(i);
+        }
+    }
+    live.last().copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +135,29 @@ mod tests {
         let ones = picks.iter().filter(|&&p| p == 1).count();
         assert!((299..=301).contains(&ones), "{ones}");
         assert_eq!(w.pick(|_| false), None);
+    }
+
+    #[test]
+    fn tickets_drawn_by_three_replicas_keep_the_split_of_one() {
+        // Tickets 0..1000 dealt round-robin to three replicas: the union of
+        // their picks is the one rotation's, so every prefix is within one.
+        let mut ones = 0;
+        for n in 0..1000u64 {
+            if nth(&[70, 30], |_| true, n) == Some(1) {
+                ones += 1;
+            }
+            let exact = 0.3 * (n + 1) as f64;
+            assert!((f64::from(ones) - exact).abs() < 1.0 + 1e-9, "{n}: {ones}");
+        }
+        assert_eq!(ones, 300);
+        assert_eq!(nth(&[70, 30], |i| i == 1, 5), Some(1));
+        assert_eq!(nth(&[70, 30], |_| false, 5), None);
+        // A cycle too long to replay still splits close to the weights.
+        let w = [700_001, 299_999];
+        let big = (0..10_000)
+            .filter(|&n| nth(&w, |_| true, n) == Some(1))
+            .count();
+        assert!((2_990..=3_010).contains(&big), "{big}");
     }
 
     #[test]

@@ -1090,7 +1090,7 @@ mod admission {
 
     /// How the first skipped provider of `r` was skipped: `overloaded` or
     /// `saturated`, and the cause.
-    fn first_skip(r: &switchyard_engine::RunResult) -> (&'static str, &'static str) {
+    fn first_skip(r: &switchyard_engine::RunResult) -> (&'static str, &str) {
         match &r.trace.skipped[0].reason {
             SkipReason::Overloaded { cause, .. } => ("overloaded", cause),
             SkipReason::Saturated { cause, .. } => ("saturated", cause),

@@ -75,6 +75,8 @@ pub struct Deployment {
     pub yard: Switchyard,
     /// The store, when started with one.
     pub store: Option<Arc<Store>>,
+    /// The link to the other replicas, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Loaded apps (one per product, app and env); replaced by a reload.
@@ -221,6 +223,22 @@ impl Deployment {
                 Err(e) => problems.push(store_problem(&config, e)),
             }
         }
+        // Cluster mode is for a serving replica (with its store); `check`
+        // and `run` stay on their own.
+        let cluster = match (&file.cluster, options.store) {
+            (Some(c), true) => {
+                let link = crate::cluster::Cluster::new(c).map_err(|e| {
+                    Problems(vec![
+                        config.problem(&FieldPath::keys(["cluster", "redis_url"]), e),
+                    ])
+                })?;
+                builder = builder
+                    .shared(link.clone())
+                    .idempotency_ttl(std::time::Duration::from_secs(c.idempotency_ttl_s));
+                Some(link)
+            }
+            _ => None,
+        };
         let yard = builder.build();
 
         let mut apps = Vec::new();
@@ -372,6 +390,7 @@ impl Deployment {
         }
         Ok(Self {
             yard,
+            cluster,
             store,
             metrics,
             apps: RwLock::new(apps),
@@ -466,6 +485,12 @@ impl Deployment {
             let _ = self.yard.apply(undo);
             undo_apps();
             return Err(Problems(vec![store_problem(&new, e)]));
+        }
+        if let Some(c) = &self.cluster {
+            for change in &applied {
+                let (p, kind, t) = change.key();
+                c.definition_changed(&p, kind, &t);
+            }
         }
 
         // Apps no longer in the config (their definitions are gone now).
@@ -659,12 +684,16 @@ impl Deployment {
     /// The Prometheus text exposition, with breaker states, admission
     /// state, instance slots and app counters read now.
     pub fn metrics_text(&self) -> String {
-        self.metrics.render(&Scrape {
+        let mut text = self.metrics.render(&Scrape {
             breakers: &self.yard.breaker_states(),
             apps: &self.apps(),
             admission: &self.yard.admission_states(),
             instances: self.runtime.instances(),
-        })
+        });
+        if let Some(c) = &self.cluster {
+            text.push_str(&c.metrics());
+        }
+        text
     }
 
     /// Set an app's admission limits (engine and store, or neither).
@@ -702,6 +731,7 @@ impl Deployment {
             let _ = self.yard.delete(&m.product, def.kind(), &m.tag);
             return Err(e.into());
         }
+        self.shared_change(&m.product, def.kind(), &m.tag);
         Ok(())
     }
 
@@ -723,6 +753,7 @@ impl Deployment {
             let _ = self.yard.update(old);
             return Err(e.into());
         }
+        self.shared_change(&m.product, def.kind(), &m.tag);
         Ok(())
     }
 
@@ -744,7 +775,80 @@ impl Deployment {
             let _ = self.yard.create(old);
             return Err(e.into());
         }
+        self.shared_change(product, kind, tag);
         Ok(old)
+    }
+
+    fn shared_change(&self, product: &str, kind: Kind, tag: &str) {
+        if let Some(c) = &self.cluster {
+            c.definition_changed(product, kind, tag);
+        }
+    }
+
+    /// Every definition this replica holds, each with whether the config
+    /// defines it, and whether the config's copies win
+    /// (`server.seed = "overwrite"`): what it offers the cluster's shared
+    /// copy when it joins.
+    pub fn cluster_seeds(&self) -> (Vec<(String, Definition, bool)>, bool) {
+        let config = self.config();
+        let baseline = self.baseline.locked();
+        let mut out = Vec::new();
+        for product in config.file.products.keys() {
+            for def in self.yard.fetch_all(product, None) {
+                let (p, kind, tag) = def.key();
+                let from_config = baseline.contains_key(&(p.clone(), kind, tag.clone()));
+                out.push((crate::cluster::def_key(&p, kind, &tag), def, from_config));
+            }
+        }
+        (out, config.file.server.seed == SeedMode::Overwrite)
+    }
+
+    /// Make this replica's copy of a definition the cluster's (`None`: it
+    /// was deleted), in the engine and the store, without sharing it back.
+    /// A copy this replica cannot serve (an app it does not have) is
+    /// reported and skipped; the cluster keeps it.
+    pub fn apply_shared_definition(
+        &self,
+        product: &str,
+        kind: Kind,
+        tag: &str,
+        def: Option<Definition>,
+    ) {
+        let _w = self.writes.locked();
+        let mine = self.yard.fetch(product, kind, tag);
+        if mine == def {
+            return;
+        }
+        let change = match def {
+            Some(d) => Change::Put(Box::new(d)),
+            None => Change::Delete {
+                product: product.into(),
+                kind,
+                tag: tag.into(),
+            },
+        };
+        let undo = match mine {
+            Some(d) => Change::Put(Box::new(d)),
+            None => Change::Delete {
+                product: product.into(),
+                kind,
+                tag: tag.into(),
+            },
+        };
+        if let Err(errors) = self.yard.apply(vec![change.clone()]) {
+            for e in errors {
+                eprintln!(
+                    "cluster: shared {kind} `{product}/{tag}` not applied on this replica: {e}"
+                );
+            }
+            return;
+        }
+        if let Some(s) = &self.store
+            && let Err(e) = s.apply(std::slice::from_ref(&change))
+        {
+            let _ = self.yard.apply(vec![undo]);
+            eprintln!("cluster: shared {kind} `{product}/{tag}` not stored: {e}");
+        }
     }
 }
 

@@ -9,11 +9,14 @@
 //!
 //! Imports go one way: `cli` → `api` → `deployment` → `config`, `store`,
 //! `metrics` → the engine and runtime crates. The config layer knows
-//! nothing of the CLI or the API.
+//! nothing of the CLI or the API. In cluster mode the deployment owns a
+//! `cluster` link (Redis), whose sync task applies what other replicas
+//! shared to that deployment.
 
 mod api;
 mod bundled;
 mod cli;
+mod cluster;
 mod config;
 mod deployment;
 pub mod fixtures;
@@ -24,7 +27,8 @@ mod store;
 pub use api::{ApiError, ApiState, OPENAPI, openapi_document, router, serve};
 pub use bundled::{BUNDLED, bundled};
 pub use cli::{Cli, Exit, run as run_cli};
-pub use config::{Config, Problem, Problems, RESERVED_ENVS, json_schema};
+pub use cluster::Cluster;
+pub use config::{ClusterConfig, Config, Problem, Problems, RESERVED_ENVS, json_schema};
 pub use deployment::{ChangeError, Deployment, Drift, ReloadReport, StartOptions, drift};
 pub use metrics::Metrics;
 pub use simulator::{Recorded, Simulator};

@@ -128,6 +128,7 @@ fn run_status(code: ErrorCode) -> StatusCode {
         ErrorCode::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::NoProvider | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::InProgress => StatusCode::CONFLICT,
         ErrorCode::Mapping | ErrorCode::AllFailed | ErrorCode::Ambiguous => StatusCode::BAD_GATEWAY,
     }
 }
@@ -284,7 +285,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
     if s.ready.load(Ordering::SeqCst) {
-        "ready\n".into_response()
+        // Ready while Redis is away too (runs go on with local state); the
+        // body says so, for people and probes that read it.
+        match &s.deployment.cluster {
+            Some(c) => format!("ready\n{}", c.readiness()).into_response(),
+            None => "ready\n".into_response(),
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     }

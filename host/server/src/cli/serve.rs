@@ -303,6 +303,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     for line in &deployment.drift {
         eprintln!("config drift: {line}");
     }
+    // Cluster mode: take in the cluster's definitions and open breakers
+    // before serving (a few seconds at most; without Redis the replica
+    // serves on its own state and converges when Redis is reachable).
+    let _cluster = match &deployment.cluster {
+        Some(c) => {
+            if !c.join(&deployment, Duration::from_secs(3)).await {
+                eprintln!("{}", c.readiness().trim_end());
+            }
+            Some(AbortOnDrop(c.spawn(&deployment)))
+        }
+        None => None,
+    };
     let listen = args.listen.unwrap_or(server.listen);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -42,6 +42,11 @@ pub struct ConfigFile {
     /// Plugin runtime settings.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// Cluster mode: share breakers, health, quota rotation, limits,
+    /// caches, idempotency records and definitions with other replicas
+    /// through Redis (docs/cluster.md). Absent: one process, as before.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// A TOML file of `name = "value"` secrets that credentials reference
     /// with `{ secret = "name" }`; relative to this file. Keep it out of
     /// version control.
@@ -173,6 +178,49 @@ pub struct RuntimeSection {
     /// must fit in it.
     #[serde(default)]
     pub max_instances: Option<u32>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The Redis server every replica shares: `redis://host:port/db`
+    /// (`rediss://` is not supported by this build).
+    pub redis_url: String,
+    /// Prefix of every key this cluster writes, so clusters can share one
+    /// Redis. Default `switchyard`.
+    #[serde(default = "default_cluster_prefix")]
+    pub prefix: String,
+    /// This replica's name in leases, events and `/readyz`. Default: host
+    /// name and process id.
+    #[serde(default)]
+    pub replica: Option<String>,
+    /// The most a run waits on one Redis round trip before going on with
+    /// local state, ms (1 to 1 000). Default 25.
+    #[serde(default = "default_cluster_timeout")]
+    pub timeout_ms: u64,
+    /// How often a replica reads what the others shared (breakers, health,
+    /// definitions) and reconnects when Redis is away, ms (20 to 1 000):
+    /// the staleness bound. Default 200.
+    #[serde(default = "default_cluster_sync")]
+    pub sync_interval_ms: u64,
+    /// How long an idempotency record keeps a finished run's outcome,
+    /// seconds (1 to 2 592 000). Default 86 400.
+    #[serde(default = "default_idempotency_ttl")]
+    pub idempotency_ttl_s: u64,
+}
+
+fn default_cluster_prefix() -> String {
+    "switchyard".into()
+}
+fn default_cluster_timeout() -> u64 {
+    25
+}
+fn default_cluster_sync() -> u64 {
+    200
+}
+fn default_idempotency_ttl() -> u64 {
+    86_400
 }
 
 /// Largest `runtime.memory_mb`.
@@ -444,6 +492,54 @@ impl Config {
         out
     }
 
+    fn check_cluster(&self, c: &ClusterConfig, problems: &mut Vec<Problem>) {
+        let mut bound = |field: &str, v: u64, lo: u64, hi: u64| {
+            if !(lo..=hi).contains(&v) {
+                problems.push(self.problem(
+                    &FieldPath::keys(["cluster", field]),
+                    format!("is {v}; it must be between {lo} and {hi}"),
+                ));
+            }
+        };
+        bound("timeout_ms", c.timeout_ms, 1, 1_000);
+        bound("sync_interval_ms", c.sync_interval_ms, 20, 1_000);
+        bound("idempotency_ttl_s", c.idempotency_ttl_s, 1, 2_592_000);
+        if !c.redis_url.starts_with("redis://") {
+            problems.push(self.problem(
+                &FieldPath::keys(["cluster", "redis_url"]),
+                format!(
+                    "is `{}`; it must be a redis:// URL such as redis://127.0.0.1:6379/0",
+                    c.redis_url
+                ),
+            ));
+        } else if let Err(e) = redis::Client::open(c.redis_url.as_str()) {
+            problems.push(self.problem(
+                &FieldPath::keys(["cluster", "redis_url"]),
+                format!("cannot be read: {e}; write it as redis://host:port/db"),
+            ));
+        }
+        let name_ok = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        };
+        if !name_ok(&c.prefix) {
+            problems.push(self.problem(
+                &FieldPath::keys(["cluster", "prefix"]),
+                "must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`",
+            ));
+        }
+        if let Some(r) = &c.replica
+            && !name_ok(r)
+        {
+            problems.push(self.problem(
+                &FieldPath::keys(["cluster", "replica"]),
+                "must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`",
+            ));
+        }
+    }
+
     fn check(&mut self, problems: &mut Vec<Problem>) {
         let secrets = match &self.file.secrets_file {
             None => Secrets::default(),
@@ -514,6 +610,9 @@ impl Config {
                     switchyard_runtime::HOST_RESERVE >> 20
                 ),
             ));
+        }
+        if let Some(c) = &self.file.cluster {
+            self.check_cluster(c, problems);
         }
         let hrt = self.file.server.header_read_timeout_ms;
         if !(100..=600_000).contains(&hrt) {

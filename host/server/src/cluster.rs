@@ -1,0 +1,987 @@
+//! Cluster mode: the engine's [`Shared`] seam over Redis, and the task that
+//! keeps a replica in step with the others.
+//!
+//! Every call a run makes waits on one pipelined round trip at most, bounded
+//! by `cluster.timeout_ms`; when Redis is away or slow the call answers
+//! "decide locally" and the replica goes on with its own state. What the
+//! engine hands over without waiting (breaker transitions, health results,
+//! definition changes) goes to an outbox that the sync task flushes at once
+//! (woken) and keeps while Redis is away, so it converges when Redis comes
+//! back. The sync task also reads, every `cluster.sync_interval_ms`, what
+//! other replicas shared: that interval is the staleness bound.
+//!
+//! Keys (all under `<prefix>:`):
+//!
+//! | key | what |
+//! |---|---|
+//! | `seq`, `events` | the event log: a counter and a list of `"<seq> <json>"`, newest first, trimmed to [`EVENT_LOG`] |
+//! | `breakers` | hash: breaker key → its latest transition (for a replica that (re)joins) |
+//! | `probe:<key>:<episode>`, `passed:<key>:<episode>` | half-open permits taken and probes passed, cluster-wide |
+//! | `quota:<product/env/tag>` | the quota rotation's ticket counter |
+//! | `lease:<product/env/tag>` | the healthcheck lease: the holder's replica name |
+//! | `cache:<product>/<cache>/<sha256>` | a result cache entry, with its TTL |
+//! | `idem:<sha256>` | an idempotency record: `running <claim>` or `done <outcome>` |
+//! | `defs`, `deleted` | hash: `product/kind/tag` → definition JSON; tombstones of deletes |
+//! | `replicas` | sorted set: replica → last heartbeat (Unix ms) |
+
+use crate::config::ClusterConfig;
+use crate::deployment::Deployment;
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchyard_engine::{
+    BoxFuture, Claim, Definition, HealthKey, Kind, ProbeOutcome, Recover, RecoverRw, Shared,
+    SharedBreaker,
+};
+
+/// Events kept in the shared log; a replica further behind than this
+/// resynchronises from the full state instead.
+pub const EVENT_LOG: usize = 1_024;
+/// Events a replica keeps for Redis while it is away; past it the oldest
+/// are dropped (counted) and the full push at reconnect covers breakers.
+pub const OUTBOX: usize = 10_000;
+/// Events read per sync round trip.
+const READ_BATCH: isize = 256;
+
+/// One thing a replica shares through the event log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Event {
+    /// The replica that made it.
+    r: String,
+    #[serde(flatten)]
+    what: What,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+enum What {
+    Breaker {
+        key: String,
+        change: SharedBreaker,
+    },
+    Health {
+        key: [String; 3],
+        outcome: ProbeOutcome,
+    },
+    Definition {
+        key: String,
+    },
+}
+
+/// How the link to Redis stands.
+#[derive(Debug, Clone)]
+struct Status {
+    up: bool,
+    since: SystemTime,
+    last_error: Option<String>,
+}
+
+/// Counters `/metrics` shows.
+#[derive(Debug, Default)]
+struct Counters {
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    local_decisions: AtomicU64,
+    sent: AtomicU64,
+    applied: AtomicU64,
+    dropped: AtomicU64,
+    resyncs: AtomicU64,
+}
+
+/// A replica's link to the cluster.
+pub struct Cluster {
+    client: redis::Client,
+    prefix: String,
+    replica: String,
+    timeout: Duration,
+    sync_interval: Duration,
+    conn: RwLock<Option<MultiplexedConnection>>,
+    status: Mutex<Status>,
+    outbox: Mutex<VecDeque<Event>>,
+    /// Definitions changed here and not yet in Redis (`product/kind/tag`).
+    pending_defs: Mutex<BTreeSet<String>>,
+    /// Markers of the idempotency records this replica holds.
+    claims: Mutex<HashMap<String, String>>,
+    /// Outcomes of finished runs Redis could not take when they finished:
+    /// written at the next flush, so a retry after Redis is back gets them.
+    settles: Mutex<VecDeque<(String, String, Duration)>>,
+    wake: tokio::sync::Notify,
+    /// The newest event seq applied.
+    seen: AtomicU64,
+    replicas: AtomicU32,
+    claim_counter: AtomicU64,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("replica", &self.replica)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The key of a definition in the shared hash.
+pub fn def_key(product: &str, kind: Kind, tag: &str) -> String {
+    format!("{product}/{}/{tag}", kind.plural())
+}
+
+fn parse_def_key(k: &str) -> Option<(String, Kind, String)> {
+    let mut it = k.splitn(3, '/');
+    let (p, kinds, t) = (it.next()?, it.next()?, it.next()?);
+    let kind = Kind::from_plural(kinds)?;
+    Some((p.to_string(), kind, t.to_string()))
+}
+
+const PUBLISH: &str = r"
+local n = redis.call('INCR', KEYS[1])
+redis.call('LPUSH', KEYS[2], n .. ' ' .. ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+return n";
+
+const CLAIM: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+return 0";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+const LEASE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0";
+
+const COUNT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n";
+
+impl Cluster {
+    /// A link for `config`, not yet connected (the sync task connects).
+    pub fn new(config: &ClusterConfig) -> Result<Arc<Self>, String> {
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|e| format!("cluster.redis_url: {e}"))?;
+        let replica = config.replica.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            format!(
+                "{}-{}",
+                if host.is_empty() { "replica" } else { &host },
+                std::process::id()
+            )
+        });
+        Ok(Arc::new(Self {
+            client,
+            prefix: config.prefix.clone(),
+            replica,
+            timeout: Duration::from_millis(config.timeout_ms),
+            sync_interval: Duration::from_millis(config.sync_interval_ms),
+            conn: RwLock::new(None),
+            status: Mutex::new(Status {
+                up: false,
+                since: SystemTime::now(),
+                last_error: Some("not connected yet".into()),
+            }),
+            outbox: Mutex::new(VecDeque::new()),
+            pending_defs: Mutex::new(BTreeSet::new()),
+            claims: Mutex::new(HashMap::new()),
+            settles: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            seen: AtomicU64::new(0),
+            replicas: AtomicU32::new(1),
+            claim_counter: AtomicU64::new(0),
+            counters: Counters::default(),
+        }))
+    }
+
+    /// This replica's name.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// Whether the link is up.
+    pub fn is_up(&self) -> bool {
+        self.status.locked().up
+    }
+
+    /// The line `/readyz` adds.
+    pub fn readiness(&self) -> String {
+        let st = self.status.locked().clone();
+        let since = st
+            .since
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if st.up {
+            format!(
+                "cluster: connected as `{}`, {} replicas live, shared state in force\n",
+                self.replica,
+                self.replicas.load(Ordering::Relaxed)
+            )
+        } else {
+            format!(
+                "cluster: DEGRADED: Redis unreachable since unix {since} ({}); replica `{}` serves on local state and will converge when Redis is back\n",
+                st.last_error.unwrap_or_default(),
+                self.replica
+            )
+        }
+    }
+
+    /// Prometheus lines.
+    pub fn metrics(&self) -> String {
+        let c = &self.counters;
+        let up = u8::from(self.is_up());
+        let mut out = String::new();
+        let mut line = |name: &str, kind: &str, help: &str, v: u64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        };
+        line(
+            "switchyard_cluster_up",
+            "gauge",
+            "1 while this replica reaches Redis; 0 while it serves on local state.",
+            u64::from(up),
+        );
+        line(
+            "switchyard_cluster_replicas",
+            "gauge",
+            "Replicas with a heartbeat in the last three sync intervals.",
+            u64::from(self.replicas.load(Ordering::Relaxed)),
+        );
+        line(
+            "switchyard_cluster_errors_total",
+            "counter",
+            "Redis calls that failed (connection or command).",
+            c.errors.load(Ordering::Relaxed),
+        );
+        line(
+            "switchyard_cluster_timeouts_total",
+            "counter",
+            "Redis calls that took longer than cluster.timeout_ms.",
+            c.timeouts.load(Ordering::Relaxed),
+        );
+        line(
+            "switchyard_cluster_local_decisions_total",
+            "counter",
+            "Shared decisions (quota ticket, probe permit, lease, claim, cache) made locally because Redis did not answer in time.",
+            c.local_decisions.load(Ordering::Relaxed),
+        );
+        line(
+            "switchyard_cluster_events_sent_total",
+            "counter",
+            "Events (breaker transitions, health results, definition changes) written to Redis.",
+            c.sent.load(Ordering::Relaxed),
+        );
+        line(
+            "switchyard_cluster_events_applied_total",
+            "counter",
+            "Events from other replicas applied here.",
+            c.applied.load(Ordering::Relaxed),
+        );
+        line(
+            "switchyard_cluster_events_dropped_total",
+            "counter",
+            "Events dropped because the outbox was full while Redis was away.",
+            c.dropped.load(Ordering::Relaxed),
+        );
+        line(
+            "switchyard_cluster_resyncs_total",
+            "counter",
+            "Full resynchronisations (at start, after Redis came back, or after falling behind the event log).",
+            c.resyncs.load(Ordering::Relaxed),
+        );
+        line(
+            "switchyard_cluster_outbox",
+            "gauge",
+            "Events waiting for Redis.",
+            self.outbox.locked().len() as u64,
+        );
+        out
+    }
+
+    fn connection(&self) -> Option<MultiplexedConnection> {
+        self.conn.reading().clone()
+    }
+
+    fn went_down(&self, why: String) {
+        *self.conn.writing() = None;
+        let mut st = self.status.locked();
+        if st.up {
+            eprintln!("cluster: lost Redis ({why}); serving on local state until it is back");
+            st.up = false;
+            st.since = SystemTime::now();
+        }
+        st.last_error = Some(why);
+    }
+
+    /// Run `f` on the connection within the timeout; `None` when Redis is
+    /// away, failed or slow (counted).
+    async fn call<T, F, Fut>(&self, f: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.call_within(self.timeout, f).await
+    }
+
+    /// The bound of what keeps a caller's retry safe (claiming and settling
+    /// an idempotency record): ten decision timeouts, at least 250 ms and
+    /// at most 1 s, so a busy Redis does not turn into a second charge.
+    fn record_timeout(&self) -> Duration {
+        (self.timeout * 10).clamp(Duration::from_millis(250), Duration::from_secs(1))
+    }
+
+    async fn call_within<T, F, Fut>(&self, bound: Duration, f: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let Some(conn) = self.connection() else {
+            self.counters
+                .local_decisions
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        match tokio::time::timeout(bound, f(conn)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .local_decisions
+                    .fetch_add(1, Ordering::Relaxed);
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                    self.went_down(e.to_string());
+                }
+                None
+            }
+            Err(_) => {
+                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .local_decisions
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn push(&self, what: What) {
+        let mut out = self.outbox.locked();
+        if out.len() >= OUTBOX {
+            out.pop_front();
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        out.push_back(Event {
+            r: self.replica.clone(),
+            what,
+        });
+        drop(out);
+        self.wake.notify_one();
+    }
+
+    /// A definition changed through this replica: share it.
+    pub fn definition_changed(&self, product: &str, kind: Kind, tag: &str) {
+        self.pending_defs
+            .locked()
+            .insert(def_key(product, kind, tag));
+        self.wake.notify_one();
+    }
+
+    /// Connect, join, converge, then keep in step until the deployment
+    /// goes. Call once; the returned task stops when dropped or aborted.
+    pub fn spawn(self: &Arc<Self>, deployment: &Arc<Deployment>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        let d = Arc::downgrade(deployment);
+        tokio::spawn(async move { me.run(d).await })
+    }
+
+    /// Connect and converge once, waiting at most `within`: `serve` calls
+    /// this before it listens, so a fresh replica starts with the cluster's
+    /// definitions and open breakers.
+    pub async fn join(&self, deployment: &Deployment, within: Duration) -> bool {
+        tokio::time::timeout(within, async {
+            if self.connect().await {
+                self.converge(deployment).await;
+            }
+        })
+        .await
+        .is_ok()
+            && self.is_up()
+    }
+
+    async fn run(self: Arc<Self>, deployment: Weak<Deployment>) {
+        loop {
+            let Some(d) = deployment.upgrade() else {
+                return;
+            };
+            if self.connection().is_none() && self.connect().await {
+                self.converge(&d).await;
+            }
+            if self.connection().is_some() {
+                self.flush(&d).await;
+                self.pull(&d).await;
+            }
+            drop(d);
+            let _ = tokio::time::timeout(self.sync_interval, self.wake.notified()).await;
+        }
+    }
+
+    async fn connect(&self) -> bool {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_secs(2));
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(c) => {
+                *self.conn.writing() = Some(c);
+                let mut st = self.status.locked();
+                if !st.up {
+                    eprintln!("cluster: connected to Redis as replica `{}`", self.replica);
+                }
+                st.up = true;
+                st.since = SystemTime::now();
+                st.last_error = None;
+                true
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.went_down(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// After (re)connecting: push what this replica holds that the cluster
+    /// may lack (its definitions, its open breakers), then take in the
+    /// cluster's whole state.
+    async fn converge(&self, d: &Deployment) {
+        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+        // Definitions: the config-seeding rule, against the shared copy.
+        let (seeds, overwrite) = d.cluster_seeds();
+        let defs_key = self.key("defs");
+        let deleted_key = self.key("deleted");
+        let pending: BTreeSet<String> = self.pending_defs.locked().clone();
+        // Deletes made while this replica was away: its store's copies of
+        // those must not come back (the config's own do, as they would
+        // on one process: the config seeds what the store lacks).
+        let dk = deleted_key.clone();
+        let Some(deleted) = self
+            .call(|mut c| async move {
+                redis::cmd("HGETALL")
+                    .arg(dk)
+                    .query_async::<HashMap<String, String>>(&mut c)
+                    .await
+            })
+            .await
+        else {
+            return;
+        };
+        let mut pipe = redis::pipe();
+        for (k, def, from_config) in &seeds {
+            let Ok(json) = serde_json::to_string(def) else {
+                continue;
+            };
+            if pending.contains(k) || (*from_config && overwrite) {
+                pipe.hset(&defs_key, k, json).ignore();
+                pipe.hdel(&deleted_key, k).ignore();
+            } else if *from_config || !deleted.contains_key(k) {
+                pipe.hset_nx(&defs_key, k, json).ignore();
+            }
+        }
+        pipe.hgetall(&defs_key).hgetall(self.key("breakers"));
+        pipe.get(self.key("seq"));
+        let Some((defs, breakers, seq)) = self
+            .call(|mut c| async move {
+                pipe.query_async::<(
+                    HashMap<String, String>,
+                    HashMap<String, String>,
+                    Option<u64>,
+                )>(&mut c)
+                    .await
+            })
+            .await
+        else {
+            return;
+        };
+        let mut shared_defs: HashMap<String, Definition> = HashMap::new();
+        for (k, json) in defs {
+            match serde_json::from_str::<Definition>(&json) {
+                Ok(def) => {
+                    shared_defs.insert(k, def);
+                }
+                Err(e) => eprintln!("cluster: shared definition `{k}` unreadable, skipped: {e}"),
+            }
+        }
+        for k in deleted.keys() {
+            if !shared_defs.contains_key(k)
+                && let Some((p, kind, t)) = parse_def_key(k)
+            {
+                d.apply_shared_definition(&p, kind, &t, None);
+            }
+        }
+        for (k, def) in &shared_defs {
+            if let Some((p, kind, t)) = parse_def_key(k) {
+                d.apply_shared_definition(&p, kind, &t, Some(def.clone()));
+            }
+        }
+        // Pending changes stay pending: the flush that follows announces
+        // them, so replicas that converged earlier take them in too.
+        // Breakers: take in the others' openings still in force, then
+        // share ours.
+        let now = now_ms();
+        for (k, json) in breakers {
+            if let Ok(change) = serde_json::from_str::<SharedBreaker>(&json)
+                && (!change.open
+                    || now.saturating_sub(change.episode)
+                        < change.open_timeout_ms.saturating_mul(2))
+            {
+                d.yard.apply_shared_breaker(&k, &change);
+            }
+        }
+        for (key, change) in d.yard.shared_openings() {
+            self.push(What::Breaker { key, change });
+        }
+        self.seen.store(seq.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Write the outbox and pending definitions in one pipeline.
+    async fn flush(&self, d: &Deployment) {
+        let events: Vec<Event> = self.outbox.locked().drain(..).collect();
+        let pending: Vec<String> = self.pending_defs.locked().iter().cloned().collect();
+        let settles: Vec<(String, String, Duration)> = self.settles.locked().drain(..).collect();
+        if events.is_empty() && pending.is_empty() && settles.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (k, outcome, ttl) in &settles {
+            pipe.cmd("SET")
+                .arg(self.key(k))
+                .arg(format!("done {outcome}"))
+                .arg("PX")
+                .arg(ms(*ttl))
+                .ignore();
+        }
+        let (seq, log, defs, deleted) = (
+            self.key("seq"),
+            self.key("events"),
+            self.key("defs"),
+            self.key("deleted"),
+        );
+        let publish = |pipe: &mut redis::Pipeline, e: &Event| {
+            if let Ok(json) = serde_json::to_string(e) {
+                pipe.cmd("EVAL")
+                    .arg(PUBLISH)
+                    .arg(2)
+                    .arg(&seq)
+                    .arg(&log)
+                    .arg(json)
+                    .arg(EVENT_LOG)
+                    .ignore();
+            }
+        };
+        for e in &events {
+            if let What::Breaker { key, change } = &e.what
+                && let Ok(json) = serde_json::to_string(change)
+            {
+                pipe.hset(self.key("breakers"), key, json).ignore();
+            }
+            publish(&mut pipe, e);
+        }
+        for k in &pending {
+            let Some((p, kind, t)) = parse_def_key(k) else {
+                continue;
+            };
+            match d.yard.fetch(&p, kind, &t) {
+                Some(def) => {
+                    let Ok(json) = serde_json::to_string(&def) else {
+                        continue;
+                    };
+                    pipe.hset(&defs, k, json)
+                        .ignore()
+                        .hdel(&deleted, k)
+                        .ignore();
+                }
+                None => {
+                    pipe.hdel(&defs, k)
+                        .ignore()
+                        .hset(&deleted, k, now_ms())
+                        .ignore();
+                }
+            }
+            publish(
+                &mut pipe,
+                &Event {
+                    r: self.replica.clone(),
+                    what: What::Definition { key: k.clone() },
+                },
+            );
+        }
+        let sent = events.len() + pending.len();
+        let ok = self
+            .call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await;
+        if ok.is_some() {
+            self.counters.sent.fetch_add(sent as u64, Ordering::Relaxed);
+            let mut p = self.pending_defs.locked();
+            for k in &pending {
+                p.remove(k);
+            }
+        } else {
+            self.settles.locked().extend(settles);
+            // Keep them, in order, ahead of anything pushed meanwhile.
+            let mut out = self.outbox.locked();
+            for e in events.into_iter().rev() {
+                out.push_front(e);
+            }
+            while out.len() > OUTBOX {
+                out.pop_front();
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Heartbeat, count the live replicas, and apply the others' events.
+    async fn pull(&self, d: &Deployment) {
+        let now = now_ms();
+        let live_after = now.saturating_sub(ms(self.sync_interval).saturating_mul(3).max(1_000));
+        let replicas = self.key("replicas");
+        let mut pipe = redis::pipe();
+        pipe.zadd(&replicas, &self.replica, now)
+            .ignore()
+            .zrembyscore(&replicas, 0, live_after)
+            .ignore()
+            .zcard(&replicas)
+            .get(self.key("seq"))
+            .lrange(self.key("events"), 0, READ_BATCH - 1);
+        let Some((live, seq, recent)) = self
+            .call(|mut c| async move {
+                pipe.query_async::<(u32, Option<u64>, Vec<String>)>(&mut c)
+                    .await
+            })
+            .await
+        else {
+            return;
+        };
+        self.replicas.store(live.max(1), Ordering::Relaxed);
+        d.yard.set_replicas(live.max(1));
+        let seq = seq.unwrap_or(0);
+        let seen = self.seen.load(Ordering::Relaxed);
+        if seq <= seen {
+            if seq < seen {
+                // Redis lost its log (restarted without persistence).
+                self.seen.store(seq, Ordering::Relaxed);
+            }
+            return;
+        }
+        let mut batch: Vec<(u64, Event)> = recent
+            .iter()
+            .filter_map(|line| {
+                let (n, json) = line.split_once(' ')?;
+                let n = n.parse::<u64>().ok()?;
+                (n > seen).then(|| serde_json::from_str::<Event>(json).ok().map(|e| (n, e)))?
+            })
+            .collect();
+        batch.sort_by_key(|(n, _)| *n);
+        let oldest = batch.first().map_or(seq, |(n, _)| *n);
+        if oldest > seen + 1 {
+            // Fell behind what was read (or the log was trimmed): take the
+            // whole state instead.
+            self.converge(d).await;
+            return;
+        }
+        for (_, e) in batch {
+            if e.r == self.replica {
+                continue;
+            }
+            self.apply(d, e.what).await;
+            self.counters.applied.fetch_add(1, Ordering::Relaxed);
+        }
+        self.seen.store(seq, Ordering::Relaxed);
+    }
+
+    async fn apply(&self, d: &Deployment, what: What) {
+        match what {
+            What::Breaker { key, change } => {
+                d.yard.apply_shared_breaker(&key, &change);
+            }
+            What::Health { key, outcome } => {
+                let [product, env, tag] = key;
+                d.yard
+                    .apply_shared_health(&HealthKey { product, env, tag }, outcome);
+            }
+            What::Definition { key } => {
+                let Some((p, kind, t)) = parse_def_key(&key) else {
+                    return;
+                };
+                let field = key.clone();
+                let defs = self.key("defs");
+                let Some(json) = self
+                    .call(|mut c| async move {
+                        redis::cmd("HGET")
+                            .arg(defs)
+                            .arg(field)
+                            .query_async::<Option<String>>(&mut c)
+                            .await
+                    })
+                    .await
+                else {
+                    return;
+                };
+                let def = match json.map(|j| serde_json::from_str::<Definition>(&j)) {
+                    None => None,
+                    Some(Ok(def)) => Some(def),
+                    Some(Err(e)) => {
+                        eprintln!("cluster: shared definition `{key}` unreadable, skipped: {e}");
+                        return;
+                    }
+                };
+                d.apply_shared_definition(&p, kind, &t, def);
+            }
+        }
+    }
+
+    async fn script_int(
+        &self,
+        script: &'static str,
+        key: String,
+        args: Vec<String>,
+    ) -> Option<i64> {
+        self.call(|mut c| async move {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(script).arg(1).arg(key);
+            for a in args {
+                cmd.arg(a);
+            }
+            cmd.query_async::<i64>(&mut c).await
+        })
+        .await
+    }
+}
+
+impl Shared for Cluster {
+    fn breaker_changed(&self, key: &str, change: &SharedBreaker) {
+        self.push(What::Breaker {
+            key: key.to_string(),
+            change: change.clone(),
+        });
+    }
+
+    fn probe_permit<'a>(
+        &'a self,
+        key: &'a str,
+        episode: u64,
+        permits: u64,
+        probe_timeout: Duration,
+    ) -> BoxFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            let n = self
+                .script_int(
+                    COUNT,
+                    self.key(&format!("probe:{key}:{episode}")),
+                    vec![ms(probe_timeout).to_string()],
+                )
+                .await?;
+            Some(u64::try_from(n).unwrap_or(u64::MAX) <= permits)
+        })
+    }
+
+    fn probe_passed<'a>(&'a self, key: &'a str, episode: u64) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let n = self
+                .script_int(
+                    COUNT,
+                    self.key(&format!("passed:{key}:{episode}")),
+                    vec!["600000".into()],
+                )
+                .await?;
+            u64::try_from(n).ok()
+        })
+    }
+
+    fn quota_ticket<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let k = self.key(&format!("quota:{key}"));
+            let n =
+                self.call(|mut c| async move {
+                    redis::cmd("INCR").arg(k).query_async::<u64>(&mut c).await
+                })
+                .await?;
+            Some(n.saturating_sub(1))
+        })
+    }
+
+    fn health_lease<'a>(
+        &'a self,
+        key: &'a HealthKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            let k = self.key(&format!("lease:{}/{}/{}", key.product, key.env, key.tag));
+            let n = self
+                .script_int(LEASE, k, vec![self.replica.clone(), ms(ttl).to_string()])
+                .await?;
+            Some(n == 1)
+        })
+    }
+
+    fn health_result(&self, key: &HealthKey, outcome: &ProbeOutcome) {
+        self.push(What::Health {
+            key: [key.product.clone(), key.env.clone(), key.tag.clone()],
+            outcome: outcome.clone(),
+        });
+    }
+
+    fn cache_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let k = self.key(key);
+            self.call(|mut c| async move {
+                redis::cmd("GET")
+                    .arg(k)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+            .await
+            .flatten()
+        })
+    }
+
+    fn cache_put(&self, key: &str, value: String, ttl: Duration) {
+        let Some(mut conn) = self.connection() else {
+            return;
+        };
+        let k = self.key(key);
+        let bound = self.timeout.saturating_mul(4);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                bound,
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms(ttl))
+                    .query_async::<()>(&mut conn),
+            )
+            .await;
+        });
+    }
+
+    fn claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Claim> {
+        Box::pin(async move {
+            let marker = format!(
+                "running {} {}",
+                self.replica,
+                self.claim_counter.fetch_add(1, Ordering::Relaxed)
+            );
+            let k = self.key(key);
+            let m = marker.clone();
+            let answer = self
+                .call_within(self.record_timeout(), |mut c| async move {
+                    redis::cmd("EVAL")
+                        .arg(CLAIM)
+                        .arg(1)
+                        .arg(k)
+                        .arg(m)
+                        .arg(ms(ttl))
+                        .query_async::<redis::Value>(&mut c)
+                        .await
+                })
+                .await;
+            match answer {
+                None => Claim::Unreachable,
+                Some(redis::Value::Int(1)) => {
+                    self.claims.locked().insert(key.to_string(), marker);
+                    Claim::Claimed
+                }
+                Some(redis::Value::BulkString(b)) => {
+                    let v = String::from_utf8_lossy(&b);
+                    match v.strip_prefix("done ") {
+                        Some(outcome) => Claim::Done(outcome.to_string()),
+                        None => Claim::Running,
+                    }
+                }
+                Some(_) => Claim::Running,
+            }
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        key: &'a str,
+        outcome: Option<String>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(marker) = self.claims.locked().remove(key) else {
+                return false;
+            };
+            let k = self.key(key);
+            // Writing the outcome may take longer than a decision: it is
+            // what makes a later retry safe (see `record_timeout`); if it
+            // cannot be written now, it is written at the next flush.
+            let done = match outcome {
+                Some(o) => {
+                    let kept = o.clone();
+                    let done = self
+                        .call_within(self.record_timeout(), |mut c| async move {
+                            redis::cmd("SET")
+                                .arg(k)
+                                .arg(format!("done {o}"))
+                                .arg("PX")
+                                .arg(ms(ttl))
+                                .query_async::<()>(&mut c)
+                                .await
+                        })
+                        .await;
+                    if done.is_none() {
+                        let mut s = self.settles.locked();
+                        if s.len() >= OUTBOX {
+                            s.pop_front();
+                            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        s.push_back((key.to_string(), kept, ttl));
+                        self.wake.notify_one();
+                    }
+                    done
+                }
+                None => {
+                    self.call(|mut c| async move {
+                        redis::cmd("EVAL")
+                            .arg(RELEASE)
+                            .arg(1)
+                            .arg(k)
+                            .arg(marker)
+                            .query_async::<()>(&mut c)
+                            .await
+                    })
+                    .await
+                }
+            };
+            done.is_some()
+        })
+    }
+}

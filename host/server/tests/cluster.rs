@@ -1,0 +1,559 @@
+//! Cluster mode end to end: a real `redis-server` (Debian's, started here on
+//! a free port) and three real `switchyard serve` processes sharing it,
+//! routing to simulated providers on loopback.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` of our own, with an append-only file so a restart
+/// keeps what was written (as a production Redis for definitions must).
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Redis {
+    fn start() -> Self {
+        let mut r = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.up();
+        r
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect(
+                "redis-server must be installed (Debian's `redis-server`; .ci/run installs it)",
+            );
+        self.child = Some(child);
+        let started = Instant::now();
+        while self.cmd(&["PING"]).as_deref() != Some("PONG") {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// One command over RESP; a simple or bulk string answer as text.
+    fn cmd(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut lines = text.split("\r\n");
+        let first = lines.next()?;
+        match first.as_bytes().first()? {
+            b'+' | b':' => Some(first[1..].to_string()),
+            b'$' if first == "$-1" => None,
+            b'$' => lines.next().map(str::to_string),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The config of replica `i`: the shared setup, cluster mode, a breaker
+/// that opens after three failures, a fast healthcheck (the lease test)
+/// and a result cache. Each replica has its own directory, so its own
+/// SQLite store.
+fn replica_config(setup: &Setup, redis: &Redis, i: usize) -> PathBuf {
+    let extra = format!(
+        r#"
+[products.notify.healthchecks.backup-health]
+app = "backup"
+action = "ping"
+input = {{ dev = {{}} }}
+interval_ms = 300
+
+[products.notify.caches.recent]
+ttl_ms = 60000
+
+[cluster]
+redis_url = "{}"
+sync_interval_ms = 100
+
+[engine.breaker]
+minimum_failure_count = 2
+failure_timeout = 1000
+open_timeout = 60000
+"#,
+        redis.url()
+    );
+    let shared = setup.config_with(&extra);
+    let dir = setup.dir.path().join(format!("r{i}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("switchyard.toml");
+    std::fs::copy(shared, &path).unwrap();
+    path
+}
+
+fn start_three(setup: &Setup, redis: &Redis) -> Vec<Server> {
+    (1..=3)
+        .map(|i| Server::start(&replica_config(setup, redis, i)))
+        .collect()
+}
+
+async fn send(server: &Server, kinds: &str, tag: &str, body: Value) -> (u16, Value) {
+    server
+        .post(&format!("/v1/notify/dev/{kinds}/{tag}/run"), body)
+        .await
+}
+
+fn posts(sim: &switchyard::Simulator) -> usize {
+    sim.recorded()
+        .iter()
+        .filter(|r| r.method == "POST" && r.uri == "/v1/messages")
+        .count()
+}
+
+fn pings(sim: &switchyard::Simulator) -> usize {
+    sim.recorded().iter().filter(|r| r.uri == "/health").count()
+}
+
+/// Poll `f` until it holds or `within` passes; how long it took.
+async fn within<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sms(to: &str) -> Value {
+    json!({"input": {"to": to, "text": "hi"}})
+}
+
+/// The state of the primary's breaker as `replica` sees it (live option
+/// state of the `sms` fallback): read without sending anything.
+async fn primary_breaker(replica: &Server) -> String {
+    let (_, d) = replica
+        .get("/v1/notify/definitions/fallbacks/sms?env=dev")
+        .await;
+    d["options"][0]["states"]["dev"]["breaker"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn skipped_for_breaker(v: &Value, provider: &str) -> bool {
+    v["trace"]["skipped"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|x| x["provider"] == provider && x["reason"] == "breaker-open")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_the_split_health_definitions_caches_idempotency_and_breakers() {
+    let redis = Redis::start();
+    let setup = Setup::new().await;
+    setup.primary.record(true);
+    setup.backup.record(true);
+    let servers = start_three(&setup, &redis);
+
+    // Quota: 1,000 runs dealt over the three replicas, 30 at a time, keep
+    // the 70/30 split within one run.
+    let mut n = 0;
+    while n < 1_000 {
+        let batch: Vec<_> = (n..(n + 30).min(1_000))
+            .map(|i| {
+                send(
+                    &servers[i % 3],
+                    "quotas",
+                    "split",
+                    json!({"input": {"to": "+1"}}),
+                )
+            })
+            .collect();
+        n += batch.len();
+        for (st, v) in futures_join_all(batch.into_iter()).await {
+            assert_eq!(st, 200, "{v}");
+        }
+    }
+    let (p, b) = (posts(&setup.primary), posts(&setup.backup));
+    assert_eq!(p + b, 1_000);
+    assert!(
+        (699..=701).contains(&p),
+        "primary served {p} of 1,000 (backup {b})"
+    );
+
+    // Health: the 300 ms check runs once per interval in the cluster, not
+    // once per replica, and every replica sees its results.
+    let before = pings(&setup.backup);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ran = pings(&setup.backup) - before;
+    assert!(
+        (6..=13).contains(&ran),
+        "{ran} checks in 3 s at a 300 ms interval over three replicas"
+    );
+    for s in &servers {
+        let (_, h) = s.get("/v1/notify/dev/healthchecks/backup-health").await;
+        let age = now_ms() - h["last_checked_unix_ms"].as_u64().unwrap_or(0);
+        assert!(
+            age < 1_500,
+            "replica {} last saw a check {age} ms ago: {h}",
+            s.base
+        );
+        assert_eq!(h["status"], "healthy");
+    }
+
+    // Definitions: made through one replica, in force on the others
+    // within a second; deleted through another, gone everywhere.
+    let def = json!({"tag": "backup-only", "name": "Backup only", "input": {"to": {"type": "string"}},
+        "options": [{"provider": "backup", "app": "backup", "action": "send-message",
+                     "input": {"to": "$Input{to}", "text": "x"}}]});
+    let (st, v) = servers[0]
+        .post("/v1/notify/definitions/fallbacks", def)
+        .await;
+    assert_eq!(st, 201, "{v}");
+    for s in &servers[1..] {
+        let took = within(
+            Duration::from_secs(1),
+            "created definition reaches the others",
+            || async {
+                let (st, v) = send(
+                    s,
+                    "fallbacks",
+                    "backup-only",
+                    json!({"input": {"to": "+2"}}),
+                )
+                .await;
+                assert!(st == 200 || st == 404, "{st} {v}");
+                st == 200
+            },
+        )
+        .await;
+        eprintln!("definition reached {} in {took:?}", s.base);
+    }
+    let (st, _) = servers[1]
+        .call(
+            "DELETE",
+            "/v1/notify/definitions/fallbacks/backup-only",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    for s in [&servers[0], &servers[2]] {
+        within(
+            Duration::from_secs(1),
+            "deleted definition leaves the others",
+            || async {
+                s.get("/v1/notify/definitions/fallbacks/backup-only")
+                    .await
+                    .0
+                    == 404
+            },
+        )
+        .await;
+    }
+
+    // Result caches: a result one replica cached serves the others.
+    let cached = json!({"input": {"to": "+3", "text": "hi"}, "cache": "recent"});
+    let (st, first) = send(&servers[0], "fallbacks", "sms", cached.clone()).await;
+    assert_eq!(st, 200, "{first}");
+    let sent = posts(&setup.primary) + posts(&setup.backup);
+    let (st, again) = send(&servers[2], "fallbacks", "sms", cached).await;
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["trace"]["cached"], true, "{again}");
+    assert_eq!(again["output"], first["output"]);
+    assert_eq!(posts(&setup.primary) + posts(&setup.backup), sent);
+
+    // Idempotency: the same key sent to two replicas at once reaches the
+    // provider once; a retry on the third gets the stored outcome.
+    setup.primary.set_latency(Duration::from_millis(400));
+    let sent = posts(&setup.primary);
+    let keyed = json!({"input": {"to": "+4", "text": "pay"}, "idempotency_key": "order-77"});
+    let (a, b) = tokio::join!(
+        send(&servers[0], "fallbacks", "sms", keyed.clone()),
+        send(&servers[1], "fallbacks", "sms", keyed.clone())
+    );
+    setup.primary.set_latency(Duration::ZERO);
+    let statuses = [a.0, b.0];
+    assert!(statuses.contains(&200), "{a:?} {b:?}");
+    for (st, v) in [&a, &b] {
+        assert!(
+            *st == 200 || (*st == 409 && v["code"] == "in-progress"),
+            "{st} {v}"
+        );
+    }
+    let served = if a.0 == 200 { &a.1 } else { &b.1 };
+    let (st, retry) = send(&servers[2], "fallbacks", "sms", keyed).await;
+    assert_eq!(st, 200, "{retry}");
+    assert_eq!(retry["trace"]["replayed"], true, "{retry}");
+    assert_eq!(retry["output"], served["output"]);
+    assert_eq!(
+        posts(&setup.primary) - sent,
+        1,
+        "the provider was called once"
+    );
+
+    // Breakers: traffic through replica 1 opens the primary's breaker;
+    // replicas 2 and 3 skip the primary within a second.
+    setup.primary.set_failure_rate(1.0);
+    within(
+        Duration::from_secs(5),
+        "replica 1's breaker opens",
+        || async {
+            let (st, v) = send(&servers[0], "fallbacks", "sms", sms("+5")).await;
+            st == 200 && skipped_for_breaker(&v, "primary")
+        },
+    )
+    .await;
+    let tried = setup.primary.recorded().len();
+    for s in &servers[1..] {
+        let took = within(
+            Duration::from_secs(1),
+            "the trip reaches the others",
+            || async { primary_breaker(s).await == "open" },
+        )
+        .await;
+        eprintln!("breaker reached {} in {took:?}", s.base);
+    }
+    for s in &servers[1..] {
+        for _ in 0..5 {
+            let (st, v) = send(s, "fallbacks", "sms", sms("+7")).await;
+            assert_eq!(st, 200, "{v}");
+            assert!(skipped_for_breaker(&v, "primary"), "{v}");
+        }
+    }
+    assert_eq!(
+        setup.primary.recorded().len(),
+        tried,
+        "replicas 2 and 3 called a provider whose breaker opened on replica 1"
+    );
+
+    // The health lease: kill -9 its holder; another replica takes it over
+    // and the check goes on.
+    let holder = redis
+        .cmd(&["GET", "switchyard:lease:notify/dev/backup-health"])
+        .expect("a replica holds the lease");
+    let pid: u32 = holder.rsplit('-').next().unwrap().parse().unwrap();
+    let mut servers = servers;
+    let at = servers
+        .iter()
+        .position(|s| s.child.id() == pid)
+        .unwrap_or_else(|| panic!("lease holder {holder} is none of ours"));
+    servers.remove(at).kill9();
+    let took = within(
+        Duration::from_secs(3),
+        "another replica takes the lease",
+        || async {
+            redis
+                .cmd(&["GET", "switchyard:lease:notify/dev/backup-health"])
+                .is_some_and(|h| h != holder)
+        },
+    )
+    .await;
+    eprintln!("lease taken over in {took:?}");
+    let before = pings(&setup.backup);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        pings(&setup.backup) > before,
+        "the check stopped with its holder"
+    );
+    for s in &servers {
+        let (_, h) = s.get("/v1/notify/dev/healthchecks/backup-health").await;
+        let age = now_ms() - h["last_checked_unix_ms"].as_u64().unwrap_or(0);
+        assert!(age < 1_500, "{h}");
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn readyz(s: &Server) -> String {
+    let (_, v) = s.call("GET", "/readyz", None, None).await;
+    v.as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_redis_runs_go_on_locally_and_the_cluster_converges_when_it_is_back() {
+    let mut redis = Redis::start();
+    let setup = Setup::new().await;
+    let servers = start_three(&setup, &redis);
+    for s in &servers {
+        assert!(
+            readyz(s).await.contains("cluster: connected"),
+            "{}",
+            readyz(s).await
+        );
+    }
+
+    // Traffic on every replica while Redis goes away: every run serves,
+    // none waits long on the missing store.
+    let traffic = |secs: u64| {
+        let bases: Vec<&Server> = servers.iter().collect();
+        async move {
+            let end = Instant::now() + Duration::from_secs(secs);
+            let mut slowest = Duration::ZERO;
+            let mut runs = 0;
+            while Instant::now() < end {
+                for s in &bases {
+                    let t = Instant::now();
+                    let (st, v) = send(s, "quotas", "split", json!({"input": {"to": "+1"}})).await;
+                    assert_eq!(st, 200, "{v}");
+                    slowest = slowest.max(t.elapsed());
+                    runs += 1;
+                }
+            }
+            (runs, slowest)
+        }
+    };
+    let (_, before) = tokio::join!(
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            redis.kill();
+        },
+        traffic(2)
+    );
+    let (runs, slowest) = traffic(2).await;
+    eprintln!("without Redis: {runs} runs, slowest {slowest:?} (with it: {before:?})");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a run waited {slowest:?} on a dead Redis"
+    );
+    for s in &servers {
+        within(Duration::from_secs(3), "readyz says degraded", || async {
+            readyz(s).await.contains("DEGRADED")
+        })
+        .await;
+        let (st, m) = s.call("GET", "/metrics", Some(TOKEN), None).await;
+        assert_eq!(st, 200);
+        assert!(
+            m.as_str().unwrap().contains("switchyard_cluster_up 0"),
+            "{m}"
+        );
+    }
+
+    // While Redis is away: a definition changed through replica 1 is
+    // acknowledged, and replica 1's breaker for the primary opens.
+    let (st, v) = servers[0]
+        .call(
+            "PATCH",
+            "/v1/notify/definitions/quotas/split",
+            Some(TOKEN),
+            Some(json!({"name": "Edited while Redis was away"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    setup.primary.set_failure_rate(1.0);
+    within(
+        Duration::from_secs(5),
+        "replica 1's breaker opens",
+        || async {
+            let (_, v) = send(&servers[0], "fallbacks", "sms", sms("+5")).await;
+            skipped_for_breaker(&v, "primary")
+        },
+    )
+    .await;
+    assert_eq!(
+        primary_breaker(&servers[1]).await,
+        "closed",
+        "nothing can reach replica 2 yet"
+    );
+
+    // Redis is back: the edit and the trip reach the others, and every
+    // replica says it is connected again.
+    redis.up();
+    for s in &servers {
+        within(Duration::from_secs(3), "readyz says connected", || async {
+            readyz(s).await.contains("cluster: connected")
+        })
+        .await;
+    }
+    for s in &servers[1..] {
+        within(
+            Duration::from_secs(3),
+            "the edit made while away converges",
+            || async {
+                let (_, d) = s.get("/v1/notify/definitions/quotas/split").await;
+                d["name"] == "Edited while Redis was away"
+            },
+        )
+        .await;
+        within(
+            Duration::from_secs(3),
+            "the trip made while away converges",
+            || async { primary_breaker(s).await == "open" },
+        )
+        .await;
+    }
+
+    // Definitions live in Redis (append-only) and in each store: after
+    // every replica restarts, the edit still serves.
+    drop(servers);
+    let servers = start_three(&setup, &redis);
+    for s in &servers {
+        let (_, d) = s.get("/v1/notify/definitions/quotas/split").await;
+        assert_eq!(d["name"], "Edited while Redis was away", "{d}");
+    }
+}

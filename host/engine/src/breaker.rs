@@ -782,6 +782,39 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_opening_counts_from_when_it_opened_and_a_stale_close_ends_nothing() {
+        use crate::cluster::SharedBreaker;
+        let clock = ManualClock::new();
+        let mut b = Breaker::new(BreakerConfig::default(), clock.now());
+        let open = |episode| SharedBreaker {
+            open: true,
+            episode,
+            open_timeout_ms: 30_000,
+            requests: 40,
+            last_error: Some(err("down")),
+        };
+        let close = |episode| SharedBreaker {
+            open: false,
+            ..open(episode)
+        };
+        // Opened elsewhere 20 s ago: 10 s of its 30 s left here.
+        assert!(b.apply_shared(&open(1_000), clock.now(), 21_000));
+        assert!(b.check(clock.now()).is_err());
+        clock.advance(Duration::from_secs(11));
+        assert!(b.check(clock.now()).is_ok(), "its open timeout ran from the opening");
+        let t = b.admit(clock.now()).unwrap();
+        assert!(t.is_probe());
+        assert_eq!(b.allowance(), Some((1_000, 2)), "5 % of the opener's 40 requests");
+        // A newer opening replaces it; a close of the older one is stale.
+        assert!(b.apply_shared(&open(2_000), clock.now(), 22_000));
+        assert!(!b.apply_shared(&close(1_000), clock.now(), 22_000));
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.apply_shared(&open(1_500), clock.now(), 22_000), "older opening");
+        assert!(b.apply_shared(&close(2_000), clock.now(), 22_000));
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
     fn keys_are_isolated_and_the_classifier_decides() {
         let clock = ManualClock::new();
         let breakers = Breakers::with_config(BreakerConfig::default());

@@ -801,15 +801,25 @@ mod tests {
         assert!(b.apply_shared(&open(1_000), clock.now(), 21_000));
         assert!(b.check(clock.now()).is_err());
         clock.advance(Duration::from_secs(11));
-        assert!(b.check(clock.now()).is_ok(), "its open timeout ran from the opening");
+        assert!(
+            b.check(clock.now()).is_ok(),
+            "its open timeout ran from the opening"
+        );
         let t = b.admit(clock.now()).unwrap();
         assert!(t.is_probe());
-        assert_eq!(b.allowance(), Some((1_000, 2)), "5 % of the opener's 40 requests");
+        assert_eq!(
+            b.allowance(),
+            Some((1_000, 2)),
+            "5 % of the opener's 40 requests"
+        );
         // A newer opening replaces it; a close of the older one is stale.
         assert!(b.apply_shared(&open(2_000), clock.now(), 22_000));
         assert!(!b.apply_shared(&close(1_000), clock.now(), 22_000));
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.apply_shared(&open(1_500), clock.now(), 22_000), "older opening");
+        assert!(
+            !b.apply_shared(&open(1_500), clock.now(), 22_000),
+            "older opening"
+        );
         assert!(b.apply_shared(&close(2_000), clock.now(), 22_000));
         assert_eq!(b.state(), BreakerState::Closed);
     }

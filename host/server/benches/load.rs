@@ -8,7 +8,15 @@
 //! cargo bench -p switchyard --bench load
 //! # knobs: LOAD_SECONDS (10), LOAD_WARMUP_SECONDS (2), LOAD_ROUNDS (2),
 //! #        LOAD_CONCURRENCY (1000,5000), LOAD_LATENCY_MS (300),
-//! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node)
+//! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node),
+//! #        LOAD_ROUTE (fallback | quota), LOAD_KEYED (1: an idempotency
+//! #        key per run)
+//! # cluster mode (docs/cluster.md): the added latency at one caller and
+//! # the throughput of three replicas against one:
+//! LOAD_LATENCY_MS=0 LOAD_CONCURRENCY=1 LOAD_ROUTE=quota LOAD_KEYED=1 \
+//!   LOAD_CONTENDERS=switchyard,switchyard-cluster cargo bench -p switchyard --bench load
+//! LOAD_LATENCY_MS=20 LOAD_CONCURRENCY=300 LOAD_ROUTE=quota LOAD_KEYED=1 \
+//!   LOAD_CONTENDERS=switchyard,switchyard-cluster,switchyard-cluster3 cargo bench -p switchyard --bench load
 //! ```
 //!
 //! Each contender serves a fallback over two providers (primary with 2
@@ -26,7 +34,10 @@
 //! holds its instance while the provider thinks; the other two Switchyard
 //! contenders use the shipped plugin, in the exchange world. For
 //! Switchyard the most plugin instances alive at once while measuring is
-//! sampled from `/metrics`.
+//! sampled from `/metrics`. `switchyard-cluster` is `switchyard` in cluster
+//! mode against a Redis the bench starts (Debian's `redis-server`), and
+//! `switchyard-cluster3` three such replicas with the callers dealt over
+//! them; for both, the Redis commands per run are counted (`INFO stats`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -92,10 +103,17 @@ struct Contender {
     path: String,
     /// Whether it serves Switchyard's `/metrics`.
     metrics: bool,
+    /// More replicas of it (cluster contenders): callers are dealt over
+    /// `url` and theirs, round-robin.
+    more: Vec<(Child, String)>,
 }
 
 impl Drop for Contender {
     fn drop(&mut self) {
+        for (c, _) in &mut self.more {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -119,12 +137,91 @@ fn read_url(child: &mut Child) -> String {
 const ACTIONS: &str =
     r#"[{"name": "send", "method": "POST", "path": "/v1/messages", "idempotent": true}]"#;
 
+/// A Redis of the bench's own (cluster contenders), on a free port, with
+/// nothing kept on disk.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian's `redis-server`)");
+        let r = Self { child, port };
+        let started = Instant::now();
+        while r.cmd("PING").is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    /// An inline command's reply, as text.
+    fn cmd(&self, line: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut buf = vec![0u8; 1 << 16];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Commands Redis has processed (`INFO stats`).
+    fn commands(&self) -> u64 {
+        self.cmd("INFO stats")
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("total_commands_processed:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the clients ask for: `LOAD_ROUTE` (`fallback`, the default, or
+/// `quota`: a 70/30 split, which draws a shared ticket in cluster mode),
+/// and with `LOAD_KEYED=1` a fresh idempotency key per run (a claim and a
+/// settle in cluster mode).
+fn route() -> String {
+    std::env::var("LOAD_ROUTE").unwrap_or_else(|_| "fallback".into())
+}
+
 fn switchyard(
     dir: &Path,
     primary: SocketAddr,
     backup: SocketAddr,
     sized: Option<u32>,
     plugin: &str,
+    cluster: Option<(&Redis, usize)>,
 ) -> Contender {
     let app = |name: &str, addr: SocketAddr| {
         format!(
@@ -138,28 +235,49 @@ fn switchyard(
         ),
         None => String::new(),
     };
+    let cluster_table = cluster.map_or(String::new(), |(r, _)| {
+        format!(
+            "[cluster]\nredis_url = \"redis://127.0.0.1:{}/0\"\n",
+            r.port
+        )
+    });
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"bench.db\"\nauth = false\nhealthchecks = false\n{limits}\n[products.bench]\nenvs = [\"dev\"]\n{}{}\n[products.bench.fallbacks.sms]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\noptions = [\n  {{ provider = \"primary\", app = \"primary\", action = \"send\", retries = 2, input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"send\", input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"bench.db\"\nauth = false\nhealthchecks = false\n{limits}{cluster_table}\n[products.bench]\nenvs = [\"dev\"]\n{}{}\n[products.bench.fallbacks.sms]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\noptions = [\n  {{ provider = \"primary\", app = \"primary\", action = \"send\", retries = 2, input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"send\", input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n]\n[products.bench.quotas.split]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\nproviders = [\n  {{ provider = \"primary\", app = \"primary\", action = \"send\", weight = 70, input = {{ to = \"$Input{{to}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"send\", weight = 30, input = {{ to = \"$Input{{to}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n]\n",
         app("primary", primary),
         app("backup", backup),
     );
-    let _ = std::fs::remove_file(dir.join("bench.db"));
-    let path = dir.join("bench.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = read_url(&mut child);
+    // Each replica its own directory (its own store).
+    let replicas = cluster.map_or(1, |(_, n)| n.max(1));
+    let mut servers: Vec<(Child, String)> = (0..replicas)
+        .map(|i| {
+            let dir = dir.join(format!("replica-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let _ = std::fs::remove_file(dir.join("bench.db"));
+            let path = dir.join("bench.toml");
+            std::fs::write(&path, &config).unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .arg("serve")
+                .arg(&path)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let url = read_url(&mut child);
+            (child, url)
+        })
+        .collect();
+    let (child, url) = servers.remove(0);
+    let path = match route().as_str() {
+        "quota" => "/v1/bench/dev/quotas/split/run",
+        _ => "/v1/bench/dev/fallbacks/sms/run",
+    };
     Contender {
         child,
         url,
-        path: "/v1/bench/dev/fallbacks/sms/run".into(),
+        path: path.into(),
         metrics: true,
+        more: servers,
     }
 }
 
@@ -193,6 +311,7 @@ fn node(primary: SocketAddr, backup: SocketAddr) -> Contender {
         url,
         path: "/run".into(),
         metrics: false,
+        more: Vec::new(),
     }
 }
 
@@ -221,6 +340,7 @@ async fn caller(
     id: usize,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    keyed: bool,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut conn = None;
@@ -244,7 +364,14 @@ async fn caller(
         }
         let send = conn.as_mut().unwrap();
         n += 1;
-        let body = format!(r#"{{"input":{{"to":"+1555{id:04}{n:06}","text":"hi"}}}}"#);
+        let body = if keyed {
+            format!(
+                r#"{{"input":{{"to":"+1555{id:04}{n:06}","text":"hi"}},"idempotency_key":"k-{id}-{n}-{}"}}"#,
+                std::process::id()
+            )
+        } else {
+            format!(r#"{{"input":{{"to":"+1555{id:04}{n:06}","text":"hi"}}}}"#)
+        };
         let req = http::Request::post(&*path)
             .header("host", "bench")
             .header("content-type", "application/json")
@@ -289,6 +416,9 @@ struct Figures {
     /// Most plugin instances alive at once while measuring (Switchyard's
     /// `switchyard_plugin_instances_in_use`, sampled every 100 ms).
     instances: Option<f64>,
+    /// Redis commands processed per run while measuring (cluster
+    /// contenders).
+    redis_per_run: Option<f64>,
 }
 
 /// `switchyard_plugin_instances_in_use` from a server's `/metrics`.
@@ -306,23 +436,36 @@ async fn instances_in_use(addr: SocketAddr) -> Option<f64> {
         .ok()
 }
 
-async fn load(c: &Contender, concurrency: usize, warmup: Duration, measure: Duration) -> Figures {
-    let addr: SocketAddr = c.url.trim_start_matches("http://").parse().unwrap();
+async fn load(
+    c: &Contender,
+    concurrency: usize,
+    warmup: Duration,
+    measure: Duration,
+    redis: Option<&Redis>,
+) -> Figures {
+    let parse = |u: &str| -> SocketAddr { u.trim_start_matches("http://").parse().unwrap() };
+    let addr = parse(&c.url);
+    let addrs: Vec<SocketAddr> = std::iter::once(addr)
+        .chain(c.more.iter().map(|(_, u)| parse(u)))
+        .collect();
+    let keyed = std::env::var("LOAD_KEYED").is_ok_and(|v| v == "1");
     let path: Arc<str> = c.path.clone().into();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..concurrency)
         .map(|i| {
             tokio::spawn(caller(
-                addr,
+                addrs[i % addrs.len()],
                 path.clone(),
                 i,
                 measuring.clone(),
                 stop.clone(),
+                keyed,
             ))
         })
         .collect();
     tokio::time::sleep(warmup).await;
+    let commands_before = redis.map(Redis::commands);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let sampler = {
@@ -341,6 +484,9 @@ async fn load(c: &Contender, concurrency: usize, warmup: Duration, measure: Dura
     };
     tokio::time::sleep(measure).await;
     measuring.store(false, Ordering::Relaxed);
+    let commands = redis
+        .zip(commands_before)
+        .map(|(r, before)| r.commands().saturating_sub(before));
     let instances = sampler.await.unwrap();
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -370,10 +516,18 @@ async fn load(c: &Contender, concurrency: usize, warmup: Duration, measure: Dura
         },
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
-        rss_mib: peak_rss_mib(c.child.id()),
+        rss_mib: peak_rss_mib(c.child.id())
+            + c.more
+                .iter()
+                .map(|(p, _)| peak_rss_mib(p.id()))
+                .sum::<f64>(),
         failed: all.failed,
         errors: all.errors,
         instances,
+        // Less the sync task's own (a pipeline or two per replica every
+        // 200 ms) and the /metrics sampler's, which count nothing: the
+        // bench subtracts nothing, so this slightly overstates a run's.
+        redis_per_run: commands.map(|n| n as f64 / (all.ok + all.failed).max(1) as f64),
     }
 }
 
@@ -406,6 +560,7 @@ fn main() {
         let (primary, _) = provider(Duration::from_millis(latency)).await;
         let (backup, _) = provider(Duration::from_millis(latency)).await;
         let dir = tempfile::tempdir().unwrap();
+        let mut redis: Option<Redis> = None;
         println!(
             "slow-provider load: provider latency {latency} ms, {seconds} s measured after {warmup} s warm-up, {rounds} rounds interleaved"
         );
@@ -419,8 +574,8 @@ fn main() {
             for round in 1..=rounds {
                 for (name, figures) in &mut results {
                     let c = match name.as_str() {
-                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http"),
-                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None, "bundled:http"),
+                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", None),
+                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None, "bundled:http", None),
                         // The same plugin logic in the adapter world: it
                         // holds its instance through the provider's wait.
                         "switchyard-wasi" => switchyard(
@@ -429,8 +584,17 @@ fn main() {
                             backup,
                             Some(conc as u32 + 1_000),
                             switchyard_artifacts::HTTP_WASI_PATH,
+                            None,
                         ),
                         "node" => node(primary, backup),
+                        // Cluster mode over the bench's Redis: one replica,
+                        // or three with the callers dealt over them.
+                        "switchyard-cluster" | "switchyard-cluster3" => {
+                            let r = redis.get_or_insert_with(Redis::start);
+                            r.cmd("FLUSHALL");
+                            let n = if name.ends_with('3') { 3 } else { 1 };
+                            switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", Some((r, n)))
+                        }
                         other => panic!("unknown contender {other}"),
                     };
                     let f = load(
@@ -438,6 +602,7 @@ fn main() {
                         conc,
                         Duration::from_secs(warmup),
                         Duration::from_secs(seconds),
+                        redis.as_ref().filter(|_| name.starts_with("switchyard-cluster")),
                     )
                     .await;
                     println!(
@@ -483,6 +648,12 @@ fn main() {
                     _ => String::new(),
                 };
                 let inst = inst.map_or(String::new(), |n| format!("  instances held ≤ {n:.0}"));
+                let cmds = f.iter().filter_map(|x| x.redis_per_run).collect::<Vec<_>>();
+                let inst = if cmds.is_empty() {
+                    inst
+                } else {
+                    format!("{inst}  Redis commands/run {:.2}", median(&mut cmds.clone()))
+                };
                 println!(
                     "  {name:<20} runs/s {rps:>7.0}  success {ok:>6.2}%  p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  peak RSS {rss:>7.1} MiB{inst}{vs}"
                 );

@@ -557,3 +557,35 @@ async fn without_redis_runs_go_on_locally_and_the_cluster_converges_when_it_is_b
         assert_eq!(d["name"], "Edited while Redis was away", "{d}");
     }
 }
+
+/// `examples/cluster/run.sh --check`, the command docs/cluster.md gives
+/// for running three replicas locally, starts them and passes its tour.
+#[test]
+fn the_three_replica_example_runs_and_passes_its_checks() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cluster/run.sh");
+    // Fourteen ports in a row, all free now (the others' ports come from
+    // the kernel's ephemeral range, above 32,768).
+    let base = (0..)
+        .map(|i: u16| 20_000 + (free_port().wrapping_add(i) % 12_000))
+        .find(|&b| (0..14).all(|k| std::net::TcpListener::bind(("127.0.0.1", b + k)).is_ok()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("--check")
+        .env("SWITCHYARD", env!("CARGO_BIN_EXE_switchyard"))
+        .env("PORT_BASE", base.to_string())
+        .env("CLUSTER_DIR", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("replica 3 sees alpha's breaker: open"),
+        "{text}"
+    );
+}

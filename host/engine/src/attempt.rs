@@ -108,6 +108,9 @@ impl RunCtx<'_> {
 
     /// Why `opt` should not be tried now, if it should not.
     pub fn ineligible(&self, opt: &CompiledOption, breaker_key: &str) -> Option<SkipReason> {
+        if self.inner.is_drained(self.product, &opt.provider) {
+            return Some(SkipReason::Drained);
+        }
         if let Some(hc) = &opt.healthcheck {
             let key = HealthKey {
                 product: self.product.to_string(),

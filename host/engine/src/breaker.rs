@@ -349,6 +349,8 @@ pub struct Breaker {
     /// The open episode (Unix ms of the opening) in cluster mode, so a
     /// close from another replica ends only the opening it saw; 0 alone.
     pub(crate) episode: u64,
+    /// An operator's force (open or closed) until released.
+    pub(crate) forced: Option<crate::operator::Force>,
 }
 
 impl Breaker {
@@ -366,6 +368,7 @@ impl Breaker {
             next_probe: 0,
             origin: None,
             episode: 0,
+            forced: None,
         }
     }
 
@@ -376,6 +379,7 @@ impl Breaker {
             requests: self.requests,
             failures: self.failures,
             last_error: self.last_error.as_ref().map(ToString::to_string),
+            forced: self.forced,
         }
     }
 
@@ -410,6 +414,11 @@ impl Breaker {
     /// Whether a request at `now` would be admitted, without taking a
     /// permit: what routing uses to skip a provider whose breaker is open.
     pub fn check(&self, now: Instant) -> Result<(), Open> {
+        match self.forced {
+            Some(crate::operator::Force::Open) => return Err(self.rejected()),
+            Some(crate::operator::Force::Closed) => return Ok(()),
+            _ => {}
+        }
         match self.state {
             BreakerState::Closed => Ok(()),
             BreakerState::Open => {
@@ -438,6 +447,11 @@ impl Breaker {
 
     /// Ask to run a request at `now`.
     pub fn admit(&mut self, now: Instant) -> Result<Ticket, Open> {
+        match self.forced {
+            Some(crate::operator::Force::Open) => return Err(self.rejected()),
+            Some(crate::operator::Force::Closed) => return Ok(Ticket { probe: None }),
+            _ => {}
+        }
         match self.state {
             BreakerState::Open => {
                 let opened = self.opened_at.expect("open breaker has an opening time");
@@ -568,6 +582,35 @@ impl Breaker {
         }
     }
 
+    /// Apply an operator's force: open (rejects everything), closed
+    /// (admits everything, counts nothing) or release (closed, a fresh
+    /// window, its own judgement again).
+    pub(crate) fn apply_force(&mut self, force: crate::operator::Force, now: Instant) {
+        use crate::operator::Force;
+        match force {
+            Force::Open => {
+                self.state = BreakerState::Open;
+                self.opened_at = Some(now);
+                self.half_open = None;
+                self.last_error = Some(AttemptError::new(
+                    crate::adapter::ErrorClass::Unavailable,
+                    crate::adapter::FailureKind::Host,
+                    "forced open by an operator",
+                ));
+                self.forced = Some(Force::Open);
+            }
+            Force::Closed => {
+                self.close();
+                self.forced = Some(Force::Closed);
+            }
+            Force::Release => {
+                self.close();
+                self.window_start = now;
+                self.forced = None;
+            }
+        }
+    }
+
     /// Close the half-open `episode` because enough probes passed across
     /// the cluster.
     pub(crate) fn close_episode(&mut self, episode: u64) -> bool {
@@ -610,6 +653,9 @@ pub struct BreakerSnapshot {
     pub failures: u64,
     /// The last counted error, as text.
     pub last_error: Option<String>,
+    /// An operator's force in effect (`open` or `closed`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced: Option<crate::operator::Force>,
 }
 
 /// Decides whether an error counts against a breaker.
@@ -792,6 +838,7 @@ mod tests {
             open_timeout_ms: 30_000,
             requests: 40,
             last_error: Some(err("down")),
+            forced: None,
         };
         let close = |episode| SharedBreaker {
             open: false,

@@ -10,6 +10,7 @@ use super::breaker::{
 use super::locks::Recover;
 use crate::adapter::AttemptError;
 use crate::cluster::SharedBreaker;
+use crate::operator::Force;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -153,6 +154,9 @@ impl Breakers {
     ) -> Option<Transition> {
         let mut map = self.map.locked();
         let b = map.get_mut(key)?;
+        if b.forced.is_some() {
+            return None; // an operator decides for now
+        }
         let before = b.state;
         let counts = |e: &AttemptError| match b.config.system_errors {
             Some(set) => set.contains(e.class),
@@ -181,14 +185,17 @@ impl Breakers {
             open_timeout_ms: u64::try_from(b.config.open_timeout.as_millis()).unwrap_or(u64::MAX),
             requests: b.requests,
             last_error: b.last_error.clone(),
+            forced: None,
         })
     }
 
-    /// Every breaker not closed, as its opening.
+    /// Every breaker not closed (or forced), as its opening (or force).
     pub(crate) fn open_shares(&self) -> Vec<(String, SharedBreaker)> {
         let map = self.map.locked();
         map.iter()
-            .filter(|(_, b)| b.state != BreakerState::Closed && b.episode > 0)
+            .filter(|(_, b)| {
+                (b.state != BreakerState::Closed && b.episode > 0) || b.forced.is_some()
+            })
             .map(|(k, b)| {
                 (
                     k.clone(),
@@ -199,6 +206,7 @@ impl Breakers {
                             .unwrap_or(u64::MAX),
                         requests: b.requests,
                         last_error: b.last_error.clone(),
+                        forced: b.forced,
                     },
                 )
             })
@@ -215,6 +223,7 @@ impl Breakers {
             open_timeout_ms: 0,
             requests: 0,
             last_error: None,
+            forced: None,
         })
     }
 
@@ -245,9 +254,40 @@ impl Breakers {
         }
     }
 
+    /// Force `key` (created if unused) and say its state now.
+    pub(crate) fn force(&self, key: &str, force: Force, now: Instant) -> BreakerState {
+        let mut map = self.map.locked();
+        if !map.contains_key(key) {
+            if map.len() >= MAX_BREAKERS {
+                evict_quietest(&mut map);
+            }
+            map.insert(key.to_string(), Breaker::new(self.config, now));
+        }
+        let b = map.get_mut(key).expect("inserted above");
+        b.apply_force(force, now);
+        b.state
+    }
+
+    /// An operator's force on `key`, as other replicas apply it.
+    pub(crate) fn share_force(&self, key: &str, force: Force) -> SharedBreaker {
+        let map = self.map.locked();
+        SharedBreaker {
+            open: force == Force::Open,
+            episode: map.get(key).map_or(0, |b| b.episode),
+            open_timeout_ms: 0,
+            requests: 0,
+            last_error: None,
+            forced: Some(force),
+        }
+    }
+
     /// Take in a transition another replica made on `key` (creating the
     /// breaker if this replica has not used it yet).
     pub fn apply_shared(&self, key: &str, s: &SharedBreaker, now: Instant, wall_ms: u64) -> bool {
+        if let Some(f) = s.forced {
+            self.force(key, f, now);
+            return true;
+        }
         let mut map = self.map.locked();
         if !map.contains_key(key) {
             if !s.open {
@@ -284,6 +324,7 @@ impl Breakers {
                 requests: 0,
                 failures: 0,
                 last_error: None,
+                forced: None,
             },
             Some(b) => b.snapshot(key),
         }

@@ -30,6 +30,9 @@ pub struct SharedBreaker {
     pub requests: u64,
     /// The error that opened it.
     pub last_error: Option<AttemptError>,
+    /// An operator's force (or release) rather than a transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced: Option<crate::operator::Force>,
 }
 
 /// What an idempotency record says when a run asks to claim its key.

@@ -23,6 +23,7 @@
 //! | policies: retries, budgets, admission, weights, health, caches | `retry.rs`, `budget.rs`, `admission.rs`, `weighted.rs`, `health.rs`, `result_cache.rs` |
 //! | `$Input`/`$Response`/`$Sequence` mappings | `mapping.rs` |
 //! | bounds on every number a user sets | [`bounds`] |
+//! | operator controls: drain/restore a provider, force a breaker | `operator.rs` |
 //! | the cluster seam ([`Shared`]): what replicas share, and taking it in | `cluster.rs` |
 
 mod accounting;
@@ -45,6 +46,7 @@ mod health;
 mod locks;
 mod mapping;
 mod observer;
+mod operator;
 mod provider_state;
 mod quota;
 mod registry;
@@ -82,6 +84,7 @@ pub use health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
 pub use locks::{Recover, RecoverRw};
 pub use mapping::{Mapping, MappingError};
 pub use observer::{AttemptEvent, Observer};
+pub use operator::Force;
 pub use provider_state::{AppAdmission, LiveDefinition, ProviderState, TEMPLATED_BREAKERS_SHOWN};
 pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};

@@ -68,6 +68,8 @@ pub struct ProviderState {
     pub breaker_settings: BreakerConfig,
     /// Its attempt counts, and the requests its breaker blocked.
     pub counts: Counts,
+    /// An operator took it out of routing ([`Switchyard::drain`]).
+    pub drained: bool,
     /// Its app's admission in this env: attempts in flight and queued,
     /// the limits, rate-limit tokens and any provider-requested pause
     /// (action options).
@@ -251,6 +253,7 @@ impl Switchyard {
                 OptionTarget::Feature(_) => None,
             })
             .collect();
+        let drained = self.drained(product);
         let health = self.inner.health.locked();
         let counts = self.inner.counts.locked();
         let engine = self.inner.breakers.config();
@@ -316,6 +319,7 @@ impl Switchyard {
                     breakers_total: total,
                     breaker_settings: o.breaker.as_ref().map_or(*engine, |s| s.over(engine)),
                     counts: counts.get(&key).cloned().unwrap_or_default(),
+                    drained: drained.contains(&o.provider),
                     admission,
                 }
             })

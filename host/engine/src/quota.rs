@@ -47,13 +47,18 @@ pub(crate) async fn run(
             record_skips(route, reasons, trace);
             try_in_order(ctx, route, &order, false, input, trace).await
         }
-        None if route.panic_mode => {
+        // Panic mode tries every provider an operator has not drained.
+        None if route.panic_mode
+            && reasons.iter().any(|r| !matches!(r, Some(SkipReason::Drained))) =>
+        {
             trace.panic_mode = true;
+            let undrained = |i: usize| !matches!(reasons[i], Some(SkipReason::Drained));
             let all = SmoothWeighted::new(route.options.iter().map(|o| o.weight).collect());
             let heaviest = (0..route.options.len())
+                .filter(|&i| undrained(i))
                 .max_by_key(|&i| (route.options[i].weight, std::cmp::Reverse(i)))
-                .expect("a quota has providers");
-            let order = all.failover_order(heaviest, |_| true);
+                .expect("an undrained provider");
+            let order = all.failover_order(heaviest, undrained);
             try_in_order(ctx, route, &order, false, input, trace).await
         }
         None => {

@@ -135,6 +135,7 @@ impl SwitchyardBuilder {
                 idempotency_ttl: self.idempotency_ttl,
                 replicas: std::sync::atomic::AtomicU32::new(1),
                 probe_ended: tokio::sync::Notify::new(),
+                drained: RwLock::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -166,6 +167,8 @@ pub(crate) struct Inner {
     pub(crate) replicas: std::sync::atomic::AtomicU32,
     /// Wakes the healthcheck scheduler when a probe ends.
     pub(crate) probe_ended: tokio::sync::Notify,
+    /// Providers an operator drained: (product, provider).
+    pub(crate) drained: RwLock<std::collections::HashSet<(String, String)>>,
 }
 
 /// The engine. Cheap to clone; clones share everything.

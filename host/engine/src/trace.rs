@@ -27,6 +27,8 @@ pub enum SkipReason {
     },
     /// The run's deadline had passed.
     Deadline,
+    /// An operator drained it: out of routing until restored.
+    Drained,
     /// The host could not start an attempt on it in time (its app's
     /// admission queue, rate limit, a provider-requested pause, or no
     /// plugin instance free). Not the provider's fault: nothing counted.
@@ -59,6 +61,7 @@ impl fmt::Display for SkipReason {
                 last_error: None, ..
             } => write!(f, "breaker open"),
             Self::Deadline => f.write_str("run deadline passed"),
+            Self::Drained => f.write_str("drained by an operator"),
             Self::Overloaded { message, .. } => write!(f, "overloaded: {message}"),
             Self::Saturated { message, .. } => write!(f, "saturated, spilled over: {message}"),
         }

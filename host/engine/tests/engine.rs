@@ -2377,3 +2377,47 @@ async fn run_f(
     yard.run(Kind::Fallback, P, "dev", "f", input, RunOptions::default())
         .await
 }
+
+#[tokio::test]
+async fn operators_drain_and_restore_providers_and_force_breakers() {
+    let w = world();
+    pay_fallback(&w, 0);
+    let r = run_pay(&w).await.unwrap();
+    assert_eq!(r.provider.as_deref(), Some("stripe"));
+    assert!(w.yard.drain(P, "stripe"));
+    assert!(!w.yard.drain(P, "stripe"), "already drained");
+    let r = run_pay(&w).await.unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert_eq!(r.trace.skipped[0].reason, SkipReason::Drained);
+    let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
+    assert!(states[0].drained && !states[1].drained);
+    assert!(w.yard.restore(P, "stripe"));
+    assert_eq!(run_pay(&w).await.unwrap().provider.as_deref(), Some("stripe"));
+
+    // Forced open: skipped however healthy; forced closed: tried however
+    // failing, and nothing it does opens it; released: its own again.
+    let key = format!("{P}/dev/stripe/charge");
+    use switchyard_engine::Force;
+    assert_eq!(w.yard.force_breaker(&key, Force::Open), BreakerState::Open);
+    let r = run_pay(&w).await.unwrap();
+    assert_eq!(r.provider.as_deref(), Some("adyen"));
+    assert!(matches!(
+        &r.trace.skipped[0].reason,
+        SkipReason::BreakerOpen { last_error: Some(e), .. } if e.contains("forced open")
+    ));
+    w.yard.force_breaker(&key, Force::Closed);
+    w.stripe.fail(ErrorClass::Unavailable);
+    for _ in 0..20 {
+        run_pay(&w).await.unwrap();
+    }
+    let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
+    assert_eq!(states[0].breaker.state, BreakerState::Closed);
+    assert_eq!(states[0].breaker.forced, Some(Force::Closed));
+    w.yard.force_breaker(&key, Force::Release);
+    for _ in 0..10 {
+        run_pay(&w).await.unwrap();
+    }
+    let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
+    assert_eq!(states[0].breaker.state, BreakerState::Open, "its own judgement again");
+    assert_eq!(states[0].breaker.forced, None);
+}

@@ -1,0 +1,94 @@
+//! Operator controls: take a provider out of routing (drain) and put it
+//! back (restore), and force a breaker open or closed until released.
+//! Both act at once on every run; the server audits them and keeps them
+//! across restarts.
+
+use crate::breaker::BreakerState;
+use crate::locks::RecoverRw;
+use crate::switchyard::{Inner, Switchyard};
+use std::collections::BTreeSet;
+
+/// What an operator makes a breaker do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Force {
+    /// Reject every request, whatever the provider does.
+    Open,
+    /// Admit every request and count nothing against it.
+    Closed,
+    /// Back to its own judgement, from a fresh closed window.
+    Release,
+}
+
+impl Force {
+    /// `open`, `closed` or `release`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Release => "release",
+        }
+    }
+
+    /// The force a word names (`open`, `closed`, `release`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "closed" => Some(Self::Closed),
+            "release" => Some(Self::Release),
+            _ => None,
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn is_drained(&self, product: &str, provider: &str) -> bool {
+        let d = self.drained.reading();
+        !d.is_empty() && d.contains(&(product.to_string(), provider.to_string()))
+    }
+}
+
+impl Switchyard {
+    /// Take `provider` (an option's provider name) of `product` out of
+    /// every quota and fallback, in every env, without editing a
+    /// definition: runs skip it (`drained`), panic mode included. Returns
+    /// whether it was not drained already.
+    pub fn drain(&self, product: &str, provider: &str) -> bool {
+        self.inner
+            .drained
+            .writing()
+            .insert((product.to_string(), provider.to_string()))
+    }
+
+    /// Put a drained provider back. Returns whether it was drained.
+    pub fn restore(&self, product: &str, provider: &str) -> bool {
+        self.inner
+            .drained
+            .writing()
+            .remove(&(product.to_string(), provider.to_string()))
+    }
+
+    /// The drained providers of `product`.
+    pub fn drained(&self, product: &str) -> BTreeSet<String> {
+        self.inner
+            .drained
+            .reading()
+            .iter()
+            .filter(|(p, _)| p == product)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Force the breaker `key` (as provider state and `/metrics` name it,
+    /// `product/env/app/action`) open or closed, or release it. Returns
+    /// the state it has now. In cluster mode the force reaches every
+    /// replica, as a trip does.
+    pub fn force_breaker(&self, key: &str, force: Force) -> BreakerState {
+        let now = self.inner.clock.now();
+        let state = self.inner.breakers.force(key, force, now);
+        if let Some(shared) = &self.inner.shared {
+            shared.breaker_changed(key, &self.inner.breakers.share_force(key, force));
+        }
+        state
+    }
+}

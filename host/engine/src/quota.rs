@@ -49,7 +49,9 @@ pub(crate) async fn run(
         }
         // Panic mode tries every provider an operator has not drained.
         None if route.panic_mode
-            && reasons.iter().any(|r| !matches!(r, Some(SkipReason::Drained))) =>
+            && reasons
+                .iter()
+                .any(|r| !matches!(r, Some(SkipReason::Drained))) =>
         {
             trace.panic_mode = true;
             let undrained = |i: usize| !matches!(reasons[i], Some(SkipReason::Drained));

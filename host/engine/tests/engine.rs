@@ -2392,7 +2392,10 @@ async fn operators_drain_and_restore_providers_and_force_breakers() {
     let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
     assert!(states[0].drained && !states[1].drained);
     assert!(w.yard.restore(P, "stripe"));
-    assert_eq!(run_pay(&w).await.unwrap().provider.as_deref(), Some("stripe"));
+    assert_eq!(
+        run_pay(&w).await.unwrap().provider.as_deref(),
+        Some("stripe")
+    );
 
     // Forced open: skipped however healthy; forced closed: tried however
     // failing, and nothing it does opens it; released: its own again.
@@ -2418,6 +2421,10 @@ async fn operators_drain_and_restore_providers_and_force_breakers() {
         run_pay(&w).await.unwrap();
     }
     let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
-    assert_eq!(states[0].breaker.state, BreakerState::Open, "its own judgement again");
+    assert_eq!(
+        states[0].breaker.state,
+        BreakerState::Open,
+        "its own judgement again"
+    );
     assert_eq!(states[0].breaker.forced, None);
 }

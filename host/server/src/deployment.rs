@@ -77,6 +77,10 @@ pub struct Deployment {
     pub store: Option<Arc<Store>>,
     /// The link to the other replicas, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Runs served and operator actions, for `/v1/runs` and `/v1/events`.
+    pub hub: crate::events::Hub,
+    /// Operator actions when there is no store (`demo --serve`).
+    audit_mem: Mutex<std::collections::VecDeque<crate::store::AuditEntry>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Loaded apps (one per product, app and env); replaced by a reload.
@@ -388,9 +392,11 @@ impl Deployment {
                 }
             }
         }
-        Ok(Self {
+        let deployment = Self {
             yard,
             cluster,
+            hub: crate::events::Hub::default(),
+            audit_mem: Mutex::new(std::collections::VecDeque::new()),
             store,
             metrics,
             apps: RwLock::new(apps),
@@ -402,7 +408,30 @@ impl Deployment {
             writes: Mutex::new(()),
             reloading: tokio::sync::Mutex::new(()),
             runtime,
-        })
+        };
+        deployment
+            .restore_operator_state()
+            .map_err(|e| Problems(vec![store_problem(&deployment.config(), e)]))?;
+        Ok(deployment)
+    }
+
+    /// Keep an audit entry in memory (no store), numbered, at most 1,000.
+    pub(crate) fn audit_mem(&self, mut e: crate::store::AuditEntry) -> crate::store::AuditEntry {
+        let mut log = self.audit_mem.locked();
+        e.id = log.front().map_or(1, |x| x.id + 1);
+        log.push_front(e.clone());
+        log.truncate(1_000);
+        e
+    }
+
+    /// The newest `limit` entries kept in memory.
+    pub(crate) fn audit_mem_log(&self, limit: usize) -> Vec<crate::store::AuditEntry> {
+        self.audit_mem
+            .locked()
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// The config in force (the latest one a reload applied).

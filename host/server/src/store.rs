@@ -66,6 +66,29 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Audit entries kept (the oldest go past it).
+pub const AUDIT_KEPT: i64 = 10_000;
+
+/// One operator action, as the store keeps it and the API and page show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Its number (0 before it is stored).
+    pub id: i64,
+    /// When (Unix ms).
+    pub at_unix_ms: u64,
+    /// Who asked: `api`, `cli` or `dashboard` (the `x-switchyard-actor`
+    /// header, checked against these).
+    pub actor: String,
+    /// `check-now`, `force-open`, `force-closed`, `release`, `drain` or
+    /// `restore`.
+    pub action: String,
+    /// What it acted on: `product/env/healthcheck`, a breaker key, or
+    /// `product/provider`.
+    pub target: String,
+    /// What came of it.
+    pub detail: String,
+}
+
 impl Store {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -117,6 +140,21 @@ impl Store {
                  body TEXT NOT NULL,
                  updated_unix_ms INTEGER NOT NULL,
                  PRIMARY KEY (product, app)
+             );
+             CREATE TABLE IF NOT EXISTS operator_audit (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 at_unix_ms INTEGER NOT NULL,
+                 actor TEXT NOT NULL,
+                 action TEXT NOT NULL,
+                 target TEXT NOT NULL,
+                 detail TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS operator_state (
+                 what TEXT NOT NULL,
+                 product TEXT NOT NULL,
+                 target TEXT NOT NULL,
+                 value TEXT NOT NULL,
+                 PRIMARY KEY (what, product, target)
              );
              PRAGMA user_version = 1;
              COMMIT;",
@@ -274,6 +312,78 @@ impl Store {
     pub fn clear_admissions(&self) -> Result<(), StoreError> {
         self.conn().execute("DELETE FROM app_admission", [])?;
         Ok(())
+    }
+
+    /// Record an operator action, keeping the newest [`AUDIT_KEPT`].
+    pub fn audit(&self, e: &AuditEntry) -> Result<AuditEntry, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO operator_audit (at_unix_ms, actor, action, target, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.at_unix_ms as i64, e.actor, e.action, e.target, e.detail],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "DELETE FROM operator_audit WHERE id <= ?1",
+            params![id - AUDIT_KEPT],
+        )?;
+        tx.commit()?;
+        Ok(AuditEntry { id, ..e.clone() })
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, at_unix_ms, actor, action, target, detail FROM operator_audit
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit.min(AUDIT_KEPT as usize) as i64], |r| {
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                at_unix_ms: r.get::<_, i64>(1)?.max(0) as u64,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keep (`Some`) or forget an operator state: `what` is `drain` (target
+    /// a provider) or `force` (target a breaker key).
+    pub fn put_operator_state(
+        &self,
+        what: &str,
+        product: &str,
+        target: &str,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match value {
+            Some(v) => conn.execute(
+                "INSERT INTO operator_state (what, product, target, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (what, product, target) DO UPDATE SET value = excluded.value",
+                params![what, product, target, v],
+            )?,
+            None => conn.execute(
+                "DELETE FROM operator_state WHERE what = ?1 AND product = ?2 AND target = ?3",
+                params![what, product, target],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every kept operator state: (what, product, target, value).
+    pub fn operator_states(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT what, product, target, value FROM operator_state ORDER BY what, product, target",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Append a healthcheck outcome, keeping the newest `keep` per check.

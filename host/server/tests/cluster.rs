@@ -157,13 +157,6 @@ async fn send(server: &Server, kinds: &str, tag: &str, body: Value) -> (u16, Val
         .await
 }
 
-fn posts(sim: &switchyard::Simulator) -> usize {
-    sim.recorded()
-        .iter()
-        .filter(|r| r.method == "POST" && r.uri == "/v1/messages")
-        .count()
-}
-
 fn pings(sim: &switchyard::Simulator) -> usize {
     sim.recorded().iter().filter(|r| r.uri == "/health").count()
 }

@@ -5,6 +5,8 @@
 //! Every error is JSON `{"code", "message", "field"?, "trace"?}` with a
 //! stable `code`; bad input is a 4xx, never a 500.
 
+mod live;
+
 use crate::deployment::{ChangeError, Deployment};
 use axum::Router;
 use axum::body::Body;
@@ -165,12 +167,27 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/{product}/{env}/healthchecks/{tag}", get(health))
         .route("/v1/admin/reload", post(reload))
+        .route("/v1/events", get(live::events))
+        .route("/v1/runs", get(live::runs))
+        .route("/v1/admin/audit", get(live::audit))
+        .route("/v1/admin/breakers/force", post(live::force))
+        .route(
+            "/v1/{product}/{env}/healthchecks/{tag}/check",
+            post(live::check_now),
+        )
+        .route(
+            "/v1/{product}/providers/{provider}/{action}",
+            post(live::drain),
+        )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .route("/ui", get(live::page))
+        .route("/ui/app.js", get(live::script))
+        .route("/ui/app.css", get(live::style))
         .merge(v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
@@ -531,6 +548,16 @@ async fn run(
         code,
         started.elapsed(),
     );
+    if code != ErrorCode::NotFound.as_str() {
+        d.hub.record_run(
+            &product,
+            &env,
+            kind,
+            &tag,
+            &result,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
+    }
     Ok(axum::Json(result?).into_response())
 }
 

@@ -242,3 +242,11 @@ pub async fn futures_join_all<F: std::future::Future>(
     .await;
     out.into_iter().map(Option::unwrap).collect()
 }
+
+/// Messages a recording simulator took (`POST /v1/messages`).
+pub fn posts(sim: &Simulator) -> usize {
+    sim.recorded()
+        .iter()
+        .filter(|r| r.method == "POST" && r.uri == "/v1/messages")
+        .count()
+}

@@ -1,0 +1,217 @@
+//! Operator actions: run a healthcheck now, force a breaker open or closed
+//! (and release it), drain a provider and restore it. Each is checked,
+//! done, kept in the store (drains and forces survive a restart), audited
+//! in the store and told to the event stream.
+
+use crate::deployment::Deployment;
+use crate::events::Event;
+use crate::store::{AuditEntry, StoreError};
+use switchyard_engine::{BreakerState, Force, HealthSnapshot, Kind};
+
+/// Who may be named as the actor of an action.
+pub const ACTORS: [&str; 3] = ["api", "cli", "dashboard"];
+
+/// An action that could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// What it names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed; nothing was done.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Deployment {
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: String,
+    ) -> Result<(), OpError> {
+        let entry = AuditEntry {
+            id: 0,
+            at_unix_ms: now_ms(),
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            detail,
+        };
+        let entry = match &self.store {
+            Some(s) => s.audit(&entry)?,
+            None => self.audit_mem(entry),
+        };
+        self.hub.send(Event::Audit(entry));
+        Ok(())
+    }
+
+    fn check_product(&self, product: &str, env: Option<&str>) -> Result<(), OpError> {
+        let config = self.config();
+        let Some(p) = config.file.products.get(product) else {
+            return Err(OpError::NotFound(format!("no product `{product}`")));
+        };
+        if let Some(env) = env
+            && !p.envs.iter().any(|e| e == env)
+        {
+            return Err(OpError::NotFound(format!(
+                "product `{product}` has no env `{env}` (it has {})",
+                p.envs.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run healthcheck `tag` in `env` now (whatever its schedule or lease).
+    pub async fn op_check_now(
+        &self,
+        actor: &str,
+        product: &str,
+        env: &str,
+        tag: &str,
+    ) -> Result<HealthSnapshot, OpError> {
+        self.check_product(product, Some(env))?;
+        if self.yard.fetch(product, Kind::Healthcheck, tag).is_none() {
+            return Err(OpError::NotFound(format!(
+                "no healthcheck `{tag}` in product `{product}`"
+            )));
+        }
+        let snap = self
+            .yard
+            .check_now(product, env, tag)
+            .await
+            .ok_or_else(|| {
+                OpError::NotFound(format!("healthcheck `{tag}` does not run in env `{env}`"))
+            })?;
+        let last = snap.history.last();
+        let detail = match last {
+            Some(o) if o.ok => format!("passed in {:.1} ms", o.latency_ms),
+            Some(o) => format!("failed: {}", o.error.clone().unwrap_or_default()),
+            None => "no outcome".into(),
+        };
+        self.audit(
+            actor,
+            "check-now",
+            &format!("{product}/{env}/{tag}"),
+            detail,
+        )?;
+        Ok(snap)
+    }
+
+    /// Force the breaker `key` (`product/env/app/action`, as provider state
+    /// names it), or release it.
+    pub fn op_force(&self, actor: &str, key: &str, force: Force) -> Result<BreakerState, OpError> {
+        let mut parts = key.splitn(3, '/');
+        let (Some(product), Some(env), Some(rest)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(OpError::Invalid(format!(
+                "breaker `{key}`: a breaker key is `product/env/app/action` (or `product/env/feature:tag`), as provider state shows it"
+            )));
+        };
+        self.check_product(product, Some(env))?;
+        if rest.is_empty() || rest.len() > 512 {
+            return Err(OpError::Invalid(format!(
+                "breaker `{key}`: name the app and action after `{product}/{env}/`"
+            )));
+        }
+        if let Some(s) = &self.store {
+            let value = (force != Force::Release).then_some(force.as_str());
+            s.put_operator_state("force", product, key, value)?;
+        }
+        let state = self.yard.force_breaker(key, force);
+        let action = match force {
+            Force::Open => "force-open",
+            Force::Closed => "force-closed",
+            Force::Release => "release",
+        };
+        self.audit(
+            actor,
+            action,
+            key,
+            format!("breaker now {state:?}").to_lowercase(),
+        )?;
+        Ok(state)
+    }
+
+    /// Take `provider` out of `product`'s quotas and fallbacks (`drain`) or
+    /// put it back.
+    pub fn op_drain(
+        &self,
+        actor: &str,
+        product: &str,
+        provider: &str,
+        drain: bool,
+    ) -> Result<bool, OpError> {
+        self.check_product(product, None)?;
+        let named = [Kind::Quota, Kind::Fallback].iter().any(|k| {
+            self.yard.fetch_all(product, Some(*k)).iter().any(|d| {
+                let v = serde_json::to_value(d).unwrap_or_default();
+                ["providers", "options"].iter().any(|list| {
+                    v[*list]
+                        .as_array()
+                        .is_some_and(|o| o.iter().any(|x| x["provider"] == provider))
+                })
+            })
+        });
+        if !named {
+            return Err(OpError::NotFound(format!(
+                "no quota or fallback of product `{product}` has a provider `{provider}`"
+            )));
+        }
+        if let Some(s) = &self.store {
+            s.put_operator_state("drain", product, provider, drain.then_some("drained"))?;
+        }
+        let changed = if drain {
+            self.yard.drain(product, provider)
+        } else {
+            self.yard.restore(product, provider)
+        };
+        let detail = match (drain, changed) {
+            (true, true) => "out of routing until restored",
+            (true, false) => "was drained already",
+            (false, true) => "back in routing",
+            (false, false) => "was not drained",
+        };
+        self.audit(
+            actor,
+            if drain { "drain" } else { "restore" },
+            &format!("{product}/{provider}"),
+            detail.into(),
+        )?;
+        Ok(changed)
+    }
+
+    /// The newest `limit` operator actions.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, OpError> {
+        Ok(match &self.store {
+            Some(s) => s.audit_log(limit)?,
+            None => self.audit_mem_log(limit),
+        })
+    }
+
+    /// Put back the drains and forces the store kept.
+    pub(crate) fn restore_operator_state(&self) -> Result<(), StoreError> {
+        let Some(s) = &self.store else { return Ok(()) };
+        for (what, product, target, value) in s.operator_states()? {
+            match (what.as_str(), Force::parse(&value)) {
+                ("drain", _) => {
+                    self.yard.drain(&product, &target);
+                }
+                ("force", Some(f)) => {
+                    self.yard.force_breaker(&target, f);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

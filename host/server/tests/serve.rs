@@ -661,6 +661,32 @@ providers = [ { provider = "a", app = "primary", action = "ping", weight = 0 } ]
 /// Every operation of `/openapi.json`, called with the document's own
 /// examples, answers with a status the document lists for it, and a
 /// documented success body has the fields its schema requires.
+/// The status and first event of a server-sent event stream.
+async fn first_event(server: &Server, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let req = http::Request::get(format!("{}{path}", server.base))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = server.http.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        if let Ok(data) = frame.unwrap().into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    (status, text)
+}
+
 #[tokio::test]
 async fn the_openapi_document_matches_the_server() {
     let s = Setup::new().await;
@@ -691,8 +717,15 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     ops.sort_by_key(|o| o.0);
-    assert_eq!(ops.len(), 17, "every route is documented");
+    assert_eq!(ops.len(), 23, "every route is documented");
     for (_, method, path, op) in ops {
+        if op["responses"]["200"]["content"]["text/event-stream"].is_object() {
+            // A stream never ends: read its first event only.
+            let (st, first) = first_event(&server, &path).await;
+            assert_eq!(st, 200);
+            assert!(first.starts_with("event: state"), "{first}");
+            continue;
+        }
         let body = op["requestBody"]["content"]["application/json"]["example"].clone();
         let token = op.get("security").map(|_| TOKEN);
         let (st, v) = server
@@ -1404,4 +1437,144 @@ async fn plugin_record_then_test_replays_without_the_network() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAIL  send: request 1: body"), "{stdout}");
+}
+
+#[tokio::test]
+async fn operator_actions_are_audited_kept_across_a_restart_and_done_by_the_cli() {
+    let s = Setup::new().await;
+    s.primary.record(true);
+    s.backup.record(true);
+    let config = s.config();
+    let server = Server::start(&config);
+    async fn run(server: &Server) -> Value {
+        let (_, v) = server
+            .post(
+                "/v1/notify/dev/fallbacks/sms/run",
+                json!({"input": {"to": "+1", "text": "x"}}),
+            )
+            .await;
+        v["provider"].clone()
+    }
+    assert_eq!(run(&server).await, "primary");
+
+    // Drain through the CLI: the fallback skips the primary.
+    let op = |args: &[&str], base: &str| {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("op")
+            .args(args)
+            .args(["--server", base])
+            .env("SWITCHYARD_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = op(&["drain", "notify", "primary"], &server.base);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run(&server).await, "backup");
+    let (_, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "x"}}),
+        )
+        .await;
+    assert_eq!(v["trace"]["skipped"][0]["reason"], "drained", "{v}");
+
+    // Force the backup's breaker open through the API: nothing is left.
+    let (st, v) = server
+        .post(
+            "/v1/admin/breakers/force",
+            json!({"breaker": "notify/dev/backup/send-message", "state": "open"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "x"}}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (503, Some("no-provider")), "{v}");
+
+    // Bad requests name the fix.
+    let (st, v) = server
+        .post(
+            "/v1/admin/breakers/force",
+            json!({"breaker": "nope", "state": "open"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("product/env/app/action")
+    );
+    let (st, _) = server
+        .post(
+            "/v1/admin/breakers/force",
+            json!({"breaker": "notify/dev/backup/send-message", "state": "ajar"}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    let (st, _) = server
+        .post("/v1/notify/providers/ghost/drain", json!({}))
+        .await;
+    assert_eq!(st, 404);
+
+    // Both survive a restart (kept in the store), and so does the log.
+    server.kill9();
+    let server = Server::start(&config);
+    let (st, _) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "x"}}),
+        )
+        .await;
+    assert_eq!(st, 503, "the drain and the force were kept");
+    let out = op(
+        &["force", "notify/dev/backup/send-message", "release"],
+        &server.base,
+    );
+    assert!(out.status.success());
+    let out = op(&["restore", "notify", "primary"], &server.base);
+    assert!(out.status.success());
+    assert_eq!(run(&server).await, "primary");
+    let (_, log) = server.get("/v1/admin/audit").await;
+    let actions: Vec<(&str, &str)> = log["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["action"].as_str().unwrap(), a["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("restore", "cli"),
+            ("release", "cli"),
+            ("force-open", "api"),
+            ("drain", "cli")
+        ]
+    );
+    let out = op(&["audit", "--limit", "1"], &server.base);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"restore\""));
+
+    // Runs are findable by key, tag, provider and outcome.
+    server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "x"}, "idempotency_key": "find-me-7"}),
+        )
+        .await;
+    let (_, r) = server.get("/v1/runs?key=find-me-7").await;
+    assert_eq!(r["runs"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["runs"][0]["trace"]["idempotency_key"], "find-me-7");
+    let (_, r) = server
+        .get("/v1/runs?outcome=ok&provider=primary&tag=sms")
+        .await;
+    assert!(!r["runs"].as_array().unwrap().is_empty());
+    let (st, _) = server.get("/v1/runs?color=red").await;
+    assert_eq!(st, 400, "unknown query parameters are refused");
 }

@@ -3,12 +3,26 @@
 
 use super::{Exit, outcome_line, runtime, usage};
 use crate::bundled::bundled;
+use crate::deployment::Deployment;
 use crate::simulator::Simulator;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_engine::CallRequest;
 use switchyard_runtime::Grant;
 
-pub async fn run() -> Result<(), Exit> {
+/// `switchyard demo [--serve] [--listen ADDR]`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// After the tour, keep serving the demo's engine over HTTP with live
+    /// traffic, and print the dashboard's address and a one-off token.
+    #[arg(long)]
+    serve: bool,
+    /// Where `--serve` listens.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    listen: String,
+}
+
+pub async fn run(args: DemoArgs) -> Result<(), Exit> {
     let Some(plugin) = bundled("http") else {
         return Err(usage(
             "this binary was built without bundled plugins (feature `bundled-plugins`)",
@@ -115,7 +129,7 @@ pub async fn run() -> Result<(), Exit> {
         println!("{}", outcome_line(label, app, &result, t.elapsed()));
     }
 
-    routing().await?;
+    routing(args.serve.then_some(args.listen)).await?;
 
     let t = Instant::now();
     let n = 200;
@@ -150,9 +164,9 @@ pub const DEMO_CONFIG: &str = include_str!("../../../../examples/demo.toml");
 /// `examples/demo.toml`: an SMS quota 70/30 with healthchecks and
 /// breakers, one provider knocked out and brought back, and a card-payment
 /// fallback that fails over.
-async fn routing() -> Result<(), Exit> {
+async fn routing(serve: Option<String>) -> Result<(), Exit> {
     use crate::config::Config;
-    use crate::deployment::{Deployment, StartOptions};
+    use crate::deployment::StartOptions;
     use switchyard_engine::{HealthStatus, Kind, RunOptions};
 
     let start = || async {
@@ -274,8 +288,97 @@ async fn routing() -> Result<(), Exit> {
         .lines()
         .filter(|l| l.starts_with("switchyard_attempts_total{"))
         .count();
-    println!(
-        "\n`switchyard serve` exposes the same engine over HTTP; its /metrics would now show {lines} attempt series. Next: README.md → \"Serve a config\"."
-    );
-    Ok(())
+    let Some(listen) = serve else {
+        println!(
+            "\n`switchyard serve` exposes the same engine over HTTP; its /metrics would now show {lines} attempt series. See it live: `switchyard demo --serve`. Next: README.md → \"Serve a config\"."
+        );
+        return Ok(());
+    };
+    pay_main.set_failure_rate(0.0);
+    keep_serving(Arc::new(d), beta, &listen).await
+}
+
+/// `demo --serve`: the demo's engine over HTTP on `listen`, with quota
+/// runs flowing and `beta` failing every other 15 s, until Ctrl-C.
+async fn keep_serving(d: Arc<Deployment>, beta: Simulator, listen: &str) -> Result<(), Exit> {
+    use crate::api::{ApiState, serve};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use switchyard_engine::{Kind, RunOptions};
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        usage(format!(
+            "cannot listen on {listen}: {e}; pass --listen 127.0.0.1:0"
+        ))
+    })?;
+    let addr = listener.local_addr().map_err(|e| usage(e.to_string()))?;
+    // A one-off token for this run: the API and the page need one.
+    let token = {
+        use sha2::{Digest, Sha256};
+        let seed = format!(
+            "{:?}{}{addr}",
+            std::time::SystemTime::now(),
+            std::process::id()
+        );
+        hex::encode(&Sha256::digest(seed.as_bytes())[..12])
+    };
+    println!("\nserving the demo's engine: dashboard http://{addr}/ui  (token: {token})");
+    println!("traffic flows through quota `sms`; beta fails for 15 s every 30 s. Ctrl-C stops.");
+    let traffic = {
+        let d = d.clone();
+        tokio::spawn(async move {
+            let input = serde_json::json!({"phone": "+15550100", "text": "your code is 123456"});
+            loop {
+                let started = Instant::now();
+                let r = d
+                    .yard
+                    .run(
+                        Kind::Quota,
+                        "demo",
+                        "dev",
+                        "sms",
+                        input.clone(),
+                        RunOptions::default(),
+                    )
+                    .await;
+                d.hub.record_run(
+                    "demo",
+                    "dev",
+                    Kind::Quota,
+                    "sms",
+                    &r,
+                    started.elapsed().as_secs_f64() * 1e3,
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let outages = {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                beta.set_failure_rate(1.0);
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                beta.set_failure_rate(0.0);
+            }
+        })
+    };
+    let state = Arc::new(ApiState {
+        deployment: d,
+        token: Some(token),
+        max_body_bytes: 256 * 1024,
+        ready: AtomicBool::new(true),
+        header_read_timeout: Duration::from_secs(10),
+    });
+    let result = serve(
+        listener,
+        state.clone(),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+        Duration::from_secs(2),
+    )
+    .await;
+    state.ready.store(false, Ordering::SeqCst);
+    traffic.abort();
+    outages.abort();
+    result.map_err(|e| usage(format!("the demo server stopped: {e}")))
 }

@@ -15,6 +15,7 @@ use switchyard_runtime::{App, ComponentSource, Runtime, RuntimeConfig};
 use switchyard_runtime::{Credential, Secret};
 
 mod demo;
+mod op;
 mod plugin_test;
 mod serve;
 
@@ -29,8 +30,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the bundled http plugin against a loopback provider and show the
-    /// sandbox at work (nothing leaves this machine).
-    Demo,
+    /// sandbox at work (nothing leaves this machine); `--serve` then keeps
+    /// the demo's engine up with traffic and an outage every 15 s, and
+    /// prints the dashboard's address.
+    Demo(demo::DemoArgs),
     /// Inspect or precompile plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -48,6 +51,10 @@ enum Command {
     Config(ConfigCommand),
     /// Call one action of a plugin once, on a fresh sandboxed instance.
     Call(CallArgs),
+    /// Operator actions on a running server (audited): run a healthcheck
+    /// now, force a breaker, drain or restore a provider, read the log.
+    #[command(subcommand)]
+    Op(op::OpCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,7 +208,7 @@ fn runtime() -> Result<Runtime, Exit> {
 /// Run the CLI; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Demo => demo::run().await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Plugin(PluginCommand::Inspect { plugin, json }) => inspect(&plugin, json).await,
         Command::Plugin(PluginCommand::Precompile { files }) => precompile(files).await,
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::test(args).await,
@@ -212,6 +219,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Get(args) => serve::get(args).await,
         Command::Check(args) => serve::check(args).await,
         Command::Config(ConfigCommand::Schema) => serve::schema(),
+        Command::Op(cmd) => op::run(cmd).await,
     };
     match result {
         Ok(()) => 0,

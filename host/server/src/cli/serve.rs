@@ -150,7 +150,7 @@ pub async fn get(args: GetArgs) -> Result<(), Exit> {
             let env = if env == "*" { "%2A" } else { env.as_str() };
             uri.push_str(&format!("?env={env}"));
         }
-        let (status, body) = http_get(&uri, token.as_deref()).await?;
+        let (status, body) = http("GET", &uri, token.as_deref(), None).await?;
         println!("{body}");
         return if status == 200 {
             Ok(())
@@ -204,18 +204,30 @@ pub async fn get(args: GetArgs) -> Result<(), Exit> {
     Ok(())
 }
 
-/// One GET with an optional bearer token: the status and the body text.
-async fn http_get(uri: &str, token: Option<&str>) -> Result<(u16, String), Exit> {
-    use http_body_util::{BodyExt, Empty};
+/// One request to a running server with an optional bearer token and JSON
+/// body, as the CLI's actor: the status and the body text.
+pub(super) async fn http(
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Result<(u16, String), Exit> {
+    use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
-    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = http::Request::get(uri);
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("x-switchyard-actor", "cli");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
     let req = req
-        .body(Empty::new())
+        .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
         .map_err(|e| usage(format!("--server: {e}")))?;
     let resp = client
         .request(req)

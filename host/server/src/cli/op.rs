@@ -1,0 +1,161 @@
+//! `switchyard op`: the operator actions of the dashboard, against a
+//! running server (`--server`), audited as the CLI's.
+
+use super::serve::http;
+use super::{Exit, usage};
+use clap::{Args, Subcommand};
+
+/// Where the server is and how to reach it.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The running server (`http://127.0.0.1:7400`).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7400")]
+    server: String,
+    /// The environment variable holding the API token.
+    #[arg(long, value_name = "NAME", default_value = "SWITCHYARD_TOKEN")]
+    token_env: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpCommand {
+    /// Run a healthcheck now.
+    Check {
+        /// Product.
+        product: String,
+        /// Env.
+        env: String,
+        /// The healthcheck's tag.
+        tag: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Force a breaker (`product/env/app/action`) open or closed, or
+    /// release it.
+    Force {
+        /// The breaker key, as provider state shows it.
+        breaker: String,
+        /// open, closed or release.
+        #[arg(value_parser = ["open", "closed", "release"])]
+        state: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take a provider out of every quota and fallback of a product.
+    Drain {
+        /// Product.
+        product: String,
+        /// The provider name options use.
+        provider: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put a drained provider back.
+    Restore {
+        /// Product.
+        product: String,
+        /// The provider name options use.
+        provider: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the operator actions, newest first.
+    Audit {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Path-segment encoding for names a user typed.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn run(cmd: OpCommand) -> Result<(), Exit> {
+    let (method, path, body, target) = match cmd {
+        OpCommand::Check {
+            product,
+            env,
+            tag,
+            target,
+        } => (
+            "POST",
+            format!(
+                "/v1/{}/{}/healthchecks/{}/check",
+                seg(&product),
+                seg(&env),
+                seg(&tag)
+            ),
+            None,
+            target,
+        ),
+        OpCommand::Force {
+            breaker,
+            state,
+            target,
+        } => (
+            "POST",
+            "/v1/admin/breakers/force".to_string(),
+            Some(serde_json::json!({"breaker": breaker, "state": state}).to_string()),
+            target,
+        ),
+        OpCommand::Drain {
+            product,
+            provider,
+            target,
+        } => (
+            "POST",
+            format!("/v1/{}/providers/{}/drain", seg(&product), seg(&provider)),
+            None,
+            target,
+        ),
+        OpCommand::Restore {
+            product,
+            provider,
+            target,
+        } => (
+            "POST",
+            format!("/v1/{}/providers/{}/restore", seg(&product), seg(&provider)),
+            None,
+            target,
+        ),
+        OpCommand::Audit { limit, target } => (
+            "GET",
+            format!("/v1/admin/audit?limit={limit}"),
+            None,
+            target,
+        ),
+    };
+    let token = std::env::var(&target.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    let uri = format!("{}{path}", target.server.trim_end_matches('/'));
+    let (status, text) = http(method, &uri, token.as_deref(), body).await?;
+    let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(text);
+    if status == 401 {
+        return Err(usage(format!(
+            "{uri}: 401: set {} to the server's API token",
+            target.token_env
+        )));
+    }
+    println!("{pretty}");
+    if status >= 300 {
+        return Err(Exit {
+            code: 1,
+            message: format!("{method} {uri} answered {status}"),
+        });
+    }
+    Ok(())
+}

@@ -226,6 +226,17 @@ fn run(
     tag: &str,
 ) -> impl std::future::Future<Output = Result<switchyard_engine::RunResult, switchyard_engine::RunError>>
 + use<> {
+    run_with(c, i, tag, RunOptions::default())
+}
+
+/// Run `tag` (`q` is the quota, anything else a fallback) on replica `i`.
+fn run_with(
+    c: &Cluster,
+    i: usize,
+    tag: &str,
+    options: RunOptions,
+) -> impl std::future::Future<Output = Result<switchyard_engine::RunResult, switchyard_engine::RunError>>
++ use<> {
     let y = c.replicas[i].yard.clone();
     let tag = tag.to_string();
     async move {
@@ -234,8 +245,7 @@ fn run(
         } else {
             switchyard_engine::Kind::Fallback
         };
-        y.run(kind, P, "dev", &tag, json!({}), RunOptions::default())
-            .await
+        y.run(kind, P, "dev", &tag, json!({}), options).await
     }
 }
 
@@ -338,20 +348,7 @@ async fn a_healthcheck_runs_on_the_lease_holder_and_every_replica_sees_it() {
 #[tokio::test]
 async fn an_idempotency_key_runs_once_in_the_cluster_and_a_retry_gets_the_outcome() {
     let c = cluster(2);
-    let keyed = |i: usize| {
-        let y = c.replicas[i].yard.clone();
-        async move {
-            y.fallback()
-                .run(
-                    P,
-                    "dev",
-                    "f",
-                    json!({}),
-                    RunOptions::default().idempotency_key("order-1"),
-                )
-                .await
-        }
-    };
+    let keyed = |i: usize| run_with(&c, i, "f", RunOptions::default().idempotency_key("order-1"));
     let gate = c.a[0].hold();
     let first = tokio::spawn(keyed(0));
     while c.a[0].in_flight() == 0 {
@@ -374,20 +371,8 @@ async fn an_idempotency_key_runs_once_in_the_cluster_and_a_retry_gets_the_outcom
     for b in &c.b {
         b.fail(ErrorClass::Unavailable);
     }
-    let free = |i: usize, key: &'static str| {
-        let y = c.replicas[i].yard.clone();
-        async move {
-            y.fallback()
-                .run(
-                    P,
-                    "dev",
-                    "f",
-                    json!({}),
-                    RunOptions::default().idempotency_key(key),
-                )
-                .await
-        }
-    };
+    let free =
+        |i: usize, key: &str| run_with(&c, i, "f", RunOptions::default().idempotency_key(key));
     assert_eq!(free(0, "k2").await.unwrap_err().code, ErrorCode::AllFailed);
     for b in &c.b {
         b.behave(|_| Ok(json!({"ok": 1})));
@@ -420,20 +405,7 @@ async fn result_caches_are_shared_and_limits_are_split_between_replicas() {
             .create()
             .unwrap();
     }
-    let cached = |i: usize| {
-        let y = c.replicas[i].yard.clone();
-        async move {
-            y.fallback()
-                .run(
-                    P,
-                    "dev",
-                    "f",
-                    json!({}),
-                    RunOptions::default().cache("recent"),
-                )
-                .await
-        }
-    };
+    let cached = |i: usize| run_with(&c, i, "f", RunOptions::default().cache("recent"));
     let first = cached(0).await.unwrap();
     let hit = cached(1).await.unwrap();
     assert!(hit.trace.cached);

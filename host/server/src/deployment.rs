@@ -848,7 +848,7 @@ impl Deployment {
         if mine == def {
             return;
         }
-        let change = match def {
+        let becomes = |d: Option<Definition>| match d {
             Some(d) => Change::Put(Box::new(d)),
             None => Change::Delete {
                 product: product.into(),
@@ -856,14 +856,7 @@ impl Deployment {
                 tag: tag.into(),
             },
         };
-        let undo = match mine {
-            Some(d) => Change::Put(Box::new(d)),
-            None => Change::Delete {
-                product: product.into(),
-                kind,
-                tag: tag.into(),
-            },
-        };
+        let (change, undo) = (becomes(def), becomes(mine));
         if let Err(errors) = self.yard.apply(vec![change.clone()]) {
             for e in errors {
                 eprintln!(

@@ -22,6 +22,7 @@
 //! | `cache:<product>/<cache>/<sha256>` | a result cache entry, with its TTL |
 //! | `idem:<sha256>` | an idempotency record: `running <claim>` or `done <outcome>` |
 //! | `defs`, `deleted` | hash: `product/kind/tag` → definition JSON; tombstones of deletes |
+//! | `drains` | hash: `product/provider` → 1 drained, 0 restored |
 //! | `replicas` | sorted set: replica → last heartbeat (Unix ms) |
 
 use crate::config::ClusterConfig;
@@ -68,6 +69,11 @@ enum What {
     },
     Definition {
         key: String,
+    },
+    Drain {
+        product: String,
+        provider: String,
+        drained: bool,
     },
 }
 
@@ -401,6 +407,16 @@ impl Cluster {
         self.wake.notify_one();
     }
 
+    /// An operator drained (or restored) a provider through this replica:
+    /// every replica applies it.
+    pub fn drain_changed(&self, product: &str, provider: &str, drained: bool) {
+        self.push(What::Drain {
+            product: product.into(),
+            provider: provider.into(),
+            drained,
+        });
+    }
+
     /// A definition changed through this replica: share it.
     pub fn definition_changed(&self, product: &str, kind: Kind, tag: &str) {
         self.pending_defs
@@ -513,13 +529,16 @@ impl Cluster {
                 pipe.hset_nx(&defs_key, k, json).ignore();
             }
         }
-        pipe.hgetall(&defs_key).hgetall(self.key("breakers"));
+        pipe.hgetall(&defs_key)
+            .hgetall(self.key("breakers"))
+            .hgetall(self.key("drains"));
         pipe.get(self.key("seq"));
-        let Some((defs, breakers, seq)) = self
+        let Some((defs, breakers, drains, seq)) = self
             .call(|mut c| async move {
                 pipe.query_async::<(
                     HashMap<String, String>,
                     HashMap<String, String>,
+                    HashMap<String, u8>,
                     Option<u64>,
                 )>(&mut c)
                     .await
@@ -528,6 +547,11 @@ impl Cluster {
         else {
             return;
         };
+        for (k, drained) in drains {
+            if let Some((product, provider)) = k.split_once('/') {
+                d.apply_shared_drain(product, provider, drained == 1);
+            }
+        }
         let mut shared_defs: HashMap<String, Definition> = HashMap::new();
         for (k, json) in defs {
             match serde_json::from_str::<Definition>(&json) {
@@ -605,10 +629,27 @@ impl Cluster {
             }
         };
         for e in &events {
-            if let What::Breaker { key, change } = &e.what
-                && let Ok(json) = serde_json::to_string(change)
-            {
-                pipe.hset(self.key("breakers"), key, json).ignore();
+            match &e.what {
+                What::Breaker { key, change } => {
+                    if let Ok(json) = serde_json::to_string(change) {
+                        pipe.hset(self.key("breakers"), key, json).ignore();
+                    }
+                }
+                // Restores are kept too, so a replica that was away when a
+                // drain ended does not keep it.
+                What::Drain {
+                    product,
+                    provider,
+                    drained,
+                } => {
+                    pipe.hset(
+                        self.key("drains"),
+                        format!("{product}/{provider}"),
+                        u8::from(*drained),
+                    )
+                    .ignore();
+                }
+                _ => {}
             }
             publish(&mut pipe, e);
         }
@@ -734,6 +775,11 @@ impl Cluster {
                 d.yard
                     .apply_shared_health(&HealthKey { product, env, tag }, outcome);
             }
+            What::Drain {
+                product,
+                provider,
+                drained,
+            } => d.apply_shared_drain(&product, &provider, drained),
             What::Definition { key } => {
                 let Some((p, kind, t)) = parse_def_key(&key) else {
                     return;

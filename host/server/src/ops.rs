@@ -175,6 +175,9 @@ impl Deployment {
         } else {
             self.yard.restore(product, provider)
         };
+        if let Some(c) = &self.cluster {
+            c.drain_changed(product, provider, drain);
+        }
         let detail = match (drain, changed) {
             (true, true) => "out of routing until restored",
             (true, false) => "was drained already",
@@ -188,6 +191,24 @@ impl Deployment {
             detail.into(),
         )?;
         Ok(changed)
+    }
+
+    /// Take in a drain or restore another replica's operator made: the
+    /// engine and the store follow (the audit entry is the other replica's).
+    pub fn apply_shared_drain(&self, product: &str, provider: &str, drained: bool) {
+        if self.config().file.products.contains_key(product) {
+            if drained {
+                self.yard.drain(product, provider);
+            } else {
+                self.yard.restore(product, provider);
+            }
+            if let Some(s) = &self.store
+                && let Err(e) =
+                    s.put_operator_state("drain", product, provider, drained.then_some("drained"))
+            {
+                eprintln!("cluster: a shared drain of `{product}/{provider}` not stored: {e}");
+            }
+        }
     }
 
     /// The newest `limit` operator actions.

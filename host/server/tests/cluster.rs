@@ -305,6 +305,27 @@ async fn three_replicas_share_the_split_health_definitions_caches_idempotency_an
         .await;
     }
 
+    // Drains: made through one replica's operator, in force on all; and
+    // the restore too.
+    async fn drained(s: &Server) -> bool {
+        let (_, d) = s.get("/v1/notify/definitions/fallbacks/sms?env=dev").await;
+        d["options"][1]["states"]["dev"]["drained"] == true
+    }
+    for (action, want) in [("drain", true), ("restore", false)] {
+        let (st, v) = servers[0]
+            .post(&format!("/v1/notify/providers/backup/{action}"), json!({}))
+            .await;
+        assert_eq!(st, 200, "{v}");
+        for s in &servers[1..] {
+            within(
+                Duration::from_secs(1),
+                "the drain reaches the others",
+                || async { drained(s).await == want },
+            )
+            .await;
+        }
+    }
+
     // Result caches: a result one replica cached serves the others.
     let cached = json!({"input": {"to": "+3", "text": "hi"}, "cache": "recent"});
     let (st, first) = send(&servers[0], "fallbacks", "sms", cached.clone()).await;

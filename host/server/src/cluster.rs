@@ -26,7 +26,6 @@
 //! | `replicas` | sorted set: replica → last heartbeat (Unix ms) |
 
 use crate::config::ClusterConfig;
-use crate::deployment::Deployment;
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -35,8 +34,28 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_engine::{
     BoxFuture, Claim, Definition, HealthKey, Kind, ProbeOutcome, Recover, RecoverRw, Shared,
-    SharedBreaker,
+    SharedBreaker, Switchyard,
 };
+
+/// What the link needs of the replica it serves (the deployment implements
+/// it), so this module does not depend on the deployment that owns it.
+pub trait Local: Send + Sync + 'static {
+    /// The replica's engine.
+    fn yard(&self) -> &Switchyard;
+    /// Every definition it holds as `(key, definition, from the config)`,
+    /// and whether the config's copies win (`server.seed = "overwrite"`).
+    fn cluster_seeds(&self) -> (Vec<(String, Definition, bool)>, bool);
+    /// Make its copy of a definition the cluster's (`None`: deleted).
+    fn apply_shared_definition(
+        &self,
+        product: &str,
+        kind: Kind,
+        tag: &str,
+        def: Option<Definition>,
+    );
+    /// Take in another replica's drain or restore.
+    fn apply_shared_drain(&self, product: &str, provider: &str, drained: bool);
+}
 
 /// Events kept in the shared log; a replica further behind than this
 /// resynchronises from the full state instead.
@@ -427,7 +446,7 @@ impl Cluster {
 
     /// Connect, join, converge, then keep in step until the deployment
     /// goes. Call once; the returned task stops when dropped or aborted.
-    pub fn spawn(self: &Arc<Self>, deployment: &Arc<Deployment>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(self: &Arc<Self>, deployment: &Arc<dyn Local>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         let d = Arc::downgrade(deployment);
         tokio::spawn(async move { me.run(d).await })
@@ -436,7 +455,7 @@ impl Cluster {
     /// Connect and converge once, waiting at most `within`: `serve` calls
     /// this before it listens, so a fresh replica starts with the cluster's
     /// definitions and open breakers.
-    pub async fn join(&self, deployment: &Deployment, within: Duration) -> bool {
+    pub async fn join(&self, deployment: &dyn Local, within: Duration) -> bool {
         tokio::time::timeout(within, async {
             if self.connect().await {
                 self.converge(deployment).await;
@@ -447,17 +466,17 @@ impl Cluster {
             && self.is_up()
     }
 
-    async fn run(self: Arc<Self>, deployment: Weak<Deployment>) {
+    async fn run(self: Arc<Self>, deployment: Weak<dyn Local>) {
         loop {
             let Some(d) = deployment.upgrade() else {
                 return;
             };
             if self.connection().is_none() && self.connect().await {
-                self.converge(&d).await;
+                self.converge(&*d).await;
             }
             if self.connection().is_some() {
-                self.flush(&d).await;
-                self.pull(&d).await;
+                self.flush(&*d).await;
+                self.pull(&*d).await;
             }
             drop(d);
             let _ = tokio::time::timeout(self.sync_interval, self.wake.notified()).await;
@@ -495,7 +514,7 @@ impl Cluster {
     /// After (re)connecting: push what this replica holds that the cluster
     /// may lack (its definitions, its open breakers), then take in the
     /// cluster's whole state.
-    async fn converge(&self, d: &Deployment) {
+    async fn converge(&self, d: &dyn Local) {
         self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
         // Definitions: the config-seeding rule, against the shared copy.
         let (seeds, overwrite) = d.cluster_seeds();
@@ -584,17 +603,17 @@ impl Cluster {
                     || now.saturating_sub(change.episode)
                         < change.open_timeout_ms.saturating_mul(2))
             {
-                d.yard.apply_shared_breaker(&k, &change);
+                d.yard().apply_shared_breaker(&k, &change);
             }
         }
-        for (key, change) in d.yard.shared_openings() {
+        for (key, change) in d.yard().shared_openings() {
             self.push(What::Breaker { key, change });
         }
         self.seen.store(seq.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Write the outbox and pending definitions in one pipeline.
-    async fn flush(&self, d: &Deployment) {
+    async fn flush(&self, d: &dyn Local) {
         let events: Vec<Event> = self.outbox.locked().drain(..).collect();
         let pending: Vec<String> = self.pending_defs.locked().iter().cloned().collect();
         let settles: Vec<(String, String, Duration)> = self.settles.locked().drain(..).collect();
@@ -657,7 +676,7 @@ impl Cluster {
             let Some((p, kind, t)) = parse_def_key(k) else {
                 continue;
             };
-            match d.yard.fetch(&p, kind, &t) {
+            match d.yard().fetch(&p, kind, &t) {
                 Some(def) => {
                     let Ok(json) = serde_json::to_string(&def) else {
                         continue;
@@ -707,7 +726,7 @@ impl Cluster {
     }
 
     /// Heartbeat, count the live replicas, and apply the others' events.
-    async fn pull(&self, d: &Deployment) {
+    async fn pull(&self, d: &dyn Local) {
         let now = now_ms();
         let live_after = now.saturating_sub(ms(self.sync_interval).saturating_mul(3).max(1_000));
         let replicas = self.key("replicas");
@@ -729,7 +748,7 @@ impl Cluster {
             return;
         };
         self.replicas.store(live.max(1), Ordering::Relaxed);
-        d.yard.set_replicas(live.max(1));
+        d.yard().set_replicas(live.max(1));
         let seq = seq.unwrap_or(0);
         let seen = self.seen.load(Ordering::Relaxed);
         if seq <= seen {
@@ -765,14 +784,14 @@ impl Cluster {
         self.seen.store(seq, Ordering::Relaxed);
     }
 
-    async fn apply(&self, d: &Deployment, what: What) {
+    async fn apply(&self, d: &dyn Local, what: What) {
         match what {
             What::Breaker { key, change } => {
-                d.yard.apply_shared_breaker(&key, &change);
+                d.yard().apply_shared_breaker(&key, &change);
             }
             What::Health { key, outcome } => {
                 let [product, env, tag] = key;
-                d.yard
+                d.yard()
                     .apply_shared_health(&HealthKey { product, env, tag }, outcome);
             }
             What::Drain {

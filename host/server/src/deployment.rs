@@ -813,12 +813,18 @@ impl Deployment {
             c.definition_changed(product, kind, tag);
         }
     }
+}
+
+impl crate::cluster::Local for Deployment {
+    fn yard(&self) -> &Switchyard {
+        &self.yard
+    }
 
     /// Every definition this replica holds, each with whether the config
     /// defines it, and whether the config's copies win
     /// (`server.seed = "overwrite"`): what it offers the cluster's shared
     /// copy when it joins.
-    pub fn cluster_seeds(&self) -> (Vec<(String, Definition, bool)>, bool) {
+    fn cluster_seeds(&self) -> (Vec<(String, Definition, bool)>, bool) {
         let config = self.config();
         let baseline = self.baseline.locked();
         let mut out = Vec::new();
@@ -836,7 +842,7 @@ impl Deployment {
     /// was deleted), in the engine and the store, without sharing it back.
     /// A copy this replica cannot serve (an app it does not have) is
     /// reported and skipped; the cluster keeps it.
-    pub fn apply_shared_definition(
+    fn apply_shared_definition(
         &self,
         product: &str,
         kind: Kind,
@@ -870,6 +876,24 @@ impl Deployment {
         {
             let _ = self.yard.apply(vec![undo]);
             eprintln!("cluster: shared {kind} `{product}/{tag}` not stored: {e}");
+        }
+    }
+
+    /// Take in a drain or restore another replica's operator made: the
+    /// engine and the store follow (the audit entry is the other replica's).
+    fn apply_shared_drain(&self, product: &str, provider: &str, drained: bool) {
+        if self.config().file.products.contains_key(product) {
+            if drained {
+                self.yard.drain(product, provider);
+            } else {
+                self.yard.restore(product, provider);
+            }
+            if let Some(s) = &self.store
+                && let Err(e) =
+                    s.put_operator_state("drain", product, provider, drained.then_some("drained"))
+            {
+                eprintln!("cluster: a shared drain of `{product}/{provider}` not stored: {e}");
+            }
         }
     }
 }

@@ -3,13 +3,12 @@
 //! admission, weights, drains), the runs this replica served (kept, newest
 //! first, bounded, findable), and operator actions as they happen.
 
-use crate::deployment::Deployment;
 use crate::store::AuditEntry;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use switchyard_engine::{Kind, Recover, RunError, RunResult};
+use switchyard_engine::{Kind, Recover, RunError, RunResult, Switchyard};
 use tokio::sync::broadcast;
 
 /// Runs kept for `/v1/runs` and the page.
@@ -185,20 +184,24 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Every product and env, each quota, fallback and feature with its
-/// providers' live state: what the page draws.
-pub fn snapshot(d: &Deployment) -> Value {
-    let config = d.config();
+/// Every product and env (`scopes`: each product with its envs), each
+/// quota, fallback and feature with its providers' live state, and the
+/// cluster's readiness line if any: what the page draws.
+pub fn snapshot(
+    yard: &Switchyard,
+    scopes: &[(String, Vec<String>)],
+    cluster: Option<String>,
+) -> Value {
     let mut products = Vec::new();
-    for (product, pc) in &config.file.products {
-        for env in &pc.envs {
+    for (product, envs) in scopes {
+        for env in envs {
             let mut defs = Vec::new();
-            for def in d.yard.fetch_all(product, None) {
+            for def in yard.fetch_all(product, None) {
                 let kind = def.kind();
                 let tag = def.meta().tag.clone();
                 match kind {
                     Kind::Quota | Kind::Fallback => {
-                        let Ok(states) = d.yard.provider_states(product, env, kind, &tag) else {
+                        let Ok(states) = yard.provider_states(product, env, kind, &tag) else {
                             continue;
                         };
                         let providers: Vec<Value> = states
@@ -208,7 +211,7 @@ pub fn snapshot(d: &Deployment) -> Value {
                                 if let Some(h) = s
                                     .healthcheck
                                     .as_ref()
-                                    .and_then(|hc| d.yard.health(product, env, hc))
+                                    .and_then(|hc| yard.health(product, env, hc))
                                 {
                                     let skip = h.history.len().saturating_sub(HISTORY_SHOWN);
                                     v["history"] = json!(h.history[skip..]
@@ -239,5 +242,5 @@ pub fn snapshot(d: &Deployment) -> Value {
             products.push(json!({"product": product, "env": env, "definitions": defs}));
         }
     }
-    json!({"at_unix_ms": now_ms(), "products": products, "cluster": d.cluster.as_ref().map(|c| c.readiness().trim().to_string())})
+    json!({"at_unix_ms": now_ms(), "products": products, "cluster": cluster})
 }

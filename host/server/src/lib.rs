@@ -11,7 +11,8 @@
 //! `metrics` → the engine and runtime crates. The config layer knows
 //! nothing of the CLI or the API. In cluster mode the deployment owns a
 //! `cluster` link (Redis), whose sync task applies what other replicas
-//! shared to that deployment.
+//! shared through the `cluster::Local` trait the deployment implements, so
+//! `cluster` (like `events`) sits below the deployment, not beside it.
 
 mod api;
 mod bundled;

@@ -193,24 +193,6 @@ impl Deployment {
         Ok(changed)
     }
 
-    /// Take in a drain or restore another replica's operator made: the
-    /// engine and the store follow (the audit entry is the other replica's).
-    pub fn apply_shared_drain(&self, product: &str, provider: &str, drained: bool) {
-        if self.config().file.products.contains_key(product) {
-            if drained {
-                self.yard.drain(product, provider);
-            } else {
-                self.yard.restore(product, provider);
-            }
-            if let Some(s) = &self.store
-                && let Err(e) =
-                    s.put_operator_state("drain", product, provider, drained.then_some("drained"))
-            {
-                eprintln!("cluster: a shared drain of `{product}/{provider}` not stored: {e}");
-            }
-        }
-    }
-
     /// The newest `limit` operator actions.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, OpError> {
         Ok(match &self.store {

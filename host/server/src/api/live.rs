@@ -73,7 +73,19 @@ pub(super) async fn events(State(s): State<Arc<ApiState>>) -> Response {
         let event = tokio::select! {
             _ = tick.tick() => {
                 let d = s.deployment.clone();
-                let snap = tokio::task::spawn_blocking(move || snapshot(&d)).await.ok()?;
+                let snap = tokio::task::spawn_blocking(move || {
+                    let scopes: Vec<(String, Vec<String>)> = d
+                        .config()
+                        .file
+                        .products
+                        .iter()
+                        .map(|(p, c)| (p.clone(), c.envs.clone()))
+                        .collect();
+                    let cluster = d.cluster.as_ref().map(|c| c.readiness().trim().to_string());
+                    snapshot(&d.yard, &scopes, cluster)
+                })
+                .await
+                .ok()?;
                 SseEvent::default().event("state").data(snap.to_string())
             }
             e = rx.recv() => match e {

@@ -320,10 +320,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     // serves on its own state and converges when Redis is reachable).
     let _cluster = match &deployment.cluster {
         Some(c) => {
-            if !c.join(&deployment, Duration::from_secs(3)).await {
+            if !c.join(&*deployment, Duration::from_secs(3)).await {
                 eprintln!("{}", c.readiness().trim_end());
             }
-            Some(AbortOnDrop(c.spawn(&deployment)))
+            let local: Arc<dyn crate::cluster::Local> = deployment.clone();
+            Some(AbortOnDrop(c.spawn(&local)))
         }
         None => None,
     };

@@ -277,74 +277,75 @@ impl Cluster {
     /// Prometheus lines.
     pub fn metrics(&self) -> String {
         let c = &self.counters;
-        let up = u8::from(self.is_up());
-        let mut out = String::new();
-        let mut line = |name: &str, kind: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
-        };
-        line(
-            "switchyard_cluster_up",
-            "gauge",
-            "1 while this replica reaches Redis; 0 while it serves on local state.",
-            u64::from(up),
-        );
-        line(
-            "switchyard_cluster_replicas",
-            "gauge",
-            "Replicas with a heartbeat in the last three sync intervals.",
-            u64::from(self.replicas.load(Ordering::Relaxed)),
-        );
-        line(
-            "switchyard_cluster_errors_total",
-            "counter",
-            "Redis calls that failed (connection or command).",
-            c.errors.load(Ordering::Relaxed),
-        );
-        line(
-            "switchyard_cluster_timeouts_total",
-            "counter",
-            "Redis calls that took longer than cluster.timeout_ms.",
-            c.timeouts.load(Ordering::Relaxed),
-        );
-        line(
-            "switchyard_cluster_local_decisions_total",
-            "counter",
-            "Shared decisions (quota ticket, probe permit, lease, claim, cache) made locally because Redis did not answer in time.",
-            c.local_decisions.load(Ordering::Relaxed),
-        );
-        line(
-            "switchyard_cluster_events_sent_total",
-            "counter",
-            "Events (breaker transitions, health results, definition changes) written to Redis.",
-            c.sent.load(Ordering::Relaxed),
-        );
-        line(
-            "switchyard_cluster_events_applied_total",
-            "counter",
-            "Events from other replicas applied here.",
-            c.applied.load(Ordering::Relaxed),
-        );
-        line(
-            "switchyard_cluster_events_dropped_total",
-            "counter",
-            "Events dropped because the outbox was full while Redis was away.",
-            c.dropped.load(Ordering::Relaxed),
-        );
-        line(
-            "switchyard_cluster_resyncs_total",
-            "counter",
-            "Full resynchronisations (at start, after Redis came back, or after falling behind the event log).",
-            c.resyncs.load(Ordering::Relaxed),
-        );
-        line(
-            "switchyard_cluster_outbox",
-            "gauge",
-            "Events waiting for Redis.",
-            self.outbox.locked().len() as u64,
-        );
-        out
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let series: [(&str, &str, &str, u64); 10] = [
+            (
+                "switchyard_cluster_up",
+                "gauge",
+                "1 while this replica reaches Redis; 0 while it serves on local state.",
+                u64::from(self.is_up()),
+            ),
+            (
+                "switchyard_cluster_replicas",
+                "gauge",
+                "Replicas with a heartbeat in the last three sync intervals.",
+                u64::from(self.replicas.load(Ordering::Relaxed)),
+            ),
+            (
+                "switchyard_cluster_errors_total",
+                "counter",
+                "Redis calls that failed (connection or command).",
+                n(&c.errors),
+            ),
+            (
+                "switchyard_cluster_timeouts_total",
+                "counter",
+                "Redis calls that took longer than cluster.timeout_ms.",
+                n(&c.timeouts),
+            ),
+            (
+                "switchyard_cluster_local_decisions_total",
+                "counter",
+                "Shared decisions (quota ticket, probe permit, lease, claim, cache) made locally because Redis did not answer in time.",
+                n(&c.local_decisions),
+            ),
+            (
+                "switchyard_cluster_events_sent_total",
+                "counter",
+                "Events (breaker transitions, health results, drains, definition changes) written to Redis.",
+                n(&c.sent),
+            ),
+            (
+                "switchyard_cluster_events_applied_total",
+                "counter",
+                "Events from other replicas applied here.",
+                n(&c.applied),
+            ),
+            (
+                "switchyard_cluster_events_dropped_total",
+                "counter",
+                "Events dropped because the outbox was full while Redis was away.",
+                n(&c.dropped),
+            ),
+            (
+                "switchyard_cluster_resyncs_total",
+                "counter",
+                "Full resynchronisations (at start, after Redis came back, or after falling behind the event log).",
+                n(&c.resyncs),
+            ),
+            (
+                "switchyard_cluster_outbox",
+                "gauge",
+                "Events waiting for Redis.",
+                self.outbox.locked().len() as u64,
+            ),
+        ];
+        series
+            .iter()
+            .map(|(name, kind, help, v)| {
+                format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
+            })
+            .collect()
     }
 
     fn connection(&self) -> Option<MultiplexedConnection> {

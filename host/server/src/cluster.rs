@@ -128,8 +128,6 @@ pub struct Cluster {
     outbox: Mutex<VecDeque<Event>>,
     /// Definitions changed here and not yet in Redis (`product/kind/tag`).
     pending_defs: Mutex<BTreeSet<String>>,
-    /// Markers of the idempotency records this replica holds.
-    claims: Mutex<HashMap<String, String>>,
     /// Outcomes of finished runs Redis could not take when they finished:
     /// written at the next flush, so a retry after Redis is back gets them.
     settles: Mutex<VecDeque<(String, String, Duration)>>,
@@ -137,7 +135,6 @@ pub struct Cluster {
     /// The newest event seq applied.
     seen: AtomicU64,
     replicas: AtomicU32,
-    claim_counter: AtomicU64,
     counters: Counters,
 }
 
@@ -228,12 +225,10 @@ impl Cluster {
             }),
             outbox: Mutex::new(VecDeque::new()),
             pending_defs: Mutex::new(BTreeSet::new()),
-            claims: Mutex::new(HashMap::new()),
             settles: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
             seen: AtomicU64::new(0),
             replicas: AtomicU32::new(1),
-            claim_counter: AtomicU64::new(0),
             counters: Counters::default(),
         }))
     }
@@ -831,6 +826,13 @@ impl Cluster {
         }
     }
 
+    /// What a record this replica claimed holds while its run goes on:
+    /// derived from the key, so nothing is kept per claim here (a run whose
+    /// caller went away leaves nothing behind but the record, which lapses).
+    fn marker(&self, key: &str) -> String {
+        format!("running {} {key}", self.replica)
+    }
+
     async fn script_int(
         &self,
         script: &'static str,
@@ -958,13 +960,8 @@ impl Shared for Cluster {
 
     fn claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Claim> {
         Box::pin(async move {
-            let marker = format!(
-                "running {} {}",
-                self.replica,
-                self.claim_counter.fetch_add(1, Ordering::Relaxed)
-            );
             let k = self.key(key);
-            let m = marker.clone();
+            let m = self.marker(key);
             let answer = self
                 .call_within(self.record_timeout(), |mut c| async move {
                     redis::cmd("EVAL")
@@ -979,10 +976,7 @@ impl Shared for Cluster {
                 .await;
             match answer {
                 None => Claim::Unreachable,
-                Some(redis::Value::Int(1)) => {
-                    self.claims.locked().insert(key.to_string(), marker);
-                    Claim::Claimed
-                }
+                Some(redis::Value::Int(1)) => Claim::Claimed,
                 Some(redis::Value::BulkString(b)) => {
                     let v = String::from_utf8_lossy(&b);
                     match v.strip_prefix("done ") {
@@ -1002,9 +996,7 @@ impl Shared for Cluster {
         ttl: Duration,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            let Some(marker) = self.claims.locked().remove(key) else {
-                return false;
-            };
+            let marker = self.marker(key);
             let k = self.key(key);
             // Writing the outcome may take longer than a decision: it is
             // what makes a later retry safe (see `record_timeout`); if it

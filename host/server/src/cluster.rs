@@ -63,6 +63,8 @@ pub const EVENT_LOG: usize = 1_024;
 /// Events a replica keeps for Redis while it is away; past it the oldest
 /// are dropped (counted) and the full push at reconnect covers breakers.
 pub const OUTBOX: usize = 10_000;
+/// The bound of the sync task's own round trips (see `Cluster::sync`).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events read per sync round trip.
 const READ_BATCH: isize = 256;
 
@@ -358,14 +360,32 @@ impl Cluster {
         st.last_error = Some(why);
     }
 
-    /// Run `f` on the connection within the timeout; `None` when Redis is
-    /// away, failed or slow (counted).
+    /// A decision a run waits on: `f` within `cluster.timeout_ms`; `None`
+    /// (counted as a local decision) when Redis is away, failed or slow.
     async fn call<T, F, Fut>(&self, f: F) -> Option<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        self.call_within(self.timeout, f).await
+        let answer = self.call_within(self.timeout, f).await;
+        if answer.is_none() {
+            self.counters
+                .local_decisions
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    /// The sync task's own work (joining, flushing the outbox, reading the
+    /// event log): no run waits on it, and a backlog written after an outage
+    /// or a large definition set takes longer than a decision may, so it
+    /// gets [`SYNC_TIMEOUT`] rather than `cluster.timeout_ms`.
+    async fn sync<T, F, Fut>(&self, f: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.call_within(SYNC_TIMEOUT, f).await
     }
 
     /// The bound of what keeps a caller's retry safe (claiming and settling
@@ -380,19 +400,11 @@ impl Cluster {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let Some(conn) = self.connection() else {
-            self.counters
-                .local_decisions
-                .fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
+        let conn = self.connection()?;
         match tokio::time::timeout(bound, f(conn)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .local_decisions
-                    .fetch_add(1, Ordering::Relaxed);
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
                     self.went_down(e.to_string());
                 }
@@ -400,9 +412,6 @@ impl Cluster {
             }
             Err(_) => {
                 self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .local_decisions
-                    .fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
@@ -522,7 +531,7 @@ impl Cluster {
         // on one process: the config seeds what the store lacks).
         let dk = deleted_key.clone();
         let Some(deleted) = self
-            .call(|mut c| async move {
+            .sync(|mut c| async move {
                 redis::cmd("HGETALL")
                     .arg(dk)
                     .query_async::<HashMap<String, String>>(&mut c)
@@ -549,7 +558,7 @@ impl Cluster {
             .hgetall(self.key("drains"));
         pipe.get(self.key("seq"));
         let Some((defs, breakers, drains, seq)) = self
-            .call(|mut c| async move {
+            .sync(|mut c| async move {
                 pipe.query_async::<(
                     HashMap<String, String>,
                     HashMap<String, String>,
@@ -699,7 +708,7 @@ impl Cluster {
         }
         let sent = events.len() + pending.len();
         let ok = self
-            .call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .sync(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await;
         if ok.is_some() {
             self.counters.sent.fetch_add(sent as u64, Ordering::Relaxed);
@@ -708,7 +717,13 @@ impl Cluster {
                 p.remove(k);
             }
         } else {
-            self.settles.locked().extend(settles);
+            let mut kept = self.settles.locked();
+            kept.extend(settles);
+            while kept.len() > OUTBOX {
+                kept.pop_front();
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(kept);
             // Keep them, in order, ahead of anything pushed meanwhile.
             let mut out = self.outbox.locked();
             for e in events.into_iter().rev() {
@@ -735,7 +750,7 @@ impl Cluster {
             .get(self.key("seq"))
             .lrange(self.key("events"), 0, READ_BATCH - 1);
         let Some((live, seq, recent)) = self
-            .call(|mut c| async move {
+            .sync(|mut c| async move {
                 pipe.query_async::<(u32, Option<u64>, Vec<String>)>(&mut c)
                     .await
             })
@@ -802,7 +817,7 @@ impl Cluster {
                 let field = key.clone();
                 let defs = self.key("defs");
                 let Some(json) = self
-                    .call(|mut c| async move {
+                    .sync(|mut c| async move {
                         redis::cmd("HGET")
                             .arg(defs)
                             .arg(field)
@@ -975,7 +990,12 @@ impl Shared for Cluster {
                 })
                 .await;
             match answer {
-                None => Claim::Unreachable,
+                None => {
+                    self.counters
+                        .local_decisions
+                        .fetch_add(1, Ordering::Relaxed);
+                    Claim::Unreachable
+                }
                 Some(redis::Value::Int(1)) => Claim::Claimed,
                 Some(redis::Value::BulkString(b)) => {
                     let v = String::from_utf8_lossy(&b);
@@ -1027,7 +1047,7 @@ impl Shared for Cluster {
                     done
                 }
                 None => {
-                    self.call(|mut c| async move {
+                    self.call_within(self.record_timeout(), |mut c| async move {
                         redis::cmd("EVAL")
                             .arg(RELEASE)
                             .arg(1)

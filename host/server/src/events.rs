@@ -107,7 +107,6 @@ impl Hub {
     }
 
     /// Keep a run that ended and tell subscribers.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_run(
         &self,
         product: &str,

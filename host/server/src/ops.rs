@@ -55,17 +55,23 @@ impl Deployment {
         Ok(())
     }
 
-    fn check_product(&self, product: &str, env: Option<&str>) -> Result<(), OpError> {
+    /// That `product` (and `env`, if given) is one of the config's: the
+    /// one check of a named scope, for the API and the operator actions.
+    pub fn check_scope(&self, product: &str, env: Option<&str>) -> Result<(), OpError> {
         let config = self.config();
-        let Some(p) = config.file.products.get(product) else {
-            return Err(OpError::NotFound(format!("no product `{product}`")));
+        let products = &config.file.products;
+        let Some(p) = products.get(product) else {
+            let names: Vec<&String> = products.keys().collect();
+            return Err(OpError::NotFound(format!(
+                "no product `{product}`; products: {names:?}"
+            )));
         };
         if let Some(env) = env
             && !p.envs.iter().any(|e| e == env)
         {
             return Err(OpError::NotFound(format!(
-                "product `{product}` has no env `{env}` (it has {})",
-                p.envs.join(", ")
+                "`{env}` is not an env of `{product}`; envs: {:?}",
+                p.envs
             )));
         }
         Ok(())
@@ -79,7 +85,7 @@ impl Deployment {
         env: &str,
         tag: &str,
     ) -> Result<HealthSnapshot, OpError> {
-        self.check_product(product, Some(env))?;
+        self.check_scope(product, Some(env))?;
         if self.yard.fetch(product, Kind::Healthcheck, tag).is_none() {
             return Err(OpError::NotFound(format!(
                 "no healthcheck `{tag}` in product `{product}`"
@@ -117,7 +123,7 @@ impl Deployment {
                 "breaker `{key}`: a breaker key is `product/env/app/action` (or `product/env/feature:tag`), as provider state shows it"
             )));
         };
-        self.check_product(product, Some(env))?;
+        self.check_scope(product, Some(env))?;
         if rest.is_empty() || rest.len() > 512 {
             return Err(OpError::Invalid(format!(
                 "breaker `{key}`: name the app and action after `{product}/{env}/`"
@@ -151,7 +157,7 @@ impl Deployment {
         provider: &str,
         drain: bool,
     ) -> Result<bool, OpError> {
-        self.check_product(product, None)?;
+        self.check_scope(product, None)?;
         let named = [Kind::Quota, Kind::Fallback].iter().any(|k| {
             self.yard.fetch_all(product, Some(*k)).iter().any(|d| {
                 let v = serde_json::to_value(d).unwrap_or_default();

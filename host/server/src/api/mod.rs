@@ -462,22 +462,7 @@ const ALL_KINDS: &[Kind] = &[
 const RUN_KINDS: &[Kind] = &[Kind::Fallback, Kind::Quota, Kind::Feature];
 
 fn check_product_env(s: &ApiState, product: &str, env: Option<&str>) -> Result<(), ApiError> {
-    let products = &s.deployment.config().file.products;
-    let Some(p) = products.get(product) else {
-        let names: Vec<&String> = products.keys().collect();
-        return Err(ApiError::not_found(format!(
-            "no product `{product}`; products: {names:?}"
-        )));
-    };
-    if let Some(env) = env
-        && !p.envs.iter().any(|e| e == env)
-    {
-        return Err(ApiError::not_found(format!(
-            "`{env}` is not an env of `{product}`; envs: {:?}",
-            p.envs
-        )));
-    }
-    Ok(())
+    Ok(s.deployment.check_scope(product, env)?)
 }
 
 /// The body of a run.

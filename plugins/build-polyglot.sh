@@ -20,7 +20,7 @@ TOOLS="$TARGET/toolchains"
 WIT="$ROOT/wit"
 # Both shipped polyglot adapters target the exchange world: pure steps, the
 # host sends each request (no wasi:http in the component).
-WORLD="switchyard:adapter/exchange-adapter@0.1.0"
+WORLD="switchyard:adapter/exchange-adapter@0.2.0"
 mkdir -p "$OUT" "$TOOLS"
 
 # Hash of everything a component is built from, to skip needless rebuilds.

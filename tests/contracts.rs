@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_engine::{Adapter, CallRequest, CallResponse, ErrorClass, FailureKind};
+use switchyard_engine::{Adapter, CallRequest, CallResponse, ErrorClass, FailureKind, Idempotency};
 use switchyard_engine::{ErrorCode, RunOptions, Switchyard};
 use switchyard_runtime::{App, Grant, Runtime};
 use switchyard_runtime::{Credential, Secret};
@@ -120,19 +120,19 @@ async fn stripe_actions_against_stripes_own_spec() {
     )
     .await;
     let info = app.info();
-    let idem: Vec<(&str, bool)> = info
+    let idem: Vec<(&str, &str)> = info
         .actions
         .iter()
-        .map(|a| (a.name.as_str(), a.idempotent))
+        .map(|a| (a.name.as_str(), a.idempotency.as_str()))
         .collect();
     assert_eq!(
         idem,
         [
-            ("create-payment-intent", true),
-            ("create-charge", true),
-            ("create-refund", true),
-            ("retrieve-payment-intent", true),
-            ("ping", true)
+            ("create-payment-intent", "keyed"),
+            ("create-charge", "keyed"),
+            ("create-refund", "keyed"),
+            ("retrieve-payment-intent", "safe"),
+            ("ping", "safe")
         ]
     );
 
@@ -307,8 +307,15 @@ async fn twilio_actions_against_twilios_own_spec() {
     let (_turn, _rt, app) =
         at_fake(TWILIO, "Twilio", artifacts::TWILIO_PLUGIN, twilio_grant()).await;
     let info = app.info();
-    assert!(!info.action("send-sms").unwrap().idempotent);
-    assert!(info.action("fetch-message").unwrap().idempotent);
+    assert_eq!(
+        info.action("send-sms").unwrap().idempotency,
+        Idempotency::Unsafe
+    );
+    assert_eq!(
+        info.action("fetch-message").unwrap().idempotency,
+        Idempotency::Safe
+    );
+    assert_eq!(info.action("ping").unwrap().idempotency, Idempotency::Safe);
 
     let sent = valid_call(
         "twilio",
@@ -406,8 +413,18 @@ async fn sns_publish_signed_by_the_host_against_moto() {
     let rt = runtime();
     let (_, secret) = sns_keys();
     let app = load(&rt, "sns", artifacts::SNS_PLUGIN, sns_grant(&secret)).await;
-    assert!(!app.info().action("publish").unwrap().idempotent);
-    assert!(app.info().action("publish-fifo").unwrap().idempotent);
+    assert_eq!(
+        app.info().action("publish").unwrap().idempotency,
+        Idempotency::Unsafe
+    );
+    assert_eq!(
+        app.info().action("publish-fifo").unwrap().idempotency,
+        Idempotency::Keyed
+    );
+    assert_eq!(
+        app.info().action("ping").unwrap().idempotency,
+        Idempotency::Safe
+    );
 
     app.call(call("ping", json!({}))).await.unwrap();
     let sms = app

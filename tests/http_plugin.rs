@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use std::time::Duration;
-use switchyard_engine::{Adapter, CallRequest, ErrorClass, FailureKind};
+use switchyard_engine::{Adapter, CallRequest, ErrorClass, FailureKind, Idempotency};
 use switchyard_runtime::{CacheOutcome, RuntimeConfig};
 use switchyard_runtime::{Grant, Runtime};
 use switchyard_tests::{Simulator, artifacts, http_plugin, runtime};
@@ -11,7 +11,9 @@ fn grant(sim: &Simulator) -> Grant {
     let actions = json!([
         {"name": "send", "method": "POST", "path": "/v1/messages", "description": "send one",
          "input": {"to": {"type": "string", "required": true}}},
-        {"name": "fetch", "method": "GET", "path": "/v1/messages/{id}", "idempotent": true}
+        {"name": "fetch", "method": "GET", "path": "/v1/messages/{id}", "idempotent": true},
+        {"name": "status", "method": "GET", "path": "/v1/status"},
+        {"name": "upsert", "method": "PUT", "path": "/v1/things", "idempotency": "keyed"}
     ]);
     sim.http_plugin_grant(&actions)
 }
@@ -24,9 +26,18 @@ async fn describe_lists_builtin_and_configured_actions() {
     let info = app.info();
     assert_eq!(info.name, "http");
     let names: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["request", "ping", "send", "fetch"]);
-    assert!(info.action("fetch").unwrap().idempotent);
-    assert!(!info.action("send").unwrap().idempotent);
+    assert_eq!(
+        names,
+        ["request", "ping", "send", "fetch", "status", "upsert"]
+    );
+    let idem = |a: &str| info.action(a).unwrap().idempotency;
+    // `idempotent: true` is the older spelling of keyed; GET is a read
+    // unless declared otherwise; POST is unsafe unless declared.
+    assert_eq!(idem("fetch"), Idempotency::Keyed);
+    assert_eq!(idem("status"), Idempotency::Safe);
+    assert_eq!(idem("upsert"), Idempotency::Keyed);
+    assert_eq!(idem("send"), Idempotency::Unsafe);
+    assert_eq!(idem("ping"), Idempotency::Safe);
     assert_eq!(
         info.action("send").unwrap().input_schema,
         json!({"to": {"type": "string", "required": true}})

@@ -25,8 +25,8 @@
 // internal, other 4xx → rejected), `send` (fetch over wasi:http with the failures classified),
 // input accessors that name the missing field, config and logging.
 
-import * as hostConfig from 'switchyard:adapter/config@0.1.0';
-import * as hostLogging from 'switchyard:adapter/logging@0.1.0';
+import * as hostConfig from 'switchyard:adapter/config@0.2.0';
+import * as hostLogging from 'switchyard:adapter/logging@0.2.0';
 
 /** The six error classes of `adapter-error` (WIT variant case names). */
 export const CLASSES = ['rejected', 'unavailable', 'rate-limited', 'timeout', 'ambiguous', 'internal'];
@@ -52,7 +52,7 @@ export class AdapterError extends Error {
   /** The WIT `adapter-error` value. */
   toWit() {
     const detail = {
-      message: String(this.message).slice(0, 2048),
+      message: cut(String(this.message), 2048),
       status: this.status ?? undefined,
       code: this.code == null ? undefined : String(this.code),
     };
@@ -188,7 +188,7 @@ export class Response {
   /** This response if 2xx, else the class of its status with the body as message. */
   errorForStatus() {
     if (this.status >= 200 && this.status < 300) return this;
-    throw fromStatus(this.status, this.body.slice(0, 512), { retryAfterMs: this.retryAfterMs() });
+    throw fromStatus(this.status, cut(this.body, 512), { retryAfterMs: this.retryAfterMs() });
   }
 }
 
@@ -223,6 +223,23 @@ export async function send(url, { method = 'GET', headers = {}, body } = {}) {
   return new Response(response.status, response.headers, text);
 }
 
+/**
+ * What repeating an action does: `idempotency: 'safe'` (a read with no
+ * effect: retried and failed over anywhere), `'keyed'` (the provider
+ * deduplicates by the run's key at this app: retried there, never moved to
+ * another app) or `'unsafe'` (not repeated after an ambiguous outcome).
+ * `idempotent: true` is the older spelling of `'keyed'`.
+ */
+function declared(a) {
+  if (a.idempotency !== undefined) {
+    if (!['safe', 'keyed', 'unsafe'].includes(a.idempotency)) {
+      throw new Error(`action ${a.name}: idempotency must be 'safe', 'keyed' or 'unsafe', not ${a.idempotency}`);
+    }
+    return a.idempotency;
+  }
+  return a.idempotent ? 'keyed' : 'unsafe';
+}
+
 /** The WIT `app-info` of a plain description. */
 function appInfo(name, version, actions) {
   return {
@@ -232,7 +249,7 @@ function appInfo(name, version, actions) {
       name: a.name,
       description: a.description ?? '',
       inputSchema: JSON.stringify(a.input ?? {}),
-      idempotent: Boolean(a.idempotent),
+      idempotency: declared(a),
     })),
   };
 }
@@ -245,6 +262,20 @@ function contained(e) {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/**
+ * At most `max` UTF-16 units of `text`, never splitting a surrogate pair
+ * (a lone half would not survive the trip to a WIT string): cut provider
+ * text with this, never with `slice`.
+ */
+export function cut(text, max) {
+  const s = String(text ?? '');
+  if (s.length <= max) return s;
+  let end = max;
+  const c = s.charCodeAt(end - 1);
+  if (c >= 0xd800 && c <= 0xdbff) end -= 1;
+  return s.slice(0, end);
+}
 
 /** A request an exchange-world adapter asks the host to send. */
 export class Outgoing {

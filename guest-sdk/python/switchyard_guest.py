@@ -112,7 +112,7 @@ class AdapterError(Exception):
 
     def to_wit(self) -> wit.AdapterError:
         detail = wit.ErrorDetail(
-            message=self.message[:2048],
+            message=cut(self.message, 2048),
             status=self.status,
             code=None if self.code is None else str(self.code),
         )
@@ -189,14 +189,40 @@ class log:
         _logging.log(_logging.Level.ERROR, str(message))
 
 
+SAFE, KEYED, UNSAFE = "safe", "keyed", "unsafe"
+
+
 @dataclass
 class Action:
-    """One operation the adapter implements."""
+    """One operation the adapter implements.
+
+    ``idempotency`` says what repeating it does, and so where the host may
+    repeat it: ``"safe"`` (a read with no effect: retried and failed over
+    anywhere), ``"keyed"`` (the provider deduplicates by the run's key at
+    this app: retried there, never moved to another app) or ``"unsafe"``
+    (not repeated after an ambiguous outcome). ``idempotent=True`` is the
+    older spelling of ``"keyed"``.
+    """
 
     name: str
     description: str = ""
     input: Dict[str, Any] = field(default_factory=dict)
     idempotent: bool = False
+    idempotency: str = ""
+
+    def declared(self) -> str:
+        if self.idempotency:
+            if self.idempotency not in (SAFE, KEYED, UNSAFE):
+                raise ValueError(
+                    f"action {self.name!r}: idempotency must be 'safe', 'keyed' or 'unsafe', not {self.idempotency!r}"
+                )
+            return self.idempotency
+        return KEYED if self.idempotent else UNSAFE
+
+
+def cut(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``: provider text is cut with this."""
+    return text[:limit]
 
 
 class Request:
@@ -281,7 +307,7 @@ class Response:
         if 200 <= self.status < 300:
             return self
         raise AdapterError.from_status(
-            self.status, self.text()[:512], retry_after_ms=self.retry_after_ms()
+            self.status, cut(self.text(), 512), retry_after_ms=self.retry_after_ms()
         )
 
 
@@ -451,7 +477,11 @@ def _describe(adapter: Any) -> wit.AppInfo:
                 name=a.name,
                 description=a.description,
                 input_schema=_json.dumps(a.input),
-                idempotent=a.idempotent,
+                idempotency={
+                    SAFE: wit.Idempotency.SAFE,
+                    KEYED: wit.Idempotency.KEYED,
+                    UNSAFE: wit.Idempotency.UNSAFE,
+                }[a.declared()],
             )
             for a in adapter.actions
         ],

@@ -235,6 +235,13 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// At most `max` bytes of the body as text (lossy), cut on a character
+    /// boundary: what an error message quotes of a provider's answer.
+    pub fn snippet(&self, max: usize) -> String {
+        let head = &self.body[..self.body.len().min(max.saturating_add(3))];
+        crate::text::cut(&String::from_utf8_lossy(head), max).to_string()
+    }
+
     /// The body parsed as JSON; `ambiguous` if it is not JSON (the provider
     /// answered, so the request was executed or not, we cannot tell).
     pub fn json(&self) -> Result<Value, Error> {
@@ -245,14 +252,17 @@ impl Response {
     }
 
     /// `Ok(self)` for 2xx; otherwise the error class of the status (see
-    /// [`Error::from_status`]) with the body's first 512 bytes as message.
+    /// [`Error::from_status`]) with the body's first 512 bytes as message
+    /// (cut on a character boundary).
     pub fn error_for_status(self) -> Result<Self, Error> {
         if (200..300).contains(&self.status) {
             return Ok(self);
         }
-        let mut message = self.text();
-        message.truncate(512);
-        Err(Error::from_status(self.status, message, self.retry_after()))
+        Err(Error::from_status(
+            self.status,
+            self.snippet(512),
+            self.retry_after(),
+        ))
     }
 }
 

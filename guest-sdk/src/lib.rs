@@ -77,6 +77,7 @@ mod error;
 mod exchange;
 pub mod http;
 mod request;
+pub mod text;
 
 pub use error::{Detail, Error};
 pub use exchange::{Exchange, ExportedSteps, OneRequest, Step, Steps};
@@ -112,9 +113,9 @@ pub mod exchange_bindings {
         default_bindings_module: "::switchyard_guest::exchange_bindings",
         runtime_path: "::switchyard_guest::__wit_bindgen::rt",
         with: {
-            "switchyard:adapter/adapter-types@0.1.0": crate::bindings::switchyard::adapter::adapter_types,
-            "switchyard:adapter/config@0.1.0": crate::bindings::switchyard::adapter::config,
-            "switchyard:adapter/logging@0.1.0": crate::bindings::switchyard::adapter::logging,
+            "switchyard:adapter/adapter-types@0.2.0": crate::bindings::switchyard::adapter::adapter_types,
+            "switchyard:adapter/config@0.2.0": crate::bindings::switchyard::adapter::config,
+            "switchyard:adapter/logging@0.2.0": crate::bindings::switchyard::adapter::logging,
         },
         generate_all,
     });
@@ -163,23 +164,41 @@ impl AppInfo {
     }
 }
 
+/// What repeating an action does, and so where the host may repeat it
+/// after a failure. A key is honoured by one app (one account at one
+/// provider): after an attempt that may have taken effect, only a
+/// [`Idempotency::Safe`] action is ever sent to another app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Idempotency {
+    /// A read or lookup with no effect: retried, failed over and hedged
+    /// anywhere.
+    Safe,
+    /// Idempotent at the app that received it with the same key (the
+    /// provider deduplicates by it): retried there, never moved elsewhere.
+    Keyed,
+    /// Neither: not repeated after an `ambiguous` outcome.
+    #[default]
+    Unsafe,
+}
+
 /// One action of an app.
 #[derive(Debug, Clone)]
 pub struct Action {
     name: String,
     description: String,
     input: serde_json::Value,
-    idempotent: bool,
+    idempotency: Idempotency,
 }
 
 impl Action {
-    /// A non-idempotent action with an empty input schema.
+    /// An unsafe action (not repeated after `ambiguous`) with an empty
+    /// input schema.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             description: String::new(),
             input: serde_json::json!({}),
-            idempotent: false,
+            idempotency: Idempotency::Unsafe,
         }
     }
 
@@ -195,11 +214,26 @@ impl Action {
         self
     }
 
-    /// Declare that repeating the action with the same idempotency key has
-    /// the effect of running it once.
-    pub fn idempotent(mut self, idempotent: bool) -> Self {
-        self.idempotent = idempotent;
+    /// Declare what repeating the action does.
+    pub fn idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
         self
+    }
+
+    /// Declare the action a read with no effect ([`Idempotency::Safe`]).
+    pub fn safe(self) -> Self {
+        self.idempotency(Idempotency::Safe)
+    }
+
+    /// Declare that the provider deduplicates the action by the run's
+    /// idempotency key at this app (`true`: [`Idempotency::Keyed`]) or not
+    /// (`false`: [`Idempotency::Unsafe`]).
+    pub fn idempotent(self, idempotent: bool) -> Self {
+        self.idempotency(if idempotent {
+            Idempotency::Keyed
+        } else {
+            Idempotency::Unsafe
+        })
     }
 }
 
@@ -215,7 +249,11 @@ impl AppInfo {
                     name: a.name,
                     description: a.description,
                     input_schema: a.input.to_string(),
-                    idempotent: a.idempotent,
+                    idempotency: match a.idempotency {
+                        Idempotency::Safe => wit::Idempotency::Safe,
+                        Idempotency::Keyed => wit::Idempotency::Keyed,
+                        Idempotency::Unsafe => wit::Idempotency::Unsafe,
+                    },
                 })
                 .collect(),
         }

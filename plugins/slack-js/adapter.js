@@ -16,7 +16,7 @@
 // other input would help), everything else (channel_not_found,
 // msg_too_long, …) → rejected. HTTP 429, 408 and 5xx map by status.
 
-import { defineExchange, outgoing, config, fromStatus, rejected, unavailable, internal, AdapterError } from './switchyard-guest.js';
+import { defineExchange, outgoing, config, fromStatus, rejected, unavailable, internal, AdapterError, cut } from './switchyard-guest.js';
 
 const POST_MESSAGE = 'post-message';
 const PING = 'ping';
@@ -35,13 +35,13 @@ const OUTAGE_ERRORS = new Set([
 /** Map one Slack Web API answer to its output or a classified error. */
 function slackResult(response) {
   if (response.status === 429 || response.status === 408 || response.status >= 500) {
-    throw fromStatus(response.status, `slack ${response.status}: ${response.body.slice(0, 300)}`, {
+    throw fromStatus(response.status, `slack ${response.status}: ${cut(response.body, 300)}`, {
       retryAfterMs: response.retryAfterMs(),
     });
   }
   if (response.status < 200 || response.status >= 300) {
     const kind = response.status === 401 || response.status === 403 ? internal : rejected;
-    throw kind(`slack ${response.status}: ${response.body.slice(0, 300)}`, { status: response.status });
+    throw kind(`slack ${response.status}: ${cut(response.body, 300)}`, { status: response.status });
   }
   const body = response.json();
   if (body.ok === true) return body;
@@ -61,7 +61,7 @@ function slackResult(response) {
 
 export const exchange = defineExchange({
   name: 'slack',
-  version: '0.1.0',
+  version: '0.2.0',
   actions: [
     {
       name: POST_MESSAGE,
@@ -72,12 +72,12 @@ export const exchange = defineExchange({
         thread_ts: { type: 'string', description: 'reply in this thread' },
         blocks: { type: 'array', description: 'Block Kit blocks' },
       },
-      idempotent: false,
+      idempotency: 'unsafe',
     },
     {
       name: PING,
       description: 'auth.test: healthy when Slack accepts the token',
-      idempotent: true,
+      idempotency: 'safe',
     },
   ],
   request(req) {

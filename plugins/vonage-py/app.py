@@ -44,7 +44,7 @@ def vonage_error(response: sy.Response) -> sy.AdapterError:
         parts.extend(
             f"{p.get('name')}: {p.get('reason')}" for p in invalid if isinstance(p, dict)
         )
-    message = "; ".join(parts) or response.text()[:300]
+    message = "; ".join(parts) or sy.cut(response.text(), 300)
     message = f"vonage {status}: {message}"
     if status in (401, 403):
         return sy.internal(f"{message} (check the app's API key and secret)", status=status, code=code)
@@ -84,7 +84,7 @@ def sms_message(req: sy.Request) -> dict:
 
 class Exchange(sy.Exchange):
     name = "vonage"
-    version = "0.1.0"
+    version = "0.2.0"
     actions = [
         sy.Action(
             SEND_SMS,
@@ -96,8 +96,8 @@ class Exchange(sy.Exchange):
                 "client_ref": {"type": "string", "description": "up to 100 characters; default: the run's idempotency key"},
             },
         ),
-        sy.Action(GET_BALANCE, "Account API: the account balance in EUR", idempotent=True),
-        sy.Action(PING, "Account API get-balance: healthy when Vonage answers 2xx", idempotent=True),
+        sy.Action(GET_BALANCE, "Account API: the account balance in EUR", idempotency=sy.SAFE),
+        sy.Action(PING, "Account API get-balance: healthy when Vonage answers 2xx", idempotency=sy.SAFE),
     ]
 
     def request(self, req: sy.Request) -> sy.Outgoing:
@@ -117,6 +117,6 @@ class Exchange(sy.Exchange):
             return {"value": body.get("value"), "auto_reload": body.get("autoReload")}
         uuid = body.get("message_uuid") if isinstance(body, dict) else None
         if not uuid:
-            raise sy.ambiguous(f"vonage {answer.status}: no message_uuid in {answer.text()[:200]}")
+            raise sy.ambiguous(f"vonage {answer.status}: no message_uuid in {sy.cut(answer.text(), 200)}")
         message = sms_message(req)
         return {"message_uuid": uuid, "to": message["to"], "client_ref": message.get("client_ref")}

@@ -36,7 +36,7 @@ fn noop(name: &str) -> Arc<Noop> {
             name: "send".into(),
             description: String::new(),
             input_schema: json!({}),
-            idempotent: false,
+            idempotency: switchyard_engine::Idempotency::Unsafe,
         }],
     }))
 }

@@ -37,8 +37,68 @@ pub struct ActionInfo {
     pub description: String,
     /// JSON object describing input fields (`{"amount": {"type": "integer"}}`).
     pub input_schema: serde_json::Value,
-    /// Whether repeating it with the same idempotency key is safe.
-    pub idempotent: bool,
+    /// What repeating it does, and so where the engine may repeat it.
+    pub idempotency: Idempotency,
+}
+
+/// What repeating an action does, and so where a run may repeat it after
+/// a failure. A key is honoured by one app (one account at one provider):
+/// only a [`Idempotency::Safe`] action may ever be repeated on another app
+/// after an attempt that may have taken effect.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Idempotency {
+    /// A read or lookup with no effect: retried, failed over and hedged
+    /// anywhere, even after an `ambiguous` outcome.
+    Safe,
+    /// Idempotent at the app that received it, with the same key (Stripe's
+    /// `Idempotency-Key`, an SNS FIFO deduplication id): retried on that
+    /// app with that key after `ambiguous`, never moved to another app.
+    Keyed,
+    /// Neither: after `ambiguous` it is not repeated at all.
+    #[default]
+    Unsafe,
+}
+
+impl Idempotency {
+    /// Kebab-case name, as in the WIT contract.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Safe => "safe",
+            Self::Keyed => "keyed",
+            Self::Unsafe => "unsafe",
+        }
+    }
+
+    /// Whether a try that may have taken effect can be repeated on the
+    /// same app with the same key.
+    pub fn retries_after_ambiguous(self) -> bool {
+        !matches!(self, Self::Unsafe)
+    }
+
+    /// Whether the action has an effect that one app must own: every
+    /// action but a safe one.
+    pub fn has_effect(self) -> bool {
+        !matches!(self, Self::Safe)
+    }
+
+    /// The declaration a definition's `idempotent` override stands for:
+    /// `true` keyed, `false` unsafe. An override never makes an action safe.
+    pub fn from_override(idempotent: bool) -> Self {
+        if idempotent {
+            Self::Keyed
+        } else {
+            Self::Unsafe
+        }
+    }
+}
+
+impl fmt::Display for Idempotency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Who a call is made for, passed through to the adapter.

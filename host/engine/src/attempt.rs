@@ -7,11 +7,12 @@ use super::breakers::Spec;
 use super::compile::{CompiledOption, CompiledRoute, OptionTarget};
 use super::definition::Kind;
 use super::observer::AttemptEvent;
+use super::records::{Pin, RunRecord};
 use super::retry::RetryPolicy;
-use super::run::{ErrorCode, RunError, RunOptions, RunResult};
+use super::run::{ErrorCode, Reconcile, RunError, RunOptions, RunResult};
 use super::switchyard::Inner;
 use super::trace::{AttemptRecord, Outcome, Skip, SkipReason, Trace};
-use crate::adapter::{AttemptError, CallRequest, ErrorClass, FailureKind, Session};
+use crate::adapter::{AttemptError, CallRequest, ErrorClass, FailureKind, Idempotency, Session};
 use crate::breakers;
 use crate::clock;
 use crate::health::{HealthKey, HealthStatus};
@@ -34,13 +35,15 @@ pub(crate) struct RunCtx<'a> {
     /// How deep in nested runs (feature steps and feature options) this
     /// run is.
     pub depth: u32,
+    /// The caller key's record, when the run holds one.
+    pub record: Option<&'a RunRecord>,
 }
 
 enum OptionEnd {
     Served(Value),
     Failed {
         error: AttemptError,
-        idempotent: bool,
+        idempotency: Idempotency,
     },
     Skipped(SkipReason),
     /// The host could not start its first try in time.
@@ -198,7 +201,7 @@ pub(crate) async fn try_in_order(
                 skip(trace, overload_skip(&o, false));
                 overloaded = Some(o);
             }
-            OptionEnd::Failed { error, idempotent } => {
+            OptionEnd::Failed { error, idempotency } => {
                 if error.kind == FailureKind::DeadlineExceeded
                     && ctx.inner.clock.now() >= ctx.deadline_at
                 {
@@ -214,12 +217,23 @@ pub(crate) async fn try_in_order(
                             ),
                         ));
                     }
-                    ErrorClass::Ambiguous if !idempotent && !route.failover_after_ambiguous => {
-                        return Err(RunError::new(
-                            ErrorCode::Ambiguous,
+                    // A key is honoured by one app: after an attempt that
+                    // may have acted, only a safe action moves on.
+                    ErrorClass::Ambiguous
+                        if idempotency.has_effect() && !route.failover_after_ambiguous =>
+                    {
+                        return Err(ambiguous_at(
+                            ctx,
+                            opt,
                             format!(
-                                "the request may have executed on provider `{}` ({}); `{}/{}` is not idempotent, so the run stopped instead of failing over. Check with the provider using idempotency key `{}`",
-                                opt.provider, error.message, opt.app, opt.action, ctx.key
+                                "the request may have executed at app `{}` (provider `{}`: {}); `{}` is {} there, so nothing else was tried. Check with the provider using idempotency key `{}`; a retry with this key goes to app `{}` only",
+                                opt.app,
+                                opt.provider,
+                                error.message,
+                                opt.action,
+                                idempotency_words(idempotency),
+                                ctx.key,
+                                opt.app
                             ),
                         ));
                     }
@@ -332,7 +346,7 @@ fn record(
 fn map_input(
     opt: &CompiledOption,
     input: &Value,
-    idempotent: bool,
+    idempotency: Idempotency,
     trace: &mut Trace,
 ) -> Result<Value, OptionEnd> {
     let scope = Scope {
@@ -344,7 +358,7 @@ fn map_input(
         record(trace, opt, 1, Err(&e), Duration::ZERO);
         OptionEnd::Failed {
             error: e,
-            idempotent,
+            idempotency,
         }
     })
 }
@@ -373,14 +387,11 @@ async fn run_option(
         record(trace, opt, 1, Err(&e), Duration::ZERO);
         return OptionEnd::Failed {
             error: e,
-            idempotent: false,
+            idempotency: Idempotency::Unsafe,
         };
     };
-    let idempotent = opt
-        .idempotent
-        .or_else(|| adapter.info().action(&opt.action).map(|a| a.idempotent))
-        .unwrap_or(false);
-    let mut mapped = match map_input(opt, input, idempotent, trace) {
+    let idempotency = declared(opt, adapter.info());
+    let mut mapped = match map_input(opt, input, idempotency, trace) {
         Ok(v) => Some(v),
         Err(end) => return end,
     };
@@ -391,11 +402,14 @@ async fn run_option(
     };
     let gate = inner.gate(ctx.product, ctx.env, &opt.app);
     let mut last: Option<AttemptError> = None;
+    // A try that may have acted decides how the option ends, whatever the
+    // retries after it answered: only a success resolves it.
+    let mut acted: Option<AttemptError> = None;
     for try_no in 0..=opt.policy.retries {
         // A retry's budget token, handed back if the retry is not made.
         let mut token = None;
         if let Some(prev) = &last {
-            if !RetryPolicy::retryable(prev, idempotent) {
+            if !RetryPolicy::retryable(prev, idempotency) {
                 break;
             }
             match inner.withdraw_budget(ctx.product, ctx.env, &opt.app) {
@@ -454,6 +468,33 @@ async fn run_option(
                 break;
             }
         };
+        // Before an action with an effect goes to an app, the key's record
+        // names that app: a retry after a crash goes there, never elsewhere.
+        if idempotency.has_effect()
+            && let Some(rec) = ctx.record
+            && !rec
+                .pin_before_send(
+                    &*inner.records,
+                    Pin {
+                        app: opt.app.clone(),
+                        provider: opt.provider.clone(),
+                    },
+                )
+                .await
+        {
+            inner.breakers.release(bkey, ticket);
+            inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
+            return OptionEnd::Stop(RunError {
+                retry_after_ms: Some(1_000),
+                ..RunError::new(
+                    ErrorCode::IdempotencyUnavailable,
+                    format!(
+                        "the record of idempotency key `{}` could not name app `{}` before sending, so nothing was sent to it; retry later",
+                        ctx.key, opt.app
+                    ),
+                )
+            });
+        }
         if try_no == 0 {
             // Every provider's first try is a first attempt on its app,
             // failovers included: it earns that app its retry allowance.
@@ -553,13 +594,120 @@ async fn run_option(
                     gate.cool_down(end, after);
                 }
                 record(trace, opt, try_no + 1, Err(&e), took);
+                if e.class == ErrorClass::Ambiguous && acted.is_none() {
+                    acted = Some(e.clone());
+                }
                 last = Some(e);
             }
         }
     }
-    OptionEnd::Failed {
-        error: last.expect("at least one try ran"),
-        idempotent,
+    let last = last.expect("at least one try ran");
+    let error = match acted {
+        Some(mut first) if last.class != ErrorClass::Ambiguous => {
+            first.message = format!(
+                "{} (the retries with the same key did not resolve it; the last: {last})",
+                first.message
+            );
+            first
+        }
+        _ => last,
+    };
+    OptionEnd::Failed { error, idempotency }
+}
+
+/// What `opt`'s action promises about repeating it: the definition's
+/// override (which never makes an action safe), else the adapter's word.
+pub(crate) fn declared(opt: &CompiledOption, info: &crate::adapter::AppInfo) -> Idempotency {
+    match opt.idempotent {
+        Some(o) => Idempotency::from_override(o),
+        None => info
+            .action(&opt.action)
+            .map_or(Idempotency::Unsafe, |a| a.idempotency),
+    }
+}
+
+fn idempotency_words(i: Idempotency) -> &'static str {
+    match i {
+        Idempotency::Safe => "safe",
+        Idempotency::Keyed => "idempotent only with this key",
+        Idempotency::Unsafe => "not idempotent",
+    }
+}
+
+/// An `ambiguous` run error naming where to reconcile.
+fn ambiguous_at(ctx: &RunCtx<'_>, opt: &CompiledOption, message: String) -> RunError {
+    RunError {
+        reconcile: Some(Reconcile {
+            app: opt.app.clone(),
+            provider: opt.provider.clone(),
+            idempotency_key: ctx.key.to_string(),
+        }),
+        ..RunError::new(ErrorCode::Ambiguous, message)
+    }
+}
+
+/// A run whose key an earlier run may have acted on at `pin`'s app: it
+/// goes to that app only (its own option first), with the same key, so the
+/// provider answers with what it did. Anything short of an answer leaves
+/// the run `ambiguous`, naming the app; nothing else is tried.
+pub(crate) async fn run_pinned(
+    ctx: &RunCtx<'_>,
+    route: &CompiledRoute,
+    pin: &Pin,
+    input: &Value,
+    trace: &mut Trace,
+) -> Result<(Value, String), RunError> {
+    let mut order: Vec<usize> = (0..route.options.len())
+        .filter(|&i| route.options[i].app == pin.app)
+        .collect();
+    order.sort_by_key(|&i| route.options[i].provider != pin.provider);
+    let unresolved = |why: String| RunError {
+        reconcile: Some(Reconcile {
+            app: pin.app.clone(),
+            provider: pin.provider.clone(),
+            idempotency_key: ctx.key.to_string(),
+        }),
+        ..RunError::new(
+            ErrorCode::Ambiguous,
+            format!(
+                "an earlier run with idempotency key `{}` may have executed at app `{}` (provider `{}`), so this run may only go there: {why}. Check with the provider, or retry later",
+                ctx.key, pin.app, pin.provider
+            ),
+        )
+    };
+    if order.is_empty() {
+        return Err(unresolved(format!(
+            "no option of {} `{}` sends to that app any more",
+            route.kind, route.tag
+        )));
+    }
+    // Only an app that deduplicates by the key can be asked again: an
+    // unsafe action sent twice would run twice.
+    let opt = &route.options[order[0]];
+    let keyed = ctx
+        .inner
+        .adapter(ctx.product, &opt.app, ctx.env)
+        .is_some_and(|a| declared(opt, a.info()) == Idempotency::Keyed);
+    if !keyed {
+        return Err(unresolved(format!(
+            "`{}` is not idempotent there, so it is not sent again",
+            opt.action
+        )));
+    }
+    match try_in_order(ctx, route, &order, true, input, trace).await {
+        Ok(served) => Ok(served),
+        Err(e) => match e.code {
+            // Final answers and the host's own limits stand as they are.
+            ErrorCode::Rejected
+            | ErrorCode::Mapping
+            | ErrorCode::Ambiguous
+            | ErrorCode::Overloaded
+            | ErrorCode::IdempotencyUnavailable => Err(e),
+            _ => Err(RunError {
+                retry_after_ms: e.retry_after_ms,
+                ..unresolved(e.message)
+            }),
+        },
     }
 }
 
@@ -571,7 +719,7 @@ fn feature_failure(e: &RunError) -> AttemptError {
     let (class, kind) = match e.code {
         ErrorCode::Rejected => (ErrorClass::Rejected, FailureKind::Provider),
         ErrorCode::Ambiguous => (ErrorClass::Ambiguous, FailureKind::Provider),
-        ErrorCode::Overloaded | ErrorCode::InProgress => {
+        ErrorCode::Overloaded | ErrorCode::InProgress | ErrorCode::IdempotencyUnavailable => {
             (ErrorClass::Overloaded, FailureKind::Host)
         }
         ErrorCode::DeadlineExceeded => (ErrorClass::Timeout, FailureKind::DeadlineExceeded),
@@ -600,8 +748,10 @@ async fn run_feature_option(
     trace: &mut Trace,
 ) -> OptionEnd {
     let inner = ctx.inner;
-    let idempotent = opt.idempotent.unwrap_or(false);
-    let mapped = match map_input(opt, input, idempotent, trace) {
+    let idempotency = opt
+        .idempotent
+        .map_or(Idempotency::Unsafe, Idempotency::from_override);
+    let mapped = match map_input(opt, input, idempotency, trace) {
         Ok(v) => v,
         Err(end) => return end,
     };
@@ -688,7 +838,7 @@ async fn run_feature_option(
             record(trace, opt, 1, Err(&e), took);
             OptionEnd::Failed {
                 error: e,
-                idempotent,
+                idempotency,
             }
         }
     }

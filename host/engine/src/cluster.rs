@@ -8,8 +8,9 @@
 //!
 //! Decisions stay local: a replica's breakers open on its own traffic, and
 //! its quota rotation, caches and health go on when the store is gone. What
-//! the seam adds is that a trip, a check result, a rotation ticket, a cached
-//! result and an idempotency record made on one replica reach the others.
+//! the seam adds is that a trip, a check result, a rotation ticket and a
+//! cached result made on one replica reach the others (idempotency records
+//! have their own seam, [`Records`](crate::Records)).
 
 use crate::adapter::{AttemptError, BoxFuture};
 use crate::health::{HealthKey, ProbeOutcome};
@@ -33,31 +34,6 @@ pub struct SharedBreaker {
     /// An operator's force (or release) rather than a transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced: Option<crate::operator::Force>,
-}
-
-/// What an idempotency record says when a run asks to claim its key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// This run holds the key: run, then settle it.
-    Claimed,
-    /// Another run (on any replica) holds the key and has not finished.
-    Running,
-    /// A run under this key finished: its stored outcome (JSON of
-    /// [`StoredOutcome`]).
-    Done(String),
-    /// The store could not be asked in time: run, and record locally.
-    Unreachable,
-}
-
-/// What an idempotency record keeps of a finished run.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum StoredOutcome {
-    /// It served.
-    Served(crate::RunResult),
-    /// It failed in a way a retry must not undo (rejected, ambiguous,
-    /// invalid input, a mapping error after the provider ran).
-    Failed(crate::RunError),
 }
 
 /// What the engine shares through a cluster store. Calls returning a future
@@ -99,19 +75,6 @@ pub trait Shared: Send + Sync + 'static {
 
     /// Store a result cache entry for `ttl`.
     fn cache_put(&self, key: &str, value: String, ttl: Duration);
-
-    /// Claim the idempotency record `key` for `ttl` (the run's deadline and
-    /// a margin: a holder that dies frees it).
-    fn claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Claim>;
-
-    /// Settle a claimed record: keep `outcome` for `ttl`, or (`None`) free
-    /// the key so a retry runs again. `false`: the store could not be told.
-    fn settle<'a>(
-        &'a self,
-        key: &'a str,
-        outcome: Option<String>,
-        ttl: Duration,
-    ) -> BoxFuture<'a, bool>;
 }
 
 use crate::breaker::{Open, Ticket};

@@ -11,7 +11,7 @@ use super::schema;
 use super::trace::Trace;
 use super::{attempt, fallback, feature, quota};
 use crate::adapter::{BoxFuture, Session};
-use crate::cluster::{Claim, StoredOutcome};
+use crate::records::{Claim, RecordsUnavailable, RunRecord, Settlement, StoredOutcome};
 use crate::switchyard::{Inner, Switchyard};
 use crate::trace::RunKind;
 use serde_json::Value;
@@ -63,15 +63,36 @@ fn record_key(
     format!("idem/{}", hex::encode(digest))
 }
 
-/// Failures a retry under the same key must get back rather than undo: the
-/// provider refused, may have acted, or acted and the mapping failed; or
-/// the input itself is wrong. Anything else (no provider, all failed
-/// without acting, overloaded, deadline) frees the key for a retry.
-fn final_failure(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::Rejected | ErrorCode::Ambiguous | ErrorCode::Mapping | ErrorCode::InvalidInput
-    )
+/// How a finished run leaves its key's record. A success, and failures a
+/// retry must get back rather than undo (the provider refused, or acted and
+/// the mapping failed; the input is wrong), are kept. An unresolved
+/// `ambiguous` pins the key to the app that may have acted (a feature's,
+/// which names no single app, is kept as it is). Anything else (no
+/// provider, all failed without acting, overloaded, deadline) frees the
+/// key, unless an earlier run pinned it: that pin stands until an answer.
+fn settlement(result: &Result<RunResult, RunError>, record: &RunRecord) -> Settlement {
+    let keep =
+        |o: StoredOutcome| serde_json::to_string(&o).map_or(Settlement::Free, Settlement::Done);
+    match result {
+        Ok(r) => keep(StoredOutcome::Served(r.clone())),
+        Err(e) => match (e.code, &e.reconcile) {
+            (ErrorCode::Ambiguous, Some(at)) => Settlement::Pinned(crate::records::Pin {
+                app: at.app.clone(),
+                provider: at.provider.clone(),
+            }),
+            (
+                ErrorCode::Rejected
+                | ErrorCode::Ambiguous
+                | ErrorCode::Mapping
+                | ErrorCode::InvalidInput,
+                _,
+            ) => keep(StoredOutcome::Failed(e.clone())),
+            _ => record
+                .pinned
+                .clone()
+                .map_or(Settlement::Free, Settlement::Pinned),
+        },
+    }
 }
 
 impl Switchyard {
@@ -149,7 +170,8 @@ impl Inner {
                         input,
                         options,
                         record,
-                        |key, options| async move {
+                        || true,
+                        |key, options, _record| async move {
                             let deadline_at = self.clock.now()
                                 + options.deadline.unwrap_or(f.deadline).min(MAX_DEADLINE);
                             let mut trace = Trace::new(RunKind::Feature, tag, env, &key);
@@ -210,7 +232,11 @@ impl Inner {
             input,
             options,
             record,
-            |key, options| async move {
+            {
+                let route = route.clone();
+                move || self.has_effect(&route, product, env)
+            },
+            |key, options, record| async move {
                 let deadline_at =
                     self.clock.now() + options.deadline.unwrap_or(route.deadline).min(MAX_DEADLINE);
                 let mut trace = Trace::new(kind, &route.tag, env, &key);
@@ -222,9 +248,15 @@ impl Inner {
                     session: options.session.as_ref(),
                     deadline_at,
                     depth,
+                    record: record.as_deref(),
                 };
-                let result = match kind {
-                    RunKind::Quota => quota::run(&ctx, &route, input, &mut trace).await,
+                let pinned = record.as_ref().and_then(|r| r.pinned.as_ref());
+                let result = match (kind, pinned) {
+                    (_, Some(pin)) => {
+                        trace.pinned_to = Some(pin.app.clone());
+                        attempt::run_pinned(&ctx, &route, pin, input, &mut trace).await
+                    }
+                    (RunKind::Quota, None) => quota::run(&ctx, &route, input, &mut trace).await,
                     _ => fallback::run(&ctx, &route, input, &mut trace).await,
                 };
                 match result {
@@ -241,10 +273,24 @@ impl Inner {
         .await
     }
 
-    /// In cluster mode, a top-level run (`record` holds its deadline) with
-    /// the caller's idempotency key claims that key's record first: a
-    /// finished run's stored outcome answers instead of running again, and
-    /// one still running answers `in-progress`. Then the result cache.
+    /// Whether any option of `route` has an effect (an action that is not
+    /// safe, or a feature): what makes a keyed run need its record.
+    fn has_effect(&self, route: &CompiledRoute, product: &str, env: &str) -> bool {
+        route.options.iter().any(|o| match &o.target {
+            super::compile::OptionTarget::Feature(_) => true,
+            super::compile::OptionTarget::Action => self
+                .adapter(product, &o.app, env)
+                .is_none_or(|a| attempt::declared(o, a.info()).has_effect()),
+        })
+    }
+
+    /// A top-level run (`record` holds its deadline) with the caller's
+    /// idempotency key claims that key's record first: a finished run's
+    /// stored outcome answers instead of running again, one still running
+    /// answers `in-progress`, and a key an earlier run left unresolved at
+    /// one app runs there only. When the record cannot be read, a run with
+    /// an effect (`has_effect`) is refused unless the engine's policy says
+    /// run. Then the result cache.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn cached<F, Fut>(
         &self,
@@ -255,17 +301,17 @@ impl Inner {
         input: &Value,
         options: RunOptions,
         record: Option<Duration>,
+        has_effect: impl FnOnce() -> bool,
         f: F,
     ) -> Result<RunResult, RunError>
     where
-        F: FnOnce(String, RunOptions) -> Fut,
+        F: FnOnce(String, RunOptions, Option<Arc<RunRecord>>) -> Fut,
         Fut: std::future::Future<Output = Result<RunResult, RunError>>,
     {
-        let (Some(shared), Some(deadline), Some(caller_key)) =
-            (&self.shared, record, options.idempotency_key.as_deref())
+        let (Some(deadline), Some(caller_key)) = (record, options.idempotency_key.as_deref())
         else {
             return self
-                .cached_run(product, env, kind, tag, input, options, f)
+                .cached_run(product, env, kind, tag, input, options, None, f)
                 .await;
         };
         let rkey = record_key(
@@ -276,10 +322,15 @@ impl Inner {
             options.session.as_ref(),
             caller_key,
         );
+        let fence = self.next_key();
         // A holder that dies frees the key once its run could no longer be
-        // going on.
+        // going on (its pin stays).
         let hold = deadline.min(MAX_DEADLINE) + Duration::from_secs(5);
-        match shared.claim(&rkey, hold).await {
+        let now_ms = crate::cluster::unix_ms(self.clock.wall());
+        let until_ms = now_ms.saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
+        let records = &*self.records;
+        let ttl = self.idempotency_ttl;
+        match records.claim(&rkey, &fence, now_ms, until_ms, ttl).await {
             Claim::Running => Err(RunError {
                 retry_after_ms: Some(1_000),
                 ..RunError::new(
@@ -308,20 +359,62 @@ impl Inner {
                 )),
             },
             Claim::Unreachable => {
-                self.cached_run(product, env, kind, tag, input, options, f)
-                    .await
-            }
-            Claim::Claimed => {
+                // A claim the store took after we stopped waiting must not
+                // hold the key: free it, if it is ours (fenced).
+                let now_ms = crate::cluster::unix_ms(self.clock.wall());
+                if self.records_unavailable == RecordsUnavailable::Refuse && has_effect() {
+                    records
+                        .settle(&rkey, &fence, Settlement::Release, now_ms, ttl)
+                        .await;
+                    return Err(RunError {
+                        retry_after_ms: Some(1_000),
+                        ..RunError::new(
+                            ErrorCode::IdempotencyUnavailable,
+                            format!(
+                                "the record of idempotency key `{caller_key}` cannot be read now, so nothing was sent (a retry could otherwise execute twice); retry later"
+                            ),
+                        )
+                    });
+                }
                 let result = self
-                    .cached_run(product, env, kind, tag, input, options, f)
+                    .cached_run(product, env, kind, tag, input, options, None, f)
                     .await;
-                let stored = match &result {
-                    Ok(r) => Some(StoredOutcome::Served(r.clone())),
-                    Err(e) if final_failure(e.code) => Some(StoredOutcome::Failed(e.clone())),
-                    Err(_) => None,
+                let unpinned = RunRecord {
+                    key: rkey.clone(),
+                    fence: fence.clone(),
+                    pinned: None,
+                    written: std::sync::Mutex::new(None),
                 };
-                let stored = stored.and_then(|s| serde_json::to_string(&s).ok());
-                shared.settle(&rkey, stored, self.idempotency_ttl).await;
+                let s = match settlement(&result, &unpinned) {
+                    Settlement::Free => Settlement::Release,
+                    s => s,
+                };
+                let now_ms = crate::cluster::unix_ms(self.clock.wall());
+                records.settle(&rkey, &fence, s, now_ms, ttl).await;
+                result
+            }
+            Claim::Claimed { pin } => {
+                let held = Arc::new(RunRecord {
+                    key: rkey.clone(),
+                    fence: fence.clone(),
+                    pinned: pin,
+                    written: std::sync::Mutex::new(None),
+                });
+                let result = self
+                    .cached_run(
+                        product,
+                        env,
+                        kind,
+                        tag,
+                        input,
+                        options,
+                        Some(held.clone()),
+                        f,
+                    )
+                    .await;
+                let s = settlement(&result, &held);
+                let now_ms = crate::cluster::unix_ms(self.clock.wall());
+                records.settle(&rkey, &fence, s, now_ms, ttl).await;
                 result
             }
         }
@@ -339,10 +432,11 @@ impl Inner {
         tag: &str,
         input: &Value,
         options: RunOptions,
+        record: Option<Arc<RunRecord>>,
         f: F,
     ) -> Result<RunResult, RunError>
     where
-        F: FnOnce(String, RunOptions) -> Fut,
+        F: FnOnce(String, RunOptions, Option<Arc<RunRecord>>) -> Fut,
         Fut: std::future::Future<Output = Result<RunResult, RunError>>,
     {
         let key = |options: &RunOptions| {
@@ -352,7 +446,7 @@ impl Inner {
                 .unwrap_or_else(|| self.next_key())
         };
         let Some(cache_tag) = options.cache.clone() else {
-            return f(key(&options), options).await;
+            return f(key(&options), options, record).await;
         };
         let def = self
             .registry
@@ -399,7 +493,7 @@ impl Inner {
             r.trace.steps.clear();
             return Ok(r);
         }
-        let result = f(key(&options), options).await?;
+        let result = f(key(&options), options, record).await?;
         if let (Some(shared), Some(k)) = (&self.shared, &shared_key)
             && let Ok(v) = serde_json::to_string(&result)
         {

@@ -25,6 +25,7 @@
 //! | bounds on every number a user sets | [`bounds`] |
 //! | operator controls: drain/restore a provider, force a breaker | `operator.rs` |
 //! | the cluster seam ([`Shared`]): what replicas share, and taking it in | `cluster.rs` |
+//! | idempotency records ([`Records`]): one execution per key, at one app | `records.rs` |
 
 mod accounting;
 mod adapter;
@@ -49,6 +50,7 @@ mod observer;
 mod operator;
 mod provider_state;
 mod quota;
+mod records;
 mod registry;
 mod result_cache;
 mod retry;
@@ -64,7 +66,7 @@ mod weighted;
 pub use accounting::Counts;
 pub use adapter::{
     ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass,
-    FailureKind, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, Session,
+    FailureKind, Idempotency, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, Session,
 };
 pub use admission::{AdmissionConfig, AdmissionSnapshot, Overload, OverloadReason};
 pub use breaker::{
@@ -75,7 +77,7 @@ pub use breakers::MAX_BREAKERS;
 pub use budget::BudgetConfig;
 pub use builder::{CacheBuilder, FeatureBuilder, HealthcheckBuilder, RouteBuilder};
 pub use clock::{Clock, Elapsed, ManualClock, SystemClock, timeout};
-pub use cluster::{Claim, Shared, SharedBreaker, StoredOutcome};
+pub use cluster::{Shared, SharedBreaker};
 pub use definition::{
     CacheDef, DefineError, Definition, FallbackDef, FeatureDef, HealthcheckDef, Kind, Meta,
     OptionKind, ProviderOption, QuotaDef, StepDef, StepKind,
@@ -86,9 +88,13 @@ pub use mapping::{Mapping, MappingError};
 pub use observer::{AttemptEvent, Observer};
 pub use operator::Force;
 pub use provider_state::{AppAdmission, LiveDefinition, ProviderState, TEMPLATED_BREAKERS_SHOWN};
+pub use records::{
+    Claim, DEFAULT_MEMORY_RECORDS, MemoryRecords, Pin, Record, Records, RecordsUnavailable,
+    Settlement, StoredOutcome,
+};
 pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};
-pub use run::{ErrorCode, RunError, RunOptions, RunResult};
+pub use run::{ErrorCode, Reconcile, RunError, RunOptions, RunResult};
 pub use scheduler::HealthcheckTask;
 pub use schema::{FieldSchema, FieldType, InputError, InputSchema};
 pub use switchyard::{Change, Switchyard, SwitchyardBuilder};

@@ -5,7 +5,7 @@
 //! provider's Retry-After. Whether to retry at all is decided by the error
 //! class: `rejected` never retries.
 
-use crate::adapter::{AttemptError, ErrorClass};
+use crate::adapter::{AttemptError, ErrorClass, Idempotency};
 use std::time::Duration;
 
 /// Per-option retry settings.
@@ -71,13 +71,15 @@ impl Jitter {
 impl RetryPolicy {
     /// Whether an attempt that failed with `error` may be retried on the
     /// same provider: never for `rejected` (the input is wrong) or
-    /// `internal` (the adapter is); `ambiguous` only for idempotent actions.
-    pub fn retryable(error: &AttemptError, idempotent: bool) -> bool {
+    /// `internal` (the adapter is); `ambiguous` only for safe actions and
+    /// those the app deduplicates by key (the retry goes to the same app
+    /// with the same key).
+    pub fn retryable(error: &AttemptError, idempotency: Idempotency) -> bool {
         match error.class {
             // An overloaded attempt never reached the provider; admission
             // already waited as long as the run could.
             ErrorClass::Rejected | ErrorClass::Internal | ErrorClass::Overloaded => false,
-            ErrorClass::Ambiguous => idempotent,
+            ErrorClass::Ambiguous => idempotency.retries_after_ambiguous(),
             ErrorClass::Unavailable | ErrorClass::Timeout | ErrorClass::RateLimited => true,
         }
     }
@@ -141,11 +143,13 @@ mod tests {
 
     #[test]
     fn rejected_never_retries_and_ambiguous_only_when_idempotent() {
+        use Idempotency::{Keyed, Safe, Unsafe};
         let e = |class| AttemptError::new(class, FailureKind::Provider, "x");
-        assert!(!RetryPolicy::retryable(&e(ErrorClass::Rejected), true));
-        assert!(!RetryPolicy::retryable(&e(ErrorClass::Ambiguous), false));
-        assert!(RetryPolicy::retryable(&e(ErrorClass::Ambiguous), true));
-        assert!(RetryPolicy::retryable(&e(ErrorClass::Unavailable), false));
-        assert!(RetryPolicy::retryable(&e(ErrorClass::RateLimited), false));
+        assert!(!RetryPolicy::retryable(&e(ErrorClass::Rejected), Safe));
+        assert!(!RetryPolicy::retryable(&e(ErrorClass::Ambiguous), Unsafe));
+        assert!(RetryPolicy::retryable(&e(ErrorClass::Ambiguous), Keyed));
+        assert!(RetryPolicy::retryable(&e(ErrorClass::Ambiguous), Safe));
+        assert!(RetryPolicy::retryable(&e(ErrorClass::Unavailable), Unsafe));
+        assert!(RetryPolicy::retryable(&e(ErrorClass::RateLimited), Unsafe));
     }
 }

@@ -80,8 +80,10 @@ pub enum ErrorCode {
     AllFailed,
     /// A provider refused the input; not retried, no failover.
     Rejected,
-    /// A non-idempotent action may have executed; stopped to avoid a
-    /// duplicate.
+    /// An action with an effect may have executed at one app and the run
+    /// could not confirm it; nothing else was tried. `reconcile` names the
+    /// app, provider and key to check; a retry of the key goes to that app
+    /// only.
     Ambiguous,
     /// The run's deadline passed.
     DeadlineExceeded,
@@ -92,6 +94,10 @@ pub enum ErrorCode {
     /// A run under the same idempotency key has not finished yet (on this
     /// or another replica): retry after it does.
     InProgress,
+    /// The idempotency record of a keyed run could not be read or written,
+    /// so nothing was sent (a retry could otherwise execute twice): retry
+    /// after `retry_after_ms`.
+    IdempotencyUnavailable,
 }
 
 impl ErrorCode {
@@ -108,6 +114,7 @@ impl ErrorCode {
             Self::DeadlineExceeded => "deadline-exceeded",
             Self::Overloaded => "overloaded",
             Self::InProgress => "in-progress",
+            Self::IdempotencyUnavailable => "idempotency-unavailable",
         }
     }
 }
@@ -140,9 +147,25 @@ pub struct RunError {
     /// The last real error of the first blocking breaker, when `open`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// For `ambiguous`: where the action may have executed, to check with
+    /// the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<Reconcile>,
     /// The trace up to the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Box<Trace>>,
+}
+
+/// Where an `ambiguous` run's action may have executed: the one app a
+/// retry of the key goes to, and the key the provider knows it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconcile {
+    /// The app (one account at one provider).
+    pub app: String,
+    /// The definition's option that sent to it.
+    pub provider: String,
+    /// The idempotency key the app received.
+    pub idempotency_key: String,
 }
 
 impl RunError {
@@ -154,6 +177,7 @@ impl RunError {
             retry_after_ms: None,
             open: false,
             last_error: None,
+            reconcile: None,
             trace: None,
         }
     }

@@ -36,6 +36,8 @@ pub struct SwitchyardBuilder {
     seed: Option<u64>,
     observers: Vec<Arc<dyn Observer>>,
     shared: Option<Arc<dyn crate::cluster::Shared>>,
+    records: Option<Arc<dyn crate::records::Records>>,
+    records_unavailable: crate::records::RecordsUnavailable,
     idempotency_ttl: Duration,
 }
 
@@ -102,8 +104,24 @@ impl SwitchyardBuilder {
         self
     }
 
-    /// How long an idempotency record keeps a finished run's outcome in
-    /// cluster mode (bounded by [`crate::bounds::MAX_IDEMPOTENCY_TTL`]).
+    /// Keep idempotency records in `records` (the server's SQLite store in
+    /// one process, Redis in a cluster). Default: a
+    /// [`MemoryRecords`](crate::MemoryRecords) of
+    /// [`DEFAULT_MEMORY_RECORDS`](crate::DEFAULT_MEMORY_RECORDS).
+    pub fn records(mut self, records: Arc<dyn crate::records::Records>) -> Self {
+        self.records = Some(records);
+        self
+    }
+
+    /// What a keyed run of a definition with a non-safe action does when
+    /// its record cannot be read or written (default: refuse).
+    pub fn records_unavailable(mut self, policy: crate::records::RecordsUnavailable) -> Self {
+        self.records_unavailable = policy;
+        self
+    }
+
+    /// How long an idempotency record keeps a finished run's outcome
+    /// (bounded by [`crate::bounds::MAX_IDEMPOTENCY_TTL`]).
     pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
         self.idempotency_ttl = ttl.min(crate::bounds::MAX_IDEMPOTENCY_TTL);
         self
@@ -132,6 +150,10 @@ impl SwitchyardBuilder {
                 key_counter: AtomicU64::new(0),
                 observers: self.observers,
                 shared: self.shared,
+                records: self
+                    .records
+                    .unwrap_or_else(|| Arc::new(crate::records::MemoryRecords::default())),
+                records_unavailable: self.records_unavailable,
                 idempotency_ttl: self.idempotency_ttl,
                 replicas: std::sync::atomic::AtomicU32::new(1),
                 probe_ended: tokio::sync::Notify::new(),
@@ -162,6 +184,9 @@ pub(crate) struct Inner {
     pub(crate) observers: Vec<Arc<dyn Observer>>,
     /// The cluster seam, in cluster mode.
     pub(crate) shared: Option<Arc<dyn crate::cluster::Shared>>,
+    /// Idempotency records: one execution per caller key, at one app.
+    pub(crate) records: Arc<dyn crate::records::Records>,
+    pub(crate) records_unavailable: crate::records::RecordsUnavailable,
     pub(crate) idempotency_ttl: Duration,
     /// Replicas sharing the traffic (cluster mode), for splitting limits.
     pub(crate) replicas: std::sync::atomic::AtomicU32,
@@ -206,6 +231,8 @@ impl Switchyard {
             seed: None,
             observers: Vec::new(),
             shared: None,
+            records: None,
+            records_unavailable: crate::records::RecordsUnavailable::default(),
             idempotency_ttl: crate::bounds::DEFAULT_IDEMPOTENCY_TTL,
         }
     }

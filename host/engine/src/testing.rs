@@ -4,7 +4,7 @@
 
 use crate::adapter::{
     ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass,
-    FailureKind,
+    FailureKind, Idempotency,
 };
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,8 +33,19 @@ impl std::fmt::Debug for FakeAdapter {
 }
 
 impl FakeAdapter {
-    /// An app called `name` with `actions` given as (name, idempotent).
+    /// An app called `name` with `actions` given as (name, idempotent):
+    /// `true` declares the action keyed (idempotent at this app with the
+    /// same key), `false` unsafe.
     pub fn new(name: &str, actions: &[(&str, bool)]) -> Self {
+        let declared: Vec<(&str, Idempotency)> = actions
+            .iter()
+            .map(|(a, i)| (*a, Idempotency::from_override(*i)))
+            .collect();
+        Self::declaring(name, &declared)
+    }
+
+    /// An app called `name` with `actions` given as (name, idempotency).
+    pub fn declaring(name: &str, actions: &[(&str, Idempotency)]) -> Self {
         let app = name.to_string();
         Self {
             info: AppInfo {
@@ -42,11 +53,11 @@ impl FakeAdapter {
                 version: "0.0.0".into(),
                 actions: actions
                     .iter()
-                    .map(|(a, idempotent)| ActionInfo {
+                    .map(|(a, idempotency)| ActionInfo {
                         name: (*a).into(),
                         description: String::new(),
                         input_schema: json!({}),
-                        idempotent: *idempotent,
+                        idempotency: *idempotency,
                     })
                     .collect(),
             },

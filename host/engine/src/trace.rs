@@ -204,9 +204,13 @@ pub struct Trace {
     /// Retries the budget refused.
     pub budget_denied: u32,
     /// The outcome was a finished run's, kept under this idempotency key
-    /// (cluster mode): no provider was asked again.
+    /// (its idempotency record): no provider was asked again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// An earlier run under this key may have acted at this app, so this
+    /// run went there only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_to: Option<String>,
     /// Feature steps, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTrace>,
@@ -241,6 +245,12 @@ impl Trace {
             if self.cached { " [cached]" } else { "" },
             if self.panic_mode { " [panic mode]" } else { "" },
         );
+        if let Some(app) = &self.pinned_to {
+            let _ = writeln!(
+                out,
+                "{indent}  pinned to app {app}: an earlier run under this key may have acted there"
+            );
+        }
         if !self.considered.is_empty() {
             let _ = writeln!(out, "{indent}  considered: {}", self.considered.join(", "));
         }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use switchyard_engine::{
-    AdmissionConfig, BoxFuture, BreakerConfig, BreakerState, Claim, ErrorClass, ErrorCode,
-    FakeAdapter, HealthKey, ManualClock, ProbeOutcome, RunOptions, Shared, SharedBreaker,
+    AdmissionConfig, BoxFuture, BreakerConfig, BreakerState, ErrorClass, ErrorCode, FakeAdapter,
+    HealthKey, ManualClock, MemoryRecords, ProbeOutcome, RunOptions, Shared, SharedBreaker,
     SkipReason, Switchyard,
 };
 
@@ -104,38 +104,6 @@ impl Shared for Link {
             .strings
             .insert(key.to_string(), value);
     }
-
-    fn claim<'a>(&'a self, key: &'a str, _: Duration) -> BoxFuture<'a, Claim> {
-        Box::pin(async move {
-            let mut s = self.store.lock().unwrap();
-            match s.strings.get(key) {
-                Some(v) => match v.strip_prefix("done ") {
-                    Some(o) => Claim::Done(o.to_string()),
-                    None => Claim::Running,
-                },
-                None => {
-                    s.strings.insert(key.to_string(), "running".into());
-                    Claim::Claimed
-                }
-            }
-        })
-    }
-
-    fn settle<'a>(
-        &'a self,
-        key: &'a str,
-        outcome: Option<String>,
-        _: Duration,
-    ) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let mut s = self.store.lock().unwrap();
-            match outcome {
-                Some(o) => s.strings.insert(key.to_string(), format!("done {o}")),
-                None => s.strings.remove(key),
-            };
-            true
-        })
-    }
 }
 
 struct Cluster {
@@ -151,6 +119,8 @@ struct Cluster {
 fn cluster(n: usize) -> Cluster {
     let clock = Arc::new(ManualClock::new());
     let store = Arc::new(Mutex::new(Store::default()));
+    // The replicas' idempotency records, as Redis holds them for all.
+    let records = Arc::new(MemoryRecords::default());
     let mut links = Vec::new();
     let (mut replicas, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
@@ -166,6 +136,7 @@ fn cluster(n: usize) -> Cluster {
                 ..BreakerConfig::default()
             })
             .shared(link.clone())
+            .records(records.clone())
             .build();
         let fa = Arc::new(FakeAdapter::new("a", &[("go", true), ("ping", true)]));
         let fb = Arc::new(FakeAdapter::new("b", &[("go", true), ("ping", true)]));

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_engine::FakeAdapter;
-use switchyard_engine::{AttemptError, ErrorClass, FailureKind};
+use switchyard_engine::{AttemptError, ErrorClass, FailureKind, Idempotency};
 use switchyard_engine::{
     BreakerConfig, BreakerState, BudgetConfig, ErrorCode, FieldType, HealthStatus, Kind,
     ManualClock, Outcome, RunOptions, SkipReason, Switchyard,
@@ -30,9 +30,13 @@ fn world() -> World {
 fn world_on(clock: Arc<ManualClock>) -> World {
     let yard = Switchyard::builder().clock(clock.clone()).seed(7).build();
     let app = |name: &str| {
-        let a = Arc::new(FakeAdapter::new(
+        let a = Arc::new(FakeAdapter::declaring(
             name,
-            &[("charge", false), ("refund", true), ("ping", true)],
+            &[
+                ("charge", Idempotency::Unsafe),
+                ("refund", Idempotency::Keyed),
+                ("ping", Idempotency::Safe),
+            ],
         ));
         yard.install_app(P, name, "dev", a.clone());
         a
@@ -190,8 +194,17 @@ async fn ambiguous_on_a_non_idempotent_action_stops_the_run() {
     let e = run_pay(&w).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Ambiguous);
     assert!(
-        e.message.contains("may have executed on provider `stripe`"),
+        e.message.contains("may have executed at app `stripe`"),
         "{e}"
+    );
+    let at = e.reconcile.clone().expect("names where to reconcile");
+    assert_eq!(
+        (at.app.as_str(), at.provider.as_str()),
+        ("stripe", "stripe")
+    );
+    assert_eq!(
+        at.idempotency_key,
+        e.trace.as_ref().unwrap().idempotency_key
     );
     assert_eq!(
         w.stripe.call_count(),
@@ -201,31 +214,99 @@ async fn ambiguous_on_a_non_idempotent_action_stops_the_run() {
     assert_eq!(w.adyen.call_count(), 0, "no second charge elsewhere");
 }
 
-#[tokio::test]
-async fn ambiguous_fails_over_when_idempotent_or_opted_in() {
-    let w = world();
-    // refund is idempotent per the adapter: retried, then failover.
+fn define_on_both(w: &World, tag: &str, action: &str, retries: u32) {
     w.yard
         .fallback()
-        .define(P, "refund")
+        .define(P, tag)
         .provider("stripe")
-        .action("refund")
-        .retries(1)
+        .action(action)
+        .retries(retries)
         .provider("adyen")
-        .action("refund")
+        .action(action)
         .create()
         .unwrap();
-    w.stripe.fail(ErrorClass::Ambiguous);
-    let r = w
-        .yard
+}
+
+async fn run_tag(
+    w: &World,
+    tag: &str,
+) -> Result<switchyard_engine::RunResult, switchyard_engine::RunError> {
+    w.yard
         .fallback()
-        .run(P, "dev", "refund", json!({}), RunOptions::default())
+        .run(P, "dev", tag, json!({}), RunOptions::default())
         .await
+}
+
+#[tokio::test]
+async fn ambiguous_on_a_keyed_action_retries_the_same_app_with_the_same_key_and_never_moves() {
+    let w = world();
+    define_on_both(&w, "refund", "refund", 2);
+    w.stripe.fail(ErrorClass::Ambiguous);
+    let e = run_tag(&w, "refund").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Ambiguous, "{e}");
+    assert_eq!(
+        w.stripe.call_count(),
+        3,
+        "retried where the key is honoured"
+    );
+    let keys: Vec<String> = w
+        .stripe
+        .calls()
+        .into_iter()
+        .map(|c| c.idempotency_key)
+        .collect();
+    assert!(keys.iter().all(|k| k == &keys[0]), "one key: {keys:?}");
+    assert_eq!(w.adyen.call_count(), 0, "a key is honoured by one app");
+    assert_eq!(e.reconcile.unwrap().app, "stripe");
+
+    // The same app answering on a retry resolves it.
+    let mut n = 0;
+    w.stripe.behave(move |_| {
+        n += 1;
+        if n == 1 {
+            Err(AttemptError::provider(
+                ErrorClass::Ambiguous,
+                "reset after send",
+            ))
+        } else {
+            Ok(json!({"refunded": true}))
+        }
+    });
+    let r = run_tag(&w, "refund").await.unwrap();
+    assert_eq!(r.provider.as_deref(), Some("stripe"));
+
+    // A definition override can only make an action stricter: `charge`
+    // declared keyed here retries at stripe, never at adyen.
+    w.stripe.clear_calls();
+    w.stripe.fail(ErrorClass::Ambiguous);
+    w.yard
+        .fallback()
+        .define(P, "charge-keyed")
+        .provider("stripe")
+        .action("charge")
+        .idempotent(true)
+        .retries(1)
+        .provider("adyen")
+        .action("charge")
+        .create()
         .unwrap();
+    let e = run_tag(&w, "charge-keyed").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Ambiguous);
+    assert_eq!(w.stripe.call_count(), 2);
+    assert_eq!(w.adyen.call_count(), 0);
+}
+
+#[tokio::test]
+async fn ambiguous_fails_over_when_safe_or_opted_in() {
+    let w = world();
+    // A safe lookup: retried, then failover.
+    define_on_both(&w, "lookup", "ping", 1);
+    w.stripe.fail(ErrorClass::Ambiguous);
+    let r = run_tag(&w, "lookup").await.unwrap();
     assert_eq!(r.provider.as_deref(), Some("adyen"));
     assert_eq!(w.stripe.call_count(), 2);
 
-    // charge is not, but this definition opts in.
+    // charge is not, but this definition opts in (and says so).
     w.yard
         .fallback()
         .define(P, "charge-any")
@@ -236,31 +317,7 @@ async fn ambiguous_fails_over_when_idempotent_or_opted_in() {
         .action("charge")
         .create()
         .unwrap();
-    let r = w
-        .yard
-        .fallback()
-        .run(P, "dev", "charge-any", json!({}), RunOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(r.provider.as_deref(), Some("adyen"));
-
-    // An option can override the adapter's idempotency flag.
-    w.yard
-        .fallback()
-        .define(P, "charge-keyed")
-        .provider("stripe")
-        .action("charge")
-        .idempotent(true)
-        .provider("adyen")
-        .action("charge")
-        .create()
-        .unwrap();
-    let r = w
-        .yard
-        .fallback()
-        .run(P, "dev", "charge-keyed", json!({}), RunOptions::default())
-        .await
-        .unwrap();
+    let r = run_tag(&w, "charge-any").await.unwrap();
     assert_eq!(r.provider.as_deref(), Some("adyen"));
 }
 

@@ -8,6 +8,7 @@ use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory, EgressStats};
 use crate::exchange::Transport;
 use crate::outcome::{adapter_answer, check_actions, deadline_exceeded, sandbox_failure};
 
+use crate::bindings::types::Idempotency as WitIdempotency;
 use crate::runtime::{LoadReport, Runtime};
 use crate::state::CallState;
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_engine::{
     Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass, FailureKind,
+    Idempotency,
 };
 use wasmtime::{Store, UpdateDeadline};
 
@@ -253,7 +255,14 @@ impl AppInner {
         let actions = info
             .actions
             .into_iter()
-            .map(|a| (a.name, a.description, a.input_schema, a.idempotent))
+            .map(|a| {
+                let idempotency = match a.idempotency {
+                    WitIdempotency::Safe => Idempotency::Safe,
+                    WitIdempotency::Keyed => Idempotency::Keyed,
+                    WitIdempotency::Unsafe => Idempotency::Unsafe,
+                };
+                (a.name, a.description, a.input_schema, idempotency)
+            })
             .collect();
         Ok(AppInfo {
             name: info.name,

@@ -52,10 +52,10 @@ pub(crate) fn adapter_answer(
 const MAX_ACTIONS: usize = 256;
 
 /// Check what `describe` returned, action by action (name, description,
-/// input schema as JSON text, idempotent): unique names, schemas that are
+/// input schema as JSON text, idempotency): unique names, schemas that are
 /// JSON objects. A guest's output: it must never panic the host.
 pub(crate) fn check_actions(
-    raw: Vec<(String, String, String, bool)>,
+    raw: Vec<(String, String, String, switchyard_engine::Idempotency)>,
 ) -> Result<Vec<ActionInfo>, String> {
     if raw.len() > MAX_ACTIONS {
         return Err(format!(
@@ -64,7 +64,7 @@ pub(crate) fn check_actions(
         ));
     }
     let mut actions: Vec<ActionInfo> = Vec::with_capacity(raw.len());
-    for (name, description, schema, idempotent) in raw {
+    for (name, description, schema, idempotency) in raw {
         if actions.iter().any(|b| b.name == name) {
             return Err(format!("lists action `{name}` twice"));
         }
@@ -79,7 +79,7 @@ pub(crate) fn check_actions(
             name,
             description,
             input_schema,
-            idempotent,
+            idempotency,
         });
     }
     Ok(actions)
@@ -254,7 +254,11 @@ mod tests {
                     Just("[]".to_string()),
                     "[{}\\[\\]\":,a-z0-9 ]{0,24}",
                     ".{0,12}",
-                ], any::<bool>()),
+                ], prop::sample::select(vec![
+                    switchyard_engine::Idempotency::Safe,
+                    switchyard_engine::Idempotency::Keyed,
+                    switchyard_engine::Idempotency::Unsafe,
+                ])),
                 0..12,
             )
         ) {

@@ -6,10 +6,10 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The WIT package versions this host accepts, for error messages.
-pub const SUPPORTED_RANGE: &str = "switchyard:adapter >=0.1.0, <0.2.0";
-/// The export of an `adapter`-world component (any 0.1.x).
+pub const SUPPORTED_RANGE: &str = "switchyard:adapter >=0.2.0, <0.3.0";
+/// The export of an `adapter`-world component (any 0.2.x).
 const PROVIDER: &str = "switchyard:adapter/provider@";
-/// The export of an `exchange-adapter`-world component (any 0.1.x).
+/// The export of an `exchange-adapter`-world component (any 0.2.x).
 const EXCHANGE: &str = "switchyard:adapter/exchange@";
 
 /// Which world a component targets.
@@ -46,10 +46,10 @@ pub fn check_encoding(bytes: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-/// Whether `version` (`0.1.3`) is in [`SUPPORTED_RANGE`].
+/// Whether `version` (`0.2.3`) is in [`SUPPORTED_RANGE`].
 fn supported_adapter_version(version: &str) -> bool {
     let mut parts = version.split('.');
-    matches!((parts.next(), parts.next()), (Some("0"), Some("1")))
+    matches!((parts.next(), parts.next()), (Some("0"), Some("2")))
 }
 
 fn supported_wasi_version(version: &str) -> bool {
@@ -126,14 +126,18 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert!(supported_adapter_version("0.1.0"));
-        assert!(supported_adapter_version("0.1.7"));
-        assert!(!supported_adapter_version("0.2.0"));
+        assert!(supported_adapter_version("0.2.0"));
+        assert!(supported_adapter_version("0.2.7"));
+        assert!(
+            !supported_adapter_version("0.1.0"),
+            "0.1 declared a bool, not an idempotency"
+        );
+        assert!(!supported_adapter_version("0.3.0"));
         assert!(!supported_adapter_version("1.0.0"));
         assert!(import_supported("wasi:http/types@0.2.12"));
         assert!(import_supported("wasi:io/streams@0.2.0"));
         assert!(!import_supported("wasi:http/types@0.3.0"));
-        assert!(import_supported("switchyard:adapter/config@0.1.0"));
+        assert!(import_supported("switchyard:adapter/config@0.2.0"));
         assert!(!import_supported("acme:secrets/vault@1.0.0"));
     }
 }

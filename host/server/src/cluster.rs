@@ -20,7 +20,7 @@
 //! | `quota:<product/env/tag>` | the quota rotation's ticket counter |
 //! | `lease:<product/env/tag>` | the healthcheck lease: the holder's replica name |
 //! | `cache:<product>/<cache>/<sha256>` | a result cache entry, with its TTL |
-//! | `idem:<sha256>` | an idempotency record: `running <claim>` or `done <outcome>` |
+//! | `idem/<sha256>` | an idempotency record: `running <until> <fence> <pin>`, `pinned <pin>` or `done <outcome>` (fenced writes) |
 //! | `defs`, `deleted` | hash: `product/kind/tag` → definition JSON; tombstones of deletes |
 //! | `drains` | hash: `product/provider` → 1 drained, 0 restored |
 //! | `replicas` | sorted set: replica → last heartbeat (Unix ms) |
@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_engine::{
-    BoxFuture, Claim, Definition, HealthKey, Kind, ProbeOutcome, Recover, RecoverRw, Shared,
-    SharedBreaker, Switchyard,
+    BoxFuture, Claim, Definition, HealthKey, Kind, Pin, ProbeOutcome, Record, Records, Recover,
+    RecoverRw, Settlement, Shared, SharedBreaker, Switchyard,
 };
 
 /// What the link needs of the replica it serves (the deployment implements
@@ -67,6 +67,10 @@ pub const OUTBOX: usize = 10_000;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events read per sync round trip.
 const READ_BATCH: isize = 256;
+
+/// A record settlement waiting for Redis: key, fence, mode (`set`, `free`,
+/// `release`), the record's new text, its TTL.
+type Settle = (String, String, &'static str, String, Duration);
 
 /// One thing a replica shares through the event log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,9 +134,11 @@ pub struct Cluster {
     outbox: Mutex<VecDeque<Event>>,
     /// Definitions changed here and not yet in Redis (`product/kind/tag`).
     pending_defs: Mutex<BTreeSet<String>>,
-    /// Outcomes of finished runs Redis could not take when they finished:
-    /// written at the next flush, so a retry after Redis is back gets them.
-    settles: Mutex<VecDeque<(String, String, Duration)>>,
+    /// Settlements of records Redis could not take when their runs ended
+    /// ([`Settle`]): written at the next flush,
+    /// fenced, so a retry after Redis is back gets them and a claim that
+    /// landed after its caller stopped waiting does not hold the key.
+    settles: Mutex<VecDeque<Settle>>,
     wake: tokio::sync::Notify,
     /// The newest event seq applied.
     seen: AtomicU64,
@@ -177,15 +183,53 @@ redis.call('LPUSH', KEYS[2], n .. ' ' .. ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
 return n";
 
+// The idempotency record's state machine (the engine's `Record`), as
+// scripts: `running <until> <fence> <pin|->`, `pinned <pin>`, `done <outcome>`.
+// CLAIM: ARGV fence, now ms, until ms, ttl ms.
 const CLAIM: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 local v = redis.call('GET', KEYS[1])
-if v then return v end
-return 0";
+local function take(pin)
+  local px = math.max(tonumber(ARGV[4]), tonumber(ARGV[3]) - tonumber(ARGV[2]), 1)
+  redis.call('SET', KEYS[1], 'running ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. pin, 'PX', string.format('%d', px))
+  return 'claimed ' .. pin
+end
+if not v then return take('-') end
+if string.sub(v, 1, 5) == 'done ' then return v end
+if string.sub(v, 1, 7) == 'pinned ' then return take(string.sub(v, 8)) end
+local held, fence, pin = string.match(v, '^running (%d+) (%S+) (.*)$')
+if held and tonumber(held) <= tonumber(ARGV[2]) then return take(pin) end
+return 'running'";
 
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
+// PIN: ARGV fence, pin JSON. Only the fence's holder writes.
+const PIN: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local held, fence = string.match(v, '^running (%d+) (%S+) ')
+if fence ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'running ' .. held .. ' ' .. fence .. ' ' .. ARGV[2], 'KEEPTTL')
+return 1";
+
+// SETTLE: ARGV fence, mode (`set`, `free`, `release`), value, ttl ms. A
+// record held by another fence, or already settled, is left alone;
+// `release` gives back a pin the claim took over from a dead run.
+const SETTLE: &str = r"
+local v = redis.call('GET', KEYS[1])
+local pin = nil
+if v then
+  local fence, p = string.match(v, '^running %d+ (%S+) (.*)$')
+  if fence ~= ARGV[1] then return 0 end
+  pin = p
+end
+if ARGV[2] == 'set' then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+elseif v then
+  if ARGV[2] == 'release' and pin and pin ~= '-' then
+    redis.call('SET', KEYS[1], 'pinned ' .. pin, 'PX', ARGV[4])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+return 1";
 
 const LEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -621,16 +665,19 @@ impl Cluster {
     async fn flush(&self, d: &dyn Local) {
         let events: Vec<Event> = self.outbox.locked().drain(..).collect();
         let pending: Vec<String> = self.pending_defs.locked().iter().cloned().collect();
-        let settles: Vec<(String, String, Duration)> = self.settles.locked().drain(..).collect();
+        let settles: Vec<Settle> = self.settles.locked().drain(..).collect();
         if events.is_empty() && pending.is_empty() && settles.is_empty() {
             return;
         }
         let mut pipe = redis::pipe();
-        for (k, outcome, ttl) in &settles {
-            pipe.cmd("SET")
+        for (k, fence, mode, value, ttl) in &settles {
+            pipe.cmd("EVAL")
+                .arg(SETTLE)
+                .arg(1)
                 .arg(self.key(k))
-                .arg(format!("done {outcome}"))
-                .arg("PX")
+                .arg(fence)
+                .arg(*mode)
+                .arg(value)
                 .arg(ms(*ttl))
                 .ignore();
         }
@@ -841,13 +888,6 @@ impl Cluster {
         }
     }
 
-    /// What a record this replica claimed holds while its run goes on:
-    /// derived from the key, so nothing is kept per claim here (a run whose
-    /// caller went away leaves nothing behind but the record, which lapses).
-    fn marker(&self, key: &str) -> String {
-        format!("running {} {key}", self.replica)
-    }
-
     async fn script_int(
         &self,
         script: &'static str,
@@ -972,93 +1012,123 @@ impl Shared for Cluster {
             .await;
         });
     }
+}
 
-    fn claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Claim> {
+impl Records for Cluster {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        fence: &'a str,
+        now_ms: u64,
+        until_ms: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Claim> {
         Box::pin(async move {
             let k = self.key(key);
-            let m = self.marker(key);
+            let args = [
+                fence.to_string(),
+                now_ms.to_string(),
+                until_ms.to_string(),
+                ms(ttl).to_string(),
+            ];
             let answer = self
                 .call_within(self.record_timeout(), |mut c| async move {
-                    redis::cmd("EVAL")
-                        .arg(CLAIM)
-                        .arg(1)
-                        .arg(k)
-                        .arg(m)
-                        .arg(ms(ttl))
-                        .query_async::<redis::Value>(&mut c)
-                        .await
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(CLAIM).arg(1).arg(k).arg(&args[..]);
+                    cmd.query_async::<redis::Value>(&mut c).await
                 })
                 .await;
-            match answer {
-                None => {
-                    self.counters
-                        .local_decisions
-                        .fetch_add(1, Ordering::Relaxed);
-                    Claim::Unreachable
-                }
-                Some(redis::Value::Int(1)) => Claim::Claimed,
-                Some(redis::Value::BulkString(b)) => {
-                    let v = String::from_utf8_lossy(&b);
-                    match v.strip_prefix("done ") {
-                        Some(outcome) => Claim::Done(outcome.to_string()),
-                        None => Claim::Running,
-                    }
-                }
-                Some(_) => Claim::Running,
+            let text = match answer {
+                Some(redis::Value::BulkString(b)) => String::from_utf8(b).ok(),
+                Some(redis::Value::SimpleString(s)) => Some(s),
+                _ => None,
+            };
+            let Some(text) = text else {
+                self.counters
+                    .local_decisions
+                    .fetch_add(1, Ordering::Relaxed);
+                return Claim::Unreachable;
+            };
+            if let Some(outcome) = text.strip_prefix("done ") {
+                return Claim::Done(outcome.to_string());
             }
+            match text.strip_prefix("claimed ") {
+                Some("-") => Claim::Claimed { pin: None },
+                Some(pin) => match serde_json::from_str::<Pin>(pin) {
+                    Ok(pin) => Claim::Claimed { pin: Some(pin) },
+                    // A pin this replica cannot read is still a pin: the
+                    // key stays held rather than run anywhere.
+                    Err(_) => Claim::Running,
+                },
+                None => Claim::Running,
+            }
+        })
+    }
+
+    fn pin<'a>(&'a self, key: &'a str, fence: &'a str, pin: &'a Pin) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Ok(json) = serde_json::to_string(pin) else {
+                return false;
+            };
+            let k = self.key(key);
+            let fence = fence.to_string();
+            self.call_within(self.record_timeout(), |mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(PIN)
+                    .arg(1)
+                    .arg(k)
+                    .arg(fence)
+                    .arg(json)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
+            .await
+                == Some(1)
         })
     }
 
     fn settle<'a>(
         &'a self,
         key: &'a str,
-        outcome: Option<String>,
+        fence: &'a str,
+        settlement: Settlement,
+        _now_ms: u64,
         ttl: Duration,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            let marker = self.marker(key);
-            let k = self.key(key);
-            // Writing the outcome may take longer than a decision: it is
-            // what makes a later retry safe (see `record_timeout`); if it
-            // cannot be written now, it is written at the next flush.
-            let done = match outcome {
-                Some(o) => {
-                    let kept = o.clone();
-                    let done = self
-                        .call_within(self.record_timeout(), |mut c| async move {
-                            redis::cmd("SET")
-                                .arg(k)
-                                .arg(format!("done {o}"))
-                                .arg("PX")
-                                .arg(ms(ttl))
-                                .query_async::<()>(&mut c)
-                                .await
-                        })
-                        .await;
-                    if done.is_none() {
-                        let mut s = self.settles.locked();
-                        if s.len() >= OUTBOX {
-                            s.pop_front();
-                            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        s.push_back((key.to_string(), kept, ttl));
-                        self.wake.notify_one();
-                    }
-                    done
-                }
-                None => {
-                    self.call_within(self.record_timeout(), |mut c| async move {
-                        redis::cmd("EVAL")
-                            .arg(RELEASE)
-                            .arg(1)
-                            .arg(k)
-                            .arg(marker)
-                            .query_async::<()>(&mut c)
-                            .await
-                    })
-                    .await
-                }
+            let (mode, value) = match settlement {
+                Settlement::Done(o) => ("set", Record::Done(o).encode()),
+                Settlement::Pinned(p) => ("set", Record::Pinned(p).encode()),
+                Settlement::Free => ("free", String::new()),
+                Settlement::Release => ("release", String::new()),
             };
+            let (k, f, v) = (self.key(key), fence.to_string(), value.clone());
+            // Settling may take longer than a decision: it is what makes a
+            // later retry safe (see `record_timeout`); if it cannot be
+            // written now, it is written, fenced, at the next flush.
+            let done = self
+                .call_within(self.record_timeout(), |mut c| async move {
+                    redis::cmd("EVAL")
+                        .arg(SETTLE)
+                        .arg(1)
+                        .arg(k)
+                        .arg(f)
+                        .arg(mode)
+                        .arg(v)
+                        .arg(ms(ttl))
+                        .query_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
+            if done.is_none() {
+                let mut s = self.settles.locked();
+                if s.len() >= OUTBOX {
+                    s.pop_front();
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                s.push_back((key.to_string(), fence.to_string(), mode, value, ttl));
+                self.wake.notify_one();
+            }
             done.is_some()
         })
     }

@@ -213,6 +213,10 @@ impl Deployment {
             .budget(file.engine.budget)
             .admission(file.engine.admission)
             .observer(metrics.clone());
+        let idem = &file.engine.idempotency;
+        builder = builder
+            .records_unavailable(idem.when_unavailable)
+            .idempotency_ttl(std::time::Duration::from_secs(idem.ttl_s));
         let mut store = None;
         if options.store {
             let at = config.relative(&file.server.store);
@@ -222,6 +226,12 @@ impl Deployment {
                     builder = builder.observer(Arc::new(HealthRecorder {
                         tx: spawn_recorder(s.clone()),
                     }));
+                    // One replica's records live beside its definitions
+                    // (a cluster's replace them with Redis's below).
+                    match crate::records::SqliteRecords::open(&at, idem.max_records) {
+                        Ok(r) => builder = builder.records(Arc::new(r)),
+                        Err(e) => problems.push(store_problem(&config, e.into())),
+                    }
                     store = Some(s);
                 }
                 Err(e) => problems.push(store_problem(&config, e)),
@@ -236,9 +246,10 @@ impl Deployment {
                         config.problem(&FieldPath::keys(["cluster", "redis_url"]), e),
                     ])
                 })?;
-                builder = builder
-                    .shared(link.clone())
-                    .idempotency_ttl(std::time::Duration::from_secs(c.idempotency_ttl_s));
+                builder = builder.shared(link.clone()).records(link.clone());
+                if let Some(ttl) = c.idempotency_ttl_s {
+                    builder = builder.idempotency_ttl(std::time::Duration::from_secs(ttl));
+                }
                 Some(link)
             }
             _ => None,

@@ -8,7 +8,7 @@
 //! adapters depends on the engine alone.
 //!
 //! Imports go one way: `cli` → `api` → `deployment` → `config`, `store`,
-//! `metrics` → the engine and runtime crates. The config layer knows
+//! `metrics`, `records` → the engine and runtime crates. The config layer knows
 //! nothing of the CLI or the API. In cluster mode the deployment owns a
 //! `cluster` link (Redis), whose sync task applies what other replicas
 //! shared through the `cluster::Local` trait the deployment implements, so
@@ -24,6 +24,7 @@ mod events;
 pub mod fixtures;
 mod metrics;
 mod ops;
+mod records;
 mod simulator;
 mod store;
 
@@ -36,5 +37,6 @@ pub use deployment::{ChangeError, Deployment, Drift, ReloadReport, StartOptions,
 pub use events::{Event, Hub, RunRecord};
 pub use metrics::Metrics;
 pub use ops::OpError;
+pub use records::SqliteRecords;
 pub use simulator::{Recorded, Simulator};
 pub use store::{Store, StoreError};

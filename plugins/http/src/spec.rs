@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 use switchyard_guest::http::{self, percent_encode};
-use switchyard_guest::{Action, AppInfo, Error, Request, config};
+use switchyard_guest::{Action, AppInfo, Error, Idempotency, Request, config};
 
 /// One configured action.
 struct ActionSpec {
@@ -11,7 +11,7 @@ struct ActionSpec {
     method: String,
     path: String,
     description: String,
-    idempotent: bool,
+    idempotency: Idempotency,
     headers: Map<String, Value>,
     input: Value,
 }
@@ -36,15 +36,31 @@ fn configured_actions() -> Result<Vec<ActionSpec>, Error> {
             let path = field("path").ok_or_else(|| {
                 Error::internal(format!("config `actions[{i}].path` is required"))
             })?;
+            let method = field("method")
+                .unwrap_or_else(|| "POST".into())
+                .to_uppercase();
+            // GET and HEAD are reads unless the action says otherwise;
+            // `idempotent: true` is the older spelling of "keyed".
+            let idempotency = match field("idempotency").as_deref() {
+                Some("safe") => Idempotency::Safe,
+                Some("keyed") => Idempotency::Keyed,
+                Some("unsafe") => Idempotency::Unsafe,
+                Some(other) => {
+                    return Err(Error::internal(format!(
+                        "config `actions[{i}].idempotency` is `{other}`; use \"safe\", \"keyed\" or \"unsafe\""
+                    )));
+                }
+                None => match item.get("idempotent").and_then(Value::as_bool) {
+                    Some(true) => Idempotency::Keyed,
+                    Some(false) => Idempotency::Unsafe,
+                    None if matches!(method.as_str(), "GET" | "HEAD") => Idempotency::Safe,
+                    None => Idempotency::Unsafe,
+                },
+            };
             Ok(ActionSpec {
-                method: field("method")
-                    .unwrap_or_else(|| "POST".into())
-                    .to_uppercase(),
+                method,
                 description: field("description").unwrap_or_default(),
-                idempotent: item
-                    .get("idempotent")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                idempotency,
                 headers: item
                     .get("headers")
                     .and_then(Value::as_object)
@@ -75,7 +91,7 @@ pub fn describe() -> AppInfo {
         .action(
             Action::new("ping")
                 .describe("GET ping_path; healthy when the API answers 2xx")
-                .idempotent(true),
+                .safe(),
         );
     // A broken `actions` config surfaces on the first call, with its reason.
     for a in configured_actions().unwrap_or_default() {
@@ -83,7 +99,7 @@ pub fn describe() -> AppInfo {
             Action::new(a.name)
                 .describe(a.description)
                 .input(a.input)
-                .idempotent(a.idempotent),
+                .idempotency(a.idempotency),
         );
     }
     info

@@ -17,7 +17,9 @@
 
 use serde_json::{Map, Value, json};
 use switchyard_guest::http::{self, form_encode};
-use switchyard_guest::{Action, AppInfo, Error, Exchange, Request, config, export_exchange};
+use switchyard_guest::{
+    Action, AppInfo, Error, Exchange, Idempotency, Request, config, export_exchange,
+};
 
 struct Sns;
 
@@ -63,14 +65,14 @@ impl Exchange for Sns {
             )
             .action(
                 Action::new(PUBLISH_FIFO)
-                    .describe("Publish to a FIFO topic, deduplicated by the run's idempotency key (idempotent)")
+                    .describe("Publish to a FIFO topic, deduplicated by the run's idempotency key (keyed)")
                     .input(publish_schema(true))
-                    .idempotent(true),
+                    .idempotency(Idempotency::Keyed),
             )
             .action(
                 Action::new(PING)
                     .describe("ListTopics: healthy when SNS answers 2xx")
-                    .idempotent(true),
+                    .safe(),
             )
     }
 

@@ -20,7 +20,9 @@
 
 use serde_json::{Map, Value, json};
 use switchyard_guest::http::{self, bracket_pairs, form_encode, percent_encode};
-use switchyard_guest::{Action, AppInfo, Error, Exchange, Request, config, export_exchange};
+use switchyard_guest::{
+    Action, AppInfo, Error, Exchange, Idempotency, Request, config, export_exchange,
+};
 
 struct Stripe;
 
@@ -57,7 +59,7 @@ impl Exchange for Stripe {
                         "confirm": {"type": "boolean"},
                         "capture_method": {"type": "string"}
                     })))
-                    .idempotent(true),
+                    .idempotency(Idempotency::Keyed),
             )
             .action(
                 Action::new(CREATE_CHARGE)
@@ -66,7 +68,7 @@ impl Exchange for Stripe {
                         "source": {"type": "string"},
                         "capture": {"type": "boolean"}
                     })))
-                    .idempotent(true),
+                    .idempotency(Idempotency::Keyed),
             )
             .action(
                 Action::new(CREATE_REFUND)
@@ -78,18 +80,18 @@ impl Exchange for Stripe {
                         "reason": {"type": "string"},
                         "metadata": {"type": "object"}
                     }))
-                    .idempotent(true),
+                    .idempotency(Idempotency::Keyed),
             )
             .action(
                 Action::new(RETRIEVE_PAYMENT_INTENT)
                     .describe("GET /v1/payment_intents/{id}")
                     .input(json!({"id": {"type": "string", "required": true}}))
-                    .idempotent(true),
+                    .safe(),
             )
             .action(
                 Action::new(PING)
                     .describe("GET /v1/balance: healthy when Stripe answers 2xx")
-                    .idempotent(true),
+                    .safe(),
             )
     }
 
@@ -128,7 +130,7 @@ impl Exchange for Stripe {
 
     fn response(req: &Request, answer: http::Response) -> Result<Value, Error> {
         if !(200..300).contains(&answer.status) {
-            return Err(stripe_error(&answer));
+            return Err(stripe_error(req, &answer));
         }
         if req.action == PING {
             return Ok(json!({"ok": true}));
@@ -162,18 +164,14 @@ fn with_account_headers(mut request: http::Request) -> http::Request {
 
 /// Stripe's error envelope `{"error": {"type", "code", "decline_code",
 /// "param", "message"}}` to an adapter error.
-fn stripe_error(response: &http::Response) -> Error {
+fn stripe_error(req: &Request, response: &http::Response) -> Error {
     let status = response.status;
     let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     let e = body.get("error").cloned().unwrap_or(Value::Null);
     let field = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
     let kind = field("type").unwrap_or_else(|| format!("http_{status}"));
     let code = field("decline_code").or_else(|| field("code"));
-    let mut message = field("message").unwrap_or_else(|| {
-        let mut t = response.text();
-        t.truncate(300);
-        t
-    });
+    let mut message = field("message").unwrap_or_else(|| response.snippet(300));
     if let Some(p) = field("param") {
         message = format!("{message} (param `{p}`)");
     }
@@ -189,10 +187,19 @@ fn stripe_error(response: &http::Response) -> Error {
         parts.push(format!("decline_code {d}"));
     }
     let message = format!("stripe {status} ({}): {message}", parts.join(", "));
+    // Stripe calls a 500 indeterminate (the charge may exist), and a 504
+    // from its edge says the API may still be working: for an action with
+    // an effect both are ambiguous, so the host retries this account with
+    // the same key and never moves the payment elsewhere.
+    let effect = matches!(
+        req.action.as_str(),
+        CREATE_PAYMENT_INTENT | CREATE_CHARGE | CREATE_REFUND
+    );
     let error = match (status, kind.as_str()) {
         (401 | 403, _) | (_, "authentication_error") => {
             Error::internal(message).with_status(status)
         }
+        (500 | 504, _) if effect => Error::ambiguous(message).with_status(status),
         _ => Error::from_status(status, message, response.retry_after()),
     };
     error.with_code(code.unwrap_or(kind))

@@ -43,12 +43,12 @@ impl Exchange for Twilio {
                 Action::new(FETCH_MESSAGE)
                     .describe("GET Messages/{Sid}.json")
                     .input(json!({"Sid": {"type": "string", "required": true}}))
-                    .idempotent(true),
+                    .safe(),
             )
             .action(
                 Action::new(PING)
                     .describe("GET Accounts/{AccountSid}.json: healthy when Twilio answers 2xx")
-                    .idempotent(true),
+                    .safe(),
             )
     }
 
@@ -122,11 +122,7 @@ fn twilio_error(response: &http::Response) -> Error {
         .or_else(|| body.get("title"))
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| {
-            let mut t = response.text();
-            t.truncate(300);
-            t
-        });
+        .unwrap_or_else(|| response.snippet(300));
     if let Some(Value::Array(v)) = body.get("validation") {
         let reasons: Vec<String> = v
             .iter()

@@ -128,7 +128,9 @@ fn run_status(code: ErrorCode) -> StatusCode {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorCode::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::NoProvider | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NoProvider | ErrorCode::Overloaded | ErrorCode::IdempotencyUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::InProgress => StatusCode::CONFLICT,
         ErrorCode::Mapping | ErrorCode::AllFailed | ErrorCode::Ambiguous => StatusCode::BAD_GATEWAY,

@@ -278,12 +278,7 @@ async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
     println!("imports  {}", imports.join("\n         "));
     println!("actions");
     for a in &info.actions {
-        let idem = if a.idempotent {
-            "idempotent"
-        } else {
-            "not idempotent"
-        };
-        println!("  {:<20} {:<15} {}", a.name, idem, a.description);
+        println!("  {:<20} {:<7} {}", a.name, a.idempotency, a.description);
         println!("  {:<20} input {}", "", a.input_schema);
     }
     Ok(())

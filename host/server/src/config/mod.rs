@@ -159,6 +159,47 @@ pub struct EngineConfig {
     /// Admission limits of every app that sets none of its own.
     #[serde(default)]
     pub admission: AdmissionConfig,
+    /// Idempotency records: how long they keep an outcome, how many one
+    /// replica keeps, and what a keyed run does when they cannot be read.
+    #[serde(default)]
+    pub idempotency: IdempotencyConfig,
+}
+
+/// `[engine.idempotency]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// How long a record keeps a finished run's outcome (or an unresolved
+    /// key's app), seconds (1 to 2 592 000). Default 86 400.
+    #[serde(default = "default_idempotency_ttl")]
+    pub ttl_s: u64,
+    /// Records one replica keeps in its store (1 000 to 10 000 000);
+    /// expired ones are swept, and when it is full of live ones a new
+    /// key's keyed run is refused as `idempotency-unavailable`. Default
+    /// 1 000 000.
+    #[serde(default = "default_max_records")]
+    pub max_records: u64,
+    /// A keyed run of a definition with an action that is not safe, when
+    /// its record cannot be read or written (store error, Redis away):
+    /// `refuse` (default: 503 `idempotency-unavailable`, nothing sent) or
+    /// `run` (run without the record: a retry during the outage may
+    /// execute again, on another app; unsafe for payments).
+    #[serde(default)]
+    pub when_unavailable: switchyard_engine::RecordsUnavailable,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl_s: default_idempotency_ttl(),
+            max_records: default_max_records(),
+            when_unavailable: switchyard_engine::RecordsUnavailable::default(),
+        }
+    }
+}
+
+fn default_max_records() -> u64 {
+    1_000_000
 }
 
 /// `[runtime]`.
@@ -205,9 +246,10 @@ pub struct ClusterConfig {
     #[serde(default = "default_cluster_sync")]
     pub sync_interval_ms: u64,
     /// How long an idempotency record keeps a finished run's outcome,
-    /// seconds (1 to 2 592 000). Default 86 400.
-    #[serde(default = "default_idempotency_ttl")]
-    pub idempotency_ttl_s: u64,
+    /// seconds (1 to 2 592 000); when set, it wins over
+    /// `engine.idempotency.ttl_s` (the older spelling).
+    #[serde(default)]
+    pub idempotency_ttl_s: Option<u64>,
 }
 
 fn default_cluster_prefix() -> String {
@@ -503,7 +545,9 @@ impl Config {
         };
         bound("timeout_ms", c.timeout_ms, 1, 1_000);
         bound("sync_interval_ms", c.sync_interval_ms, 20, 1_000);
-        bound("idempotency_ttl_s", c.idempotency_ttl_s, 1, 2_592_000);
+        if let Some(ttl) = c.idempotency_ttl_s {
+            bound("idempotency_ttl_s", ttl, 1, 2_592_000);
+        }
         if !c.redis_url.starts_with("redis://") {
             problems.push(self.problem(
                 &FieldPath::keys(["cluster", "redis_url"]),
@@ -630,6 +674,18 @@ impl Config {
                     switchyard_runtime::MAX_INSTANCES
                 ),
             ));
+        }
+        let idem = &self.file.engine.idempotency;
+        for (field, v, lo, hi) in [
+            ("ttl_s", idem.ttl_s, 1, 2_592_000),
+            ("max_records", idem.max_records, 1_000, 10_000_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                problems.push(self.problem(
+                    &FieldPath::keys(["engine", "idempotency", field]),
+                    format!("is {v}; it must be between {lo} and {hi}"),
+                ));
+            }
         }
         let mut located = |at: FieldPath, e: switchyard_engine::DefineError| {
             let field = e.path.rsplit('.').next().unwrap_or_default().to_string();
@@ -1022,6 +1078,8 @@ options = []
                 "engine.breaker.minimum_failure_count", "engine.breaker.open_timeout",
                 "engine.admission.max_in_flight", "engine.admission.max_queue",
                 "engine.admission.queue_timeout_ms", "engine.admission.max_cooldown_ms",
+                "engine.idempotency.ttl_s", "engine.idempotency.max_records",
+                "cluster.idempotency_ttl_s",
             ]),
         ) {
             let (table, key) = field.rsplit_once('.').unwrap();

@@ -7,5 +7,7 @@ mod credentials;
 mod exchange;
 mod fixtures;
 mod http_plugin;
+mod payment_once;
 mod polyglot;
+mod provider_text;
 mod routing;

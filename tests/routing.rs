@@ -187,7 +187,7 @@ async fn a_hung_non_idempotent_send_stops_instead_of_sending_twice() {
     let trace = e.trace.clone().unwrap();
     assert_eq!(e.code, ErrorCode::Ambiguous, "{e}\n{}", trace.render());
     assert!(
-        e.message.contains("may have executed on provider `alpha`"),
+        e.message.contains("may have executed at app `alpha`"),
         "{e}"
     );
     assert_eq!(b.counts(), (0, 0), "beta never called");

@@ -50,7 +50,7 @@ enum OptionEnd {
     Overloaded(Overload),
     /// Its app was saturated and the run spills over.
     Spilled(Overload),
-    Stop(RunError),
+    Stop(Box<RunError>),
 }
 
 fn overload_skip(o: &Overload, spilled: bool) -> SkipReason {
@@ -194,7 +194,7 @@ pub(crate) async fn try_in_order(
                 trace.served_by = Some(opt.provider.clone());
                 return Ok((v, opt.provider.clone()));
             }
-            OptionEnd::Stop(e) => return Err(e),
+            OptionEnd::Stop(e) => return Err(*e),
             OptionEnd::Skipped(reason) => skip(trace, reason),
             OptionEnd::Spilled(o) => skip(trace, overload_skip(&o, true)),
             OptionEnd::Overloaded(o) => {
@@ -484,7 +484,7 @@ async fn run_option(
         {
             inner.breakers.release(bkey, ticket);
             inner.refund_budget(ctx.product, ctx.env, &opt.app, token);
-            return OptionEnd::Stop(RunError {
+            return OptionEnd::Stop(Box::new(RunError {
                 retry_after_ms: Some(1_000),
                 ..RunError::new(
                     ErrorCode::IdempotencyUnavailable,
@@ -493,7 +493,7 @@ async fn run_option(
                         ctx.key, opt.app
                     ),
                 )
-            });
+            }));
         }
         if try_no == 0 {
             // Every provider's first try is a first attempt on its app,
@@ -575,13 +575,13 @@ async fn run_option(
                 };
                 return match opt.output.apply(&scope) {
                     Ok(v) => OptionEnd::Served(v),
-                    Err(e) => OptionEnd::Stop(RunError::new(
+                    Err(e) => OptionEnd::Stop(Box::new(RunError::new(
                         ErrorCode::Mapping,
                         format!(
                             "provider `{}` served, but its output mapping failed: {e}; not failing over because the action ran",
                             opt.provider
                         ),
-                    )),
+                    ))),
                 };
             }
             Err(e) => {
@@ -825,13 +825,13 @@ async fn run_feature_option(
             };
             match opt.output.apply(&scope) {
                 Ok(v) => OptionEnd::Served(v),
-                Err(e) => OptionEnd::Stop(RunError::new(
+                Err(e) => OptionEnd::Stop(Box::new(RunError::new(
                     ErrorCode::Mapping,
                     format!(
                         "feature option `{}` served, but its output mapping failed: {e}; not failing over because the feature ran",
                         opt.provider
                     ),
-                )),
+                ))),
             }
         }
         Err(e) => {

@@ -104,7 +104,11 @@ impl SqliteRecords {
         ttl: Duration,
     ) -> rusqlite::Result<Claim> {
         let conn = self.conn.locked();
-        if self.claims.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+        if self
+            .claims
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             self.sweep(&conn, now_ms)?;
         }
         let current = Self::current(&conn, key, now_ms)?;

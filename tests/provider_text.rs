@@ -1,0 +1,156 @@
+//! Provider bytes are hostile input: every shipped exchange-world adapter
+//! (Rust, Python, JavaScript) answers any status with any body (arbitrary
+//! UTF-8 with multi-byte characters at every cut an adapter makes, invalid
+//! UTF-8, empty, large) with a typed error that follows the status rules,
+//! and never traps. (Transport failures never reach an exchange adapter:
+//! the host classes them itself, see `exchange.rs`.) A panic after a request was
+//! sent would read as `ambiguous` and change the routing (a refusal failing
+//! over to a second account), so "no trap" is the money invariant here.
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use switchyard::fixtures::Fixtures;
+use switchyard_engine::{ErrorClass, FailureKind, Jitter};
+use switchyard_runtime::{Answered, ComponentSource, Grant};
+use switchyard_tests::{artifacts, polyglot, runtime};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Bodies that have broken adapters or could: text with a multi-byte
+/// character straddling each length an adapter cuts at, invalid UTF-8,
+/// provider envelopes whose message does the same, and random bytes.
+fn body(rng: &mut Jitter) -> Vec<u8> {
+    let cuts = [199usize, 200, 298, 299, 300, 511, 512, 2047, 2048];
+    let wide = ["é", "—", "😀", "\u{fffd}", "中"];
+    let pick = |rng: &mut Jitter, n: usize| (rng.next_u64() % n as u64) as usize;
+    let at = cuts[pick(rng, cuts.len())].saturating_sub(pick(rng, 3));
+    let ch = wide[pick(rng, wide.len())];
+    let text = format!("{}{ch}{}", "a".repeat(at), "z".repeat(pick(rng, 600)));
+    match pick(rng, 8) {
+        0 => text.into_bytes(),
+        1 => json!({"error": {"message": text, "type": "api_error", "code": ch}})
+            .to_string()
+            .into_bytes(),
+        2 => json!({"message": text, "code": 20003, "detail": ch}).to_string().into_bytes(),
+        3 => format!("<ErrorResponse><Error><Code>{ch}</Code><Message>{text}</Message></Error></ErrorResponse>")
+            .into_bytes(),
+        4 => (0..pick(rng, 3000)).map(|_| (rng.next_u64() & 0xff) as u8).collect(),
+        5 => Vec::new(),
+        6 => {
+            let mut b = text.into_bytes();
+            b.insert(b.len() / 2, 0xff);
+            b
+        }
+        _ => json!({"ok": false, "error": text, "title": text}).to_string().into_bytes(),
+    }
+}
+
+const STATUSES: [u16; 18] = [
+    200, 201, 204, 302, 400, 401, 402, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504, 599,
+];
+
+/// What each adapter may answer to a status (beyond "no trap"): 4xx is the
+/// caller's (`rejected`) unless documented otherwise, 5xx is retryable
+/// (`unavailable`), or `ambiguous` where the adapter says the provider may
+/// have acted.
+fn allowed(adapter: &str, action: &str, status: u16, class: ErrorClass) -> bool {
+    use ErrorClass::*;
+    match status {
+        429 => class == RateLimited,
+        401 | 403 => matches!(class, Internal | Rejected),
+        // Vonage answers 402 when the account is out of credit: another
+        // account can serve (docs/adapters).
+        402 if adapter == "vonage" => class == Unavailable,
+        408 => class == Unavailable,
+        400..=499 => class == Rejected,
+        // Stripe calls 500 indeterminate and 504 means the API may still
+        // be working: ambiguous for its payment actions.
+        500 | 504
+            if adapter == "stripe"
+                && matches!(
+                    action,
+                    "create-payment-intent" | "create-charge" | "create-refund"
+                ) =>
+        {
+            class == Ambiguous
+        }
+        500..=599 => class == Unavailable,
+        _ => true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_provider_answer_traps_a_shipped_adapter_and_every_class_follows_the_status() {
+    let file = |dir: &str| repo().join("plugins").join(dir).join("fixtures.json");
+    let shipped: Vec<(&str, ComponentSource, PathBuf)> = vec![
+        ("http", artifacts::HTTP_PLUGIN.into(), file("http")),
+        ("stripe", artifacts::STRIPE_PLUGIN.into(), file("stripe")),
+        ("twilio", artifacts::TWILIO_PLUGIN.into(), file("twilio")),
+        ("sns", artifacts::SNS_PLUGIN.into(), file("sns")),
+        (
+            "vonage",
+            ComponentSource::File(polyglot("vonage")),
+            file("vonage-py"),
+        ),
+        (
+            "slack",
+            ComponentSource::File(polyglot("slack")),
+            file("slack-js"),
+        ),
+    ];
+    let rt = runtime();
+    let rounds: u64 = std::env::var("PROVIDER_TEXT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48);
+    let mut tried = 0;
+    for (name, source, path) in shipped {
+        let f = Fixtures::load(&path).unwrap();
+        let mut grant = Grant::new();
+        for (k, v) in &f.config {
+            grant = grant.config(k.clone(), v.clone());
+        }
+        let app = rt.load(name, source, grant).await.expect("loads");
+        // Every case that sends a request, once per answer.
+        let cases: Vec<_> = f.cases.iter().filter(|c| !c.exchanges.is_empty()).collect();
+        assert!(!cases.is_empty(), "{name}: no case sends a request");
+        let mut rng = Jitter::seeded(0x7e47 ^ name.len() as u64);
+        for round in 0..rounds {
+            let case = cases[(round % cases.len() as u64) as usize];
+            let status = STATUSES[(rng.next_u64() % STATUSES.len() as u64) as usize];
+            let bytes = body(&mut rng);
+            let answer = Answered {
+                status,
+                headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+                body: bytes.clone(),
+            };
+            let result = app
+                .replay(case.request(), &mut |_| Ok(answer.clone()))
+                .await;
+            tried += 1;
+            let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned();
+            if let Err(e) = &result {
+                assert!(
+                    e.kind != FailureKind::Trap && !e.message.contains("panicked"),
+                    "{name}/{}: status {status}, body {shown:?}: the adapter trapped: {e}",
+                    case.action
+                );
+                assert!(
+                    allowed(name, &case.action, status, e.class),
+                    "{name}/{}: status {status} answered {}: {e} (body {shown:?})",
+                    case.action,
+                    e.class
+                );
+            } else {
+                assert!(
+                    (200..300).contains(&status) || (300..400).contains(&status),
+                    "{name}/{}: status {status} served",
+                    case.action
+                );
+            }
+        }
+    }
+    println!("{tried} provider answers replayed through 6 adapters, no trap");
+}

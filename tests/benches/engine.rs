@@ -149,25 +149,49 @@ async fn main() {
         r.output
     })
     .await;
-    measure(
-        "fallback run with a caller idempotency key",
-        n,
-        async || {
-            let r = yard
+    // A keyed run claims its record, pins the app before the (unsafe)
+    // attempt and settles: in memory (the embedder's default) and in the
+    // server's SQLite file (`serve` in one process). Each run a new key.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Switchyard::builder()
+        .records(Arc::new(
+            switchyard::SqliteRecords::open(&dir.path().join("records.db"), 10_000_000).unwrap(),
+        ))
+        .build();
+    for app in ["a", "b"] {
+        sqlite.install_app("bench", app, "prd", noop(app));
+    }
+    sqlite
+        .create(yard.fallback().fetch("bench", "fb").unwrap())
+        .unwrap();
+    for (name, engine) in [
+        (
+            "fallback run, new caller key each run, records in memory",
+            &yard,
+        ),
+        (
+            "fallback run, new caller key each run, records in SQLite",
+            &sqlite,
+        ),
+    ] {
+        let mut k = 0u64;
+        measure(name, n / 4, async || {
+            k += 1;
+            let r = engine
                 .run(
                     Kind::Fallback,
                     "bench",
                     "prd",
                     "fb",
                     input.clone(),
-                    RunOptions::default().idempotency_key("order-1"),
+                    RunOptions::default().idempotency_key(format!("order-{k}")),
                 )
                 .await
                 .unwrap();
             r.output
-        },
-    )
-    .await;
+        })
+        .await;
+    }
     measure(
         "clone of the 5-field input alone (baseline)",
         n,

@@ -603,3 +603,62 @@ fn the_three_replica_example_runs_and_passes_its_checks() {
         "{text}"
     );
 }
+
+/// The review's reproduction: with Redis paused (SIGSTOP) the same key
+/// sent to r1, r2, r1 once executed three times, left a stale `running`
+/// marker from claims Redis applied when it resumed, and ran a fourth time
+/// when that lapsed. Now each keyed run is refused while its record cannot
+/// be read, nothing is sent, the late claims are released (fenced), and
+/// after the stall the key runs exactly once and then replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_stall_never_runs_a_key_twice() {
+    let redis = Redis::start();
+    let setup = Setup::new().await;
+    setup.primary.record(true);
+    setup.backup.record(true);
+    let servers = start_three(&setup, &redis);
+    let pid = redis.child.as_ref().expect("running").id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    let sent = || posts(&setup.primary) + posts(&setup.backup);
+    let keyed = json!({"input": {"to": "+9", "text": "pay"}, "idempotency_key": "order-stall"});
+    let before = sent();
+
+    signal("-STOP");
+    let mut during = Vec::new();
+    for i in [0, 1, 0] {
+        during.push(send(&servers[i], "fallbacks", "sms", keyed.clone()).await);
+    }
+    signal("-CONT");
+    for (st, v) in &during {
+        assert_eq!(*st, 503, "{v}");
+        assert_eq!(v["code"], "idempotency-unavailable", "{v}");
+        assert!(v["retry_after_ms"].as_u64().is_some(), "{v}");
+    }
+    assert_eq!(
+        sent(),
+        before,
+        "nothing was sent while the record could not be read"
+    );
+
+    // Once Redis answers, the key runs once (no stale marker holds it for
+    // a run's deadline), and every retry on any replica replays.
+    within(
+        Duration::from_secs(10),
+        "the key runs after the stall",
+        || async { send(&servers[1], "fallbacks", "sms", keyed.clone()).await.0 == 200 },
+    )
+    .await;
+    for s in &servers {
+        let (st, v) = send(s, "fallbacks", "sms", keyed.clone()).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["trace"]["replayed"], true, "{v}");
+    }
+    assert_eq!(sent() - before, 1, "executed exactly once");
+}

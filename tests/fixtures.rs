@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 }
 
 /// Each shipped adapter, its component and its fixture file.
-fn shipped() -> Vec<(&'static str, ComponentSource, PathBuf)> {
+pub(crate) fn shipped() -> Vec<(&'static str, ComponentSource, PathBuf)> {
     let file = |dir: &str| repo().join("plugins").join(dir).join("fixtures.json");
     vec![
         ("http", artifacts::HTTP_PLUGIN.into(), file("http")),

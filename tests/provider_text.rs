@@ -8,15 +8,10 @@
 //! over to a second account), so "no trap" is the money invariant here.
 
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use switchyard::fixtures::Fixtures;
 use switchyard_engine::{ErrorClass, FailureKind, Jitter};
-use switchyard_runtime::{Answered, ComponentSource, Grant};
-use switchyard_tests::{artifacts, polyglot, runtime};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use switchyard_runtime::{Answered, Grant};
+use switchyard_tests::runtime;
 
 /// Bodies that have broken adapters or could: text with a multi-byte
 /// character straddling each length an adapter cuts at, invalid UTF-8,
@@ -83,23 +78,7 @@ fn allowed(adapter: &str, action: &str, status: u16, class: ErrorClass) -> bool 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_provider_answer_traps_a_shipped_adapter_and_every_class_follows_the_status() {
-    let file = |dir: &str| repo().join("plugins").join(dir).join("fixtures.json");
-    let shipped: Vec<(&str, ComponentSource, PathBuf)> = vec![
-        ("http", artifacts::HTTP_PLUGIN.into(), file("http")),
-        ("stripe", artifacts::STRIPE_PLUGIN.into(), file("stripe")),
-        ("twilio", artifacts::TWILIO_PLUGIN.into(), file("twilio")),
-        ("sns", artifacts::SNS_PLUGIN.into(), file("sns")),
-        (
-            "vonage",
-            ComponentSource::File(polyglot("vonage")),
-            file("vonage-py"),
-        ),
-        (
-            "slack",
-            ComponentSource::File(polyglot("slack")),
-            file("slack-js"),
-        ),
-    ];
+    let shipped = crate::fixtures::shipped();
     let rt = runtime();
     let rounds: u64 = std::env::var("PROVIDER_TEXT_ROUNDS")
         .ok()

@@ -224,7 +224,8 @@ pub(crate) async fn try_in_order(
                     {
                         return Err(ambiguous_at(
                             ctx,
-                            opt,
+                            &opt.app,
+                            &opt.provider,
                             format!(
                                 "the request may have executed at app `{}` (provider `{}`: {}); `{}` is {} there, so nothing else was tried. Check with the provider using idempotency key `{}`; a retry with this key goes to app `{}` only",
                                 opt.app,
@@ -634,16 +635,16 @@ fn idempotency_words(i: Idempotency) -> &'static str {
     }
 }
 
-/// An `ambiguous` run error naming where to reconcile.
-fn ambiguous_at(ctx: &RunCtx<'_>, opt: &CompiledOption, message: String) -> RunError {
-    RunError {
-        reconcile: Some(Reconcile {
-            app: opt.app.clone(),
-            provider: opt.provider.clone(),
+/// An `ambiguous` run error naming `app` and `provider` to reconcile.
+fn ambiguous_at(ctx: &RunCtx<'_>, app: &str, provider: &str, message: String) -> RunError {
+    RunError::ambiguous(
+        Reconcile {
+            app: app.to_string(),
+            provider: provider.to_string(),
             idempotency_key: ctx.key.to_string(),
-        }),
-        ..RunError::new(ErrorCode::Ambiguous, message)
-    }
+        },
+        message,
+    )
 }
 
 /// A run whose key an earlier run may have acted on at `pin`'s app: it
@@ -661,14 +662,11 @@ pub(crate) async fn run_pinned(
         .filter(|&i| route.options[i].app == pin.app)
         .collect();
     order.sort_by_key(|&i| route.options[i].provider != pin.provider);
-    let unresolved = |why: String| RunError {
-        reconcile: Some(Reconcile {
-            app: pin.app.clone(),
-            provider: pin.provider.clone(),
-            idempotency_key: ctx.key.to_string(),
-        }),
-        ..RunError::new(
-            ErrorCode::Ambiguous,
+    let unresolved = |why: String| {
+        ambiguous_at(
+            ctx,
+            &pin.app,
+            &pin.provider,
             format!(
                 "an earlier run with idempotency key `{}` may have executed at app `{}` (provider `{}`), so this run may only go there: {why}. Check with the provider, or retry later",
                 ctx.key, pin.app, pin.provider

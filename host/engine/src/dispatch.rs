@@ -11,7 +11,7 @@ use super::schema;
 use super::trace::Trace;
 use super::{attempt, fallback, feature, quota};
 use crate::adapter::{BoxFuture, Session};
-use crate::records::{Claim, RecordsUnavailable, RunRecord, Settlement, StoredOutcome};
+use crate::records::{Claim, Pin, RecordsUnavailable, RunRecord, Settlement, StoredOutcome};
 use crate::switchyard::{Inner, Switchyard};
 use crate::trace::RunKind;
 use serde_json::Value;
@@ -70,13 +70,13 @@ fn record_key(
 /// which names no single app, is kept as it is). Anything else (no
 /// provider, all failed without acting, overloaded, deadline) frees the
 /// key, unless an earlier run pinned it: that pin stands until an answer.
-fn settlement(result: &Result<RunResult, RunError>, record: &RunRecord) -> Settlement {
+fn settlement(result: &Result<RunResult, RunError>, pinned: Option<&Pin>) -> Settlement {
     let keep =
         |o: StoredOutcome| serde_json::to_string(&o).map_or(Settlement::Free, Settlement::Done);
     match result {
         Ok(r) => keep(StoredOutcome::Served(r.clone())),
         Err(e) => match (e.code, &e.reconcile) {
-            (ErrorCode::Ambiguous, Some(at)) => Settlement::Pinned(crate::records::Pin {
+            (ErrorCode::Ambiguous, Some(at)) => Settlement::Pinned(Pin {
                 app: at.app.clone(),
                 provider: at.provider.clone(),
             }),
@@ -87,10 +87,7 @@ fn settlement(result: &Result<RunResult, RunError>, record: &RunRecord) -> Settl
                 | ErrorCode::InvalidInput,
                 _,
             ) => keep(StoredOutcome::Failed(e.clone())),
-            _ => record
-                .pinned
-                .clone()
-                .map_or(Settlement::Free, Settlement::Pinned),
+            _ => pinned.cloned().map_or(Settlement::Free, Settlement::Pinned),
         },
     }
 }
@@ -379,13 +376,7 @@ impl Inner {
                 let result = self
                     .cached_run(product, env, kind, tag, input, options, None, f)
                     .await;
-                let unpinned = RunRecord {
-                    key: rkey.clone(),
-                    fence: fence.clone(),
-                    pinned: None,
-                    written: std::sync::Mutex::new(None),
-                };
-                let s = match settlement(&result, &unpinned) {
+                let s = match settlement(&result, None) {
                     Settlement::Free => Settlement::Release,
                     s => s,
                 };
@@ -412,7 +403,7 @@ impl Inner {
                         f,
                     )
                     .await;
-                let s = settlement(&result, &held);
+                let s = settlement(&result, held.pinned.as_ref());
                 let now_ms = crate::cluster::unix_ms(self.clock.wall());
                 records.settle(&rkey, &fence, s, now_ms, ttl).await;
                 result

@@ -189,6 +189,14 @@ impl RunError {
         }
     }
 
+    /// An `ambiguous` error naming where the action may have executed.
+    pub(crate) fn ambiguous(reconcile: Reconcile, message: impl Into<String>) -> Self {
+        Self {
+            reconcile: Some(reconcile),
+            ..Self::new(ErrorCode::Ambiguous, message)
+        }
+    }
+
     pub(crate) fn with_trace(mut self, trace: Trace) -> Self {
         self.trace = Some(Box::new(trace));
         self

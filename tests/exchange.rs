@@ -250,3 +250,60 @@ async fn exchange_misbehaviour_is_contained() {
     let out = call("echo").await.expect("serves after all that");
     assert!(out.output["remaining_ms"].as_u64().unwrap() <= 1000);
 }
+
+/// A runtime whose answers are held under a host-wide budget of `mb` MiB.
+fn budgeted(mb: usize) -> (Runtime, std::sync::Arc<switchyard_runtime::HostBytes>) {
+    let budget = switchyard_runtime::HostBytes::new(mb << 20);
+    let rt = Runtime::new(switchyard_runtime::RuntimeConfig {
+        cache_dir: Some(switchyard_tests::cache_dir()),
+        host_bytes: Some(budget.clone()),
+        ..switchyard_runtime::RuntimeConfig::default()
+    })
+    .expect("runtime starts");
+    (rt, budget)
+}
+
+/// Answers the host reads whole are held under one budget for all calls:
+/// they come back whole while it has room, and every byte is given back
+/// when the calls end. With no room for one answer of the egress cap
+/// (8 MiB), a request is not sent at all: the attempt is `overloaded`,
+/// the host's limit, never the provider's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_held_under_the_hosts_byte_budget() {
+    let provider = Scripted::start().await;
+    let big = "x".repeat(600 << 10);
+    provider.always("/v1/messages", Answer::json(200, json!({"id": "m", "pad": big})));
+    provider.set_delay(Duration::from_millis(100));
+
+    let (rt, budget) = budgeted(64);
+    let app = http_plugin(&rt, "http", grant(&provider.url())).await;
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.call(CallRequest::new("send", json!({"n": i})).deadline(Duration::from_secs(20)))
+                    .await
+            })
+        })
+        .collect();
+    for c in calls {
+        let out = c.await.unwrap().expect("answers fit the budget");
+        assert_eq!(out.output["id"], "m");
+    }
+    assert_eq!(budget.used(), 0, "every byte is given back");
+    assert_eq!(budget.refused(), 0);
+    assert_eq!(provider.received().len(), 8);
+
+    let (rt, budget) = budgeted(4);
+    let app = http_plugin(&rt, "http", grant(&provider.url())).await;
+    let before = provider.received().len();
+    let e = app
+        .call(CallRequest::new("send", json!({"n": 1})))
+        .await
+        .expect_err("no room for an answer");
+    assert_eq!(e.class, ErrorClass::Overloaded, "{e}");
+    assert_eq!(e.kind, FailureKind::Overload, "{e}");
+    assert!(e.message.contains("server.max_buffered_mb"), "{e}");
+    assert_eq!(provider.received().len(), before, "nothing was sent");
+    assert!(budget.refused() >= 1);
+}

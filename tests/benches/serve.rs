@@ -53,6 +53,7 @@ async fn main() {
         deployment: Arc::new(deployment),
         token: Some(TOKEN.into()),
         max_body_bytes: 64 * 1024,
+        max_event_streams: 64,
         ready: AtomicBool::new(true),
         header_read_timeout: Duration::from_secs(10),
     });

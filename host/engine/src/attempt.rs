@@ -355,6 +355,11 @@ fn map_input(
         ..Scope::default()
     };
     opt.input.apply(&scope).map_err(|e| {
+        if let crate::mapping::MappingError::Oversized { .. } = e {
+            // The caller's data makes the mapping too large: the caller's
+            // to fix, and nothing was sent anywhere.
+            return OptionEnd::Stop(Box::new(RunError::new(ErrorCode::Rejected, e.to_string())));
+        }
         let e = AttemptError::new(ErrorClass::Internal, FailureKind::Host, e.to_string());
         record(trace, opt, 1, Err(&e), Duration::ZERO);
         OptionEnd::Failed {

@@ -562,6 +562,9 @@ impl Breaker {
         now: Instant,
         wall_ms: u64,
     ) -> bool {
+        if self.forced.is_some() {
+            return false; // an operator decides until the force is released
+        }
         if s.open {
             if self.state != BreakerState::Closed && self.episode >= s.episode {
                 return false;
@@ -838,7 +841,6 @@ mod tests {
             open_timeout_ms: 30_000,
             requests: 40,
             last_error: Some(err("down")),
-            forced: None,
         };
         let close = |episode| SharedBreaker {
             open: false,

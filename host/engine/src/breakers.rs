@@ -72,10 +72,13 @@ pub enum Transition {
 pub const MAX_BREAKERS: usize = 10_000;
 
 /// Forget one breaker to make room: a closed one with the fewest failures
-/// and the oldest window, else (every one open or probing) the oldest.
+/// and the oldest window, else (every one open or probing) the oldest. A
+/// forced breaker is never forgotten: an operator's force stays until it
+/// is released (forces are bounded by the server, far below this bound).
 fn evict_quietest(map: &mut HashMap<String, Breaker>) {
     let victim = map
         .iter()
+        .filter(|(_, b)| b.forced.is_none())
         .min_by_key(|(_, b)| (b.state != BreakerState::Closed, b.failures, b.window_start))
         .map(|(k, _)| k.clone());
     if let Some(k) = victim {
@@ -185,16 +188,16 @@ impl Breakers {
             open_timeout_ms: u64::try_from(b.config.open_timeout.as_millis()).unwrap_or(u64::MAX),
             requests: b.requests,
             last_error: b.last_error.clone(),
-            forced: None,
         })
     }
 
-    /// Every breaker not closed (or forced), as its opening (or force).
+    /// Every breaker open or half-open on its own judgement (not forced),
+    /// as its opening.
     pub(crate) fn open_shares(&self) -> Vec<(String, SharedBreaker)> {
         let map = self.map.locked();
         map.iter()
             .filter(|(_, b)| {
-                (b.state != BreakerState::Closed && b.episode > 0) || b.forced.is_some()
+                b.state != BreakerState::Closed && b.episode > 0 && b.forced.is_none()
             })
             .map(|(k, b)| {
                 (
@@ -206,7 +209,6 @@ impl Breakers {
                             .unwrap_or(u64::MAX),
                         requests: b.requests,
                         last_error: b.last_error.clone(),
-                        forced: b.forced,
                     },
                 )
             })
@@ -223,8 +225,23 @@ impl Breakers {
             open_timeout_ms: 0,
             requests: 0,
             last_error: None,
-            forced: None,
         })
+    }
+
+    /// Every forced breaker and its force.
+    pub(crate) fn forces(&self) -> Vec<(String, Force)> {
+        let map = self.map.locked();
+        let mut v: Vec<_> = map
+            .iter()
+            .filter_map(|(k, b)| b.forced.map(|f| (k.clone(), f)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Whether a breaker under `key` is held now.
+    pub(crate) fn holds(&self, key: &str) -> bool {
+        self.map.locked().contains_key(key)
     }
 
     /// Episode, probe allowance and probe timeout of `key` while half-open.
@@ -268,26 +285,9 @@ impl Breakers {
         b.state
     }
 
-    /// An operator's force on `key`, as other replicas apply it.
-    pub(crate) fn share_force(&self, key: &str, force: Force) -> SharedBreaker {
-        let map = self.map.locked();
-        SharedBreaker {
-            open: force == Force::Open,
-            episode: map.get(key).map_or(0, |b| b.episode),
-            open_timeout_ms: 0,
-            requests: 0,
-            last_error: None,
-            forced: Some(force),
-        }
-    }
-
     /// Take in a transition another replica made on `key` (creating the
     /// breaker if this replica has not used it yet).
     pub fn apply_shared(&self, key: &str, s: &SharedBreaker, now: Instant, wall_ms: u64) -> bool {
-        if let Some(f) = s.forced {
-            self.force(key, f, now);
-            return true;
-        }
         let mut map = self.map.locked();
         if !map.contains_key(key) {
             if !s.open {

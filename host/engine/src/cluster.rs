@@ -31,9 +31,6 @@ pub struct SharedBreaker {
     pub requests: u64,
     /// The error that opened it.
     pub last_error: Option<AttemptError>,
-    /// An operator's force (or release) rather than a transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forced: Option<crate::operator::Force>,
 }
 
 /// What the engine shares through a cluster store. Calls returning a future
@@ -42,6 +39,12 @@ pub struct SharedBreaker {
 pub trait Shared: Send + Sync + 'static {
     /// A breaker under `key` opened or closed here.
     fn breaker_changed(&self, key: &str, change: &SharedBreaker);
+
+    /// An operator forced `key` open or closed, or released it, here. A
+    /// force is not a transition: it is durable state of its own, which a
+    /// store keeps until it is released (a breaker's episode ends, a force
+    /// does not).
+    fn force_changed(&self, key: &str, force: crate::operator::Force);
 
     /// Take one of the `permits` half-open probes of `key`'s open
     /// `episode`, cluster-wide. `Some(false)`: every permit is taken.
@@ -190,5 +193,16 @@ impl Switchyard {
     /// so trips made while it was away converge.
     pub fn shared_openings(&self) -> Vec<(String, SharedBreaker)> {
         self.inner.breakers.open_shares()
+    }
+
+    /// Take in an operator's force another replica made (or one a store
+    /// kept), without sharing it again: returns the breaker's state now.
+    pub fn apply_shared_force(
+        &self,
+        key: &str,
+        force: crate::operator::Force,
+    ) -> crate::breaker::BreakerState {
+        let now = self.inner.clock.now();
+        self.inner.breakers.force(key, force, now)
     }
 }

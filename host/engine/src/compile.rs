@@ -123,7 +123,8 @@ pub(crate) fn check_name(path: &str, what: &str, value: &str) -> Result<(), Defi
 
 fn compile(template: &serde_json::Value, at: &str) -> Result<Mapping, DefineError> {
     Mapping::compile(template, at).map_err(|e| match e {
-        crate::mapping::MappingError::Syntax { at, reason } => DefineError::new(at, reason),
+        crate::mapping::MappingError::Syntax { at, reason }
+        | crate::mapping::MappingError::TooBig { at, reason } => DefineError::new(at, reason),
         other => DefineError::new(at, other.to_string()),
     })
 }

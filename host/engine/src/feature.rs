@@ -42,8 +42,12 @@ pub(crate) async fn run(
             steps: Some(&served),
         };
         let step_input = step.input.apply(&scope).map_err(|e| {
+            let code = match e {
+                crate::mapping::MappingError::Oversized { .. } => ErrorCode::Rejected,
+                _ => ErrorCode::Mapping,
+            };
             RunError::new(
-                ErrorCode::Mapping,
+                code,
                 format!("feature `{}` step `{}`: {e}", feature.tag, step.name),
             )
         })?;

@@ -27,6 +27,25 @@ pub enum MappingError {
         /// What is wrong and how to write it.
         reason: String,
     },
+    /// The mapping is larger than a mapping may be (define time).
+    #[error("{at}: {reason}")]
+    TooBig {
+        /// Where in the mapping.
+        at: String,
+        /// Which bound and how to stay within it.
+        reason: String,
+    },
+    /// Applying the mapping would produce more than [`MAX_MAPPED_BYTES`]
+    /// (run time): nothing is sent.
+    #[error(
+        "{at}: the mapping would produce more than {limit} bytes from this data; send a smaller input (or map less of it)"
+    )]
+    Oversized {
+        /// Where in the mapping the bound was crossed.
+        at: String,
+        /// The bound, bytes.
+        limit: usize,
+    },
     /// A referenced path is absent from the data.
     #[error("{at}: {source_name}{{{path}}} is missing from the {source_name} data")]
     Missing {
@@ -69,6 +88,15 @@ enum Node {
     Array(Vec<Node>),
 }
 
+/// Most text (strings and keys, bytes) one mapping may hold.
+pub const MAX_MAPPING_TEXT: usize = 64 * 1024;
+/// Most references one mapping may hold.
+pub const MAX_REFERENCES: usize = 1_000;
+/// Most bytes (as JSON text, about) applying one mapping may produce: a
+/// template that copies a large input many times is stopped here, before
+/// anything is sent.
+pub const MAX_MAPPED_BYTES: usize = 4 << 20;
+
 /// What a mapping reads from.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Scope<'a> {
@@ -97,9 +125,18 @@ pub struct Mapping {
 impl Mapping {
     /// Compile `template`; `at` names it in errors (`fallbacks.pay.options[0].input`).
     pub fn compile(template: &Value, at: &str) -> Result<Self, MappingError> {
-        Ok(Self {
-            root: compile(template, at)?,
-        })
+        let mut size = Size::default();
+        let root = compile(template, at, &mut size)?;
+        if size.text > MAX_MAPPING_TEXT {
+            return Err(MappingError::TooBig {
+                at: at.to_string(),
+                reason: format!(
+                    "holds {} bytes of text; a mapping may hold at most {MAX_MAPPING_TEXT}",
+                    size.text
+                ),
+            });
+        }
+        Ok(Self { root })
     }
 
     /// Every `$Sequence` reference: the step and the first field of its
@@ -159,9 +196,10 @@ impl Mapping {
         })
     }
 
-    /// Produce the mapped value.
+    /// Produce the mapped value, at most [`MAX_MAPPED_BYTES`] of it.
     pub fn apply(&self, scope: &Scope<'_>) -> Result<Value, MappingError> {
-        apply(&self.root, scope)
+        let mut left = MAX_MAPPED_BYTES;
+        apply(&self.root, scope, &mut left)
     }
 }
 
@@ -179,18 +217,31 @@ fn visit(node: &Node, f: &mut impl FnMut(&Reference)) {
     }
 }
 
-fn compile(v: &Value, at: &str) -> Result<Node, MappingError> {
+/// What a mapping holds, counted while it compiles.
+#[derive(Default)]
+struct Size {
+    text: usize,
+    references: usize,
+}
+
+fn compile(v: &Value, at: &str, size: &mut Size) -> Result<Node, MappingError> {
     Ok(match v {
-        Value::String(s) => compile_string(s, at)?,
+        Value::String(s) => {
+            size.text = size.text.saturating_add(s.len());
+            compile_string(s, at, size)?
+        }
         Value::Object(m) => Node::Object(
             m.iter()
-                .map(|(k, v)| Ok((k.clone(), compile(v, &format!("{at}.{k}"))?)))
+                .map(|(k, v)| {
+                    size.text = size.text.saturating_add(k.len());
+                    Ok((k.clone(), compile(v, &format!("{at}.{k}"), size)?))
+                })
                 .collect::<Result<_, _>>()?,
         ),
         Value::Array(a) => Node::Array(
             a.iter()
                 .enumerate()
-                .map(|(i, v)| compile(v, &format!("{at}[{i}]")))
+                .map(|(i, v)| compile(v, &format!("{at}[{i}]"), size))
                 .collect::<Result<_, _>>()?,
         ),
         other => Node::Literal(other.clone()),
@@ -199,12 +250,35 @@ fn compile(v: &Value, at: &str) -> Result<Node, MappingError> {
 
 const SOURCES: [&str; 3] = ["$Input{", "$Response{", "$Sequence{"];
 
-fn compile_string(s: &str, at: &str) -> Result<Node, MappingError> {
+/// Where the next reference starts in `s`: one pass over it (each `$` is
+/// looked at once), so compiling is linear in the text.
+fn next_reference(s: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find('$') {
+        let at = from + i;
+        if SOURCES.iter().any(|p| s[at..].starts_with(p)) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+fn compile_string(s: &str, at: &str, size: &mut Size) -> Result<Node, MappingError> {
     let mut parts = Vec::new();
     let mut rest = s;
-    while let Some(start) = SOURCES.iter().filter_map(|p| rest.find(p)).min() {
+    while let Some(start) = next_reference(rest) {
         if start > 0 {
             parts.push(Part::Text(rest[..start].to_string()));
+        }
+        size.references += 1;
+        if size.references > MAX_REFERENCES {
+            return Err(MappingError::TooBig {
+                at: at.to_string(),
+                reason: format!(
+                    "a mapping may hold at most {MAX_REFERENCES} references; map fewer fields, or pass a whole object with one reference (`$Input{{order}}`)"
+                ),
+            });
         }
         let (reference, len) = parse_reference(&rest[start..], at)?;
         parts.push(Part::Ref(reference));
@@ -328,34 +402,81 @@ fn follow<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
     Some(cur)
 }
 
-fn apply(node: &Node, scope: &Scope<'_>) -> Result<Value, MappingError> {
+/// About how many bytes `v` takes as JSON text, counting no further than
+/// `limit` (so weighing a huge value costs no more than the bound).
+fn weigh(v: &Value, limit: usize) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 20,
+            Value::String(s) => s.len() + 2,
+            Value::Array(a) => {
+                stack.extend(a.iter());
+                a.len() + 2
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    total = total.saturating_add(k.len() + 4);
+                    stack.push(x);
+                }
+                2
+            }
+        });
+        if total > limit {
+            break;
+        }
+    }
+    total
+}
+
+/// Take `n` bytes from what the mapping may still produce.
+fn spend(left: &mut usize, n: usize, at: &str) -> Result<(), MappingError> {
+    *left = left.checked_sub(n).ok_or_else(|| MappingError::Oversized {
+        at: at.to_string(),
+        limit: MAX_MAPPED_BYTES,
+    })?;
+    Ok(())
+}
+
+fn apply(node: &Node, scope: &Scope<'_>, left: &mut usize) -> Result<Value, MappingError> {
     Ok(match node {
         Node::Literal(v) => v.clone(),
-        Node::Whole(r, at) => resolve(r, scope, at)?.clone(),
+        Node::Whole(r, at) => {
+            let v = resolve(r, scope, at)?;
+            spend(left, weigh(v, *left), at)?;
+            v.clone()
+        }
         Node::Template(parts, at) => {
             let mut out = String::new();
             for p in parts {
-                match p {
-                    Part::Text(t) => out.push_str(t),
+                let piece = match p {
+                    Part::Text(t) => std::borrow::Cow::Borrowed(t.as_str()),
                     Part::Ref(r) => match resolve(r, scope, at)? {
-                        Value::String(s) => out.push_str(s),
-                        other => out.push_str(&other.to_string()),
+                        Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                        other => {
+                            spend(left, weigh(other, *left), at)?;
+                            std::borrow::Cow::Owned(other.to_string())
+                        }
                     },
-                }
+                };
+                spend(left, piece.len(), at)?;
+                out.push_str(&piece);
             }
             Value::String(out)
         }
         Node::Object(fields) => {
             let mut m = Map::with_capacity(fields.len());
             for (k, n) in fields {
-                m.insert(k.clone(), apply(n, scope)?);
+                m.insert(k.clone(), apply(n, scope, left)?);
             }
             Value::Object(m)
         }
         Node::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|n| apply(n, scope))
+                .map(|n| apply(n, scope, left))
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -449,6 +570,58 @@ mod tests {
                 .starts_with("m[0]: `$Sequence{step}` needs a path"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn mappings_are_bounded_when_defined_and_when_applied() {
+        // Too many references, or too much text: refused at define time.
+        let many = "$Input{to}".repeat(MAX_REFERENCES + 1);
+        let e = Mapping::compile(&json!({"text": many}), "m").unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.text: a mapping may hold at most 1000 references"),
+            "{e}"
+        );
+        let long = "x".repeat(MAX_MAPPING_TEXT + 1);
+        let e = Mapping::compile(&json!({"text": long}), "m").unwrap_err();
+        assert!(e.to_string().contains("bytes of text"), "{e}");
+
+        // Within the bounds at define time, but copying a large input
+        // many times: stopped while applying, naming the field.
+        let m = Mapping::compile(
+            &json!({"ok": "$Input{small}", "text": "$Input{big}".repeat(500)}),
+            "fallbacks.sms.options[0].input",
+        )
+        .unwrap();
+        let input = json!({"small": "a", "big": "y".repeat(100 * 1024)});
+        let e = m
+            .apply(&Scope {
+                input: Some(&input),
+                ..Scope::default()
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&e, MappingError::Oversized { at, .. } if at == "fallbacks.sms.options[0].input.text"),
+            "{e}"
+        );
+        // Whole references count too: an array of many copies of a big
+        // object.
+        let m = Mapping::compile(&json!(vec!["$Input{}"; 100]), "m").unwrap();
+        assert!(matches!(
+            m.apply(&Scope {
+                input: Some(&input),
+                ..Scope::default()
+            }),
+            Err(MappingError::Oversized { .. })
+        ));
+        // What fits is produced whole.
+        let m = Mapping::compile(&json!({"t": "$Input{big}$Input{big}"}), "m").unwrap();
+        let out = m
+            .apply(&Scope {
+                input: Some(&input),
+                ..Scope::default()
+            })
+            .unwrap();
+        assert_eq!(out["t"].as_str().unwrap().len(), 200 * 1024);
     }
 
     /// Arbitrary JSON, a few levels deep.

@@ -87,8 +87,36 @@ impl Switchyard {
         let now = self.inner.clock.now();
         let state = self.inner.breakers.force(key, force, now);
         if let Some(shared) = &self.inner.shared {
-            shared.breaker_changed(key, &self.inner.breakers.share_force(key, force));
+            shared.force_changed(key, force);
         }
         state
+    }
+
+    /// Every forced breaker and its force, by key.
+    pub fn forces(&self) -> Vec<(String, Force)> {
+        self.inner.breakers.forces()
+    }
+
+    /// Whether `key` names a breaker that exists: one a run uses now, or
+    /// the default key (`product/env/app/action`, `product/env/feature:tag`)
+    /// of an option of a defined quota or fallback in one of the product's
+    /// envs. Operators may force only these (a `breaker_key` template's
+    /// keys once a run has made them).
+    pub fn breaker_exists(&self, key: &str) -> bool {
+        if self.inner.breakers.holds(key) {
+            return true;
+        }
+        let mut parts = key.splitn(3, '/');
+        let (Some(product), Some(env)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        if !self.envs(product).iter().any(|e| e == env) {
+            return false;
+        }
+        self.inner
+            .registry
+            .reading()
+            .option_keys(product, env)
+            .any(|k| k == key)
     }
 }

@@ -143,6 +143,30 @@ impl Registry {
         }
     }
 
+    /// The default breaker key of every option of `product`'s quotas and
+    /// fallbacks in `env`.
+    pub fn option_keys<'a>(
+        &'a self,
+        product: &'a str,
+        env: &'a str,
+    ) -> impl Iterator<Item = String> + 'a {
+        self.defs
+            .get(product)
+            .into_iter()
+            .flat_map(|kinds| kinds.values())
+            .flat_map(|tags| tags.values())
+            .filter_map(|e| match &e.compiled {
+                Compiled::Route(r) => Some(r.clone()),
+                _ => None,
+            })
+            .flat_map(move |r| {
+                r.options
+                    .iter()
+                    .map(|o| crate::breakers::option_key(product, env, o))
+                    .collect::<Vec<_>>()
+            })
+    }
+
     pub fn compiled_feature(&self, product: &str, tag: &str) -> Option<Arc<CompiledFeature>> {
         match &self.entry(product, Kind::Feature, tag)?.compiled {
             Compiled::Feature(f) => Some(f.clone()),

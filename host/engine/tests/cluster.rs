@@ -58,6 +58,12 @@ impl Shared for Link {
         });
     }
 
+    fn force_changed(&self, key: &str, force: switchyard_engine::Force) {
+        self.each_peer(|y| {
+            y.apply_shared_force(key, force);
+        });
+    }
+
     fn probe_permit<'a>(
         &'a self,
         key: &'a str,

@@ -2484,4 +2484,83 @@ async fn operators_drain_and_restore_providers_and_force_breakers() {
         "its own judgement again"
     );
     assert_eq!(states[0].breaker.forced, None);
+
+    // Only breakers that exist can be named: an option's default key in an
+    // env the product serves, or a key a run made.
+    assert!(w.yard.breaker_exists(&key));
+    assert!(w.yard.breaker_exists(&format!("{P}/dev/adyen/charge")));
+    assert!(!w.yard.breaker_exists(&format!("{P}/dev/stripe/made-up")));
+    assert!(!w.yard.breaker_exists(&format!("{P}/nowhere/stripe/charge")));
+    assert!(!w.yard.breaker_exists("other/dev/stripe/charge"));
+    assert!(!w.yard.breaker_exists("no-slashes"));
+
+    // A force outlives the breaker bound: ten thousand other breakers made
+    // after it do not evict it.
+    w.yard.force_breaker(&key, Force::Open);
+    for i in 0..switchyard_engine::MAX_BREAKERS + 10 {
+        w.yard.apply_shared_breaker(
+            &format!("{P}/dev/made/{i}"),
+            &switchyard_engine::SharedBreaker {
+                open: true,
+                episode: 1,
+                open_timeout_ms: 1,
+                requests: 1,
+                last_error: None,
+            },
+        );
+    }
+    assert_eq!(w.yard.forces(), vec![(key.clone(), Force::Open)]);
+    let states = w.yard.fallback().providers(P, "dev", "pay").unwrap();
+    assert_eq!(states[0].breaker.forced, Some(Force::Open));
+}
+
+#[tokio::test]
+async fn a_mapping_that_would_grow_too_large_rejects_the_run_before_any_call() {
+    let w = world();
+    w.yard
+        .fallback()
+        .define(P, "big")
+        .input("text", FieldType::String)
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"text": "$Input{text}".repeat(500)}))
+        .provider("adyen")
+        .action("charge")
+        .create()
+        .unwrap();
+    let e = w
+        .yard
+        .fallback()
+        .run(
+            P,
+            "dev",
+            "big",
+            json!({"text": "y".repeat(100 * 1024)}),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Rejected, "{e:?}");
+    assert!(
+        e.message.contains("fallbacks.big.options[0].input.text"),
+        "{}",
+        e.message
+    );
+    assert_eq!(w.stripe.call_count() + w.adyen.call_count(), 0);
+
+    // A definition that would hold more references than a mapping may is
+    // refused when it is defined, naming the field.
+    let err = w
+        .yard
+        .fallback()
+        .define(P, "huge")
+        .provider("stripe")
+        .action("charge")
+        .map_input(json!({"to": "$Input{to}".repeat(1_001)}))
+        .create()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("at most 1000 references"),
+        "{err}"
+    );
 }

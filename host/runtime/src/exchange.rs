@@ -57,6 +57,7 @@ impl AppInner {
         let max_output = self.runtime.inner.limits.max_output;
         let mut answer: Option<(Vec<u8>, HttpResponse)> = None;
         let mut made = 0u32;
+        let mut holding: Option<crate::held::Held> = None;
         loop {
             // Each step is told the time left, not the attempt's budget.
             wit_request.deadline_ms = deadline
@@ -94,11 +95,14 @@ impl AppInner {
             let answered = match &mut transport {
                 Transport::Live(record) => {
                     let seen = record.as_ref().map(|_| described.clone());
-                    let a = self
+                    let (a, held) = self
                         .egress
                         .exchange(&log, described, timeout, made, deadline)
                         .await
                         .map_err(|e| transport_failure(&log, reached, &e))?;
+                    // Held under the host's budget until the next step has
+                    // taken it in (replaced by the next answer's).
+                    drop(std::mem::replace(&mut holding, held));
                     if let (Some(record), Some(seen)) = (record.as_mut(), seen) {
                         record.push((seen, a.clone()));
                     }
@@ -175,6 +179,13 @@ fn after_send(log: &Mutex<CallLog>, otherwise: ErrorClass) -> ErrorClass {
 /// acted on.
 fn transport_failure(log: &Mutex<CallLog>, reached: u32, e: &HttpError) -> AttemptError {
     let log = log.lock().expect("call log");
+    if let Some(why) = &log.host_full {
+        return AttemptError::new(
+            crate::outcome::after_send(&log, ErrorClass::Overloaded),
+            FailureKind::Overload,
+            why.clone(),
+        );
+    }
     let why = log
         .failures
         .last()

@@ -24,6 +24,7 @@ mod egress;
 mod error;
 mod exchange;
 mod grant;
+mod held;
 mod limits;
 mod outcome;
 mod runtime;
@@ -39,6 +40,7 @@ pub use egress::{
 pub use error::{LoadError, RuntimeError};
 pub use exchange::MAX_STATE;
 pub use grant::Grant;
+pub use held::{Held, HostBytes};
 pub use limits::{
     DEFAULT_MAX_INSTANCES, HOST_RESERVE, Limits, MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY,
     RuntimeConfig,

@@ -86,6 +86,10 @@ pub struct RuntimeConfig {
     /// in practice the guest's dirty set: 3-9 MiB for Python/JS guests)
     /// for latency. 0 turns it off. Default 64 MiB.
     pub keep_resident: usize,
+    /// The host-wide budget provider answers read whole (exchange world)
+    /// are held under, shared with whatever else the embedder holds under
+    /// it (the server's request bodies). `None`: only the per-call caps.
+    pub host_bytes: Option<std::sync::Arc<crate::held::HostBytes>>,
 }
 
 impl Default for RuntimeConfig {
@@ -96,6 +100,7 @@ impl Default for RuntimeConfig {
             pooling: true,
             max_instances: DEFAULT_MAX_INSTANCES,
             keep_resident: 64 << 20,
+            host_bytes: None,
         }
     }
 }

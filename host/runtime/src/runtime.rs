@@ -102,6 +102,7 @@ pub(crate) struct RuntimeInner {
     /// lives.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) max_instances: u32,
+    pub(crate) host_bytes: Option<Arc<crate::held::HostBytes>>,
     pub(crate) _ticker: Ticker,
 }
 
@@ -241,6 +242,7 @@ impl Runtime {
                 pooling,
                 slots: Arc::new(tokio::sync::Semaphore::new(n as usize)),
                 max_instances: n,
+                host_bytes: config.host_bytes,
                 _ticker: Ticker { stop },
             }),
         })
@@ -355,7 +357,8 @@ impl Runtime {
         let policy = EgressPolicy::new(&grant.allow, &grant.private_networks)
             .map_err(|e: PolicyError| grant_error(e.to_string()))?;
         let egress = AppEgress::new(name, policy, grant.credentials, self.inner.limits.egress)
-            .map_err(|e: CredentialError| grant_error(format!("credentials: {e}")))?;
+            .map_err(|e: CredentialError| grant_error(format!("credentials: {e}")))?
+            .with_host_bytes(self.inner.host_bytes.clone());
 
         let mut app = AppInner {
             name: name.into(),

@@ -15,7 +15,9 @@
 //! | key | what |
 //! |---|---|
 //! | `seq`, `events` | the event log: a counter and a list of `"<seq> <json>"`, newest first, trimmed to [`EVENT_LOG`] |
-//! | `breakers` | hash: breaker key → its latest transition (for a replica that (re)joins) |
+//! | `identity` | hash: the cluster's `name`, the `fingerprint` of the config that seeded its definitions, the `replica` that set it and when (`at`) |
+//! | `breakers` | hash: breaker key → its latest transition (for a replica that (re)joins); closed and expired entries are swept at resync |
+//! | `forces` | hash: breaker key → an operator's force (`{"force":"open","at":…}`), releases kept as `release` |
 //! | `probe:<key>:<episode>`, `passed:<key>:<episode>` | half-open permits taken and probes passed, cluster-wide |
 //! | `quota:<product/env/tag>` | the quota rotation's ticket counter |
 //! | `lease:<product/env/tag>` | the healthcheck lease: the holder's replica name |
@@ -25,7 +27,7 @@
 //! | `drains` | hash: `product/provider` → 1 drained, 0 restored |
 //! | `replicas` | sorted set: replica → last heartbeat (Unix ms) |
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, Mismatch};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -33,8 +35,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_engine::{
-    BoxFuture, Claim, Definition, HealthKey, Kind, Pin, ProbeOutcome, Record, Records, Recover,
-    RecoverRw, Settlement, Shared, SharedBreaker, Switchyard,
+    BoxFuture, Claim, Definition, Force, HealthKey, Kind, Pin, ProbeOutcome, Record, Records,
+    Recover, RecoverRw, Settlement, Shared, SharedBreaker, Switchyard,
 };
 
 /// What the link needs of the replica it serves (the deployment implements
@@ -55,6 +57,12 @@ pub trait Local: Send + Sync + 'static {
     );
     /// Take in another replica's drain or restore.
     fn apply_shared_drain(&self, product: &str, provider: &str, drained: bool);
+    /// Take in another replica's force or release (also one the cluster
+    /// kept while this replica was away).
+    fn apply_shared_force(&self, key: &str, force: Force);
+    /// The SHA-256 of the definitions its config file holds (canonical
+    /// JSON, sorted by key): what replicas compare when they join.
+    fn config_fingerprint(&self) -> String;
 }
 
 /// Events kept in the shared log; a replica further behind than this
@@ -65,8 +73,15 @@ pub const EVENT_LOG: usize = 1_024;
 pub const OUTBOX: usize = 10_000;
 /// The bound of the sync task's own round trips (see `Cluster::sync`).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
-/// Events read per sync round trip.
+/// Events read per sync round trip; a replica further behind reads on, up
+/// to [`EVENT_LOG`], before it resynchronises.
 const READ_BATCH: isize = 256;
+/// Events written per flush round trip (the rest follow at once, in
+/// order), so a large push after an outage is never one huge pipeline.
+const FLUSH_BATCH: usize = 512;
+/// A closed or expired breaker entry older than this is swept from the
+/// shared hash at resync (its replicas closed it long ago).
+const BREAKER_ENTRY_KEPT_MS: u64 = 10 * 60 * 1000;
 
 /// A record settlement waiting for Redis: key, fence, mode (`set`, `free`,
 /// `release`), the record's new text, its TTL.
@@ -100,6 +115,33 @@ enum What {
         provider: String,
         drained: bool,
     },
+    Force {
+        key: String,
+        force: Force,
+    },
+}
+
+/// An operator's force as the `forces` hash keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ForceEntry {
+    force: Force,
+    /// Unix ms of the operator's action.
+    at: u64,
+}
+
+/// How a replica's join went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Join {
+    /// The cluster was new, or its config's fingerprint matches ours.
+    Agrees,
+    /// This replica's config won (`server.seed = "overwrite"`).
+    Overwrote,
+    /// The configs differ: this replica serves the cluster's definitions
+    /// and writes none of its config's (`read-only`).
+    ReadOnly(String),
+    /// Another cluster name, or a differing config under
+    /// `on_mismatch = "refuse"`: this replica does not join.
+    Refused(String),
 }
 
 /// How the link to Redis stands.
@@ -120,6 +162,7 @@ struct Counters {
     applied: AtomicU64,
     dropped: AtomicU64,
     resyncs: AtomicU64,
+    swept: AtomicU64,
 }
 
 /// A replica's link to the cluster.
@@ -144,6 +187,12 @@ pub struct Cluster {
     seen: AtomicU64,
     replicas: AtomicU32,
     counters: Counters,
+    /// The cluster's name (`cluster.name`, default the prefix).
+    name: String,
+    /// What a replica whose config differs does.
+    on_mismatch: Mismatch,
+    /// How the last join went (`None`: not joined yet).
+    joined: Mutex<Option<Join>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -231,6 +280,50 @@ elseif v then
 end
 return 1";
 
+// IDENTITY: KEYS identity; ARGV name, fingerprint, replica, at ms,
+// overwrite (1/0). Answers [verdict, fingerprint, replica, at] of the
+// cluster as it stood: `new`, `same`, `overwrote`, `differs` or `name`.
+const IDENTITY: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'name', 'fingerprint', 'replica', 'at')
+local function set()
+  redis.call('HSET', KEYS[1], 'name', ARGV[1], 'fingerprint', ARGV[2], 'replica', ARGV[3], 'at', ARGV[4])
+end
+if not h[1] then set() return {'new', ARGV[2], ARGV[3], ARGV[4]} end
+if h[1] ~= ARGV[1] then return {'name', h[1], h[3] or '', h[4] or ''} end
+if h[2] == ARGV[2] then return {'same', h[2], h[3] or '', h[4] or ''} end
+if ARGV[5] == '1' then set() return {'overwrote', h[2] or '', h[3] or '', h[4] or ''} end
+return {'differs', h[2] or '', h[3] or '', h[4] or ''}";
+
+// SEED: KEYS defs, deleted, seq, events; ARGV field, definition JSON, mode
+// (`set`: ours wins; `nx`: only if the cluster lacks it), event JSON, log
+// size. A write that changes the shared copy publishes its event, so every
+// replica takes it in (a join's writes included).
+const SEED: &str = r"
+local changed = 0
+if ARGV[3] == 'set' then
+  if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+    changed = 1
+  end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  changed = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+end
+if changed == 1 then
+  local n = redis.call('INCR', KEYS[3])
+  redis.call('LPUSH', KEYS[4], n .. ' ' .. ARGV[4])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
+end
+return changed";
+
+// DELIF: delete hash field ARGV[1] only while it still holds ARGV[2] (a
+// sweep never removes a newer entry written meanwhile).
+const DELIF: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0";
+
 const LEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
@@ -276,6 +369,9 @@ impl Cluster {
             seen: AtomicU64::new(0),
             replicas: AtomicU32::new(1),
             counters: Counters::default(),
+            name: config.name.clone().unwrap_or_else(|| config.prefix.clone()),
+            on_mismatch: config.on_mismatch,
+            joined: Mutex::new(None),
         }))
     }
 
@@ -293,16 +389,38 @@ impl Cluster {
         self.status.locked().up
     }
 
-    /// The line `/readyz` adds.
+    /// Why this replica does not take part in the cluster, when it
+    /// refused to join (another cluster's name, or a config that differs
+    /// under `on_mismatch = "refuse"`): `/readyz` answers 503 with it.
+    pub fn refused(&self) -> Option<String> {
+        match &*self.joined.locked() {
+            Some(Join::Refused(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// The lines `/readyz` adds.
     pub fn readiness(&self) -> String {
         let st = self.status.locked().clone();
         let since = st
             .since
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let joined = self.joined.locked().clone();
+        if let Some(Join::Refused(why)) = &joined {
+            return format!(
+                "cluster: REFUSED: replica `{}` did not join cluster `{}`: {why}\n",
+                self.replica, self.name
+            );
+        }
+        let mismatch = match &joined {
+            Some(Join::ReadOnly(why)) => format!("cluster: CONFIG DIFFERS: {why}\n"),
+            _ => String::new(),
+        };
         if st.up {
             format!(
-                "cluster: connected as `{}`, {} replicas live, shared state in force\n",
+                "cluster: connected to `{}` as `{}`, {} replicas live, shared state in force\n{mismatch}",
+                self.name,
                 self.replica,
                 self.replicas.load(Ordering::Relaxed)
             )
@@ -319,7 +437,8 @@ impl Cluster {
     pub fn metrics(&self) -> String {
         let c = &self.counters;
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let series: [(&str, &str, &str, u64); 10] = [
+        let joined = self.joined.locked().clone();
+        let series: [(&str, &str, &str, u64); 12] = [
             (
                 "switchyard_cluster_up",
                 "gauge",
@@ -373,6 +492,22 @@ impl Cluster {
                 "counter",
                 "Full resynchronisations (at start, after Redis came back, or after falling behind the event log).",
                 n(&c.resyncs),
+            ),
+            (
+                "switchyard_cluster_config_mismatch",
+                "gauge",
+                "1 while this replica's config differs from the one that seeded the cluster's definitions (it serves the cluster's and writes none of its config's), 2 while it refused to join; 0 otherwise.",
+                match joined {
+                    Some(Join::ReadOnly(_)) => 1,
+                    Some(Join::Refused(_)) => 2,
+                    _ => 0,
+                },
+            ),
+            (
+                "switchyard_cluster_breaker_entries_swept_total",
+                "counter",
+                "Closed or expired breaker entries removed from the shared hash at resync.",
+                n(&c.swept),
             ),
             (
                 "switchyard_cluster_outbox",
@@ -504,15 +639,22 @@ impl Cluster {
     /// Connect and converge once, waiting at most `within`: `serve` calls
     /// this before it listens, so a fresh replica starts with the cluster's
     /// definitions and open breakers.
-    pub async fn join(&self, deployment: &dyn Local, within: Duration) -> bool {
-        tokio::time::timeout(within, async {
+    /// `Err` when the cluster refused this replica (another cluster's
+    /// name, or a differing config under `on_mismatch = "refuse"`):
+    /// `serve` stops with it rather than serve beside the cluster.
+    pub async fn join(&self, deployment: &dyn Local, within: Duration) -> Result<bool, String> {
+        let joined = tokio::time::timeout(within, async {
             if self.connect().await {
                 self.converge(deployment).await;
             }
         })
         .await
         .is_ok()
-            && self.is_up()
+            && self.is_up();
+        match self.refused() {
+            Some(why) => Err(why),
+            None => Ok(joined),
+        }
     }
 
     async fn run(self: Arc<Self>, deployment: Weak<dyn Local>) {
@@ -520,10 +662,10 @@ impl Cluster {
             let Some(d) = deployment.upgrade() else {
                 return;
             };
-            if self.connection().is_none() && self.connect().await {
+            if self.connection().is_none() && self.refused().is_none() && self.connect().await {
                 self.converge(&*d).await;
             }
-            if self.connection().is_some() {
+            if self.connection().is_some() && self.refused().is_none() {
                 self.flush(&*d).await;
                 self.pull(&*d).await;
             }
@@ -560,13 +702,87 @@ impl Cluster {
         }
     }
 
-    /// After (re)connecting: push what this replica holds that the cluster
-    /// may lack (its definitions, its open breakers), then take in the
-    /// cluster's whole state.
+    /// Compare this replica's cluster name and config with the cluster's
+    /// (`identity`), and record the verdict. `None`: Redis did not answer.
+    async fn identify(&self, d: &dyn Local, overwrite: bool) -> Option<Join> {
+        let fingerprint = d.config_fingerprint();
+        let args = [
+            self.name.clone(),
+            fingerprint.clone(),
+            self.replica.clone(),
+            now_ms().to_string(),
+            if overwrite { "1" } else { "0" }.to_string(),
+        ];
+        let key = self.key("identity");
+        let answer = self
+            .sync(|mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(IDENTITY)
+                    .arg(1)
+                    .arg(key)
+                    .arg(&args[..])
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+            })
+            .await?;
+        let [verdict, theirs, by, at] = <[String; 4]>::try_from(answer).ok()?;
+        let short = |f: &str| f.get(..12).unwrap_or(f).to_string();
+        let whose = format!(
+            "the cluster's definitions were seeded by replica `{by}` (unix ms {at}) from a config with fingerprint {}, this replica's config has {}",
+            short(&theirs),
+            short(&fingerprint)
+        );
+        let join = match verdict.as_str() {
+            "new" | "same" => Join::Agrees,
+            "overwrote" => {
+                eprintln!(
+                    "cluster: WARNING: replica `{}` replaced the cluster's definitions with its config's (server.seed = \"overwrite\"): {whose}",
+                    self.replica
+                );
+                Join::Overwrote
+            }
+            "name" => Join::Refused(format!(
+                "prefix `{}` in Redis belongs to cluster `{theirs}`, this replica's cluster.name is `{}`; give each cluster its own cluster.prefix, or set cluster.name = \"{theirs}\" if this replica belongs to it",
+                self.prefix, self.name
+            )),
+            _ if self.on_mismatch == Mismatch::Refuse => Join::Refused(format!(
+                "{whose}; deploy the same config to every replica, or start one replica with server.seed = \"overwrite\" to make its config the cluster's (cluster.on_mismatch = \"refuse\")"
+            )),
+            _ => Join::ReadOnly(format!(
+                "{whose}; this replica serves the cluster's definitions and writes none of its config's (cluster.on_mismatch = \"read-only\"); deploy the same config, or start one replica with server.seed = \"overwrite\" to make its config the cluster's"
+            )),
+        };
+        let before = self.joined.locked().replace(join.clone());
+        if before.as_ref() != Some(&join) {
+            match &join {
+                Join::Refused(why) => eprintln!(
+                    "cluster: REFUSED: replica `{}` does not join cluster `{}`: {why}",
+                    self.replica, self.name
+                ),
+                Join::ReadOnly(why) => eprintln!("cluster: WARNING: config differs: {why}"),
+                _ => {}
+            }
+        }
+        Some(join)
+    }
+
+    /// After (re)connecting: check the cluster's identity, push what this
+    /// replica holds that the cluster lacks (its definitions as the seeding
+    /// rule says, its open breakers and forces the shared hashes do not
+    /// hold), then take in the cluster's whole state. Nothing the cluster
+    /// already holds is announced again, so replicas that resynchronise
+    /// together do not make each other fall behind.
     async fn converge(&self, d: &dyn Local) {
         self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
-        // Definitions: the config-seeding rule, against the shared copy.
         let (seeds, overwrite) = d.cluster_seeds();
+        let Some(join) = self.identify(d, overwrite).await else {
+            return;
+        };
+        if let Join::Refused(_) = join {
+            *self.conn.writing() = None;
+            return;
+        }
+        let read_only = matches!(join, Join::ReadOnly(_));
         let defs_key = self.key("defs");
         let deleted_key = self.key("deleted");
         let pending: BTreeSet<String> = self.pending_defs.locked().clone();
@@ -586,27 +802,50 @@ impl Cluster {
             return;
         };
         let mut pipe = redis::pipe();
+        let (seq, log) = (self.key("seq"), self.key("events"));
         for (k, def, from_config) in &seeds {
             let Ok(json) = serde_json::to_string(def) else {
                 continue;
             };
-            if pending.contains(k) || (*from_config && overwrite) {
-                pipe.hset(&defs_key, k, json).ignore();
-                pipe.hdel(&deleted_key, k).ignore();
-            } else if *from_config || !deleted.contains_key(k) {
-                pipe.hset_nx(&defs_key, k, json).ignore();
-            }
+            let mode = if pending.contains(k) || (*from_config && overwrite) {
+                "set"
+            } else if !read_only && (*from_config || !deleted.contains_key(k)) {
+                "nx"
+            } else {
+                continue;
+            };
+            let Ok(event) = serde_json::to_string(&Event {
+                r: self.replica.clone(),
+                what: What::Definition { key: k.clone() },
+            }) else {
+                continue;
+            };
+            pipe.cmd("EVAL")
+                .arg(SEED)
+                .arg(4)
+                .arg(&defs_key)
+                .arg(&deleted_key)
+                .arg(&seq)
+                .arg(&log)
+                .arg(k)
+                .arg(json)
+                .arg(mode)
+                .arg(event)
+                .arg(EVENT_LOG)
+                .ignore();
         }
         pipe.hgetall(&defs_key)
             .hgetall(self.key("breakers"))
-            .hgetall(self.key("drains"));
-        pipe.get(self.key("seq"));
-        let Some((defs, breakers, drains, seq)) = self
+            .hgetall(self.key("drains"))
+            .hgetall(self.key("forces"));
+        pipe.get(&seq);
+        let Some((defs, breakers, drains, forces, seq)) = self
             .sync(|mut c| async move {
                 pipe.query_async::<(
                     HashMap<String, String>,
                     HashMap<String, String>,
                     HashMap<String, u8>,
+                    HashMap<String, String>,
                     Option<u64>,
                 )>(&mut c)
                     .await
@@ -643,27 +882,87 @@ impl Cluster {
         }
         // Pending changes stay pending: the flush that follows announces
         // them, so replicas that converged earlier take them in too.
-        // Breakers: take in the others' openings still in force, then
-        // share ours.
+        //
+        // Forces: the cluster's are durable state (a release is kept as
+        // one), so they apply whatever their age; ours that the cluster
+        // has never seen (kept in this replica's store while Redis lost
+        // them) are shared.
+        for (k, json) in &forces {
+            match serde_json::from_str::<ForceEntry>(json) {
+                Ok(e) => d.apply_shared_force(k, e.force),
+                Err(e) => eprintln!("cluster: shared force on `{k}` unreadable, skipped: {e}"),
+            }
+        }
+        for (key, force) in d.yard().forces() {
+            if !forces.contains_key(&key) {
+                self.push(What::Force { key, force });
+            }
+        }
+        // Breakers: take in the others' openings still in force, sweep the
+        // entries that ended long ago, then share ours the hash lacks.
         let now = now_ms();
+        let mut sweep = Vec::new();
+        let mut held: HashMap<String, SharedBreaker> = HashMap::new();
         for (k, json) in breakers {
-            if let Ok(change) = serde_json::from_str::<SharedBreaker>(&json)
-                && (!change.open
-                    || now.saturating_sub(change.episode)
-                        < change.open_timeout_ms.saturating_mul(2))
-            {
+            let Ok(change) = serde_json::from_str::<SharedBreaker>(&json) else {
+                sweep.push((k, json));
+                continue;
+            };
+            let age = now.saturating_sub(change.episode);
+            let in_force = change.open && age < change.open_timeout_ms.saturating_mul(2);
+            if !change.open || in_force {
                 d.yard().apply_shared_breaker(&k, &change);
+            }
+            if !in_force && age > BREAKER_ENTRY_KEPT_MS {
+                sweep.push((k, json));
+            } else {
+                held.insert(k, change);
             }
         }
         for (key, change) in d.yard().shared_openings() {
-            self.push(What::Breaker { key, change });
+            let known = held
+                .get(&key)
+                .is_some_and(|h| h.episode >= change.episode);
+            let in_force =
+                now.saturating_sub(change.episode) < change.open_timeout_ms.saturating_mul(2);
+            if !known && in_force {
+                self.push(What::Breaker { key, change });
+            }
+        }
+        if !sweep.is_empty() {
+            let mut pipe = redis::pipe();
+            for (k, json) in &sweep {
+                pipe.cmd("EVAL")
+                    .arg(DELIF)
+                    .arg(1)
+                    .arg(self.key("breakers"))
+                    .arg(k)
+                    .arg(json);
+            }
+            if let Some(n) = self
+                .sync(|mut c| async move { pipe.query_async::<Vec<u64>>(&mut c).await })
+                .await
+            {
+                self.counters
+                    .swept
+                    .fetch_add(n.iter().sum(), Ordering::Relaxed);
+            }
         }
         self.seen.store(seq.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Write the outbox and pending definitions in one pipeline.
     async fn flush(&self, d: &dyn Local) {
-        let events: Vec<Event> = self.outbox.locked().drain(..).collect();
+        let events: Vec<Event> = {
+            let mut out = self.outbox.locked();
+            let n = out.len().min(FLUSH_BATCH);
+            let batch = out.drain(..n).collect();
+            if !out.is_empty() {
+                // The rest goes in the next round trip, at once.
+                self.wake.notify_one();
+            }
+            batch
+        };
         let pending: Vec<String> = self.pending_defs.locked().iter().cloned().collect();
         let settles: Vec<Settle> = self.settles.locked().drain(..).collect();
         if events.is_empty() && pending.is_empty() && settles.is_empty() {
@@ -719,6 +1018,16 @@ impl Cluster {
                         u8::from(*drained),
                     )
                     .ignore();
+                }
+                // Forces are durable state: kept until released, and the
+                // release is kept too, so a replica that was away applies it.
+                What::Force { key, force } => {
+                    if let Ok(json) = serde_json::to_string(&ForceEntry {
+                        force: *force,
+                        at: now_ms(),
+                    }) {
+                        pipe.hset(self.key("forces"), key, json).ignore();
+                    }
                 }
                 _ => {}
             }
@@ -816,6 +1125,29 @@ impl Cluster {
             }
             return;
         }
+        let mut recent = recent;
+        let behind = seq.saturating_sub(seen);
+        let read = u64::try_from(READ_BATCH).unwrap_or(256);
+        if behind > read && behind <= EVENT_LOG as u64 {
+            // Behind more than one batch but still within the log: read
+            // on rather than resynchronise (a resync costs every replica
+            // the whole state).
+            let (log, from, to) = (self.key("events"), READ_BATCH, behind as isize - 1);
+            let Some(more) = self
+                .sync(|mut c| async move {
+                    redis::cmd("LRANGE")
+                        .arg(log)
+                        .arg(from)
+                        .arg(to)
+                        .query_async::<Vec<String>>(&mut c)
+                        .await
+                })
+                .await
+            else {
+                return;
+            };
+            recent.extend(more);
+        }
         let mut batch: Vec<(u64, Event)> = recent
             .iter()
             .filter_map(|line| {
@@ -825,6 +1157,7 @@ impl Cluster {
             })
             .collect();
         batch.sort_by_key(|(n, _)| *n);
+        batch.dedup_by_key(|(n, _)| *n);
         let oldest = batch.first().map_or(seq, |(n, _)| *n);
         if oldest > seen + 1 {
             // Fell behind what was read (or the log was trimmed): take the
@@ -857,6 +1190,7 @@ impl Cluster {
                 provider,
                 drained,
             } => d.apply_shared_drain(&product, &provider, drained),
+            What::Force { key, force } => d.apply_shared_force(&key, force),
             What::Definition { key } => {
                 let Some((p, kind, t)) = parse_def_key(&key) else {
                     return;
@@ -911,6 +1245,13 @@ impl Shared for Cluster {
         self.push(What::Breaker {
             key: key.to_string(),
             change: change.clone(),
+        });
+    }
+
+    fn force_changed(&self, key: &str, force: Force) {
+        self.push(What::Force {
+            key: key.to_string(),
+            force,
         });
     }
 

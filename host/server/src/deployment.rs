@@ -79,6 +79,9 @@ pub struct Deployment {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Runs served and operator actions, for `/v1/runs` and `/v1/events`.
     pub hub: crate::events::Hub,
+    /// The budget request bodies and providers' answers are held under
+    /// (`server.max_buffered_mb`; a reload keeps the one it started with).
+    pub host_bytes: Arc<switchyard_runtime::HostBytes>,
     /// Operator actions when there is no store (`demo --serve`).
     audit_mem: Mutex<std::collections::VecDeque<crate::store::AuditEntry>>,
     /// Metrics.
@@ -187,6 +190,8 @@ impl Deployment {
         if let Some(mb) = file.runtime.memory_mb {
             limits.memory = mb << 20;
         }
+        let host_bytes =
+            switchyard_runtime::HostBytes::new(file.server.max_buffered_mb.saturating_mul(1 << 20));
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: file
                 .runtime
@@ -196,6 +201,7 @@ impl Deployment {
                 .or_else(switchyard_runtime::ComponentCache::default_dir),
             limits,
             max_instances: file.runtime.instances(),
+            host_bytes: Some(host_bytes.clone()),
             ..RuntimeConfig::default()
         })
         .map_err(|e| {
@@ -407,6 +413,7 @@ impl Deployment {
             yard,
             cluster,
             hub: crate::events::Hub::default(),
+            host_bytes,
             audit_mem: Mutex::new(std::collections::VecDeque::new()),
             store,
             metrics,
@@ -420,9 +427,11 @@ impl Deployment {
             reloading: tokio::sync::Mutex::new(()),
             runtime,
         };
-        deployment
+        let dropped = deployment
             .restore_operator_state()
             .map_err(|e| Problems(vec![store_problem(&deployment.config(), e)]))?;
+        let mut deployment = deployment;
+        deployment.warnings.extend(dropped);
         Ok(deployment)
     }
 
@@ -888,6 +897,64 @@ impl crate::cluster::Local for Deployment {
             let _ = self.yard.apply(vec![undo]);
             eprintln!("cluster: shared {kind} `{product}/{tag}` not stored: {e}");
         }
+    }
+
+    fn apply_shared_force(&self, key: &str, force: switchyard_engine::Force) {
+        use switchyard_engine::Force;
+        let product = key.split('/').next().unwrap_or_default();
+        if !self.config().file.products.contains_key(product) {
+            return;
+        }
+        let forces = self.yard.forces();
+        let forced = forces.iter().any(|(k, _)| k == key);
+        if force == Force::Release && !forced {
+            return; // nothing to release here
+        }
+        if !forced && forces.len() >= crate::ops::MAX_FORCES {
+            eprintln!(
+                "cluster: a shared force on `{key}` not applied: {} breakers are forced here already",
+                crate::ops::MAX_FORCES
+            );
+            return;
+        }
+        self.yard.apply_shared_force(key, force);
+        if let Some(s) = &self.store
+            && let Err(e) = s.put_operator_state(
+                "force",
+                product,
+                key,
+                (force != Force::Release).then_some(force.as_str()),
+            )
+        {
+            eprintln!("cluster: a shared force on `{key}` not stored: {e}");
+        }
+    }
+
+    fn config_fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut defs: Vec<(String, String)> = self
+            .config()
+            .definitions()
+            .into_iter()
+            .map(|(_, d)| {
+                let (p, kind, tag) = d.key();
+                // Through `Value`, whose maps are sorted, so the text does
+                // not depend on any map's iteration order.
+                let json = serde_json::to_value(&d)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                (crate::cluster::def_key(&p, kind, &tag), json)
+            })
+            .collect();
+        defs.sort();
+        let mut h = Sha256::new();
+        for (k, json) in defs {
+            h.update(k.as_bytes());
+            h.update([0]);
+            h.update(json.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
     }
 
     /// Take in a drain or restore another replica's operator made: the

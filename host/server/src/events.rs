@@ -6,10 +6,11 @@
 use crate::store::AuditEntry;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use switchyard_engine::{Kind, Recover, RunError, RunResult, Switchyard};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Runs kept for `/v1/runs` and the page.
 pub const RUNS_KEPT: usize = 500;
@@ -61,11 +62,32 @@ impl Event {
     }
 }
 
+/// One tick of the providers' state, made once and shared by every
+/// stream: the whole state (for a stream that starts, or missed a tick)
+/// and what changed since the tick before.
+#[derive(Debug)]
+pub struct Tick {
+    /// Counts from 1; a stream that saw tick `n - 1` may send `diff`.
+    pub seq: u64,
+    /// The `state` event's data.
+    pub full: String,
+    /// The `state-diff` event's data: `{at_unix_ms, cluster, changed:
+    /// [{product, env, definition}], removed: [{product, env, kind, tag}]}`.
+    pub diff: String,
+}
+
 /// The runs kept and the subscribers.
 #[derive(Debug)]
 pub struct Hub {
     tx: broadcast::Sender<Event>,
     runs: Mutex<VecDeque<RunRecord>>,
+    state: watch::Sender<Option<Arc<Tick>>>,
+    /// Each definition's JSON at the last tick, by `product/env/kind/tag`.
+    last: Mutex<HashMap<String, String>>,
+    /// Whether the task that makes ticks runs.
+    pub ticking: AtomicBool,
+    /// Streams open now.
+    streams: AtomicUsize,
 }
 
 impl Default for Hub {
@@ -73,6 +95,10 @@ impl Default for Hub {
         Self {
             tx: broadcast::channel(1_024).0,
             runs: Mutex::new(VecDeque::new()),
+            state: watch::channel(None).0,
+            last: Mutex::new(HashMap::new()),
+            ticking: AtomicBool::new(false),
+            streams: AtomicUsize::new(0),
         }
     }
 }
@@ -96,6 +122,96 @@ pub struct RunFilter {
 }
 
 impl Hub {
+    /// Take a place for one more stream, if fewer than `max` are open;
+    /// give it back with [`Hub::close_stream`].
+    pub fn open_stream(&self, max: usize) -> bool {
+        self.streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A stream ended.
+    pub fn close_stream(&self) {
+        let _ = self
+            .streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Streams open now.
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::SeqCst)
+    }
+
+    /// The ticks of the providers' state.
+    pub fn state(&self) -> watch::Receiver<Option<Arc<Tick>>> {
+        self.state.subscribe()
+    }
+
+    /// Whether any stream watches the ticks.
+    pub fn watched(&self) -> bool {
+        self.state.receiver_count() > 0
+    }
+
+    /// Make the next tick from a [`snapshot`]: the whole of it, and each
+    /// definition that changed (or went) since the last tick.
+    pub fn tick(&self, snap: &Value) {
+        let mut now: HashMap<String, String> = HashMap::new();
+        let mut changed = Vec::new();
+        let mut last = self.last.locked();
+        for p in snap["products"].as_array().into_iter().flatten() {
+            for d in p["definitions"].as_array().into_iter().flatten() {
+                let key = format!(
+                    "{}/{}/{}/{}",
+                    p["product"].as_str().unwrap_or_default(),
+                    p["env"].as_str().unwrap_or_default(),
+                    d["kind"].as_str().unwrap_or_default(),
+                    d["tag"].as_str().unwrap_or_default()
+                );
+                let json = d.to_string();
+                if last.get(&key) != Some(&json) {
+                    changed.push(json!({"product": p["product"], "env": p["env"], "definition": d}));
+                }
+                now.insert(key, json);
+            }
+        }
+        let removed: Vec<Value> = last
+            .keys()
+            .filter(|k| !now.contains_key(*k))
+            .filter_map(|k| {
+                let mut it = k.splitn(4, '/');
+                Some(json!({"product": it.next()?, "env": it.next()?, "kind": it.next()?, "tag": it.next()?}))
+            })
+            .collect();
+        *last = now;
+        drop(last);
+        let seq = self
+            .state
+            .borrow()
+            .as_ref()
+            .map_or(1, |t| t.seq.saturating_add(1));
+        let tick = Tick {
+            seq,
+            full: snap.to_string(),
+            diff: json!({
+                "at_unix_ms": snap["at_unix_ms"],
+                "cluster": snap["cluster"],
+                "changed": changed,
+                "removed": removed,
+            })
+            .to_string(),
+        };
+        self.state.send_replace(Some(Arc::new(tick)));
+    }
+
+    /// Forget the last tick (no stream watches): the next stream starts
+    /// from a whole state, and nothing is held meanwhile.
+    pub fn idle(&self) {
+        self.last.locked().clear();
+        self.state.send_replace(None);
+    }
+
     /// A new subscriber.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()

@@ -25,6 +25,12 @@ pub enum OpError {
     Store(#[from] StoreError),
 }
 
+/// Most breakers forced at once (per replica, and so per cluster: every
+/// replica holds every force). A force is kept until released, never
+/// evicted, and survives restarts, so it has its own bound, far below the
+/// breakers' ([`switchyard_engine::MAX_BREAKERS`]).
+pub const MAX_FORCES: usize = 1_000;
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -129,6 +135,18 @@ impl Deployment {
                 "breaker `{key}`: name the app and action after `{product}/{env}/`"
             )));
         }
+        let forces = self.yard.forces();
+        let forced = forces.iter().any(|(k, _)| k == key);
+        if !forced && !self.yard.breaker_exists(key) {
+            return Err(OpError::NotFound(format!(
+                "breaker `{key}`: no such breaker; name one provider state shows (an option's `product/env/app/action`, or a key a `breaker_key` template made)"
+            )));
+        }
+        if force != Force::Release && !forced && forces.len() >= MAX_FORCES {
+            return Err(OpError::Invalid(format!(
+                "breaker `{key}`: {MAX_FORCES} breakers are forced already, the most there may be; release some first (GET /v1/admin/breakers/forces lists them)"
+            )));
+        }
         if let Some(s) = &self.store {
             let value = (force != Force::Release).then_some(force.as_str());
             s.put_operator_state("force", product, key, value)?;
@@ -207,20 +225,52 @@ impl Deployment {
         })
     }
 
-    /// Put back the drains and forces the store kept.
-    pub(crate) fn restore_operator_state(&self) -> Result<(), StoreError> {
-        let Some(s) = &self.store else { return Ok(()) };
-        for (what, product, target, value) in s.operator_states()? {
+    /// Every forced breaker and its force.
+    pub fn op_forces(&self) -> Vec<(String, Force)> {
+        self.yard.forces()
+    }
+
+    /// Put back the drains and forces the store kept: drains of products
+    /// the config has, and at most [`MAX_FORCES`] forces (rows past it, or
+    /// of products no longer configured, are removed from the store and
+    /// reported). Forces go to the engine without being shared again: the
+    /// cluster keeps its own copy.
+    pub(crate) fn restore_operator_state(&self) -> Result<Vec<String>, StoreError> {
+        let Some(s) = &self.store else {
+            return Ok(Vec::new());
+        };
+        let products = self.config().file.products.clone();
+        let (mut forces, mut dropped) = (0usize, Vec::new());
+        // Forces of breakers that exist first, so rows a bound did not
+        // stop before (made-up keys) cannot crowd out real ones.
+        let mut rows = s.operator_states()?;
+        rows.sort_by_key(|(what, _, target, _)| {
+            what == "force" && !self.yard.breaker_exists(target)
+        });
+        for (what, product, target, value) in rows {
+            let known = products.contains_key(&product);
             match (what.as_str(), Force::parse(&value)) {
-                ("drain", _) => {
+                ("drain", _) if known => {
                     self.yard.drain(&product, &target);
                 }
-                ("force", Some(f)) => {
-                    self.yard.force_breaker(&target, f);
+                ("force", Some(f)) if known && forces < MAX_FORCES => {
+                    self.yard.apply_shared_force(&target, f);
+                    forces += 1;
                 }
-                _ => {}
+                _ => {
+                    s.put_operator_state(&what, &product, &target, None)?;
+                    dropped.push(format!("{what} {target}"));
+                }
             }
         }
-        Ok(())
+        Ok(if dropped.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{} stored operator rows dropped (a product no longer configured, or more than {MAX_FORCES} forces), e.g. {}",
+                dropped.len(),
+                dropped[0]
+            )]
+        })
     }
 }

@@ -662,3 +662,289 @@ async fn a_redis_stall_never_runs_a_key_twice() {
     }
     assert_eq!(sent() - before, 1, "executed exactly once");
 }
+
+/// A counter or gauge of `replica`'s `/metrics`.
+async fn metric(replica: &Server, name: &str) -> u64 {
+    let (_, text) = replica.get("/metrics").await;
+    text.as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Announce `n` breaker openings as a replica `ghost` would, straight into
+/// Redis (the shared hash and the event log, `n` events: more than a
+/// replica reads in one batch and more than the log keeps), and `stale`
+/// entries that ended long ago.
+fn seed_openings(redis: &Redis, n: usize, stale: usize) {
+    const SEED: &str = r#"
+local now = tonumber(ARGV[3])
+for i = 1, tonumber(ARGV[1]) do
+  local key = 'notify/dev/storm/' .. i
+  local change = '{"open":true,"episode":' .. now .. ',"open_timeout_ms":60000,"requests":10,"last_error":null}'
+  redis.call('HSET', KEYS[1], key, change)
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('LPUSH', KEYS[3], seq .. ' {"r":"ghost","t":"breaker","key":"' .. key .. '","change":' .. change .. '}')
+  redis.call('LTRIM', KEYS[3], 0, 1023)
+end
+for i = 1, tonumber(ARGV[2]) do
+  redis.call('HSET', KEYS[1], 'notify/dev/old/' .. i, '{"open":false,"episode":' .. (now - 3600000) .. ',"open_timeout_ms":0,"requests":0,"last_error":null}')
+end
+return 1"#;
+    let now = now_ms().to_string();
+    let (n, stale) = (n.to_string(), stale.to_string());
+    redis.cmd(&[
+        "EVAL",
+        SEED,
+        "3",
+        "switchyard:breakers",
+        "switchyard:seq",
+        "switchyard:events",
+        &n,
+        &stale,
+        &now,
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_open_breakers_do_not_start_a_resync_storm() {
+    let redis = Redis::start();
+    let setup = Setup::new().await;
+    let servers = start_three(&setup, &redis);
+    // 2,000 openings arrive at once (beyond the log's 1,024 and a read's
+    // 256): every replica falls behind and resynchronises, taking in all
+    // of them. Before, each resync re-announced every open breaker it held,
+    // which made the others fall behind again, for ever.
+    seed_openings(&redis, 2_000, 300);
+    const OPEN: &str = "switchyard_breakers{state=\"open\"}";
+    for s in &servers {
+        within(
+            Duration::from_secs(20),
+            "each replica holds every opening",
+            || async { metric(s, OPEN).await >= 2_000 },
+        )
+        .await;
+    }
+    // Settled: nothing feeds back. Over five seconds the idle cluster
+    // resynchronises no more, and the log grows only by the healthcheck's
+    // results (one every 300 ms), not by thousands of re-announcements.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seq = |r: &Redis| {
+        r.cmd(&["GET", "switchyard:seq"])
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut resyncs = Vec::new();
+    for s in &servers {
+        resyncs.push(metric(s, "switchyard_cluster_resyncs_total").await);
+    }
+    let seq_before = seq(&redis);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let grew = seq(&redis) - seq_before;
+    assert!(grew < 60, "the idle log grew by {grew} events in 5 s");
+    for (s, before) in servers.iter().zip(resyncs) {
+        let after = metric(s, "switchyard_cluster_resyncs_total").await;
+        assert!(after - before <= 1, "{} resyncs in 5 s", after - before);
+    }
+    // The entries that ended an hour ago were swept; the live ones stay.
+    let held = redis
+        .cmd(&["HLEN", "switchyard:breakers"])
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(held, 2_000, "the 300 stale entries are swept, the 2,000 live ones kept");
+    let swept: u64 = {
+        let mut n = 0;
+        for s in &servers {
+            n += metric(s, "switchyard_cluster_breaker_entries_swept_total").await;
+        }
+        n
+    };
+    assert_eq!(swept, 300);
+}
+
+async fn forced(replica: &Server) -> Vec<(String, String)> {
+    let (st, v) = replica.get("/v1/admin/breakers/forces").await;
+    assert_eq!(st, 200, "{v}");
+    v["forces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["breaker"].as_str().unwrap().to_string(),
+                f["forced"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forces_survive_replica_and_redis_restarts_and_only_real_breakers_are_forced() {
+    let mut redis = Redis::start();
+    let setup = Setup::new().await;
+    setup.primary.record(true);
+    setup.backup.record(true);
+    let mut servers = start_three(&setup, &redis);
+    let key = "notify/dev/primary/send-message";
+    let force = |state: &str| json!({"breaker": key, "state": state});
+
+    // Only breakers that exist: a made-up key is refused, naming the fix.
+    let (st, v) = servers[0]
+        .post(
+            "/v1/admin/breakers/force",
+            json!({"breaker": format!("notify/dev/{}", "x".repeat(400)), "state": "open"}),
+        )
+        .await;
+    assert_eq!(st, 404, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("no such breaker"), "{v}");
+
+    let (st, v) = servers[0]
+        .post("/v1/admin/breakers/force", force("open"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let want = vec![(key.to_string(), "open".to_string())];
+    for s in &servers {
+        within(Duration::from_secs(5), "every replica applies the force", || async {
+            forced(s).await == want
+        })
+        .await;
+    }
+
+    // A replica restarts: it comes back forced (from the cluster and its
+    // own store), and its runs skip the provider an operator forced open.
+    servers.remove(1).kill9();
+    servers.insert(1, Server::start(&setup.dir.path().join("r2/switchyard.toml")));
+    assert_eq!(forced(&servers[1]).await, want);
+    let (st, v) = send(&servers[1], "fallbacks", "sms", sms("+1")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["provider"], "backup", "{v}");
+    assert!(skipped_for_breaker(&v, "primary"), "{v}");
+
+    // Redis restarts (append-only file) and a replica with an empty store
+    // joins: the force is the cluster's durable state.
+    redis.kill();
+    redis.up();
+    servers.remove(2).kill9();
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        std::fs::remove_file(setup.dir.path().join("r3").join(f)).ok();
+    }
+    servers.insert(2, Server::start(&setup.dir.path().join("r3/switchyard.toml")));
+    assert_eq!(forced(&servers[2]).await, want);
+
+    // A release made while a replica is away reaches it when it is back.
+    servers.remove(2).kill9();
+    let (st, v) = servers[0]
+        .post("/v1/admin/breakers/force", force("release"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    servers.insert(2, Server::start(&setup.dir.path().join("r3/switchyard.toml")));
+    for s in &servers {
+        within(Duration::from_secs(5), "the release reaches every replica", || async {
+            forced(s).await.is_empty()
+        })
+        .await;
+    }
+    let (st, v) = send(&servers[2], "fallbacks", "sms", sms("+2")).await;
+    assert_eq!((st, &v["provider"]), (200, &json!("primary")), "{v}");
+}
+
+/// Replica `i`'s config with `edit` applied to its text.
+fn variant(setup: &Setup, redis: &Redis, i: usize, edit: impl Fn(String) -> String) -> PathBuf {
+    let path = replica_config(setup, redis, i);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+/// Start `serve` expecting it to stop at once; its exit code and stderr.
+fn refused_start(config: &std::path::Path) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("serve")
+        .arg(config)
+        .env("SWITCHYARD_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("serve kept running: it should have refused to join");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn sms_name(s: &Server) -> String {
+    let (_, d) = s.get("/v1/notify/definitions/fallbacks/sms").await;
+    d["name"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_with_another_config_or_cluster_is_told_apart_loudly() {
+    let redis = Redis::start();
+    let setup = Setup::new().await;
+    let r1 = Server::start(&replica_config(&setup, &redis, 1));
+    let r2 = Server::start(&replica_config(&setup, &redis, 2));
+    assert_eq!(metric(&r2, "switchyard_cluster_config_mismatch").await, 0);
+    let staging = |t: String| t.replace("name = \"SMS\"", "name = \"SMS staging\"");
+
+    // Same Redis and prefix, another config: read-only by default. It
+    // serves the cluster's definitions, writes none of its own, and says
+    // so in its log, /readyz and a metric.
+    let r3 = Server::start(&variant(&setup, &redis, 3, staging));
+    assert_eq!(sms_name(&r3).await, "SMS");
+    assert_eq!(metric(&r3, "switchyard_cluster_config_mismatch").await, 1);
+    let (st, ready) = r3.call("GET", "/readyz", None, None).await;
+    assert_eq!(st, 200);
+    assert!(ready.as_str().unwrap().contains("CONFIG DIFFERS"), "{ready}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sms_name(&r1).await, "SMS");
+    assert_eq!(sms_name(&r2).await, "SMS");
+
+    // Another cluster's name under the same prefix: refused, naming both.
+    let other = variant(&setup, &redis, 4, |t| {
+        t.replace("[cluster]\n", "[cluster]\nname = \"staging\"\n")
+    });
+    let (code, err) = refused_start(&other);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("belongs to cluster `switchyard`") && err.contains("`staging`"),
+        "{err}"
+    );
+    // A differing config under `on_mismatch = "refuse"`: refused too.
+    let strict = variant(&setup, &redis, 5, |t| {
+        staging(t).replace("[cluster]\n", "[cluster]\non_mismatch = \"refuse\"\n")
+    });
+    let (code, err) = refused_start(&strict);
+    assert_ne!(code, 0);
+    assert!(err.contains("fingerprint"), "{err}");
+
+    // `server.seed = "overwrite"`: this replica's config becomes the
+    // cluster's, and every write publishes its event, so the replicas
+    // already running take it in (no two replicas serve two versions).
+    let rollout = variant(&setup, &redis, 6, |t| {
+        staging(t).replace("[server]\n", "[server]\nseed = \"overwrite\"\n")
+    });
+    let r6 = Server::start(&rollout);
+    assert_eq!(sms_name(&r6).await, "SMS staging");
+    for s in [&r1, &r2, &r3] {
+        within(Duration::from_secs(5), "every replica serves the rollout", || async {
+            sms_name(s).await == "SMS staging"
+        })
+        .await;
+    }
+    // The read-only replica's config now agrees with the cluster's: at its
+    // next join it is no longer read-only.
+    drop(r3);
+    let r3 = Server::start(&setup.dir.path().join("r3/switchyard.toml"));
+    assert_eq!(metric(&r3, "switchyard_cluster_config_mismatch").await, 0);
+}

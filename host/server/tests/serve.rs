@@ -717,7 +717,7 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     ops.sort_by_key(|o| o.0);
-    assert_eq!(ops.len(), 23, "every route is documented");
+    assert_eq!(ops.len(), 24, "every route is documented");
     for (_, method, path, op) in ops {
         if op["responses"]["200"]["content"]["text/event-stream"].is_object() {
             // A stream never ends: read its first event only.
@@ -1577,4 +1577,117 @@ async fn operator_actions_are_audited_kept_across_a_restart_and_done_by_the_cli(
     assert!(!r["runs"].as_array().unwrap().is_empty());
     let (st, _) = server.get("/v1/runs?color=red").await;
     assert_eq!(st, 400, "unknown query parameters are refused");
+}
+
+/// Open `/v1/events`: its status, its `Retry-After`, and its body to read.
+async fn open_events(server: &Server) -> (u16, Option<String>, hyper::body::Incoming) {
+    let req = http::Request::get(format!("{}/v1/events", server.base))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = server.http.request(req).await.unwrap();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (resp.status().as_u16(), retry, resp.into_body())
+}
+
+/// The next `n` events' names of a stream (keep-alive comments skipped).
+async fn next_events(body: &mut hyper::body::Incoming, n: usize) -> Vec<(String, String)> {
+    use http_body_util::BodyExt;
+    let mut text = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        while let Some(i) = text.find("\n\n") {
+            let chunk: String = text.drain(..i + 2).collect();
+            let name = chunk
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(|n| n.trim().to_string());
+            let data: String = chunk
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            if let Some(name) = name {
+                out.push((name, data));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn event_streams_share_one_state_send_diffs_and_are_capped() {
+    let s = Setup::new().await;
+    let config = s.config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[server]\n", "[server]\nmax_event_streams = 2\n"),
+    )
+    .unwrap();
+    let server = Server::start(&config);
+
+    // The first event is the whole state; then each second only what
+    // changed since the one before.
+    let (st, _, mut a) = open_events(&server).await;
+    assert_eq!(st, 200);
+    let first = next_events(&mut a, 1).await;
+    assert_eq!(first[0].0, "state");
+    let whole: Value = serde_json::from_str(&first[0].1).unwrap();
+    assert!(whole["products"][0]["definitions"].as_array().unwrap().len() >= 2);
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "hi"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let later = next_events(&mut a, 3).await;
+    let diff = later
+        .iter()
+        .find(|(n, _)| n == "state-diff")
+        .expect("a state-diff follows the state");
+    let diff: Value = serde_json::from_str(&diff.1).unwrap();
+    let changed = diff["changed"].as_array().unwrap();
+    assert!(
+        changed
+            .iter()
+            .all(|c| c["product"] == "notify" && c["definition"]["tag"].is_string()),
+        "{diff}"
+    );
+    assert!(
+        changed.len() < whole["products"][0]["definitions"].as_array().unwrap().len(),
+        "only what changed: {diff}"
+    );
+
+    // Two streams at most: the third is told to come back later.
+    let (st, _, b) = open_events(&server).await;
+    assert_eq!(st, 200);
+    let (st, retry, _) = open_events(&server).await;
+    assert_eq!(st, 503);
+    assert!(retry.is_some(), "Retry-After is set");
+    // A stream that closes gives its place back.
+    drop(b);
+    let mut reopened = false;
+    for _ in 0..50 {
+        let (st, _, _c) = open_events(&server).await;
+        if st == 200 {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened, "a closed stream's place is given back");
+    drop(a);
 }

@@ -90,7 +90,35 @@ async function stream() {
   setTimeout(stream, 1000);
 }
 
+// A `state-diff` carries only the definitions whose state changed since
+// the last tick (and those that went): laid over the last whole state.
+function applyDiff(d) {
+  if (!latest) return null;
+  const same = (a, b) => a.product === b.product && a.env === b.env;
+  const products = latest.products.map((p) => ({ ...p, definitions: p.definitions.slice() }));
+  for (const r of d.removed || []) {
+    const p = products.find((x) => same(x, r));
+    if (p) p.definitions = p.definitions.filter((x) => !(x.kind === r.kind && x.tag === r.tag));
+  }
+  for (const c of d.changed || []) {
+    let p = products.find((x) => same(x, c));
+    if (!p) {
+      p = { product: c.product, env: c.env, definitions: [] };
+      products.push(p);
+    }
+    const i = p.definitions.findIndex((x) => x.kind === c.definition.kind && x.tag === c.definition.tag);
+    if (i >= 0) p.definitions[i] = c.definition;
+    else p.definitions.push(c.definition);
+  }
+  return { at_unix_ms: d.at_unix_ms, cluster: d.cluster, products };
+}
+
 function onEvent(name, data) {
+  if (name === "state-diff") {
+    data = applyDiff(data);
+    if (!data) return;
+    name = "state";
+  }
   if (name === "state") {
     latest = data;
     window_.push(data);

@@ -83,6 +83,8 @@ pub struct AppEgress {
     limits: EgressLimits,
     client: PooledClient,
     counters: Counters,
+    /// The host-wide budget answers read whole are held under.
+    host_bytes: Option<Arc<crate::held::HostBytes>>,
 }
 
 impl std::fmt::Debug for AppEgress {
@@ -132,6 +134,7 @@ impl AppEgress {
             owned_headers,
             limits,
             counters: Counters::default(),
+            host_bytes: None,
         })
     }
 
@@ -202,6 +205,9 @@ pub struct CallLog {
     /// Why a request body was refused for the call's memory cap: the call
     /// fails with the memory-limit error whatever the adapter does next.
     pub over_memory: Option<String>,
+    /// Why a request was not sent because the host's byte budget had no
+    /// room for its answer: the host's limit, not the provider's failure.
+    pub host_full: Option<String>,
 }
 
 impl CallLog {
@@ -399,6 +405,12 @@ pub struct Answered {
 pub(crate) const MAX_EXCHANGE_HEADERS: usize = 16 << 10;
 
 impl AppEgress {
+    /// Hold the answers this app's calls read whole under `budget`.
+    pub(crate) fn with_host_bytes(mut self, budget: Option<Arc<crate::held::HostBytes>>) -> Self {
+        self.host_bytes = budget;
+        self
+    }
+
     /// Send a request an exchange-world adapter described, as the `made`th
     /// of its call, through the same gate as a guest's own requests. An
     /// `Err` means no HTTP answer: the call's log says why (a denial, a
@@ -410,7 +422,7 @@ impl AppEgress {
         timeout: Option<Duration>,
         made: u32,
         deadline: Instant,
-    ) -> Result<Answered, HttpError> {
+    ) -> Result<(Answered, Option<crate::held::Held>), HttpError> {
         let cap = self.limits.max_requests_per_call;
         if made > cap {
             self.deny(log, Denial::RequestCap(cap));
@@ -427,18 +439,56 @@ impl AppEgress {
             self.deny(log, denial);
             return Err(HttpError::HttpRequestDenied);
         }
+        let max = self.limits.max_response_body;
+        // Sent only while the host can hold a whole answer: otherwise the
+        // host's limit refuses it before anything leaves.
+        if let Some(b) = &self.host_bytes
+            && !b.room_for(max)
+        {
+            log.lock().expect("call log").host_full = Some(format!(
+                "the host holds {} of its {} MiB for answers and request bodies in flight (server.max_buffered_mb), no room for another answer of up to {} KiB; nothing was sent",
+                b.used() >> 20,
+                b.cap() >> 20,
+                max >> 10
+            ));
+            return Err(HttpError::HttpRequestDenied);
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = timeout.map_or(remaining, |t| t.min(remaining));
         let response = dispatch(self, log, parts, request.body.into(), timeout).await?;
         let (parts, body) = response.into_parts();
-        let max = self.limits.max_response_body;
+        let mut held = self.host_bytes.as_ref().map(|b| b.hold());
+        let read = async {
+            let mut body = Limited::new(body, max);
+            let mut buf = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame?.into_data() else {
+                    continue;
+                };
+                // An answer on its way waits for room rather than fail:
+                // its request may have acted.
+                if let Some(h) = held.as_mut()
+                    && !h.grow_by(data.len(), deadline).await
+                {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&data);
+            }
+            Ok(Some(buf))
+        };
         let body = match tokio::time::timeout(
             deadline.saturating_duration_since(Instant::now()),
-            Limited::new(body, max).collect(),
+            read,
         )
         .await
         {
-            Ok(Ok(b)) => b.to_bytes().to_vec(),
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) => {
+                log.lock().expect("call log").failed(
+                    "the provider's answer did not arrive whole before the deadline: the host's byte budget had no room for it (server.max_buffered_mb)".into(),
+                );
+                return Err(HttpError::HttpResponseTimeout);
+            }
             Ok(Err(e)) => {
                 let reason = match response_body_error(e, max) {
                     HttpError::HttpResponseBodySize(_) => {
@@ -468,11 +518,14 @@ impl AppEgress {
                 )
             })
             .collect();
-        Ok(Answered {
-            status: parts.status.as_u16(),
-            headers,
-            body,
-        })
+        Ok((
+            Answered {
+                status: parts.status.as_u16(),
+                headers,
+                body,
+            },
+            held,
+        ))
     }
 }
 

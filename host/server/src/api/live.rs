@@ -58,53 +58,126 @@ fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", e.body_text())
 }
 
-/// `GET /v1/events`: server-sent events. `state` (every second, and first):
-/// every product's providers; `run`: a run ended; `audit`: an operator
-/// acted. Ends when the server begins to shut down.
-pub(super) async fn events(State(s): State<Arc<ApiState>>) -> Response {
-    use futures_util::stream;
-    let rx = s.deployment.hub.subscribe();
-    let mut tick = tokio::time::interval(STATE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let stream = stream::unfold((s, rx, tick), |(s, mut rx, mut tick)| async move {
-        if !s.ready.load(Ordering::SeqCst) {
-            return None;
-        }
-        let event = tokio::select! {
-            _ = tick.tick() => {
-                let d = s.deployment.clone();
-                let snap = tokio::task::spawn_blocking(move || {
-                    let scopes: Vec<(String, Vec<String>)> = d
-                        .config()
-                        .file
-                        .products
-                        .iter()
-                        .map(|(p, c)| (p.clone(), c.envs.clone()))
-                        .collect();
-                    let cluster = d.cluster.as_ref().map(|c| c.readiness().trim().to_string());
-                    snapshot(&d.yard, &scopes, cluster)
-                })
-                .await
-                .ok()?;
-                SseEvent::default().event("state").data(snap.to_string())
+/// The task that makes the providers' state once per [`STATE_EVERY`] for
+/// every stream (started by the first stream; idle, holding nothing,
+/// while none watches; gone with the deployment).
+fn ensure_ticker(d: &Arc<crate::deployment::Deployment>) {
+    if d.hub.ticking.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let weak = Arc::downgrade(d);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STATE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(d) = weak.upgrade() else { return };
+            if !d.hub.watched() {
+                d.hub.idle();
+                continue;
             }
-            e = rx.recv() => match e {
-                Ok(e) => SseEvent::default()
-                    .event(e.name())
-                    .data(serde_json::to_string(&e).unwrap_or_default()),
-                // A slow reader missed events: say how many; the next state
-                // catches it up.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
-                    .event("lagged")
-                    .data(json!({"missed": n}).to_string()),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            },
-        };
-        Some((Ok::<_, Infallible>(event), (s, rx, tick)))
+            let made = d.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let scopes: Vec<(String, Vec<String>)> = made
+                    .config()
+                    .file
+                    .products
+                    .iter()
+                    .map(|(p, c)| (p.clone(), c.envs.clone()))
+                    .collect();
+                let cluster = made
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.readiness().trim().to_string());
+                made.hub.tick(&snapshot(&made.yard, &scopes, cluster));
+            })
+            .await;
+        }
     });
-    Sse::new(stream)
+}
+
+/// `GET /v1/events`: server-sent events. `state` (first, and after a gap):
+/// every product's providers; `state-diff` (every second): the
+/// definitions whose state changed since the last one; `run`: a run ended;
+/// `audit`: an operator acted; `lagged`: this reader fell behind and
+/// missed events (the next state is whole). The state is made once per
+/// second for every stream; at most `server.max_event_streams` streams
+/// are open (past it: 503 `overloaded`). Ends when the server begins to
+/// shut down.
+pub(super) async fn events(State(s): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    use futures_util::stream;
+    let max = s.max_event_streams;
+    if !s.deployment.hub.open_stream(max) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "{max} event streams are open, the most this server allows (`server.max_event_streams`); close one or retry later"
+            ),
+        )
+        .retry_after(5));
+    }
+    let guard = StreamGuard(s.deployment.clone());
+    ensure_ticker(&s.deployment);
+    let rx = s.deployment.hub.subscribe();
+    let state = s.deployment.hub.state();
+    // The seq of the last state this stream sent (0: none yet).
+    let stream = stream::unfold(
+        (s, rx, state, 0u64, guard),
+        |(s, mut rx, mut state, mut sent, guard)| async move {
+            if !s.ready.load(Ordering::SeqCst) {
+                return None;
+            }
+            let first = sent == 0 && state.borrow().is_some();
+            let event = tokio::select! {
+                changed = state.changed(), if !first => {
+                    changed.ok()?;
+                    let tick = state.borrow_and_update().clone()?;
+                    let whole = sent == 0 || tick.seq != sent.saturating_add(1);
+                    sent = tick.seq;
+                    if whole {
+                        SseEvent::default().event("state").data(&tick.full)
+                    } else {
+                        SseEvent::default().event("state-diff").data(&tick.diff)
+                    }
+                }
+                // A stream that opens sends the last state at once.
+                _ = std::future::ready(()), if first => {
+                    let tick = state.borrow_and_update().clone()?;
+                    sent = tick.seq;
+                    SseEvent::default().event("state").data(&tick.full)
+                }
+                e = rx.recv() => match e {
+                    Ok(e) => SseEvent::default()
+                        .event(e.name())
+                        .data(serde_json::to_string(&e).unwrap_or_default()),
+                    // A slow reader missed events: they are dropped, not
+                    // buffered for it; it is told how many, and the next
+                    // state it gets is whole.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        sent = u64::MAX;
+                        SseEvent::default()
+                            .event("lagged")
+                            .data(json!({"missed": n}).to_string())
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok::<_, Infallible>(event), (s, rx, state, sent, guard)))
+        },
+    );
+    Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
+}
+
+/// Gives back a stream's place when the stream is dropped.
+struct StreamGuard(Arc<crate::deployment::Deployment>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.hub.close_stream();
+    }
 }
 
 /// `GET /v1/runs?key=&tag=&provider=&outcome=&product=&limit=`: the runs
@@ -158,7 +231,7 @@ pub(super) async fn force(
     body: Body,
 ) -> Result<Response, ApiError> {
     let who = actor(&headers)?;
-    let b: ForceBody = read_json(body, &headers, s.max_body_bytes).await?;
+    let b: ForceBody = read_json(body, &headers, &s).await?.0;
     let Some(f) = Force::parse(&b.state) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -172,6 +245,21 @@ pub(super) async fn force(
         json!({"breaker": b.breaker, "state": state, "forced": (f != Force::Release).then_some(f)}),
     )
     .into_response())
+}
+
+/// `GET /v1/admin/breakers/forces`: every forced breaker.
+pub(super) async fn forces(State(s): State<Arc<ApiState>>) -> Response {
+    let forces: Vec<_> = s
+        .deployment
+        .op_forces()
+        .into_iter()
+        .map(|(breaker, force)| json!({"breaker": breaker, "forced": force}))
+        .collect();
+    axum::Json(json!({
+        "forces": forces,
+        "max_forces": crate::ops::MAX_FORCES,
+    }))
+    .into_response()
 }
 
 /// `POST /v1/{product}/providers/{provider}/drain` and `…/restore`.

@@ -36,6 +36,8 @@ pub struct ApiState {
     pub token: Option<String>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Most `/v1/events` streams open at once.
+    pub max_event_streams: usize,
     /// False once shutdown began (`/readyz` answers 503).
     pub ready: AtomicBool,
     /// How long a client may take to send a request's headers: a
@@ -53,6 +55,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Ask the caller to come back after `secs` seconds (`Retry-After`).
+    fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -173,6 +181,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/runs", get(live::runs))
         .route("/v1/admin/audit", get(live::audit))
         .route("/v1/admin/breakers/force", post(live::force))
+        .route("/v1/admin/breakers/forces", get(live::forces))
         .route(
             "/v1/{product}/{env}/healthchecks/{tag}/check",
             post(live::check_now),
@@ -307,6 +316,11 @@ async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
         // Ready while Redis is away too (runs go on with local state); the
         // body says so, for people and probes that read it.
         match &s.deployment.cluster {
+            Some(c) if c.refused().is_some() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready\n{}", c.readiness()),
+            )
+                .into_response(),
             Some(c) => format!("ready\n{}", c.readiness()).into_response(),
             None => "ready\n".into_response(),
         }
@@ -410,11 +424,17 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
 }
 
 /// Read a JSON body of at most `limit` bytes.
+/// Read a JSON body of at most `server.max_body_bytes`, held under the
+/// host's byte budget (`server.max_buffered_mb`) while the returned
+/// [`Held`](switchyard_runtime::Held) lives: 503 `overloaded` when the
+/// budget has no room for it.
 async fn read_json<T: serde::de::DeserializeOwned>(
     body: Body,
     headers: &HeaderMap,
-    limit: usize,
-) -> Result<T, ApiError> {
+    s: &ApiState,
+) -> Result<(T, switchyard_runtime::Held), ApiError> {
+    use http_body_util::BodyExt;
+    let limit = s.max_body_bytes;
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -427,20 +447,46 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             format!("content-type `{ct}` is not JSON; send `Content-Type: application/json`"),
         ));
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             format!("the body is larger than {limit} bytes (`server.max_body_bytes`)"),
         )
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    };
+    let budget = &s.deployment.host_bytes;
+    let full = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "the server holds {} of its {} MiB for request bodies and answers in flight (`server.max_buffered_mb`); retry shortly",
+                budget.used() >> 20,
+                budget.cap() >> 20
+            ),
+        )
+        .retry_after(1)
+    };
+    let mut held = budget.hold();
+    let mut bytes = Vec::new();
+    let mut body = http_body_util::Limited::new(body, limit);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| too_large())?.into_data() else {
+            continue;
+        };
+        if !held.grow(data.len()) {
+            return Err(full());
+        }
+        bytes.extend_from_slice(&data);
+    }
+    let value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid-body",
             format!("the body is not the expected JSON: {e}"),
         )
-    })
+    })?;
+    Ok((value, held))
 }
 
 fn kind_of(kinds: &str, allowed: &[Kind]) -> Result<Kind, ApiError> {
@@ -491,7 +537,8 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, RUN_KINDS)?;
     check_product_env(&s, &product, Some(&env))?;
-    let b: RunBody = read_json(body, &headers, s.max_body_bytes).await?;
+    // The body stays counted in the host's budget until the run ends.
+    let (b, _held): (RunBody, _) = read_json(body, &headers, &s).await?;
     if let Some(ms) = b.deadline_ms
         && !(1..=switchyard_engine::bounds::MAX_DEADLINE_MS).contains(&ms)
     {
@@ -635,7 +682,7 @@ async fn set_admission(
 ) -> Result<Response, ApiError> {
     check_app(&s, &product, &app)?;
     let config: switchyard_engine::AdmissionConfig =
-        read_json(body, &headers, s.max_body_bytes).await?;
+        read_json(body, &headers, &s).await?.0;
     s.deployment.set_admission(&product, &app, config)?;
     Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
 }
@@ -740,7 +787,7 @@ async fn definition_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Definition, ApiError> {
-    let v: Value = read_json(body, headers, s.max_body_bytes).await?;
+    let v: Value = read_json(body, headers, s).await?.0;
     definition_value(product, kind, tag, v)
 }
 
@@ -833,7 +880,7 @@ async fn patch(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
-    let changes: Value = read_json(body, &headers, s.max_body_bytes).await?;
+    let changes: Value = read_json(body, &headers, &s).await?.0;
     if !changes.is_object() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

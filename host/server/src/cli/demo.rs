@@ -365,6 +365,7 @@ async fn keep_serving(d: Arc<Deployment>, beta: Simulator, listen: &str) -> Resu
         deployment: d,
         token: Some(token),
         max_body_bytes: 256 * 1024,
+        max_event_streams: 64,
         ready: AtomicBool::new(true),
         header_read_timeout: Duration::from_secs(10),
     });

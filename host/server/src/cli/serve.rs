@@ -320,8 +320,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     // serves on its own state and converges when Redis is reachable).
     let _cluster = match &deployment.cluster {
         Some(c) => {
-            if !c.join(&*deployment, Duration::from_secs(3)).await {
-                eprintln!("{}", c.readiness().trim_end());
+            match c.join(&*deployment, Duration::from_secs(3)).await {
+                Ok(true) => {}
+                Ok(false) => eprintln!("{}", c.readiness().trim_end()),
+                Err(why) => {
+                    return Err(Exit {
+                        code: EXIT_SERVE,
+                        message: format!(
+                            "{}: cluster: this replica does not join: {why}",
+                            deployment.config().path.display()
+                        ),
+                    });
+                }
             }
             let local: Arc<dyn crate::cluster::Local> = deployment.clone();
             Some(AbortOnDrop(c.spawn(&local)))
@@ -358,6 +368,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
         deployment,
         token,
         max_body_bytes: server.max_body_bytes,
+        max_event_streams: server.max_event_streams,
         ready: AtomicBool::new(true),
         header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
     });

@@ -117,6 +117,19 @@ pub struct ServerConfig {
     /// 600 000); a connection that trickles them is closed. Default 10 000.
     #[serde(default = "default_header_timeout")]
     pub header_read_timeout_ms: u64,
+    /// Most `/v1/events` streams open at once (1 to 10 000); past it a new
+    /// stream gets 503 `overloaded` with Retry-After. Default 64.
+    #[serde(default = "default_event_streams")]
+    pub max_event_streams: usize,
+    /// One budget, MiB (16 to 65 536), for everything the host holds for
+    /// callers and providers at once: request bodies being read and run,
+    /// and providers' answers read whole for exchange-world adapters
+    /// (each also under its own cap: `max_body_bytes`,
+    /// `limits.egress.max_response_body`). When it is full, a new request
+    /// body gets 503 `overloaded` and a new provider request is not sent
+    /// (the attempt is `overloaded`, the host's limit). Default 512.
+    #[serde(default = "default_buffered_mb")]
+    pub max_buffered_mb: usize,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +144,8 @@ impl Default for ServerConfig {
             seed: SeedMode::Missing,
             healthchecks: true,
             header_read_timeout_ms: default_header_timeout(),
+            max_event_streams: default_event_streams(),
+            max_buffered_mb: default_buffered_mb(),
         }
     }
 }
@@ -250,6 +265,38 @@ pub struct ClusterConfig {
     /// `engine.idempotency.ttl_s` (the older spelling).
     #[serde(default)]
     pub idempotency_ttl_s: Option<u64>,
+    /// The cluster's name. Replicas sharing a prefix must share it: a
+    /// replica with another name refuses to join (its `serve` stops with
+    /// both names). Default: the prefix.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What a replica does when its config's definitions differ from those
+    /// of the config that seeded the cluster (compared by fingerprint at
+    /// join): `read-only` (default) serves the cluster's definitions and
+    /// writes none of its config's; `refuse` does not join (`serve` stops;
+    /// at a later reconnect `/readyz` answers 503). A replica started with
+    /// `server.seed = "overwrite"` makes its config the cluster's instead.
+    #[serde(default)]
+    pub on_mismatch: Mismatch,
+}
+
+/// `cluster.on_mismatch`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mismatch {
+    /// Serve the cluster's definitions; write none of the config's.
+    #[default]
+    ReadOnly,
+    /// Do not join.
+    Refuse,
+}
+
+fn default_buffered_mb() -> usize {
+    512
+}
+
+fn default_event_streams() -> usize {
+    64
 }
 
 fn default_cluster_prefix() -> String {
@@ -574,13 +621,15 @@ impl Config {
                 "must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`",
             ));
         }
-        if let Some(r) = &c.replica
-            && !name_ok(r)
-        {
-            problems.push(self.problem(
-                &FieldPath::keys(["cluster", "replica"]),
-                "must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`",
-            ));
+        for (field, v) in [("replica", &c.replica), ("name", &c.name)] {
+            if let Some(v) = v
+                && !name_ok(v)
+            {
+                problems.push(self.problem(
+                    &FieldPath::keys(["cluster", field]),
+                    "must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`",
+                ));
+            }
         }
     }
 
@@ -663,6 +712,20 @@ impl Config {
             problems.push(self.problem(
                 &FieldPath::keys(["server", "header_read_timeout_ms"]),
                 format!("is {hrt}; it must be between 100 and 600000"),
+            ));
+        }
+        let buffered = self.file.server.max_buffered_mb;
+        if !(16..=65_536).contains(&buffered) {
+            problems.push(self.problem(
+                &FieldPath::keys(["server", "max_buffered_mb"]),
+                format!("is {buffered}; it must be between 16 and 65536"),
+            ));
+        }
+        let streams = self.file.server.max_event_streams;
+        if !(1..=10_000).contains(&streams) {
+            problems.push(self.problem(
+                &FieldPath::keys(["server", "max_event_streams"]),
+                format!("is {streams}; it must be between 1 and 10000"),
             ));
         }
         let pool = rt.instances();
@@ -1074,6 +1137,7 @@ options = []
             field in proptest::sample::select(vec![
                 "runtime.max_instances", "runtime.memory_mb", "server.max_body_bytes",
                 "server.shutdown_grace_ms", "server.header_read_timeout_ms",
+                "server.max_event_streams", "server.max_buffered_mb",
                 "engine.budget.min_retries", "engine.budget.window_ms",
                 "engine.breaker.minimum_failure_count", "engine.breaker.open_timeout",
                 "engine.admission.max_in_flight", "engine.admission.max_queue",

@@ -272,7 +272,10 @@ fn budgeted(mb: usize) -> (Runtime, std::sync::Arc<switchyard_runtime::HostBytes
 async fn answers_are_held_under_the_hosts_byte_budget() {
     let provider = Scripted::start().await;
     let big = "x".repeat(600 << 10);
-    provider.always("/v1/messages", Answer::json(200, json!({"id": "m", "pad": big})));
+    provider.always(
+        "/v1/messages",
+        Answer::json(200, json!({"id": "m", "pad": big})),
+    );
     provider.set_delay(Duration::from_millis(100));
 
     let (rt, budget) = budgeted(64);
@@ -281,8 +284,10 @@ async fn answers_are_held_under_the_hosts_byte_budget() {
         .map(|i| {
             let app = app.clone();
             tokio::spawn(async move {
-                app.call(CallRequest::new("send", json!({"n": i})).deadline(Duration::from_secs(20)))
-                    .await
+                app.call(
+                    CallRequest::new("send", json!({"n": i})).deadline(Duration::from_secs(20)),
+                )
+                .await
             })
         })
         .collect();

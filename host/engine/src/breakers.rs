@@ -196,9 +196,7 @@ impl Breakers {
     pub(crate) fn open_shares(&self) -> Vec<(String, SharedBreaker)> {
         let map = self.map.locked();
         map.iter()
-            .filter(|(_, b)| {
-                b.state != BreakerState::Closed && b.episode > 0 && b.forced.is_none()
-            })
+            .filter(|(_, b)| b.state != BreakerState::Closed && b.episode > 0 && b.forced.is_none())
             .map(|(k, b)| {
                 (
                     k.clone(),

@@ -578,7 +578,8 @@ mod tests {
         let many = "$Input{to}".repeat(MAX_REFERENCES + 1);
         let e = Mapping::compile(&json!({"text": many}), "m").unwrap_err();
         assert!(
-            e.to_string().starts_with("m.text: a mapping may hold at most 1000 references"),
+            e.to_string()
+                .starts_with("m.text: a mapping may hold at most 1000 references"),
             "{e}"
         );
         let long = "x".repeat(MAX_MAPPING_TEXT + 1);

@@ -2559,8 +2559,5 @@ async fn a_mapping_that_would_grow_too_large_rejects_the_run_before_any_call() {
         .map_input(json!({"to": "$Input{to}".repeat(1_001)}))
         .create()
         .unwrap_err();
-    assert!(
-        err.to_string().contains("at most 1000 references"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("at most 1000 references"), "{err}");
 }

@@ -195,7 +195,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         assert_eq!(waiter.await.unwrap(), (true, 20));
-        assert!(!second.grow_by(101, Instant::now()).await, "larger than it all");
+        assert!(
+            !second.grow_by(101, Instant::now()).await,
+            "larger than it all"
+        );
         assert_eq!(b.waited(), 2);
         assert_eq!(b.used(), 0);
     }

@@ -920,9 +920,7 @@ impl Cluster {
             }
         }
         for (key, change) in d.yard().shared_openings() {
-            let known = held
-                .get(&key)
-                .is_some_and(|h| h.episode >= change.episode);
+            let known = held.get(&key).is_some_and(|h| h.episode >= change.episode);
             let in_force =
                 now.saturating_sub(change.episode) < change.open_timeout_ms.saturating_mul(2);
             if !known && in_force {

@@ -171,7 +171,8 @@ impl Hub {
                 );
                 let json = d.to_string();
                 if last.get(&key) != Some(&json) {
-                    changed.push(json!({"product": p["product"], "env": p["env"], "definition": d}));
+                    changed
+                        .push(json!({"product": p["product"], "env": p["env"], "definition": d}));
                 }
                 now.insert(key, json);
             }

@@ -257,19 +257,17 @@ impl Deployment {
                     self.yard.apply_shared_force(&target, f);
                     forces += 1;
                 }
-                _ => {
-                    s.put_operator_state(&what, &product, &target, None)?;
-                    dropped.push(format!("{what} {target}"));
-                }
+                _ => dropped.push((what, product, target)),
             }
         }
+        s.forget_operator_states(&dropped)?;
         Ok(if dropped.is_empty() {
             Vec::new()
         } else {
             vec![format!(
                 "{} stored operator rows dropped (a product no longer configured, or more than {MAX_FORCES} forces), e.g. {}",
                 dropped.len(),
-                dropped[0]
+                format!("{} {}", dropped[0].0, dropped[0].2)
             )]
         })
     }

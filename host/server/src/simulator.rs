@@ -54,6 +54,8 @@ impl Recorded {
 struct State {
     /// Share of requests answered 503, per mille.
     failure_per_mille: AtomicU32,
+    /// Share of requests answered 429 (Retry-After: 1), per mille.
+    throttle_per_mille: AtomicU32,
     latency_ms: AtomicU64,
     served: AtomicU64,
     failed: AtomicU64,
@@ -125,6 +127,13 @@ impl Simulator {
     pub fn set_failure_rate(&self, rate: f64) {
         let pm = (rate.clamp(0.0, 1.0) * 1000.0).round() as u32;
         self.state.failure_per_mille.store(pm, Ordering::Relaxed);
+    }
+
+    /// Answer 429 with `Retry-After: 1` to `rate` (0.0-1.0) of requests,
+    /// spread exactly (a rate-limit storm).
+    pub fn set_throttle_rate(&self, rate: f64) {
+        let pm = (rate.clamp(0.0, 1.0) * 1000.0).round() as u32;
+        self.state.throttle_per_mille.store(pm, Ordering::Relaxed);
     }
 
     /// Add `latency` before every answer.
@@ -219,6 +228,17 @@ async fn handle(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": {"code": "unavailable", "message": "injected failure"}}),
         ));
+    }
+    let pm = u64::from(st.throttle_per_mille.load(Ordering::Relaxed));
+    if pm > 0 && ((n + 1) * pm) / 1000 > (n * pm) / 1000 && parts.uri.path() != "/health" {
+        st.failed.fetch_add(1, Ordering::Relaxed);
+        let mut r = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({"error": {"code": "rate_limited", "message": "injected 429"}}),
+        );
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1"));
+        return Ok(r);
     }
     let path = parts.uri.path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -376,6 +376,26 @@ impl Store {
         Ok(())
     }
 
+    /// Forget many operator states (`(what, product, target)`) in one
+    /// transaction.
+    pub fn forget_operator_states(
+        &self,
+        rows: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "DELETE FROM operator_state WHERE what = ?1 AND product = ?2 AND target = ?3",
+            )?;
+            for (what, product, target) in rows {
+                stmt.execute(params![what, product, target])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every kept operator state: (what, product, target, value).
     pub fn operator_states(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
         let conn = self.conn();

@@ -753,7 +753,10 @@ async fn thousands_of_open_breakers_do_not_start_a_resync_storm() {
         .cmd(&["HLEN", "switchyard:breakers"])
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    assert_eq!(held, 2_000, "the 300 stale entries are swept, the 2,000 live ones kept");
+    assert_eq!(
+        held, 2_000,
+        "the 300 stale entries are swept, the 2,000 live ones kept"
+    );
     let swept: u64 = {
         let mut n = 0;
         for s in &servers {
@@ -798,7 +801,10 @@ async fn forces_survive_replica_and_redis_restarts_and_only_real_breakers_are_fo
         )
         .await;
     assert_eq!(st, 404, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("no such breaker"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("no such breaker"),
+        "{v}"
+    );
 
     let (st, v) = servers[0]
         .post("/v1/admin/breakers/force", force("open"))
@@ -806,16 +812,21 @@ async fn forces_survive_replica_and_redis_restarts_and_only_real_breakers_are_fo
     assert_eq!(st, 200, "{v}");
     let want = vec![(key.to_string(), "open".to_string())];
     for s in &servers {
-        within(Duration::from_secs(5), "every replica applies the force", || async {
-            forced(s).await == want
-        })
+        within(
+            Duration::from_secs(5),
+            "every replica applies the force",
+            || async { forced(s).await == want },
+        )
         .await;
     }
 
     // A replica restarts: it comes back forced (from the cluster and its
     // own store), and its runs skip the provider an operator forced open.
     servers.remove(1).kill9();
-    servers.insert(1, Server::start(&setup.dir.path().join("r2/switchyard.toml")));
+    servers.insert(
+        1,
+        Server::start(&setup.dir.path().join("r2/switchyard.toml")),
+    );
     assert_eq!(forced(&servers[1]).await, want);
     let (st, v) = send(&servers[1], "fallbacks", "sms", sms("+1")).await;
     assert_eq!(st, 200, "{v}");
@@ -830,7 +841,10 @@ async fn forces_survive_replica_and_redis_restarts_and_only_real_breakers_are_fo
     for f in ["state.db", "state.db-wal", "state.db-shm"] {
         std::fs::remove_file(setup.dir.path().join("r3").join(f)).ok();
     }
-    servers.insert(2, Server::start(&setup.dir.path().join("r3/switchyard.toml")));
+    servers.insert(
+        2,
+        Server::start(&setup.dir.path().join("r3/switchyard.toml")),
+    );
     assert_eq!(forced(&servers[2]).await, want);
 
     // A release made while a replica is away reaches it when it is back.
@@ -839,11 +853,16 @@ async fn forces_survive_replica_and_redis_restarts_and_only_real_breakers_are_fo
         .post("/v1/admin/breakers/force", force("release"))
         .await;
     assert_eq!(st, 200, "{v}");
-    servers.insert(2, Server::start(&setup.dir.path().join("r3/switchyard.toml")));
+    servers.insert(
+        2,
+        Server::start(&setup.dir.path().join("r3/switchyard.toml")),
+    );
     for s in &servers {
-        within(Duration::from_secs(5), "the release reaches every replica", || async {
-            forced(s).await.is_empty()
-        })
+        within(
+            Duration::from_secs(5),
+            "the release reaches every replica",
+            || async { forced(s).await.is_empty() },
+        )
         .await;
     }
     let (st, v) = send(&servers[2], "fallbacks", "sms", sms("+2")).await;
@@ -872,7 +891,12 @@ fn refused_start(config: &std::path::Path) -> (i32, String) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             return (status.code().unwrap_or(-1), err);
         }
         if started.elapsed() > Duration::from_secs(20) {
@@ -905,7 +929,10 @@ async fn a_replica_with_another_config_or_cluster_is_told_apart_loudly() {
     assert_eq!(metric(&r3, "switchyard_cluster_config_mismatch").await, 1);
     let (st, ready) = r3.call("GET", "/readyz", None, None).await;
     assert_eq!(st, 200);
-    assert!(ready.as_str().unwrap().contains("CONFIG DIFFERS"), "{ready}");
+    assert!(
+        ready.as_str().unwrap().contains("CONFIG DIFFERS"),
+        "{ready}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sms_name(&r1).await, "SMS");
     assert_eq!(sms_name(&r2).await, "SMS");
@@ -937,9 +964,11 @@ async fn a_replica_with_another_config_or_cluster_is_told_apart_loudly() {
     let r6 = Server::start(&rollout);
     assert_eq!(sms_name(&r6).await, "SMS staging");
     for s in [&r1, &r2, &r3] {
-        within(Duration::from_secs(5), "every replica serves the rollout", || async {
-            sms_name(s).await == "SMS staging"
-        })
+        within(
+            Duration::from_secs(5),
+            "every replica serves the rollout",
+            || async { sms_name(s).await == "SMS staging" },
+        )
         .await;
     }
     // The read-only replica's config now agrees with the cluster's: at its

@@ -1645,7 +1645,13 @@ async fn event_streams_share_one_state_send_diffs_and_are_capped() {
     let first = next_events(&mut a, 1).await;
     assert_eq!(first[0].0, "state");
     let whole: Value = serde_json::from_str(&first[0].1).unwrap();
-    assert!(whole["products"][0]["definitions"].as_array().unwrap().len() >= 2);
+    assert!(
+        whole["products"][0]["definitions"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    );
     let (st, v) = server
         .post(
             "/v1/notify/dev/fallbacks/sms/run",
@@ -1667,7 +1673,11 @@ async fn event_streams_share_one_state_send_diffs_and_are_capped() {
         "{diff}"
     );
     assert!(
-        changed.len() < whole["products"][0]["definitions"].as_array().unwrap().len(),
+        changed.len()
+            < whole["products"][0]["definitions"]
+                .as_array()
+                .unwrap()
+                .len(),
         "only what changed: {diff}"
     );
 
@@ -1690,4 +1700,58 @@ async fn event_streams_share_one_state_send_diffs_and_are_capped() {
     }
     assert!(reopened, "a closed stream's place is given back");
     drop(a);
+}
+
+/// A store holding thousands of force rows for breakers that do not exist
+/// (written before forces were bounded): the restart restores the real
+/// force first, at most 1,000 in all, and removes the rest from the store.
+#[tokio::test]
+async fn made_up_stored_forces_cannot_crowd_out_real_ones_at_restart() {
+    let s = Setup::new().await;
+    let config = s.config();
+    let server = Server::start(&config);
+    let real = "notify/dev/backup/send-message";
+    let (st, v) = server
+        .post(
+            "/v1/admin/breakers/force",
+            json!({"breaker": real, "state": "open"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    server.terminate();
+    drop(server);
+    {
+        let store = switchyard::Store::open(s.dir.path().join("state.db")).unwrap();
+        for i in 0..5_000 {
+            store
+                .put_operator_state(
+                    "force",
+                    "notify",
+                    &format!("notify/dev/aaa/{i}"),
+                    Some("open"),
+                )
+                .unwrap();
+        }
+    }
+    let started = std::time::Instant::now();
+    let server = Server::start(&config);
+    let took = started.elapsed();
+    let (st, v) = server.get("/v1/admin/breakers/forces").await;
+    assert_eq!(st, 200, "{v}");
+    let forces = v["forces"].as_array().unwrap();
+    assert_eq!(forces.len(), 1_000, "at most the bound is restored");
+    assert!(
+        forces
+            .iter()
+            .any(|f| f["breaker"] == real && f["forced"] == "open"),
+        "the real force is restored first"
+    );
+    // The rows past the bound are gone from the store: the next restart
+    // holds no more than the bound either.
+    server.terminate();
+    drop(server);
+    let store = switchyard::Store::open(s.dir.path().join("state.db")).unwrap();
+    let kept = store.operator_states().unwrap().len();
+    assert_eq!(kept, 1_000);
+    eprintln!("restart with 5,001 stored force rows took {took:?}");
 }

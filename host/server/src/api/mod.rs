@@ -681,8 +681,7 @@ async fn set_admission(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_app(&s, &product, &app)?;
-    let config: switchyard_engine::AdmissionConfig =
-        read_json(body, &headers, &s).await?.0;
+    let config: switchyard_engine::AdmissionConfig = read_json(body, &headers, &s).await?.0;
     s.deployment.set_admission(&product, &app, config)?;
     Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
 }

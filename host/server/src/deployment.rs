@@ -739,6 +739,43 @@ impl Deployment {
             admission: &self.yard.admission_states(),
             instances: self.runtime.instances(),
         });
+        let b = &self.host_bytes;
+        for (name, kind, help, v) in [
+            (
+                "switchyard_host_bytes_held",
+                "gauge",
+                "Bytes of request bodies and provider answers the host holds now.",
+                b.used() as u64,
+            ),
+            (
+                "switchyard_host_bytes_max",
+                "gauge",
+                "The host's byte budget (server.max_buffered_mb).",
+                b.cap() as u64,
+            ),
+            (
+                "switchyard_host_bytes_refused_total",
+                "counter",
+                "Request bodies refused and provider requests not sent because the byte budget was full.",
+                b.refused(),
+            ),
+            (
+                "switchyard_host_bytes_waited_total",
+                "counter",
+                "Provider answers that waited for room in the byte budget.",
+                b.waited(),
+            ),
+            (
+                "switchyard_event_streams",
+                "gauge",
+                "/v1/events streams open now.",
+                self.hub.streams() as u64,
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        }
         if let Some(c) = &self.cluster {
             text.push_str(&c.metrics());
         }

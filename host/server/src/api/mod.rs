@@ -423,7 +423,6 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
-/// Read a JSON body of at most `limit` bytes.
 /// Read a JSON body of at most `server.max_body_bytes`, held under the
 /// host's byte budget (`server.max_buffered_mb`) while the returned
 /// [`Held`](switchyard_runtime::Held) lives: 503 `overloaded` when the

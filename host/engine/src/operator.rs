@@ -103,20 +103,20 @@ impl Switchyard {
     /// envs. Operators may force only these (a `breaker_key` template's
     /// keys once a run has made them).
     pub fn breaker_exists(&self, key: &str) -> bool {
-        if self.inner.breakers.holds(key) {
-            return true;
-        }
-        let mut parts = key.splitn(3, '/');
-        let (Some(product), Some(env)) = (parts.next(), parts.next()) else {
-            return false;
-        };
-        if !self.envs(product).iter().any(|e| e == env) {
-            return false;
-        }
-        self.inner
-            .registry
-            .reading()
-            .option_keys(product, env)
-            .any(|k| k == key)
+        self.inner.breakers.holds(key)
+            || key
+                .split_once('/')
+                .is_some_and(|(product, _)| self.option_breaker_keys(product).contains(key))
+    }
+
+    /// The default breaker key of every option of `product`'s quotas and
+    /// fallbacks, in every env the product serves: one lookup set for
+    /// checking many keys.
+    pub fn option_breaker_keys(&self, product: &str) -> std::collections::HashSet<String> {
+        let envs = self.envs(product);
+        let registry = self.inner.registry.reading();
+        envs.iter()
+            .flat_map(|env| registry.option_keys(product, env).collect::<Vec<_>>())
+            .collect()
     }
 }

@@ -516,12 +516,7 @@ impl Cluster {
                 self.outbox.locked().len() as u64,
             ),
         ];
-        series
-            .iter()
-            .map(|(name, kind, help, v)| {
-                format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
-            })
-            .collect()
+        crate::metrics::unlabelled(&series)
     }
 
     fn connection(&self) -> Option<MultiplexedConnection> {

@@ -740,7 +740,7 @@ impl Deployment {
             instances: self.runtime.instances(),
         });
         let b = &self.host_bytes;
-        for (name, kind, help, v) in [
+        text.push_str(&crate::metrics::unlabelled(&[
             (
                 "switchyard_host_bytes_held",
                 "gauge",
@@ -771,11 +771,7 @@ impl Deployment {
                 "/v1/events streams open now.",
                 self.hub.streams() as u64,
             ),
-        ] {
-            text.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
-        }
+        ]));
         if let Some(c) = &self.cluster {
             text.push_str(&c.metrics());
         }

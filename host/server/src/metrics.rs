@@ -490,6 +490,16 @@ impl Observer for Metrics {
     }
 }
 
+/// Unlabelled series as Prometheus text: `(name, type, help, value)`.
+pub(crate) fn unlabelled(series: &[(&str, &str, &str, u64)]) -> String {
+    series
+        .iter()
+        .map(|(name, kind, help, v)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

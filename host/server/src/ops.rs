@@ -6,6 +6,7 @@
 use crate::deployment::Deployment;
 use crate::events::Event;
 use crate::store::{AuditEntry, StoreError};
+use std::collections::HashMap;
 use switchyard_engine::{BreakerState, Force, HealthSnapshot, Kind};
 
 /// Who may be named as the actor of an action.
@@ -244,8 +245,15 @@ impl Deployment {
         // Forces of breakers that exist first, so rows a bound did not
         // stop before (made-up keys) cannot crowd out real ones.
         let mut rows = s.operator_states()?;
-        rows.sort_by_key(|(what, _, target, _)| {
-            what == "force" && !self.yard.breaker_exists(target)
+        let existing: HashMap<&String, std::collections::HashSet<String>> = products
+            .keys()
+            .map(|p| (p, self.yard.option_breaker_keys(p)))
+            .collect();
+        rows.sort_by_key(|(what, product, target, _)| {
+            what == "force"
+                && !existing
+                    .get(product)
+                    .is_some_and(|keys| keys.contains(target))
         });
         for (what, product, target, value) in rows {
             let known = products.contains_key(&product);

@@ -671,8 +671,11 @@ async fn js_trap_or_refused_connection_never_stops_a_fallback() {
             Answer::json(200, json!({"ok": true, "channel": "C1", "ts": "1.1"})),
         );
         let base = slack_origin.unwrap_or_else(|| slack.url());
+        // 3 MiB of newlines: inside the host's 4 MiB mapping bound, but
+        // 6 MiB once the adapter writes them as JSON (`\n`), over the
+        // 4 MiB egress cap: it is the adapter's request that is refused.
         let text = if case == "oversized" {
-            "x".repeat(9 << 20)
+            "\n".repeat(3 << 20)
         } else {
             "disk full".into()
         };

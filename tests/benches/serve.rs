@@ -49,9 +49,12 @@ async fn main() {
     let deployment = Deployment::start(cfg, StartOptions::default())
         .await
         .expect("deployment");
+    deployment
+        .enable_auth(&[switchyard::access::ConfigToken::admin("default", TOKEN)])
+        .expect("tokens");
     let state = Arc::new(ApiState {
         deployment: Arc::new(deployment),
-        token: Some(TOKEN.into()),
+        tls: None,
         max_body_bytes: 64 * 1024,
         max_event_streams: 64,
         ready: AtomicBool::new(true),

@@ -4,11 +4,11 @@
 // script and answers its requests on stdin:
 //   @fail P / @heal P  make provider P fail every request / answer again
 //   @count P           how many messages P has taken (checked at P itself)
-// Arguments: base URL, token, screenshot path.
+// Arguments: base URL, token (admin), screenshot path, a `read` token.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
-const [base, token, shot] = process.argv.slice(2);
+const [base, token, shot, readToken] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 async function ask(q) {
   console.log(q);
@@ -115,7 +115,7 @@ try {
   for (const a of ["force-closed", "force-open", "release", "drain", "restore"]) {
     check(audit.includes(a), `the audit shows ${a}`);
   }
-  check(audit.includes("by dashboard"), "the audit names the dashboard");
+  check(audit.includes("by default (dashboard)"), "the audit names the token and the dashboard");
 
   // Run a healthcheck now from the page.
   await page.locator('.definition[data-tag="sms"] .provider[data-provider="primary"] button[data-action="check"]').click();
@@ -124,6 +124,27 @@ try {
   // The token was entered once: a reload stays connected.
   await page.reload();
   await waitFor("still live after a reload", async () => (await page.textContent("#status")) === "live");
+
+  // A `read` token sees the providers but is offered no action, and an
+  // action sent with it anyway is refused by the server.
+  const watcher = await (await browser.newContext({ viewport: { width: 1500, height: 1000 } })).newPage();
+  watcher.on("request", (r) => requests.push(r.url()));
+  await watcher.goto(`${base}/ui`);
+  await watcher.fill("#token", readToken);
+  await watcher.click("#connect");
+  await waitFor("the read token is live", async () => (await watcher.textContent("#status")) === "live");
+  await waitFor("it sees the quota's providers", async () => (await watcher.locator('.definition[data-tag="split"] .provider').count()) === 2);
+  check((await watcher.textContent("#whoami")).includes("watcher · read"), "the page names the token and its role");
+  check((await watcher.locator("#definitions button[data-action]").count()) === 0, "no operator button for a read token");
+  const forced = await watcher.evaluate(async (t) => {
+    const r = await fetch("/v1/admin/breakers/force", {
+      method: "POST",
+      headers: { authorization: `Bearer ${t}`, "content-type": "application/json" },
+      body: JSON.stringify({ breaker: "notify/dev/primary/send-message", state: "open" }),
+    });
+    return { status: r.status, body: await r.json() };
+  }, readToken);
+  check(forced.status === 403 && forced.body.code === "forbidden" && forced.body.message.includes("operate"), `a forced request with the read token is refused: ${JSON.stringify(forced)}`);
 
   // Nothing was fetched from anywhere but this server.
   const foreign = requests.filter((u) => !u.startsWith(base) && !u.startsWith("data:"));

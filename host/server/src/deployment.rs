@@ -82,6 +82,17 @@ pub struct Deployment {
     /// The budget request bodies and providers' answers are held under
     /// (`server.max_buffered_mb`; a reload keeps the one it started with).
     pub host_bytes: Arc<switchyard_runtime::HostBytes>,
+    /// The API tokens it honours (the config's and those made through
+    /// the API); empty when auth is off.
+    pub tokens: crate::access::Tokens,
+    /// Failed authentications per client address.
+    pub throttle: crate::access::Throttle,
+    /// Set by `serve` when it authenticates requests: a reload then
+    /// takes the config's tokens again.
+    pub auth: std::sync::atomic::AtomicBool,
+    /// What the config's tokens were at the last start or reload (names,
+    /// roles, scopes, digests), to report a change.
+    config_tokens: Mutex<Vec<String>>,
     /// Operator actions when there is no store (`demo --serve`).
     audit_mem: Mutex<std::collections::VecDeque<crate::store::AuditEntry>>,
     /// Metrics.
@@ -109,6 +120,12 @@ pub struct Deployment {
     runtime: Runtime,
 }
 
+/// Most breakers forced at once (per replica, and so per cluster: every
+/// replica holds every force). A force is kept until released, never
+/// evicted, and survives restarts, so it has its own bound, far below the
+/// breakers' ([`switchyard_engine::MAX_BREAKERS`]).
+pub const MAX_FORCES: usize = 1_000;
+
 /// Product, app tag and env of a loaded app.
 type AppKey = (String, String, String);
 
@@ -128,6 +145,9 @@ pub struct ReloadReport {
     pub apps: Vec<String>,
     /// Apps whose admission limits changed.
     pub admission: Vec<String>,
+    /// API tokens of the config added, changed or removed, and whether
+    /// the TLS certificate was read again.
+    pub access: Vec<String>,
     /// Config sections that changed but take effect only at a restart.
     pub needs_restart: Vec<String>,
     /// Definitions the config's copy did not change: left as they serve
@@ -142,6 +162,7 @@ impl ReloadReport {
             .apps
             .iter()
             .chain(&self.admission)
+            .chain(&self.access)
             .chain(&self.definitions)
             .cloned()
             .collect();
@@ -414,6 +435,10 @@ impl Deployment {
             cluster,
             hub: crate::events::Hub::default(),
             host_bytes,
+            tokens: crate::access::Tokens::default(),
+            throttle: crate::access::Throttle::default(),
+            auth: std::sync::atomic::AtomicBool::new(false),
+            config_tokens: Mutex::new(Vec::new()),
             audit_mem: Mutex::new(std::collections::VecDeque::new()),
             store,
             metrics,
@@ -433,6 +458,11 @@ impl Deployment {
         let mut deployment = deployment;
         deployment.warnings.extend(dropped);
         Ok(deployment)
+    }
+
+    /// What the config's tokens were at the last start or reload.
+    pub(crate) fn config_tokens_mut(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.config_tokens.locked()
     }
 
     /// Keep an audit entry in memory (no store), numbered, at most 1,000.
@@ -480,6 +510,13 @@ impl Deployment {
         let old = self.config();
         let new = Config::load(&old.path)?;
         let mut report = ReloadReport::default();
+        // The config's tokens, resolved before anything changes: a token
+        // whose secret is missing refuses the whole reload.
+        let tokens = if self.auth.load(std::sync::atomic::Ordering::SeqCst) {
+            Some(new.server_tokens()?)
+        } else {
+            None
+        };
 
         let (fresh, wanted) = self.load_changed_apps(&new, &mut report).await?;
         let (changes, paths) = self.definition_changes(&new, &mut report);
@@ -599,11 +636,32 @@ impl Deployment {
                 }
             }
         }
+        // Tokens and the TLS files apply at reload; the rest of [server]
+        // at a restart.
+        let reloadable = |s: &crate::config::ServerConfig| {
+            let mut s = s.clone();
+            s.tokens.clear();
+            s.tls = None;
+            format!("{s:?}")
+        };
+        if let Some(tokens) = tokens {
+            let before: Vec<String> = self.config_tokens.locked().clone();
+            let after = crate::access::marks(&tokens);
+            if before != after {
+                report.access.push(format!(
+                    "~ {} tokens from the config (was {})",
+                    after.len(),
+                    before.len()
+                ));
+            }
+            self.tokens.replace_config(&tokens);
+            *self.config_tokens.locked() = after;
+        }
         for (section, a, b) in [
             (
                 "server",
-                format!("{:?}", old.file.server),
-                format!("{:?}", new.file.server),
+                reloadable(&old.file.server),
+                reloadable(&new.file.server),
             ),
             (
                 "engine",
@@ -932,6 +990,18 @@ impl crate::cluster::Local for Deployment {
         }
     }
 
+    fn local_tokens(&self) -> Vec<(String, String)> {
+        self.tokens
+            .stored()
+            .into_iter()
+            .filter_map(|t| Some((t.name.clone(), serde_json::to_string(&t).ok()?)))
+            .collect()
+    }
+
+    fn apply_shared_tokens(&self, tokens: Vec<(String, String)>) {
+        self.take_shared_tokens(tokens);
+    }
+
     fn apply_shared_force(&self, key: &str, force: switchyard_engine::Force) {
         use switchyard_engine::Force;
         let product = key.split('/').next().unwrap_or_default();
@@ -943,10 +1013,10 @@ impl crate::cluster::Local for Deployment {
         if force == Force::Release && !forced {
             return; // nothing to release here
         }
-        if !forced && forces.len() >= crate::ops::MAX_FORCES {
+        if !forced && forces.len() >= MAX_FORCES {
             eprintln!(
                 "cluster: a shared force on `{key}` not applied: {} breakers are forced here already",
-                crate::ops::MAX_FORCES
+                MAX_FORCES
             );
             return;
         }

@@ -3,6 +3,7 @@
 //! admission, weights, drains), the runs this replica served (kept, newest
 //! first, bounded, findable), and operator actions as they happen.
 
+use crate::access::Principal;
 use crate::store::AuditEntry;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -53,6 +54,16 @@ pub enum Event {
 }
 
 impl Event {
+    /// Whether `who` may see it: a run of its products and envs; an
+    /// audit entry of its products (reloads and token changes only when
+    /// it sees everything).
+    pub fn visible_to(&self, who: &Principal) -> bool {
+        match self {
+            Self::Run(r) => who.may(&r.product, Some(&r.env)),
+            Self::Audit(a) => audit_visible(a, who),
+        }
+    }
+
     /// The SSE event name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -60,6 +71,18 @@ impl Event {
             Self::Audit(_) => "audit",
         }
     }
+}
+
+/// Whether `who` may see audit entry `a`.
+pub fn audit_visible(a: &AuditEntry, who: &Principal) -> bool {
+    if who.sees_all() {
+        return true;
+    }
+    if a.action == "reload" || a.action.starts_with("token-") {
+        return false;
+    }
+    who.products
+        .has(a.target.split('/').next().unwrap_or_default())
 }
 
 /// One tick of the providers' state, made once and shared by every
@@ -74,6 +97,53 @@ pub struct Tick {
     /// The `state-diff` event's data: `{at_unix_ms, cluster, changed:
     /// [{product, env, definition}], removed: [{product, env, kind, tag}]}`.
     pub diff: String,
+    /// `at_unix_ms` and `cluster` as JSON, for the scoped views.
+    at: String,
+    cluster: String,
+    /// Each product and env's entry of `full`, as JSON.
+    products: Vec<(String, String, String)>,
+    /// Each entry of `changed`, and of `removed`, with its product and env.
+    changed: Vec<(String, String, String)>,
+    removed: Vec<(String, String, String)>,
+}
+
+impl Tick {
+    fn join(&self, list: &[(String, String, String)], who: &Principal) -> String {
+        let parts: Vec<&str> = list
+            .iter()
+            .filter(|(p, e, _)| who.may(p, Some(e)))
+            .map(|(_, _, j)| j.as_str())
+            .collect();
+        format!("[{}]", parts.join(","))
+    }
+
+    /// The `state` event's data as `who` may see it: only its products
+    /// and envs.
+    pub fn full_for(&self, who: &Principal) -> String {
+        if who.sees_all() {
+            return self.full.clone();
+        }
+        format!(
+            "{{\"at_unix_ms\":{},\"cluster\":{},\"products\":{}}}",
+            self.at,
+            self.cluster,
+            self.join(&self.products, who)
+        )
+    }
+
+    /// The `state-diff` event's data as `who` may see it.
+    pub fn diff_for(&self, who: &Principal) -> String {
+        if who.sees_all() {
+            return self.diff.clone();
+        }
+        format!(
+            "{{\"at_unix_ms\":{},\"changed\":{},\"cluster\":{},\"removed\":{}}}",
+            self.at,
+            self.join(&self.changed, who),
+            self.cluster,
+            self.join(&self.removed, who)
+        )
+    }
 }
 
 /// The runs kept and the subscribers.
@@ -160,7 +230,11 @@ impl Hub {
         let mut now: HashMap<String, String> = HashMap::new();
         let mut changed = Vec::new();
         let mut last = self.last.locked();
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let mut products = Vec::new();
+        let mut changed_parts = Vec::new();
         for p in snap["products"].as_array().into_iter().flatten() {
+            products.push((text(&p["product"]), text(&p["env"]), p.to_string()));
             for d in p["definitions"].as_array().into_iter().flatten() {
                 let key = format!(
                     "{}/{}/{}/{}",
@@ -171,8 +245,9 @@ impl Hub {
                 );
                 let json = d.to_string();
                 if last.get(&key) != Some(&json) {
-                    changed
-                        .push(json!({"product": p["product"], "env": p["env"], "definition": d}));
+                    let c = json!({"product": p["product"], "env": p["env"], "definition": d});
+                    changed_parts.push((text(&p["product"]), text(&p["env"]), c.to_string()));
+                    changed.push(c);
                 }
                 now.insert(key, json);
             }
@@ -184,6 +259,10 @@ impl Hub {
                 let mut it = k.splitn(4, '/');
                 Some(json!({"product": it.next()?, "env": it.next()?, "kind": it.next()?, "tag": it.next()?}))
             })
+            .collect();
+        let removed_parts = removed
+            .iter()
+            .map(|r| (text(&r["product"]), text(&r["env"]), r.to_string()))
             .collect();
         *last = now;
         drop(last);
@@ -202,6 +281,11 @@ impl Hub {
                 "removed": removed,
             })
             .to_string(),
+            at: snap["at_unix_ms"].to_string(),
+            cluster: snap["cluster"].to_string(),
+            products,
+            changed: changed_parts,
+            removed: removed_parts,
         };
         self.state.send_replace(Some(Arc::new(tick)));
     }
@@ -273,7 +357,7 @@ impl Hub {
     }
 
     /// Kept runs matching `f`, newest first.
-    pub fn runs(&self, f: &RunFilter) -> Vec<RunRecord> {
+    pub fn runs(&self, f: &RunFilter, who: &Principal) -> Vec<RunRecord> {
         let tried = |r: &RunRecord, p: &str| {
             r.provider.as_deref() == Some(p)
                 || r.trace["considered"]
@@ -283,6 +367,7 @@ impl Hub {
         self.runs
             .locked()
             .iter()
+            .filter(|r| who.may(&r.product, Some(&r.env)))
             .filter(|r| f.product.as_ref().is_none_or(|p| &r.product == p))
             .filter(|r| f.key.as_ref().is_none_or(|k| &r.idempotency_key == k))
             .filter(|r| f.tag.as_ref().is_none_or(|t| &r.tag == t))

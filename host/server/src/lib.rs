@@ -13,7 +13,11 @@
 //! `cluster` link (Redis), whose sync task applies what other replicas
 //! shared through the `cluster::Local` trait the deployment implements, so
 //! `cluster` (like `events`) sits below the deployment, not beside it.
+//! `access` (tokens, roles, scopes, the failed-authentication throttle)
+//! depends on nothing of the server; the deployment holds its token set,
+//! `api::guard` applies it to every route, and `tls` serves HTTPS.
 
+pub mod access;
 mod api;
 mod bundled;
 mod cli;
@@ -27,8 +31,12 @@ mod ops;
 mod records;
 mod simulator;
 mod store;
+pub mod tls;
+mod token_ops;
 
-pub use api::{ApiError, ApiState, OPENAPI, openapi_document, router, serve};
+pub use api::{
+    ApiError, ApiState, ClientAddr, OPENAPI, RULES, openapi_document, router, rule, serve,
+};
 pub use bundled::{BUNDLED, bundled};
 pub use cli::{Cli, Exit, run as run_cli};
 pub use cluster::Cluster;
@@ -40,3 +48,4 @@ pub use ops::OpError;
 pub use records::SqliteRecords;
 pub use simulator::{Recorded, Simulator};
 pub use store::{Store, StoreError};
+pub use token_ops::TokenOpError;

@@ -25,6 +25,11 @@ const BUCKETS: [f64; 14] = [
 /// Every metric: name, type, help.
 const FAMILIES: &[(&str, &str, &str)] = &[
     (
+        "switchyard_auth_failures_total",
+        "counter",
+        "Requests refused by authentication or authorisation, by reason: missing, unknown, expired (401), forbidden (403), throttled (429 after too many failed tokens from one address).",
+    ),
+    (
         "switchyard_runs_total",
         "counter",
         "Runs served, by outcome code (`ok` or the error code).",
@@ -249,6 +254,16 @@ impl Metrics {
             .entry((name, labels))
             .or_insert_with(Histogram::new)
             .observe(d.as_secs_f64());
+    }
+
+    /// A request failed authentication or authorisation: `missing`,
+    /// `unknown`, `expired`, `forbidden`, or `throttled` (answered 429).
+    pub fn auth_failure(&self, reason: &str) {
+        self.add(
+            "switchyard_auth_failures_total",
+            vec![("reason", reason.to_string())],
+            1.0,
+        );
     }
 
     /// A run ended with `code` (`ok` or an error code).

@@ -3,14 +3,12 @@
 //! done, kept in the store (drains and forces survive a restart), audited
 //! in the store and told to the event stream.
 
+pub use crate::access::{Actor, CHANNELS};
 use crate::deployment::Deployment;
 use crate::events::Event;
 use crate::store::{AuditEntry, StoreError};
 use std::collections::HashMap;
 use switchyard_engine::{BreakerState, Force, HealthSnapshot, Kind};
-
-/// Who may be named as the actor of an action.
-pub const ACTORS: [&str; 3] = ["api", "cli", "dashboard"];
 
 /// An action that could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -26,11 +24,7 @@ pub enum OpError {
     Store(#[from] StoreError),
 }
 
-/// Most breakers forced at once (per replica, and so per cluster: every
-/// replica holds every force). A force is kept until released, never
-/// evicted, and survives restarts, so it has its own bound, far below the
-/// breakers' ([`switchyard_engine::MAX_BREAKERS`]).
-pub const MAX_FORCES: usize = 1_000;
+pub use crate::deployment::MAX_FORCES;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -39,9 +33,10 @@ fn now_ms() -> u64 {
 }
 
 impl Deployment {
-    fn audit(
+    /// Keep an audit entry and tell the event stream.
+    pub(crate) fn audit(
         &self,
-        actor: &str,
+        actor: &Actor,
         action: &str,
         target: &str,
         detail: String,
@@ -49,7 +44,8 @@ impl Deployment {
         let entry = AuditEntry {
             id: 0,
             at_unix_ms: now_ms(),
-            actor: actor.into(),
+            actor: actor.name.clone(),
+            channel: actor.channel.into(),
             action: action.into(),
             target: target.into(),
             detail,
@@ -87,7 +83,7 @@ impl Deployment {
     /// Run healthcheck `tag` in `env` now (whatever its schedule or lease).
     pub async fn op_check_now(
         &self,
-        actor: &str,
+        actor: &Actor,
         product: &str,
         env: &str,
         tag: &str,
@@ -122,7 +118,12 @@ impl Deployment {
 
     /// Force the breaker `key` (`product/env/app/action`, as provider state
     /// names it), or release it.
-    pub fn op_force(&self, actor: &str, key: &str, force: Force) -> Result<BreakerState, OpError> {
+    pub fn op_force(
+        &self,
+        actor: &Actor,
+        key: &str,
+        force: Force,
+    ) -> Result<BreakerState, OpError> {
         let mut parts = key.splitn(3, '/');
         let (Some(product), Some(env), Some(rest)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -171,7 +172,7 @@ impl Deployment {
     /// put it back.
     pub fn op_drain(
         &self,
-        actor: &str,
+        actor: &Actor,
         product: &str,
         provider: &str,
         drain: bool,

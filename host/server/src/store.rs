@@ -10,7 +10,7 @@ use switchyard_engine::{AdmissionConfig, Definition, HealthKey, Kind, ProbeOutco
 use thiserror::Error;
 
 /// Schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A store operation that failed.
 #[derive(Debug, Error)]
@@ -66,6 +66,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// API tokens as kept, each with when it was last used (Unix ms).
+pub type KeptTokens = Vec<(crate::access::StoredToken, Option<u64>)>;
+
 /// Audit entries kept (the oldest go past it).
 pub const AUDIT_KEPT: i64 = 10_000;
 
@@ -76,9 +79,12 @@ pub struct AuditEntry {
     pub id: i64,
     /// When (Unix ms).
     pub at_unix_ms: u64,
-    /// Who asked: `api`, `cli` or `dashboard` (the `x-switchyard-actor`
-    /// header, checked against these).
+    /// Who acted: the name of the token the request carried (`anonymous`
+    /// when auth is off, `signal` for a SIGHUP reload).
     pub actor: String,
+    /// Through what: `api`, `cli` or `dashboard` (the
+    /// `x-switchyard-actor` header, a claim the caller makes), or `signal`.
+    pub channel: String,
     /// `check-now`, `force-open`, `force-closed`, `release`, `drain` or
     /// `restore`.
     pub action: String,
@@ -156,10 +162,28 @@ impl Store {
                  value TEXT NOT NULL,
                  PRIMARY KEY (what, product, target)
              );
-             PRAGMA user_version = 1;
+             CREATE TABLE IF NOT EXISTS api_tokens (
+                 name TEXT PRIMARY KEY,
+                 body TEXT NOT NULL,
+                 last_used_unix_ms INTEGER
+             );
              COMMIT;",
         )
         .map_err(open_err)?;
+        // Version 2: the audit names the channel (api, cli, dashboard) apart
+        // from the token that acted.
+        let has_channel: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('operator_audit') WHERE name = 'channel'")
+            .and_then(|mut st| st.exists([]))
+            .map_err(open_err)?;
+        if !has_channel {
+            conn.execute_batch(
+                "ALTER TABLE operator_audit ADD COLUMN channel TEXT NOT NULL DEFAULT 'api';",
+            )
+            .map_err(open_err)?;
+        }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(open_err)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
@@ -319,9 +343,16 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO operator_audit (at_unix_ms, actor, action, target, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![e.at_unix_ms as i64, e.actor, e.action, e.target, e.detail],
+            "INSERT INTO operator_audit (at_unix_ms, actor, action, target, detail, channel)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                e.at_unix_ms as i64,
+                e.actor,
+                e.action,
+                e.target,
+                e.detail,
+                e.channel
+            ],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -336,7 +367,7 @@ impl Store {
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, at_unix_ms, actor, action, target, detail FROM operator_audit
+            "SELECT id, at_unix_ms, actor, action, target, detail, channel FROM operator_audit
              ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit.min(AUDIT_KEPT as usize) as i64], |r| {
@@ -347,6 +378,7 @@ impl Store {
                 action: r.get(3)?,
                 target: r.get(4)?,
                 detail: r.get(5)?,
+                channel: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -404,6 +436,94 @@ impl Store {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keep API token `t` (what is kept of it: never the token).
+    pub fn put_token(&self, t: &crate::access::StoredToken) -> Result<(), StoreError> {
+        let body = serde_json::to_string(t).map_err(|e| StoreError::Corrupt {
+            kind: "token".into(),
+            product: String::new(),
+            tag: t.name.clone(),
+            reason: e.to_string(),
+        })?;
+        self.conn().execute(
+            "INSERT INTO api_tokens (name, body) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+            params![t.name, body],
+        )?;
+        Ok(())
+    }
+
+    /// Forget API token `name`.
+    pub fn delete_token(&self, name: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM api_tokens WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
+    /// Make the kept API tokens exactly `tokens` (the cluster's), keeping
+    /// last-used times of those that stay; one transaction.
+    pub fn replace_tokens(&self, tokens: &[crate::access::StoredToken]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let names: Vec<&str> = tokens.iter().map(|t| t.name.as_str()).collect();
+        let kept: Vec<String> = {
+            let mut st = tx.prepare("SELECT name FROM api_tokens")?;
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for name in kept.iter().filter(|n| !names.contains(&n.as_str())) {
+            tx.execute("DELETE FROM api_tokens WHERE name = ?1", params![name])?;
+        }
+        for t in tokens {
+            let body = serde_json::to_string(t).map_err(|e| StoreError::Corrupt {
+                kind: "token".into(),
+                product: String::new(),
+                tag: t.name.clone(),
+                reason: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO api_tokens (name, body) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+                params![t.name, body],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every kept API token with its last-used time (Unix ms). A row that
+    /// does not read is skipped (and named in the warnings).
+    pub fn tokens(&self) -> Result<(KeptTokens, Vec<String>), StoreError> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT name, body, last_used_unix_ms FROM api_tokens ORDER BY name")?;
+        let rows: Vec<(String, String, Option<i64>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        let mut warnings = Vec::new();
+        for (name, body, last) in rows {
+            match serde_json::from_str(&body) {
+                Ok(t) => out.push((t, last.map(|l| l.max(0) as u64))),
+                Err(e) => warnings.push(format!("stored token `{name}` unreadable, skipped: {e}")),
+            }
+        }
+        Ok((out, warnings))
+    }
+
+    /// Record when API tokens were last used.
+    pub fn touch_tokens(&self, used: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (name, at) in used {
+            tx.execute(
+                "UPDATE api_tokens SET last_used_unix_ms = ?2 WHERE name = ?1",
+                params![name, *at as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Append a healthcheck outcome, keeping the newest `keep` per check.

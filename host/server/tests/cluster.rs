@@ -450,7 +450,7 @@ fn now_ms() -> u64 {
 }
 
 async fn readyz(s: &Server) -> String {
-    let (_, v) = s.call("GET", "/readyz", None, None).await;
+    let (_, v) = s.call("GET", "/readyz", Some(TOKEN), None).await;
     v.as_str().unwrap_or_default().to_string()
 }
 
@@ -948,12 +948,15 @@ async fn a_replica_with_another_config_or_cluster_is_told_apart_loudly() {
     let r3 = Server::start(&variant(&setup, &redis, 3, staging));
     assert_eq!(sms_name(&r3).await, "SMS");
     assert_eq!(metric(&r3, "switchyard_cluster_config_mismatch").await, 1);
-    let (st, ready) = r3.call("GET", "/readyz", None, None).await;
+    let (st, ready) = r3.call("GET", "/readyz", Some(TOKEN), None).await;
     assert_eq!(st, 200);
     assert!(
         ready.as_str().unwrap().contains("CONFIG DIFFERS"),
         "{ready}"
     );
+    // Without a token: ready, and nothing about the cluster.
+    let (st, bare) = r3.call("GET", "/readyz", None, None).await;
+    assert_eq!((st, bare.as_str()), (200, Some("ready\n")));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sms_name(&r1).await, "SMS");
     assert_eq!(sms_name(&r2).await, "SMS");
@@ -997,4 +1000,97 @@ async fn a_replica_with_another_config_or_cluster_is_told_apart_loudly() {
     drop(r3);
     let r3 = Server::start(&setup.dir.path().join("r3/switchyard.toml"));
     assert_eq!(metric(&r3, "switchyard_cluster_config_mismatch").await, 0);
+}
+
+/// Tokens made through one replica are honoured by all within the sync
+/// interval, and a revoke or rotation takes effect everywhere as fast;
+/// while Redis is away tokens cannot change (nothing half-applied), and
+/// a restarted replica takes the cluster's set, not a stale store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_made_on_one_replica_are_honoured_and_revoked_on_all() {
+    let mut redis = Redis::start();
+    let setup = Setup::new().await;
+    let r = start_three(&setup, &redis);
+    let (st, v) = r[0]
+        .post(
+            "/v1/admin/tokens",
+            json!({"name": "checkout", "role": "run", "products": ["notify"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    async fn whoami(s: &Server, t: String) -> u16 {
+        s.call("GET", "/v1/whoami", Some(&t), None).await.0
+    }
+    for replica in &r {
+        within(
+            Duration::from_secs(2),
+            "every replica honours the new token",
+            || {
+                let f = whoami(replica, token.clone());
+                async move { f.await == 200 }
+            },
+        )
+        .await;
+    }
+    let (st, v) = r[1]
+        .post("/v1/admin/tokens/checkout/rotate", json!(null))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let rotated = v["token"].as_str().unwrap().to_string();
+    for replica in &r {
+        within(
+            Duration::from_secs(2),
+            "the old secret stops everywhere",
+            || {
+                let f = whoami(replica, token.clone());
+                async move { f.await == 401 }
+            },
+        )
+        .await;
+        assert_eq!(whoami(replica, rotated.clone()).await, 200);
+    }
+
+    // Redis away: no token changes (503), and the replicas keep
+    // authenticating with what they hold.
+    redis.kill();
+    let (st, v) = r[2]
+        .call("DELETE", "/v1/admin/tokens/checkout", Some(TOKEN), None)
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (503, Some("cluster-unavailable")),
+        "{v}"
+    );
+    assert_eq!(whoami(&r[2], rotated.clone()).await, 200);
+    redis.up();
+
+    // Revoked through r3: every replica refuses it within the interval.
+    within(
+        Duration::from_secs(5),
+        "the revoke goes through once Redis is back",
+        || {
+            let s = &r[2];
+            async move {
+                s.call("DELETE", "/v1/admin/tokens/checkout", Some(TOKEN), None)
+                    .await
+                    .0
+                    == 200
+            }
+        },
+    )
+    .await;
+    let revoked_at = Instant::now();
+    for replica in &r {
+        within(
+            Duration::from_secs(2),
+            "every replica refuses the revoked token",
+            || {
+                let f = whoami(replica, rotated.clone());
+                async move { f.await == 401 }
+            },
+        )
+        .await;
+    }
+    eprintln!("revoked everywhere in {:?}", revoked_at.elapsed());
 }

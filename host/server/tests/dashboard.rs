@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// A `read` token: the page shows it everything but offers no action.
+const WATCHER: &str = "watcher-token-0123456789";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dashboard_shows_a_failover_live_and_its_actions_change_routing() {
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ui");
@@ -34,9 +37,9 @@ async fn the_dashboard_shows_a_failover_live_and_its_actions_change_routing() {
     setup.primary.record(true);
     setup.backup.record(true);
     let config = setup.config_with(
-        "\n[engine.breaker]\nminimum_failure_count = 3\nfailure_timeout = 2000\nopen_timeout = 60000\n",
+        "\n[engine.breaker]\nminimum_failure_count = 3\nfailure_timeout = 2000\nopen_timeout = 60000\n\n[[server.tokens]]\nname = \"watcher\"\nrole = \"read\"\nproducts = [\"notify\"]\ntoken = { env = \"WATCHER_TOKEN\" }\n",
     );
-    let server = Server::start(&config);
+    let server = Server::start_with_env(&config, &[("WATCHER_TOKEN", WATCHER)]);
     let (st, v) = server
         .post(
             "/v1/notify/dev/fallbacks/sms/run",
@@ -72,6 +75,7 @@ async fn the_dashboard_shows_a_failover_live_and_its_actions_change_routing() {
         .arg(&server.base)
         .arg(TOKEN)
         .arg(&shot)
+        .arg(WATCHER)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -717,7 +717,7 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     ops.sort_by_key(|o| o.0);
-    assert_eq!(ops.len(), 24, "every route is documented");
+    assert_eq!(ops.len(), 29, "every route is documented");
     for (_, method, path, op) in ops {
         if op["responses"]["200"]["content"]["text/event-stream"].is_object() {
             // A stream never ends: read its first event only.
@@ -1543,19 +1543,27 @@ async fn operator_actions_are_audited_kept_across_a_restart_and_done_by_the_cli(
     assert!(out.status.success());
     assert_eq!(run(&server).await, "primary");
     let (_, log) = server.get("/v1/admin/audit").await;
-    let actions: Vec<(&str, &str)> = log["audit"]
+    // The actor is the token (`default`: the one of `token_env`); the
+    // channel is what the caller said it was.
+    let actions: Vec<(&str, &str, &str)> = log["audit"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["action"].as_str().unwrap(), a["actor"].as_str().unwrap()))
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap(),
+                a["actor"].as_str().unwrap(),
+                a["channel"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
         [
-            ("restore", "cli"),
-            ("release", "cli"),
-            ("force-open", "api"),
-            ("drain", "cli")
+            ("restore", "default", "cli"),
+            ("release", "default", "cli"),
+            ("force-open", "default", "api"),
+            ("drain", "default", "cli")
         ]
     );
     let out = op(&["audit", "--limit", "1"], &server.base);

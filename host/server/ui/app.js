@@ -17,11 +17,16 @@ let scope = null;      // "product/env"
 let latest = null;     // the last state event
 const window_ = [];    // recent state events, for the live traffic split
 let streamAbort = null;
+let me = null;         // the token's name, role and scope (/v1/whoami)
+// Operator buttons only for roles that may use them (the server checks
+// again; a hidden button is a courtesy, not the guard).
+const mayOperate = () => me && (me.role === "operate" || me.role === "admin");
 
 function api(path, opts = {}) {
   const headers = { authorization: `Bearer ${token}`, "x-switchyard-actor": "dashboard", ...(opts.body ? { "content-type": "application/json" } : {}) };
   return fetch(path, { ...opts, headers }).then(async (r) => {
     if (r.status === 401) { logout("the token was refused"); throw new Error("unauthorized"); }
+    if (r.status === 429) { logout("too many failed tokens from this address; wait a minute"); throw new Error("throttled"); }
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.message || `HTTP ${r.status}`);
     return body;
@@ -39,6 +44,8 @@ function toast(text) {
 function logout(why) {
   sessionStorage.removeItem(KEY);
   token = null;
+  me = null;
+  $("#whoami").textContent = "";
   if (streamAbort) streamAbort.abort();
   $("#main").hidden = true;
   $("#logout").hidden = true;
@@ -190,7 +197,7 @@ function definition(p, d) {
       `<svg class="bar" width="${W}" height="10" aria-label="live share beside the configured weight"><rect width="${W}" height="10" rx="4" fill="#d0d7de"/><rect width="${((share || 0) * W).toFixed(1)}" height="10" rx="4" fill="#0969da"/>${want === null ? "" : `<rect x="${Math.min(W - 2, want * W).toFixed(1)}" y="0" width="2" height="10" fill="#1f2328"/>`}</svg>`;
     const breakerKey = b.key;
     const hc = o.healthcheck;
-    const actions = [
+    const actions = !mayOperate() ? "" : [
       hc ? `<button data-action="check" data-hc="${esc(hc)}">Check now</button>` : "",
       `<button data-action="force-open" data-breaker="${esc(breakerKey)}">Force open</button>`,
       `<button data-action="force-closed" data-breaker="${esc(breakerKey)}">Force closed</button>`,
@@ -262,7 +269,7 @@ async function findRuns(e) {
 function addAudit(a) {
   const li = document.createElement("li");
   li.className = "audit";
-  li.innerHTML = `<b>${esc(a.action)}</b> ${esc(a.target)} <span class="muted">by ${esc(a.actor)}, ${new Date(a.at_unix_ms).toLocaleTimeString()}: ${esc(a.detail)}</span>`;
+  li.innerHTML = `<b>${esc(a.action)}</b> ${esc(a.target)} <span class="muted">by ${esc(a.actor)} (${esc(a.channel)}), ${new Date(a.at_unix_ms).toLocaleTimeString()}: ${esc(a.detail)}</span>`;
   $("#audit").prepend(li);
   while ($("#audit").children.length > 50) $("#audit").lastChild.remove();
 }
@@ -274,6 +281,10 @@ async function start() {
   $("#main").hidden = false;
   $("#logout").hidden = false;
   try {
+    me = await api("/v1/whoami");
+    $("#whoami").textContent = `${me.name} · ${me.role}`;
+    $("#whoami").title = `products: ${me.products.join(", ")}; envs: ${me.envs.join(", ")}`;
+    document.body.dataset.role = me.role;
     const { audit } = await api("/v1/admin/audit?limit=20");
     $("#audit").innerHTML = "";
     audit.reverse().forEach(addAudit);
@@ -289,8 +300,9 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     token = $("#token").value.trim();
     $("#token").value = "";
-    const r = await fetch("/v1/admin/audit?limit=1", { headers: { authorization: `Bearer ${token}` } });
+    const r = await fetch("/v1/whoami", { headers: { authorization: `Bearer ${token}` } });
     if (r.status === 401) return logout("the token was refused");
+    if (r.status === 429) return logout("too many failed tokens from this address; wait a minute");
     sessionStorage.setItem(KEY, token);
     start();
   });

@@ -2,9 +2,12 @@
 //! (`/v1/runs`), operator actions with their audit log, and the dashboard
 //! page (`/ui`) that uses them.
 
+use super::guard::{self, forbidden};
 use super::{ApiError, ApiState, read_json};
+use crate::access::Principal;
+use crate::events::audit_visible;
 use crate::events::{RunFilter, snapshot};
-use crate::ops::{ACTORS, OpError};
+use crate::ops::OpError;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -31,26 +34,6 @@ impl From<OpError> for ApiError {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
             }
         }
-    }
-}
-
-/// Who acts: the `x-switchyard-actor` header (`api`, `cli`, `dashboard`),
-/// `api` without one.
-fn actor(headers: &HeaderMap) -> Result<&'static str, ApiError> {
-    match headers.get("x-switchyard-actor").map(|v| v.to_str()) {
-        None => Ok("api"),
-        Some(Ok(v)) => ACTORS.iter().copied().find(|a| *a == v).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-header",
-                format!("x-switchyard-actor must be one of {ACTORS:?}"),
-            )
-        }),
-        Some(Err(_)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-header",
-            "x-switchyard-actor is not text",
-        )),
     }
 }
 
@@ -104,7 +87,10 @@ fn ensure_ticker(d: &Arc<crate::deployment::Deployment>) {
 /// second for every stream; at most `server.max_event_streams` streams
 /// are open (past it: 503 `overloaded`). Ends when the server begins to
 /// shut down.
-pub(super) async fn events(State(s): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+pub(super) async fn events(
+    State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+) -> Result<Response, ApiError> {
     use futures_util::stream;
     let max = s.max_event_streams;
     if !s.deployment.hub.open_stream(max) {
@@ -123,8 +109,8 @@ pub(super) async fn events(State(s): State<Arc<ApiState>>) -> Result<Response, A
     let state = s.deployment.hub.state();
     // The seq of the last state this stream sent (0: none yet).
     let stream = stream::unfold(
-        (s, rx, state, 0u64, guard),
-        |(s, mut rx, mut state, mut sent, guard)| async move {
+        (s, rx, state, 0u64, guard, who),
+        |(s, mut rx, mut state, mut sent, guard, who)| async move {
             if !s.ready.load(Ordering::SeqCst) {
                 return None;
             }
@@ -136,18 +122,21 @@ pub(super) async fn events(State(s): State<Arc<ApiState>>) -> Result<Response, A
                     let whole = sent == 0 || tick.seq != sent.saturating_add(1);
                     sent = tick.seq;
                     if whole {
-                        SseEvent::default().event("state").data(&tick.full)
+                        SseEvent::default().event("state").data(tick.full_for(&who))
                     } else {
-                        SseEvent::default().event("state-diff").data(&tick.diff)
+                        SseEvent::default().event("state-diff").data(tick.diff_for(&who))
                     }
                 }
                 // A stream that opens sends the last state at once.
                 _ = std::future::ready(()), if first => {
                     let tick = state.borrow_and_update().clone()?;
                     sent = tick.seq;
-                    SseEvent::default().event("state").data(&tick.full)
+                    SseEvent::default().event("state").data(tick.full_for(&who))
                 }
                 e = rx.recv() => match e {
+                    // What this token may not see is skipped: a comment
+                    // line, so the stream moves on.
+                    Ok(e) if !e.visible_to(&who) => SseEvent::default().comment(""),
                     Ok(e) => SseEvent::default()
                         .event(e.name())
                         .data(serde_json::to_string(&e).unwrap_or_default()),
@@ -163,7 +152,7 @@ pub(super) async fn events(State(s): State<Arc<ApiState>>) -> Result<Response, A
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 },
             };
-            Some((Ok::<_, Infallible>(event), (s, rx, state, sent, guard)))
+            Some((Ok::<_, Infallible>(event), (s, rx, state, sent, guard, who)))
         },
     );
     Ok(Sse::new(stream)
@@ -184,10 +173,11 @@ impl Drop for StreamGuard {
 /// this replica served, newest first (the newest 500 are kept).
 pub(super) async fn runs(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     q: Result<Query<RunFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(f) = q.map_err(bad_query)?;
-    Ok(axum::Json(json!({"runs": s.deployment.hub.runs(&f)})).into_response())
+    Ok(axum::Json(json!({"runs": s.deployment.hub.runs(&f, &who)})).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,21 +189,37 @@ pub(super) struct AuditQuery {
 /// `GET /v1/admin/audit?limit=`: operator actions, newest first.
 pub(super) async fn audit(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(a) = q.map_err(bad_query)?;
-    let log = s.deployment.audit_log(a.limit.unwrap_or(100).min(1_000))?;
+    let limit = a.limit.unwrap_or(100).min(1_000);
+    // A scoped token reads from the newest 10,000 and keeps its own.
+    let log: Vec<_> = if who.sees_all() {
+        s.deployment.audit_log(limit)?
+    } else {
+        s.deployment
+            .audit_log(crate::store::AUDIT_KEPT as usize)?
+            .into_iter()
+            .filter(|e| audit_visible(e, &who))
+            .take(limit)
+            .collect()
+    };
     Ok(axum::Json(json!({"audit": log})).into_response())
 }
 
 /// `POST /v1/{product}/{env}/healthchecks/{tag}/check`: run it now.
 pub(super) async fn check_now(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, env, tag)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = actor(&headers)?;
-    let snap = s.deployment.op_check_now(who, &product, &env, &tag).await?;
+    let actor = guard::actor(&who, &headers)?;
+    let snap = s
+        .deployment
+        .op_check_now(&actor, &product, &env, &tag)
+        .await?;
     Ok(axum::Json(snap).into_response())
 }
 
@@ -227,11 +233,21 @@ struct ForceBody {
 /// `POST /v1/admin/breakers/force` `{breaker, state: open|closed|release}`.
 pub(super) async fn force(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let who = actor(&headers)?;
+    let actor = guard::actor(&who, &headers)?;
     let b: ForceBody = read_json(body, &headers, &s).await?.0;
+    // A breaker's key starts with its product and env.
+    let mut parts = b.breaker.splitn(3, '/');
+    let (product, env) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    if let Some(why) = who.refusal(product, Some(env)) {
+        return Err(forbidden(why).field("breaker"));
+    }
     let Some(f) = Force::parse(&b.state) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -240,7 +256,7 @@ pub(super) async fn force(
         )
         .field("state"));
     };
-    let state = s.deployment.op_force(who, &b.breaker, f)?;
+    let state = s.deployment.op_force(&actor, &b.breaker, f)?;
     Ok(axum::Json(
         json!({"breaker": b.breaker, "state": state, "forced": (f != Force::Release).then_some(f)}),
     )
@@ -248,11 +264,21 @@ pub(super) async fn force(
 }
 
 /// `GET /v1/admin/breakers/forces`: every forced breaker.
-pub(super) async fn forces(State(s): State<Arc<ApiState>>) -> Response {
+pub(super) async fn forces(
+    State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+) -> Response {
     let forces: Vec<_> = s
         .deployment
         .op_forces()
         .into_iter()
+        .filter(|(breaker, _)| {
+            let mut parts = breaker.splitn(3, '/');
+            who.may(
+                parts.next().unwrap_or_default(),
+                Some(parts.next().unwrap_or_default()),
+            )
+        })
         .map(|(breaker, force)| json!({"breaker": breaker, "forced": force}))
         .collect();
     axum::Json(json!({
@@ -265,16 +291,17 @@ pub(super) async fn forces(State(s): State<Arc<ApiState>>) -> Response {
 /// `POST /v1/{product}/providers/{provider}/drain` and `…/restore`.
 pub(super) async fn drain(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, provider, action)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = actor(&headers)?;
+    let actor = guard::actor(&who, &headers)?;
     let drain = match action.as_str() {
         "drain" => true,
         "restore" => false,
         _ => return Err(ApiError::not_found("use …/drain or …/restore")),
     };
-    let changed = s.deployment.op_drain(who, &product, &provider, drain)?;
+    let changed = s.deployment.op_drain(&actor, &product, &provider, drain)?;
     Ok(axum::Json(
         json!({"product": product, "provider": provider, "drained": drain, "changed": changed}),
     )

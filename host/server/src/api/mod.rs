@@ -5,15 +5,20 @@
 //! Every error is JSON `{"code", "message", "field"?, "trace"?}` with a
 //! stable `code`; bad input is a 4xx, never a 500.
 
+mod guard;
 mod live;
+mod tokens;
 
+pub use guard::{ClientAddr, RULES, rule};
+
+use crate::access::Principal;
 use crate::deployment::{ChangeError, Deployment};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -32,8 +37,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiState {
     /// The running config.
     pub deployment: Arc<Deployment>,
-    /// The bearer token `/v1` and `/metrics` require; `None` turns auth off.
-    pub token: Option<String>,
+    /// Serve HTTPS with this certificate (read again on SIGHUP).
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Most `/v1/events` streams open at once.
@@ -82,6 +87,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, axum::Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Some(secs) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
@@ -111,12 +122,29 @@ impl From<ChangeError> for ApiError {
 /// `POST /v1/admin/reload`: apply the config file's changes now (as
 /// SIGHUP does). 200 with what changed, or 422 with every problem and
 /// nothing changed.
-async fn reload(State(s): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+async fn reload(
+    State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let actor = guard::actor(&who, &headers)?;
     match s.deployment.reload().await {
         Ok(report) => {
             for line in report.lines() {
                 eprintln!("reload: {line}");
             }
+            if let Some(tls) = &s.tls {
+                match tls.reload() {
+                    Ok(()) => eprintln!("reload: the TLS certificate was read again"),
+                    Err(e) => eprintln!("reload: the TLS certificate was not changed: {e}"),
+                }
+            }
+            let _ = s.deployment.audit(
+                &actor,
+                "reload",
+                "config",
+                format!("{} changes", report.lines().len().saturating_sub(1)),
+            );
             Ok(axum::Json(report).into_response())
         }
         Err(problems) => Err(ApiError {
@@ -190,8 +218,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/{product}/providers/{provider}/{action}",
             post(live::drain),
         )
+        .route("/v1/whoami", get(tokens::whoami))
+        .route("/v1/admin/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/v1/admin/tokens/{name}",
+            axum::routing::delete(tokens::revoke),
+        )
+        .route("/v1/admin/tokens/{name}/rotate", post(tokens::rotate))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -221,7 +256,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     let app = router(state.clone());
     let header_timeout = state.header_read_timeout;
     // Closed when shutdown begins; every connection task holds a receiver
@@ -230,7 +265,7 @@ pub async fn serve(
     let (done, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -244,30 +279,24 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         let done = done.clone();
+        let acceptor = state.tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let mut app = app.clone();
-                    tower_service::Service::call(&mut app, req.map(Body::new))
-                });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            let ended = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.changed() => {
-                    // Finish the request in flight, take no new one.
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
+            match acceptor {
+                None => connection(TokioIo::new(stream), peer, app, header_timeout, stop).await,
+                Some(acceptor) => {
+                    // The handshake has the header timeout too: a client
+                    // that never finishes it is dropped, and one that
+                    // speaks plain HTTP here fails the handshake.
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            connection(TokioIo::new(tls), peer, app, header_timeout, stop).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(done);
         });
@@ -282,36 +311,74 @@ pub async fn serve(
     Ok(())
 }
 
-async fn auth(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    let Some(token) = &s.token else {
-        return next.run(req).await;
-    };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
-        _ => {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send `Authorization: Bearer <token>` with the token from the server's `token_env` variable",
-            )
-            .into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
-            r
+/// Serve one connection until it ends or shutdown begins (then finish
+/// the request in flight and take no new one). Every request carries the
+/// client's address.
+async fn connection<I>(
+    io: hyper_util::rt::TokioIo<I>,
+    peer: std::net::SocketAddr,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let mut app = app.clone();
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ClientAddr(peer));
+        tower_service::Service::call(&mut app, req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
         }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// `/readyz`: `ready` or not, nothing more without a token; with a token
+/// that may read, also the cluster link's state.
+async fn readyz(
+    State(s): State<Arc<ApiState>>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    // A token sent here is checked like anywhere else (counted, throttled).
+    let details = if guard::bearer(&headers).is_some() {
+        match guard::authenticate(&s, &headers, addr.map(|a| a.0)) {
+            Ok(p) => p
+                .role
+                .grants(crate::access::Need::Role(crate::access::Role::Read)),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        !s.deployment.auth.load(Ordering::SeqCst)
+    };
+    let r = readyz_full(&s);
+    if details {
+        return r;
+    }
+    let status = r.status();
+    let word = if status.is_success() {
+        "ready\n"
+    } else {
+        "not ready\n"
+    };
+    (status, word).into_response()
 }
 
-async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
+fn readyz_full(s: &ApiState) -> Response {
     if s.ready.load(Ordering::SeqCst) {
         // Ready while Redis is away too (runs go on with local state); the
         // body says so, for people and probes that read it.
@@ -411,8 +478,14 @@ fn rebase_refs(v: &mut Value) {
     }
 }
 
-async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    let text = s.deployment.metrics_text();
+async fn metrics(
+    State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+) -> Response {
+    let mut text = s.deployment.metrics_text();
+    if !who.sees_all() {
+        text = scoped_metrics(&text, &who);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -421,6 +494,41 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// The series of `text` a scoped token may see: those without a
+/// `product` label, and those of its products (and envs, where a series
+/// has an `env` label).
+fn scoped_metrics(text: &str, who: &Principal) -> String {
+    let label = |head: &str, name: &str| -> Option<String> {
+        let at = ["{", ","]
+            .iter()
+            .find_map(|sep| head.find(&format!("{sep}{name}=\"")))?
+            + name.len()
+            + 3;
+        let rest = head.get(at..)?;
+        Some(rest[..rest.find('"')?].to_string())
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let keep = line.starts_with('#') || {
+            let head = line.split('}').next().unwrap_or_default();
+            // A breaker's key starts with its product and env.
+            let breaker = label(head, "breaker");
+            let mut parts = breaker.as_deref().unwrap_or_default().splitn(3, '/');
+            let (bp, be) = (parts.next(), parts.next());
+            label(head, "product").is_none_or(|p| who.products.has(&p))
+                && label(head, "env").is_none_or(|e| who.envs.has(&e))
+                && (breaker.is_none()
+                    || (bp.is_some_and(|p| who.products.has(p))
+                        && be.is_some_and(|e| who.envs.has(e))))
+        };
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Read a JSON body of at most `server.max_body_bytes`, held under the
@@ -675,13 +783,21 @@ fn check_app(s: &ApiState, product: &str, app: &str) -> Result<(), ApiError> {
 /// the store across restarts.
 async fn set_admission(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, app)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let actor = guard::actor(&who, &headers)?;
     check_app(&s, &product, &app)?;
     let config: switchyard_engine::AdmissionConfig = read_json(body, &headers, &s).await?.0;
     s.deployment.set_admission(&product, &app, config)?;
+    let _ = s.deployment.audit(
+        &actor,
+        "admission",
+        &format!("{product}/apps/{app}"),
+        serde_json::to_string(&config).unwrap_or_default(),
+    );
     Ok(axum::Json(admission_body(&s, &product, &app)).into_response())
 }
 
@@ -697,15 +813,25 @@ struct StateQuery {
 /// without one (the stored definition only, fit to PUT back).
 fn state_envs(
     s: &ApiState,
+    who: &Principal,
     product: &str,
     q: &StateQuery,
 ) -> Result<Option<Vec<String>>, ApiError> {
     match q.env.as_deref() {
         None => Ok(None),
+        // Every env the token may see.
         Some("*") => Ok(Some(
-            s.deployment.config().file.products[product].envs.clone(),
+            s.deployment.config().file.products[product]
+                .envs
+                .iter()
+                .filter(|e| who.envs.has(e))
+                .cloned()
+                .collect(),
         )),
         Some(env) => {
+            if let Some(why) = who.refusal(product, Some(env)) {
+                return Err(guard::forbidden(why).field("env"));
+            }
             check_product_env(s, product, Some(env)).map_err(|e| e.field("env"))?;
             Ok(Some(vec![env.to_string()]))
         }
@@ -727,13 +853,14 @@ fn state_query(q: Result<Query<StateQuery>, QueryRejection>) -> Result<StateQuer
 
 async fn list(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, kinds)): Path<(String, String)>,
     q: Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
     let q = state_query(q)?;
-    let body = match state_envs(&s, &product, &q)? {
+    let body = match state_envs(&s, &who, &product, &q)? {
         None => json!({ kinds: s.deployment.yard.fetch_all(&product, Some(kind)) }),
         Some(envs) => {
             json!({ kinds: s.deployment.yard.fetch_all_live(&product, Some(kind), &envs) })
@@ -744,6 +871,7 @@ async fn list(
 
 async fn fetch(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, kinds, tag)): Path<(String, String, String)>,
     q: Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -751,7 +879,7 @@ async fn fetch(
     check_product_env(&s, &product, None)?;
     let q = state_query(q)?;
     let def = stored(&s, &product, kind, &tag)?;
-    match state_envs(&s, &product, &q)? {
+    match state_envs(&s, &who, &product, &q)? {
         None => Ok(axum::Json(def).into_response()),
         Some(envs) => {
             let live = s
@@ -842,27 +970,33 @@ fn definition_value(
 
 async fn create(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, kinds)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
+    let actor = guard::actor(&who, &headers)?;
     let def = definition_body(&s, &product, kind, None, &headers, body).await?;
     s.deployment.create(def.clone())?;
+    defined(&s, &actor, "create", &product, kind, &def.meta().tag);
     Ok((StatusCode::CREATED, axum::Json(def)).into_response())
 }
 
 async fn update(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, kinds, tag)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
+    let actor = guard::actor(&who, &headers)?;
     let def = definition_body(&s, &product, kind, Some(&tag), &headers, body).await?;
     s.deployment.update(def.clone())?;
+    defined(&s, &actor, "update", &product, kind, &tag);
     Ok(axum::Json(def).into_response())
 }
 
@@ -872,6 +1006,7 @@ async fn update(
 /// is validated as a whole, as a PUT would be.
 async fn patch(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path((product, kinds, tag)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -891,8 +1026,27 @@ async fn patch(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     merge_patch(&mut merged, changes);
     let def = definition_value(&product, kind, Some(&tag), merged)?;
+    let actor = guard::actor(&who, &headers)?;
     s.deployment.update(def.clone())?;
+    defined(&s, &actor, "patch", &product, kind, &tag);
     Ok(axum::Json(def).into_response())
+}
+
+/// Audit a definition change by `actor`.
+fn defined(
+    s: &ApiState,
+    actor: &crate::ops::Actor,
+    action: &str,
+    product: &str,
+    kind: Kind,
+    tag: &str,
+) {
+    let _ = s.deployment.audit(
+        actor,
+        action,
+        &format!("{product}/{}/{tag}", kind.plural()),
+        String::new(),
+    );
 }
 
 /// Apply a JSON merge patch (RFC 7386) to `target`.
@@ -917,10 +1071,14 @@ fn merge_patch(target: &mut Value, patch: Value) {
 
 async fn delete(
     State(s): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+    headers: HeaderMap,
     Path((product, kinds, tag)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
+    let actor = guard::actor(&who, &headers)?;
     check_product_env(&s, &product, None)?;
     let old = s.deployment.delete(&product, kind, &tag)?;
+    defined(&s, &actor, "delete", &product, kind, &tag);
     Ok(axum::Json(old).into_response())
 }

@@ -361,9 +361,11 @@ async fn keep_serving(d: Arc<Deployment>, beta: Simulator, listen: &str) -> Resu
             }
         })
     };
+    d.enable_auth(&[crate::access::ConfigToken::admin("default", token)])
+        .map_err(|e| usage(e.to_string()))?;
     let state = Arc::new(ApiState {
         deployment: d,
-        token: Some(token),
+        tls: None,
         max_body_bytes: 256 * 1024,
         max_event_streams: 64,
         ready: AtomicBool::new(true),

@@ -18,6 +18,7 @@ mod demo;
 mod op;
 mod plugin_test;
 mod serve;
+mod token;
 
 /// Switchyard: route provider calls through sandboxed WebAssembly adapters.
 #[derive(Debug, Parser)]
@@ -55,6 +56,10 @@ enum Command {
     /// now, force a breaker, drain or restore a provider, read the log.
     #[command(subcommand)]
     Op(op::OpCommand),
+    /// API tokens on a running server (admin): create, list, rotate,
+    /// revoke. A new token is printed once.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +225,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Check(args) => serve::check(args).await,
         Command::Config(ConfigCommand::Schema) => serve::schema(),
         Command::Op(cmd) => op::run(cmd).await,
+        Command::Token(cmd) => token::run(cmd).await,
     };
     match result {
         Ok(()) => 0,

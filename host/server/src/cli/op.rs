@@ -1,19 +1,23 @@
 //! `switchyard op`: the operator actions of the dashboard, against a
 //! running server (`--server`), audited as the CLI's.
 
-use super::serve::http;
+use super::serve::http_with;
 use super::{Exit, usage};
 use clap::{Args, Subcommand};
 
 /// Where the server is and how to reach it.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The running server (`http://127.0.0.1:7400`).
+    /// The running server (`http://127.0.0.1:7400`, or `https://…`).
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7400")]
     server: String,
     /// The environment variable holding the API token.
     #[arg(long, value_name = "NAME", default_value = "SWITCHYARD_TOKEN")]
     token_env: String,
+    /// A PEM file of the CA that signed an `https://` server's certificate
+    /// (default: the public web's roots).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,7 +73,7 @@ pub enum OpCommand {
 }
 
 /// Path-segment encoding for names a user typed.
-fn seg(s: &str) -> String {
+pub(super) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -135,27 +139,47 @@ pub async fn run(cmd: OpCommand) -> Result<(), Exit> {
             target,
         ),
     };
+    let v = request(method, &path, body, &target).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v).map_err(|e| usage(e.to_string()))?
+    );
+    Ok(())
+}
+
+/// One request to `target` with its token, as the CLI's: the JSON answer,
+/// or an exit naming the status and the server's message.
+pub(super) async fn request(
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    target: &Target,
+) -> Result<serde_json::Value, Exit> {
     let token = std::env::var(&target.token_env)
         .ok()
         .filter(|t| !t.is_empty());
     let uri = format!("{}{path}", target.server.trim_end_matches('/'));
-    let (status, text) = http(method, &uri, token.as_deref(), body).await?;
-    let pretty = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(text);
+    let (status, text) =
+        http_with(method, &uri, token.as_deref(), body, target.ca.as_deref()).await?;
+    let v =
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::String(text));
     if status == 401 {
         return Err(usage(format!(
-            "{uri}: 401: set {} to the server's API token",
-            target.token_env
+            "{uri}: 401: set {} to a token this server knows ({})",
+            target.token_env,
+            v["message"].as_str().unwrap_or_default()
         )));
     }
-    println!("{pretty}");
     if status >= 300 {
         return Err(Exit {
             code: 1,
-            message: format!("{method} {uri} answered {status}"),
+            message: format!(
+                "{method} {uri} answered {status}: {}",
+                v["message"]
+                    .as_str()
+                    .map_or_else(|| v.to_string(), str::to_string)
+            ),
         });
     }
-    Ok(())
+    Ok(v)
 }

@@ -212,10 +212,56 @@ pub(super) async fn http(
     token: Option<&str>,
     body: Option<String>,
 ) -> Result<(u16, String), Exit> {
+    http_with(method, uri, token, body, None).await
+}
+
+/// [`http`], to an `http://` or `https://` server; `ca` is a PEM file of
+/// the CA that signed the server's certificate (default: the public web's
+/// roots).
+pub(super) async fn http_with(
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<String>,
+    ca: Option<&Path>,
+) -> Result<(u16, String), Exit> {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
-    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let connector = match ca {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| usage(format!("--ca {}: {e}", path.display())))?;
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| usage(format!("--ca {}: {e}", path.display())))?;
+            }
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| usage(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder
+                .with_tls_config(config)
+                .https_or_http()
+                .enable_http1()
+                .build()
+        }
+        None => builder
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| usage(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .build(),
+    };
+    let client: Client<_, Full<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
     let mut req = http::Request::builder()
         .method(method)
         .uri(uri)
@@ -229,10 +275,11 @@ pub(super) async fn http(
     let req = req
         .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
         .map_err(|e| usage(format!("--server: {e}")))?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| usage(format!("{uri}: {e}; is the server running?")))?;
+    let resp = client.request(req).await.map_err(|e| {
+        usage(format!(
+            "{uri}: {e:?}; is the server running (and is it http or https)?"
+        ))
+    })?;
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
@@ -296,22 +343,32 @@ async fn start(config: Config, store: bool) -> Result<Deployment, Exit> {
 pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     let config = load(&args.config)?;
     let server = config.file.server.clone();
-    let token = if server.auth {
-        match std::env::var(&server.token_env) {
-            Ok(t) if !t.is_empty() => Some(t),
-            _ => {
-                return Err(usage(format!(
-                    "{}: server.token_env: environment variable `{}` is not set; export an API token (e.g. `export {}=$(openssl rand -hex 24)`), or set `server.auth = false` for a loopback-only dev server",
-                    config.path.display(),
-                    server.token_env,
-                    server.token_env
-                )));
-            }
-        }
-    } else {
-        None
+    // Every token, secrets resolved, before anything starts.
+    let tokens = config.server_tokens().map_err(problems)?;
+    let tls = match &server.tls {
+        Some(t) => Some(Arc::new(
+            crate::tls::Tls::load(&config.relative(&t.cert), &config.relative(&t.key)).map_err(
+                |e| Exit {
+                    code: EXIT_SERVE,
+                    message: format!("{}: {e}", config.path.display()),
+                },
+            )?,
+        )),
+        None => None,
     };
     let deployment = Arc::new(start(config, true).await?);
+    deployment
+        .throttle
+        .set_limit(server.auth_failures_per_minute);
+    if server.auth {
+        let warnings = deployment.enable_auth(&tokens).map_err(|e| Exit {
+            code: EXIT_SERVE,
+            message: format!("the store's tokens could not be read: {e}"),
+        })?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     for line in &deployment.drift {
         eprintln!("config drift: {line}");
     }
@@ -356,24 +413,30 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
         .then(|| deployment.yard.spawn_healthchecks());
     let defs = deployment.definition_count();
     println!(
-        "switchyard serving on http://{addr} ({} apps, {defs} definitions, store {}, auth {})",
+        "switchyard serving on {}://{addr} ({} apps, {defs} definitions, store {}, auth {})",
+        if tls.is_some() { "https" } else { "http" },
         deployment.apps().len(),
         deployment
             .store
             .as_ref()
             .map_or_else(String::new, |s| s.path().display().to_string()),
-        if token.is_some() { "on" } else { "off" }
+        if server.auth {
+            format!("on, {} tokens", deployment.token_list().len())
+        } else {
+            "off".to_string()
+        }
     );
     let state = Arc::new(ApiState {
         deployment,
-        token,
+        tls: tls.clone(),
         max_body_bytes: server.max_body_bytes,
         max_event_streams: server.max_event_streams,
         ready: AtomicBool::new(true),
         header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
     });
     let grace = Duration::from_millis(server.shutdown_grace_ms);
-    let _hup = reload_on_sighup(state.deployment.clone());
+    let _hup = reload_on_sighup(state.deployment.clone(), tls);
+    let _token_use = token_use(&state.deployment);
     api::serve(listener, state, shutdown_signal(), grace)
         .await
         .map_err(|e| Exit {
@@ -388,18 +451,38 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
 /// SIGINT or SIGTERM.
 /// SIGHUP reloads the config (as `POST /v1/admin/reload` does) and says
 /// what changed on stderr. Stops with the returned guard.
-fn reload_on_sighup(deployment: Arc<Deployment>) -> Option<AbortOnDrop> {
+fn reload_on_sighup(
+    deployment: Arc<Deployment>,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> Option<AbortOnDrop> {
     #[cfg(unix)]
     {
         let mut hup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()?;
         Some(AbortOnDrop(tokio::spawn(async move {
             while hup.recv().await.is_some() {
+                // The certificate first: it does not depend on the config.
+                if let Some(tls) = &tls {
+                    match tls.reload() {
+                        Ok(()) => eprintln!("reload: the TLS certificate was read again"),
+                        Err(e) => eprintln!("reload: the TLS certificate was not changed: {e}"),
+                    }
+                }
                 match deployment.reload().await {
                     Ok(report) => {
                         for line in report.lines() {
                             eprintln!("reload: {line}");
                         }
+                        let actor = crate::ops::Actor {
+                            name: "signal".into(),
+                            channel: "signal",
+                        };
+                        let _ = deployment.audit(
+                            &actor,
+                            "reload",
+                            "config",
+                            format!("{} changes", report.lines().len().saturating_sub(1)),
+                        );
                     }
                     Err(p) => eprintln!(
                         "reload refused, nothing changed: {}",
@@ -411,9 +494,23 @@ fn reload_on_sighup(deployment: Arc<Deployment>) -> Option<AbortOnDrop> {
     }
     #[cfg(not(unix))]
     {
-        let _ = deployment;
+        let _ = (deployment, tls);
         None
     }
+}
+
+/// Once a minute, keep the tokens' last-used times in the store.
+fn token_use(deployment: &Arc<Deployment>) -> AbortOnDrop {
+    let weak = Arc::downgrade(deployment);
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(d) = weak.upgrade() else { return };
+            let _ = tokio::task::spawn_blocking(move || d.flush_token_use()).await;
+        }
+    }))
 }
 
 /// Aborts its task when dropped.

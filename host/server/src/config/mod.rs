@@ -6,10 +6,12 @@
 //! Loading never stops at the first mistake: [`Config::load`] returns every
 //! problem it finds, each with the file, line and field path and the fix.
 
+mod access;
 mod locate;
 mod secrets;
 mod unknown;
 
+pub use access::{TlsConfig, TokenConfig};
 pub use locate::{FieldPath, line_of, locate};
 pub use secrets::Secrets;
 
@@ -130,6 +132,20 @@ pub struct ServerConfig {
     /// (the attempt is `overloaded`, the host's limit). Default 512.
     #[serde(default = "default_buffered_mb")]
     pub max_buffered_mb: usize,
+    /// Tokens that did not match one client address may send within a
+    /// minute (1 to 1 000 000) before it is answered 429 for the rest of
+    /// the minute. Behind a proxy every client shares its address: raise
+    /// it there. Default 20.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failures_per_minute: u32,
+    /// Named API tokens, each with a role and a scope
+    /// (docs/security.md). `token_env`, when set, adds an `admin` token
+    /// named `default`.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Serve HTTPS: a PEM certificate chain and key, reloaded on SIGHUP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +162,9 @@ impl Default for ServerConfig {
             header_read_timeout_ms: default_header_timeout(),
             max_event_streams: default_event_streams(),
             max_buffered_mb: default_buffered_mb(),
+            auth_failures_per_minute: default_auth_failures(),
+            tokens: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -295,6 +314,9 @@ fn default_buffered_mb() -> usize {
     512
 }
 
+fn default_auth_failures() -> u32 {
+    crate::access::FAILURES_PER_WINDOW
+}
 fn default_event_streams() -> usize {
     64
 }
@@ -645,6 +667,7 @@ impl Config {
             },
         };
         self.check_limits(problems);
+        self.check_tokens(problems);
         let mut apps = Vec::new();
         for (product, p) in &self.file.products {
             let base = FieldPath::keys(["products", product.as_str()]);
@@ -719,6 +742,13 @@ impl Config {
             problems.push(self.problem(
                 &FieldPath::keys(["server", "max_buffered_mb"]),
                 format!("is {buffered}; it must be between 16 and 65536"),
+            ));
+        }
+        let failures = self.file.server.auth_failures_per_minute;
+        if !(1..=1_000_000).contains(&failures) {
+            problems.push(self.problem(
+                &FieldPath::keys(["server", "auth_failures_per_minute"]),
+                format!("is {failures}; it must be between 1 and 1000000"),
             ));
         }
         let streams = self.file.server.max_event_streams;

@@ -111,7 +111,7 @@ impl Secrets {
         })
     }
 
-    fn reference(&self, r: &toml::Table) -> Result<String, String> {
+    pub(crate) fn reference(&self, r: &toml::Table) -> Result<String, String> {
         let one = |k: &str| r.get(k).and_then(|v| v.as_str());
         match (one("env"), one("secret"), r.len()) {
             (Some(var), None, 1) => std::env::var(var).map_err(|_| {

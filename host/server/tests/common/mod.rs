@@ -105,10 +105,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Start with these environment variables too (tokens of
+    /// `[[server.tokens]]`).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("serve")
             .arg(config)
             .env("SWITCHYARD_TOKEN", TOKEN)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -118,7 +125,7 @@ impl Server {
         out.read_line(&mut line).unwrap();
         let base = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         // Keep draining stdout so the server never blocks on it.

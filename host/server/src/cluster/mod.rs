@@ -27,6 +27,8 @@
 //! | `drains` | hash: `product/provider` → 1 drained, 0 restored |
 //! | `replicas` | sorted set: replica → last heartbeat (Unix ms) |
 
+mod tokens;
+
 use crate::config::{ClusterConfig, Mismatch};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,11 @@ pub trait Local: Send + Sync + 'static {
         tag: &str,
         def: Option<Definition>,
     );
+    /// What this replica keeps of the API's tokens, as JSON by name (the
+    /// first replica of a cluster shares them).
+    fn local_tokens(&self) -> Vec<(String, String)>;
+    /// Make the cluster's API tokens (JSON by name) this replica's.
+    fn apply_shared_tokens(&self, tokens: Vec<(String, String)>);
     /// Take in another replica's drain or restore.
     fn apply_shared_drain(&self, product: &str, provider: &str, drained: bool);
     /// Take in another replica's force or release (also one the cluster
@@ -119,6 +126,8 @@ enum What {
         key: String,
         force: Force,
     },
+    /// The API tokens changed: read the `tokens` hash again.
+    Tokens,
 }
 
 /// An operator's force as the `forces` hash keeps it.
@@ -941,6 +950,7 @@ impl Cluster {
                     .fetch_add(n.iter().sum(), Ordering::Relaxed);
             }
         }
+        self.converge_tokens(d).await;
         self.seen.store(seq.unwrap_or(0), Ordering::Relaxed);
     }
 
@@ -1184,6 +1194,7 @@ impl Cluster {
                 drained,
             } => d.apply_shared_drain(&product, &provider, drained),
             What::Force { key, force } => d.apply_shared_force(&key, force),
+            What::Tokens => self.pull_tokens(d).await,
             What::Definition { key } => {
                 let Some((p, kind, t)) = parse_def_key(&key) else {
                     return;

@@ -3,39 +3,17 @@
 
 use super::admission::{AdmissionConfig, Gate, OverloadReason};
 use super::budget::{BudgetConfig, BudgetToken, RetryBudget};
-use super::compile::CompiledRoute;
 use super::locks::{Recover, RecoverRw};
 use super::observer::AttemptEvent;
 use super::retry::RetryPolicy;
 use super::weighted::SmoothWeighted;
 use crate::adapter::AttemptError;
+use crate::compiled::CompiledRoute;
+use crate::meters::GateEntry;
 use crate::switchyard::Inner;
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// Attempts and outcomes of one app action (in one product and env).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// Attempts made.
-    pub attempts: u64,
-    /// Attempts that succeeded.
-    pub successes: u64,
-    /// Failed attempts by error class.
-    pub failures: BTreeMap<String, u64>,
-    /// Requests its breaker blocked (not tried, not in `attempts`).
-    pub blocked: u64,
-}
-
-/// One app's gate in one env, with the names it is listed under.
-pub(crate) struct GateEntry {
-    pub(crate) product: String,
-    pub(crate) env: String,
-    pub(crate) app: String,
-    pub(crate) gate: Arc<Gate>,
-}
 
 impl Inner {
     /// The key of an app in a product and env, for its retry budget and

@@ -35,9 +35,10 @@ const SLOTS: usize = 10;
 
 impl BudgetConfig {
     /// Every number within its bounds; `at` is the settings' field path.
-    pub fn validate(&self, at: &str) -> Result<(), crate::DefineError> {
-        let bad =
-            |field: &str, why: &str| Err(crate::DefineError::new(format!("{at}.{field}"), why));
+    pub fn validate(&self, at: &str) -> Result<(), crate::error::DefineError> {
+        let bad = |field: &str, why: &str| {
+            Err(crate::error::DefineError::new(format!("{at}.{field}"), why))
+        };
         if !(0.0..=100.0).contains(&self.ratio) {
             return bad(
                 "ratio",

@@ -12,26 +12,10 @@
 //! cached result made on one replica reach the others (idempotency records
 //! have their own seam, [`Records`](crate::Records)).
 
-use crate::adapter::{AttemptError, BoxFuture};
+use crate::adapter::BoxFuture;
+use crate::breaker::SharedBreaker;
 use crate::health::{HealthKey, ProbeOutcome};
 use std::time::Duration;
-
-/// A breaker transition one replica made, as the others apply it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SharedBreaker {
-    /// Open (`true`) or closed again (`false`).
-    pub open: bool,
-    /// The open episode: when (Unix ms) the breaker opened. A close names
-    /// the episode it ends, so a late close never ends a newer opening.
-    pub episode: u64,
-    /// How long the breaker stays open before probing, ms.
-    pub open_timeout_ms: u64,
-    /// Requests in the window that opened it: the half-open allowance is a
-    /// share of them, the same on every replica.
-    pub requests: u64,
-    /// The error that opened it.
-    pub last_error: Option<AttemptError>,
-}
 
 /// What the engine shares through a cluster store. Calls returning a future
 /// must finish within the implementation's own bound (a few ms); those that
@@ -44,7 +28,7 @@ pub trait Shared: Send + Sync + 'static {
     /// force is not a transition: it is durable state of its own, which a
     /// store keeps until it is released (a breaker's episode ends, a force
     /// does not).
-    fn force_changed(&self, key: &str, force: crate::operator::Force);
+    fn force_changed(&self, key: &str, force: crate::breaker::Force);
 
     /// Take one of the `permits` half-open probes of `key`'s open
     /// `episode`, cluster-wide. `Some(false)`: every permit is taken.
@@ -78,131 +62,4 @@ pub trait Shared: Send + Sync + 'static {
 
     /// Store a result cache entry for `ttl`.
     fn cache_put(&self, key: &str, value: String, ttl: Duration);
-}
-
-use crate::breaker::{Open, Ticket};
-use crate::breakers::{Spec, Transition};
-use crate::switchyard::{Inner, Switchyard};
-use std::time::{Instant, UNIX_EPOCH};
-
-/// Unix ms of a wall time (0 before the epoch).
-pub(crate) fn unix_ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-impl Inner {
-    fn wall_ms(&self) -> u64 {
-        unix_ms(self.clock.wall())
-    }
-
-    /// Ask `key`'s breaker for a ticket; a half-open probe also needs one
-    /// of the episode's permits cluster-wide.
-    pub(crate) async fn admit_breaker(
-        &self,
-        key: &str,
-        spec: Spec<'_>,
-        now: Instant,
-    ) -> Result<Ticket, Open> {
-        let ticket = self.breakers.admit(key, spec, now)?;
-        if let (true, Some(shared)) = (ticket.is_probe(), &self.shared)
-            && let Some((episode, permits, timeout)) = self.breakers.allowance(key)
-            && shared.probe_permit(key, episode, permits, timeout).await == Some(false)
-        {
-            self.breakers.release(key, ticket);
-            return Err(self.breakers.rejection(key));
-        }
-        Ok(ticket)
-    }
-
-    /// Report an attempt's outcome to `key`'s breaker and share what it
-    /// changed; a passed probe counts toward closing it cluster-wide.
-    pub(crate) async fn record_breaker(
-        &self,
-        key: &str,
-        ticket: Ticket,
-        outcome: Result<(), &AttemptError>,
-        end: Instant,
-    ) {
-        let transition = self.breakers.record(key, ticket, outcome, end);
-        let Some(shared) = &self.shared else { return };
-        match transition {
-            Some(Transition::Opened) => {
-                if let Some(s) = self.breakers.share_opening(key, self.wall_ms()) {
-                    shared.breaker_changed(key, &s);
-                }
-            }
-            Some(Transition::Closed) => {
-                if let Some(s) = self.breakers.share_close(key) {
-                    shared.breaker_changed(key, &s);
-                }
-            }
-            None if ticket.is_probe() && outcome.is_ok() => {
-                if let Some((episode, permits, _)) = self.breakers.allowance(key)
-                    && let Some(passed) = shared.probe_passed(key, episode).await
-                    && passed >= permits
-                    && self.breakers.close_episode(key, episode)
-                    && let Some(s) = self.breakers.share_close(key)
-                {
-                    shared.breaker_changed(key, &s);
-                }
-            }
-            None => {}
-        }
-    }
-}
-
-impl Switchyard {
-    /// Take in a breaker transition another replica shared; returns whether
-    /// it changed this replica's breaker.
-    pub fn apply_shared_breaker(&self, key: &str, change: &SharedBreaker) -> bool {
-        let now = self.inner.clock.now();
-        self.inner
-            .breakers
-            .apply_shared(key, change, now, self.inner.wall_ms())
-    }
-
-    /// Take in a healthcheck result another replica's check produced: this
-    /// replica's status, history and observers see it as if it had run the
-    /// check, and its own next check of `key` waits a full interval.
-    pub fn apply_shared_health(&self, key: &HealthKey, outcome: ProbeOutcome) -> bool {
-        let now = self.inner.clock.now();
-        let wall = UNIX_EPOCH + Duration::from_millis(outcome.at_unix_ms);
-        let mut board = self.inner.health.locked();
-        if !board.tracks(key) {
-            return false;
-        }
-        for o in &self.inner.observers {
-            o.healthcheck(key, &outcome);
-        }
-        board.finish(key, outcome, now, wall);
-        true
-    }
-
-    /// Whether a cluster seam is installed.
-    pub fn is_shared(&self) -> bool {
-        self.inner.shared.is_some()
-    }
-}
-
-use crate::locks::Recover;
-
-impl Switchyard {
-    /// Every breaker open or half-open here, as the transition other
-    /// replicas apply: what a replica pushes when it finds the store again,
-    /// so trips made while it was away converge.
-    pub fn shared_openings(&self) -> Vec<(String, SharedBreaker)> {
-        self.inner.breakers.open_shares()
-    }
-
-    /// Take in an operator's force another replica made (or one a store
-    /// kept), without sharing it again: returns the breaker's state now.
-    pub fn apply_shared_force(
-        &self,
-        key: &str,
-        force: crate::operator::Force,
-    ) -> crate::breaker::BreakerState {
-        let now = self.inner.clock.now();
-        self.inner.breakers.force(key, force, now)
-    }
 }

@@ -2,7 +2,6 @@
 //! cache in front of it, and the deadline and trace of each run.
 
 use super::bounds::MAX_DEADLINE;
-use super::compile::CompiledRoute;
 use super::definition::Kind;
 use super::locks::{Recover, RecoverRw};
 use super::result_cache::ResultCache;
@@ -11,6 +10,7 @@ use super::schema;
 use super::trace::Trace;
 use super::{attempt, fallback, feature, quota};
 use crate::adapter::{BoxFuture, Session};
+use crate::compiled::CompiledRoute;
 use crate::records::{Claim, Pin, RecordsUnavailable, RunRecord, Settlement, StoredOutcome};
 use crate::switchyard::{Inner, Switchyard};
 use crate::trace::RunKind;
@@ -274,8 +274,8 @@ impl Inner {
     /// safe, or a feature): what makes a keyed run need its record.
     fn has_effect(&self, route: &CompiledRoute, product: &str, env: &str) -> bool {
         route.options.iter().any(|o| match &o.target {
-            super::compile::OptionTarget::Feature(_) => true,
-            super::compile::OptionTarget::Action => self
+            crate::compiled::OptionTarget::Feature(_) => true,
+            crate::compiled::OptionTarget::Action => self
                 .adapter(product, &o.app, env)
                 .is_none_or(|a| attempt::declared(o, a.info()).has_effect()),
         })
@@ -323,7 +323,7 @@ impl Inner {
         // A holder that dies frees the key once its run could no longer be
         // going on (its pin stays).
         let hold = deadline.min(MAX_DEADLINE) + Duration::from_secs(5);
-        let now_ms = crate::cluster::unix_ms(self.clock.wall());
+        let now_ms = crate::breaker::unix_ms(self.clock.wall());
         let until_ms = now_ms.saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
         let records = &*self.records;
         let ttl = self.idempotency_ttl;
@@ -358,7 +358,7 @@ impl Inner {
             Claim::Unreachable => {
                 // A claim the store took after we stopped waiting must not
                 // hold the key: free it, if it is ours (fenced).
-                let now_ms = crate::cluster::unix_ms(self.clock.wall());
+                let now_ms = crate::breaker::unix_ms(self.clock.wall());
                 if self.records_unavailable == RecordsUnavailable::Refuse && has_effect() {
                     records
                         .settle(&rkey, &fence, Settlement::Release, now_ms, ttl)
@@ -380,7 +380,7 @@ impl Inner {
                     Settlement::Free => Settlement::Release,
                     s => s,
                 };
-                let now_ms = crate::cluster::unix_ms(self.clock.wall());
+                let now_ms = crate::breaker::unix_ms(self.clock.wall());
                 records.settle(&rkey, &fence, s, now_ms, ttl).await;
                 result
             }
@@ -404,7 +404,7 @@ impl Inner {
                     )
                     .await;
                 let s = settlement(&result, held.pinned.as_ref());
-                let now_ms = crate::cluster::unix_ms(self.clock.wall());
+                let now_ms = crate::breaker::unix_ms(self.clock.wall());
                 records.settle(&rkey, &fence, s, now_ms, ttl).await;
                 result
             }

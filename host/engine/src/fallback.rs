@@ -2,9 +2,9 @@
 //! are skipped; each option gets its retries; the first success serves.
 
 use super::attempt::{RunCtx, try_in_order};
-use super::compile::CompiledRoute;
 use super::run::RunError;
 use super::trace::Trace;
+use crate::compiled::CompiledRoute;
 use serde_json::Value;
 
 pub(crate) async fn run(

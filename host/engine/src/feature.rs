@@ -2,12 +2,12 @@
 //! feature's `$Input` and earlier steps' outputs (`$Sequence{step}{path}`);
 //! the first failing step fails the feature, with every step's trace.
 
-use super::compile::{CompiledFeature, StepTarget};
 use super::definition::Kind;
 use super::run::{ErrorCode, RunError, RunOptions, RunResult};
 use super::switchyard::Inner;
 use super::trace::{StepTrace, Trace};
 use crate::adapter::Session;
+use crate::compiled::{CompiledFeature, StepTarget};
 use crate::mapping::Scope;
 use serde_json::Value;
 use std::collections::HashMap;

@@ -33,19 +33,23 @@ mod admission;
 mod attempt;
 pub mod bounds;
 mod breaker;
-mod breakers;
 mod budget;
 mod builder;
 mod clock;
 mod cluster;
+mod cluster_sync;
 mod compile;
+mod compile_feature;
+mod compiled;
 mod definition;
 mod dispatch;
+mod error;
 mod fallback;
 mod feature;
 mod health;
 mod locks;
 mod mapping;
+mod meters;
 mod observer;
 mod operator;
 mod provider_state;
@@ -63,21 +67,19 @@ mod testing;
 mod trace;
 mod weighted;
 
-pub use accounting::Counts;
 pub use adapter::{
     ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass,
     FailureKind, Idempotency, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, Session,
 };
 pub use admission::{AdmissionConfig, AdmissionSnapshot, Overload, OverloadReason};
 pub use breaker::{
-    BreakerConfig, BreakerSettings, BreakerSnapshot, BreakerState, Classifier, ErrorClasses,
-    default_classifier,
+    BreakerConfig, BreakerSettings, BreakerSnapshot, BreakerState, Classifier, ErrorClasses, Force,
+    MAX_BREAKERS, SharedBreaker, default_classifier,
 };
-pub use breakers::MAX_BREAKERS;
 pub use budget::BudgetConfig;
 pub use builder::{CacheBuilder, FeatureBuilder, HealthcheckBuilder, RouteBuilder};
 pub use clock::{Clock, Elapsed, ManualClock, SystemClock, timeout};
-pub use cluster::{Shared, SharedBreaker};
+pub use cluster::Shared;
 pub use definition::{
     CacheDef, DefineError, Definition, FallbackDef, FeatureDef, HealthcheckDef, Kind, Meta,
     OptionKind, ProviderOption, QuotaDef, StepDef, StepKind,
@@ -85,8 +87,8 @@ pub use definition::{
 pub use health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
 pub use locks::{Recover, RecoverRw};
 pub use mapping::{Mapping, MappingError};
+pub use meters::Counts;
 pub use observer::{AttemptEvent, Observer};
-pub use operator::Force;
 pub use provider_state::{AppAdmission, LiveDefinition, ProviderState, TEMPLATED_BREAKERS_SHOWN};
 pub use records::{
     Claim, DEFAULT_MEMORY_RECORDS, MemoryRecords, Pin, Record, Records, RecordsUnavailable,

@@ -3,43 +3,10 @@
 //! Both act at once on every run; the server audits them and keeps them
 //! across restarts.
 
-use crate::breaker::BreakerState;
+use crate::breaker::{BreakerState, Force};
 use crate::locks::RecoverRw;
 use crate::switchyard::{Inner, Switchyard};
 use std::collections::BTreeSet;
-
-/// What an operator makes a breaker do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Force {
-    /// Reject every request, whatever the provider does.
-    Open,
-    /// Admit every request and count nothing against it.
-    Closed,
-    /// Back to its own judgement, from a fresh closed window.
-    Release,
-}
-
-impl Force {
-    /// `open`, `closed` or `release`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Closed => "closed",
-            Self::Release => "release",
-        }
-    }
-
-    /// The force a word names (`open`, `closed`, `release`).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(Self::Open),
-            "closed" => Some(Self::Closed),
-            "release" => Some(Self::Release),
-            _ => None,
-        }
-    }
-}
 
 impl Inner {
     pub(crate) fn is_drained(&self, product: &str, provider: &str) -> bool {

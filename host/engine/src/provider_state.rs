@@ -2,13 +2,13 @@
 //! show for each provider (health, breaker, counts, admission).
 
 use super::admission::AdmissionSnapshot;
-use super::breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
-use super::breakers;
-use super::compile::OptionTarget;
 use super::definition::{DefineError, Definition, Kind};
 use super::health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
 use super::locks::{Recover, RecoverRw};
-use crate::accounting::Counts;
+use crate::breaker;
+use crate::breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
+use crate::compiled::OptionTarget;
+use crate::meters::Counts;
 use crate::switchyard::Switchyard;
 use crate::trace::RunKind;
 use serde::Serialize;
@@ -262,11 +262,11 @@ impl Switchyard {
             .iter()
             .zip(gates)
             .map(|(o, admission)| {
-                let key = breakers::option_key(product, env, o);
+                let key = crate::compiled::option_key(product, env, o);
                 let (breaker, breakers, total) = match &o.breaker_template {
                     None => (self.inner.breakers.snapshot(&key), Vec::new(), None),
                     Some(t) => {
-                        let origin = breakers::templated_key(product, env, t);
+                        let origin = breaker::templated_key(product, env, t);
                         let (made, total) = self
                             .inner
                             .breakers

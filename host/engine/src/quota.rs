@@ -4,10 +4,10 @@
 //! eligible.
 
 use super::attempt::{RunCtx, try_in_order};
-use super::compile::CompiledRoute;
 use super::run::{ErrorCode, RunError};
 use super::trace::{Skip, SkipReason, Trace};
 use super::weighted::SmoothWeighted;
+use crate::compiled::CompiledRoute;
 use serde_json::Value;
 
 pub(crate) async fn run(

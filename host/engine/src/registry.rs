@@ -8,7 +8,7 @@ use super::definition::{
     ProviderOption, QuotaDef,
 };
 use crate::adapter::{Adapter, AppInfo};
-use crate::compile::{Compiled, CompiledFeature, CompiledRoute, check_name};
+use crate::compiled::{Compiled, CompiledFeature, CompiledRoute, check_name};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub(crate) struct AppEntry {
     pub envs: BTreeMap<String, Arc<dyn Adapter>>,
 }
 
-/// An app as [`crate::Switchyard::apps`] lists it.
+/// An app as `Switchyard::apps` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppSummary {
     /// The app's tag.
@@ -162,7 +162,7 @@ impl Registry {
             .flat_map(move |r| {
                 r.options
                     .iter()
-                    .map(|o| crate::breakers::option_key(product, env, o))
+                    .map(|o| crate::compiled::option_key(product, env, o))
                     .collect::<Vec<_>>()
             })
     }

@@ -4,11 +4,9 @@
 //! provider state in `provider_state.rs`, the healthcheck scheduler in
 //! `scheduler.rs`, budgets, gates and counters in `accounting.rs`.
 
-use crate::accounting::{Counts, GateEntry};
+use crate::meters::{Counts, GateEntry};
 
 use super::admission::AdmissionConfig;
-use super::breaker::{BreakerConfig, Classifier, default_classifier};
-use super::breakers::Breakers;
 use super::budget::{BudgetConfig, RetryBudget};
 use super::clock::{Clock, SystemClock};
 use super::definition::{DefineError, Definition, Kind};
@@ -21,6 +19,8 @@ use super::retry::Jitter;
 use super::run::RunResult;
 use super::weighted::SmoothWeighted;
 use crate::adapter::{Adapter, AttemptError};
+use crate::breaker::Breakers;
+use crate::breaker::{BreakerConfig, Classifier, default_classifier};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

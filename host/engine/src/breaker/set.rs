@@ -1,16 +1,13 @@
 //! The breakers' state and time: one [`Breaker`] per key, created on first
 //! use and bounded in number, behind one lock; the key scheme. What one
-//! breaker decides lives in `breaker.rs`; the attempt step that asks lives
-//! in `attempt.rs`.
+//! breaker decides lives in `circuit.rs`; the attempt step that asks lives
+//! in the dispatch.
 
-use super::breaker::{
-    Breaker, BreakerConfig, BreakerSettings, BreakerSnapshot, BreakerState, Classifier, Open,
-    Ticket,
-};
-use super::locks::Recover;
+use super::circuit::{Breaker, Open, Ticket};
+use super::config::{BreakerConfig, BreakerSettings, Classifier};
+use super::state::{BreakerSnapshot, BreakerState, Force, SharedBreaker};
 use crate::adapter::AttemptError;
-use crate::cluster::SharedBreaker;
-use crate::operator::Force;
+use crate::locks::Recover;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -30,25 +27,6 @@ pub(crate) struct Spec<'a> {
 /// this key is spelled (runs, provider state and stats all read it here).
 pub(crate) fn default_key(product: &str, env: &str, app: &str, action: &str) -> String {
     format!("{product}/{env}/{app}/{action}")
-}
-
-/// What an option runs, as breaker keys and metrics name it: `app/action`,
-/// or `feature:tag` for a feature option (`:` is never part of a tag, so
-/// the two cannot meet).
-pub(crate) fn option_target(opt: &crate::compile::CompiledOption) -> String {
-    match &opt.target {
-        crate::compile::OptionTarget::Action => format!("{}/{}", opt.app, opt.action),
-        crate::compile::OptionTarget::Feature(tag) => format!("feature:{tag}"),
-    }
-}
-
-/// The breaker key of an option without a `breaker_key` template:
-/// [`default_key`] for an action, `product/env/feature:tag` for a feature.
-pub(crate) fn option_key(product: &str, env: &str, opt: &crate::compile::CompiledOption) -> String {
-    match &opt.target {
-        crate::compile::OptionTarget::Action => default_key(product, env, &opt.app, &opt.action),
-        crate::compile::OptionTarget::Feature(tag) => format!("{product}/{env}/feature:{tag}"),
-    }
 }
 
 /// The breaker key of an option whose `breaker_key` template rendered to
@@ -115,7 +93,7 @@ impl Breakers {
     /// Breakers with the default classifier.
     #[cfg(test)]
     pub fn with_config(config: BreakerConfig) -> Self {
-        Self::new(config, Box::new(super::breaker::default_classifier))
+        Self::new(config, Box::new(super::config::default_classifier))
     }
 
     /// The engine-wide settings (`[engine.breaker]`).

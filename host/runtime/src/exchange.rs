@@ -8,10 +8,10 @@
 //! it was sent → `unavailable` (or `timeout` when connecting timed out),
 //! no answer after it was sent → `ambiguous`, a denial → `internal`.
 
-use crate::app::AppInner;
 use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::bindings::exchange_world::xtypes::{HttpResponse, Step};
 use crate::egress::{Answered, CallLog, Described};
+use crate::instance::AppInner;
 use crate::outcome::{adapter_answer, deadline_exceeded, sandbox_failure};
 use crate::state::CallState;
 use std::sync::{Arc, Mutex};

@@ -9,12 +9,7 @@
 //! knows nothing of quotas or fallbacks: the engine sees an [`App`] only as
 //! an [`Adapter`](switchyard_engine::Adapter).
 
-use crate::app::{App, AppInner, InstanceStats, Pre};
-use crate::bindings::AdapterPre;
-use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::cache::{CacheOutcome, ComponentCache};
-use crate::egress::{AppEgress, CredentialError, EgressPolicy, PolicyError};
-use crate::grant::Grant;
 use crate::limits::{HOST_RESERVE, Limits, MAX_INSTANCES, MIN_MEMORY, RuntimeConfig};
 use crate::state::CallState;
 use crate::world::World;
@@ -24,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use switchyard_engine::AppInfo;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -327,58 +321,5 @@ impl Runtime {
                 sha256,
             },
         ))
-    }
-
-    /// Load `source` as app `name` with `grant`: compile (or reuse the
-    /// cached artifact), check the world, link, and call `describe`.
-    pub async fn load(
-        &self,
-        name: &str,
-        source: impl Into<ComponentSource>,
-        grant: Grant,
-    ) -> Result<App, LoadError> {
-        let started = Instant::now();
-        let (component, mut report) = self.compile(&source.into()).await?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
-        let pre = match report.world {
-            World::Adapter => Pre::Adapter(AdapterPre::new(pre).map_err(link)?),
-            World::ExchangeAdapter => Pre::Exchange(ExchangeAdapterPre::new(pre).map_err(link)?),
-        };
-
-        let grant_error = |reason: String| LoadError::Grant {
-            app: name.to_string(),
-            reason,
-        };
-        let policy = EgressPolicy::new(&grant.allow, &grant.private_networks)
-            .map_err(|e: PolicyError| grant_error(e.to_string()))?;
-        let egress = AppEgress::new(name, policy, grant.credentials, self.inner.limits.egress)
-            .map_err(|e: CredentialError| grant_error(format!("credentials: {e}")))?
-            .with_host_bytes(self.inner.host_bytes.clone());
-
-        let mut app = AppInner {
-            name: name.into(),
-            info: AppInfo {
-                name: String::new(),
-                version: String::new(),
-                actions: Vec::new(),
-            },
-            pre,
-            runtime: self.clone(),
-            egress: Arc::new(egress),
-            config: Arc::new(grant.config),
-            report,
-            instances: InstanceStats::default(),
-        };
-        app.info = app.describe().await?;
-        report.total = started.elapsed();
-        app.report = report;
-        Ok(App {
-            inner: Arc::new(app),
-        })
     }
 }

@@ -1,0 +1,234 @@
+//! One app as the runtime holds it ([`AppInner`]): its prepared component,
+//! grant, egress and counters, and a call of an `adapter`-world component
+//! on a fresh instance in a slot of the pool. Exchange-world steps are in
+//! `exchange.rs`; the public handle in `app.rs`.
+
+use crate::LoadError;
+use crate::bindings::exchange_world::ExchangeAdapterPre;
+use crate::bindings::{AdapterPre, types};
+use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory};
+use crate::outcome::{adapter_answer, check_actions, deadline_exceeded, sandbox_failure};
+
+use crate::bindings::types::Idempotency as WitIdempotency;
+use crate::runtime::{LoadReport, Runtime};
+use crate::state::CallState;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_engine::{
+    AppInfo, AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind, Idempotency,
+};
+use wasmtime::{Store, UpdateDeadline};
+
+/// A component prepared for instantiation, by the world it targets.
+pub(crate) enum Pre {
+    /// `adapter`: `call` does the whole attempt.
+    Adapter(AdapterPre<CallState>),
+    /// `exchange-adapter`: `start` / `resume` steps.
+    Exchange(ExchangeAdapterPre<CallState>),
+}
+
+pub(crate) struct AppInner {
+    pub(crate) name: Arc<str>,
+    pub(crate) info: AppInfo,
+    pub(crate) pre: Pre,
+    pub(crate) runtime: Runtime,
+    pub(crate) egress: Arc<AppEgress>,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) report: LoadReport,
+    pub(crate) instances: InstanceStats,
+}
+
+/// Instances created for calls, and the time spent creating them.
+#[derive(Debug, Default)]
+pub(crate) struct InstanceStats {
+    pub(crate) count: AtomicU64,
+    pub(crate) micros: AtomicU64,
+}
+
+impl AppInner {
+    pub(crate) fn store(
+        &self,
+        deadline: Instant,
+        log: Arc<Mutex<CallLog>>,
+        request_cap: Option<u32>,
+    ) -> Store<CallState> {
+        let limits = self.runtime.inner.limits;
+        let memory = CallMemory::new(limits.guest_memory());
+        let egress = CallEgress::new(
+            self.egress.clone(),
+            memory.clone(),
+            deadline,
+            log,
+            request_cap,
+        );
+        let state = CallState::new(
+            self.name.clone(),
+            self.config.clone(),
+            egress,
+            memory,
+            limits.max_log_lines,
+        );
+        let mut store = Store::new(&self.runtime.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Past the deadline the guest traps; before it, a CPU-bound guest
+        // yields every tick so it never starves the executor.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    pub(crate) async fn describe(&self) -> Result<AppInfo, LoadError> {
+        let budget = self.runtime.inner.limits.describe_deadline;
+        let deadline = Instant::now() + budget;
+        // Declared before the store, so it is released after the store
+        // (and with it the pool slot) is gone.
+        let _slot = self.runtime.slot(deadline).await.ok_or_else(|| LoadError::Describe {
+            app: self.name.to_string(),
+            reason: format!(
+                "could not start: no plugin instance slot free within {budget:?} (all {} in use)",
+                self.runtime.inner.max_instances
+            ),
+        })?;
+        let log = Arc::new(Mutex::new(CallLog::default()));
+        let mut store = self.store(deadline, log.clone(), Some(0));
+        let work = async {
+            match &self.pre {
+                Pre::Adapter(pre) => {
+                    let adapter = pre.instantiate_async(&mut store).await?;
+                    adapter
+                        .switchyard_adapter_provider()
+                        .call_describe(&mut store)
+                        .await
+                }
+                Pre::Exchange(pre) => {
+                    let adapter = pre.instantiate_async(&mut store).await?;
+                    adapter
+                        .switchyard_adapter_exchange()
+                        .call_describe(&mut store)
+                        .await
+                }
+            }
+        };
+        let outcome = tokio::time::timeout_at(deadline.into(), work).await;
+        let describe_error = |reason: String| LoadError::Describe {
+            app: self.name.to_string(),
+            reason,
+        };
+        let info = match outcome {
+            Err(_) => return Err(describe_error(format!("did not finish within {budget:?}"))),
+            Ok(Err(e)) => {
+                let log = log.lock().expect("call log");
+                return Err(describe_error(sandbox_failure(&store, &log, e).message));
+            }
+            Ok(Ok(info)) => info,
+        };
+        let actions = info
+            .actions
+            .into_iter()
+            .map(|a| {
+                let idempotency = match a.idempotency {
+                    WitIdempotency::Safe => Idempotency::Safe,
+                    WitIdempotency::Keyed => Idempotency::Keyed,
+                    WitIdempotency::Unsafe => Idempotency::Unsafe,
+                };
+                (a.name, a.description, a.input_schema, idempotency)
+            })
+            .collect();
+        Ok(AppInfo {
+            name: info.name,
+            version: info.version,
+            actions: check_actions(actions).map_err(describe_error)?,
+        })
+    }
+
+    pub(crate) async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
+        let result = match &self.pre {
+            Pre::Adapter(pre) => self.call_adapter(pre, request).await,
+            Pre::Exchange(pre) => self.call_exchange(pre, request).await,
+        };
+        let result = result.map_err(AttemptError::bounded);
+        if let Err(e) = &result {
+            tracing::debug!(app = %self.name, class = %e.class, kind = ?e.kind, message = %e.message, "attempt failed");
+        }
+        result
+    }
+
+    /// The call's request as the WIT contract carries it.
+    pub(crate) fn wit_request(request: CallRequest) -> types::CallRequest {
+        types::CallRequest {
+            action: request.action,
+            input: request.input.to_string(),
+            idempotency_key: request.idempotency_key,
+            deadline_ms: request.deadline.as_millis() as u64,
+            env: request.env,
+            session: request.session.map(|s| types::Session {
+                tag: s.tag,
+                token: s.token,
+            }),
+        }
+    }
+
+    /// Count one instantiation that took since `started`.
+    pub(crate) fn instantiated(&self, started: Instant) {
+        self.instances.count.fetch_add(1, Ordering::Relaxed);
+        self.instances
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// An `adapter`-world call: one instance does the whole attempt.
+    async fn call_adapter(
+        &self,
+        pre: &AdapterPre<CallState>,
+        request: CallRequest,
+    ) -> Result<CallResponse, AttemptError> {
+        let deadline = Instant::now() + request.deadline;
+        // The slot outlives the store (declared first, dropped last), so the
+        // pool never sees more instances than permits.
+        let Some(_slot) = self.runtime.slot(deadline).await else {
+            return Err(self.no_slot(request.deadline));
+        };
+        let log = Arc::new(Mutex::new(CallLog::default()));
+        let mut store = self.store(deadline, log.clone(), None);
+        let budget = request.deadline;
+        let wit_request = Self::wit_request(request);
+        let work = async {
+            let started = Instant::now();
+            let adapter = pre.instantiate_async(&mut store).await?;
+            self.instantiated(started);
+            adapter
+                .switchyard_adapter_provider()
+                .call_call(&mut store, &wit_request)
+                .await
+        };
+        let outcome = tokio::time::timeout_at(deadline.into(), work).await;
+        let log = log.lock().expect("call log");
+        let max_output = self.runtime.inner.limits.max_output;
+        match outcome {
+            Err(_) => Err(deadline_exceeded(&log, budget)),
+            Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
+            Ok(Ok(answer)) => adapter_answer(answer, &log, max_output),
+        }
+    }
+
+    /// No instance slot came free before the attempt's deadline: the
+    /// host's limit, never the provider's failure.
+    pub(crate) fn no_slot(&self, budget: Duration) -> AttemptError {
+        let n = self.runtime.inner.max_instances;
+        AttemptError::new(
+            ErrorClass::Overloaded,
+            FailureKind::Overload,
+            format!(
+                "no plugin instance slot became free within the attempt's {budget:?} (all {n} in use); raise the runtime's max_instances or lower the apps' max_in_flight"
+            ),
+        )
+    }
+}

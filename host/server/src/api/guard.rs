@@ -3,7 +3,8 @@
 //! the role it needs and where its scope comes from. A route with no rule
 //! here is refused to everyone, so a new route cannot slip out unguarded.
 
-use super::{ApiError, ApiState};
+use super::error::ApiError;
+use super::state::ApiState;
 use crate::access::{AuthFailure, Need, Principal, Role};
 use crate::ops::{Actor, CHANNELS};
 use axum::RequestExt;

@@ -2,8 +2,10 @@
 //! (`/v1/runs`), operator actions with their audit log, and the dashboard
 //! page (`/ui`) that uses them.
 
+use super::body::read_json;
+use super::error::ApiError;
 use super::guard::{self, forbidden};
-use super::{ApiError, ApiState, read_json};
+use super::state::ApiState;
 use crate::access::Principal;
 use crate::events::audit_visible;
 use crate::events::{RunFilter, snapshot};

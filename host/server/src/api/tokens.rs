@@ -1,7 +1,9 @@
 //! `/v1/whoami` and the token routes (`/v1/admin/tokens`, admin only).
 
+use super::body::read_json;
+use super::error::ApiError;
 use super::guard::{self, forbidden};
-use super::{ApiError, ApiState, read_json};
+use super::state::ApiState;
 use crate::access::{NewToken, Principal, TokenError};
 use crate::token_ops::TokenOpError;
 use axum::body::Body;

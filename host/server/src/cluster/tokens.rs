@@ -5,7 +5,9 @@
 //! the event log; replicas read the hash again on the announcement and at
 //! every resync.
 
-use super::{Cluster, EVENT_LOG, Event, Local, PUBLISH, What};
+use super::link::Cluster;
+use super::model::{EVENT_LOG, Event, Local, What};
+use super::scripts::PUBLISH;
 
 /// A field of the hash that marks it as the cluster's (so an emptied hash
 /// is not filled again from a replica's store). Not a valid token name.

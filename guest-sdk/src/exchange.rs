@@ -10,8 +10,6 @@ use crate::{AppInfo, Error, Request, http};
 use serde_json::Value;
 use std::marker::PhantomData;
 
-pub(crate) use xwit::HttpRequest as WitHttpRequest;
-
 /// An exchange-style adapter that makes one request per call.
 ///
 /// Both functions are pure: they run on fresh instances, the host sends the

@@ -85,8 +85,10 @@ impl Request {
     }
 
     /// The request as the exchange world hands it to the host to send.
-    pub(crate) fn into_exchange(self) -> crate::exchange::WitHttpRequest {
-        crate::exchange::WitHttpRequest {
+    pub(crate) fn into_exchange(
+        self,
+    ) -> crate::exchange_bindings::switchyard::adapter::exchange_types::HttpRequest {
+        crate::exchange_bindings::switchyard::adapter::exchange_types::HttpRequest {
             method: self.method,
             url: self.url,
             headers: self.headers,

@@ -1,5 +1,5 @@
 //! The cluster seam: what the engine shares with other replicas when one is
-//! installed ([`SwitchyardBuilder::shared`](crate::SwitchyardBuilder::shared)),
+//! installed ([`SwitchyardBuilder::shared`](crate::switchyard::SwitchyardBuilder::shared)),
 //! and how it takes in what they share. The engine never blocks on it: every
 //! call that waits is bounded by the implementation (the server's Redis link
 //! answers `None` / [`Claim::Unreachable`] when the store is down or slow),
@@ -10,7 +10,7 @@
 //! its quota rotation, caches and health go on when the store is gone. What
 //! the seam adds is that a trip, a check result, a rotation ticket and a
 //! cached result made on one replica reach the others (idempotency records
-//! have their own seam, [`Records`](crate::Records)).
+//! have their own seam, [`Records`](crate::records::Records)).
 
 use crate::adapter::BoxFuture;
 use crate::breaker::SharedBreaker;

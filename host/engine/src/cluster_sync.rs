@@ -1,4 +1,4 @@
-//! The engine's side of the cluster port: asking [`Shared`](crate::Shared)
+//! The engine's side of the cluster port: asking [`Shared`](crate::cluster::Shared)
 //! for half-open permits, quota tickets and cached results, telling it
 //! what this replica did, and taking in what other replicas shared
 //! (breaker transitions, forces, health results).

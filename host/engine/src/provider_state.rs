@@ -287,12 +287,12 @@ impl Switchyard {
                 });
                 // With a template, one open breaker closes the provider to
                 // some inputs only: health says the rest.
-                let status =
-                    if o.breaker_template.is_none() && breaker.state == super::BreakerState::Open {
-                        HealthStatus::Unhealthy
-                    } else {
-                        snap.as_ref().map_or(HealthStatus::Unknown, |s| s.status)
-                    };
+                let status = if o.breaker_template.is_none() && breaker.state == BreakerState::Open
+                {
+                    HealthStatus::Unhealthy
+                } else {
+                    snap.as_ref().map_or(HealthStatus::Unknown, |s| s.status)
+                };
                 let last_available = snap.as_ref().and_then(|s| match s.status {
                     HealthStatus::Healthy => Some(true),
                     HealthStatus::Unhealthy => Some(false),

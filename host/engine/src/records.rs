@@ -77,10 +77,10 @@ pub enum Settlement {
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum StoredOutcome {
     /// It served.
-    Served(crate::RunResult),
+    Served(crate::run::RunResult),
     /// It failed in a way a retry must not undo (rejected, invalid input,
     /// a mapping error after the provider ran, an ambiguous feature).
-    Failed(crate::RunError),
+    Failed(crate::run::RunError),
 }
 
 /// What the engine does when the record store cannot be read or written

@@ -106,8 +106,8 @@ impl SwitchyardBuilder {
 
     /// Keep idempotency records in `records` (the server's SQLite store in
     /// one process, Redis in a cluster). Default: a
-    /// [`MemoryRecords`](crate::MemoryRecords) of
-    /// [`DEFAULT_MEMORY_RECORDS`](crate::DEFAULT_MEMORY_RECORDS).
+    /// [`MemoryRecords`](crate::records::MemoryRecords) of
+    /// [`DEFAULT_MEMORY_RECORDS`](crate::records::DEFAULT_MEMORY_RECORDS).
     pub fn records(mut self, records: Arc<dyn crate::records::Records>) -> Self {
         self.records = Some(records);
         self

@@ -50,7 +50,7 @@ impl App {
     }
 
     /// The world the app's component targets.
-    pub fn world(&self) -> crate::World {
+    pub fn world(&self) -> crate::world::World {
         self.inner.report.world
     }
 
@@ -83,7 +83,7 @@ impl App {
         request: CallRequest,
     ) -> (
         Result<CallResponse, AttemptError>,
-        Vec<(crate::Described, crate::Answered)>,
+        Vec<(crate::egress::Described, crate::egress::Answered)>,
     ) {
         let mut record = Vec::new();
         let result = match &self.inner.pre {
@@ -104,7 +104,10 @@ impl App {
     pub async fn replay(
         &self,
         request: CallRequest,
-        provider: &mut (dyn FnMut(&crate::Described) -> Result<crate::Answered, String> + Send),
+        provider: &mut (
+                 dyn FnMut(&crate::egress::Described) -> Result<crate::egress::Answered, String>
+                     + Send
+             ),
     ) -> Result<CallResponse, AttemptError> {
         match &self.inner.pre {
             Pre::Exchange(pre) => self

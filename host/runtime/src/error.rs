@@ -1,7 +1,7 @@
 //! Errors of starting a runtime and of loading an app, each naming the
 //! phase that failed.
 
-use crate::SUPPORTED_RANGE;
+use crate::version::SUPPORTED_RANGE;
 use std::path::PathBuf;
 use thiserror::Error;
 

@@ -3,10 +3,10 @@
 //! on a fresh instance in a slot of the pool. Exchange-world steps are in
 //! `exchange.rs`; the public handle in `app.rs`.
 
-use crate::LoadError;
 use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::bindings::{AdapterPre, types};
 use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory};
+use crate::error::LoadError;
 use crate::outcome::{adapter_answer, check_actions, deadline_exceeded, sandbox_failure};
 
 use crate::bindings::types::Idempotency as WitIdempotency;

@@ -31,6 +31,7 @@ mod load;
 mod outcome;
 mod runtime;
 mod state;
+mod version;
 mod world;
 
 pub use app::{App, InstanceCounts};

@@ -1,7 +1,7 @@
 //! Per-call limits and how to build a runtime: the numbers an operator
 //! sets, with their bounds.
 
-use crate::ComponentCache;
+use crate::cache::ComponentCache;
 use crate::egress::EgressLimits;
 use crate::state;
 use std::path::PathBuf;

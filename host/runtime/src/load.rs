@@ -1,10 +1,10 @@
 //! Loading an app: compile (or reuse the cached artifact), check the world,
 //! link, build its egress from the grant, and call `describe`.
 
-use crate::LoadError;
 use crate::bindings::AdapterPre;
 use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::egress::{AppEgress, CredentialError, EgressPolicy, PolicyError};
+use crate::error::LoadError;
 use crate::grant::Grant;
 use crate::world::World;
 use std::sync::Arc;

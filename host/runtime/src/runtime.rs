@@ -10,10 +10,10 @@
 //! an [`Adapter`](switchyard_engine::Adapter).
 
 use crate::cache::{CacheOutcome, ComponentCache};
+use crate::error::{LoadError, RuntimeError};
 use crate::limits::{HOST_RESERVE, Limits, MAX_INSTANCES, MIN_MEMORY, RuntimeConfig};
 use crate::state::CallState;
 use crate::world::World;
-use crate::{LoadError, RuntimeError};
 use crate::{bindings, world};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -20,7 +20,7 @@ pub const MAX_RESOURCES: usize = 512;
 pub const FIELDS_LIMIT: usize = 16 << 10;
 
 /// What a call can make the host hold in resources at most (8 MiB), taken
-/// out of the call's memory cap ([`crate::HOST_RESERVE`]).
+/// out of the call's memory cap ([`crate::limits::HOST_RESERVE`]).
 pub const RESOURCE_RESERVE: usize = MAX_RESOURCES * FIELDS_LIMIT;
 
 /// Bytes of guest stderr kept per call (panic messages land there).

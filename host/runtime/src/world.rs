@@ -1,12 +1,11 @@
 //! Checks that a file is a component targeting the `switchyard:adapter`
 //! world at a version this host supports, before anything runs.
 
-use crate::LoadError;
+use crate::error::LoadError;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The WIT package versions this host accepts, for error messages.
-pub const SUPPORTED_RANGE: &str = "switchyard:adapter >=0.2.0, <0.3.0";
+pub use crate::version::SUPPORTED_RANGE;
 /// The export of an `adapter`-world component (any 0.2.x).
 const PROVIDER: &str = "switchyard:adapter/provider@";
 /// The export of an `exchange-adapter`-world component (any 0.2.x).

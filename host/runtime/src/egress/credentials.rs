@@ -99,8 +99,8 @@ impl GrantCredential {
     pub fn scope(
         &self,
         index: usize,
-        policy: &super::EgressPolicy,
-    ) -> Result<Vec<super::Origin>, CredentialError> {
+        policy: &super::policy::EgressPolicy,
+    ) -> Result<Vec<super::policy::Origin>, CredentialError> {
         if self.origins.is_empty() {
             return match policy.allowed() {
                 [] => Ok(Vec::new()),
@@ -113,7 +113,7 @@ impl GrantCredential {
         }
         self.origins
             .iter()
-            .map(|o| match super::Origin::parse(o) {
+            .map(|o| match super::policy::Origin::parse(o) {
                 Some(origin) if policy.allows_origin(&origin) => Ok(origin),
                 _ => Err(CredentialError::ScopeNotAllowed {
                     index,

@@ -1,9 +1,9 @@
 //! The exchange world's side: a request the adapter described, checked,
 //! sent by the host and answered whole.
 
+use super::denial::*;
 use super::gate::*;
 use super::transport::*;
-use super::*;
 use http_body_util::{BodyExt, Limited};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

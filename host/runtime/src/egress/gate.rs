@@ -1,8 +1,12 @@
 //! The gate's state: its limits, one app's egress (policy, credentials,
 //! pooled client, counters), what one call saw, and one call's hooks.
 
+use super::client;
 use super::client::PooledClient;
-use super::*;
+use super::credentials::*;
+use super::denial::*;
+use super::memory::*;
+use super::policy::*;
 use http::HeaderName;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -18,7 +18,7 @@ mod wasi;
 
 pub use credentials::{Credential, CredentialError, GrantCredential, Secret};
 pub use denial::{Denial, Restricted};
-pub use memory::{CallMemory, Held, Refused};
+pub use memory::CallMemory;
 pub use policy::{EgressPolicy, Network, Origin, PolicyError};
 
 pub use exchange::{Answered, Described};

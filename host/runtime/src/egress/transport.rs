@@ -2,7 +2,9 @@
 //! becomes, and reading an answer's body under its cap.
 
 use super::client::{LookupFailed, ResolvedToForbidden};
-use super::*;
+use super::gate::*;
+use super::memory::*;
+use super::policy::*;
 use http_body_util::{BodyExt, Full};
 use std::error::Error as StdError;
 use std::sync::Mutex;

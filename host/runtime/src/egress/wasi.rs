@@ -1,9 +1,10 @@
 //! The `wasi:http` side: a guest's outgoing request, checked and sent
 //! through the gate.
 
+use super::denial::*;
 use super::gate::*;
+use super::memory::*;
 use super::transport::*;
-use super::*;
 use http_body_util::{BodyExt, Limited};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

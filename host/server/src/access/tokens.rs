@@ -3,7 +3,7 @@
 //! made through the API. A token made through the API is shown once; only
 //! its SHA-256 is kept (in the store and, in cluster mode, in Redis).
 
-use super::{Principal, Role, Scope, check_token_name, constant_time_eq};
+use super::principal::{Principal, Role, Scope, check_token_name, constant_time_eq};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! `switchyard demo`: the bundled http plugin against a simulated provider
 //! on loopback, showing calls, error classes and the egress gate.
 
-use super::{Exit, outcome_line, runtime, usage};
+use super::common::{Exit, outcome_line, runtime, usage};
 use crate::bundled::bundled;
 use crate::deployment::Deployment;
 use crate::simulator::Simulator;

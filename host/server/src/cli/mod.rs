@@ -5,16 +5,19 @@
 //! load, or a grant that is invalid; 3 the server could not start or
 //! stopped on an error.
 
-use crate::bundled::{BUNDLED, bundled};
 use clap::{Args, Parser, Subcommand};
+pub use common::Exit;
+use common::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use switchyard_engine::{AttemptError, CallRequest};
+use switchyard_engine::CallRequest;
+use switchyard_runtime::ComponentSource;
 use switchyard_runtime::Grant;
-use switchyard_runtime::{App, ComponentSource, Runtime, RuntimeConfig};
-use switchyard_runtime::{Credential, Secret};
 
+mod common;
 mod demo;
+mod http;
+mod local;
 mod op;
 mod plugin_test;
 mod serve;
@@ -41,12 +44,12 @@ enum Command {
     /// Serve the HTTP API for a config file.
     Serve(serve::ServeArgs),
     /// Run a fallback, quota or feature of a config once and explain it.
-    Run(serve::RunArgs),
+    Run(local::RunArgs),
     /// Print a definition; with `--env`, each option's live state
     /// (health, breaker, counts) as fetch shows it.
-    Get(serve::GetArgs),
+    Get(local::GetArgs),
     /// Load a config and its plugins and report every problem at once.
-    Check(serve::CheckArgs),
+    Check(local::CheckArgs),
     /// Config file helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -93,16 +96,6 @@ enum PluginCommand {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
-struct PluginArg {
-    /// A component file (`.wasm`).
-    file: Option<PathBuf>,
-    /// A plugin bundled into this binary: `http`, `stripe`, `twilio`, `sns`.
-    #[arg(long)]
-    bundled: Option<String>,
-}
-
-#[derive(Debug, Args)]
 struct CallArgs {
     #[command(flatten)]
     plugin: PluginArg,
@@ -119,97 +112,6 @@ struct CallArgs {
     deadline_ms: u64,
 }
 
-/// What a plugin run from the command line may do: its grant.
-#[derive(Debug, Args)]
-struct GrantArgs {
-    /// An origin the plugin may reach (repeatable): `https://api.example.com`.
-    #[arg(long = "allow")]
-    allow: Vec<String>,
-    /// A non-public network the plugin may reach after DNS (repeatable).
-    #[arg(long = "private-network")]
-    private_networks: Vec<String>,
-    /// A plain setting `key=value` (repeatable).
-    #[arg(long = "config", value_parser = parse_kv)]
-    config: Vec<(String, String)>,
-    /// Name of an environment variable holding a bearer token the host
-    /// adds.
-    #[arg(long)]
-    bearer_env: Option<String>,
-    /// `USER:VAR`: HTTP basic auth the host adds, with this user and the
-    /// password in environment variable VAR.
-    #[arg(long)]
-    basic_env: Option<String>,
-}
-
-impl GrantArgs {
-    /// The grant, secrets read from the environment.
-    fn grant(&self) -> Result<Grant, Exit> {
-        let mut grant = Grant {
-            allow: self.allow.clone(),
-            private_networks: self.private_networks.clone(),
-            config: self.config.iter().cloned().collect(),
-            credentials: Vec::new(),
-        };
-        if let Some(var) = &self.bearer_env {
-            let token = Secret::from_env(var).map_err(|e| usage(format!("--bearer-env: {e}")))?;
-            grant.credentials.push(Credential::Bearer { token }.into());
-        }
-        if let Some(spec) = &self.basic_env {
-            let (user, var) = spec
-                .split_once(':')
-                .ok_or_else(|| usage("--basic-env: write it as USER:VAR"))?;
-            let password = Secret::from_env(var).map_err(|e| usage(format!("--basic-env: {e}")))?;
-            grant.credentials.push(
-                Credential::Basic {
-                    username: user.to_string(),
-                    password,
-                }
-                .into(),
-            );
-        }
-        Ok(grant)
-    }
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{s}` is not key=value"))
-}
-
-/// A failure that ends the command, with its exit code.
-#[derive(Debug)]
-pub struct Exit {
-    /// Process exit code.
-    pub code: i32,
-    /// What to print on stderr.
-    pub message: String,
-}
-
-fn usage(message: impl std::fmt::Display) -> Exit {
-    Exit {
-        code: 2,
-        message: message.to_string(),
-    }
-}
-
-fn source(plugin: &PluginArg) -> Result<ComponentSource, Exit> {
-    if let Some(file) = &plugin.file {
-        return Ok(ComponentSource::File(file.clone()));
-    }
-    let name = plugin.bundled.as_deref().unwrap_or_default();
-    bundled(name).ok_or_else(|| {
-        usage(format!(
-            "no bundled plugin `{name}`; bundled: {}",
-            BUNDLED.join(", ")
-        ))
-    })
-}
-
-fn runtime() -> Result<Runtime, Exit> {
-    Runtime::new(RuntimeConfig::default()).map_err(usage)
-}
-
 /// Run the CLI; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
@@ -220,10 +122,10 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Plugin(PluginCommand::Record(args)) => plugin_test::record(*args).await,
         Command::Call(args) => call(args).await,
         Command::Serve(args) => serve::serve(args).await,
-        Command::Run(args) => serve::run(args).await,
-        Command::Get(args) => serve::get(args).await,
-        Command::Check(args) => serve::check(args).await,
-        Command::Config(ConfigCommand::Schema) => serve::schema(),
+        Command::Run(args) => local::run(args).await,
+        Command::Get(args) => local::get(args).await,
+        Command::Check(args) => local::check(args).await,
+        Command::Config(ConfigCommand::Schema) => local::schema(),
         Command::Op(cmd) => op::run(cmd).await,
         Command::Token(cmd) => token::run(cmd).await,
     };
@@ -333,41 +235,5 @@ async fn call(args: CallArgs) -> Result<(), Exit> {
             Ok(())
         }
         Err(e) => Err(attempt_failed(&e)),
-    }
-}
-
-fn attempt_failed(e: &AttemptError) -> Exit {
-    Exit {
-        code: 1,
-        message: e.to_string(),
-    }
-}
-
-/// Shared by subcommands that call an app and print one line per outcome.
-fn outcome_line(
-    label: &str,
-    app: &App,
-    result: &Result<switchyard_engine::CallResponse, AttemptError>,
-    took: Duration,
-) -> String {
-    match result {
-        Ok(r) => {
-            let mut out = r.output.to_string();
-            if out.len() > 80 {
-                out.truncate(77);
-                out.push_str("...");
-            }
-            format!(
-                "  {label:<34} {:<6} ok      {took:>10.2?}  {out}",
-                app.name()
-            )
-        }
-        Err(e) => format!(
-            "  {label:<30} {:<7} {:<12} {took:>10.2?}  {:?}: {}",
-            app.name(),
-            e.class.as_str(),
-            e.kind,
-            e.message
-        ),
     }
 }

@@ -1,8 +1,8 @@
 //! `switchyard op`: the operator actions of the dashboard, against a
 //! running server (`--server`), audited as the CLI's.
 
-use super::serve::http_with;
-use super::{Exit, usage};
+use super::common::{Exit, usage};
+use super::http::http_with;
 use clap::{Args, Subcommand};
 
 /// Where the server is and how to reach it.

@@ -2,7 +2,7 @@
 //! exchange-world adapter's calls replayed against recorded provider
 //! answers with no network, and recorded from a real or fake provider.
 
-use super::{Exit, GrantArgs, runtime, usage};
+use super::common::{Exit, GrantArgs, runtime, usage};
 use crate::fixtures::{Case, Fixtures};
 use clap::Args;
 use std::path::PathBuf;

@@ -1,8 +1,8 @@
 //! `switchyard token`: make, list, rotate and revoke API tokens on a
 //! running server (an `admin` token is needed). A token is printed once.
 
+use super::common::{Exit, usage};
 use super::op::{Target, request};
-use super::{Exit, usage};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]

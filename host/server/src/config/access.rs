@@ -1,51 +1,10 @@
 //! `[[server.tokens]]` and `[server.tls]`: who may call the API, and the
 //! listener's certificate.
 
-use super::{Config, FieldPath, Problem, Problems, Secrets};
+use super::file::Config;
+use super::problem::{Problem, Problems};
+use super::{FieldPath, Secrets};
 use crate::access::{ConfigToken, Role, Scope, Tokens, check_token_name};
-use schemars::JsonSchema;
-use serde::Deserialize;
-use std::path::PathBuf;
-
-/// A secret reference, as JSON Schema shows it: exactly one of the two.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct SecretRef {
-    /// An environment variable.
-    env: Option<String>,
-    /// A name in `secrets_file`.
-    secret: Option<String>,
-}
-
-/// One `[[server.tokens]]` entry.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Its name: the audit's actor. 1 to 64 of `A-Z a-z 0-9 . _ -`.
-    pub name: String,
-    /// `run`, `read`, `operate`, `define` or `admin`.
-    pub role: Role,
-    /// Products it may act on; `["*"]` for all.
-    pub products: Vec<String>,
-    /// Envs it may act in (default all); `["*"]` for all.
-    #[serde(default)]
-    pub envs: Option<Vec<String>>,
-    /// The token: `{ env = "VAR" }` or `{ secret = "name" }`, never inline.
-    #[schemars(with = "SecretRef")]
-    pub token: toml::Value,
-}
-
-/// `[server.tls]`: serve HTTPS (TLS 1.2 and 1.3).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain, leaf first; relative to the config file.
-    pub cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1), readable by its owner
-    /// only; relative to the config file.
-    pub key: PathBuf,
-}
 
 impl Config {
     /// The shape of `[[server.tokens]]`: names, roles' scopes naming the

@@ -7,25 +7,24 @@
 //! definition time), run them, and read provider state.
 //!
 //! Where each concern lives (all modules are private; this page is the
-//! crate's whole surface):
+//! crate's whole surface). Imports only point down this table, and no two
+//! files import each other in a loop:
 //!
-//! | concern | file |
-//! |---|---|
-//! | the adapter seam ([`Adapter`], [`CallRequest`], [`AttemptError`]) | `adapter.rs` |
-//! | the facade ([`Switchyard`], [`SwitchyardBuilder`]) | `switchyard.rs` |
-//! | run dispatch (cache, admission, deadline, kind) | `dispatch.rs` |
-//! | one attempt and the order of providers | `attempt.rs`, `fallback.rs`, `quota.rs`, `feature.rs` |
-//! | the healthcheck scheduler | `scheduler.rs` |
-//! | the provider-state read model ([`ProviderState`]) | `provider_state.rs` |
-//! | definitions and their storage | `definition.rs`, `registry.rs` |
-//! | the route compiler (definitions checked and compiled) | `compile.rs` |
-//! | what one breaker decides; the breakers' state and time, and the breaker key | `breaker.rs`; `breakers.rs` |
-//! | policies: retries, budgets, admission, weights, health, caches | `retry.rs`, `budget.rs`, `admission.rs`, `weighted.rs`, `health.rs`, `result_cache.rs` |
-//! | `$Input`/`$Response`/`$Sequence` mappings | `mapping.rs` |
-//! | bounds on every number a user sets | [`bounds`] |
-//! | operator controls: drain/restore a provider, force a breaker | `operator.rs` |
-//! | the cluster seam ([`Shared`]): what replicas share, and taking it in | `cluster.rs` |
-//! | idempotency records ([`Records`]): one execution per key, at one app | `records.rs` |
+//! | floor | concern | files |
+//! |---|---|---|
+//! | vocabulary | the adapter seam ([`Adapter`], [`CallRequest`], [`AttemptError`]); time ([`Clock`]); locks; input schemas; `$Input`/`$Response`/`$Sequence` mappings; a definition's error; weighted rotation; the result cache | `adapter.rs`, `clock.rs`, `locks.rs`, `schema.rs`, `mapping.rs`, `error.rs`, `weighted.rs`, `result_cache.rs` |
+//! | mechanisms | circuit breakers: settings, state (forces, snapshots, the record replicas share), one circuit, the keyed set | `breaker/` (`config.rs`, `state.rs`, `circuit.rs`, `set.rs`) |
+//! | | retries and their budget; admission (settings and the gate); health; the trace | `retry.rs`, `budget.rs`, `admission/` (`config.rs`, `gate.rs`), `health.rs`, `trace.rs` |
+//! | definitions | what a team declares: the kind and meta, a provider option, each kind's fields, any definition | `definition/` (`meta.rs`, `option.rs`, `kinds.rs`, `mod.rs`) |
+//! | | a run's result and errors; bounds on every number a user sets ([`bounds`]); the compiled forms runs read | `run.rs`, `bounds.rs`, `compiled.rs` |
+//! | ports | what the engine asks of its host: [`Shared`] (the cluster), [`Observer`], [`Records`] (one execution per key, at one app) | `cluster.rs`, `observer.rs`, `records.rs` |
+//! | state | the registry (definitions and apps, a store only); counts and gates | `registry.rs`, `meters.rs` |
+//! | | the engine's state ([`Switchyard`], its `Inner`) and builder | `switchyard.rs` |
+//! | compiler | definitions checked against apps and each other, mappings compiled | `compile.rs`, `compile_feature.rs` |
+//! | dispatch | counting and metering per app; operator controls (drain, force); asking and telling the cluster port, and taking in what replicas shared | `accounting.rs`, `operator.rs`, `cluster_sync.rs` |
+//! | | one option's attempts, the order of options, a pinned key, a feature as an option | `attempt/` (`ctx.rs`, `option.rs`, `mod.rs`) |
+//! | | fallbacks, quotas, features; the healthcheck scheduler; the provider-state read model ([`ProviderState`]) | `fallback.rs`, `quota.rs`, `feature.rs`, `scheduler.rs`, `provider_state.rs` |
+//! | front door | run dispatch (cache, admission, deadline, idempotency, kind); the code-first API | `dispatch.rs`, `builder/` |
 
 mod accounting;
 mod adapter;

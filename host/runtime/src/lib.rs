@@ -4,18 +4,20 @@
 //! [`Adapter`](switchyard_engine::Adapter).
 //!
 //! Where each concern lives (all modules are private; this page is the
-//! crate's whole surface):
+//! crate's whole surface). Imports only point down this table, with no
+//! loop:
 //!
 //! | concern | file |
 //! |---|---|
-//! | the engine, the instance pool, loading (link, check the world, prepare) | `runtime.rs`, `world.rs`, `cache.rs` |
-//! | per-call limits and runtime settings ([`Limits`], [`RuntimeConfig`]) | `limits.rs` |
-//! | errors of each phase ([`RuntimeError`], [`LoadError`]) | `error.rs` |
-//! | one call on a fresh instance ([`App`]) | `app.rs`, `state.rs` |
-//! | one call of an exchange-world adapter: steps on fresh instances, the host's HTTP between them | `exchange.rs` |
+//! | the versions this host loads; errors of each phase ([`RuntimeError`], [`LoadError`]); the world a component targets | `version.rs`, `error.rs`, `world.rs` |
+//! | the host's byte budget ([`HostBytes`]); the on-disk artifact cache | `held.rs`, `cache.rs` |
+//! | the egress gate: policy, credentials, SigV4, pooled client, the call's memory account (below); the gate's state, the wasi-http side, the exchange side, the transport's meanings (above) | `egress/` |
+//! | what an app is allowed ([`Grant`]); a call's store state; per-call limits and runtime settings ([`Limits`], [`RuntimeConfig`]) | `grant.rs`, `state.rs`, `limits.rs` |
 //! | what a call's end means (trap, limit, deadline, adapter error) | `outcome.rs` |
-//! | the egress gate: policy, credentials, SigV4, pooled client, the call's memory account | `egress/` |
-//! | what an app is allowed ([`Grant`]) | `grant.rs` |
+//! | the wasmtime engine, the instance pool and its slots, compiling | `runtime.rs` |
+//! | an app as the runtime holds it, and one `adapter`-world call on a fresh instance | `instance.rs` |
+//! | one exchange-world call: steps on fresh instances, the host's HTTP between them | `exchange.rs` |
+//! | the public handle ([`App`]); loading an app (link, check the world, describe) | `app.rs`, `load.rs` |
 
 mod app;
 mod bindings;

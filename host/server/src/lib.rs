@@ -7,15 +7,26 @@
 //! `switchyard-runtime`; an embedder who wants only routing over their own
 //! adapters depends on the engine alone.
 //!
-//! Imports go one way: `cli` → `api` → `deployment` → `config`, `store`,
-//! `metrics`, `records` → the engine and runtime crates. The config layer knows
-//! nothing of the CLI or the API. In cluster mode the deployment owns a
-//! `cluster` link (Redis), whose sync task applies what other replicas
-//! shared through the `cluster::Local` trait the deployment implements, so
-//! `cluster` (like `events`) sits below the deployment, not beside it.
-//! `access` (tokens, roles, scopes, the failed-authentication throttle)
-//! depends on nothing of the server; the deployment holds its token set,
-//! `api::guard` applies it to every route, and `tls` serves HTTPS.
+//! Imports go one way, and no two files import each other in a loop:
+//! `cli` → `api` → `ops`, `token_ops` → `deployment` → `cluster`, `events`
+//! → `config`, `store`, `metrics`, `records`, `access` → the engine and
+//! runtime crates. The config layer knows nothing of the CLI or the API.
+//! In cluster mode the deployment owns a `cluster` link (Redis), whose
+//! sync task applies what other replicas shared through the
+//! `cluster::Local` trait the deployment implements, so `cluster` sits
+//! below the deployment, not beside it. `access` (tokens, roles, scopes,
+//! the failed-authentication throttle) depends on nothing of the server;
+//! the deployment holds its token set, `api::guard` applies it to every
+//! route, and `tls` serves HTTPS. Each folder's `mod.rs` is only its face:
+//! it names its files and what they export.
+//!
+//! | concern | where |
+//! |---|---|
+//! | the config file: its shape, problems, checks, tokens and TLS, secrets, lines | `config/` (`file.rs`, `problem.rs`, `check.rs`, `access.rs`, `secrets.rs`, `locate.rs`, `unknown.rs`) |
+//! | a running config: its state, start, reload, API changes, what the cluster asks of it | `deployment/` (`state.rs`, `start.rs`, `reload.rs`, `changes.rs`, `local.rs`) |
+//! | cluster mode over Redis: what is shared, the Lua, the link, joining, the sync task, the engine's ports, tokens | `cluster/` (`model.rs`, `scripts.rs`, `link.rs`, `converge.rs`, `sync.rs`, `shared.rs`, `tokens.rs`) |
+//! | the HTTP API: shared state and errors, bodies, handlers, the guard, routes, the listener | `api/` |
+//! | the `switchyard` command | `cli/` |
 
 pub mod access;
 mod api;

@@ -106,6 +106,7 @@ impl Registry {
                     panic_mode: q.panic_mode,
                     deadline_ms: q.deadline_ms,
                     breaker: q.breaker,
+                    adaptive: q.adaptive,
                 },
             )?))),
             Definition::Fallback(f) => Ok(Compiled::Route(Arc::new(self.compile_route(
@@ -121,6 +122,7 @@ impl Registry {
                     panic_mode: false,
                     deadline_ms: f.deadline_ms,
                     breaker: f.breaker,
+                    adaptive: None,
                 },
             )?))),
             Definition::Feature(f) => {
@@ -145,6 +147,10 @@ impl Registry {
             return Err(DefineError::new(at, "is empty; add at least one provider"));
         }
         let is_quota = kind == RunKind::Quota;
+        if let Some(a) = &flags.adaptive {
+            let root = at.rsplit_once('.').map_or(at, |(r, _)| r);
+            a.validate(&format!("{root}.adaptive"))?;
+        }
         let mut compiled = Vec::with_capacity(options.len());
         for (i, o) in options.iter().enumerate() {
             let p = format!("{at}[{i}]");
@@ -176,6 +182,7 @@ impl Registry {
             deadline: flags
                 .deadline_ms
                 .map_or(DEFAULT_RUN_DEADLINE, Duration::from_millis),
+            adaptive: flags.adaptive,
         })
     }
 

@@ -189,6 +189,7 @@ impl Registry {
                     spillover: false,
                     panic_mode: false,
                     deadline: DEFAULT_RUN_DEADLINE,
+                    adaptive: None,
                 }))
             }
         })

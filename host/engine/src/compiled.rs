@@ -3,6 +3,7 @@
 //! rule for names. Made by the compiler (`compile.rs`), kept by the
 //! registry.
 
+use crate::adaptive::AdaptiveConfig;
 use crate::breaker::{BreakerSettings, default_key};
 use crate::definition::{CacheDef, DefineError, HealthcheckDef};
 use crate::mapping::Mapping;
@@ -51,6 +52,7 @@ pub(crate) struct RouteFlags {
     pub panic_mode: bool,
     pub deadline_ms: Option<u64>,
     pub breaker: Option<BreakerSettings>,
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 /// A quota, fallback, or a feature's action step, compiled.
@@ -64,6 +66,8 @@ pub(crate) struct CompiledRoute {
     pub spillover: bool,
     pub panic_mode: bool,
     pub deadline: Duration,
+    /// Adaptive routing (quotas).
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 #[derive(Debug)]

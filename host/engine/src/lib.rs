@@ -28,6 +28,7 @@
 
 mod accounting;
 mod adapter;
+mod adaptive;
 mod admission;
 mod attempt;
 pub mod bounds;
@@ -60,6 +61,7 @@ mod retry;
 mod run;
 mod scheduler;
 mod schema;
+mod scorecard;
 mod switchyard;
 #[cfg(feature = "testing")]
 mod testing;
@@ -70,6 +72,7 @@ pub use adapter::{
     ActionInfo, Adapter, AppInfo, AttemptError, BoxFuture, CallRequest, CallResponse, ErrorClass,
     FailureKind, Idempotency, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, Session,
 };
+pub use adaptive::{AdaptiveConfig, AdaptiveTrace, Mode as AdaptiveMode, Score, Strategy};
 pub use admission::{AdmissionConfig, AdmissionSnapshot, Overload, OverloadReason};
 pub use breaker::{
     BreakerConfig, BreakerSettings, BreakerSnapshot, BreakerState, Classifier, ErrorClasses, Force,
@@ -98,6 +101,7 @@ pub use retry::{Jitter, RetryPolicy};
 pub use run::{ErrorCode, Reconcile, RunError, RunOptions, RunResult};
 pub use scheduler::HealthcheckTask;
 pub use schema::{FieldSchema, FieldType, InputError, InputSchema};
+pub use scorecard::{BUCKET_MS, MAX_SCORECARDS, ScorecardSnapshot, WINDOW_MS};
 pub use switchyard::{Change, Switchyard, SwitchyardBuilder};
 #[cfg(feature = "testing")]
 pub use testing::FakeAdapter;

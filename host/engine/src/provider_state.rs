@@ -9,6 +9,7 @@ use crate::breaker;
 use crate::breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
 use crate::compiled::OptionTarget;
 use crate::meters::Counts;
+use crate::scorecard::ScorecardSnapshot;
 use crate::switchyard::Switchyard;
 use crate::trace::RunKind;
 use serde::Serialize;
@@ -68,6 +69,11 @@ pub struct ProviderState {
     pub breaker_settings: BreakerConfig,
     /// Its attempt counts, and the requests its breaker blocked.
     pub counts: Counts,
+    /// How it has been doing lately: success rate over what the provider
+    /// caused, latency percentiles, attempts in flight, by class, over a
+    /// sliding window; absent before its first attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scorecard: Option<ScorecardSnapshot>,
     /// An operator took it out of routing ([`Switchyard::drain`]).
     pub drained: bool,
     /// Its app's admission in this env: attempts in flight and queued,
@@ -257,6 +263,7 @@ impl Switchyard {
         let health = self.inner.health.locked();
         let counts = self.inner.counts.locked();
         let engine = self.inner.breakers.config();
+        let now = self.inner.clock.now();
         Ok(route
             .options
             .iter()
@@ -319,6 +326,7 @@ impl Switchyard {
                     breakers_total: total,
                     breaker_settings: o.breaker.as_ref().map_or(*engine, |s| s.over(engine)),
                     counts: counts.get(&key).cloned().unwrap_or_default(),
+                    scorecard: self.inner.scorecards.snapshot(&key, now),
                     drained: drained.contains(&o.provider),
                     admission,
                 }

@@ -5,6 +5,7 @@
 //! `scheduler.rs`, budgets, gates and counters in `accounting.rs`.
 
 use crate::meters::{Counts, GateEntry};
+use crate::scorecard::Scorecards;
 
 use super::admission::AdmissionConfig;
 use super::budget::{BudgetConfig, RetryBudget};
@@ -135,7 +136,7 @@ impl SwitchyardBuilder {
             inner: Arc::new(Inner {
                 health: Mutex::new(HealthBoard::new(jitter())),
                 jitter: Mutex::new(jitter()),
-                clock: self.clock,
+                clock: self.clock.clone(),
                 breakers: Breakers::new(self.breaker, self.classifier),
                 budget_config: self.budget,
                 budgets: Mutex::new(HashMap::new()),
@@ -146,6 +147,7 @@ impl SwitchyardBuilder {
                 quota_state: Mutex::new(HashMap::new()),
                 caches: Mutex::new(HashMap::new()),
                 counts: Mutex::new(HashMap::new()),
+                scorecards: Scorecards::new(self.clock.now()),
                 key_prefix: prefix,
                 key_counter: AtomicU64::new(0),
                 observers: self.observers,
@@ -179,6 +181,8 @@ pub(crate) struct Inner {
     pub(crate) quota_state: Mutex<HashMap<(String, String, String), SmoothWeighted>>,
     pub(crate) caches: Mutex<HashMap<(String, String), ResultCache<RunResult>>>,
     pub(crate) counts: Mutex<HashMap<String, Counts>>,
+    /// How each option has been doing lately.
+    pub(crate) scorecards: Scorecards,
     pub(crate) key_prefix: u64,
     pub(crate) key_counter: AtomicU64,
     pub(crate) observers: Vec<Arc<dyn Observer>>,

@@ -214,6 +214,9 @@ pub struct Trace {
     /// Feature steps, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTrace>,
+    /// A quota's adaptive choice: the scores, what it chose and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<Box<crate::adaptive::AdaptiveTrace>>,
 }
 
 impl Trace {

@@ -2561,3 +2561,212 @@ async fn a_mapping_that_would_grow_too_large_rejects_the_run_before_any_call() {
         .unwrap_err();
     assert!(err.to_string().contains("at most 1000 references"), "{err}");
 }
+
+/// Each option's scorecard counts what its provider did over the window:
+/// success rate over provider-caused outcomes, latency percentiles from
+/// the attempts' own durations, and failures by class.
+#[tokio::test]
+async fn scorecards_show_each_providers_recent_success_rate_and_latency() {
+    let w = world();
+    pay_fallback(&w, 0);
+    let (clock, mut n) = (w.clock.clone(), 0u32);
+    w.stripe.behave(move |_| {
+        n += 1;
+        if n % 4 == 0 {
+            clock.advance(Duration::from_millis(200));
+            Err(AttemptError::new(
+                ErrorClass::Unavailable,
+                FailureKind::Provider,
+                "503",
+            ))
+        } else {
+            clock.advance(Duration::from_millis(10));
+            Ok(json!({"app": "stripe"}))
+        }
+    });
+    w.adyen.succeed_with(json!({"app": "adyen"}));
+    for _ in 0..40 {
+        run_pay(&w).await.unwrap();
+    }
+    let states = w
+        .yard
+        .provider_states(P, "dev", Kind::Fallback, "pay")
+        .unwrap();
+    let stripe = states[0].scorecard.clone().expect("stripe was tried");
+    assert_eq!((stripe.ok, stripe.failed, stripe.samples), (30, 10, 40));
+    assert_eq!(stripe.success_rate, Some(0.75));
+    assert_eq!(stripe.classes.get("unavailable"), Some(&10));
+    let (p50, p99) = (stripe.p50_ms.unwrap(), stripe.p99_ms.unwrap());
+    assert!((10.0..=12.0).contains(&p50), "p50 {p50}");
+    assert!((200.0..=240.0).contains(&p99), "p99 {p99}");
+    assert_eq!(stripe.in_flight, 0);
+    let adyen = states[1]
+        .scorecard
+        .clone()
+        .expect("adyen served the failovers");
+    assert_eq!((adyen.ok, adyen.success_rate), (10, Some(1.0)));
+    assert!(states[2..].iter().all(|s| s.scorecard.is_none()));
+
+    // Past the window it starts over.
+    w.clock
+        .advance(Duration::from_millis(switchyard_engine::WINDOW_MS + 10_000));
+    let states = w
+        .yard
+        .provider_states(P, "dev", Kind::Fallback, "pay")
+        .unwrap();
+    let stripe = states[0].scorecard.clone().unwrap();
+    assert_eq!((stripe.samples, stripe.success_rate), (0, None));
+}
+
+fn adaptive(mode: switchyard_engine::AdaptiveMode) -> switchyard_engine::AdaptiveConfig {
+    switchyard_engine::AdaptiveConfig {
+        strategy: switchyard_engine::Strategy::SuccessRate,
+        mode,
+        explore_percent: 5,
+        window_ms: 60_000,
+        min_samples: 20,
+        rollout_percent: 100,
+    }
+}
+
+/// A 70/30 quota whose first provider fails 40 % of its calls (below its
+/// breaker's 50 % threshold); `adaptive` as given.
+fn degrading_quota(w: &World, a: Option<switchyard_engine::AdaptiveConfig>) {
+    let mut q = w
+        .yard
+        .quota()
+        .define(P, "split")
+        .provider("stripe")
+        .action("charge")
+        .weight(70)
+        .provider("adyen")
+        .action("charge")
+        .weight(30);
+    if let Some(a) = a {
+        q = q.adaptive(a);
+    }
+    q.create().unwrap();
+    let mut n = 0u32;
+    w.stripe.behave(move |_| {
+        n += 1;
+        if n % 5 < 2 {
+            Err(AttemptError::new(
+                ErrorClass::Unavailable,
+                FailureKind::Provider,
+                "503",
+            ))
+        } else {
+            Ok(json!({"app": "stripe"}))
+        }
+    });
+    w.adyen.succeed_with(json!({"app": "adyen"}));
+}
+
+/// Which provider each run tried first, for `runs` runs (with the last
+/// run's trace).
+async fn first_tries(w: &World, runs: usize) -> (usize, usize, switchyard_engine::Trace) {
+    let (mut a, mut b) = (0, 0);
+    let mut last = None;
+    for _ in 0..runs {
+        let r = w
+            .yard
+            .quota()
+            .run(P, "dev", "split", json!({}), RunOptions::default())
+            .await
+            .unwrap();
+        match r.trace.attempts[0].provider.as_str() {
+            "stripe" => a += 1,
+            _ => b += 1,
+        }
+        last = Some(r.trace);
+    }
+    (a, b, last.unwrap())
+}
+
+#[tokio::test]
+async fn success_rate_routing_moves_traffic_off_a_degraded_provider() {
+    // Static weights keep sending it 70 %.
+    let w = world();
+    degrading_quota(&w, None);
+    let (a, b, _) = first_tries(&w, 400).await;
+    assert_eq!((a, b), (280, 120));
+
+    // Adaptive: once it has its samples, its share falls under 25 % (the
+    // exploration share keeps it tried).
+    let w = world();
+    degrading_quota(&w, Some(adaptive(switchyard_engine::AdaptiveMode::Live)));
+    let _ = first_tries(&w, 100).await;
+    let (a, b, trace) = first_tries(&w, 300).await;
+    let share = a as f64 / (a + b) as f64;
+    assert!(share < 0.25, "stripe still took {share}");
+    assert!(a > 0, "exploration keeps stripe tried");
+    let t = trace.adaptive.expect("the trace explains the choice");
+    let stripe = &t.scores[0];
+    assert!(stripe.success_rate.unwrap() < 0.7, "{stripe:?}");
+    assert!(stripe.adaptive_weight < 1.0, "{stripe:?}");
+    assert_eq!(t.scores[1].adaptive_weight, 30.0);
+}
+
+#[tokio::test]
+async fn shadow_mode_records_the_choice_and_moves_nothing() {
+    let w = world();
+    degrading_quota(&w, Some(adaptive(switchyard_engine::AdaptiveMode::Shadow)));
+    let (a, b, _) = first_tries(&w, 100).await;
+    assert_eq!((a, b), (70, 30));
+    let mut disagreed = 0;
+    for _ in 0..100 {
+        let r = w
+            .yard
+            .quota()
+            .run(P, "dev", "split", json!({}), RunOptions::default())
+            .await
+            .unwrap();
+        let t = r.trace.adaptive.unwrap();
+        assert_eq!(
+            t.configured.as_deref(),
+            Some(r.trace.attempts[0].provider.as_str()),
+            "shadow routes as configured"
+        );
+        disagreed += usize::from(t.configured.as_deref() != Some(t.chosen.as_str()));
+    }
+    assert!(disagreed > 40, "the adaptive choice differs: {disagreed}");
+}
+
+#[tokio::test]
+async fn healthy_providers_keep_their_split_and_a_drained_one_is_never_chosen() {
+    let w = world();
+    w.yard
+        .quota()
+        .define(P, "split")
+        .provider("stripe")
+        .action("charge")
+        .weight(70)
+        .provider("adyen")
+        .action("charge")
+        .weight(30)
+        .adaptive(adaptive(switchyard_engine::AdaptiveMode::Live))
+        .create()
+        .unwrap();
+    w.stripe.succeed_with(json!({"app": "stripe"}));
+    w.adyen.succeed_with(json!({"app": "adyen"}));
+    let (a, b, _) = first_tries(&w, 2000).await;
+    let share = a as f64 / (a + b) as f64;
+    assert!((0.69..=0.71).contains(&share), "{share}");
+    w.yard.drain(P, "stripe");
+    let (a, _, _) = first_tries(&w, 200).await;
+    assert_eq!(a, 0, "a drained provider is never chosen");
+
+    // Out of range settings are refused, naming the field.
+    let mut bad = adaptive(switchyard_engine::AdaptiveMode::Live);
+    bad.explore_percent = 60;
+    let e = w
+        .yard
+        .quota()
+        .define(P, "other")
+        .provider("stripe")
+        .action("charge")
+        .adaptive(bad)
+        .create()
+        .unwrap_err();
+    assert!(e.path.ends_with("adaptive.explore_percent"), "{e}");
+}

@@ -25,6 +25,11 @@ const BUCKETS: [f64; 14] = [
 /// Every metric: name, type, help.
 const FAMILIES: &[(&str, &str, &str)] = &[
     (
+        "switchyard_adaptive_choices_total",
+        "counter",
+        "Quota runs with adaptive routing, by mode and choice: `adaptive` (routed by the strategy), `agreed` (the strategy chose as the weights did), `disagreed` (shadow: it would have chosen otherwise), `configured` (a live run that explored or fell outside the rollout).",
+    ),
+    (
         "switchyard_auth_failures_total",
         "counter",
         "Requests refused by authentication or authorisation, by reason: missing, unknown, expired (401), forbidden (403), throttled (429 after too many failed tokens from one address).",
@@ -262,6 +267,40 @@ impl Metrics {
         self.add(
             "switchyard_auth_failures_total",
             vec![("reason", reason.to_string())],
+            1.0,
+        );
+    }
+
+    /// A quota's adaptive choice: how it went (`mode`, and whether the
+    /// adaptive choice agreed with the configured one, where both were
+    /// made: in shadow mode, or a live run that explored or fell outside
+    /// the rollout).
+    pub fn adaptive_choice(
+        &self,
+        product: &str,
+        env: &str,
+        tag: &str,
+        a: &switchyard_engine::AdaptiveTrace,
+    ) {
+        let how = match (&a.configured, a.explored || a.outside_rollout) {
+            (None, _) => "adaptive",
+            (Some(c), _) if *c == a.chosen => "agreed",
+            (Some(_), true) => "configured",
+            (Some(_), false) => "disagreed",
+        };
+        let mode = match a.mode {
+            switchyard_engine::AdaptiveMode::Live => "live",
+            switchyard_engine::AdaptiveMode::Shadow => "shadow",
+        };
+        self.add(
+            "switchyard_adaptive_choices_total",
+            vec![
+                ("product", product.to_string()),
+                ("env", env.to_string()),
+                ("tag", tag.to_string()),
+                ("mode", mode.to_string()),
+                ("choice", how.to_string()),
+            ],
             1.0,
         );
     }

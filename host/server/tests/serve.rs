@@ -1763,3 +1763,62 @@ async fn made_up_stored_forces_cannot_crowd_out_real_ones_at_restart() {
     assert_eq!(kept, 1_000);
     eprintln!("restart with 5,001 stored force rows took {took:?}");
 }
+
+/// A provider that degrades (40 % 503, below its breaker's threshold)
+/// loses its share under success-rate routing within a bounded number of
+/// runs, while a static quota keeps sending it 70 %; provider state shows
+/// each option's scorecard, and the choices are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_rate_routing_moves_a_degraded_providers_share_and_a_static_quota_does_not() {
+    let s = Setup::new().await;
+    let config = s.config_with(
+        r#"
+[engine.breaker]
+failure_threshold = 95.0
+
+[products.notify.quotas.smart]
+input = { to = { type = "string" } }
+adaptive = { strategy = "success-rate", explore_percent = 5, window_ms = 60000, min_samples = 20 }
+providers = [
+  { provider = "primary", app = "primary", action = "send-message", weight = 70 },
+  { provider = "backup", app = "backup", action = "send-message", weight = 30 },
+]
+"#,
+    );
+    let server = Server::start(&config);
+    s.primary.set_failure_rate(0.4);
+    async fn firsts(server: &Server, tag: &str, runs: usize) -> f64 {
+        let mut primary = 0;
+        for i in 0..runs {
+            let (st, v) = server
+                .post(
+                    &format!("/v1/notify/dev/quotas/{tag}/run"),
+                    json!({"input": {"to": format!("+{i}")}}),
+                )
+                .await;
+            assert_eq!(st, 200, "{v}");
+            primary += usize::from(v["trace"]["attempts"][0]["provider"] == "primary");
+        }
+        primary as f64 / runs as f64
+    }
+    let fixed = firsts(&server, "split", 300).await;
+    assert!((0.66..=0.74).contains(&fixed), "static keeps 70 %: {fixed}");
+    let _ = firsts(&server, "smart", 100).await;
+    let smart = firsts(&server, "smart", 300).await;
+    assert!(
+        smart < 0.25,
+        "adaptive moves off the degraded provider: {smart}"
+    );
+
+    let (_, v) = server.get("/v1/notify/dev/quotas/smart/providers").await;
+    let card = &v["providers"][0]["scorecard"];
+    let rate = card["success_rate"].as_f64().unwrap();
+    assert!((0.5..=0.7).contains(&rate), "{card}");
+    assert!(card["p95_ms"].as_f64().is_some(), "{card}");
+    let (_, text) = server.get("/metrics").await;
+    let adaptive = metric(
+        text.as_str().unwrap(),
+        "switchyard_adaptive_choices_total{product=\"notify\",env=\"dev\",tag=\"smart\",mode=\"live\",choice=\"adaptive\"}",
+    );
+    assert!(adaptive > 300.0, "{adaptive}");
+}

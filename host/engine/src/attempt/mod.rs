@@ -274,7 +274,11 @@ pub(crate) async fn run_feature_option(
     inner
         .record_breaker(bkey, ticket, result.as_ref().map(|_| ()), end)
         .await;
-    inner.count(&ctx.default_key(opt), result.as_ref().map(|_| ()));
+    let key = ctx.default_key(opt);
+    inner.count(&key, result.as_ref().map(|_| ()));
+    inner
+        .scorecards
+        .record(&key, end, result.as_ref().map(|_| ()), took);
     match result {
         Ok(output) => {
             record(trace, opt, 1, Ok(()), took);

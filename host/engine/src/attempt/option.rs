@@ -168,6 +168,7 @@ pub(crate) async fn run_option(
             env: ctx.env.to_string(),
             session: ctx.session.cloned(),
         };
+        let in_flight = inner.scorecards.start(&stats_key, now);
         let result =
             match clock::timeout(&*inner.clock, deadline + GRACE, adapter.call(request)).await {
                 Ok(r) => r.map_err(AttemptError::bounded),
@@ -178,6 +179,7 @@ pub(crate) async fn run_option(
                 )),
             };
         drop(permit);
+        drop(in_flight);
         let end = inner.clock.now();
         if let Err(e) = &result
             && e.class == ErrorClass::Overloaded
@@ -206,6 +208,9 @@ pub(crate) async fn run_option(
                 .record_breaker(bkey, ticket, result.as_ref().map(|_| ()), end)
                 .await;
             inner.count(&stats_key, result.as_ref().map(|_| ()));
+            inner
+                .scorecards
+                .record(&stats_key, end, result.as_ref().map(|_| ()), took);
         }
         inner.observe_attempt(&AttemptEvent {
             product: ctx.product,

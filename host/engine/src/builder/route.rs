@@ -25,6 +25,7 @@ pub struct RouteBuilder<'a> {
     panic_mode: bool,
     deadline_ms: Option<u64>,
     breaker: Option<BreakerSettings>,
+    adaptive: Option<crate::adaptive::AdaptiveConfig>,
     error: Option<DefineError>,
 }
 
@@ -41,6 +42,7 @@ impl<'a> RouteBuilder<'a> {
             panic_mode: true,
             deadline_ms: None,
             breaker: None,
+            adaptive: None,
             error: None,
         }
     }
@@ -113,6 +115,19 @@ impl<'a> RouteBuilder<'a> {
             o.app.clear();
             o.action.clear();
         });
+        self
+    }
+
+    /// Route a quota by outcomes as well as weights (docs/engine.md,
+    /// "Adaptive routing").
+    pub fn adaptive(mut self, config: crate::adaptive::AdaptiveConfig) -> Self {
+        if self.kind != Kind::Quota && self.error.is_none() {
+            self.error = Some(DefineError::new(
+                format!("{}.adaptive", self.meta.tag),
+                "adaptive routing applies to quotas; a fallback tries its options in order",
+            ));
+        }
+        self.adaptive = Some(config);
         self
     }
 
@@ -235,6 +250,7 @@ impl<'a> RouteBuilder<'a> {
                 spillover: self.spillover,
                 deadline_ms: self.deadline_ms,
                 breaker: self.breaker,
+                adaptive: self.adaptive,
             }),
             _ => Definition::Fallback(FallbackDef {
                 meta: self.meta,

@@ -3,6 +3,7 @@
 
 use super::meta::{Kind, Meta};
 use super::option::*;
+use crate::adaptive::AdaptiveConfig;
 use crate::breaker::BreakerSettings;
 use crate::schema::InputSchema;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,10 @@ pub struct QuotaDef {
     /// own `breaker` wins field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerSettings>,
+    /// Route by outcomes as well as weights (docs/engine.md, "Adaptive
+    /// routing"). Default off: the configured weights alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 /// Ordered options.

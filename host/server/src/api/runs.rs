@@ -85,6 +85,13 @@ pub(crate) async fn run(
         code,
         started.elapsed(),
     );
+    let adaptive = match &result {
+        Ok(r) => r.trace.adaptive.as_ref(),
+        Err(e) => e.trace.as_ref().and_then(|t| t.adaptive.as_ref()),
+    };
+    if let Some(a) = adaptive {
+        d.metrics.adaptive_choice(&product, &env, &tag, a);
+    }
     if code != ErrorCode::NotFound.as_str() {
         d.hub.record_run(
             &product,

@@ -1,0 +1,391 @@
+//! Scorecards: how each option has been doing lately, from the outcomes of
+//! its attempts. One per option (the same key as its default breaker):
+//! successes and provider failures, latency percentiles from a histogram
+//! (not an average), attempts in flight, and outcomes by error class, over
+//! a sliding window of [`WINDOW_MS`] in [`BUCKET_MS`] slots.
+//!
+//! Only what the provider caused counts towards the success rate: an
+//! attempt the host did not start or could not finish for its own limits
+//! (`overloaded`) is not recorded at all, and `rejected` is the caller's
+//! (counted by class and in latency, not as a failure).
+
+mod histogram;
+
+use crate::adapter::{AttemptError, ErrorClass, FailureKind};
+use crate::locks::Recover;
+use histogram::Histogram;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How far back a scorecard looks, ms.
+pub const WINDOW_MS: u64 = 300_000;
+/// The width of one slot of the window, ms.
+pub const BUCKET_MS: u64 = 10_000;
+const SLOTS: usize = (WINDOW_MS / BUCKET_MS) as usize;
+/// Most scorecards kept (options keyed by a `breaker_key` template share
+/// their option's scorecard, so this bounds options, not input); past it
+/// the least recently used is forgotten.
+pub const MAX_SCORECARDS: usize = 10_000;
+
+/// One slot of the window.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    /// Which slot of time it holds (`ms / BUCKET_MS`); 0: empty.
+    index: u64,
+    ok: u64,
+    failed: u64,
+    classes: [u64; ErrorClass::ALL.len() + 1],
+    latency: Histogram,
+}
+
+/// How an attempt ended, as a scorecard counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// It served.
+    Ok,
+    /// The provider failed it (its class).
+    Failed(ErrorClass),
+    /// The caller's (rejected): not a failure of the provider.
+    Caller(ErrorClass),
+}
+
+impl Mark {
+    /// The mark of an attempt's result; `None` for the host's own limits.
+    pub(crate) fn of(result: Result<(), &AttemptError>) -> Option<Mark> {
+        match result {
+            Ok(()) => Some(Mark::Ok),
+            Err(e) if e.class == ErrorClass::Overloaded || e.kind == FailureKind::Overload => None,
+            Err(e) if e.class == ErrorClass::Rejected => Some(Mark::Caller(e.class)),
+            Err(e) => Some(Mark::Failed(e.class)),
+        }
+    }
+}
+
+fn class_slot(c: ErrorClass) -> usize {
+    ErrorClass::ALL
+        .iter()
+        .position(|x| *x == c)
+        .unwrap_or(ErrorClass::ALL.len())
+}
+
+/// One option's record.
+#[derive(Debug)]
+pub(crate) struct Scorecard {
+    slots: Mutex<Vec<Slot>>,
+    in_flight: AtomicU64,
+    used_ms: AtomicU64,
+}
+
+impl Scorecard {
+    fn new() -> Self {
+        Self {
+            slots: Mutex::new(vec![Slot::default(); SLOTS]),
+            in_flight: AtomicU64::new(0),
+            used_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Count an attempt that ended at `now_ms` after `took`.
+    fn record(&self, now_ms: u64, mark: Mark, took: Duration) {
+        let index = now_ms / BUCKET_MS + 1;
+        let mut slots = self.slots.locked();
+        let slot = &mut slots[(index % SLOTS as u64) as usize];
+        if slot.index != index {
+            *slot = Slot {
+                index,
+                ..Slot::default()
+            };
+        }
+        match mark {
+            Mark::Ok => slot.ok = slot.ok.saturating_add(1),
+            Mark::Failed(c) => {
+                slot.failed = slot.failed.saturating_add(1);
+                slot.classes[class_slot(c)] = slot.classes[class_slot(c)].saturating_add(1);
+            }
+            Mark::Caller(c) => {
+                slot.classes[class_slot(c)] = slot.classes[class_slot(c)].saturating_add(1);
+            }
+        }
+        slot.latency
+            .record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// (successes, samples) over the last `window_ms` (whole slots).
+    fn outcomes(&self, now_ms: u64, window_ms: u64) -> (u64, u64) {
+        let newest = now_ms / BUCKET_MS + 1;
+        let slots_back = window_ms.div_ceil(BUCKET_MS).clamp(1, SLOTS as u64);
+        let oldest = newest.saturating_sub(slots_back - 1);
+        let slots = self.slots.locked();
+        slots
+            .iter()
+            .filter(|s| s.index >= oldest && s.index <= newest)
+            .fold((0, 0), |(ok, n), s| (ok + s.ok, n + s.ok + s.failed))
+    }
+
+    fn snapshot(&self, now_ms: u64) -> ScorecardSnapshot {
+        let newest = now_ms / BUCKET_MS + 1;
+        let oldest = newest.saturating_sub(SLOTS as u64 - 1);
+        let slots = self.slots.locked();
+        let (mut ok, mut failed) = (0u64, 0u64);
+        let mut classes = [0u64; ErrorClass::ALL.len() + 1];
+        let mut latency = Histogram::default();
+        for s in slots
+            .iter()
+            .filter(|s| s.index >= oldest && s.index <= newest)
+        {
+            ok += s.ok;
+            failed += s.failed;
+            for (a, b) in classes.iter_mut().zip(s.classes.iter()) {
+                *a += b;
+            }
+            latency.merge(&s.latency);
+        }
+        drop(slots);
+        let samples = ok + failed;
+        ScorecardSnapshot {
+            window_ms: WINDOW_MS,
+            samples,
+            ok,
+            failed,
+            success_rate: (samples > 0).then(|| ok as f64 / samples as f64),
+            timed: latency.total(),
+            p50_ms: latency.quantile_ms(0.50),
+            p95_ms: latency.quantile_ms(0.95),
+            p99_ms: latency.quantile_ms(0.99),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            classes: ErrorClass::ALL
+                .iter()
+                .zip(classes.iter())
+                .filter(|(_, n)| **n > 0)
+                .map(|(c, n)| (c.as_str().to_string(), *n))
+                .collect(),
+        }
+    }
+}
+
+/// A scorecard as provider state shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScorecardSnapshot {
+    /// How far back it looks, ms.
+    pub window_ms: u64,
+    /// Outcomes the provider caused: `ok + failed`.
+    pub samples: u64,
+    /// Attempts that served.
+    pub ok: u64,
+    /// Attempts the provider failed.
+    pub failed: u64,
+    /// `ok / samples`; absent with no sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    /// Attempts whose latency is in the percentiles (`rejected` too).
+    pub timed: u64,
+    /// Latency percentiles, ms (upper bounds of histogram buckets, within
+    /// 19 %).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    /// 99th percentile, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Attempts running now.
+    pub in_flight: u64,
+    /// Outcomes other than success in the window, by error class.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub classes: BTreeMap<String, u64>,
+}
+
+/// Every option's scorecard, bounded.
+#[derive(Debug)]
+pub(crate) struct Scorecards {
+    base: Instant,
+    cards: Mutex<HashMap<String, Arc<Scorecard>>>,
+}
+
+/// An attempt in flight; counted down when dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Scorecard>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Scorecards {
+    /// Scorecards whose windows count from `base`.
+    pub(crate) fn new(base: Instant) -> Self {
+        Self {
+            base,
+            cards: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn card(&self, key: &str, now_ms: u64) -> Arc<Scorecard> {
+        let mut cards = self.cards.locked();
+        if let Some(c) = cards.get(key) {
+            c.used_ms.store(now_ms, Ordering::Relaxed);
+            return c.clone();
+        }
+        if cards.len() >= MAX_SCORECARDS
+            && let Some(oldest) = cards
+                .iter()
+                .filter(|(_, c)| c.in_flight.load(Ordering::Relaxed) == 0)
+                .min_by_key(|(_, c)| c.used_ms.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone())
+        {
+            cards.remove(&oldest);
+        }
+        let c = Arc::new(Scorecard::new());
+        c.used_ms.store(now_ms, Ordering::Relaxed);
+        cards.insert(key.to_string(), c.clone());
+        c
+    }
+
+    /// An attempt under `key` starts now.
+    pub(crate) fn start(&self, key: &str, now: Instant) -> InFlight {
+        let c = self.card(key, self.ms(now));
+        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(c)
+    }
+
+    /// An attempt under `key` ended at `now` after `took`.
+    pub(crate) fn record(
+        &self,
+        key: &str,
+        now: Instant,
+        result: Result<(), &AttemptError>,
+        took: Duration,
+    ) {
+        if let Some(mark) = Mark::of(result) {
+            let ms = self.ms(now);
+            self.card(key, ms).record(ms, mark, took);
+        }
+    }
+
+    /// `key`'s scorecard now, if it has one.
+    pub(crate) fn snapshot(&self, key: &str, now: Instant) -> Option<ScorecardSnapshot> {
+        let card = self.cards.locked().get(key).cloned()?;
+        Some(card.snapshot(self.ms(now)))
+    }
+
+    /// `key`'s (successes, samples) over the last `window_ms`.
+    pub(crate) fn outcomes(&self, key: &str, now: Instant, window_ms: u64) -> (u64, u64) {
+        let Some(card) = self.cards.locked().get(key).cloned() else {
+            return (0, 0);
+        };
+        card.outcomes(self.ms(now), window_ms)
+    }
+
+    /// How many are kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.cards.locked().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(class: ErrorClass, kind: FailureKind) -> AttemptError {
+        AttemptError::new(class, kind, "x")
+    }
+
+    #[test]
+    fn only_what_the_provider_caused_counts() {
+        let base = Instant::now();
+        let s = Scorecards::new(base);
+        let t = |ms| base + Duration::from_millis(ms);
+        let took = Duration::from_millis(20);
+        s.record("k", t(1_000), Ok(()), took);
+        s.record("k", t(1_000), Ok(()), took);
+        s.record("k", t(1_000), Ok(()), took);
+        s.record(
+            "k",
+            t(1_000),
+            Err(&err(ErrorClass::Unavailable, FailureKind::Provider)),
+            took,
+        );
+        s.record(
+            "k",
+            t(1_000),
+            Err(&err(ErrorClass::Rejected, FailureKind::Provider)),
+            took,
+        );
+        s.record(
+            "k",
+            t(1_000),
+            Err(&err(ErrorClass::Overloaded, FailureKind::Overload)),
+            took,
+        );
+        s.record(
+            "k",
+            t(1_000),
+            Err(&err(ErrorClass::Unavailable, FailureKind::Overload)),
+            took,
+        );
+        let snap = s.snapshot("k", t(1_500)).unwrap();
+        assert_eq!((snap.ok, snap.failed, snap.samples), (3, 1, 4));
+        assert_eq!(snap.success_rate, Some(0.75));
+        assert_eq!(snap.timed, 5, "rejected is timed, overloaded is not");
+        assert_eq!(snap.classes.get("unavailable"), Some(&1));
+        assert_eq!(snap.classes.get("rejected"), Some(&1));
+        assert!(!snap.classes.contains_key("overloaded"));
+        let p50 = snap.p50_ms.unwrap();
+        assert!((20.0..=24.0).contains(&p50), "{p50}");
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let base = Instant::now();
+        let s = Scorecards::new(base);
+        let t = |ms| base + Duration::from_millis(ms);
+        let e = err(ErrorClass::Timeout, FailureKind::Provider);
+        s.record("k", t(0), Err(&e), Duration::from_secs(5));
+        s.record("k", t(WINDOW_MS / 2), Ok(()), Duration::from_millis(10));
+        let both = s.snapshot("k", t(WINDOW_MS / 2)).unwrap();
+        assert_eq!((both.ok, both.failed), (1, 1));
+        // Past the window the old failure is gone, the newer success stays.
+        let later = s.snapshot("k", t(WINDOW_MS + BUCKET_MS)).unwrap();
+        assert_eq!((later.ok, later.failed), (1, 0));
+        assert!(later.p99_ms.unwrap() < 20.0);
+        // A slot reused for a newer time starts empty.
+        s.record("k", t(2 * WINDOW_MS), Ok(()), Duration::from_millis(10));
+        let much_later = s.snapshot("k", t(2 * WINDOW_MS)).unwrap();
+        assert_eq!((much_later.ok, much_later.failed), (1, 0));
+    }
+
+    #[test]
+    fn in_flight_and_the_bound() {
+        let base = Instant::now();
+        let s = Scorecards::new(base);
+        let a = s.start("busy", base);
+        let b = s.start("busy", base);
+        assert_eq!(s.snapshot("busy", base).unwrap().in_flight, 2);
+        drop(a);
+        assert_eq!(s.snapshot("busy", base).unwrap().in_flight, 1);
+        for i in 0..MAX_SCORECARDS + 10 {
+            s.record(
+                &format!("k{i}"),
+                base + Duration::from_millis(i as u64),
+                Ok(()),
+                Duration::ZERO,
+            );
+        }
+        assert!(s.len() <= MAX_SCORECARDS);
+        assert!(
+            s.snapshot("busy", base).is_some(),
+            "one in flight is never forgotten"
+        );
+        drop(b);
+    }
+}

@@ -126,6 +126,11 @@ fn decide(
                 now,
                 cfg.window_ms,
             ),
+            longer: ctx.inner.scorecards.outcomes(
+                &crate::compiled::option_key(ctx.product, ctx.env, o),
+                now,
+                crate::scorecard::WINDOW_MS,
+            ),
         })
         .collect();
     let weights = adaptive::weights(&cfg, &seen);

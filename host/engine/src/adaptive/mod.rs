@@ -161,18 +161,62 @@ pub(crate) struct Seen {
     pub eligible: bool,
     /// (successes, samples) in the window.
     pub outcomes: (u64, u64),
+    /// (successes, samples) in the scorecard's whole window (5 min): the
+    /// memory of a provider the strategy avoids, whose window holds only
+    /// a few exploring tries.
+    pub longer: (u64, u64),
+}
+
+/// The rate and its standard error, when there are enough samples.
+fn rate(min_samples: u64, (ok, n): (u64, u64)) -> Option<(f64, f64)> {
+    (n >= min_samples && n > 0).then(|| {
+        let r = ok as f64 / n as f64;
+        // Never a zero error: a run of all successes or all failures is
+        // still a sample.
+        let p = (ok as f64 + 1.0) / (n as f64 + 2.0);
+        (r, (p * (1.0 - p) / n as f64).sqrt())
+    })
 }
 
 /// The weights the strategy gives `options` (0 for one not eligible).
 pub(crate) fn weights(cfg: &AdaptiveConfig, options: &[Seen]) -> Vec<f64> {
-    let rate = |s: &Seen| {
-        (s.outcomes.1 >= cfg.min_samples).then(|| s.outcomes.0 as f64 / s.outcomes.1 as f64)
-    };
-    let best = options
+    let judged = |s: &Seen| rate(cfg.min_samples, s.outcomes);
+    let best_recent = options
         .iter()
         .filter(|s| s.eligible)
-        .filter_map(rate)
+        .filter_map(judged)
+        .map(|(r, _)| r)
         .fold(None::<f64>, |b, r| Some(b.map_or(r, |b| b.max(r))));
+    // With too few samples in the window: if every recent try served (or
+    // the few tries do as well as the best), the provider is judged afresh
+    // (its prior weight); otherwise its longer memory judges it.
+    let rate = |s: &Seen| {
+        judged(s).or_else(|| {
+            let (ok, n) = s.outcomes;
+            let fine = n > 0
+                && best_recent.is_none_or(|b| {
+                    // Within two standard errors of the best: a failure or
+                    // two among a few tries is no evidence of sickness.
+                    let p = (ok as f64 + 1.0) / (n as f64 + 2.0);
+                    let se = (p * (1.0 - p) / n as f64).sqrt();
+                    ok as f64 / n as f64 + 2.0 * se >= b - TOLERANCE
+                });
+            if fine {
+                None
+            } else {
+                rate(cfg.min_samples, s.longer)
+            }
+        })
+    };
+    let best =
+        options
+            .iter()
+            .filter(|s| s.eligible)
+            .filter_map(rate)
+            .fold(None::<(f64, f64)>, |b, r| match b {
+                Some(b) if b.0 >= r.0 => Some(b),
+                _ => Some(r),
+            });
     options
         .iter()
         .map(|s| {
@@ -181,8 +225,11 @@ pub(crate) fn weights(cfg: &AdaptiveConfig, options: &[Seen]) -> Vec<f64> {
             }
             let w = f64::from(s.weight);
             match (rate(s), best) {
-                (Some(r), Some(best)) => {
-                    let gap = (best - r - TOLERANCE).max(0.0);
+                (Some((r, se)), Some((best, best_se))) => {
+                    // A gap within two standard errors of the difference
+                    // (or the tolerance) is noise.
+                    let noise = 2.0 * (se * se + best_se * best_se).sqrt();
+                    let gap = (best - r - TOLERANCE.max(noise)).max(0.0);
                     w * (-gap / SPREAD).exp()
                 }
                 _ => w,
@@ -243,6 +290,7 @@ mod tests {
             weight,
             eligible: true,
             outcomes: (ok, n),
+            longer: (ok, n),
         }
     }
 
@@ -256,7 +304,7 @@ mod tests {
     fn a_degraded_provider_loses_its_share_and_few_samples_keep_the_prior() {
         let w = weights(&cfg(), &[seen(70, 60, 100), seen(30, 96, 100)]);
         let share = w[0] / (w[0] + w[1]);
-        assert!(share < 0.01, "{share}");
+        assert!(share < 0.03, "{share}");
         let w = weights(&cfg(), &[seen(70, 5, 10), seen(30, 96, 100)]);
         assert_eq!(w[0], 70.0, "10 samples are not enough to judge");
     }
@@ -269,7 +317,7 @@ mod tests {
             opts in proptest::collection::vec((1u32..100, 0u64..200, 0u64..200, any::<bool>()), 1..6),
             u in 0.0f64..1.0,
         ) {
-            let seen: Vec<Seen> = opts.iter().map(|&(w, ok, extra, e)| Seen { weight: w, eligible: e, outcomes: (ok, ok + extra) }).collect();
+            let seen: Vec<Seen> = opts.iter().map(|&(w, ok, extra, e)| Seen { weight: w, eligible: e, outcomes: (ok, ok + extra), longer: (ok, ok + extra) }).collect();
             let ws = weights(&cfg(), &seen);
             match pick(&ws, u) {
                 None => prop_assert!(seen.iter().all(|s| !s.eligible)),

@@ -118,19 +118,18 @@ fn decide(
         .options
         .iter()
         .zip(reasons)
-        .map(|(o, r)| Seen {
-            weight: o.weight,
-            eligible: r.is_none(),
-            outcomes: ctx.inner.scorecards.outcomes(
+        .map(|(o, r)| {
+            let (outcomes, longer) = ctx.inner.scorecards.outcomes(
                 &crate::compiled::option_key(ctx.product, ctx.env, o),
                 now,
                 cfg.window_ms,
-            ),
-            longer: ctx.inner.scorecards.outcomes(
-                &crate::compiled::option_key(ctx.product, ctx.env, o),
-                now,
-                crate::scorecard::WINDOW_MS,
-            ),
+            );
+            Seen {
+                weight: o.weight,
+                eligible: r.is_none(),
+                outcomes,
+                longer,
+            }
         })
         .collect();
     let weights = adaptive::weights(&cfg, &seen);

@@ -179,7 +179,7 @@ pub(crate) async fn run_option(
                 )),
             };
         drop(permit);
-        drop(in_flight);
+        let ended = in_flight.end();
         let end = inner.clock.now();
         if let Err(e) = &result
             && e.class == ErrorClass::Overloaded
@@ -210,7 +210,7 @@ pub(crate) async fn run_option(
             inner.count(&stats_key, result.as_ref().map(|_| ()));
             inner
                 .scorecards
-                .record(&stats_key, end, result.as_ref().map(|_| ()), took);
+                .record_ended(&ended, end, result.as_ref().map(|_| ()), took);
         }
         inner.observe_attempt(&AttemptEvent {
             product: ctx.product,

@@ -206,13 +206,25 @@ pub(crate) struct Scorecards {
     cards: Mutex<HashMap<String, Arc<Scorecard>>>,
 }
 
-/// An attempt in flight; counted down when dropped.
+/// An attempt in flight; counted down when dropped or ended.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<Scorecard>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An attempt that ended: where its outcome goes, without looking the
+/// scorecard up again.
+#[derive(Debug)]
+pub(crate) struct Ended(Arc<Scorecard>);
+
+impl InFlight {
+    /// The attempt is no longer in flight.
+    pub(crate) fn end(self) -> Ended {
+        Ended(self.0.clone())
     }
 }
 
@@ -257,6 +269,20 @@ impl Scorecards {
         InFlight(c)
     }
 
+    /// The attempt `ended` (started with [`Scorecards::start`]) ended at
+    /// `now` after `took`.
+    pub(crate) fn record_ended(
+        &self,
+        ended: &Ended,
+        now: Instant,
+        result: Result<(), &AttemptError>,
+        took: Duration,
+    ) {
+        if let Some(mark) = Mark::of(result) {
+            ended.0.record(self.ms(now), mark, took);
+        }
+    }
+
     /// An attempt under `key` ended at `now` after `took`.
     pub(crate) fn record(
         &self,
@@ -277,12 +303,19 @@ impl Scorecards {
         Some(card.snapshot(self.ms(now)))
     }
 
-    /// `key`'s (successes, samples) over the last `window_ms`.
-    pub(crate) fn outcomes(&self, key: &str, now: Instant, window_ms: u64) -> (u64, u64) {
+    /// `key`'s (successes, samples) over the last `window_ms` and over
+    /// the whole window.
+    pub(crate) fn outcomes(
+        &self,
+        key: &str,
+        now: Instant,
+        window_ms: u64,
+    ) -> ((u64, u64), (u64, u64)) {
         let Some(card) = self.cards.locked().get(key).cloned() else {
-            return (0, 0);
+            return ((0, 0), (0, 0));
         };
-        card.outcomes(self.ms(now), window_ms)
+        let ms = self.ms(now);
+        (card.outcomes(ms, window_ms), card.outcomes(ms, WINDOW_MS))
     }
 
     /// How many are kept.

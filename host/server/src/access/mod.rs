@@ -13,7 +13,8 @@ mod throttle;
 mod tokens;
 
 pub use principal::{
-    Actor, CHANNELS, Need, Principal, Role, Scope, check_token_name, constant_time_eq,
+    Actor, CHANNELS, Need, Principal, Role, Scope, breaker_scope, check_token_name,
+    constant_time_eq,
 };
 pub use throttle::{FAILURES_PER_WINDOW, Throttle};
 pub use tokens::{

@@ -169,6 +169,11 @@ impl Principal {
         self.products.is_all() && self.envs.is_all()
     }
 
+    /// Whether it may act on the breaker `key` (`product/env/…`).
+    pub fn may_breaker(&self, key: &str) -> bool {
+        breaker_scope(key).is_some_and(|(p, e)| self.may(p, Some(e)))
+    }
+
     /// Why it may not act on `product`/`env`, if it may not.
     pub fn refusal(&self, product: &str, env: Option<&str>) -> Option<String> {
         if !self.products.has(product) {
@@ -187,6 +192,13 @@ impl Principal {
             _ => None,
         }
     }
+}
+
+/// The product and env of a breaker key (`product/env/app/action`, or
+/// `product/env/<rendered breaker_key>`); `None` without both.
+pub fn breaker_scope(key: &str) -> Option<(&str, &str)> {
+    let mut parts = key.splitn(3, '/');
+    Some((parts.next()?, parts.next()?))
 }
 
 /// The rule for names of tokens: 1 to 64 of `A-Z a-z 0-9 . _ -`, starting

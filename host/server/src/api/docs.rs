@@ -179,15 +179,9 @@ pub(crate) fn scoped_metrics(text: &str, who: &Principal) -> String {
     for line in text.lines() {
         let keep = line.starts_with('#') || {
             let head = line.split('}').next().unwrap_or_default();
-            // A breaker's key starts with its product and env.
-            let breaker = label(head, "breaker");
-            let mut parts = breaker.as_deref().unwrap_or_default().splitn(3, '/');
-            let (bp, be) = (parts.next(), parts.next());
             label(head, "product").is_none_or(|p| who.products.has(&p))
                 && label(head, "env").is_none_or(|e| who.envs.has(&e))
-                && (breaker.is_none()
-                    || (bp.is_some_and(|p| who.products.has(p))
-                        && be.is_some_and(|e| who.envs.has(e))))
+                && label(head, "breaker").is_none_or(|b| who.may_breaker(&b))
         };
         if keep {
             out.push_str(line);

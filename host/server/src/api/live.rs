@@ -241,12 +241,7 @@ pub(super) async fn force(
 ) -> Result<Response, ApiError> {
     let actor = guard::actor(&who, &headers)?;
     let b: ForceBody = read_json(body, &headers, &s).await?.0;
-    // A breaker's key starts with its product and env.
-    let mut parts = b.breaker.splitn(3, '/');
-    let (product, env) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
+    let (product, env) = crate::access::breaker_scope(&b.breaker).unwrap_or(("", ""));
     if let Some(why) = who.refusal(product, Some(env)) {
         return Err(forbidden(why).field("breaker"));
     }
@@ -274,13 +269,7 @@ pub(super) async fn forces(
         .deployment
         .op_forces()
         .into_iter()
-        .filter(|(breaker, _)| {
-            let mut parts = breaker.splitn(3, '/');
-            who.may(
-                parts.next().unwrap_or_default(),
-                Some(parts.next().unwrap_or_default()),
-            )
-        })
+        .filter(|(breaker, _)| who.may_breaker(breaker))
         .map(|(breaker, force)| json!({"breaker": breaker, "forced": force}))
         .collect();
     axum::Json(json!({

@@ -2,7 +2,7 @@
 //! running server (an `admin` token is needed). A token is printed once.
 
 use super::common::{Exit, usage};
-use super::op::{Target, request};
+use super::op::{Target, request, seg};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -65,10 +65,6 @@ fn parse_duration(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(by)
         .ok_or_else(|| format!("`{s}` is too long"))
-}
-
-fn seg(s: &str) -> String {
-    super::op::seg(s)
 }
 
 pub async fn run(cmd: TokenCommand) -> Result<(), Exit> {

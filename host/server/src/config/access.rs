@@ -1,9 +1,9 @@
 //! `[[server.tokens]]` and `[server.tls]`: who may call the API, and the
 //! listener's certificate.
 
+use super::FieldPath;
 use super::file::Config;
 use super::problem::{Problem, Problems};
-use super::{FieldPath, Secrets};
 use crate::access::{ConfigToken, Role, Scope, Tokens, check_token_name};
 
 impl Config {
@@ -68,11 +68,7 @@ impl Config {
         if !server.auth {
             return Ok(Vec::new());
         }
-        let secrets = match &self.file.secrets_file {
-            None => Secrets::default(),
-            Some(f) => Secrets::load(&self.relative(f))
-                .map_err(|e| Problems(vec![self.problem(&FieldPath::keys(["secrets_file"]), e)]))?,
-        };
+        let secrets = self.secrets().map_err(|p| Problems(vec![p]))?;
         let mut problems = Vec::new();
         let mut out = Vec::new();
         for (i, t) in server.tokens.iter().enumerate() {

@@ -166,17 +166,21 @@ impl Config {
         }
     }
 
+    /// The secrets file `secrets_file` names (none: no secrets), or the
+    /// problem of reading it.
+    pub(crate) fn secrets(&self) -> Result<Secrets, Problem> {
+        match &self.file.secrets_file {
+            None => Ok(Secrets::default()),
+            Some(f) => Secrets::load(&self.relative(f))
+                .map_err(|e| self.problem(&FieldPath::keys(["secrets_file"]), e)),
+        }
+    }
+
     pub(crate) fn check(&mut self, problems: &mut Vec<Problem>) {
-        let secrets = match &self.file.secrets_file {
-            None => Secrets::default(),
-            Some(f) => match Secrets::load(&self.relative(f)) {
-                Ok(s) => s,
-                Err(e) => {
-                    problems.push(self.problem(&FieldPath::keys(["secrets_file"]), e));
-                    Secrets::default()
-                }
-            },
-        };
+        let secrets = self.secrets().unwrap_or_else(|p| {
+            problems.push(p);
+            Secrets::default()
+        });
         self.check_limits(problems);
         self.check_tokens(problems);
         let mut apps = Vec::new();

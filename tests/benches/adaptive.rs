@@ -8,23 +8,28 @@
 //! Run: `cargo bench -p switchyard-tests --bench adaptive --profile dev`
 //!
 //! Scenarios: S1 (A's success falls from 98 % to 60 % for 10 minutes, B
-//! steady at 96 %), S3 (A flaps 30 s up, 30 s down for 10 minutes), S5 (a
-//! 429 storm on A). The latency scenarios wait for the latency strategy.
+//! steady at 96 %), S2 (A fast at 100 ms and 99 %, B slow at 900 ms and
+//! 99.5 %), S3 (A flaps 30 s up, 30 s down for 10 minutes), S4 (A's
+//! latency creeps from 100 to 1 500 ms over an hour, B steady at 400 ms),
+//! S5 (a 429 storm on A). Contenders: static weights, each strategy
+//! (`success-rate`, `latency`, `elimination`), the oracle.
 //!
 //! Printed per scenario and contender: first-try success (what a caller
 //! pays for), runs served (after failover), p95/p99 of run latency, calls
 //! sent to a provider while it was sick, and the seconds from the end of
 //! a sickness until the sick provider's share is back within 5 points of
-//! its weight.
+//! its weight; with both healthy, A's share (its weight is 70 %); from the
+//! start of a sickness, the seconds until A's share falls below half its
+//! weight (detect).
 
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_engine::{
-    ActionInfo, Adapter, AdaptiveConfig, AdaptiveMode, AppInfo, AttemptError, BoxFuture,
-    CallRequest, CallResponse, Clock, ErrorClass, FailureKind, Idempotency, ManualClock,
-    RunOptions, Strategy, Switchyard,
+    ActionInfo, Adapter, AdaptiveConfig, AppInfo, AttemptError, BoxFuture, CallRequest,
+    CallResponse, Clock, ErrorClass, FailureKind, Idempotency, ManualClock, RunOptions, Strategy,
+    Switchyard,
 };
 
 /// Runs per simulated second.
@@ -102,11 +107,11 @@ struct Scenario {
     minutes: u64,
     a: Profile,
     b: Profile,
-    /// When A's sickness ends, ms (for time to recover).
-    recovers_at_ms: Option<u64>,
+    /// When A's sickness starts and ends, ms (for time to detect and to
+    /// recover; `None`: a scenario of latency, without a split to keep).
+    sick_ms: Option<(u64, u64)>,
 }
 
-#[allow(dead_code)]
 fn steady(ok: f64, latency_ms: u64) -> Profile {
     Arc::new(move |_| Truth {
         ok,
@@ -131,7 +136,14 @@ fn scenarios() -> Vec<Scenario> {
                 throttles: false,
             }),
             b: steady(0.96, 100),
-            recovers_at_ms: Some(15 * min),
+            sick_ms: Some((5 * min, 15 * min)),
+        },
+        Scenario {
+            name: "S2 A fast (100 ms, 99 %), B slow (900 ms, 99.5 %)",
+            minutes: 15,
+            a: steady(0.99, 100),
+            b: steady(0.995, 900),
+            sick_ms: None,
         },
         Scenario {
             name: "S3 A flaps 30 s up / 30 s down",
@@ -146,7 +158,18 @@ fn scenarios() -> Vec<Scenario> {
                 throttles: false,
             }),
             b: steady(0.96, 100),
-            recovers_at_ms: Some(15 * min),
+            sick_ms: Some((5 * min, 15 * min)),
+        },
+        Scenario {
+            name: "S4 A's latency creeps 100 -> 1500 ms over an hour, B 400 ms",
+            minutes: 70,
+            a: Arc::new(move |t| Truth {
+                ok: 0.99,
+                latency_ms: 100 + 1400 * t.min(60 * min) / (60 * min),
+                throttles: false,
+            }),
+            b: steady(0.99, 400),
+            sick_ms: None,
         },
         Scenario {
             name: "S5 a 429 storm on A (80 % for 5 min)",
@@ -160,7 +183,7 @@ fn scenarios() -> Vec<Scenario> {
                 }
             }),
             b: steady(0.97, 100),
-            recovers_at_ms: Some(10 * min),
+            sick_ms: Some((5 * min, 10 * min)),
         },
     ]
 }
@@ -177,26 +200,43 @@ struct Tally {
 }
 
 impl Tally {
-    fn line(&self, name: &str, recovers_at_ms: Option<u64>) -> String {
+    /// A's share of first tries over `secs` seconds from `from`.
+    fn share(&self, from: usize, secs: usize) -> f64 {
+        let end = (from + secs).min(self.per_second.len());
+        let (r, a) = self.per_second[from.min(end)..end]
+            .iter()
+            .fold((0, 0), |(r, a), (x, y)| (r + x, a + y));
+        a as f64 / r.max(1) as f64
+    }
+
+    fn line(&self, name: &str, sick_ms: Option<(u64, u64)>) -> String {
         let mut l = self.latencies.clone();
         l.sort_unstable();
         let at = |q: f64| l[((l.len() as f64 - 1.0) * q).round() as usize];
-        let recover = recovers_at_ms.map_or("-".to_string(), |at_ms| {
-            let from = (at_ms / 1000) as usize;
-            // The first second from which A's share over the next minute
-            // is within 5 points of 70 %.
-            let share = |s: usize| {
-                let (r, a) = self.per_second[s..(s + 60).min(self.per_second.len())]
-                    .iter()
-                    .fold((0, 0), |(r, a), (x, y)| (r + x, a + y));
-                a as f64 / r.max(1) as f64
-            };
-            (from..self.per_second.len().saturating_sub(60))
-                .find(|&s| (share(s) - 0.70).abs() <= 0.05)
-                .map_or("never".to_string(), |s| format!("{} s", s - from))
-        });
+        let secs = |r: Option<usize>| r.map_or("never".to_string(), |s| format!("{s} s"));
+        let (healthy, detect, recover) = match sick_ms {
+            None => ("-".to_string(), "-".to_string(), "-".to_string()),
+            Some((sick, well)) => {
+                let (sick, well) = ((sick / 1000) as usize, (well / 1000) as usize);
+                let last = self.per_second.len().saturating_sub(60);
+                // Both healthy: A's share from the first minute's end to
+                // the sickness.
+                let healthy = format!("{:.1} %", 100.0 * self.share(60, sick - 60));
+                // Detected: from the first second its share over the next
+                // 10 s is below half its weight (35 %).
+                let detect = (sick..well)
+                    .find(|&s| self.share(s, 10) < 0.35)
+                    .map(|s| s - sick);
+                // Recovered: from the first second its share over the next
+                // minute is within 5 points of 70 %.
+                let recover = (well..last)
+                    .find(|&s| (self.share(s, 60) - 0.70).abs() <= 0.05)
+                    .map(|s| s - well);
+                (healthy, secs(detect), secs(recover))
+            }
+        };
         format!(
-            "  {name:<16} first-try ok {:>6.2} %   served {:>6.2} %   p95 {:>5} ms   p99 {:>5} ms   calls to sick A {:>6}   back to 70/30 {recover}",
+            "  {name:<16} first-try ok {:>6.2} %   served {:>6.2} %   p95 {:>5} ms   p99 {:>5} ms   calls to sick A {:>6}   A's share healthy {healthy:>6}   detect {detect:>6}   back to 70/30 {recover}",
             100.0 * self.first_ok as f64 / self.runs as f64,
             100.0 * self.served as f64 / self.runs as f64,
             at(0.95),
@@ -303,8 +343,11 @@ async fn engine_run(s: &Scenario, adaptive: Option<AdaptiveConfig>) -> Tally {
 
 /// The oracle: each run tries first the provider with the better true
 /// rate at that moment (the faster on a tie within 0.5 point), then the
-/// other, with the same simulated providers.
-async fn oracle_run(s: &Scenario) -> Tally {
+/// other, with the same simulated providers. `weights`: an oracle that
+/// keeps the 70/30 split while the true rates are within 2 points (what
+/// the strategies are asked to do between healthy providers), so the gap
+/// to it is the cost of learning alone.
+async fn oracle_run(s: &Scenario, weights: bool) -> Tally {
     let clock = Arc::new(ManualClock::new());
     let start = clock.now();
     let a = app("a", &clock, start, s.a.clone(), 0x9E37_79B9);
@@ -324,10 +367,11 @@ async fn oracle_run(s: &Scenario) -> Tally {
         let now_ms = began.duration_since(start).as_millis() as u64;
         let (ta, tb) = ((s.a)(now_ms), (s.b)(now_ms));
         // Between equals, keep the 70/30 split (as the weights ask).
-        let a_first = if (ta.ok - tb.ok).abs() <= 0.005 && ta.latency_ms == tb.latency_ms {
+        let tie = if weights { 0.0201 } else { 0.0051 };
+        let a_first = if (ta.ok - tb.ok).abs() <= tie && ta.latency_ms == tb.latency_ms {
             weighted += 1;
             weighted % 10 < 7
-        } else if (ta.ok - tb.ok).abs() <= 0.005 {
+        } else if (ta.ok - tb.ok).abs() <= tie {
             ta.latency_ms < tb.latency_ms
         } else {
             ta.ok > tb.ok
@@ -356,33 +400,47 @@ async fn oracle_run(s: &Scenario) -> Tally {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let live = AdaptiveConfig {
-        strategy: Strategy::SuccessRate,
-        mode: AdaptiveMode::Live,
-        explore_percent: 5,
-        window_ms: 30_000,
-        min_samples: 20,
-        rollout_percent: 100,
-    };
+    let contenders = [
+        (
+            "success-rate",
+            AdaptiveConfig {
+                window_ms: 30_000,
+                ..AdaptiveConfig::new(Strategy::SuccessRate)
+            },
+        ),
+        (
+            "latency",
+            AdaptiveConfig {
+                window_ms: 30_000,
+                ..AdaptiveConfig::new(Strategy::Latency)
+            },
+        ),
+        (
+            "elimination",
+            AdaptiveConfig {
+                window_ms: 30_000,
+                ..AdaptiveConfig::new(Strategy::Elimination)
+            },
+        ),
+    ];
     println!("adaptive routing on simulated time: a 70/30 quota, {RATE} runs/s, seeded outcomes");
     for s in scenarios() {
         println!("{} ({} simulated min)", s.name, s.minutes);
         let started = std::time::Instant::now();
         println!(
             "{}",
-            engine_run(&s, None)
-                .await
-                .line("static weights", s.recovers_at_ms)
+            engine_run(&s, None).await.line("static weights", s.sick_ms)
         );
-        println!(
-            "{}",
-            engine_run(&s, Some(live))
-                .await
-                .line("success-rate", s.recovers_at_ms)
-        );
+        for (name, cfg) in contenders {
+            println!("{}", engine_run(&s, Some(cfg)).await.line(name, s.sick_ms));
+        }
         // The oracle sends everything to the better provider: no split to
         // return to.
-        println!("{}", oracle_run(&s).await.line("oracle", None));
+        println!("{}", oracle_run(&s, false).await.line("oracle", None));
+        println!(
+            "{}",
+            oracle_run(&s, true).await.line("oracle, weights", None)
+        );
         println!("  ({:.1} s of wall time)", started.elapsed().as_secs_f64());
     }
 }

@@ -122,7 +122,7 @@ impl Registry {
                     panic_mode: false,
                     deadline_ms: f.deadline_ms,
                     breaker: f.breaker,
-                    adaptive: None,
+                    adaptive: f.adaptive,
                 },
             )?))),
             Definition::Feature(f) => {

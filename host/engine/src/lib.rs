@@ -35,6 +35,7 @@ pub mod bounds;
 mod breaker;
 mod budget;
 mod builder;
+mod choice;
 mod clock;
 mod cluster;
 mod cluster_sync;

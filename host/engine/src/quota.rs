@@ -7,9 +7,8 @@ use super::attempt::{RunCtx, try_in_order};
 use super::run::{ErrorCode, RunError};
 use super::trace::{Skip, SkipReason, Trace};
 use super::weighted::SmoothWeighted;
-use crate::adaptive::{self, AdaptiveConfig, AdaptiveTrace, Mode, Score, Seen};
+use crate::choice::decide;
 use crate::compiled::CompiledRoute;
-use crate::locks::Recover;
 use serde_json::Value;
 
 pub(crate) async fn run(
@@ -27,14 +26,12 @@ pub(crate) async fn run(
     // Adaptive routing, when the quota asks for it: live, it picks unless
     // this run explores or falls outside the rollout; in shadow it only
     // records what it would have picked.
-    let mut adaptive = route.adaptive.map(|cfg| decide(ctx, route, &reasons, cfg));
-    if let Some((t, Some(order))) = &adaptive
-        && t.mode == Mode::Live
-        && !t.explored
-        && !t.outside_rollout
-    {
-        let order = order.clone();
-        trace.adaptive = adaptive.take().map(|(t, _)| Box::new(t));
+    let mut adaptive = route
+        .adaptive
+        .map(|cfg| decide(ctx, route, &reasons, cfg, false));
+    if let Some(choice) = adaptive.take_if(|c| c.routes()) {
+        let order = choice.order.unwrap_or_default();
+        trace.adaptive = Some(Box::new(choice.trace));
         record_skips(route, reasons, trace);
         return try_in_order(ctx, route, &order, false, input, trace).await;
     }
@@ -58,7 +55,7 @@ pub(crate) async fn run(
             };
             first.map(|first| sw.failover_order(first, eligible))
         });
-    if let Some((mut t, _)) = adaptive {
+    if let Some(mut t) = adaptive.map(|c| c.trace) {
         t.configured = picked
             .as_ref()
             .and_then(|o| o.first())
@@ -103,67 +100,6 @@ pub(crate) async fn run(
             ))
         }
     }
-}
-
-/// The adaptive choice of this run: its trace (scores, what it chose) and
-/// the failover order it would route by (`None`: nothing eligible).
-fn decide(
-    ctx: &RunCtx<'_>,
-    route: &CompiledRoute,
-    reasons: &[Option<SkipReason>],
-    cfg: AdaptiveConfig,
-) -> (AdaptiveTrace, Option<Vec<usize>>) {
-    let now = ctx.inner.clock.now();
-    let seen: Vec<Seen> = route
-        .options
-        .iter()
-        .zip(reasons)
-        .map(|(o, r)| {
-            let (outcomes, longer) = ctx.inner.scorecards.outcomes(
-                &crate::compiled::option_key(ctx.product, ctx.env, o),
-                now,
-                cfg.window_ms,
-            );
-            Seen {
-                weight: o.weight,
-                eligible: r.is_none(),
-                outcomes,
-                longer,
-            }
-        })
-        .collect();
-    let weights = adaptive::weights(&cfg, &seen);
-    let (u_rollout, u_explore, u_pick) = {
-        let mut j = ctx.inner.jitter.locked();
-        (j.next_f64(), j.next_f64(), j.next_f64())
-    };
-    let order = adaptive::pick(&weights, u_pick).map(|first| adaptive::order(&weights, first));
-    let trace = AdaptiveTrace {
-        strategy: cfg.strategy,
-        mode: cfg.mode,
-        explored: u_explore * 100.0 < f64::from(cfg.explore_percent),
-        outside_rollout: u_rollout * 100.0 >= f64::from(cfg.rollout_percent),
-        chosen: order
-            .as_ref()
-            .map(|o| route.options[o[0]].provider.clone())
-            .unwrap_or_default(),
-        configured: None,
-        scores: route
-            .options
-            .iter()
-            .zip(&seen)
-            .zip(&weights)
-            .map(|((o, s), w)| Score {
-                provider: o.provider.clone(),
-                success_rate: (s.outcomes.1 >= cfg.min_samples)
-                    .then(|| s.outcomes.0 as f64 / s.outcomes.1 as f64),
-                samples: s.outcomes.1,
-                weight: o.weight,
-                adaptive_weight: *w,
-            })
-            .collect(),
-    };
-    (trace, order)
 }
 
 /// Put the providers that were not eligible into the trace, with why.

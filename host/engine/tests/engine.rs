@@ -2620,12 +2620,8 @@ async fn scorecards_show_each_providers_recent_success_rate_and_latency() {
 
 fn adaptive(mode: switchyard_engine::AdaptiveMode) -> switchyard_engine::AdaptiveConfig {
     switchyard_engine::AdaptiveConfig {
-        strategy: switchyard_engine::Strategy::SuccessRate,
         mode,
-        explore_percent: 5,
-        window_ms: 60_000,
-        min_samples: 20,
-        rollout_percent: 100,
+        ..switchyard_engine::AdaptiveConfig::new(switchyard_engine::Strategy::SuccessRate)
     }
 }
 
@@ -2769,4 +2765,182 @@ async fn healthy_providers_keep_their_split_and_a_drained_one_is_never_chosen() 
         .create()
         .unwrap_err();
     assert!(e.path.ends_with("adaptive.explore_percent"), "{e}");
+}
+
+#[tokio::test]
+async fn latency_routing_prefers_the_faster_provider_and_explains_it() {
+    let w = world();
+    w.yard
+        .quota()
+        .define(P, "split")
+        .provider("stripe")
+        .action("charge")
+        .weight(50)
+        .provider("adyen")
+        .action("charge")
+        .weight(50)
+        .adaptive(switchyard_engine::AdaptiveConfig::new(
+            switchyard_engine::Strategy::Latency,
+        ))
+        .create()
+        .unwrap();
+    let clock = w.clock.clone();
+    w.stripe.behave(move |_| {
+        clock.advance(Duration::from_millis(900));
+        Ok(json!({"app": "stripe"}))
+    });
+    let clock = w.clock.clone();
+    w.adyen.behave(move |_| {
+        clock.advance(Duration::from_millis(100));
+        Ok(json!({"app": "adyen"}))
+    });
+    // Until both have their samples, the weights split it.
+    let _ = first_tries(&w, 100).await;
+    let (a, b, trace) = first_tries(&w, 400).await;
+    let share = a as f64 / (a + b) as f64;
+    assert!(share < 0.06, "the slow one still took {share}");
+    assert!(a > 0, "exploration keeps it tried");
+    let t = trace.adaptive.expect("explained");
+    assert_eq!(t.strategy, switchyard_engine::Strategy::Latency);
+    let (slow, fast) = (&t.scores[0], &t.scores[1]);
+    assert!(slow.demoted && slow.p95_ms.unwrap() > 700.0, "{slow:?}");
+    assert!(slow.note.contains("slower"), "{}", slow.note);
+    assert!(!fast.demoted && fast.p95_ms.unwrap() < 130.0, "{fast:?}");
+}
+
+/// A fallback whose primary fails 40 % of its calls (below its breaker's
+/// threshold) with `elimination`: the primary is ejected and demoted
+/// behind the backup, explained in the trace; it is never ejected when it
+/// is the only one left.
+#[tokio::test]
+async fn elimination_demotes_a_sick_primary_before_its_breaker_would_open() {
+    let w = world();
+    w.yard
+        .fallback()
+        .define(P, "pay")
+        .provider("stripe")
+        .action("charge")
+        .provider("adyen")
+        .action("charge")
+        .adaptive(switchyard_engine::AdaptiveConfig::new(
+            switchyard_engine::Strategy::Elimination,
+        ))
+        .create()
+        .unwrap();
+    let mut n = 0u32;
+    w.stripe.behave(move |_| {
+        n += 1;
+        if n % 5 < 2 {
+            Err(AttemptError::new(
+                ErrorClass::Unavailable,
+                FailureKind::Provider,
+                "503",
+            ))
+        } else {
+            Ok(json!({"app": "stripe"}))
+        }
+    });
+    w.adyen.succeed_with(json!({"app": "adyen"}));
+    let run = || async {
+        w.yard
+            .fallback()
+            .run(P, "dev", "pay", json!({}), RunOptions::default())
+            .await
+            .unwrap()
+    };
+    let mut first_stripe = 0;
+    let mut ejected_trace = None;
+    for _ in 0..100 {
+        let r = run().await;
+        if r.trace.attempts[0].provider == "stripe" {
+            first_stripe += 1;
+        } else if ejected_trace.is_none() {
+            ejected_trace = r.trace.adaptive.clone();
+        }
+        w.clock.advance(Duration::from_millis(100));
+    }
+    assert!(
+        first_stripe < 40,
+        "stripe still went first {first_stripe} times"
+    );
+    let t = ejected_trace.expect("the primary was demoted");
+    assert_eq!(t.chosen, "adyen");
+    let stripe = &t.scores[0];
+    assert!(stripe.demoted, "{stripe:?}");
+    assert!(stripe.score.unwrap() < 0.8 && stripe.ejected_for_ms.unwrap() > 0);
+    assert!(stripe.note.contains("ejected"), "{}", stripe.note);
+    let states = w
+        .yard
+        .provider_states(P, "dev", Kind::Fallback, "pay")
+        .unwrap();
+    assert_eq!(
+        states[0].breaker.state,
+        switchyard_engine::BreakerState::Closed,
+        "the breaker never opened"
+    );
+
+    // With the backup drained, the sick primary is the last one left: it
+    // is used, not ejected.
+    w.yard.drain(P, "adyen");
+    for _ in 0..5 {
+        let trace = match w
+            .yard
+            .fallback()
+            .run(P, "dev", "pay", json!({}), RunOptions::default())
+            .await
+        {
+            Ok(r) => r.trace,
+            Err(e) => *e.trace.unwrap(),
+        };
+        assert_eq!(trace.attempts[0].provider, "stripe");
+    }
+}
+
+#[tokio::test]
+async fn elimination_never_ejects_the_last_provider_of_a_quota() {
+    let w = world();
+    w.yard
+        .quota()
+        .define(P, "split")
+        .provider("stripe")
+        .action("charge")
+        .weight(70)
+        .provider("adyen")
+        .action("charge")
+        .weight(30)
+        .adaptive(switchyard_engine::AdaptiveConfig::new(
+            switchyard_engine::Strategy::Elimination,
+        ))
+        .create()
+        .unwrap();
+    // Both fail half their calls: only one may be out at a time.
+    for a in [&w.stripe, &w.adyen] {
+        let mut n = 0u32;
+        a.behave(move |_| {
+            n += 1;
+            if n.is_multiple_of(2) {
+                Err(AttemptError::new(
+                    ErrorClass::Unavailable,
+                    FailureKind::Provider,
+                    "503",
+                ))
+            } else {
+                Ok(json!({}))
+            }
+        });
+    }
+    for _ in 0..200 {
+        let r = w
+            .yard
+            .quota()
+            .run(P, "dev", "split", json!({}), RunOptions::default())
+            .await;
+        let t = match &r {
+            Ok(r) => r.trace.adaptive.clone(),
+            Err(e) => e.trace.as_ref().and_then(|t| t.adaptive.clone()),
+        }
+        .expect("explained");
+        let out = t.scores.iter().filter(|s| s.demoted).count();
+        assert!(out <= 1, "both ejected: {t:?}");
+    }
 }

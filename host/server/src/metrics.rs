@@ -27,7 +27,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "switchyard_adaptive_choices_total",
         "counter",
-        "Quota runs with adaptive routing, by mode and choice: `adaptive` (routed by the strategy), `agreed` (the strategy chose as the weights did), `disagreed` (shadow: it would have chosen otherwise), `configured` (a live run that explored or fell outside the rollout).",
+        "Quota and fallback runs with adaptive routing, by mode and choice: `adaptive` (routed by the strategy), `agreed` (the strategy chose as the weights did), `disagreed` (shadow: it would have chosen otherwise), `configured` (a live run that explored or fell outside the rollout).",
     ),
     (
         "switchyard_auth_failures_total",

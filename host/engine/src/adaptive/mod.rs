@@ -1,21 +1,31 @@
-//! Adaptive routing for quotas: the configured weights become priors and
-//! traffic moves toward the providers that have been succeeding, read from
-//! their scorecards, with a bounded exploration share so a provider that
-//! recovers is found again.
+//! Adaptive routing: quotas and fallbacks that route by outcomes as well
+//! as by what was configured, read from the options' scorecards.
 //!
-//! The `success-rate` strategy: over the last `window_ms`, a provider with
-//! at least `min_samples` outcomes it caused has a success rate `r`; the
-//! best such rate is `best`. Its weight becomes
-//! `weight × exp(−max(0, best − r − tolerance) / spread)` with a tolerance
-//! of [`TOLERANCE`] (differences smaller than that are noise: two healthy
-//! providers keep their configured split exactly) and a spread of
-//! [`SPREAD`] (a provider 10 points below the best keeps about e^−1.6 ≈ 20 %
-//! of its weight, 40 points below almost none). A provider with fewer
-//! samples keeps its weight. `explore_percent` of runs pick by the
-//! configured weights instead, so every eligible provider keeps being
-//! tried. Eligibility (drained, forced, breakers, health, admission) and
-//! the idempotency model are decided before and always win.
+//! Three strategies, each a file here and each explained with its math in
+//! docs/engine.md ("Adaptive routing"):
+//! - `success-rate` (`success.rs`): the configured weights become priors
+//!   and traffic moves toward the providers that have been succeeding;
+//! - `latency` (`latency.rs`): the fastest among those within the
+//!   success-rate tolerance, least busy first;
+//! - `elimination` (`elimination.rs`): a provider whose recent score falls
+//!   below a threshold is ejected for a time that doubles with repeated
+//!   ejections, never more than a share of the providers, never the last.
+//!
+//! `choose.rs` turns a strategy's judgement into a pick and a failover
+//! order. Eligibility (drained, forced, breakers, health, admission) and
+//! the idempotency model are decided before and always win; every run
+//! that asks explores (the configured choice) with `explore_percent`.
 
+mod choose;
+mod elimination;
+mod latency;
+mod success;
+
+pub(crate) use choose::{demoted_order, order, pick};
+pub(crate) use elimination::Ejector;
+
+use crate::error::DefineError;
+use crate::scorecard::View;
 use serde::{Deserialize, Serialize};
 
 /// Rate differences at most this big are treated as equal.
@@ -29,6 +39,23 @@ pub const SPREAD: f64 = 0.05;
 pub enum Strategy {
     /// Traffic toward the providers that succeed (weights as priors).
     SuccessRate,
+    /// The fastest among those that succeed about as well as the best;
+    /// the least busy among equally fast ones.
+    Latency,
+    /// A provider whose recent score falls below a threshold is ejected
+    /// for a while (demoted to last).
+    Elimination,
+}
+
+impl Strategy {
+    /// Its name in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::SuccessRate => "success-rate",
+            Strategy::Latency => "latency",
+            Strategy::Elimination => "elimination",
+        }
+    }
 }
 
 /// Whether the adaptive choice is used.
@@ -58,41 +85,129 @@ fn default_rollout() -> u32 {
     100
 }
 
-/// `adaptive = { … }` on a quota.
+/// `adaptive = { … }` on a quota or a fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveConfig {
-    /// `success-rate`.
+    /// `success-rate`, `latency` or `elimination`.
     pub strategy: Strategy,
     /// `live` (default) or `shadow`.
     #[serde(default)]
     pub mode: Mode,
-    /// Share of runs (0 to 50 %) that pick by the configured weights, so
-    /// a provider the strategy avoids is still tried. Default 5.
+    /// Share of runs (0 to 50 %) that route as configured, so a provider
+    /// the strategy avoids is still tried. Default 5.
     #[serde(default = "default_explore")]
     pub explore_percent: u32,
     /// How far back outcomes count, ms (10 000 to 300 000). Default 60 000.
     #[serde(default = "default_window")]
     pub window_ms: u64,
-    /// Outcomes a provider needs in the window before its rate counts (1
-    /// to 10 000). Default 20.
+    /// Outcomes a provider needs in the window before its rate or latency
+    /// counts (1 to 10 000; for `elimination` 1 to 128: its score is the
+    /// share of its last `min_samples` outcomes that served). Default 20.
     #[serde(default = "default_min_samples")]
     pub min_samples: u64,
     /// Share of runs (0 to 100 %) the adaptive choice applies to; the rest
     /// route as configured. Default 100.
     #[serde(default = "default_rollout")]
     pub rollout_percent: u32,
+    /// `latency`: providers whose p95 is within this many percent of the
+    /// fastest count as equally fast (0 to 500). Default 20 (the
+    /// histogram's resolution is about 19 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_tolerance_percent: Option<u32>,
+    /// `elimination`: a provider is ejected when fewer than this share of
+    /// its last `min_samples` outcomes served (1 to 99 %). Default 80.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_percent: Option<u32>,
+    /// `elimination`: the first ejection's length, ms (1 000 to
+    /// 3 600 000); each ejection in a row doubles it. Default 30 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ejection_ms: Option<u64>,
+    /// `elimination`: the longest ejection, ms (`ejection_ms` to
+    /// 3 600 000); a provider that stayed in this long after its last
+    /// ejection starts over at `ejection_ms`. Default 300 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection_ms: Option<u64>,
+    /// `elimination`: at most this share of the eligible providers are
+    /// ejected at once (1 to 100 %; never the last one). Default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejected_percent: Option<u32>,
 }
 
 impl AdaptiveConfig {
+    /// `strategy` in live mode with every other setting at its default.
+    pub fn new(strategy: Strategy) -> Self {
+        Self {
+            strategy,
+            mode: Mode::Live,
+            explore_percent: default_explore(),
+            window_ms: default_window(),
+            min_samples: default_min_samples(),
+            rollout_percent: default_rollout(),
+            latency_tolerance_percent: None,
+            threshold_percent: None,
+            ejection_ms: None,
+            max_ejection_ms: None,
+            max_ejected_percent: None,
+        }
+    }
+
+    /// `latency_tolerance_percent` or its default.
+    pub fn latency_tolerance(&self) -> f64 {
+        f64::from(self.latency_tolerance_percent.unwrap_or(20)) / 100.0
+    }
+    /// `threshold_percent` or its default, as a share.
+    pub fn threshold(&self) -> f64 {
+        f64::from(self.threshold_percent.unwrap_or(80)) / 100.0
+    }
+    /// `ejection_ms` or its default.
+    pub fn ejection(&self) -> u64 {
+        self.ejection_ms.unwrap_or(30_000)
+    }
+    /// `max_ejection_ms` or its default (never below `ejection_ms`).
+    pub fn max_ejection(&self) -> u64 {
+        self.max_ejection_ms.unwrap_or(300_000).max(self.ejection())
+    }
+    /// `max_ejected_percent` or its default.
+    pub fn max_ejected(&self) -> u32 {
+        self.max_ejected_percent.unwrap_or(50)
+    }
+
     /// Check the numbers; the error names the field and its range.
-    pub fn validate(&self, at: &str) -> Result<(), crate::error::DefineError> {
+    pub fn validate(&self, at: &str) -> Result<(), DefineError> {
         let bad = |field: &str, v: String, range: &str| {
-            Err(crate::error::DefineError::new(
+            Err(DefineError::new(
                 format!("{at}.{field}"),
                 format!("is {v}; it must be between {range}"),
             ))
         };
+        let only = |field: &str, set: bool, strategy: Strategy| {
+            if set && self.strategy != strategy {
+                Err(DefineError::new(
+                    format!("{at}.{field}"),
+                    format!(
+                        "applies only to strategy = \"{}\" (this one is \"{}\"); remove it",
+                        strategy.as_str(),
+                        self.strategy.as_str()
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        only(
+            "latency_tolerance_percent",
+            self.latency_tolerance_percent.is_some(),
+            Strategy::Latency,
+        )?;
+        for (field, set) in [
+            ("threshold_percent", self.threshold_percent.is_some()),
+            ("ejection_ms", self.ejection_ms.is_some()),
+            ("max_ejection_ms", self.max_ejection_ms.is_some()),
+            ("max_ejected_percent", self.max_ejected_percent.is_some()),
+        ] {
+            only(field, set, Strategy::Elimination)?;
+        }
         if self.explore_percent > 50 {
             return bad(
                 "explore_percent",
@@ -103,8 +218,17 @@ impl AdaptiveConfig {
         if !(10_000..=crate::scorecard::WINDOW_MS).contains(&self.window_ms) {
             return bad("window_ms", self.window_ms.to_string(), "10000 and 300000");
         }
-        if !(1..=10_000).contains(&self.min_samples) {
-            return bad("min_samples", self.min_samples.to_string(), "1 and 10000");
+        let most = if self.strategy == Strategy::Elimination {
+            128
+        } else {
+            10_000
+        };
+        if !(1..=most).contains(&self.min_samples) {
+            return bad(
+                "min_samples",
+                self.min_samples.to_string(),
+                &format!("1 and {most} for strategy \"{}\"", self.strategy.as_str()),
+            );
         }
         if self.rollout_percent > 100 {
             return bad(
@@ -112,6 +236,35 @@ impl AdaptiveConfig {
                 self.rollout_percent.to_string(),
                 "0 and 100",
             );
+        }
+        if let Some(v) = self.latency_tolerance_percent
+            && v > 500
+        {
+            return bad("latency_tolerance_percent", v.to_string(), "0 and 500");
+        }
+        if let Some(v) = self.threshold_percent
+            && !(1..=99).contains(&v)
+        {
+            return bad("threshold_percent", v.to_string(), "1 and 99");
+        }
+        if let Some(v) = self.ejection_ms
+            && !(1_000..=3_600_000).contains(&v)
+        {
+            return bad("ejection_ms", v.to_string(), "1000 and 3600000");
+        }
+        if let Some(v) = self.max_ejection_ms
+            && !(self.ejection()..=3_600_000).contains(&v)
+        {
+            return bad(
+                "max_ejection_ms",
+                v.to_string(),
+                &format!("ejection_ms ({}) and 3600000", self.ejection()),
+            );
+        }
+        if let Some(v) = self.max_ejected_percent
+            && !(1..=100).contains(&v)
+        {
+            return bad("max_ejected_percent", v.to_string(), "1 and 100");
         }
         Ok(())
     }
@@ -127,10 +280,30 @@ pub struct Score {
     pub success_rate: Option<f64>,
     /// Its outcomes in the window.
     pub samples: u64,
-    /// Its configured weight.
+    /// Its configured weight (quotas; 0 in a fallback).
     pub weight: u32,
-    /// The weight the strategy gave it (0 when not eligible).
+    /// The weight the strategy gave it (0 when not eligible or not
+    /// chosen by the strategy).
     pub adaptive_weight: f64,
+    /// `latency`: its p95 latency, ms, when it had enough samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    /// Its attempts in flight when the choice was made.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// `elimination`: the share of its last `min_samples` outcomes that
+    /// served, when it has that many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// `elimination`: how much longer it is ejected, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ejected_for_ms: Option<u64>,
+    /// Moved behind the others by the strategy (tried only after them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demoted: bool,
+    /// Why the strategy treated it so, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 /// The adaptive choice of one run, as the trace shows it.
@@ -140,195 +313,70 @@ pub struct AdaptiveTrace {
     pub strategy: Strategy,
     /// `live` or `shadow`.
     pub mode: Mode,
-    /// Whether this run picked by the configured weights to explore.
+    /// Whether this run routed as configured to explore.
     pub explored: bool,
     /// Whether this run fell outside `rollout_percent` (configured choice).
     pub outside_rollout: bool,
     /// The provider the strategy chose.
     pub chosen: String,
-    /// The provider the configured weights chose, when both were made
-    /// (shadow mode, or a live run that explored is the same).
+    /// The provider the configured weights (or order) chose, when both
+    /// were made (shadow mode, exploring, outside the rollout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub configured: Option<String>,
     /// Every option's score.
     pub scores: Vec<Score>,
 }
 
-/// One option as the strategy sees it.
+/// One option as the strategies see it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Seen {
+    /// Configured weight (1 for a fallback's options).
     pub weight: u32,
+    /// Not drained, forced, open, unhealthy or refused by admission.
     pub eligible: bool,
-    /// (successes, samples) in the window.
-    pub outcomes: (u64, u64),
-    /// (successes, samples) in the scorecard's whole window (5 min): the
-    /// memory of a provider the strategy avoids, whose window holds only
-    /// a few exploring tries.
-    pub longer: (u64, u64),
+    /// Its scorecard.
+    pub view: View,
 }
 
-/// The rate and its standard error, when there are enough samples.
-fn rate(min_samples: u64, (ok, n): (u64, u64)) -> Option<(f64, f64)> {
-    (n >= min_samples && n > 0).then(|| {
-        let r = ok as f64 / n as f64;
-        // Never a zero error: a run of all successes or all failures is
-        // still a sample.
-        let p = (ok as f64 + 1.0) / (n as f64 + 2.0);
-        (r, (p * (1.0 - p) / n as f64).sqrt())
-    })
+/// What a strategy made of the options.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Judgement {
+    /// The weight each option is picked by (0: not eligible, or not one
+    /// the strategy chooses first).
+    pub weights: Vec<f64>,
+    /// Options moved behind the others.
+    pub demoted: Vec<bool>,
+    /// Among options with no weight, the order to try them in (lower
+    /// first).
+    pub rank: Vec<f64>,
+    /// Per option: what the strategy read.
+    pub scores: Vec<Measured>,
 }
 
-/// The weights the strategy gives `options` (0 for one not eligible).
-pub(crate) fn weights(cfg: &AdaptiveConfig, options: &[Seen]) -> Vec<f64> {
-    let judged = |s: &Seen| rate(cfg.min_samples, s.outcomes);
-    let best_recent = options
-        .iter()
-        .filter(|s| s.eligible)
-        .filter_map(judged)
-        .map(|(r, _)| r)
-        .fold(None::<f64>, |b, r| Some(b.map_or(r, |b| b.max(r))));
-    // With too few samples in the window: if every recent try served (or
-    // the few tries do as well as the best), the provider is judged afresh
-    // (its prior weight); otherwise its longer memory judges it.
-    let rate = |s: &Seen| {
-        judged(s).or_else(|| {
-            let (ok, n) = s.outcomes;
-            let fine = n > 0
-                && best_recent.is_none_or(|b| {
-                    // Within two standard errors of the best: a failure or
-                    // two among a few tries is no evidence of sickness.
-                    let p = (ok as f64 + 1.0) / (n as f64 + 2.0);
-                    let se = (p * (1.0 - p) / n as f64).sqrt();
-                    ok as f64 / n as f64 + 2.0 * se >= b - TOLERANCE
-                });
-            if fine {
-                None
-            } else {
-                rate(cfg.min_samples, s.longer)
-            }
-        })
-    };
-    let best =
-        options
-            .iter()
-            .filter(|s| s.eligible)
-            .filter_map(rate)
-            .fold(None::<(f64, f64)>, |b, r| match b {
-                Some(b) if b.0 >= r.0 => Some(b),
-                _ => Some(r),
-            });
-    options
-        .iter()
-        .map(|s| {
-            if !s.eligible {
-                return 0.0;
-            }
-            let w = f64::from(s.weight);
-            match (rate(s), best) {
-                (Some((r, se)), Some((best, best_se))) => {
-                    // A gap within two standard errors of the difference
-                    // (or the tolerance) is noise.
-                    let noise = 2.0 * (se * se + best_se * best_se).sqrt();
-                    let gap = (best - r - TOLERANCE.max(noise)).max(0.0);
-                    w * (-gap / SPREAD).exp()
-                }
-                _ => w,
-            }
-        })
-        .collect()
+/// What a strategy read of one option, for the trace.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Measured {
+    pub success_rate: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub score: Option<f64>,
+    pub ejected_until_ms: Option<u64>,
+    pub note: String,
 }
 
-/// Pick by `weights` with a uniform draw `u` in [0, 1); `None` when every
-/// weight is 0.
-pub(crate) fn pick(weights: &[f64], u: f64) -> Option<usize> {
-    let total: f64 = weights.iter().sum();
-    if total <= 0.0 {
-        return None;
+/// Judge `options` by `cfg`'s strategy at `now_ms`; `eject` ejects an
+/// option (elimination) and says until when.
+pub(crate) fn judge(
+    cfg: &AdaptiveConfig,
+    options: &[Seen],
+    now_ms: u64,
+    eject: &mut dyn Ejector,
+) -> Judgement {
+    match cfg.strategy {
+        Strategy::SuccessRate => success::judge(cfg, options),
+        Strategy::Latency => latency::judge(cfg, options),
+        Strategy::Elimination => elimination::judge(cfg, options, now_ms, eject),
     }
-    let mut at = u.clamp(0.0, 1.0) * total;
-    for (i, w) in weights.iter().enumerate() {
-        if *w > 0.0 {
-            if at < *w {
-                return Some(i);
-            }
-            at -= w;
-        }
-    }
-    weights.iter().rposition(|w| *w > 0.0)
-}
-
-/// The failover order after `first`: the other options with weight, by
-/// weight, heaviest first (ties by position).
-pub(crate) fn order(weights: &[f64], first: usize) -> Vec<usize> {
-    let mut rest: Vec<usize> = (0..weights.len())
-        .filter(|&i| i != first && weights[i] > 0.0)
-        .collect();
-    rest.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
-    let mut out = vec![first];
-    out.extend(rest);
-    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
-
-    fn cfg() -> AdaptiveConfig {
-        AdaptiveConfig {
-            strategy: Strategy::SuccessRate,
-            mode: Mode::Live,
-            explore_percent: 5,
-            window_ms: 60_000,
-            min_samples: 20,
-            rollout_percent: 100,
-        }
-    }
-
-    fn seen(weight: u32, ok: u64, n: u64) -> Seen {
-        Seen {
-            weight,
-            eligible: true,
-            outcomes: (ok, n),
-            longer: (ok, n),
-        }
-    }
-
-    #[test]
-    fn healthy_providers_keep_the_configured_split() {
-        let w = weights(&cfg(), &[seen(70, 990, 1000), seen(30, 985, 1000)]);
-        assert_eq!(w, vec![70.0, 30.0]);
-    }
-
-    #[test]
-    fn a_degraded_provider_loses_its_share_and_few_samples_keep_the_prior() {
-        let w = weights(&cfg(), &[seen(70, 60, 100), seen(30, 96, 100)]);
-        let share = w[0] / (w[0] + w[1]);
-        assert!(share < 0.03, "{share}");
-        let w = weights(&cfg(), &[seen(70, 5, 10), seen(30, 96, 100)]);
-        assert_eq!(w[0], 70.0, "10 samples are not enough to judge");
-    }
-
-    proptest! {
-        /// Never a provider that is not eligible; never nothing while one
-        /// is eligible; the order holds every eligible option once.
-        #[test]
-        fn never_an_ineligible_provider(
-            opts in proptest::collection::vec((1u32..100, 0u64..200, 0u64..200, any::<bool>()), 1..6),
-            u in 0.0f64..1.0,
-        ) {
-            let seen: Vec<Seen> = opts.iter().map(|&(w, ok, extra, e)| Seen { weight: w, eligible: e, outcomes: (ok, ok + extra), longer: (ok, ok + extra) }).collect();
-            let ws = weights(&cfg(), &seen);
-            match pick(&ws, u) {
-                None => prop_assert!(seen.iter().all(|s| !s.eligible)),
-                Some(i) => {
-                    prop_assert!(seen[i].eligible);
-                    let o = order(&ws, i);
-                    let eligible = seen.iter().filter(|s| s.eligible).count();
-                    prop_assert_eq!(o.len(), eligible);
-                    prop_assert!(o.iter().all(|&j| seen[j].eligible));
-                }
-            }
-        }
-    }
-}
+mod tests;

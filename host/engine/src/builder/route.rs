@@ -118,15 +118,9 @@ impl<'a> RouteBuilder<'a> {
         self
     }
 
-    /// Route a quota by outcomes as well as weights (docs/engine.md,
+    /// Route by outcomes as well as weights or order (docs/engine.md,
     /// "Adaptive routing").
     pub fn adaptive(mut self, config: crate::adaptive::AdaptiveConfig) -> Self {
-        if self.kind != Kind::Quota && self.error.is_none() {
-            self.error = Some(DefineError::new(
-                format!("{}.adaptive", self.meta.tag),
-                "adaptive routing applies to quotas; a fallback tries its options in order",
-            ));
-        }
         self.adaptive = Some(config);
         self
     }
@@ -260,6 +254,7 @@ impl<'a> RouteBuilder<'a> {
                 spillover: self.spillover,
                 deadline_ms: self.deadline_ms,
                 breaker: self.breaker,
+                adaptive: self.adaptive,
             }),
         })
     }

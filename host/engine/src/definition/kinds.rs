@@ -142,6 +142,10 @@ pub struct FallbackDef {
     /// own `breaker` wins field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerSettings>,
+    /// Demote options by outcomes (docs/engine.md, "Adaptive routing").
+    /// Default off: the configured order alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 /// What a feature step runs.

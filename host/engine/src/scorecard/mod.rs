@@ -74,15 +74,71 @@ fn class_slot(c: ErrorClass) -> usize {
 /// One option's record.
 #[derive(Debug)]
 pub(crate) struct Scorecard {
-    slots: Mutex<Vec<Slot>>,
+    slots: Mutex<Card>,
     in_flight: AtomicU64,
     used_ms: AtomicU64,
+}
+
+/// What one lock guards: the window's slots and the elimination record.
+#[derive(Debug)]
+struct Card {
+    slots: Vec<Slot>,
+    recent: Recent,
+}
+
+impl std::ops::Deref for Card {
+    type Target = Vec<Slot>;
+    fn deref(&self) -> &Vec<Slot> {
+        &self.slots
+    }
+}
+
+impl std::ops::DerefMut for Card {
+    fn deref_mut(&mut self) -> &mut Vec<Slot> {
+        &mut self.slots
+    }
+}
+
+/// The last outcomes the provider caused, newest in bit 0, and its
+/// ejections (the `elimination` strategy's record).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Recent {
+    /// 1: served, 0: failed; newest in bit 0.
+    pub bits: u128,
+    /// How many of `bits` hold outcomes (at most 128).
+    pub len: u32,
+    /// When the newest was recorded, ms.
+    pub last_ms: u64,
+    /// Ejected until then, ms (0: never ejected).
+    pub ejected_until_ms: u64,
+    /// Ejections in a row (each one longer).
+    pub ejections: u32,
+}
+
+impl Recent {
+    /// (successes, outcomes) among the last `n`, when it has `n` that are
+    /// newer than `window_ms`.
+    pub(crate) fn last(&self, n: u32, now_ms: u64, window_ms: u64) -> Option<(u32, u32)> {
+        let n = n.min(128);
+        if n == 0 || self.len < n || now_ms.saturating_sub(self.last_ms) > window_ms {
+            return None;
+        }
+        let mask = if n == 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        };
+        Some(((self.bits & mask).count_ones(), n))
+    }
 }
 
 impl Scorecard {
     fn new() -> Self {
         Self {
-            slots: Mutex::new(vec![Slot::default(); SLOTS]),
+            slots: Mutex::new(Card {
+                slots: vec![Slot::default(); SLOTS],
+                recent: Recent::default(),
+            }),
             in_flight: AtomicU64::new(0),
             used_ms: AtomicU64::new(0),
         }
@@ -100,6 +156,16 @@ impl Scorecard {
             };
         }
         match mark {
+            Mark::Ok | Mark::Failed(_) => {
+                let r = &mut slots.recent;
+                r.bits = (r.bits << 1) | u128::from(mark == Mark::Ok);
+                r.len = (r.len + 1).min(128);
+                r.last_ms = r.last_ms.max(now_ms);
+            }
+            Mark::Caller(_) => {}
+        }
+        let slot = &mut slots[(index % SLOTS as u64) as usize];
+        match mark {
             Mark::Ok => slot.ok = slot.ok.saturating_add(1),
             Mark::Failed(c) => {
                 slot.failed = slot.failed.saturating_add(1);
@@ -113,16 +179,44 @@ impl Scorecard {
             .record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
 
-    /// (successes, samples) over the last `window_ms` (whole slots).
-    fn outcomes(&self, now_ms: u64, window_ms: u64) -> (u64, u64) {
+    /// What the adaptive strategies read, in one lock: outcomes over the
+    /// last `window_ms` and over the whole window, with the latency of
+    /// each when `latency` is asked for.
+    fn view(&self, now_ms: u64, window_ms: u64, latency: bool) -> View {
         let newest = now_ms / BUCKET_MS + 1;
         let slots_back = window_ms.div_ceil(BUCKET_MS).clamp(1, SLOTS as u64);
         let oldest = newest.saturating_sub(slots_back - 1);
-        let slots = self.slots.locked();
-        slots
+        let oldest_all = newest.saturating_sub(SLOTS as u64 - 1);
+        let card = self.slots.locked();
+        let mut v = View {
+            recent: card.recent,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            ..View::default()
+        };
+        let (mut recent_h, mut longer_h) = (Histogram::default(), Histogram::default());
+        for s in card
             .iter()
-            .filter(|s| s.index >= oldest && s.index <= newest)
-            .fold((0, 0), |(ok, n), s| (ok + s.ok, n + s.ok + s.failed))
+            .filter(|s| s.index >= oldest_all && s.index <= newest)
+        {
+            v.longer.0 += s.ok;
+            v.longer.1 += s.ok + s.failed;
+            if latency {
+                longer_h.merge(&s.latency);
+            }
+            if s.index >= oldest {
+                v.outcomes.0 += s.ok;
+                v.outcomes.1 += s.ok + s.failed;
+                if latency {
+                    recent_h.merge(&s.latency);
+                }
+            }
+        }
+        drop(card);
+        if latency {
+            v.p95_ms = (recent_h.total(), recent_h.quantile_ms(0.95));
+            v.longer_p95_ms = (longer_h.total(), longer_h.quantile_ms(0.95));
+        }
+        v
     }
 
     fn snapshot(&self, now_ms: u64) -> ScorecardSnapshot {
@@ -197,6 +291,23 @@ pub struct ScorecardSnapshot {
     /// Outcomes other than success in the window, by error class.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub classes: BTreeMap<String, u64>,
+}
+
+/// One scorecard as the adaptive strategies read it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct View {
+    /// (successes, samples) over the strategy's window.
+    pub outcomes: (u64, u64),
+    /// (successes, samples) over the whole window ([`WINDOW_MS`]).
+    pub longer: (u64, u64),
+    /// (timed attempts, p95 ms) over the strategy's window (asked only).
+    pub p95_ms: (u64, Option<f64>),
+    /// (timed attempts, p95 ms) over the whole window (asked only).
+    pub longer_p95_ms: (u64, Option<f64>),
+    /// Attempts running now.
+    pub in_flight: u64,
+    /// The last outcomes and the ejections.
+    pub recent: Recent,
 }
 
 /// Every option's scorecard, bounded.
@@ -303,19 +414,53 @@ impl Scorecards {
         Some(card.snapshot(self.ms(now)))
     }
 
-    /// `key`'s (successes, samples) over the last `window_ms` and over
-    /// the whole window.
-    pub(crate) fn outcomes(
+    /// End `key`'s ejection now (its outcomes while ejected were good); its
+    /// ejections in a row are kept, so a relapse is ejected for longer.
+    pub(crate) fn restore(&self, key: &str, now: Instant) {
+        let ms = self.ms(now);
+        if let Some(card) = self.cards.locked().get(key).cloned() {
+            let mut c = card.slots.locked();
+            c.recent.ejected_until_ms = c.recent.ejected_until_ms.min(ms);
+        }
+    }
+
+    /// `key`'s scorecard as the strategies read it (all zero without one),
+    /// with the time it was read at, ms.
+    pub(crate) fn view(&self, key: &str, now: Instant, window_ms: u64, latency: bool) -> View {
+        let Some(card) = self.cards.locked().get(key).cloned() else {
+            return View::default();
+        };
+        card.view(self.ms(now), window_ms, latency)
+    }
+
+    /// The scorecards' clock: ms since they began.
+    pub(crate) fn now_ms(&self, now: Instant) -> u64 {
+        self.ms(now)
+    }
+
+    /// Eject `key` from now for `for_ms(ejections so far)`, and forget
+    /// its last outcomes (it is judged afresh when it returns). Returns
+    /// when it returns, ms. `reset_after_ms`: ejections in a row start
+    /// over when the last one ended that long ago.
+    pub(crate) fn eject(
         &self,
         key: &str,
         now: Instant,
-        window_ms: u64,
-    ) -> ((u64, u64), (u64, u64)) {
-        let Some(card) = self.cards.locked().get(key).cloned() else {
-            return ((0, 0), (0, 0));
-        };
+        reset_after_ms: u64,
+        for_ms: impl Fn(u32) -> u64,
+    ) -> u64 {
         let ms = self.ms(now);
-        (card.outcomes(ms, window_ms), card.outcomes(ms, WINDOW_MS))
+        let card = self.card(key, ms);
+        let mut c = card.slots.locked();
+        let r = &mut c.recent;
+        if r.ejected_until_ms > 0 && ms.saturating_sub(r.ejected_until_ms) > reset_after_ms {
+            r.ejections = 0;
+        }
+        r.ejected_until_ms = ms.saturating_add(for_ms(r.ejections));
+        r.ejections = r.ejections.saturating_add(1);
+        r.bits = 0;
+        r.len = 0;
+        r.ejected_until_ms
     }
 
     /// How many are kept.

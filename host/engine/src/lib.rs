@@ -102,7 +102,10 @@ pub use retry::{Jitter, RetryPolicy};
 pub use run::{ErrorCode, Reconcile, RunError, RunOptions, RunResult};
 pub use scheduler::HealthcheckTask;
 pub use schema::{FieldSchema, FieldType, InputError, InputSchema};
-pub use scorecard::{BUCKET_MS, MAX_SCORECARDS, ScorecardSnapshot, WINDOW_MS};
+pub use scorecard::{
+    BUCKET_MS, LatencyHistogram, MAX_SCORECARDS, MinuteStats, ScorecardMinutes, ScorecardSnapshot,
+    WINDOW_MS,
+};
 pub use switchyard::{Change, Switchyard, SwitchyardBuilder};
 #[cfg(feature = "testing")]
 pub use testing::FakeAdapter;

@@ -74,6 +74,9 @@ pub struct ProviderState {
     /// sliding window; absent before its first attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scorecard: Option<ScorecardSnapshot>,
+    /// The key of its scorecard and of its history (its default breaker
+    /// key: `product/env/app/action`, or `product/env/feature:tag`).
+    pub scorecard_key: String,
     /// An operator took it out of routing ([`Switchyard::drain`]).
     pub drained: bool,
     /// Its app's admission in this env: attempts in flight and queued,
@@ -231,6 +234,15 @@ impl Switchyard {
         v
     }
 
+    /// Every scorecard's whole minutes after engine minute `after` (all
+    /// the 5-minute window holds when `None`), and with `current` the
+    /// minute in progress: what a server keeps as history.
+    pub fn scorecard_minutes(&self, after: Option<u64>, current: bool) -> crate::ScorecardMinutes {
+        self.inner
+            .scorecards
+            .minutes(after, current, self.inner.clock.now())
+    }
+
     /// The state of every provider of a quota or fallback in `env`.
     pub fn provider_states(
         &self,
@@ -327,6 +339,7 @@ impl Switchyard {
                     breaker_settings: o.breaker.as_ref().map_or(*engine, |s| s.over(engine)),
                     counts: counts.get(&key).cloned().unwrap_or_default(),
                     scorecard: self.inner.scorecards.snapshot(&key, now),
+                    scorecard_key: key.clone(),
                     drained: drained.contains(&o.provider),
                     admission,
                 }

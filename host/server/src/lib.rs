@@ -37,6 +37,7 @@ mod config;
 mod deployment;
 mod events;
 pub mod fixtures;
+mod history;
 mod metrics;
 mod ops;
 mod records;

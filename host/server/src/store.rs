@@ -10,7 +10,7 @@ use switchyard_engine::{AdmissionConfig, Definition, HealthKey, Kind, ProbeOutco
 use thiserror::Error;
 
 /// Schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// A store operation that failed.
 #[derive(Debug, Error)]
@@ -167,6 +167,19 @@ impl Store {
                  body TEXT NOT NULL,
                  last_used_unix_ms INTEGER
              );
+             CREATE TABLE IF NOT EXISTS provider_history (
+                 key TEXT NOT NULL,
+                 product TEXT NOT NULL,
+                 env TEXT NOT NULL,
+                 at_unix_ms INTEGER NOT NULL,
+                 ok INTEGER NOT NULL,
+                 failed INTEGER NOT NULL,
+                 rejected INTEGER NOT NULL,
+                 latency TEXT NOT NULL,
+                 PRIMARY KEY (key, at_unix_ms)
+             );
+             CREATE INDEX IF NOT EXISTS provider_history_at
+                 ON provider_history (at_unix_ms);
              COMMIT;",
         )
         .map_err(open_err)?;
@@ -188,6 +201,90 @@ impl Store {
             path,
             conn: Mutex::new(conn),
         })
+    }
+
+    /// Keep minutes of providers' history (a minute already kept for a
+    /// key is replaced).
+    pub fn put_history(&self, rows: &[crate::history::Minute]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO provider_history
+                 (key, product, env, at_unix_ms, ok, failed, rejected, latency)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for r in rows {
+                let latency =
+                    serde_json::to_string(&r.latency.to_sparse()).expect("pairs serialize");
+                st.execute(params![
+                    r.key,
+                    r.product,
+                    r.env,
+                    i64::try_from(r.at_unix_ms).unwrap_or(i64::MAX),
+                    i64::try_from(r.ok).unwrap_or(i64::MAX),
+                    i64::try_from(r.failed).unwrap_or(i64::MAX),
+                    i64::try_from(r.rejected).unwrap_or(i64::MAX),
+                    latency
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `key`'s minutes from `from` (inclusive) to `to` (exclusive), Unix
+    /// ms, oldest first.
+    pub fn history(
+        &self,
+        key: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<crate::history::Minute>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT product, env, at_unix_ms, ok, failed, rejected, latency
+             FROM provider_history WHERE key = ?1 AND at_unix_ms >= ?2 AND at_unix_ms < ?3
+             ORDER BY at_unix_ms",
+        )?;
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![key, clamp(from), clamp(to)], |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+            let latency: String = r.get(6)?;
+            let pairs: Vec<(u16, u32)> = serde_json::from_str(&latency).unwrap_or_default();
+            Ok(crate::history::Minute {
+                key: key.to_string(),
+                product: r.get(0)?,
+                env: r.get(1)?,
+                at_unix_ms: n(2)?,
+                ok: n(3)?,
+                failed: n(4)?,
+                rejected: n(5)?,
+                latency: switchyard_engine::LatencyHistogram::from_sparse(&pairs),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forget history older than `before` (Unix ms), and the oldest past
+    /// `max_rows`; how many rows went.
+    pub fn prune_history(&self, before: u64, max_rows: u64) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let mut gone = conn.execute(
+            "DELETE FROM provider_history WHERE at_unix_ms < ?1",
+            params![i64::try_from(before).unwrap_or(i64::MAX)],
+        )?;
+        let kept: i64 =
+            conn.query_row("SELECT COUNT(*) FROM provider_history", [], |r| r.get(0))?;
+        let over = kept - i64::try_from(max_rows).unwrap_or(i64::MAX);
+        if over > 0 {
+            gone += conn.execute(
+                "DELETE FROM provider_history WHERE rowid IN
+                 (SELECT rowid FROM provider_history ORDER BY at_unix_ms LIMIT ?1)",
+                params![over],
+            )?;
+        }
+        Ok(gone)
     }
 
     /// The database file.

@@ -39,6 +39,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     ("POST", "/v1/{product}/{env}/{kinds}/{tag}/run", "run"),
     ("GET", "/v1/{product}/{env}/{kinds}/{tag}/providers", "read"),
+    (
+        "GET",
+        "/v1/{product}/{env}/{kinds}/{tag}/providers/{provider}/history",
+        "read",
+    ),
     ("GET", "/v1/{product}/{env}/healthchecks/{tag}", "read"),
     (
         "POST",

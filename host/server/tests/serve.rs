@@ -717,7 +717,7 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     ops.sort_by_key(|o| o.0);
-    assert_eq!(ops.len(), 29, "every route is documented");
+    assert_eq!(ops.len(), 30, "every route is documented");
     for (_, method, path, op) in ops {
         if op["responses"]["200"]["content"]["text/event-stream"].is_object() {
             // A stream never ends: read its first event only.
@@ -1821,4 +1821,160 @@ providers = [
         "switchyard_adaptive_choices_total{product=\"notify\",env=\"dev\",tag=\"smart\",mode=\"live\",choice=\"adaptive\"}",
     );
     assert!(adaptive > 300.0, "{adaptive}");
+}
+
+/// A provider's history: the route answers by step with the newest
+/// minutes live, provider state carries its last hour, bad parameters are
+/// refused naming them, and the minutes survive a restart (a graceful
+/// stop keeps the minute in progress).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_history_is_served_by_step_and_survives_a_restart() {
+    let s = Setup::new().await;
+    let config = s.config();
+    let server = Server::start(&config);
+    s.primary.set_failure_rate(0.25);
+    for i in 0..40 {
+        let (st, v) = server
+            .post(
+                "/v1/notify/dev/quotas/split/run",
+                json!({"input": {"to": format!("+{i}")}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let history = "/v1/notify/dev/quotas/split/providers/primary/history";
+    let (st, v) = server.get(history).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["scorecard_key"], "notify/dev/primary/send-message");
+    assert_eq!(v["kept_days"], 7);
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 60, "an hour by minute");
+    let total = |points: &[Value]| -> (u64, u64) {
+        points.iter().fold((0, 0), |(ok, n), p| {
+            (
+                ok + p["ok"].as_u64().unwrap(),
+                n + p["samples"].as_u64().unwrap(),
+            )
+        })
+    };
+    let (ok, n) = total(points);
+    assert!(n >= 20, "the primary's attempts are there, live: {v}");
+    assert!(ok < n, "some failed");
+    let last = points
+        .iter()
+        .rev()
+        .find(|p| p["samples"].as_u64() > Some(0))
+        .unwrap();
+    assert!(last["p95_ms"].as_f64().is_some(), "{last}");
+
+    // Provider state and the fetch carry the last hour.
+    let (_, v) = server.get("/v1/notify/dev/quotas/split/providers").await;
+    assert_eq!(v["providers"][0]["last_hour"]["samples"].as_u64(), Some(n));
+    let (_, v) = server
+        .get("/v1/notify/definitions/quotas/split?env=dev")
+        .await;
+    assert!(
+        v.to_string().contains("\"last_hour\""),
+        "fetch's provider state: {v}"
+    );
+
+    // Bad parameters, named.
+    for (q, field) in [
+        ("?step=1000", "step"),
+        ("?from=10&to=5", "from"),
+        ("?from=0&to=100000000000&step=60000", "step"),
+    ] {
+        let (st, v) = server.get(&format!("{history}{q}")).await;
+        assert_eq!(st, 400, "{q}: {v}");
+        assert_eq!(v["field"], field, "{q}: {v}");
+    }
+    let (st, v) = server
+        .get("/v1/notify/dev/quotas/split/providers/nobody/history")
+        .await;
+    assert_eq!(st, 404, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("primary"), "{v}");
+
+    // A graceful stop keeps the minute in progress; after the restart the
+    // same points come from the store.
+    server.terminate();
+    let mut server = server;
+    server.child.wait().unwrap();
+    let server = Server::start(&config);
+    let (st, v) = server.get(history).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(total(v["points"].as_array().unwrap()), (ok, n), "{v}");
+}
+
+/// A fallback with `elimination` demotes its sick primary (30 % 503,
+/// below its breaker's threshold) behind the backup, explained in the
+/// trace, and says so in a shadow twin without moving its traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_with_elimination_demotes_a_sick_primary() {
+    let s = Setup::new().await;
+    let config = s.config_with(
+        r#"
+[engine.breaker]
+failure_threshold = 95.0
+
+[products.notify.fallbacks.pay]
+input = { to = { type = "string" } }
+adaptive = { strategy = "elimination", explore_percent = 0, min_samples = 10, threshold_percent = 90 }
+options = [
+  { provider = "primary", app = "primary", action = "send-message" },
+  { provider = "backup", app = "backup", action = "send-message" },
+]
+
+[products.notify.fallbacks.watch]
+input = { to = { type = "string" } }
+adaptive = { strategy = "elimination", mode = "shadow", min_samples = 10, threshold_percent = 90 }
+options = [
+  { provider = "primary", app = "primary", action = "send-message" },
+  { provider = "backup", app = "backup", action = "send-message" },
+]
+"#,
+    );
+    let server = Server::start(&config);
+    s.primary.set_failure_rate(0.3);
+    let mut firsts = Vec::new();
+    let mut demoted = None;
+    for i in 0..60 {
+        let (st, v) = server
+            .post(
+                "/v1/notify/dev/fallbacks/pay/run",
+                json!({"input": {"to": format!("+{i}")}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        let first = v["trace"]["attempts"][0]["provider"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if first == "backup" && demoted.is_none() {
+            demoted = Some(v["trace"]["adaptive"].clone());
+        }
+        firsts.push(first);
+    }
+    let late = firsts[30..].iter().filter(|p| *p == "primary").count();
+    assert_eq!(
+        late, 0,
+        "the ejected primary is behind the backup: {firsts:?}"
+    );
+    let t = demoted.expect("the primary was demoted");
+    assert_eq!(t["strategy"], "elimination");
+    assert_eq!(t["scores"][0]["demoted"], true, "{t}");
+    assert!(
+        t["scores"][0]["note"].as_str().unwrap().contains("ejected"),
+        "{t}"
+    );
+    // The shadow twin routes as configured and records the disagreement.
+    let (st, v) = server
+        .post(
+            "/v1/notify/dev/fallbacks/watch/run",
+            json!({"input": {"to": "+1"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["trace"]["attempts"][0]["provider"], "primary");
+    assert_eq!(v["trace"]["adaptive"]["mode"], "shadow");
+    assert_eq!(v["trace"]["adaptive"]["configured"], "primary");
 }

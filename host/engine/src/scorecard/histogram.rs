@@ -12,9 +12,10 @@ const FLOOR_US: f64 = 100.0;
 /// How many buckets.
 pub(crate) const BUCKETS: usize = PER_DOUBLING * DOUBLINGS;
 
-/// Counts of latencies per bucket.
+/// Counts of latencies per bucket: a scorecard's latency sketch, and a
+/// history row's (kept sparse: [`Histogram::to_sparse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Histogram {
+pub struct Histogram {
     counts: [u32; BUCKETS],
     total: u64,
 }
@@ -43,6 +44,28 @@ fn upper_us(i: usize) -> f64 {
 }
 
 impl Histogram {
+    /// The non-empty buckets as `(bucket, count)`, for storing.
+    pub fn to_sparse(&self) -> Vec<(u16, u32)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i as u16, *c))
+            .collect()
+    }
+
+    /// From [`Histogram::to_sparse`]'s pairs; a bucket out of range is
+    /// counted in the last one (a row from a build with more buckets).
+    pub fn from_sparse(pairs: &[(u16, u32)]) -> Self {
+        let mut h = Histogram::default();
+        for &(i, c) in pairs {
+            let i = usize::from(i).min(BUCKETS - 1);
+            h.counts[i] = h.counts[i].saturating_add(c);
+            h.total = h.total.saturating_add(u64::from(c));
+        }
+        h
+    }
+
     /// Count one latency.
     pub(crate) fn record(&mut self, us: u64) {
         let b = bucket(us);
@@ -51,7 +74,7 @@ impl Histogram {
     }
 
     /// Add `other`'s counts to these.
-    pub(crate) fn merge(&mut self, other: &Histogram) {
+    pub fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a = a.saturating_add(*b);
         }
@@ -59,13 +82,13 @@ impl Histogram {
     }
 
     /// Latencies counted.
-    pub(crate) fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         self.total
     }
 
     /// The `q` quantile (0 < q ≤ 1), ms: the upper bound of the bucket it
     /// falls in; `None` with nothing counted.
-    pub(crate) fn quantile_ms(&self, q: f64) -> Option<f64> {
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
         if self.total == 0 {
             return None;
         }
@@ -99,6 +122,7 @@ mod tests {
         assert!((95.0..=95.0 * 1.2).contains(&p95), "{p95}");
         assert!((99.0..=99.0 * 1.2).contains(&p99), "{p99}");
         assert_eq!(Histogram::default().quantile_ms(0.5), None);
+        assert_eq!(Histogram::from_sparse(&h.to_sparse()), h);
     }
 
     proptest! {

@@ -11,6 +11,8 @@
 
 mod histogram;
 
+pub use histogram::Histogram as LatencyHistogram;
+
 use crate::adapter::{AttemptError, ErrorClass, FailureKind};
 use crate::locks::Recover;
 use histogram::Histogram;
@@ -293,6 +295,36 @@ pub struct ScorecardSnapshot {
     pub classes: BTreeMap<String, u64>,
 }
 
+/// One minute of one scorecard, for history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteStats {
+    /// The scorecard's key (the option's default breaker key).
+    pub key: String,
+    /// Which minute of the engine's clock (`ms / 60 000`).
+    pub minute: u64,
+    /// Attempts that served.
+    pub ok: u64,
+    /// Attempts the provider failed.
+    pub failed: u64,
+    /// Attempts the caller's input failed (`rejected`).
+    pub rejected: u64,
+    /// Their latency.
+    pub latency: LatencyHistogram,
+}
+
+/// The minutes [`Scorecards::minutes`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorecardMinutes {
+    /// The engine's clock when read, ms: minute `m` began
+    /// `now_ms − m × 60 000` ms ago.
+    pub now_ms: u64,
+    /// The newest whole minute (`None` in the first minute).
+    pub newest: Option<u64>,
+    /// Every non-empty minute after the one asked for, per key (whole
+    /// ones, and the one in progress when asked).
+    pub minutes: Vec<MinuteStats>,
+}
+
 /// One scorecard as the adaptive strategies read it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct View {
@@ -412,6 +444,72 @@ impl Scorecards {
     pub(crate) fn snapshot(&self, key: &str, now: Instant) -> Option<ScorecardSnapshot> {
         let card = self.cards.locked().get(key).cloned()?;
         Some(card.snapshot(self.ms(now)))
+    }
+
+    /// Every scorecard's whole minutes after minute `after` (all the
+    /// window still holds when `None`), at `now`; with `current`, the
+    /// minute in progress too.
+    pub(crate) fn minutes(
+        &self,
+        after: Option<u64>,
+        current: bool,
+        now: Instant,
+    ) -> ScorecardMinutes {
+        const PER_MINUTE: u64 = 60_000 / BUCKET_MS;
+        let now_ms = self.ms(now);
+        let newest = (now_ms / 60_000).checked_sub(1);
+        let last = if current {
+            Some(now_ms / 60_000)
+        } else {
+            newest
+        };
+        let cards: Vec<(String, Arc<Scorecard>)> = self
+            .cards
+            .locked()
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        let mut minutes = Vec::new();
+        let Some(last) = last else {
+            return ScorecardMinutes {
+                now_ms,
+                newest,
+                minutes,
+            };
+        };
+        let rejected = class_slot(ErrorClass::Rejected);
+        for (key, card) in cards {
+            let c = card.slots.locked();
+            let mut by_minute: BTreeMap<u64, MinuteStats> = BTreeMap::new();
+            for s in c.iter().filter(|s| s.index > 0) {
+                let minute = (s.index - 1) / PER_MINUTE;
+                if minute > last || after.is_some_and(|a| minute <= a) {
+                    continue;
+                }
+                let m = by_minute.entry(minute).or_insert_with(|| MinuteStats {
+                    key: key.clone(),
+                    minute,
+                    ok: 0,
+                    failed: 0,
+                    rejected: 0,
+                    latency: LatencyHistogram::default(),
+                });
+                m.ok += s.ok;
+                m.failed += s.failed;
+                m.rejected += s.classes[rejected];
+                m.latency.merge(&s.latency);
+            }
+            minutes.extend(
+                by_minute
+                    .into_values()
+                    .filter(|m| m.ok + m.failed + m.rejected > 0),
+            );
+        }
+        ScorecardMinutes {
+            now_ms,
+            newest,
+            minutes,
+        }
     }
 
     /// End `key`'s ejection now (its outcomes while ejected were good); its
@@ -540,6 +638,38 @@ mod tests {
         s.record("k", t(2 * WINDOW_MS), Ok(()), Duration::from_millis(10));
         let much_later = s.snapshot("k", t(2 * WINDOW_MS)).unwrap();
         assert_eq!((much_later.ok, much_later.failed), (1, 0));
+    }
+
+    #[test]
+    fn whole_minutes_for_history() {
+        let base = Instant::now();
+        let s = Scorecards::new(base);
+        let t = |ms| base + Duration::from_millis(ms);
+        let e = err(ErrorClass::Unavailable, FailureKind::Provider);
+        let r = err(ErrorClass::Rejected, FailureKind::Provider);
+        s.record("k", t(5_000), Ok(()), Duration::from_millis(10));
+        s.record("k", t(59_000), Err(&e), Duration::from_millis(30));
+        s.record("k", t(61_000), Ok(()), Duration::from_millis(10));
+        s.record("k", t(62_000), Err(&r), Duration::from_millis(10));
+        // In the first minute nothing is whole.
+        assert_eq!(s.minutes(None, false, t(30_000)).newest, None);
+        assert_eq!(s.minutes(None, true, t(30_000)).minutes.len(), 1);
+        let m = s.minutes(None, false, t(125_000));
+        assert_eq!(m.newest, Some(1));
+        assert_eq!(m.now_ms, 125_000);
+        let got: Vec<(u64, u64, u64, u64, u64)> = m
+            .minutes
+            .iter()
+            .map(|m| (m.minute, m.ok, m.failed, m.rejected, m.latency.total()))
+            .collect();
+        assert_eq!(got, vec![(0, 1, 1, 0, 2), (1, 1, 0, 1, 2)]);
+        // After minute 0: only minute 1; the current minute never.
+        s.record("k", t(125_000), Ok(()), Duration::from_millis(10));
+        let m = s.minutes(Some(0), false, t(126_000));
+        assert_eq!(m.minutes.len(), 1);
+        assert_eq!(m.minutes[0].minute, 1);
+        let m = s.minutes(Some(0), true, t(126_000));
+        assert_eq!(m.minutes.len(), 2, "and the minute in progress");
     }
 
     #[test]

@@ -147,7 +147,18 @@ pub(crate) async fn fetch(
                 .ok_or_else(|| {
                     ApiError::not_found(format!("no {kind} `{tag}` in product `{product}`"))
                 })?;
-            Ok(axum::Json(live).into_response())
+            // Each provider's state with its last hour from the history.
+            let d = s.deployment.clone();
+            let body = tokio::task::spawn_blocking(move || {
+                let mut v = serde_json::to_value(live).unwrap_or_default();
+                d.annotate_history(&mut v);
+                v
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+            Ok(axum::Json(body).into_response())
         }
     }
 }

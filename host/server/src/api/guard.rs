@@ -105,6 +105,12 @@ pub const RULES: &[(&str, &str, Need, From)] = &[
     ),
     (
         "GET",
+        "/v1/{product}/{env}/{kinds}/{tag}/providers/{provider}/history",
+        Need::Role(Role::Read),
+        From::ProductEnv,
+    ),
+    (
+        "GET",
         "/v1/{product}/{env}/healthchecks/{tag}",
         Need::Role(Role::Read),
         From::ProductEnv,

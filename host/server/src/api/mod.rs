@@ -15,6 +15,7 @@ mod definitions;
 mod docs;
 mod error;
 mod guard;
+mod history;
 mod listener;
 mod live;
 mod routes;

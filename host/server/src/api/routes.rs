@@ -32,6 +32,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/{product}/{env}/{kinds}/{tag}/providers",
             get(providers),
         )
+        .route(
+            "/v1/{product}/{env}/{kinds}/{tag}/providers/{provider}/history",
+            get(super::history::history),
+        )
         .route("/v1/{product}/{env}/healthchecks/{tag}", get(health))
         .route("/v1/admin/reload", post(reload))
         .route("/v1/events", get(live::events))

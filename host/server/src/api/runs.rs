@@ -116,7 +116,15 @@ pub(crate) async fn providers(
         .yard
         .provider_states(&product, &env, kind, &tag)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    Ok(axum::Json(json!({"providers": states})).into_response())
+    let d = s.deployment.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let mut v = json!({"providers": states});
+        d.annotate_history(&mut v);
+        v
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(axum::Json(body).into_response())
 }
 
 pub(crate) async fn health(

@@ -161,6 +161,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     let grace = Duration::from_millis(server.shutdown_grace_ms);
     let _hup = reload_on_sighup(state.deployment.clone(), tls);
     let _token_use = token_use(&state.deployment);
+    let _history = history(&state.deployment);
+    let deployment = state.deployment.clone();
     api::serve(listener, state, shutdown_signal(), grace)
         .await
         .map_err(|e| Exit {
@@ -168,6 +170,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
             message: format!("server stopped: {e}"),
         })?;
     drop(healthchecks);
+    // The minute in progress too: a restart loses none of the history.
+    if let Err(e) = tokio::task::spawn_blocking(move || deployment.flush_history(true))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    {
+        eprintln!("history: the last minutes were not kept: {e}");
+    }
     eprintln!("switchyard stopped");
     Ok(())
 }
@@ -233,6 +242,22 @@ pub(super) fn token_use(deployment: &Arc<Deployment>) -> AbortOnDrop {
             tick.tick().await;
             let Some(d) = weak.upgrade() else { return };
             let _ = tokio::task::spawn_blocking(move || d.flush_token_use()).await;
+        }
+    }))
+}
+
+/// Once a minute, keep the providers' whole minutes of history.
+pub(super) fn history(deployment: &Arc<Deployment>) -> AbortOnDrop {
+    let weak = Arc::downgrade(deployment);
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(d) = weak.upgrade() else { return };
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.flush_history(false)).await {
+                eprintln!("history: not kept this minute: {e}");
+            }
         }
     }))
 }

@@ -266,6 +266,20 @@ impl Config {
                 format!("is {failures}; it must be between 1 and 1000000"),
             ));
         }
+        let days = self.file.server.history_days;
+        if days > 90 {
+            problems.push(self.problem(
+                &FieldPath::keys(["server", "history_days"]),
+                format!("is {days}; it must be between 0 (keep none) and 90"),
+            ));
+        }
+        let rows = self.file.server.history_max_rows;
+        if !(1_000..=10_000_000).contains(&rows) {
+            problems.push(self.problem(
+                &FieldPath::keys(["server", "history_max_rows"]),
+                format!("is {rows}; it must be between 1000 and 10000000"),
+            ));
+        }
         let streams = self.file.server.max_event_streams;
         if !(1..=10_000).contains(&streams) {
             problems.push(self.problem(

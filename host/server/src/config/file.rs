@@ -131,6 +131,15 @@ pub struct ServerConfig {
     /// it there. Default 20.
     #[serde(default = "default_auth_failures")]
     pub auth_failures_per_minute: u32,
+    /// Days of providers' per-minute history (success, failures, latency)
+    /// kept in the store (0 to 90; 0 keeps none). Default 7.
+    #[serde(default = "default_history_days")]
+    pub history_days: u64,
+    /// Most rows of history kept (one per provider and minute with
+    /// traffic; 1 000 to 10 000 000), the oldest forgotten first. Default
+    /// 1 000 000 (about 120 MB).
+    #[serde(default = "default_history_rows")]
+    pub history_max_rows: u64,
     /// Named API tokens, each with a role and a scope
     /// (docs/security.md). `token_env`, when set, adds an `admin` token
     /// named `default`.
@@ -156,6 +165,8 @@ impl Default for ServerConfig {
             max_event_streams: default_event_streams(),
             max_buffered_mb: default_buffered_mb(),
             auth_failures_per_minute: default_auth_failures(),
+            history_days: default_history_days(),
+            history_max_rows: default_history_rows(),
             tokens: Vec::new(),
             tls: None,
         }
@@ -307,7 +318,15 @@ pub(crate) fn default_buffered_mb() -> usize {
     512
 }
 
-pub(crate) fn default_auth_failures() -> u32 {
+pub(crate) fn default_history_days() -> u64 {
+    7
+}
+
+fn default_history_rows() -> u64 {
+    1_000_000
+}
+
+fn default_auth_failures() -> u32 {
     crate::access::FAILURES_PER_WINDOW
 }
 

@@ -252,6 +252,7 @@ impl Deployment {
             auth: std::sync::atomic::AtomicBool::new(false),
             config_tokens: Mutex::new(Vec::new()),
             audit_mem: Mutex::new(std::collections::VecDeque::new()),
+            history_flushed: Mutex::new(None),
             store,
             metrics,
             apps: RwLock::new(apps),

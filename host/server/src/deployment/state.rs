@@ -91,6 +91,8 @@ pub struct Deployment {
     /// What the config's tokens were at the last start or reload (names,
     /// roles, scopes, digests), to report a change.
     pub(crate) config_tokens: Mutex<Vec<String>>,
+    /// The newest engine minute of provider history in the store.
+    pub(crate) history_flushed: Mutex<Option<u64>>,
     /// Operator actions when there is no store (`demo --serve`).
     pub(crate) audit_mem: Mutex<std::collections::VecDeque<crate::store::AuditEntry>>,
     /// Metrics.

@@ -70,8 +70,21 @@ try {
   await ask("@fail primary");
   await waitFor("the primary's breaker shows open", async () => (await breaker("primary")) === "open", 6000);
   await waitFor("the traffic moves to the backup", async () => (await share("backup")) >= 80, 12000);
+  // The history charts: success rate and p95 per provider over the last
+  // hour, the newest minute live (the primary's success rate falls).
+  const charts = page.locator('.definition[data-tag="split"] .history');
+  await page.click("#range-hour");
+  await waitFor("the split's history charts are drawn for both providers", async () =>
+    (await charts.locator("svg.chart").count()) === 2
+    && (await charts.locator('svg.chart[data-chart^="success rate"] :is(polyline, circle)').count()) >= 2
+    && (await charts.locator('svg.chart[data-chart^="p95 latency"] :is(polyline, circle)').count()) >= 2, 12000);
+  check((await charts.locator(".legend").textContent()).includes("primary"), "the charts name their providers");
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
+  await page.click("#range-day");
+  await waitFor("the charts switch to the last day", async () => (await charts.getAttribute("data-range")) === "day"
+    && (await charts.locator('svg.chart[data-chart="success rate, last day"]').count()) === 1);
+  await page.click("#range-hour");
   await ask("@heal primary");
 
   // Force the primary's breaker closed from the page: it gets traffic

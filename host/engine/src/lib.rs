@@ -103,8 +103,8 @@ pub use run::{ErrorCode, Reconcile, RunError, RunOptions, RunResult};
 pub use scheduler::HealthcheckTask;
 pub use schema::{FieldSchema, FieldType, InputError, InputSchema};
 pub use scorecard::{
-    BUCKET_MS, LatencyHistogram, MAX_SCORECARDS, MinuteStats, ScorecardMinutes, ScorecardSnapshot,
-    WINDOW_MS,
+    BUCKET_MS, LatencyHistogram, MAX_SCORECARDS, MAX_SHARED_SCORECARDS, MinuteStats,
+    ScorecardMinutes, ScorecardSnapshot, SharedScorecard, SharedSlot, WINDOW_MS,
 };
 pub use switchyard::{Change, Switchyard, SwitchyardBuilder};
 #[cfg(feature = "testing")]

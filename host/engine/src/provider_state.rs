@@ -243,6 +243,24 @@ impl Switchyard {
             .minutes(after, current, self.inner.clock.now())
     }
 
+    /// This replica's scorecards to share with the others (cluster mode):
+    /// those with outcomes in the window, the most recently used first,
+    /// slots stamped with `wall_ms`, the wall clock now.
+    pub fn scorecards_to_share(&self, wall_ms: u64) -> Vec<crate::SharedScorecard> {
+        self.inner
+            .scorecards
+            .to_share(self.inner.clock.now(), wall_ms)
+    }
+
+    /// Take in the other replicas' scorecards (one list per replica),
+    /// replacing what they shared before: routing and provider state count
+    /// them with this replica's own.
+    pub fn set_remote_scorecards(&self, wall_ms: u64, replicas: &[Vec<crate::SharedScorecard>]) {
+        self.inner
+            .scorecards
+            .set_remote(self.inner.clock.now(), wall_ms, replicas);
+    }
+
     /// The state of every provider of a quota or fallback in `env`.
     pub fn provider_states(
         &self,

@@ -55,6 +55,7 @@ pub use cluster::Cluster;
 pub use config::{ClusterConfig, Config, Problem, Problems, RESERVED_ENVS, json_schema};
 pub use deployment::{ChangeError, Deployment, Drift, ReloadReport, StartOptions, drift};
 pub use events::{Event, Hub, RunRecord};
+pub use history::{Minute as HistoryMinute, Point as HistoryPoint};
 pub use metrics::Metrics;
 pub use ops::OpError;
 pub use records::SqliteRecords;

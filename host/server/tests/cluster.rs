@@ -1098,3 +1098,67 @@ async fn tokens_made_on_one_replica_are_honoured_and_revoked_on_all() {
     }
     eprintln!("revoked everywhere in {:?}", revoked_at.elapsed());
 }
+
+/// Two replicas agree on a provider's scorecard within the sync interval
+/// (each counts the other's outcomes with its own), and one that served
+/// nothing routes away from a provider the other saw degrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_combine_their_scorecards_and_route_on_what_the_others_saw() {
+    let redis = Redis::start();
+    let setup = Setup::new().await;
+    let quota = |text: String| {
+        text + r#"
+[products.notify.quotas.smart]
+input = { to = { type = "string" }, text = { type = "string" } }
+breaker = { failure_threshold = 95.0, minimum_failure_count = 1000 }
+adaptive = { strategy = "success-rate", explore_percent = 0, min_samples = 20 }
+providers = [
+  { provider = "primary", app = "primary", action = "send-message", weight = 70 },
+  { provider = "backup", app = "backup", action = "send-message", weight = 30 },
+]
+"#
+    };
+    let r: Vec<Server> = (1..=2)
+        .map(|i| Server::start(&variant(&setup, &redis, i, quota)))
+        .collect();
+    setup.primary.set_failure_rate(0.5);
+    // The first replica alone sends traffic until the primary is judged.
+    for i in 0..80 {
+        let (st, v) = send(&r[0], "quotas", "smart", sms(&format!("+{i}"))).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let card = |v: &Value| v["providers"][0]["scorecard"].clone();
+    let (_, v) = r[0].get("/v1/notify/dev/quotas/smart/providers").await;
+    let here = card(&v);
+    let samples = here["samples"].as_u64().unwrap();
+    assert!(samples >= 20, "{here}");
+    let took = within(
+        Duration::from_secs(5),
+        "the other replica counts them",
+        || async {
+            let (_, v) = r[1].get("/v1/notify/dev/quotas/smart/providers").await;
+            card(&v)["samples"].as_u64() == Some(samples)
+        },
+    )
+    .await;
+    let (_, v) = r[1].get("/v1/notify/dev/quotas/smart/providers").await;
+    let there = card(&v);
+    assert_eq!(there["replicas"], 2, "{there}");
+    assert_eq!(there["ok"], here["ok"], "{there} vs {here}");
+    eprintln!("the second replica had the first one's outcomes after {took:?}");
+    // The second replica, which sent nothing, already routes off the
+    // degraded primary, and its trace says what it read.
+    let (st, v) = send(&r[1], "quotas", "smart", sms("+1")).await;
+    assert_eq!(st, 200, "{v}");
+    let scores = &v["trace"]["adaptive"]["scores"];
+    assert!(scores[0]["success_rate"].as_f64().unwrap() < 0.7, "{v}");
+    let mut primary = 0;
+    for i in 0..40 {
+        let (_, v) = send(&r[1], "quotas", "smart", sms(&format!("+9{i}"))).await;
+        primary += usize::from(v["trace"]["attempts"][0]["provider"] == "primary");
+    }
+    assert!(
+        primary < 10,
+        "the second replica still sent {primary} of 40 to the primary first"
+    );
+}

@@ -39,6 +39,7 @@ async fn the_dashboard_shows_a_failover_live_and_its_actions_change_routing() {
     let config = setup.config_with(
         "\n[engine.breaker]\nminimum_failure_count = 3\nfailure_timeout = 2000\nopen_timeout = 60000\n\n[[server.tokens]]\nname = \"watcher\"\nrole = \"read\"\nproducts = [\"notify\"]\ntoken = { env = \"WATCHER_TOKEN\" }\n",
     );
+    seed_history(&setup.dir.path().join("state.db"));
     let server = Server::start_with_env(&config, &[("WATCHER_TOKEN", WATCHER)]);
     let (st, v) = server
         .post(
@@ -122,4 +123,56 @@ async fn the_dashboard_shows_a_failover_live_and_its_actions_change_routing() {
         transcript.join("\n")
     );
     assert!(shot.exists(), "no screenshot at {}", shot.display());
+}
+
+/// An hour of kept history for the quota's two providers, as a server
+/// that ran before would have left in its store: the charts draw it with
+/// the live minutes after it (the primary slowed and failed more in the
+/// last quarter hour).
+fn seed_history(store: &Path) {
+    let store = switchyard::Store::open(store).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut rows = Vec::new();
+    for m in 1..=60u64 {
+        let at = now - m * 60_000;
+        let late = m <= 15;
+        for (key, ok, failed, ms) in [
+            (
+                "notify/dev/primary/send-message",
+                if late { 330 - 2 * m } else { 420 },
+                if late { 60 - 3 * m } else { 3 + m % 4 },
+                if late {
+                    40.0 + 4.0 * (15 - m) as f64
+                } else {
+                    18.0 + (m % 5) as f64
+                },
+            ),
+            (
+                "notify/dev/backup/send-message",
+                180 + m % 7,
+                1 + m % 3,
+                30.0 + (m % 3) as f64,
+            ),
+        ] {
+            // A bucket per latency: four per doubling from 0.1 ms.
+            let bucket = ((ms * 10.0).log2() * 4.0) as u16;
+            rows.push(switchyard::HistoryMinute {
+                key: key.into(),
+                product: "notify".into(),
+                env: "dev".into(),
+                at_unix_ms: at,
+                ok,
+                failed,
+                rejected: 0,
+                latency: switchyard_engine::LatencyHistogram::from_sparse(&[
+                    (bucket.saturating_sub(2), (ok + failed) as u32 * 3 / 4),
+                    (bucket, (ok + failed) as u32 / 4),
+                ]),
+            });
+        }
+    }
+    store.put_history(&rows).unwrap();
 }

@@ -18,6 +18,9 @@ let latest = null;     // the last state event
 const window_ = [];    // recent state events, for the live traffic split
 let streamAbort = null;
 let me = null;         // the token's name, role and scope (/v1/whoami)
+let range = "hour";    // the history charts' range: "hour" or "day"
+const charts = {};     // "product/env/kind/tag" -> the charts' SVG
+let chartsTimer = null;
 // Operator buttons only for roles that may use them (the server checks
 // again; a hidden button is a courtesy, not the guard).
 const mayOperate = () => me && (me.role === "operate" || me.role === "admin");
@@ -127,10 +130,12 @@ function onEvent(name, data) {
     name = "state";
   }
   if (name === "state") {
+    const first = !latest;
     latest = data;
     window_.push(data);
     while (window_.length > 10) window_.shift();
     render();
+    if (first) loadCharts();
   } else if (name === "run") {
     addRun(data, true);
   } else if (name === "audit") {
@@ -212,8 +217,71 @@ function definition(p, d) {
       <td class="admission muted">in flight ${adm.in_flight ?? "–"} · queued ${adm.queued ?? "–"}${adm.cooldown_remaining_ms ? ` · cooldown ${adm.cooldown_remaining_ms} ms` : ""}</td>
       <td>${actions}</td></tr>`;
   }).join("");
+  const chart = charts[`${p.product}/${p.env}/${d.kind}/${d.tag}`] || "";
   return `<div class="definition" data-kind="${esc(d.kind)}" data-tag="${esc(d.tag)}"><h3>${esc(d.kind)} ${esc(d.tag)} <small>${esc(d.name)}</small></h3>
-    <table><thead><tr><th>provider</th><th>health</th><th>breaker</th><th>traffic</th><th>admission</th><th>actions</th></tr></thead><tbody>${rows}</tbody></table></div>`;
+    <table><thead><tr><th>provider</th><th>health</th><th>breaker</th><th>traffic</th><th>admission</th><th>actions</th></tr></thead><tbody>${rows}</tbody></table>${chart}</div>`;
+}
+
+// ---- history charts ----
+
+const COLORS = ["#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989"];
+
+// One line chart: a line per provider over the range (a gap where a step
+// had no traffic), with its axis labels.
+function lineChart(series, value, { label, max, unit, from, to }) {
+  const W = 360, H = 110, L = 40, B = 16;
+  const top = max || Math.max(1, ...series.flatMap((s) => s.points.map(value).filter((v) => v != null)));
+  const x = (t) => L + ((W - L - 4) * (t - from)) / (to - from);
+  const y = (v) => 4 + (H - B - 8) * (1 - Math.min(v, top) / top);
+  const lines = series.map((s, i) => {
+    const color = COLORS[i % COLORS.length];
+    const segs = [];
+    let cur = [];
+    for (const p of s.points) {
+      const v = value(p);
+      if (v == null) { if (cur.length) segs.push(cur); cur = []; continue; }
+      cur.push(`${x(p.at_unix_ms).toFixed(1)},${y(v).toFixed(1)}`);
+    }
+    if (cur.length) segs.push(cur);
+    return segs.map((g) => g.length === 1
+      ? `<circle cx="${g[0].split(",")[0]}" cy="${g[0].split(",")[1]}" r="2.5" fill="${color}"/>`
+      : `<polyline fill="none" stroke="${color}" stroke-width="1.6" points="${g.join(" ")}"/>`).join("");
+  }).join("");
+  const fmt = (v) => (unit === "%" ? `${(v * 100).toFixed(0)} %` : `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ms`);
+  const when = (t) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const axis = `<line x1="${L}" y1="${H - B}" x2="${W - 4}" y2="${H - B}" stroke="#d0d7de"/><line x1="${L}" y1="4" x2="${L}" y2="${H - B}" stroke="#d0d7de"/>`
+    + `<text x="${L - 4}" y="10" font-size="9" text-anchor="end" fill="#57606a">${fmt(top)}</text>`
+    + `<text x="${L - 4}" y="${H - B}" font-size="9" text-anchor="end" fill="#57606a">${fmt(0)}</text>`
+    + `<text x="${L}" y="${H - 3}" font-size="9" fill="#57606a">${when(from)}</text>`
+    + `<text x="${W - 4}" y="${H - 3}" font-size="9" text-anchor="end" fill="#57606a">${when(to)}</text>`;
+  return `<figure><svg class="chart" data-chart="${esc(label)}" width="${W}" height="${H}" role="img" aria-label="${esc(label)}">${axis}${lines}</svg><figcaption>${esc(label)}</figcaption></figure>`;
+}
+
+async function loadCharts() {
+  clearTimeout(chartsTimer);
+  chartsTimer = setTimeout(loadCharts, 30000);
+  if (!latest || !scope || !token) return;
+  const p = latest.products.find((x) => `${x.product}/${x.env}` === scope);
+  if (!p) return;
+  const to = Date.now();
+  const from = to - (range === "day" ? 86400000 : 3600000);
+  const step = range === "day" ? 900000 : 60000;
+  for (const d of p.definitions.filter((d) => d.kind !== "feature")) {
+    try {
+      const series = await Promise.all(d.providers.map(async (o) => {
+        const h = await api(`/v1/${p.product}/${p.env}/${d.kind}s/${encodeURIComponent(d.tag)}/providers/${encodeURIComponent(o.provider)}/history?from=${from}&to=${to}&step=${step}`);
+        return { provider: o.provider, points: h.points };
+      }));
+      const legend = series.map((s, i) => `<span><svg width="10" height="10"><rect width="10" height="10" fill="${COLORS[i % COLORS.length]}"/></svg> ${esc(s.provider)}</span>`).join(" ");
+      charts[`${p.product}/${p.env}/${d.kind}/${d.tag}`] = `<div class="history" data-range="${range}">`
+        + lineChart(series, (q) => (q.samples ? q.success_rate : null), { label: `success rate, last ${range}`, max: 1, unit: "%", from, to })
+        + lineChart(series, (q) => (q.samples ? q.p95_ms ?? null : null), { label: `p95 latency, last ${range}`, unit: "ms", from, to })
+        + `<div class="legend">${legend}</div></div>`;
+    } catch (e) {
+      if (!token) return;
+    }
+  }
+  render();
 }
 
 async function act(button) {
@@ -307,7 +375,14 @@ document.addEventListener("DOMContentLoaded", () => {
     start();
   });
   $("#logout").addEventListener("click", () => logout());
-  $("#scope").addEventListener("change", (e) => { scope = e.target.value; window_.length = 0; render(); });
+  $("#scope").addEventListener("change", (e) => { scope = e.target.value; window_.length = 0; render(); loadCharts(); });
+  for (const b of document.querySelectorAll(".range button")) {
+    b.addEventListener("click", () => {
+      range = b.dataset.range;
+      document.querySelectorAll(".range button").forEach((x) => x.classList.toggle("on", x === b));
+      loadCharts();
+    });
+  }
   $("#definitions").addEventListener("click", (e) => { const b = e.target.closest("button[data-action]"); if (b) act(b); });
   $("#run-form").addEventListener("submit", findRuns);
   if (token) start(); else logout();

@@ -10,6 +10,9 @@
 //! (counted by class and in latency, not as a failure).
 
 mod histogram;
+mod shared;
+
+pub use shared::{MAX_SHARED_SCORECARDS, SharedScorecard, SharedSlot};
 
 pub use histogram::Histogram as LatencyHistogram;
 
@@ -86,6 +89,20 @@ pub(crate) struct Scorecard {
 struct Card {
     slots: Vec<Slot>,
     recent: Recent,
+    /// The other replicas' slots of this scorecard, on this replica's
+    /// clock (cluster mode; replaced at each sync).
+    remote: Vec<Slot>,
+    /// Their attempts in flight.
+    remote_in_flight: u64,
+    /// How many other replicas shared it.
+    remote_replicas: u32,
+}
+
+impl Card {
+    /// This replica's slots and the other replicas'.
+    fn all(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().chain(self.remote.iter())
+    }
 }
 
 impl std::ops::Deref for Card {
@@ -140,6 +157,9 @@ impl Scorecard {
             slots: Mutex::new(Card {
                 slots: vec![Slot::default(); SLOTS],
                 recent: Recent::default(),
+                remote: Vec::new(),
+                remote_in_flight: 0,
+                remote_replicas: 0,
             }),
             in_flight: AtomicU64::new(0),
             used_ms: AtomicU64::new(0),
@@ -192,12 +212,15 @@ impl Scorecard {
         let card = self.slots.locked();
         let mut v = View {
             recent: card.recent,
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self
+                .in_flight
+                .load(Ordering::Relaxed)
+                .saturating_add(card.remote_in_flight),
             ..View::default()
         };
         let (mut recent_h, mut longer_h) = (Histogram::default(), Histogram::default());
         for s in card
-            .iter()
+            .all()
             .filter(|s| s.index >= oldest_all && s.index <= newest)
         {
             v.longer.0 += s.ok;
@@ -228,8 +251,9 @@ impl Scorecard {
         let (mut ok, mut failed) = (0u64, 0u64);
         let mut classes = [0u64; ErrorClass::ALL.len() + 1];
         let mut latency = Histogram::default();
+        let (remote_in_flight, replicas) = (slots.remote_in_flight, slots.remote_replicas + 1);
         for s in slots
-            .iter()
+            .all()
             .filter(|s| s.index >= oldest && s.index <= newest)
         {
             ok += s.ok;
@@ -251,7 +275,11 @@ impl Scorecard {
             p50_ms: latency.quantile_ms(0.50),
             p95_ms: latency.quantile_ms(0.95),
             p99_ms: latency.quantile_ms(0.99),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self
+                .in_flight
+                .load(Ordering::Relaxed)
+                .saturating_add(remote_in_flight),
+            replicas,
             classes: ErrorClass::ALL
                 .iter()
                 .zip(classes.iter())
@@ -290,6 +318,8 @@ pub struct ScorecardSnapshot {
     pub p99_ms: Option<f64>,
     /// Attempts running now.
     pub in_flight: u64,
+    /// Replicas whose outcomes it combines (1 but in cluster mode).
+    pub replicas: u32,
     /// Outcomes other than success in the window, by error class.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub classes: BTreeMap<String, u64>,
@@ -380,8 +410,13 @@ impl Scorecards {
         }
     }
 
+    /// The scorecards' clock, ms: from [`WINDOW_MS`] before they began, so
+    /// another replica's outcomes from before this one started (in
+    /// cluster mode) still have their slots.
     fn ms(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(now.saturating_duration_since(self.base).as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(WINDOW_MS)
     }
 
     fn card(&self, key: &str, now_ms: u64) -> Arc<Scorecard> {
@@ -651,24 +686,26 @@ mod tests {
         s.record("k", t(59_000), Err(&e), Duration::from_millis(30));
         s.record("k", t(61_000), Ok(()), Duration::from_millis(10));
         s.record("k", t(62_000), Err(&r), Duration::from_millis(10));
+        // Minutes count from five before the scorecards began.
+        const M0: u64 = WINDOW_MS / 60_000;
         // In the first minute nothing is whole.
-        assert_eq!(s.minutes(None, false, t(30_000)).newest, None);
+        assert!(s.minutes(None, false, t(30_000)).minutes.is_empty());
         assert_eq!(s.minutes(None, true, t(30_000)).minutes.len(), 1);
         let m = s.minutes(None, false, t(125_000));
-        assert_eq!(m.newest, Some(1));
-        assert_eq!(m.now_ms, 125_000);
+        assert_eq!(m.newest, Some(M0 + 1));
+        assert_eq!(m.now_ms, WINDOW_MS + 125_000);
         let got: Vec<(u64, u64, u64, u64, u64)> = m
             .minutes
             .iter()
             .map(|m| (m.minute, m.ok, m.failed, m.rejected, m.latency.total()))
             .collect();
-        assert_eq!(got, vec![(0, 1, 1, 0, 2), (1, 1, 0, 1, 2)]);
-        // After minute 0: only minute 1; the current minute never.
+        assert_eq!(got, vec![(M0, 1, 1, 0, 2), (M0 + 1, 1, 0, 1, 2)]);
+        // After the first: only the second; the current minute never.
         s.record("k", t(125_000), Ok(()), Duration::from_millis(10));
-        let m = s.minutes(Some(0), false, t(126_000));
+        let m = s.minutes(Some(M0), false, t(126_000));
         assert_eq!(m.minutes.len(), 1);
-        assert_eq!(m.minutes[0].minute, 1);
-        let m = s.minutes(Some(0), true, t(126_000));
+        assert_eq!(m.minutes[0].minute, M0 + 1);
+        let m = s.minutes(Some(M0), true, t(126_000));
         assert_eq!(m.minutes.len(), 2, "and the minute in progress");
     }
 

@@ -26,15 +26,17 @@
 //! | `defs`, `deleted` | hash: `product/kind/tag` → definition JSON; tombstones of deletes |
 //! | `drains` | hash: `product/provider` → 1 drained, 0 restored |
 //! | `replicas` | sorted set: replica → last heartbeat (Unix ms) |
+//! | `scores` | hash: replica → its scorecards' slots of the last 5 minutes, stamped (`{"at", "cards"}`), rewritten once a second |
 //!
 //! `model.rs`: what is shared and kept; `scripts.rs`: the Lua; `link.rs`:
 //! the connection, bounded calls and outbox; `converge.rs`: joining;
 //! `sync.rs`: the sync task; `shared.rs`: the engine's ports; `tokens.rs`:
-//! API tokens.
+//! API tokens; `scores.rs`: scorecards across replicas.
 
 mod converge;
 mod link;
 mod model;
+mod scores;
 mod scripts;
 mod shared;
 mod sync;

@@ -50,6 +50,7 @@ impl Cluster {
             if self.connection().is_some() && self.refused().is_none() {
                 self.flush(&*d).await;
                 self.pull(&*d).await;
+                self.share_scores(&*d).await;
             }
             drop(d);
             let _ = tokio::time::timeout(self.sync_interval, self.wake.notified()).await;

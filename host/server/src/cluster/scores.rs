@@ -1,0 +1,102 @@
+//! Scorecards across replicas: once a second (or every sync, if slower)
+//! a replica writes its own scorecards to `<prefix>:scores` (one field per
+//! replica, stamped) and takes in the other live replicas' into its
+//! engine, so every replica routes and reports on the outcomes of all.
+//! A replica silent for three sync intervals (at least 3 s) is dropped.
+
+use super::link::*;
+use super::model::*;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use switchyard_engine::{Recover, SharedScorecard};
+
+/// Largest share one replica writes (its scorecards beyond are left
+/// out, the least recently used first) and reads from another.
+pub const MAX_SCORES_BYTES: usize = 4 << 20;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shared {
+    /// When written, Unix ms.
+    at: u64,
+    cards: Vec<SharedScorecard>,
+}
+
+impl Cluster {
+    /// Share this replica's scorecards and take in the others' (at most
+    /// once a second).
+    pub(super) async fn share_scores(&self, d: &dyn Local) {
+        {
+            let mut last = self.scores_shared.locked();
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let now = now_ms();
+        let mut cards = d.yard().scorecards_to_share(now);
+        let mut body = serde_json::to_string(&Shared {
+            at: now,
+            cards: Vec::new(),
+        })
+        .unwrap_or_default();
+        while !cards.is_empty() {
+            body = serde_json::to_string(&Shared {
+                at: now,
+                cards: cards.clone(),
+            })
+            .unwrap_or_default();
+            if body.len() <= MAX_SCORES_BYTES {
+                break;
+            }
+            let keep = cards.len() / 2;
+            cards.truncate(keep);
+        }
+        let key = self.key("scores");
+        let me = self.replica.clone();
+        let Some(all) = self
+            .sync(|mut c| async move {
+                redis::pipe()
+                    .hset(&key, &me, body)
+                    .ignore()
+                    .hgetall(&key)
+                    .query_async::<(std::collections::HashMap<String, Vec<u8>>,)>(&mut c)
+                    .await
+            })
+            .await
+        else {
+            return;
+        };
+        let stale = now.saturating_sub(ms(self.sync_interval).saturating_mul(3).max(3_000));
+        let mut others = Vec::new();
+        let mut gone = Vec::new();
+        for (replica, value) in all.0 {
+            if replica == self.replica {
+                continue;
+            }
+            if value.len() > MAX_SCORES_BYTES {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match serde_json::from_slice::<Shared>(&value) {
+                Ok(s) if s.at >= stale => others.push(s.cards),
+                Ok(_) => gone.push(replica),
+                Err(_) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        d.yard().set_remote_scorecards(now_ms(), &others);
+        if !gone.is_empty() {
+            let key = self.key("scores");
+            let _ = self
+                .sync(|mut c| async move {
+                    redis::cmd("HDEL")
+                        .arg(key)
+                        .arg(gone)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await;
+        }
+    }
+}

@@ -132,6 +132,15 @@ impl Inner {
         policy.backoff(retry, retry_after, &mut self.jitter.locked())
     }
 
+    pub fn observe_hedge(&self, product: &str, env: &str, app: &str, record: &crate::HedgeRecord) {
+        if record.sent == 0 && record.withheld.is_none() {
+            return;
+        }
+        for o in &self.observers {
+            o.hedged(product, env, app, record);
+        }
+    }
+
     pub fn observe_attempt(&self, event: &AttemptEvent<'_>) {
         for o in &self.observers {
             o.attempt(event);

@@ -107,6 +107,8 @@ impl Registry {
                     deadline_ms: q.deadline_ms,
                     breaker: q.breaker,
                     adaptive: q.adaptive,
+                    on: q.on.clone(),
+                    hedge: q.hedge,
                 },
             )?))),
             Definition::Fallback(f) => Ok(Compiled::Route(Arc::new(self.compile_route(
@@ -123,6 +125,8 @@ impl Registry {
                     deadline_ms: f.deadline_ms,
                     breaker: f.breaker,
                     adaptive: f.adaptive,
+                    on: f.on.clone(),
+                    hedge: f.hedge,
                 },
             )?))),
             Definition::Feature(f) => {
@@ -147,9 +151,13 @@ impl Registry {
             return Err(DefineError::new(at, "is empty; add at least one provider"));
         }
         let is_quota = kind == RunKind::Quota;
+        let root = at.rsplit_once('.').map_or(at, |(r, _)| r);
         if let Some(a) = &flags.adaptive {
-            let root = at.rsplit_once('.').map_or(at, |(r, _)| r);
             a.validate(&format!("{root}.adaptive"))?;
+        }
+        crate::rules::validate(&flags.on, &format!("{root}.on"))?;
+        if let Some(h) = &flags.hedge {
+            h.validate(&format!("{root}.hedge"))?;
         }
         let mut compiled = Vec::with_capacity(options.len());
         for (i, o) in options.iter().enumerate() {
@@ -169,6 +177,22 @@ impl Registry {
                 (Some(own), Some(def)) => Some(own.over_settings(&def)),
                 (own, def) => own.or(def),
             };
+            c.rules.extend(
+                flags
+                    .on
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| (format!("{root}.on[{j}]"), r.clone())),
+            );
+            c.hedge = o.hedge.or(flags.hedge);
+            if let Some(h) = &c.hedge {
+                let at = if o.hedge.is_some() {
+                    format!("{p}.hedge")
+                } else {
+                    format!("{root}.hedge")
+                };
+                self.check_hedged(product, &c, &at, h)?;
+            }
             compiled.push(c);
         }
         Ok(CompiledRoute {
@@ -272,7 +296,58 @@ impl Registry {
             breaker_template: o.breaker_key.clone(),
             breaker: o.breaker,
             weight,
+            rules: {
+                crate::rules::validate(&o.on, &format!("{p}.on"))?;
+                o.on.iter()
+                    .enumerate()
+                    .map(|(j, r)| (format!("{p}.on[{j}]"), r.clone()))
+                    .collect()
+            },
+            hedge: match &o.hedge {
+                Some(h) => {
+                    h.validate(&format!("{p}.hedge"))?;
+                    Some(*h)
+                }
+                None => None,
+            },
         })
+    }
+
+    /// Hedging sends a request more than once: only an action every env's
+    /// adapter declares safe (and no override makes otherwise) may be
+    /// hedged.
+    fn check_hedged(
+        &self,
+        product: &str,
+        c: &CompiledOption,
+        at: &str,
+        _h: &crate::hedge::HedgeConfig,
+    ) -> Result<(), DefineError> {
+        if !matches!(c.target, OptionTarget::Action) {
+            return Err(DefineError::new(
+                at,
+                format!(
+                    "option `{}` runs a feature; only an action's call can be hedged",
+                    c.provider
+                ),
+            ));
+        }
+        for info in self.app_info(product, &c.app, at)? {
+            let declared = crate::attempt::declared(c, info);
+            if declared != crate::adapter::Idempotency::Safe {
+                return Err(DefineError::new(
+                    at,
+                    format!(
+                        "hedging sends the request again while the first may still run; action `{}` of app `{}` (option `{}`) is {}, so it may not be hedged. Hedge only safe actions (lookups, status checks, quotes), or remove `hedge`",
+                        c.action,
+                        c.app,
+                        c.provider,
+                        crate::attempt::idempotency_words(declared)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// An action option names an installed app's action; a feature option

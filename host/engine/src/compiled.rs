@@ -43,6 +43,11 @@ pub(crate) struct CompiledOption {
     /// The definition's `breaker` with the option's over it.
     pub breaker: Option<BreakerSettings>,
     pub weight: u32,
+    /// Rules on its errors: its own, then its definition's, each with
+    /// where it is written.
+    pub rules: Vec<(String, crate::rules::ErrorRule)>,
+    /// Its hedging (its own or its definition's; safe actions only).
+    pub hedge: Option<crate::hedge::HedgeConfig>,
 }
 
 /// The options' shared settings of a quota or fallback.
@@ -53,6 +58,8 @@ pub(crate) struct RouteFlags {
     pub deadline_ms: Option<u64>,
     pub breaker: Option<BreakerSettings>,
     pub adaptive: Option<AdaptiveConfig>,
+    pub on: Vec<crate::rules::ErrorRule>,
+    pub hedge: Option<crate::hedge::HedgeConfig>,
 }
 
 /// A quota, fallback, or a feature's action step, compiled.

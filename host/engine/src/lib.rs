@@ -48,6 +48,7 @@ mod error;
 mod fallback;
 mod feature;
 mod health;
+mod hedge;
 mod locks;
 mod mapping;
 mod meters;
@@ -59,6 +60,7 @@ mod records;
 mod registry;
 mod result_cache;
 mod retry;
+mod rules;
 mod run;
 mod scheduler;
 mod schema;
@@ -88,6 +90,7 @@ pub use definition::{
     OptionKind, ProviderOption, QuotaDef, StepDef, StepKind,
 };
 pub use health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
+pub use hedge::{HedgeConfig, HedgeDelay, HedgeRecord, MAX_HEDGES};
 pub use locks::{Recover, RecoverRw};
 pub use mapping::{Mapping, MappingError};
 pub use meters::Counts;
@@ -99,6 +102,7 @@ pub use records::{
 };
 pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};
+pub use rules::{ErrorRule, MAX_RULE_CODE, MAX_RULES, RuleAction};
 pub use run::{ErrorCode, Reconcile, RunError, RunOptions, RunResult};
 pub use scheduler::HealthcheckTask;
 pub use schema::{FieldSchema, FieldType, InputError, InputSchema};

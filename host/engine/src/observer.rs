@@ -52,4 +52,8 @@ pub trait Observer: Send + Sync {
     /// A run skipped a provider because its breaker is open: `target` is
     /// the provider's `app/action` (or `feature:tag` for a feature option).
     fn blocked(&self, _product: &str, _env: &str, _target: &str) {}
+
+    /// An attempt of `app` was hedged: what it sent, which request won
+    /// and how many were cancelled.
+    fn hedged(&self, _product: &str, _env: &str, _app: &str, _record: &crate::HedgeRecord) {}
 }

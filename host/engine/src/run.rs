@@ -80,6 +80,10 @@ pub enum ErrorCode {
     AllFailed,
     /// A provider refused the input; not retried, no failover.
     Rejected,
+    /// A rule on provider errors (`then = "stop"`) ended the run at a
+    /// provider's error that is not the caller's; not retried, no
+    /// failover.
+    Stopped,
     /// An action with an effect may have executed at one app and the run
     /// could not confirm it; nothing else was tried. `reconcile` names the
     /// app, provider and key to check; a retry of the key goes to that app
@@ -110,6 +114,7 @@ impl ErrorCode {
             Self::NoProvider => "no-provider",
             Self::AllFailed => "all-failed",
             Self::Rejected => "rejected",
+            Self::Stopped => "stopped",
             Self::Ambiguous => "ambiguous",
             Self::DeadlineExceeded => "deadline-exceeded",
             Self::Overloaded => "overloaded",

@@ -115,6 +115,13 @@ pub struct AttemptRecord {
     pub code: Option<String>,
     /// Wall time of the attempt, ms.
     pub duration_ms: f64,
+    /// The rule on provider errors that matched this attempt's error:
+    /// where it is written and what it did (or why it was not applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What hedging did during this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<crate::hedge::HedgeRecord>,
 }
 
 impl AttemptRecord {

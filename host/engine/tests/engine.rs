@@ -2944,3 +2944,358 @@ async fn elimination_never_ejects_the_last_provider_of_a_quota() {
         assert!(out <= 1, "both ejected: {t:?}");
     }
 }
+
+/// Rules on provider errors (`on = [...]`) and hedged requests.
+mod rules_and_hedging {
+    use super::*;
+    use switchyard_engine::{
+        ActionInfo, Adapter, AppInfo, BoxFuture, CallRequest, CallResponse, Clock, ErrorRule,
+        HedgeConfig, RuleAction,
+    };
+
+    fn rule(status: &[u16], code: Option<&str>, then: RuleAction) -> ErrorRule {
+        ErrorRule {
+            status: status.to_vec(),
+            code: code.map(str::to_string),
+            class: None,
+            then,
+            cooldown_ms: None,
+        }
+    }
+
+    fn failing(status: u16, code: &str, class: ErrorClass) -> AttemptError {
+        let mut e = AttemptError::new(class, FailureKind::Provider, format!("{status} {code}"));
+        e.status = Some(status);
+        e.code = Some(code.into());
+        e
+    }
+
+    async fn run(w: &World) -> Result<switchyard_engine::RunResult, switchyard_engine::RunError> {
+        w.yard
+            .fallback()
+            .run(P, "dev", "pay", json!({}), RunOptions::default())
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_stop_rule_ends_the_run_and_names_itself() {
+        let w = world();
+        w.yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("refund")
+            .provider("adyen")
+            .action("refund")
+            .on(rule(&[], Some("card_declined"), RuleAction::Stop))
+            .on(rule(&[402], None, RuleAction::Stop))
+            .create()
+            .unwrap();
+        w.stripe
+            .behave(|_| Err(failing(402, "card_declined", ErrorClass::Rejected)));
+        w.adyen.succeed_with(json!({"app": "adyen"}));
+        let e = run(&w).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Rejected, "{e:?}");
+        assert!(e.message.contains("on[0]"), "{}", e.message);
+        let t = e.trace.unwrap();
+        assert_eq!(t.attempts.len(), 1);
+        assert!(
+            t.attempts[0]
+                .rule
+                .as_deref()
+                .unwrap()
+                .contains("code card_declined → stop")
+        );
+        // Not the caller's fault: the run says `stopped`.
+        w.stripe
+            .behave(|_| Err(failing(402, "out_of_credit", ErrorClass::Unavailable)));
+        let e = run(&w).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Stopped, "{e:?}");
+        assert_eq!(w.adyen.call_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn failover_and_cooldown_rules_move_on_and_pause_the_app() {
+        let w = world();
+        let mut cool = rule(&[402], None, RuleAction::Cooldown);
+        // Longer than the app's `max_cooldown_ms` (60 s, the cap on what
+        // a provider may ask): an operator's rule is not capped.
+        cool.cooldown_ms = Some(600_000);
+        w.yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("refund")
+            .provider("adyen")
+            .action("refund")
+            .on(cool)
+            .create()
+            .unwrap();
+        // A 402 the adapter calls `rejected` would stop the run; the rule
+        // fails over and pauses stripe.
+        w.stripe
+            .behave(|_| Err(failing(402, "insufficient_funds", ErrorClass::Rejected)));
+        w.adyen.succeed_with(json!({"app": "adyen"}));
+        let r = run(&w).await.unwrap();
+        assert_eq!(r.provider.as_deref(), Some("adyen"));
+        assert!(
+            r.trace.attempts[0]
+                .rule
+                .as_deref()
+                .unwrap()
+                .contains("cool down 600000 ms")
+        );
+        let calls = w.stripe.call_count();
+        let r = run(&w).await.unwrap();
+        assert_eq!(r.provider.as_deref(), Some("adyen"));
+        assert_eq!(w.stripe.call_count(), calls, "stripe is paused");
+        // After the pause it is tried again.
+        w.stripe.succeed_with(json!({"app": "stripe"}));
+        w.clock.advance(Duration::from_millis(300_000));
+        let r = run(&w).await.unwrap();
+        assert_eq!(
+            r.provider.as_deref(),
+            Some("adyen"),
+            "still paused at 5 min"
+        );
+        w.clock.advance(Duration::from_millis(300_001));
+        let r = run(&w).await.unwrap();
+        assert_eq!(r.provider.as_deref(), Some("stripe"));
+    }
+
+    #[tokio::test]
+    async fn a_retry_rule_retries_what_the_class_would_not_and_the_option_rule_wins() {
+        let w = world();
+        w.yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("refund")
+            .retries(1)
+            .provider_on(rule(&[400], Some("lock_timeout"), RuleAction::Retry))
+            .provider("adyen")
+            .action("refund")
+            .on(rule(&[400], None, RuleAction::Stop))
+            .create()
+            .unwrap();
+        let mut n = 0;
+        w.stripe.behave(move |_| {
+            n += 1;
+            if n == 1 {
+                Err(failing(400, "lock_timeout", ErrorClass::Rejected))
+            } else {
+                Ok(json!({"app": "stripe"}))
+            }
+        });
+        let r = run(&w).await.unwrap();
+        assert_eq!(r.provider.as_deref(), Some("stripe"));
+        assert_eq!(r.trace.attempts.len(), 2);
+        let said = r.trace.attempts[0].rule.clone().unwrap();
+        assert!(said.starts_with("fallbacks.pay.options[0].on[0]"), "{said}");
+        // Another 400: the definition's rule stops it.
+        w.stripe
+            .behave(|_| Err(failing(400, "parameter_invalid", ErrorClass::Rejected)));
+        let e = run(&w).await.unwrap_err();
+        assert!(e.message.contains("fallbacks.pay.on[0]"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn no_rule_moves_an_ambiguous_charge_to_another_app() {
+        let w = world();
+        let mut any = rule(&[], None, RuleAction::Failover);
+        any.class = Some(ErrorClass::Ambiguous);
+        w.yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("charge")
+            .provider("adyen")
+            .action("charge")
+            .on(any)
+            .create()
+            .unwrap();
+        w.stripe.behave(|_| {
+            Err(AttemptError::new(
+                ErrorClass::Ambiguous,
+                FailureKind::Provider,
+                "connection reset after the request was sent",
+            ))
+        });
+        w.adyen.succeed_with(json!({"app": "adyen"}));
+        let e = run(&w).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Ambiguous);
+        assert_eq!(w.adyen.call_count(), 0, "never a second app");
+        let said = e.trace.unwrap().attempts[0].rule.clone().unwrap();
+        assert!(said.contains("not applied"), "{said}");
+    }
+
+    #[tokio::test]
+    async fn bad_rules_and_hedging_an_unsafe_action_are_refused() {
+        let w = world();
+        let e = w
+            .yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("refund")
+            .on(rule(&[], None, RuleAction::Stop))
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "fallbacks.pay.on[0]");
+        let e = w
+            .yard
+            .fallback()
+            .define(P, "pay")
+            .provider("stripe")
+            .action("charge")
+            .provider_hedge(HedgeConfig {
+                delay_ms: 100,
+                delay: None,
+                max_extra: 1,
+            })
+            .create()
+            .unwrap_err();
+        assert_eq!(e.path, "fallbacks.pay.options[0].hedge");
+        assert!(e.reason.contains("not idempotent"), "{e}");
+    }
+
+    /// An app whose calls take the times in `script`, in order, on a
+    /// parked clock (the last repeats).
+    struct Timed {
+        info: AppInfo,
+        clock: Arc<ManualClock>,
+        script: std::sync::Mutex<Vec<u64>>,
+        started: std::sync::atomic::AtomicUsize,
+        finished: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Adapter for Timed {
+        fn info(&self) -> &AppInfo {
+            &self.info
+        }
+        fn call(&self, _r: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
+            let n = self
+                .started
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ms = {
+                let s = self.script.lock().unwrap();
+                s.get(n).or(s.last()).copied().unwrap_or(10)
+            };
+            let timer = self.clock.timer(Duration::from_millis(ms));
+            let finished = self.finished.clone();
+            Box::pin(async move {
+                timer.await;
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(CallResponse {
+                    output: json!({"took": ms}),
+                })
+            })
+        }
+    }
+
+    fn timed_world(
+        script: &[u64],
+        budget: Option<BudgetConfig>,
+    ) -> (Switchyard, Arc<ManualClock>, Arc<Timed>) {
+        let clock = Arc::new(ManualClock::parked());
+        let mut b = Switchyard::builder().clock(clock.clone()).seed(3);
+        if let Some(budget) = budget {
+            b = b.budget(budget);
+        }
+        let yard = b.build();
+        let app = Arc::new(Timed {
+            info: AppInfo {
+                name: "lookup".into(),
+                version: "1".into(),
+                actions: vec![ActionInfo {
+                    name: "get".into(),
+                    description: String::new(),
+                    input_schema: json!({}),
+                    idempotency: Idempotency::Safe,
+                }],
+            },
+            clock: clock.clone(),
+            script: std::sync::Mutex::new(script.to_vec()),
+            started: Default::default(),
+            finished: Default::default(),
+        });
+        yard.install_app(P, "lookup", "dev", app.clone());
+        yard.fallback()
+            .define(P, "get")
+            .provider("lookup")
+            .action("get")
+            .hedge(HedgeConfig {
+                delay_ms: 100,
+                delay: None,
+                max_extra: 1,
+            })
+            .create()
+            .unwrap();
+        (yard, clock, app)
+    }
+
+    /// Run `get` while moving the parked clock 5 ms at a time; the result
+    /// and the simulated time it took.
+    async fn hedged_run(
+        yard: &Switchyard,
+        clock: &Arc<ManualClock>,
+    ) -> (switchyard_engine::RunResult, Duration) {
+        let began = clock.now();
+        let y = yard.clone();
+        let mut run = tokio::spawn(async move {
+            y.fallback()
+                .run(P, "dev", "get", json!({}), RunOptions::default())
+                .await
+        });
+        loop {
+            tokio::select! {
+                r = &mut run => return (r.unwrap().unwrap(), clock.now() - began),
+                () = tokio::task::yield_now() => {}
+            }
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            clock.advance(Duration::from_millis(5));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_safe_call_is_hedged_and_the_first_answer_wins() {
+        // The first call takes 2 s, the hedge 10 ms.
+        let (yard, clock, app) = timed_world(&[2_000, 10], None);
+        let (r, took) = hedged_run(&yard, &clock).await;
+        assert!(took < Duration::from_millis(200), "{took:?}");
+        assert_eq!(r.output["took"], 10);
+        let h = r.trace.attempts[0].hedge.clone().expect("hedged");
+        assert_eq!((h.sent, h.won_by, h.cancelled), (1, Some(1), 1));
+        assert_eq!(h.delay_ms, 100.0);
+        // The slow call was dropped, not answered; nothing failed.
+        assert_eq!(app.finished.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let s = yard
+            .provider_states(P, "dev", Kind::Fallback, "get")
+            .unwrap();
+        let card = s[0].scorecard.clone().unwrap();
+        assert_eq!((card.ok, card.failed, card.in_flight), (1, 0, 0));
+
+        // A fast call sends no hedge.
+        let (r, _) = hedged_run(&yard, &clock).await;
+        let h = r.trace.attempts[0].hedge.clone().unwrap();
+        assert_eq!((h.sent, h.won_by, h.cancelled), (0, Some(0), 0));
+    }
+
+    #[tokio::test]
+    async fn an_empty_retry_budget_withholds_the_hedge() {
+        let budget = BudgetConfig {
+            ratio: 0.0,
+            min_retries: 0,
+            window_ms: 10_000,
+        };
+        let (yard, clock, app) = timed_world(&[300], Some(budget));
+        let (r, took) = hedged_run(&yard, &clock).await;
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        let h = r.trace.attempts[0].hedge.clone().unwrap();
+        assert_eq!(h.sent, 0);
+        assert_eq!(h.withheld.as_deref(), Some("retry budget"));
+        assert_eq!(app.started.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}

@@ -30,6 +30,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Quota and fallback runs with adaptive routing, by mode and choice: `adaptive` (routed by the strategy), `agreed` (the strategy chose as the weights did), `disagreed` (shadow: it would have chosen otherwise), `configured` (a live run that explored or fell outside the rollout).",
     ),
     (
+        "switchyard_hedges_total",
+        "counter",
+        "Hedged requests of safe actions, by what came of them: `sent` (extra requests sent), `won` (an extra request answered first), `cancelled` (requests dropped when another won), `withheld` (a hedge was due but the retry budget or admission had no room).",
+    ),
+    (
         "switchyard_auth_failures_total",
         "counter",
         "Requests refused by authentication or authorisation, by reason: missing, unknown, expired (401), forbidden (403), throttled (429 after too many failed tokens from one address).",
@@ -485,6 +490,33 @@ impl Observer for Metrics {
         }
         self.add("switchyard_attempts_total", labels.clone(), 1.0);
         self.observe("switchyard_attempt_duration_seconds", labels, e.duration);
+    }
+
+    fn hedged(&self, product: &str, env: &str, app: &str, r: &switchyard_engine::HedgeRecord) {
+        let of = |what: &str| {
+            vec![
+                ("product", product.to_string()),
+                ("env", env.to_string()),
+                ("app", app.to_string()),
+                ("what", what.to_string()),
+            ]
+        };
+        if r.sent > 0 {
+            self.add("switchyard_hedges_total", of("sent"), f64::from(r.sent));
+        }
+        if r.won_by.is_some_and(|w| w > 0) {
+            self.add("switchyard_hedges_total", of("won"), 1.0);
+        }
+        if r.cancelled > 0 {
+            self.add(
+                "switchyard_hedges_total",
+                of("cancelled"),
+                f64::from(r.cancelled),
+            );
+        }
+        if r.withheld.is_some() {
+            self.add("switchyard_hedges_total", of("withheld"), 1.0);
+        }
     }
 
     fn budget_rejected(&self, product: &str, env: &str, app: &str) {

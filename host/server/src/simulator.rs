@@ -57,6 +57,10 @@ struct State {
     /// Share of requests answered 429 (Retry-After: 1), per mille.
     throttle_per_mille: AtomicU32,
     latency_ms: AtomicU64,
+    /// Every `slow_every`-th request (0: none) waits `slow_ms` more: a
+    /// heavy tail.
+    slow_every: AtomicU64,
+    slow_ms: AtomicU64,
     served: AtomicU64,
     failed: AtomicU64,
     next_id: AtomicU64,
@@ -143,6 +147,16 @@ impl Simulator {
             .store(latency.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Make every `every`-th request (the first, then every `every`) wait
+    /// `slow` more than the others: a heavy tail. `every = 0` turns it
+    /// off.
+    pub fn set_slow_every(&self, every: u64, slow: Duration) {
+        self.state
+            .slow_ms
+            .store(slow.as_millis() as u64, Ordering::Relaxed);
+        self.state.slow_every.store(every, Ordering::Relaxed);
+    }
+
     /// Keep a copy of every request from now on.
     pub fn record(&self, on: bool) {
         self.state.record.store(on, Ordering::Relaxed);
@@ -215,7 +229,13 @@ async fn handle(
             body: body.clone(),
         });
     }
-    let latency = st.latency_ms.load(Ordering::Relaxed);
+    let every = st.slow_every.load(Ordering::Relaxed);
+    let slow = if every > 0 && n.is_multiple_of(every) {
+        st.slow_ms.load(Ordering::Relaxed)
+    } else {
+        0
+    };
+    let latency = st.latency_ms.load(Ordering::Relaxed) + slow;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }

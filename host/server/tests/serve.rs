@@ -1978,3 +1978,125 @@ options = [
     assert_eq!(v["trace"]["adaptive"]["mode"], "shadow");
     assert_eq!(v["trace"]["adaptive"]["configured"], "primary");
 }
+
+/// Hedging a safe lookup against a provider whose every other answer is
+/// 2 s late: each run answers from the hedge well under a second, the
+/// trace says so, the metrics count it; hedging a send is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedged_lookups_beat_a_heavy_tail_and_unsafe_actions_cannot_be_hedged() {
+    let s = Setup::new().await;
+    let url = s.primary.url();
+    let config = s.config_with(&format!(
+        r#"
+[products.notify.apps.lookup]
+plugin = "bundled:http"
+[products.notify.apps.lookup.envs.dev]
+allow = ["{url}"]
+config = {{ base_url = "{url}", ping_path = "/health", actions = '[{{"name": "get", "method": "GET", "path": "/v1/messages/{{id}}", "idempotency": "safe", "input": {{"id": {{"type": "string", "required": true}}}}}}]' }}
+
+[products.notify.fallbacks.lookup]
+input = {{ id = {{ type = "string" }} }}
+hedge = {{ delay_ms = 100, max_extra = 1 }}
+options = [
+  {{ provider = "primary", app = "lookup", action = "get" }},
+]
+"#
+    ));
+    let server = Server::start(&config);
+    s.primary.set_slow_every(2, Duration::from_secs(2));
+    let mut hedged = 0;
+    for i in 0..8 {
+        let started = std::time::Instant::now();
+        let (st, v) = server
+            .post(
+                "/v1/notify/dev/fallbacks/lookup/run",
+                json!({"input": {"id": format!("m{i}")}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "run {i} took {:?}",
+            started.elapsed()
+        );
+        // A run whose first request was a slow one was hedged, and the
+        // hedge (a fast one) won; the others answered at once.
+        let h = &v["trace"]["attempts"][0]["hedge"];
+        if h["sent"] == 1 {
+            hedged += 1;
+            assert_eq!(h["won_by"], 1, "{v}");
+            assert_eq!(h["cancelled"], 1, "{v}");
+        } else {
+            assert_eq!(h["won_by"], 0, "{v}");
+        }
+    }
+    assert!(hedged >= 3, "{hedged} of 8 runs were hedged");
+    let (_, text) = server.get("/metrics").await;
+    let text = text.as_str().unwrap();
+    for what in ["sent", "won", "cancelled"] {
+        let at_least = f64::from(hedged);
+        let n = metric(
+            text,
+            &format!(
+                "switchyard_hedges_total{{product=\"notify\",env=\"dev\",app=\"lookup\",what=\"{what}\"}}"
+            ),
+        );
+        assert!(n >= at_least, "{what}: {n}");
+    }
+    // A send may not be hedged: refused, naming the field.
+    let (st, v) = server
+        .post(
+            "/v1/notify/definitions/fallbacks",
+            json!({"tag": "hedged-send", "hedge": {"delay_ms": 100},
+                   "options": [{"provider": "primary", "app": "primary", "action": "send-message"}]}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["field"], "fallbacks.hedged-send.hedge", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("safe"), "{v}");
+}
+
+/// A rule on provider errors from the config: the primary's 503s fail
+/// over and pause it, so the next run does not call it at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooldown_rule_from_the_config_pauses_a_failing_provider() {
+    let s = Setup::new().await;
+    let config = s.config_with(
+        r#"
+[products.notify.fallbacks.paused]
+input = { to = { type = "string" }, text = { type = "string" } }
+on = [{ status = [503], then = "cooldown", cooldown_ms = 60000 }]
+options = [
+  { provider = "primary", app = "primary", action = "send-message" },
+  { provider = "backup", app = "backup", action = "send-message" },
+]
+"#,
+    );
+    let server = Server::start(&config);
+    s.primary.set_failure_rate(1.0);
+    let run = || {
+        server.post(
+            "/v1/notify/dev/fallbacks/paused/run",
+            json!({"input": {"to": "+1", "text": "hi"}}),
+        )
+    };
+    let (st, v) = run().await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["provider"], "backup");
+    let rule = v["trace"]["attempts"][0]["rule"].as_str().unwrap();
+    assert!(
+        rule.contains("fallbacks.paused.on[0]: status 503 → cooldown"),
+        "{rule}"
+    );
+    let before = posts(&s.primary);
+    let (st, v) = run().await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["provider"], "backup");
+    assert_eq!(
+        posts(&s.primary),
+        before,
+        "the paused primary was not called"
+    );
+    let (_, v) = server.get("/v1/notify/apps/primary/admission").await;
+    assert!(v.to_string().contains("cooldown_remaining_ms"), "{v}");
+}

@@ -232,6 +232,17 @@ impl Gate {
         }
     }
 
+    /// An operator's rule pauses the app until `now + pause` (not capped:
+    /// the rule's `cooldown_ms` is the operator's own bound). A longer
+    /// pause already running is kept.
+    pub fn pause(&self, now: Instant, pause: Duration) {
+        let mut st = self.lock();
+        let until = now + pause;
+        if st.cooldown_until.is_none_or(|u| u < until) {
+            st.cooldown_until = Some(until);
+        }
+    }
+
     /// State now.
     pub fn snapshot(&self, now: Instant) -> AdmissionSnapshot {
         let mut st = self.lock();

@@ -20,4 +20,4 @@ mod config;
 mod gate;
 
 pub use config::{AdmissionConfig, AdmissionSnapshot, Overload, OverloadReason};
-pub(crate) use gate::{Gate, Wait};
+pub(crate) use gate::{Gate, Permit, Wait};

@@ -41,6 +41,8 @@ pub(crate) enum OptionEnd {
     Failed {
         error: AttemptError,
         idempotency: Idempotency,
+        /// A rule said to fail over, whatever the class.
+        failover: bool,
     },
     Skipped(SkipReason),
     /// The host could not start its first try in time.
@@ -164,6 +166,8 @@ pub(crate) fn record(
         status,
         code,
         duration_ms: took.as_secs_f64() * 1e3,
+        rule: None,
+        hedge: None,
     });
 }
 
@@ -190,6 +194,7 @@ pub(crate) fn map_input(
         OptionEnd::Failed {
             error: e,
             idempotency,
+            failover: false,
         }
     })
 }
@@ -236,7 +241,8 @@ pub(crate) fn ambiguous_at(
 /// the feature could not serve, so the run fails over.
 pub(crate) fn feature_failure(e: &RunError) -> AttemptError {
     let (class, kind) = match e.code {
-        ErrorCode::Rejected => (ErrorClass::Rejected, FailureKind::Provider),
+        // A rule's stop inside the feature stops the run that runs it.
+        ErrorCode::Rejected | ErrorCode::Stopped => (ErrorClass::Rejected, FailureKind::Provider),
         ErrorCode::Ambiguous => (ErrorClass::Ambiguous, FailureKind::Provider),
         ErrorCode::Overloaded | ErrorCode::InProgress | ErrorCode::IdempotencyUnavailable => {
             (ErrorClass::Overloaded, FailureKind::Host)

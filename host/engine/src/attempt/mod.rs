@@ -7,6 +7,7 @@
 //! key's run, and a feature run as an option (which orders options again).
 
 mod ctx;
+mod hedging;
 mod option;
 
 use crate::adapter::{ErrorClass, FailureKind, Idempotency};
@@ -18,7 +19,7 @@ use crate::records::Pin;
 use crate::run::{ErrorCode, RunError, RunOptions, RunResult};
 use crate::trace::{Skip, SkipReason, Trace};
 use ctx::*;
-pub(crate) use ctx::{GRACE, RunCtx, declared};
+pub(crate) use ctx::{GRACE, RunCtx, declared, idempotency_words};
 use option::*;
 use serde_json::Value;
 use std::time::Duration;
@@ -36,6 +37,10 @@ pub(crate) async fn try_in_order(
     let mut failures: Vec<String> = Vec::new();
     let mut overloaded: Option<Overload> = None;
     let mut deadline_hit = false;
+    // Every failure asked to come back later (429 + Retry-After): the
+    // caller is told when, the longest wait.
+    let mut rate_limited: Option<Duration> = None;
+    let mut others_failed = false;
     for (pos, &i) in order.iter().enumerate() {
         let opt = &route.options[i];
         trace.considered.push(opt.provider.clone());
@@ -85,13 +90,26 @@ pub(crate) async fn try_in_order(
                 skip(trace, overload_skip(&o, false));
                 overloaded = Some(o);
             }
-            OptionEnd::Failed { error, idempotency } => {
+            OptionEnd::Failed {
+                error,
+                idempotency,
+                failover,
+            } => {
                 if error.kind == FailureKind::DeadlineExceeded
                     && ctx.inner.clock.now() >= ctx.deadline_at
                 {
                     deadline_hit = true;
                 }
+                if error.class == ErrorClass::RateLimited
+                    && let Some(after) = error.retry_after
+                {
+                    rate_limited = Some(rate_limited.map_or(after, |a: Duration| a.max(after)));
+                } else {
+                    others_failed = true;
+                }
                 match error.class {
+                    // A rule said to fail over: the next option is tried.
+                    _ if failover => failures.push(format!("{}: {}", opt.provider, error)),
                     ErrorClass::Rejected => {
                         return Err(RunError::new(
                             ErrorCode::Rejected,
@@ -192,7 +210,11 @@ pub(crate) async fn try_in_order(
     } else {
         ErrorCode::AllFailed
     };
-    Err(RunError::new(code, message))
+    let mut e = RunError::new(code, message);
+    if !others_failed && let Some(after) = rate_limited {
+        e.retry_after_ms = Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX).max(1));
+    }
+    Err(e)
 }
 
 /// A feature option: the feature runs as this option under its breaker
@@ -303,6 +325,7 @@ pub(crate) async fn run_feature_option(
             OptionEnd::Failed {
                 error: e,
                 idempotency,
+                failover: false,
             }
         }
     }

@@ -10,6 +10,7 @@ use crate::mapping::Scope;
 use crate::observer::AttemptEvent;
 use crate::records::Pin;
 use crate::retry::RetryPolicy;
+use crate::rules::RuleAction;
 use crate::run::{ErrorCode, RunError};
 use crate::trace::{SkipReason, Trace};
 use serde_json::Value;
@@ -40,6 +41,7 @@ pub(crate) async fn run_option(
         return OptionEnd::Failed {
             error: e,
             idempotency: Idempotency::Unsafe,
+            failover: false,
         };
     };
     let idempotency = declared(opt, adapter.info());
@@ -57,11 +59,13 @@ pub(crate) async fn run_option(
     // A try that may have acted decides how the option ends, whatever the
     // retries after it answered: only a success resolves it.
     let mut acted: Option<AttemptError> = None;
+    // A rule said to retry the last error whatever its class.
+    let mut force_retry = false;
     for try_no in 0..=opt.policy.retries {
         // A retry's budget token, handed back if the retry is not made.
         let mut token = None;
         if let Some(prev) = &last {
-            if !RetryPolicy::retryable(prev, idempotency) {
+            if !RetryPolicy::retryable(prev, idempotency) && !std::mem::take(&mut force_retry) {
                 break;
             }
             match inner.withdraw_budget(ctx.product, ctx.env, &opt.app) {
@@ -169,15 +173,28 @@ pub(crate) async fn run_option(
             session: ctx.session.cloned(),
         };
         let in_flight = inner.scorecards.start(&stats_key, now);
-        let result =
-            match clock::timeout(&*inner.clock, deadline + GRACE, adapter.call(request)).await {
+        let mut hedge = None;
+        let result = match opt.hedge {
+            // Only a safe action is hedged (checked at define time; an
+            // override at run time cannot make it otherwise).
+            Some(h) if idempotency == Idempotency::Safe => {
+                let (r, rec) = super::hedging::hedged_call(
+                    ctx, opt, &adapter, &gate, &stats_key, request, deadline, h,
+                )
+                .await;
+                hedge = Some(rec);
+                r
+            }
+            _ => match clock::timeout(&*inner.clock, deadline + GRACE, adapter.call(request)).await
+            {
                 Ok(r) => r.map_err(AttemptError::bounded),
                 Err(_) => Err(AttemptError::new(
                     ErrorClass::Ambiguous,
                     FailureKind::DeadlineExceeded,
                     format!("no answer within the {} ms deadline", deadline.as_millis()),
                 )),
-            };
+            },
+        };
         drop(permit);
         let ended = in_flight.end();
         let end = inner.clock.now();
@@ -225,6 +242,7 @@ pub(crate) async fn run_option(
         match result {
             Ok(response) => {
                 record(trace, opt, try_no + 1, Ok(()), took);
+                note_hedge(trace, hedge);
                 let scope = Scope {
                     input: Some(input),
                     response: Some(&response.output),
@@ -251,6 +269,55 @@ pub(crate) async fn run_option(
                     gate.cool_down(end, after);
                 }
                 record(trace, opt, try_no + 1, Err(&e), took);
+                note_hedge(trace, hedge);
+                // The definition's rules on provider errors decide before
+                // the class does; never over an ambiguous outcome of an
+                // action with an effect (a key is honoured by one app).
+                if let Some((at, rule)) = crate::rules::find(&opt.rules, &e) {
+                    let guarded = (e.class == ErrorClass::Ambiguous || acted.is_some())
+                        && idempotency.has_effect();
+                    let mut said = format!("{at}: {}", rule.describe());
+                    if guarded {
+                        said.push_str(
+                            "; not applied: the attempt may have acted and the action is not safe",
+                        );
+                    }
+                    if let Some(a) = trace.attempts.last_mut() {
+                        a.rule = Some(said);
+                    }
+                    if !guarded {
+                        match rule.then {
+                            RuleAction::Stop => {
+                                let code = if e.class == ErrorClass::Rejected {
+                                    ErrorCode::Rejected
+                                } else {
+                                    ErrorCode::Stopped
+                                };
+                                return OptionEnd::Stop(Box::new(RunError::new(
+                                    code,
+                                    format!(
+                                        "rule {at} ({}) stopped the run at provider `{}`: {e}; not retried and no failover",
+                                        rule.describe(),
+                                        opt.provider
+                                    ),
+                                )));
+                            }
+                            RuleAction::Retry => force_retry = true,
+                            RuleAction::Failover | RuleAction::Cooldown => {
+                                if let Some(ms) = rule.cooldown_ms {
+                                    let pause = Duration::from_millis(ms)
+                                        .max(e.retry_after.unwrap_or_default());
+                                    gate.pause(end, pause);
+                                }
+                                return OptionEnd::Failed {
+                                    error: e,
+                                    idempotency,
+                                    failover: true,
+                                };
+                            }
+                        }
+                    }
+                }
                 if e.class == ErrorClass::Ambiguous && acted.is_none() {
                     acted = Some(e.clone());
                 }
@@ -269,5 +336,16 @@ pub(crate) async fn run_option(
         }
         _ => last,
     };
-    OptionEnd::Failed { error, idempotency }
+    OptionEnd::Failed {
+        error,
+        idempotency,
+        failover: false,
+    }
+}
+
+/// Put what hedging did on the attempt just recorded.
+fn note_hedge(trace: &mut Trace, hedge: Option<crate::hedge::HedgeRecord>) {
+    if let (Some(h), Some(a)) = (hedge, trace.attempts.last_mut()) {
+        a.hedge = Some(h);
+    }
 }

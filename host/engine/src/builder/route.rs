@@ -26,6 +26,8 @@ pub struct RouteBuilder<'a> {
     deadline_ms: Option<u64>,
     breaker: Option<BreakerSettings>,
     adaptive: Option<crate::adaptive::AdaptiveConfig>,
+    on: Vec<crate::rules::ErrorRule>,
+    hedge: Option<crate::hedge::HedgeConfig>,
     error: Option<DefineError>,
 }
 
@@ -43,6 +45,8 @@ impl<'a> RouteBuilder<'a> {
             deadline_ms: None,
             breaker: None,
             adaptive: None,
+            on: Vec::new(),
+            hedge: None,
             error: None,
         }
     }
@@ -122,6 +126,30 @@ impl<'a> RouteBuilder<'a> {
     /// "Adaptive routing").
     pub fn adaptive(mut self, config: crate::adaptive::AdaptiveConfig) -> Self {
         self.adaptive = Some(config);
+        self
+    }
+
+    /// A rule on every provider's errors (after each provider's own).
+    pub fn on(mut self, rule: crate::rules::ErrorRule) -> Self {
+        self.on.push(rule);
+        self
+    }
+
+    /// A rule on the current provider's errors (before the definition's).
+    pub fn provider_on(mut self, rule: crate::rules::ErrorRule) -> Self {
+        self.current("provider_on", |o| o.on.push(rule));
+        self
+    }
+
+    /// Hedge slow calls of every provider (each must be a safe action).
+    pub fn hedge(mut self, config: crate::hedge::HedgeConfig) -> Self {
+        self.hedge = Some(config);
+        self
+    }
+
+    /// Hedge slow calls of the current provider (a safe action).
+    pub fn provider_hedge(mut self, config: crate::hedge::HedgeConfig) -> Self {
+        self.current("provider_hedge", |o| o.hedge = Some(config));
         self
     }
 
@@ -245,6 +273,8 @@ impl<'a> RouteBuilder<'a> {
                 deadline_ms: self.deadline_ms,
                 breaker: self.breaker,
                 adaptive: self.adaptive,
+                on: self.on,
+                hedge: self.hedge,
             }),
             _ => Definition::Fallback(FallbackDef {
                 meta: self.meta,
@@ -255,6 +285,8 @@ impl<'a> RouteBuilder<'a> {
                 deadline_ms: self.deadline_ms,
                 breaker: self.breaker,
                 adaptive: self.adaptive,
+                on: self.on,
+                hedge: self.hedge,
             }),
         })
     }

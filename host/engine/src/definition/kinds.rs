@@ -110,6 +110,14 @@ pub struct QuotaDef {
     /// routing"). Default off: the configured weights alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveConfig>,
+    /// Rules on every provider's errors (an option's own `on` comes
+    /// first; docs/engine.md, "Rules on provider errors").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<crate::rules::ErrorRule>,
+    /// Hedge slow calls of every option (each must be a safe action;
+    /// an option's own `hedge` wins; docs/engine.md, "Hedging").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<crate::hedge::HedgeConfig>,
 }
 
 /// Ordered options.
@@ -146,6 +154,14 @@ pub struct FallbackDef {
     /// Default off: the configured order alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveConfig>,
+    /// Rules on every provider's errors (an option's own `on` comes
+    /// first; docs/engine.md, "Rules on provider errors").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<crate::rules::ErrorRule>,
+    /// Hedge slow calls of every option (each must be a safe action;
+    /// an option's own `hedge` wins; docs/engine.md, "Hedging").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<crate::hedge::HedgeConfig>,
 }
 
 /// What a feature step runs.

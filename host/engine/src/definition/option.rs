@@ -114,6 +114,14 @@ pub struct ProviderOption {
     /// runs at the shortest interval its definition and its options ask).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_interval_ms: Option<u64>,
+    /// Rules on this provider's errors, over its definition's `on`
+    /// (docs/engine.md, "Rules on provider errors").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<crate::rules::ErrorRule>,
+    /// Hedge a slow call of a safe action (docs/engine.md, "Hedging"),
+    /// over its definition's `hedge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<crate::hedge::HedgeConfig>,
 }
 
 impl ProviderOption {
@@ -141,6 +149,8 @@ impl ProviderOption {
             breaker_key: None,
             breaker: None,
             check_interval_ms: None,
+            on: Vec::new(),
+            hedge: None,
         }
     }
 

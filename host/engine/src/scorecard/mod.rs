@@ -239,6 +239,7 @@ impl Scorecard {
         drop(card);
         if latency {
             v.p95_ms = (recent_h.total(), recent_h.quantile_ms(0.95));
+            v.p99_ms = recent_h.quantile_ms(0.99);
             v.longer_p95_ms = (longer_h.total(), longer_h.quantile_ms(0.95));
         }
         v
@@ -364,6 +365,8 @@ pub(crate) struct View {
     pub longer: (u64, u64),
     /// (timed attempts, p95 ms) over the strategy's window (asked only).
     pub p95_ms: (u64, Option<f64>),
+    /// p99 ms over the strategy's window (asked only).
+    pub p99_ms: Option<f64>,
     /// (timed attempts, p95 ms) over the whole window (asked only).
     pub longer_p95_ms: (u64, Option<f64>),
     /// Attempts running now.

@@ -86,7 +86,9 @@ pub(crate) fn run_status(code: ErrorCode) -> StatusCode {
         }
         ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::InProgress => StatusCode::CONFLICT,
-        ErrorCode::Mapping | ErrorCode::AllFailed | ErrorCode::Ambiguous => StatusCode::BAD_GATEWAY,
+        ErrorCode::Mapping | ErrorCode::AllFailed | ErrorCode::Ambiguous | ErrorCode::Stopped => {
+            StatusCode::BAD_GATEWAY
+        }
     }
 }
 

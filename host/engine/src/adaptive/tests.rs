@@ -203,6 +203,7 @@ proptest! {
                     outcomes: (ok, ok + extra),
                     longer: (ok, ok + extra),
                     p95_ms: (ok + extra, Some(p95)),
+                    p99_ms: Some(p95),
                     longer_p95_ms: (ok + extra, Some(p95)),
                     in_flight: busy,
                     recent: Recent { bits, len, last_ms: 1_000, ..Recent::default() },

@@ -102,7 +102,7 @@ pub use records::{
 };
 pub use registry::{AppSummary, DEFAULT_RUN_DEADLINE};
 pub use retry::{Jitter, RetryPolicy};
-pub use rules::{ErrorRule, MAX_RULE_CODE, MAX_RULES, RuleAction};
+pub use rules::{ErrorRule, MAX_RULE_CODE, MAX_RULES, RuleAction, validate as validate_rules};
 pub use run::{ErrorCode, Reconcile, RunError, RunOptions, RunResult};
 pub use scheduler::HealthcheckTask;
 pub use schema::{FieldSchema, FieldType, InputError, InputSchema};

@@ -2100,3 +2100,29 @@ options = [
     let (_, v) = server.get("/v1/notify/apps/primary/admission").await;
     assert!(v.to_string().contains("cooldown_remaining_ms"), "{v}");
 }
+
+/// The recommended rule sets on the adapters' pages are valid rules.
+#[test]
+fn the_adapters_recommended_rules_check_out() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/adapters");
+    for name in ["stripe", "twilio", "sns"] {
+        let text = std::fs::read_to_string(docs.join(format!("{name}.md"))).unwrap();
+        let section = text
+            .split("## Codes and recommended rules")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name}.md has no recommended rules"));
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        #[derive(serde::Deserialize)]
+        struct On {
+            on: Vec<switchyard_engine::ErrorRule>,
+        }
+        let on: On = toml::from_str(block).unwrap_or_else(|e| panic!("{name}.md: {e}"));
+        assert!(on.on.len() >= 4, "{name}.md");
+        switchyard_engine::validate_rules(&on.on, &format!("{name}.on"))
+            .unwrap_or_else(|e| panic!("{name}.md: {e}"));
+    }
+}

@@ -40,7 +40,8 @@ pub use app::{App, InstanceCounts};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use egress::{
     Answered, Credential, CredentialError, Denial, Described, EgressLimits, EgressPolicy,
-    EgressStats, GrantCredential, Network, Origin, PolicyError, Restricted, Secret,
+    EgressStats, GrantCredential, MAX_TOKEN_ANSWER, MAX_TOKEN_BYTES, MAX_TOKEN_LIFETIME, Network,
+    Origin, PolicyError, Restricted, Secret,
 };
 pub use error::{LoadError, RuntimeError};
 pub use exchange::MAX_STATE;

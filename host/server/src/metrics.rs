@@ -125,6 +125,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Requests the egress gate refused.",
     ),
     (
+        "switchyard_oauth2_token_fetches_total",
+        "counter",
+        "OAuth2 client-credentials tokens the host fetched for the app (one per expiry or 401, shared by concurrent calls).",
+    ),
+    (
+        "switchyard_oauth2_token_failures_total",
+        "counter",
+        "OAuth2 token fetches that failed (endpoint unreachable or no usable token).",
+    ),
+    (
         "switchyard_admission_in_flight",
         "gauge",
         "Attempts of the app in flight now.",
@@ -414,6 +424,14 @@ impl Metrics {
                 ),
                 ("switchyard_egress_requests_total", egress.requests as f64),
                 ("switchyard_egress_denied_total", egress.denied as f64),
+                (
+                    "switchyard_oauth2_token_fetches_total",
+                    egress.token_fetches as f64,
+                ),
+                (
+                    "switchyard_oauth2_token_failures_total",
+                    egress.token_failures as f64,
+                ),
             ];
             for (name, v) in values {
                 state.values.insert((name, labels()), v);

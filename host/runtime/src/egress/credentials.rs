@@ -77,6 +77,22 @@ pub enum Credential {
         /// Service (`sns`).
         service: String,
     },
+    /// OAuth2 client credentials (PayPal): the host fetches a bearer
+    /// token from `token_url` with the client id and secret, keeps it
+    /// until shortly before it expires, and sends `Authorization: Bearer`.
+    #[serde(rename = "oauth2-client-credentials")]
+    OAuth2ClientCredentials {
+        /// The token endpoint (`https://api-m.paypal.com/v1/oauth2/token`);
+        /// its origin must be on the app's `allow` list.
+        token_url: String,
+        /// The client id.
+        client_id: Secret,
+        /// The client secret.
+        client_secret: Secret,
+        /// The scope to ask for, if the provider wants one.
+        #[serde(default)]
+        scope: Option<String>,
+    },
 }
 
 /// A credential in a grant: what it is and which of the app's origins it
@@ -165,6 +181,17 @@ pub enum CredentialError {
         /// The origin as written.
         origin: String,
     },
+    /// An OAuth2 token URL that is not an absolute http(s) URL, or plain
+    /// `http:` to a host that is not loopback or private.
+    #[error("credentials[{index}].token_url: `{url}` {why}")]
+    BadTokenUrl {
+        /// Which credential.
+        index: usize,
+        /// The URL as written.
+        url: String,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// An AWS session token that cannot go in a header.
     #[error("the aws-sigv4 session_token contains characters not allowed in an HTTP header")]
     BadSessionToken,
@@ -193,7 +220,59 @@ impl Credential {
                 // temporary key.
                 HeaderValue::from_str(t.expose()).map_err(|_| CredentialError::BadSessionToken)?;
             }
+            Self::OAuth2ClientCredentials {
+                client_id,
+                client_secret,
+                ..
+            } => {
+                HeaderValue::from_str(client_id.expose())
+                    .map_err(|_| CredentialError::BadValue("oauth2 client_id"))?;
+                HeaderValue::from_str(client_secret.expose())
+                    .map_err(|_| CredentialError::BadValue("oauth2 client_secret"))?;
+            }
             Self::Basic { .. } | Self::AwsSigV4 { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// An OAuth2 credential's token URL, checked against the app's policy:
+    /// absolute, its origin allowed, and `https` unless the host is
+    /// loopback or a private address (a secret never crosses the internet
+    /// in clear).
+    pub(crate) fn check_token_url(
+        &self,
+        index: usize,
+        policy: &super::policy::EgressPolicy,
+    ) -> Result<(), CredentialError> {
+        let Self::OAuth2ClientCredentials { token_url, .. } = self else {
+            return Ok(());
+        };
+        let bad = |why| CredentialError::BadTokenUrl {
+            index,
+            url: token_url.clone(),
+            why,
+        };
+        let uri: http::Uri = token_url
+            .parse()
+            .map_err(|_| bad("is not a URL; write `https://api.example.com/oauth2/token`"))?;
+        let origin = super::policy::Origin::of_uri(&uri)
+            .ok_or_else(|| bad("is not an absolute http(s) URL"))?;
+        if !policy.allows_origin(&origin) {
+            return Err(bad(
+                "is not on the app's `allow` list; add its origin there",
+            ));
+        }
+        if origin.scheme == "http" {
+            let near = match origin.host.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(a)) => a.is_loopback() || a.is_private(),
+                Ok(std::net::IpAddr::V6(a)) => a.is_loopback(),
+                Err(_) => origin.host.eq_ignore_ascii_case("localhost"),
+            };
+            if !near {
+                return Err(bad(
+                    "is plain http to a public host; the client secret would cross the network in clear: use https",
+                ));
+            }
         }
         Ok(())
     }
@@ -223,6 +302,8 @@ impl Credential {
                     headers.insert(AUTHORIZATION, sensitive(v));
                 }
             }
+            // The token is the gate's to add (`transport::dispatch`).
+            Self::OAuth2ClientCredentials { .. } => {}
             Self::ApiKeyHeader { header, key } => {
                 if let (Ok(name), Ok(v)) = (
                     HeaderName::from_bytes(header.as_bytes()),
@@ -259,7 +340,7 @@ fn sensitive(mut v: HeaderValue) -> HeaderValue {
 }
 
 /// Standard base64 with padding.
-fn base64(input: &[u8]) -> String {
+pub(super) fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {

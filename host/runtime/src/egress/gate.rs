@@ -56,6 +56,10 @@ pub struct EgressStats {
     pub failed: u64,
     /// Total time from send to response headers, over all sent requests.
     pub total_latency: Duration,
+    /// OAuth2 tokens fetched (client credentials).
+    pub token_fetches: u64,
+    /// OAuth2 token fetches that failed.
+    pub token_failures: u64,
 }
 
 /// An app's egress: its policy, credentials, pooled client and counters.
@@ -65,6 +69,8 @@ pub struct AppEgress {
     pub(super) policy: Arc<EgressPolicy>,
     /// Each credential with the origins it goes to.
     pub(super) credentials: Vec<(Vec<Origin>, Credential)>,
+    /// For each OAuth2 credential (same index), its token.
+    pub(super) tokens: Vec<Option<super::oauth2::TokenCache>>,
     pub(super) owned_headers: Vec<HeaderName>,
     pub(super) limits: EgressLimits,
     pub(super) client: PooledClient,
@@ -103,9 +109,17 @@ impl AppEgress {
         let mut scoped = Vec::with_capacity(credentials.len());
         for (index, g) in credentials.into_iter().enumerate() {
             g.credential.validate()?;
+            g.credential.check_token_url(index, &policy)?;
             scoped.push((g.scope(index, &policy)?, g.credential));
         }
         let credentials = scoped;
+        let tokens = credentials
+            .iter()
+            .map(|(_, c)| {
+                matches!(c, Credential::OAuth2ClientCredentials { .. })
+                    .then(super::oauth2::TokenCache::default)
+            })
+            .collect();
         let mut owned_headers: Vec<HeaderName> = GUEST_FORBIDDEN
             .iter()
             .map(|h| HeaderName::from_static(h))
@@ -117,6 +131,7 @@ impl AppEgress {
             client: client::pooled_client(policy.clone(), limits.connect_timeout),
             policy,
             credentials,
+            tokens,
             owned_headers,
             limits,
             counters: Counters::default(),
@@ -132,6 +147,18 @@ impl AppEgress {
             denied: c.denied.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             total_latency: Duration::from_micros(c.micros.load(Ordering::Relaxed)),
+            token_fetches: self
+                .tokens
+                .iter()
+                .flatten()
+                .map(|t| t.fetches.load(Ordering::Relaxed))
+                .sum(),
+            token_failures: self
+                .tokens
+                .iter()
+                .flatten()
+                .map(|t| t.failures.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 

@@ -11,6 +11,7 @@ mod denial;
 mod exchange;
 mod gate;
 mod memory;
+mod oauth2;
 mod policy;
 mod sigv4;
 mod transport;
@@ -19,6 +20,7 @@ mod wasi;
 pub use credentials::{Credential, CredentialError, GrantCredential, Secret};
 pub use denial::{Denial, Restricted};
 pub use memory::CallMemory;
+pub use oauth2::{MAX_TOKEN_ANSWER, MAX_TOKEN_BYTES, MAX_TOKEN_LIFETIME};
 pub use policy::{EgressPolicy, Network, Origin, PolicyError};
 
 pub use exchange::{Answered, Described};

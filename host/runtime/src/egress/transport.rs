@@ -2,6 +2,7 @@
 //! becomes, and reading an answer's body under its cap.
 
 use super::client::{LookupFailed, ResolvedToForbidden};
+use super::credentials::Credential;
 use super::gate::*;
 use super::memory::*;
 use super::policy::*;
@@ -137,11 +138,132 @@ pub(super) async fn dispatch(
         .map_or_else(String::new, |a| a.to_string());
     let now = SystemTime::now();
     let origin = Origin::of_uri(&parts.uri);
-    for (scope, c) in &app.credentials {
-        if origin.as_ref().is_some_and(|o| scope.contains(o)) {
-            c.apply(&mut parts, &body, now);
+    // What is needed to send it again with a fresh OAuth2 token after a
+    // 401 (the credentials are applied to a copy each time).
+    let (method, uri, version, headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.version,
+        parts.headers.clone(),
+    );
+    let mut used = Vec::new();
+    for (i, (scope, c)) in app.credentials.iter().enumerate() {
+        if !origin.as_ref().is_some_and(|o| scope.contains(o)) {
+            continue;
+        }
+        match (c, &app.tokens[i]) {
+            (
+                Credential::OAuth2ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope,
+                },
+                Some(cache),
+            ) => {
+                let cc = super::oauth2::ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope: scope.as_deref(),
+                };
+                let token = match cache.bearer(app, &cc, timeout).await {
+                    Ok(t) => t,
+                    Err(e) => return Err(token_failure(app, log, &e)),
+                };
+                set_bearer(&mut parts.headers, &token);
+                used.push((i, token));
+            }
+            _ => c.apply(&mut parts, &body, now),
         }
     }
+    let first = send(app, log, parts, body.clone(), timeout, &authority).await?;
+    if first.status() != http::StatusCode::UNAUTHORIZED || used.is_empty() {
+        return Ok(first);
+    }
+    // The provider refused the token (revoked, rotated early): fetch a
+    // new one and send the request once more.
+    drop(first);
+    let mut again = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(version)
+        .body(())
+        .expect("the parts of a request that was sent")
+        .into_parts()
+        .0;
+    again.headers = headers;
+    for (i, (scope, c)) in app.credentials.iter().enumerate() {
+        if !origin.as_ref().is_some_and(|o| scope.contains(o)) {
+            continue;
+        }
+        match (c, &app.tokens[i]) {
+            (
+                Credential::OAuth2ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope,
+                },
+                Some(cache),
+            ) => {
+                if let Some((_, old)) = used.iter().find(|(j, _)| *j == i) {
+                    cache.refused(old).await;
+                }
+                let cc = super::oauth2::ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope: scope.as_deref(),
+                };
+                let token = match cache.bearer(app, &cc, timeout).await {
+                    Ok(t) => t,
+                    Err(e) => return Err(token_failure(app, log, &e)),
+                };
+                set_bearer(&mut again.headers, &token);
+            }
+            _ => c.apply(&mut again, &body, now),
+        }
+    }
+    send(app, log, again, body, timeout, &authority).await
+}
+
+/// `Authorization: Bearer <token>`, marked sensitive.
+fn set_bearer(headers: &mut http::HeaderMap, token: &super::credentials::Secret) {
+    if let Ok(mut v) = http::HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
+        v.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
+}
+
+/// No token, so nothing was sent: the call's log says why (never the
+/// secret); an endpoint that could not be reached reads as a refused
+/// connection (the provider's `unavailable`), a bad answer as the host's
+/// internal error.
+fn token_failure(
+    app: &AppEgress,
+    log: &Mutex<CallLog>,
+    e: &super::oauth2::TokenError,
+) -> HttpError {
+    tracing::warn!(app = %app.app, reason = %e.message(), "oauth2 token not obtained");
+    log.lock()
+        .expect("call log")
+        .failed(e.message().to_string());
+    match e {
+        super::oauth2::TokenError::Unreachable(_) => HttpError::ConnectionRefused,
+        super::oauth2::TokenError::Refused(m) => HttpError::InternalError(Some(m.clone())),
+    }
+}
+
+/// Send one request as it is, counted and logged.
+async fn send(
+    app: &AppEgress,
+    log: &Mutex<CallLog>,
+    parts: http::request::Parts,
+    body: bytes::Bytes,
+    timeout: Duration,
+    authority: &str,
+) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
     let request = http::Request::from_parts(parts, Full::new(body));
     // Counted as possibly reaching the provider from the moment it is
     // sent: if the call's deadline cuts it off mid-flight, the attempt is
@@ -158,7 +280,7 @@ pub(super) async fn dispatch(
             log.lock().expect("call log").answered += 1;
             Ok(response)
         }
-        Ok(Err(e)) => Err(transport_failure(app, log, &authority, &e)),
+        Ok(Err(e)) => Err(transport_failure(app, log, authority, &e)),
         Err(_elapsed) => {
             app.counters.requests.fetch_add(1, Ordering::Relaxed);
             app.counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,7 @@ const SECRET_FIELDS: &[&str] = &[
     "key",
     "secret_access_key",
     "session_token",
+    "client_secret",
 ];
 
 /// The secrets file: `name = "value"` lines.
@@ -98,7 +99,7 @@ impl Secrets {
                 (
                     None,
                     format!(
-                        "{}; schemes: bearer (token), basic (username, password), api-key-header (header, key), aws-sigv4 (access_key_id, secret_access_key, region, service)",
+                        "{}; schemes: bearer (token), basic (username, password), api-key-header (header, key), aws-sigv4 (access_key_id, secret_access_key, region, service), oauth2-client-credentials (token_url, client_id, client_secret, scope)",
                         e.message().trim_end()
                     ),
                 )

@@ -552,3 +552,225 @@ async fn the_example_definitions_are_accepted() {
         yard.create(d).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
 }
+
+// ------------------------------------------------------------------ PayPal
+
+pub(crate) const PAYPAL: &str = "http://127.0.0.1:12114";
+pub(crate) const PAYPAL_PAYMENTS: &str = "http://127.0.0.1:12115";
+
+/// PayPal's OAuth2 token endpoint, which its published documents do not
+/// describe: a loopback one that checks the client credentials and counts
+/// the tokens it hands out.
+pub(crate) async fn paypal_token_endpoint() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = fetched.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let count = count.clone();
+                        async move {
+                            // Basic base64("client-id:client-secret").
+                            let ok = req.uri().path() == "/v1/oauth2/token"
+                                && req
+                                    .headers()
+                                    .get("authorization")
+                                    .and_then(|v| v.to_str().ok())
+                                    == Some("Basic Y2xpZW50LWlkOmNsaWVudC1zZWNyZXQ=");
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let form = String::from_utf8_lossy(&body).to_string();
+                            let (status, text) = if ok
+                                && form.contains("grant_type=client_credentials")
+                            {
+                                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                                (200, json!({"access_token": format!("A21AA-{n}"), "token_type": "Bearer", "app_id": "APP-1", "expires_in": 32400, "nonce": "n"}).to_string())
+                            } else {
+                                (401, json!({"error": "invalid_client", "error_description": "Client Authentication failed"}).to_string())
+                            };
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(text)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, fetched)
+}
+
+pub(crate) fn paypal_grant(token_base: &str) -> Grant {
+    Grant::new()
+        .allow(PAYPAL)
+        .allow(PAYPAL_PAYMENTS)
+        .allow(token_base)
+        .credential_for(
+            [PAYPAL, PAYPAL_PAYMENTS],
+            Credential::OAuth2ClientCredentials {
+                token_url: format!("{token_base}/v1/oauth2/token"),
+                client_id: Secret::new("client-id"),
+                client_secret: Secret::new("client-secret"),
+                scope: None,
+            },
+        )
+        .config("api_base", PAYPAL)
+        .config("payments_base", PAYPAL_PAYMENTS)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paypal_actions_against_paypals_own_spec_with_a_host_held_token() {
+    let (token_base, fetched) = paypal_token_endpoint().await;
+    let (_turn, _rt, app) = at_fake(
+        PAYPAL,
+        "PayPal",
+        artifacts::PAYPAL_PLUGIN,
+        paypal_grant(&token_base),
+    )
+    .await;
+    require(PAYPAL_PAYMENTS, "PayPal Payments").await;
+    let idem: Vec<(&str, &str)> = app
+        .info()
+        .actions
+        .iter()
+        .map(|a| (a.name.as_str(), a.idempotency.as_str()))
+        .collect();
+    assert_eq!(
+        idem,
+        [
+            ("charge", "keyed"),
+            ("create-order", "keyed"),
+            ("capture-order", "keyed"),
+            ("refund", "keyed"),
+            ("get-order", "safe"),
+            ("ping", "safe")
+        ]
+    );
+    let order = json!({"amount": "10.00", "currency": "USD", "reference_id": "order-42",
+                       "payment_source": {"token": {"id": "8WG0X2", "type": "BILLING_AGREEMENT"}}});
+    let created = valid_call("paypal", &app, "create-order", order.clone()).await;
+    assert!(created.output["id"].is_string(), "{}", created.output);
+    assert_eq!(
+        created.output["id"], "5O190127TN364715T",
+        "{}",
+        created.output
+    );
+    let captured = valid_call(
+        "paypal",
+        &app,
+        "capture-order",
+        json!({"id": id_of(&created.output, "id")}),
+    )
+    .await;
+    assert!(
+        captured.output["capture_id"].is_string(),
+        "{}",
+        captured.output
+    );
+    // A server-side charge: create, then capture, in one call; both
+    // requests pass Prism's validation.
+    let charged = prism_valid("paypal", async || {
+        app.call(call("charge", order.clone())).await.unwrap()
+    })
+    .await;
+    assert!(charged.output["status"].is_string(), "{}", charged.output);
+    let refunded = valid_call(
+        "paypal-payments",
+        &app,
+        "refund",
+        json!({"capture_id": "2GG279541U471931P", "amount": "1.00", "currency": "USD"}),
+    )
+    .await;
+    assert!(refunded.output["id"].is_string(), "{}", refunded.output);
+    valid_call(
+        "paypal",
+        &app,
+        "get-order",
+        json!({"id": "5O190127TN364715T"}),
+    )
+    .await;
+    valid_call("paypal", &app, "ping", json!({})).await;
+    // One token served every call.
+    assert_eq!(fetched.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paypal_errors_are_typed_and_bad_input_never_leaves() {
+    let (token_base, _) = paypal_token_endpoint().await;
+    let (_turn, rt, app) = at_fake(
+        PAYPAL,
+        "PayPal",
+        artifacts::PAYPAL_PLUGIN,
+        paypal_grant(&token_base),
+    )
+    .await;
+    // An amount PayPal would not take: refused before any request.
+    let e = app
+        .call(call(
+            "create-order",
+            json!({"amount": "ten", "currency": "USD"}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Rejected, "{e}");
+    assert!(e.message.contains("decimal"), "{e}");
+    // Without the credential PayPal answers 401 with its error shape: the
+    // grant's problem (`internal`), its issue as the code.
+    let bare = load(
+        &rt,
+        "paypal-bare",
+        artifacts::PAYPAL_PLUGIN,
+        Grant::new().allow(PAYPAL).config("api_base", PAYPAL),
+    )
+    .await;
+    let e = bare
+        .call(call("get-order", json!({"id": "5O190127TN364715T"})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Internal, "{e}");
+    assert_eq!(e.status, Some(401));
+    assert!(e.code.as_deref().is_some_and(|c| !c.is_empty()), "{e:?}");
+    assert!(e.message.starts_with("paypal 401"), "{e}");
+    // Client credentials the token endpoint refuses: `internal`, nothing
+    // reached PayPal, no secret in the message.
+    let wrong = load(
+        &rt,
+        "paypal-wrong",
+        artifacts::PAYPAL_PLUGIN,
+        Grant::new()
+            .allow(PAYPAL)
+            .allow(&token_base)
+            .credential_for(
+                [PAYPAL],
+                Credential::OAuth2ClientCredentials {
+                    token_url: format!("{token_base}/v1/oauth2/token"),
+                    client_id: Secret::new("client-id"),
+                    client_secret: Secret::new("not-the-secret"),
+                    scope: None,
+                },
+            )
+            .config("api_base", PAYPAL),
+    )
+    .await;
+    let e = wrong
+        .call(call("get-order", json!({"id": "5O190127TN364715T"})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Internal, "{e}");
+    assert!(e.message.contains("invalid_client"), "{e}");
+    assert!(!e.message.contains("not-the-secret"), "{e}");
+}

@@ -25,6 +25,7 @@ pub(crate) fn shipped() -> Vec<(&'static str, ComponentSource, PathBuf)> {
         ("stripe", artifacts::STRIPE_PLUGIN.into(), file("stripe")),
         ("twilio", artifacts::TWILIO_PLUGIN.into(), file("twilio")),
         ("sns", artifacts::SNS_PLUGIN.into(), file("sns")),
+        ("paypal", artifacts::PAYPAL_PLUGIN.into(), file("paypal")),
         (
             "vonage",
             ComponentSource::File(polyglot("vonage")),
@@ -238,6 +239,60 @@ async fn fixtures_recorded_from_the_fakes_replay() {
     )
     .await;
     recorded.push(("sns", f));
+
+    // PayPal, in Prism (Orders and Payments), with the host's OAuth2 token
+    // from a loopback token endpoint: the recordings hold what the adapter
+    // described, never the token.
+    let (token_base, _) = crate::contracts::paypal_token_endpoint().await;
+    let mut f = config(&[
+        ("api_base", crate::contracts::PAYPAL),
+        ("payments_base", crate::contracts::PAYPAL_PAYMENTS),
+    ]);
+    let app = rt
+        .load(
+            "paypal",
+            artifacts::PAYPAL_PLUGIN,
+            crate::contracts::paypal_grant(&token_base),
+        )
+        .await
+        .unwrap();
+    let order = json!({"amount": "10.00", "currency": "USD", "reference_id": "order-42"});
+    record(
+        &app,
+        &mut f,
+        &[
+            ("create an order", "create-order", order.clone()),
+            (
+                "capture it",
+                "capture-order",
+                json!({"id": "5O190127TN364715T"}),
+            ),
+            ("charge: create and capture", "charge", order),
+            (
+                "refund part of a capture",
+                "refund",
+                json!({"capture_id": "2GG279541U471931P", "amount": "1.00", "currency": "USD"}),
+            ),
+            (
+                "get an order",
+                "get-order",
+                json!({"id": "5O190127TN364715T"}),
+            ),
+            ("ping", "ping", json!({})),
+            (
+                "an order id PayPal does not take is rejected",
+                "capture-order",
+                json!({"id": "not-an-order-id"}),
+            ),
+            (
+                "an amount that is not a decimal is rejected before any request",
+                "create-order",
+                json!({"amount": "ten", "currency": "USD"}),
+            ),
+        ],
+    )
+    .await;
+    recorded.push(("paypal", f));
 
     // The generic http adapter, Vonage and Slack against scripted providers.
     let server = Scripted::start().await;

@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("switchyard-plugin-stripe", "STRIPE_PLUGIN", true),
     ("switchyard-plugin-twilio", "TWILIO_PLUGIN", true),
     ("switchyard-plugin-sns", "SNS_PLUGIN", true),
+    ("switchyard-plugin-paypal", "PAYPAL_PLUGIN", true),
     ("switchyard-test-misbehave", "MISBEHAVE", false),
     ("switchyard-test-http-wasi", "HTTP_WASI", false),
     ("switchyard-test-exchange", "EXCHANGE", false),

@@ -4,6 +4,8 @@
 #   stripe  Prism serving Stripe's OpenAPI document    http://127.0.0.1:12111
 #   twilio  Prism serving Twilio's api_v2010 document  http://127.0.0.1:12112
 #   sns     moto, verifying AWS SigV4 signatures       http://127.0.0.1:12113
+#   paypal  Prism serving PayPal's Orders v2 document   http://127.0.0.1:12114
+#   paypal-payments  Prism serving Payments v2           http://127.0.0.1:12115
 #
 # Usage: tests/contracts/fakes.sh start|stop|status
 #
@@ -20,7 +22,8 @@ DIR="${SWITCHYARD_FAKES_DIR:-/tmp/switchyard-fakes}"
 RUN="$DIR/run"
 PRISM_VERSION=5.14.2
 PYTHON_PACKAGES="moto[server]==5.2.5 boto3==1.44.5 PyYAML==6.0.3"
-declare -A PORT=([stripe]=12111 [twilio]=12112 [sns]=12113)
+declare -A PORT=([stripe]=12111 [twilio]=12112 [sns]=12113 [paypal]=12114 [paypal-payments]=12115)
+NAMES="stripe twilio sns paypal paypal-payments"
 
 say() { echo "[fakes] $*" >&2; }
 fail() { say "error: $*"; exit 1; }
@@ -43,6 +46,11 @@ install() {
     # shellcheck disable=SC2086
     "$DIR/venv/bin/pip" install --quiet --disable-pip-version-check $PYTHON_PACKAGES >&2
     echo "$PYTHON_PACKAGES" >"$DIR/venv/.packages"
+  fi
+  local pp="$DIR/paypal.prism.json"
+  if [[ ! -s "$pp" || "$HERE/paypal/checkout_orders_v2.json" -nt "$pp" || "$HERE/paypal_prism.py" -nt "$pp" ]]; then
+    say "preparing PayPal's Orders document for Prism"
+    python3 "$HERE/paypal_prism.py" "$HERE/paypal/checkout_orders_v2.json" "$pp" >&2
   fi
   local spec="$DIR/stripe.prism.json"
   if [[ ! -s "$spec" || "$HERE/stripe/spec3.yaml" -nt "$spec" || "$HERE/stripe/fixtures3.json" -nt "$spec" \
@@ -105,21 +113,25 @@ case "${1:-}" in
     launch stripe "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[stripe]}" --errors "$DIR/stripe.prism.json"
     launch twilio "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[twilio]}" --errors "$HERE/twilio/twilio_api_v2010.json"
     launch sns "$DIR/venv/bin/moto_server" -H 127.0.0.1 -p "${PORT[sns]}"
+    launch paypal "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[paypal]}" --errors "$DIR/paypal.prism.json"
+    launch paypal-payments "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[paypal-payments]}" --errors "$HERE/paypal/payments_payment_v2.json"
     await sns 60
+    await paypal 120
+    await paypal-payments 120
     await twilio 120
     # Prism needs a minute or more to load Stripe's document on 2 cores.
     await stripe "${STRIPE_START_TIMEOUT:-420}"
     sns_keys
     ;;
   stop)
-    for name in stripe twilio sns; do
+    for name in $NAMES; do
       if running "$name"; then kill "$(pid_of "$name")" && say "stopped $name"; fi
       rm -f "$RUN/$name.pid"
     done
     rm -f "$RUN/sns-iam.env" "$RUN/sns-iam.pid"
     ;;
   status)
-    for name in stripe twilio sns; do
+    for name in $NAMES; do
       if running "$name" && up "$name"; then echo "$name up (pid $(pid_of "$name"))"; else echo "$name down"; fi
     done
     ;;

@@ -205,6 +205,16 @@ fn transport_failure(log: &Mutex<CallLog>, reached: u32, e: &HttpError) -> Attem
             format!("the adapter described a request the host cannot send: {why}"),
         );
     }
+    if matches!(e, HttpError::InternalError(_)) && log.reached <= reached {
+        // The host could not authenticate the request (an OAuth2 token
+        // endpoint that refused the app's credentials): the grant's
+        // problem, not the caller's, and nothing was sent.
+        return AttemptError::new(
+            crate::outcome::after_send(&log, ErrorClass::Internal),
+            FailureKind::Provider,
+            format!("the request was not sent: {why}"),
+        );
+    }
     if log.reached > reached {
         let kind = if matches!(e, HttpError::HttpResponseTimeout) {
             FailureKind::DeadlineExceeded

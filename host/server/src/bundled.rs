@@ -6,7 +6,7 @@ use switchyard_runtime::ComponentSource;
 
 /// Names of the plugins bundled into this binary.
 #[cfg(feature = "bundled-plugins")]
-pub const BUNDLED: &[&str] = &["http", "stripe", "twilio", "sns"];
+pub const BUNDLED: &[&str] = &["http", "stripe", "twilio", "sns", "paypal"];
 /// Names of the plugins bundled into this binary.
 #[cfg(not(feature = "bundled-plugins"))]
 pub const BUNDLED: &[&str] = &[];
@@ -20,6 +20,7 @@ pub fn bundled(name: &str) -> Option<ComponentSource> {
             "stripe" => Some(switchyard_artifacts::STRIPE_PLUGIN),
             "twilio" => Some(switchyard_artifacts::TWILIO_PLUGIN),
             "sns" => Some(switchyard_artifacts::SNS_PLUGIN),
+            "paypal" => Some(switchyard_artifacts::PAYPAL_PLUGIN),
             _ => None,
         };
         if let Some(b) = bytes {

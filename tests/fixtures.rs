@@ -26,6 +26,8 @@ pub(crate) fn shipped() -> Vec<(&'static str, ComponentSource, PathBuf)> {
         ("twilio", artifacts::TWILIO_PLUGIN.into(), file("twilio")),
         ("sns", artifacts::SNS_PLUGIN.into(), file("sns")),
         ("paypal", artifacts::PAYPAL_PLUGIN.into(), file("paypal")),
+        ("square", artifacts::SQUARE_PLUGIN.into(), file("square")),
+        ("adyen", artifacts::ADYEN_PLUGIN.into(), file("adyen")),
         (
             "vonage",
             ComponentSource::File(polyglot("vonage")),
@@ -293,6 +295,82 @@ async fn fixtures_recorded_from_the_fakes_replay() {
     )
     .await;
     recorded.push(("paypal", f));
+
+    // Square, in Prism.
+    let mut f = config(&[
+        ("api_base", crate::contracts::SQUARE),
+        ("location_id", "L88917AVBK2S5"),
+    ]);
+    let app = rt
+        .load(
+            "square",
+            artifacts::SQUARE_PLUGIN,
+            crate::contracts::square_grant(),
+        )
+        .await
+        .unwrap();
+    record(
+        &app,
+        &mut f,
+        &[
+            (
+                "create a payment",
+                "create-payment",
+                json!({"source_id": "cnon:card-nonce-ok", "amount": 1000, "currency": "USD", "reference_id": "order-42"}),
+            ),
+            (
+                "refund part of it",
+                "refund",
+                json!({"payment_id": "GQTFp1ZlXdpoW4o6eGiZhbjosiDFf", "amount": 500, "currency": "USD"}),
+            ),
+            ("get a payment", "get-payment", json!({"id": "GQTFp1ZlXdpoW4o6eGiZhbjosiDFf"})),
+            ("ping", "ping", json!({})),
+            (
+                "a negative amount is rejected before any request",
+                "create-payment",
+                json!({"source_id": "cnon:card-nonce-ok", "amount": -1, "currency": "USD"}),
+            ),
+        ],
+    )
+    .await;
+    recorded.push(("square", f));
+
+    // Adyen, in Prism.
+    let mut f = config(&[
+        ("api_base", crate::contracts::ADYEN),
+        ("merchant_account", "AcmeECOM"),
+        ("return_url", "https://shop.example.com/return"),
+    ]);
+    let app = rt
+        .load(
+            "adyen",
+            artifacts::ADYEN_PLUGIN,
+            crate::contracts::adyen_grant(),
+        )
+        .await
+        .unwrap();
+    let mut short = crate::contracts::adyen_payment();
+    short["shopperReference"] = json!("s");
+    record(
+        &app,
+        &mut f,
+        &[
+            ("a payment", "payments", crate::contracts::adyen_payment()),
+            (
+                "refund part of it",
+                "refund",
+                json!({"psp_reference": "993617895204576J", "amount": 500, "currency": "EUR"}),
+            ),
+            ("ping", "ping", json!({})),
+            (
+                "a shopper reference Adyen refuses is rejected",
+                "payments",
+                short,
+            ),
+        ],
+    )
+    .await;
+    recorded.push(("adyen", f));
 
     // The generic http adapter, Vonage and Slack against scripted providers.
     let server = Scripted::start().await;

@@ -17,6 +17,8 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("switchyard-plugin-twilio", "TWILIO_PLUGIN", true),
     ("switchyard-plugin-sns", "SNS_PLUGIN", true),
     ("switchyard-plugin-paypal", "PAYPAL_PLUGIN", true),
+    ("switchyard-plugin-square", "SQUARE_PLUGIN", true),
+    ("switchyard-plugin-adyen", "ADYEN_PLUGIN", true),
     ("switchyard-test-misbehave", "MISBEHAVE", false),
     ("switchyard-test-http-wasi", "HTTP_WASI", false),
     ("switchyard-test-exchange", "EXCHANGE", false),

@@ -6,6 +6,8 @@
 #   sns     moto, verifying AWS SigV4 signatures       http://127.0.0.1:12113
 #   paypal  Prism serving PayPal's Orders v2 document   http://127.0.0.1:12114
 #   paypal-payments  Prism serving Payments v2           http://127.0.0.1:12115
+#   square  Prism serving Square's API document        http://127.0.0.1:12116
+#   adyen   Prism serving Adyen's Checkout v71         http://127.0.0.1:12117
 #
 # Usage: tests/contracts/fakes.sh start|stop|status
 #
@@ -22,8 +24,8 @@ DIR="${SWITCHYARD_FAKES_DIR:-/tmp/switchyard-fakes}"
 RUN="$DIR/run"
 PRISM_VERSION=5.14.2
 PYTHON_PACKAGES="moto[server]==5.2.5 boto3==1.44.5 PyYAML==6.0.3"
-declare -A PORT=([stripe]=12111 [twilio]=12112 [sns]=12113 [paypal]=12114 [paypal-payments]=12115)
-NAMES="stripe twilio sns paypal paypal-payments"
+declare -A PORT=([stripe]=12111 [twilio]=12112 [sns]=12113 [paypal]=12114 [paypal-payments]=12115 [square]=12116 [adyen]=12117)
+NAMES="stripe twilio sns paypal paypal-payments square adyen"
 
 say() { echo "[fakes] $*" >&2; }
 fail() { say "error: $*"; exit 1; }
@@ -51,6 +53,11 @@ install() {
   if [[ ! -s "$pp" || "$HERE/paypal/checkout_orders_v2.json" -nt "$pp" || "$HERE/paypal_prism.py" -nt "$pp" ]]; then
     say "preparing PayPal's Orders document for Prism"
     python3 "$HERE/paypal_prism.py" "$HERE/paypal/checkout_orders_v2.json" "$pp" >&2
+  fi
+  local sq="$DIR/square.prism.json"
+  if [[ ! -s "$sq" || "$HERE/square/api.json" -nt "$sq" || "$HERE/square_prism.py" -nt "$sq" ]]; then
+    say "preparing Square's document for Prism"
+    python3 "$HERE/square_prism.py" "$HERE/square/api.json" "$sq" >&2
   fi
   local spec="$DIR/stripe.prism.json"
   if [[ ! -s "$spec" || "$HERE/stripe/spec3.yaml" -nt "$spec" || "$HERE/stripe/fixtures3.json" -nt "$spec" \
@@ -115,7 +122,15 @@ case "${1:-}" in
     launch sns "$DIR/venv/bin/moto_server" -H 127.0.0.1 -p "${PORT[sns]}"
     launch paypal "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[paypal]}" --errors "$DIR/paypal.prism.json"
     launch paypal-payments "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[paypal-payments]}" --errors "$HERE/paypal/payments_payment_v2.json"
+    # Square without --errors: Prism's own examples of Square's answers
+    # miss fields the document requires, and --errors would turn every
+    # answer into a 500. Requests are still validated and the verdict
+    # logged (the tests read it).
+    launch square "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[square]}" "$DIR/square.prism.json"
+    launch adyen "$DIR/node_modules/.bin/prism" mock -h 127.0.0.1 -p "${PORT[adyen]}" --errors "$HERE/adyen/CheckoutService-v71.json"
     await sns 60
+    await square 120
+    await adyen 120
     await paypal 120
     await paypal-payments 120
     await twilio 120

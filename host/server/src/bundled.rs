@@ -6,7 +6,9 @@ use switchyard_runtime::ComponentSource;
 
 /// Names of the plugins bundled into this binary.
 #[cfg(feature = "bundled-plugins")]
-pub const BUNDLED: &[&str] = &["http", "stripe", "twilio", "sns", "paypal"];
+pub const BUNDLED: &[&str] = &[
+    "http", "stripe", "twilio", "sns", "paypal", "square", "adyen",
+];
 /// Names of the plugins bundled into this binary.
 #[cfg(not(feature = "bundled-plugins"))]
 pub const BUNDLED: &[&str] = &[];
@@ -21,6 +23,8 @@ pub fn bundled(name: &str) -> Option<ComponentSource> {
             "twilio" => Some(switchyard_artifacts::TWILIO_PLUGIN),
             "sns" => Some(switchyard_artifacts::SNS_PLUGIN),
             "paypal" => Some(switchyard_artifacts::PAYPAL_PLUGIN),
+            "square" => Some(switchyard_artifacts::SQUARE_PLUGIN),
+            "adyen" => Some(switchyard_artifacts::ADYEN_PLUGIN),
             _ => None,
         };
         if let Some(b) = bytes {

@@ -2105,7 +2105,7 @@ options = [
 #[test]
 fn the_adapters_recommended_rules_check_out() {
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/adapters");
-    for name in ["stripe", "twilio", "sns", "paypal"] {
+    for name in ["stripe", "twilio", "sns", "paypal", "square", "adyen"] {
         let text = std::fs::read_to_string(docs.join(format!("{name}.md"))).unwrap();
         let section = text
             .split("## Codes and recommended rules")

@@ -87,7 +87,9 @@ impl Exchange for Adyen {
 
     fn request(req: &Request) -> Result<http::Request, Error> {
         let amount = |req: &Request| -> Result<Value, Error> {
-            Ok(json!({"value": req.i64("amount")?, "currency": req.str("currency")?}))
+            Ok(
+                json!({"value": req.i64("amount")?, "currency": req.str("currency")?.to_ascii_uppercase()}),
+            )
         };
         let keyed = |r: http::Request| {
             if req.idempotency_key.is_empty() {
@@ -156,9 +158,16 @@ impl Exchange for Adyen {
         if req.action == PING {
             return Ok(json!({"ok": true}));
         }
-        let body = answer.json()?;
+        let mut body = answer.json()?;
         if req.action != PAYMENTS {
             return Ok(body);
+        }
+        // A shopper action comes without a pspReference: the key is there
+        // (null) so an output mapping can name it either way.
+        if body.get("pspReference").is_none()
+            && let Some(o) = body.as_object_mut()
+        {
+            o.insert("pspReference".into(), Value::Null);
         }
         let result = body["resultCode"].as_str().unwrap_or("");
         let reason = body["refusalReason"].as_str().unwrap_or(result).to_string();

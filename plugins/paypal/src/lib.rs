@@ -61,7 +61,7 @@ fn payments_base() -> String {
 impl Steps for PayPal {
     fn describe() -> AppInfo {
         let order = json!({
-            "amount": {"type": "string", "required": true, "description": "decimal string in the currency's major unit (`10.00`)"},
+            "amount": {"required": true, "description": "a decimal string (`\"10.00\"`) or an integer in the currency's smallest unit (`1000`)"},
             "currency": {"type": "string", "required": true, "description": "ISO 4217 code, upper case (`USD`)"},
             "reference_id": {"type": "string"},
             "description": {"type": "string"},
@@ -132,7 +132,8 @@ impl Steps for PayPal {
                     let currency = req.str("currency").map_err(|_| {
                         Error::rejected("a partial refund needs `currency` with `amount`")
                     })?;
-                    body["amount"] = json!({"value": amount, "currency_code": currency});
+                    body["amount"] =
+                        json!({"value": amount, "currency_code": currency.to_ascii_uppercase()});
                 }
                 if let Some(note) = req.opt_str("note_to_payer")? {
                     body["note_to_payer"] = json!(note);
@@ -232,15 +233,38 @@ fn capture(req: &Request, id: &str) -> http::Request {
     )
 }
 
+/// Currencies PayPal takes without decimals.
+const ZERO_DECIMAL: [&str; 3] = ["HUF", "JPY", "TWD"];
+
+/// `amount` as PayPal's decimal string: a decimal string as given
+/// (`"10.00"`), or an integer in the currency's smallest unit (`1000`, as
+/// Stripe, Square and Adyen take it) converted.
+fn decimal_amount(req: &Request, currency: &str) -> Result<String, Error> {
+    let bad = |what: &str| {
+        Error::rejected(format!(
+            "`amount` is {what}; give a decimal string such as \"10.00\" or an integer in the currency's smallest unit (1000)"
+        ))
+    };
+    match req.get("amount") {
+        Some(Value::String(s))
+            if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') =>
+        {
+            Ok(s.clone())
+        }
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if ZERO_DECIMAL.contains(&currency) => Ok(v.to_string()),
+            Some(v) => Ok(format!("{}.{:02}", v / 100, v % 100)),
+            None => Err(bad(&n.to_string())),
+        },
+        Some(other) => Err(bad(&other.to_string())),
+        None => Err(Error::rejected("input needs `amount`")),
+    }
+}
+
 /// Orders v2's body for a CAPTURE order of one purchase unit.
 fn order_body(req: &Request) -> Result<Value, Error> {
-    let amount = req.str("amount")?;
-    let currency = req.str("currency")?;
-    if amount.is_empty() || !amount.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(Error::rejected(format!(
-            "`amount` is {amount:?}; PayPal wants a decimal string such as \"10.00\""
-        )));
-    }
+    let currency = req.str("currency")?.to_ascii_uppercase();
+    let amount = decimal_amount(req, &currency)?;
     let mut unit = json!({"amount": {"currency_code": currency, "value": amount}});
     for k in ["reference_id", "description", "invoice_id", "custom_id"] {
         if let Some(v) = req.opt_str(k)? {

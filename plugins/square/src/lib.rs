@@ -97,7 +97,7 @@ impl Exchange for Square {
                     "`amount` is {amount}; it must be at least 0 (in the currency's smallest unit)"
                 )));
             }
-            Ok(json!({"amount": amount, "currency": req.str("currency")?}))
+            Ok(json!({"amount": amount, "currency": req.str("currency")?.to_ascii_uppercase()}))
         };
         let key = || {
             if req.idempotency_key.is_empty() {

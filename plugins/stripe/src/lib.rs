@@ -98,7 +98,12 @@ impl Exchange for Stripe {
     fn request(req: &Request) -> Result<http::Request, Error> {
         let base = config::get("api_base").unwrap_or_else(|| "https://api.stripe.com".into());
         let base = base.trim_end_matches('/');
-        let fields = req.input.as_object().cloned().unwrap_or_default();
+        let mut fields = req.input.as_object().cloned().unwrap_or_default();
+        // Stripe wants ISO codes in lower case; a caller routing one input
+        // to several processors may send `USD`.
+        if let Some(Value::String(c)) = fields.get_mut("currency") {
+            *c = c.to_ascii_lowercase();
+        }
         let request = match req.action.as_str() {
             CREATE_PAYMENT_INTENT | CREATE_CHARGE => {
                 req.i64("amount")?;

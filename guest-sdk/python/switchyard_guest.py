@@ -297,9 +297,13 @@ class Response:
 
     def json(self) -> Any:
         """The body as JSON; ``ambiguous`` if it is not JSON (the provider answered)."""
+        # Decoded as UTF-8 (what RFC 8259 asks of JSON on the wire) before
+        # parsing: handed bytes, json.loads guesses UTF-16/32 from NUL
+        # bytes, and that codec is not in every runtime (a provider's
+        # binary garbage must never become an adapter bug).
         try:
-            return _json.loads(self.body)
-        except ValueError as e:
+            return _json.loads(self.text())
+        except (ValueError, LookupError) as e:
             raise ambiguous(f"status {self.status}, body is not JSON: {e}", status=self.status)
 
     def error_for_status(self) -> "Response":

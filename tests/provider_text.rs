@@ -79,8 +79,10 @@ fn allowed(adapter: &str, action: &str, status: u16, class: ErrorClass) -> bool 
         500 | 502 | 504
             if matches!(
                 (adapter, action),
-                ("paypal", "charge" | "create-order" | "capture-order" | "refund")
-                    | ("square", "create-payment" | "refund")
+                (
+                    "paypal",
+                    "charge" | "create-order" | "capture-order" | "refund"
+                ) | ("square", "create-payment" | "refund")
                     | ("adyen", "payments" | "refund")
             ) =>
         {

@@ -80,17 +80,15 @@ async fn main() {
     let oauth = http_plugin(
         &rt,
         "oauth2",
-        base(
-            Grant::new().allow(&url).allow(&token).credential_for(
-                [url.as_str()],
-                Credential::OAuth2ClientCredentials {
-                    token_url: format!("{token}/oauth2/token"),
-                    client_id: Secret::new("id"),
-                    client_secret: Secret::new("secret"),
-                    scope: None,
-                },
-            ),
-        ),
+        base(Grant::new().allow(&url).allow(&token).credential_for(
+            [url.as_str()],
+            Credential::OAuth2ClientCredentials {
+                token_url: format!("{token}/oauth2/token"),
+                client_id: Secret::new("id"),
+                client_secret: Secret::new("secret"),
+                scope: None,
+            },
+        )),
     )
     .await;
     let (mut b, mut o) = (Vec::new(), Vec::new());

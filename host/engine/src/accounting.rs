@@ -132,7 +132,13 @@ impl Inner {
         policy.backoff(retry, retry_after, &mut self.jitter.locked())
     }
 
-    pub fn observe_hedge(&self, product: &str, env: &str, app: &str, record: &crate::HedgeRecord) {
+    pub fn observe_hedge(
+        &self,
+        product: &str,
+        env: &str,
+        app: &str,
+        record: &crate::hedge::HedgeRecord,
+    ) {
         if record.sent == 0 && record.withheld.is_none() {
             return;
         }

@@ -15,6 +15,8 @@
 //! | vocabulary | the adapter seam ([`Adapter`], [`CallRequest`], [`AttemptError`]); time ([`Clock`]); locks; input schemas; `$Input`/`$Response`/`$Sequence` mappings; a definition's error; weighted rotation; the result cache | `adapter.rs`, `clock.rs`, `locks.rs`, `schema.rs`, `mapping.rs`, `error.rs`, `weighted.rs`, `result_cache.rs` |
 //! | mechanisms | circuit breakers: settings, state (forces, snapshots, the record replicas share), one circuit, the keyed set | `breaker/` (`config.rs`, `state.rs`, `circuit.rs`, `set.rs`) |
 //! | | retries and their budget; admission (settings and the gate); health; the trace | `retry.rs`, `budget.rs`, `admission/` (`config.rs`, `gate.rs`), `health.rs`, `trace.rs` |
+//! | | scorecards per option (a latency histogram, the window, elimination's record, what replicas share); rules on provider errors; hedging's settings | `scorecard/` (`histogram.rs`, `shared.rs`, `mod.rs`), `rules.rs`, `hedge.rs` |
+//! | | adaptive routing's strategies, pure: `success-rate`, `latency`, `elimination`, and a judgement to an order | `adaptive/` (`success.rs`, `latency.rs`, `elimination.rs`, `choose.rs`, `mod.rs`) |
 //! | definitions | what a team declares: the kind and meta, a provider option, each kind's fields, any definition | `definition/` (`meta.rs`, `option.rs`, `kinds.rs`, `mod.rs`) |
 //! | | a run's result and errors; bounds on every number a user sets ([`bounds`]); the compiled forms runs read | `run.rs`, `bounds.rs`, `compiled.rs` |
 //! | ports | what the engine asks of its host: [`Shared`] (the cluster), [`Observer`], [`Records`] (one execution per key, at one app) | `cluster.rs`, `observer.rs`, `records.rs` |
@@ -22,8 +24,8 @@
 //! | | the engine's state ([`Switchyard`], its `Inner`) and builder | `switchyard.rs` |
 //! | compiler | definitions checked against apps and each other, mappings compiled | `compile.rs`, `compile_feature.rs` |
 //! | dispatch | counting and metering per app; operator controls (drain, force); asking and telling the cluster port, and taking in what replicas shared | `accounting.rs`, `operator.rs`, `cluster_sync.rs` |
-//! | | one option's attempts, the order of options, a pinned key, a feature as an option | `attempt/` (`ctx.rs`, `option.rs`, `mod.rs`) |
-//! | | fallbacks, quotas, features; the healthcheck scheduler; the provider-state read model ([`ProviderState`]) | `fallback.rs`, `quota.rs`, `feature.rs`, `scheduler.rs`, `provider_state.rs` |
+//! | | one option's attempts (a hedged call), the order of options, a pinned key, a feature as an option | `attempt/` (`ctx.rs`, `option.rs`, `hedging.rs`, `mod.rs`) |
+//! | | a run's adaptive choice; fallbacks, quotas, features; the healthcheck scheduler; the provider-state read model ([`ProviderState`]) | `choice.rs`, `fallback.rs`, `quota.rs`, `feature.rs`, `scheduler.rs`, `provider_state.rs` |
 //! | front door | run dispatch (cache, admission, deadline, idempotency, kind); the code-first API | `dispatch.rs`, `builder/` |
 
 mod accounting;

@@ -55,5 +55,5 @@ pub trait Observer: Send + Sync {
 
     /// An attempt of `app` was hedged: what it sent, which request won
     /// and how many were cancelled.
-    fn hedged(&self, _product: &str, _env: &str, _app: &str, _record: &crate::HedgeRecord) {}
+    fn hedged(&self, _product: &str, _env: &str, _app: &str, _record: &crate::hedge::HedgeRecord) {}
 }

@@ -237,7 +237,11 @@ impl Switchyard {
     /// Every scorecard's whole minutes after engine minute `after` (all
     /// the 5-minute window holds when `None`), and with `current` the
     /// minute in progress: what a server keeps as history.
-    pub fn scorecard_minutes(&self, after: Option<u64>, current: bool) -> crate::ScorecardMinutes {
+    pub fn scorecard_minutes(
+        &self,
+        after: Option<u64>,
+        current: bool,
+    ) -> crate::scorecard::ScorecardMinutes {
         self.inner
             .scorecards
             .minutes(after, current, self.inner.clock.now())
@@ -246,7 +250,7 @@ impl Switchyard {
     /// This replica's scorecards to share with the others (cluster mode):
     /// those with outcomes in the window, the most recently used first,
     /// slots stamped with `wall_ms`, the wall clock now.
-    pub fn scorecards_to_share(&self, wall_ms: u64) -> Vec<crate::SharedScorecard> {
+    pub fn scorecards_to_share(&self, wall_ms: u64) -> Vec<crate::scorecard::SharedScorecard> {
         self.inner
             .scorecards
             .to_share(self.inner.clock.now(), wall_ms)
@@ -255,7 +259,11 @@ impl Switchyard {
     /// Take in the other replicas' scorecards (one list per replica),
     /// replacing what they shared before: routing and provider state count
     /// them with this replica's own.
-    pub fn set_remote_scorecards(&self, wall_ms: u64, replicas: &[Vec<crate::SharedScorecard>]) {
+    pub fn set_remote_scorecards(
+        &self,
+        wall_ms: u64,
+        replicas: &[Vec<crate::scorecard::SharedScorecard>],
+    ) {
         self.inner
             .scorecards
             .set_remote(self.inner.clock.now(), wall_ms, replicas);

@@ -3,17 +3,15 @@
 //! `server.history_max_rows` rows), read back by step for the API's
 //! history route, the providers' `last_hour` and the dashboard's charts.
 //!
-//! Once a minute the whole minutes the engine's scorecards hold and the
-//! store lacks are written (and the minute in progress at a graceful
-//! stop); a read adds the minutes not yet written, so the newest point is
+//! This file: the rows and points, and how minutes merge into steps;
+//! `deployment/history.rs`: writing the engine's minutes to the store once
+//! a minute (and the minute in progress at a graceful stop) and reading
+//! them back with the minutes not yet written, so the newest point is
 //! live. A `kill -9` loses at most the minutes not yet written (two).
 
-use crate::deployment::Deployment;
 use serde::Serialize;
-use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_engine::LatencyHistogram;
-use switchyard_engine::Recover;
 
 /// The shortest step of a history read, ms.
 pub const MIN_STEP_MS: u64 = 60_000;
@@ -75,33 +73,6 @@ pub(crate) fn now_unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The engine's minutes after `after` as rows stamped with wall time.
-fn minutes(d: &Deployment, after: Option<u64>, current: bool) -> (Option<u64>, Vec<Minute>) {
-    let m = d.yard.scorecard_minutes(after, current);
-    let wall = now_unix_ms();
-    let rows = m
-        .minutes
-        .into_iter()
-        .map(|s| {
-            let mut parts = s.key.splitn(3, '/');
-            let product = parts.next().unwrap_or_default().to_string();
-            let env = parts.next().unwrap_or_default().to_string();
-            let began_ago = m.now_ms.saturating_sub(s.minute.saturating_mul(60_000));
-            Minute {
-                at_unix_ms: wall.saturating_sub(began_ago),
-                key: s.key,
-                product,
-                env,
-                ok: s.ok,
-                failed: s.failed,
-                rejected: s.rejected,
-                latency: s.latency,
-            }
-        })
-        .collect();
-    (m.newest, rows)
-}
-
 /// Merge `rows` into `points` steps of `step` ms from `from`.
 pub(crate) fn points(rows: &[Minute], from: u64, to: u64, step: u64) -> Vec<Point> {
     let n = to.saturating_sub(from).div_ceil(step.max(1));
@@ -137,77 +108,6 @@ pub(crate) fn points(rows: &[Minute], from: u64, to: u64, step: u64) -> Vec<Poin
             }
         })
         .collect()
-}
-
-impl Deployment {
-    /// Write the minutes the store lacks (with `current`, the minute in
-    /// progress too: at a graceful stop), and forget what is older than
-    /// `server.history_days` or past `server.history_max_rows`. Returns
-    /// how many minutes were written.
-    pub fn flush_history(&self, current: bool) -> Result<usize, String> {
-        let Some(store) = &self.store else {
-            return Ok(0);
-        };
-        let server = self.config().file.server.clone();
-        let mut flushed = self.history_flushed.locked();
-        let (newest, rows) = minutes(self, *flushed, current);
-        if server.history_days > 0 && !rows.is_empty() {
-            store.put_history(&rows).map_err(|e| e.to_string())?;
-        }
-        if newest.is_some() {
-            *flushed = newest.max(*flushed);
-        }
-        drop(flushed);
-        let keep_ms = server.history_days.saturating_mul(86_400_000);
-        store
-            .prune_history(
-                now_unix_ms().saturating_sub(keep_ms),
-                server.history_max_rows,
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(rows.len())
-    }
-
-    /// `key`'s history from `from` to `to` (Unix ms) by `step`: what the
-    /// store keeps and the minutes it does not hold yet.
-    pub fn history(&self, key: &str, from: u64, to: u64, step: u64) -> Result<Vec<Point>, String> {
-        let flushed = *self.history_flushed.locked();
-        let mut rows = match &self.store {
-            Some(store) => store.history(key, from, to).map_err(|e| e.to_string())?,
-            None => Vec::new(),
-        };
-        let (_, fresh) = minutes(
-            self,
-            if self.store.is_some() { flushed } else { None },
-            true,
-        );
-        rows.extend(fresh.into_iter().filter(|m| m.key == key));
-        Ok(points(&rows, from, to, step))
-    }
-
-    /// Add `last_hour` (one point over the last hour) beside every
-    /// `scorecard_key` in `v`: a provider's state as the API shows it.
-    pub(crate) fn annotate_history(&self, v: &mut Value) {
-        match v {
-            Value::Object(o) => {
-                if let Some(Value::String(key)) = o.get("scorecard_key") {
-                    let to = now_unix_ms();
-                    let from = to.saturating_sub(3_600_000);
-                    if let Ok(p) = self.history(key, from, to, 3_600_000)
-                        && let Some(p) = p.into_iter().next()
-                        && let Ok(p) = serde_json::to_value(p)
-                    {
-                        o.insert("last_hour".into(), p);
-                    }
-                }
-                for x in o.values_mut() {
-                    self.annotate_history(x);
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(|x| self.annotate_history(x)),
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@
 //!
 //! Imports go one way, and no two files import each other in a loop:
 //! `cli` → `api` → `ops`, `token_ops` → `deployment` → `cluster`, `events`
-//! → `config`, `store`, `metrics`, `records`, `access` → the engine and
-//! runtime crates. The config layer knows nothing of the CLI or the API.
+//! → `config`, `store`, `metrics`, `records`, `access`, `history` (the
+//! rows of providers' history and how they merge by step) → the engine
+//! and runtime crates. The config layer knows nothing of the CLI or the
+//! API.
 //! In cluster mode the deployment owns a `cluster` link (Redis), whose
 //! sync task applies what other replicas shared through the
 //! `cluster::Local` trait the deployment implements, so `cluster` sits
@@ -23,8 +25,8 @@
 //! | concern | where |
 //! |---|---|
 //! | the config file: its shape, problems, checks, tokens and TLS, secrets, lines | `config/` (`file.rs`, `problem.rs`, `check.rs`, `access.rs`, `secrets.rs`, `locate.rs`, `unknown.rs`) |
-//! | a running config: its state, start, reload, API changes, what the cluster asks of it | `deployment/` (`state.rs`, `start.rs`, `reload.rs`, `changes.rs`, `local.rs`) |
-//! | cluster mode over Redis: what is shared, the Lua, the link, joining, the sync task, the engine's ports, tokens | `cluster/` (`model.rs`, `scripts.rs`, `link.rs`, `converge.rs`, `sync.rs`, `shared.rs`, `tokens.rs`) |
+//! | a running config: its state, start, reload, API changes, what the cluster asks of it, providers' history in the store | `deployment/` (`state.rs`, `start.rs`, `reload.rs`, `changes.rs`, `local.rs`, `history.rs`) |
+//! | cluster mode over Redis: what is shared, the Lua, the link, joining, the sync task, the engine's ports, tokens, scorecards across replicas | `cluster/` (`model.rs`, `scripts.rs`, `link.rs`, `converge.rs`, `sync.rs`, `shared.rs`, `tokens.rs`, `scores.rs`) |
 //! | the HTTP API: shared state and errors, bodies, handlers, the guard, routes, the listener | `api/` |
 //! | the `switchyard` command | `cli/` |
 

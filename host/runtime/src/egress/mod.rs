@@ -1,7 +1,8 @@
 //! The egress gate: every request a guest makes over `wasi:http` passes
 //! here. Deny by default; the app's allowlist of origins; no private,
 //! loopback or link-local address (checked on literals and after DNS) unless
-//! the grant names it; credentials added by the host; a cap on requests per
+//! the grant names it; credentials added by the host (OAuth2 client
+//! credentials' tokens fetched and kept by it: `oauth2.rs`); a cap on requests per
 //! call; a timeout bounded by the call's deadline; pooled connections; and
 //! per-app counters.
 

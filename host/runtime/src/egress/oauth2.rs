@@ -5,8 +5,8 @@
 //! answers 401 (the request is sent once more). Neither the secret nor
 //! the token ever enters guest memory, a log, a trace or an answer.
 
+use super::client::PooledClient;
 use super::credentials::{Secret, base64};
-use super::gate::AppEgress;
 use http::HeaderValue;
 use http_body_util::{BodyExt, Full, Limited};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,7 +73,7 @@ impl TokenCache {
     /// refresh. Concurrent callers wait for the one fetch.
     pub(super) async fn bearer(
         &self,
-        app: &AppEgress,
+        client: &PooledClient,
         c: &ClientCredentials<'_>,
         timeout: Duration,
     ) -> Result<Secret, TokenError> {
@@ -84,7 +84,7 @@ impl TokenCache {
             return Ok(t.value.clone());
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        match fetch(app, c, timeout).await {
+        match fetch(client, c, timeout).await {
             Ok(t) => {
                 let value = t.value.clone();
                 *current = Some(t);
@@ -124,7 +124,7 @@ fn form(s: &str) -> String {
 
 /// POST the client credentials grant to the token endpoint.
 async fn fetch(
-    app: &AppEgress,
+    client: &PooledClient,
     c: &ClientCredentials<'_>,
     timeout: Duration,
 ) -> Result<Token, TokenError> {
@@ -150,7 +150,7 @@ async fn fetch(
         .body(Full::new(bytes::Bytes::from(body)))
         .map_err(|_| TokenError::Refused(format!("`{}` is not a URL", c.token_url)))?;
     let started = Instant::now();
-    let response = match tokio::time::timeout(timeout, app.client.request(request)).await {
+    let response = match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             return Err(TokenError::Unreachable(format!(

@@ -167,7 +167,7 @@ pub(super) async fn dispatch(
                     client_secret,
                     scope: scope.as_deref(),
                 };
-                let token = match cache.bearer(app, &cc, timeout).await {
+                let token = match cache.bearer(&app.client, &cc, timeout).await {
                     Ok(t) => t,
                     Err(e) => return Err(token_failure(app, log, &e)),
                 };
@@ -216,7 +216,7 @@ pub(super) async fn dispatch(
                     client_secret,
                     scope: scope.as_deref(),
                 };
-                let token = match cache.bearer(app, &cc, timeout).await {
+                let token = match cache.bearer(&app.client, &cc, timeout).await {
                     Ok(t) => t,
                     Err(e) => return Err(token_failure(app, log, &e)),
                 };

@@ -4,9 +4,10 @@
 //!
 //! `state.rs`: what it is; `start.rs`: starting it; `reload.rs`: a
 //! reload; `changes.rs`: changes through the API; `local.rs`: what the
-//! cluster link asks of it.
+//! cluster link asks of it; `history.rs`: providers' history in the store.
 
 mod changes;
+mod history;
 mod local;
 mod reload;
 mod start;

@@ -134,6 +134,7 @@ async fn main() {
                 delay_ms,
                 delay: None,
                 max_extra: 1,
+                to: switchyard_engine::HedgeTo::Same,
             }),
         )
         .await;

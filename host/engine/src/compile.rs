@@ -195,6 +195,22 @@ impl Registry {
             }
             compiled.push(c);
         }
+        // A hedge to the next option races two providers: every option it
+        // may race must be safe too.
+        if let Some((k, h)) = compiled.iter().enumerate().find_map(|(k, c)| {
+            c.hedge
+                .filter(|h| h.to == crate::hedge::HedgeTo::Next)
+                .map(|h| (k, h))
+        }) {
+            let hat = if options[k].hedge.is_some() {
+                format!("{at}[{k}].hedge")
+            } else {
+                format!("{root}.hedge")
+            };
+            for c in &compiled {
+                self.check_hedged(product, c, &hat, &h)?;
+            }
+        }
         Ok(CompiledRoute {
             kind,
             tag: tag.to_string(),

@@ -28,6 +28,24 @@ fn one() -> u32 {
     1
 }
 
+/// Where a hedge goes.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HedgeTo {
+    /// The same app again (default).
+    #[default]
+    Same,
+    /// The next eligible option of the route (another provider): every
+    /// option of the route must be a safe action.
+    Next,
+}
+
+fn is_same(t: &HedgeTo) -> bool {
+    *t == HedgeTo::Same
+}
+
 /// `hedge = { delay_ms = 150, max_extra = 1 }` on a definition or option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,9 +59,13 @@ pub struct HedgeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<HedgeDelay>,
     /// Extra requests at most (1 to 3), each `delay` after the previous
-    /// one. Default 1.
+    /// one. Default 1. With `to = "next"`, one: the next option.
     #[serde(default = "one")]
     pub max_extra: u32,
+    /// `same` (default): the same app again; `next`: the route's next
+    /// eligible option, raced against this one.
+    #[serde(default, skip_serializing_if = "is_same")]
+    pub to: HedgeTo,
 }
 
 impl HedgeConfig {
@@ -53,6 +75,12 @@ impl HedgeConfig {
             return Err(DefineError::new(
                 format!("{at}.delay_ms"),
                 format!("is {}; it must be between 1 and 60000", self.delay_ms),
+            ));
+        }
+        if self.to == HedgeTo::Next && self.max_extra != 1 {
+            return Err(DefineError::new(
+                format!("{at}.max_extra"),
+                "is for hedges to the same app; a hedge to the next option sends one (remove it)",
             ));
         }
         if !(1..=MAX_HEDGES).contains(&self.max_extra) {
@@ -103,4 +131,20 @@ pub struct HedgeRecord {
     /// `admission`), if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withheld: Option<String>,
+}
+
+/// A hedge from one option to the next, as the trace shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptionHedge {
+    /// The option that was slow.
+    pub from: String,
+    /// The option raced against it.
+    pub to: String,
+    /// After how long, ms.
+    pub delay_ms: f64,
+    /// Which served first (absent when neither did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub won_by: Option<String>,
+    /// Whether the other was cancelled.
+    pub cancelled: bool,
 }

@@ -24,7 +24,7 @@
 //! | | the engine's state ([`Switchyard`], its `Inner`) and builder | `switchyard.rs` |
 //! | compiler | definitions checked against apps and each other, mappings compiled | `compile.rs`, `compile_feature.rs` |
 //! | dispatch | counting and metering per app; operator controls (drain, force); asking and telling the cluster port, and taking in what replicas shared | `accounting.rs`, `operator.rs`, `cluster_sync.rs` |
-//! | | one option's attempts (a hedged call), the order of options, a pinned key, a feature as an option | `attempt/` (`ctx.rs`, `option.rs`, `hedging.rs`, `mod.rs`) |
+//! | | one option's attempts (a hedged call), the order of options, a pinned key, a feature as an option | `attempt/` (`ctx.rs`, `option.rs`, `hedging.rs`, `race.rs`, `mod.rs`) |
 //! | | a run's adaptive choice; fallbacks, quotas, features; the healthcheck scheduler; the provider-state read model ([`ProviderState`]) | `choice.rs`, `fallback.rs`, `quota.rs`, `feature.rs`, `scheduler.rs`, `provider_state.rs` |
 //! | front door | run dispatch (cache, admission, deadline, idempotency, kind); the code-first API | `dispatch.rs`, `builder/` |
 
@@ -92,7 +92,7 @@ pub use definition::{
     OptionKind, ProviderOption, QuotaDef, StepDef, StepKind,
 };
 pub use health::{HealthKey, HealthSnapshot, HealthStatus, ProbeOutcome};
-pub use hedge::{HedgeConfig, HedgeDelay, HedgeRecord, MAX_HEDGES};
+pub use hedge::{HedgeConfig, HedgeDelay, HedgeRecord, HedgeTo, MAX_HEDGES, OptionHedge};
 pub use locks::{Recover, RecoverRw};
 pub use mapping::{Mapping, MappingError};
 pub use meters::Counts;

@@ -224,6 +224,9 @@ pub struct Trace {
     /// A quota's adaptive choice: the scores, what it chose and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<Box<crate::adaptive::AdaptiveTrace>>,
+    /// Hedges from a slow option to the next one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hedges: Vec<crate::hedge::OptionHedge>,
 }
 
 impl Trace {

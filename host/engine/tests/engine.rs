@@ -3152,6 +3152,7 @@ mod rules_and_hedging {
                 delay_ms: 100,
                 delay: None,
                 max_extra: 1,
+                to: switchyard_engine::HedgeTo::Same,
             })
             .create()
             .unwrap_err();
@@ -3228,6 +3229,7 @@ mod rules_and_hedging {
                 delay_ms: 100,
                 delay: None,
                 max_extra: 1,
+                to: switchyard_engine::HedgeTo::Same,
             })
             .create()
             .unwrap();
@@ -3281,6 +3283,87 @@ mod rules_and_hedging {
         let (r, _) = hedged_run(&yard, &clock).await;
         let h = r.trace.attempts[0].hedge.clone().unwrap();
         assert_eq!((h.sent, h.won_by, h.cancelled), (0, Some(0), 0));
+    }
+
+    fn timed_app(clock: &Arc<ManualClock>, name: &str, script: &[u64]) -> Arc<Timed> {
+        Arc::new(Timed {
+            info: AppInfo {
+                name: name.into(),
+                version: "1".into(),
+                actions: vec![ActionInfo {
+                    name: "get".into(),
+                    description: String::new(),
+                    input_schema: json!({}),
+                    idempotency: Idempotency::Safe,
+                }],
+            },
+            clock: clock.clone(),
+            script: std::sync::Mutex::new(script.to_vec()),
+            started: Default::default(),
+            finished: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_hedge_to_the_next_option_races_it_and_the_first_to_serve_wins() {
+        let clock = Arc::new(ManualClock::parked());
+        let yard = Switchyard::builder().clock(clock.clone()).seed(3).build();
+        let slow = timed_app(&clock, "slow", &[2_000]);
+        let fast = timed_app(&clock, "fast", &[10]);
+        yard.install_app(P, "slow", "dev", slow.clone());
+        yard.install_app(P, "fast", "dev", fast.clone());
+        yard.fallback()
+            .define(P, "get")
+            .provider("primary")
+            .app("slow")
+            .action("get")
+            .provider("secondary")
+            .app("fast")
+            .action("get")
+            .hedge(HedgeConfig {
+                delay_ms: 100,
+                delay: None,
+                max_extra: 1,
+                to: switchyard_engine::HedgeTo::Next,
+            })
+            .create()
+            .unwrap();
+        let (r, took) = hedged_run(&yard, &clock).await;
+        assert!(took < Duration::from_millis(200), "{took:?}");
+        assert_eq!(r.provider.as_deref(), Some("secondary"));
+        let h = &r.trace.hedges[0];
+        assert_eq!((h.from.as_str(), h.to.as_str()), ("primary", "secondary"));
+        assert_eq!(h.won_by.as_deref(), Some("secondary"));
+        assert!(h.cancelled, "the slow one was dropped");
+        assert_eq!(slow.finished.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The cancelled call counts nowhere; the winner once.
+        let s = yard
+            .provider_states(P, "dev", Kind::Fallback, "get")
+            .unwrap();
+        let primary = s[0].scorecard.clone().unwrap_or_else(|| panic!("{s:?}"));
+        assert_eq!((primary.ok, primary.failed, primary.in_flight), (0, 0, 0));
+        assert_eq!(s[1].scorecard.clone().unwrap().ok, 1);
+
+        // A route whose other option is not safe may not hedge to it.
+        let e = yard
+            .fallback()
+            .define(P, "mixed")
+            .provider("primary")
+            .app("slow")
+            .action("get")
+            .hedge(HedgeConfig {
+                delay_ms: 100,
+                delay: None,
+                max_extra: 1,
+                to: switchyard_engine::HedgeTo::Next,
+            })
+            .provider("unsafe")
+            .app("slow")
+            .action("get")
+            .idempotent(false)
+            .create()
+            .unwrap_err();
+        assert!(e.reason.contains("may not be hedged"), "{e}");
     }
 
     #[tokio::test]

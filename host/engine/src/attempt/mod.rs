@@ -3,12 +3,15 @@
 //! fallbacks, quotas and feature action steps.
 //!
 //! `ctx.rs` holds what the attempts of a run share; `option.rs` one
-//! option's attempts at its app; this file the order of options, a pinned
+//! option's attempts at its app (`hedging.rs`: a call hedged at the same
+//! app; `race.rs`: an option raced against the next); this file the order
+//! of options, a pinned
 //! key's run, and a feature run as an option (which orders options again).
 
 mod ctx;
 mod hedging;
 mod option;
+mod race;
 
 use crate::adapter::{ErrorClass, FailureKind, Idempotency};
 use crate::admission::{Overload, OverloadReason};
@@ -23,6 +26,32 @@ pub(crate) use ctx::{GRACE, RunCtx, declared, idempotency_words};
 use option::*;
 use serde_json::Value;
 use std::time::Duration;
+
+/// The option a hedge from `order[pos]` would race: its hedge goes to the
+/// next option, and the next in `order` that has not run, is eligible and
+/// is an action.
+fn race_partner(
+    ctx: &RunCtx<'_>,
+    route: &CompiledRoute,
+    order: &[usize],
+    pos: usize,
+    raced: &[usize],
+    input: &Value,
+) -> Option<(usize, crate::hedge::HedgeConfig)> {
+    let h = route.options[order[pos]]
+        .hedge
+        .filter(|h| h.to == crate::hedge::HedgeTo::Next)?;
+    order[pos + 1..]
+        .iter()
+        .copied()
+        .find(|&j| {
+            let o = &route.options[j];
+            !raced.contains(&j)
+                && matches!(o.target, OptionTarget::Action)
+                && ctx.ineligible(o, &ctx.breaker_key(o, input)).is_none()
+        })
+        .map(|j| (j, h))
+}
 
 /// Try `route`'s options in `order`, failing over after each failure, and
 /// return the mapped output and the provider that served.
@@ -41,7 +70,12 @@ pub(crate) async fn try_in_order(
     // caller is told when, the longest wait.
     let mut rate_limited: Option<Duration> = None;
     let mut others_failed = false;
+    // Options a hedge from the one before already ran.
+    let mut raced: Vec<usize> = Vec::new();
     for (pos, &i) in order.iter().enumerate() {
+        if raced.contains(&i) {
+            continue;
+        }
         let opt = &route.options[i];
         trace.considered.push(opt.provider.clone());
         let bkey = ctx.breaker_key(opt, input);
@@ -69,78 +103,94 @@ pub(crate) async fn try_in_order(
                 let o = &route.options[j];
                 ctx.ineligible(o, &ctx.breaker_key(o, input)).is_none()
             });
-        let end = match &opt.target {
-            OptionTarget::Action => run_option(ctx, opt, &bkey, input, spill, trace).await,
-            OptionTarget::Feature(tag) => {
-                run_feature_option(ctx, opt, tag, &bkey, input, trace).await
-            }
+        let ends = match &opt.target {
+            OptionTarget::Action => match race_partner(ctx, route, order, pos, &raced, input) {
+                Some((j, h)) => {
+                    raced.push(j);
+                    race::race(ctx, route, i, j, &bkey, input, spill, h, trace).await
+                }
+                None => vec![(i, run_option(ctx, opt, &bkey, input, spill, trace).await)],
+            },
+            OptionTarget::Feature(tag) => vec![(
+                i,
+                run_feature_option(ctx, opt, tag, &bkey, input, trace).await,
+            )],
         };
-        if let OptionEnd::Skipped(SkipReason::BreakerOpen { .. }) = &end {
-            ctx.blocked(opt);
-        }
-        match end {
-            OptionEnd::Served(v) => {
-                trace.served_by = Some(opt.provider.clone());
-                return Ok((v, opt.provider.clone()));
+        for (k, end) in ends {
+            let opt = &route.options[k];
+            let skip = |trace: &mut Trace, reason| {
+                trace.skipped.push(Skip {
+                    provider: opt.provider.clone(),
+                    reason,
+                })
+            };
+            if let OptionEnd::Skipped(SkipReason::BreakerOpen { .. }) = &end {
+                ctx.blocked(opt);
             }
-            OptionEnd::Stop(e) => return Err(*e),
-            OptionEnd::Skipped(reason) => skip(trace, reason),
-            OptionEnd::Spilled(o) => skip(trace, overload_skip(&o, true)),
-            OptionEnd::Overloaded(o) => {
-                skip(trace, overload_skip(&o, false));
-                overloaded = Some(o);
-            }
-            OptionEnd::Failed {
-                error,
-                idempotency,
-                failover,
-            } => {
-                if error.kind == FailureKind::DeadlineExceeded
-                    && ctx.inner.clock.now() >= ctx.deadline_at
-                {
-                    deadline_hit = true;
+            match end {
+                OptionEnd::Served(v) => {
+                    trace.served_by = Some(opt.provider.clone());
+                    return Ok((v, opt.provider.clone()));
                 }
-                if error.class == ErrorClass::RateLimited
-                    && let Some(after) = error.retry_after
-                {
-                    rate_limited = Some(rate_limited.map_or(after, |a: Duration| a.max(after)));
-                } else {
-                    others_failed = true;
+                OptionEnd::Stop(e) => return Err(*e),
+                OptionEnd::Skipped(reason) => skip(trace, reason),
+                OptionEnd::Spilled(o) => skip(trace, overload_skip(&o, true)),
+                OptionEnd::Overloaded(o) => {
+                    skip(trace, overload_skip(&o, false));
+                    overloaded = Some(o);
                 }
-                match error.class {
-                    // A rule said to fail over: the next option is tried.
-                    _ if failover => failures.push(format!("{}: {}", opt.provider, error)),
-                    ErrorClass::Rejected => {
-                        return Err(RunError::new(
-                            ErrorCode::Rejected,
-                            format!(
-                                "provider `{}` rejected the input: {}; not retried and no failover (fix the input)",
-                                opt.provider, error.message
-                            ),
-                        ));
-                    }
-                    // A key is honoured by one app: after an attempt that
-                    // may have acted, only a safe action moves on.
-                    ErrorClass::Ambiguous
-                        if idempotency.has_effect() && !route.failover_after_ambiguous =>
+                OptionEnd::Failed {
+                    error,
+                    idempotency,
+                    failover,
+                } => {
+                    if error.kind == FailureKind::DeadlineExceeded
+                        && ctx.inner.clock.now() >= ctx.deadline_at
                     {
-                        return Err(ambiguous_at(
-                            ctx,
-                            &opt.app,
-                            &opt.provider,
-                            format!(
-                                "the request may have executed at app `{}` (provider `{}`: {}); `{}` is {} there, so nothing else was tried. Check with the provider using idempotency key `{}`; a retry with this key goes to app `{}` only",
-                                opt.app,
-                                opt.provider,
-                                error.message,
-                                opt.action,
-                                idempotency_words(idempotency),
-                                ctx.key,
-                                opt.app
-                            ),
-                        ));
+                        deadline_hit = true;
                     }
-                    _ => failures.push(format!("{}: {}", opt.provider, error)),
+                    if error.class == ErrorClass::RateLimited
+                        && let Some(after) = error.retry_after
+                    {
+                        rate_limited = Some(rate_limited.map_or(after, |a: Duration| a.max(after)));
+                    } else {
+                        others_failed = true;
+                    }
+                    match error.class {
+                        // A rule said to fail over: the next option is tried.
+                        _ if failover => failures.push(format!("{}: {}", opt.provider, error)),
+                        ErrorClass::Rejected => {
+                            return Err(RunError::new(
+                                ErrorCode::Rejected,
+                                format!(
+                                    "provider `{}` rejected the input: {}; not retried and no failover (fix the input)",
+                                    opt.provider, error.message
+                                ),
+                            ));
+                        }
+                        // A key is honoured by one app: after an attempt that
+                        // may have acted, only a safe action moves on.
+                        ErrorClass::Ambiguous
+                            if idempotency.has_effect() && !route.failover_after_ambiguous =>
+                        {
+                            return Err(ambiguous_at(
+                                ctx,
+                                &opt.app,
+                                &opt.provider,
+                                format!(
+                                    "the request may have executed at app `{}` (provider `{}`: {}); `{}` is {} there, so nothing else was tried. Check with the provider using idempotency key `{}`; a retry with this key goes to app `{}` only",
+                                    opt.app,
+                                    opt.provider,
+                                    error.message,
+                                    opt.action,
+                                    idempotency_words(idempotency),
+                                    ctx.key,
+                                    opt.app
+                                ),
+                            ));
+                        }
+                        _ => failures.push(format!("{}: {}", opt.provider, error)),
+                    }
                 }
             }
         }

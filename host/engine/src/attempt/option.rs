@@ -177,7 +177,7 @@ pub(crate) async fn run_option(
         let result = match opt.hedge {
             // Only a safe action is hedged (checked at define time; an
             // override at run time cannot make it otherwise).
-            Some(h) if idempotency == Idempotency::Safe => {
+            Some(h) if idempotency == Idempotency::Safe && h.to == crate::hedge::HedgeTo::Same => {
                 let (r, rec) = super::hedging::hedged_call(
                     ctx, opt, &adapter, &gate, &stats_key, request, deadline, h,
                 )

@@ -5,8 +5,8 @@
 //! `ctx.rs` holds what the attempts of a run share; `option.rs` one
 //! option's attempts at its app (`hedging.rs`: a call hedged at the same
 //! app; `race.rs`: an option raced against the next); this file the order
-//! of options, a pinned
-//! key's run, and a feature run as an option (which orders options again).
+//! of options, a pinned key's run, and a feature run as an option (which
+//! orders options again).
 
 mod ctx;
 mod hedging;

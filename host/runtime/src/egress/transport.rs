@@ -139,48 +139,33 @@ pub(super) async fn dispatch(
     let now = SystemTime::now();
     let origin = Origin::of_uri(&parts.uri);
     // What is needed to send it again with a fresh OAuth2 token after a
-    // 401 (the credentials are applied to a copy each time).
-    let (method, uri, version, headers) = (
-        parts.method.clone(),
-        parts.uri.clone(),
-        parts.version,
-        parts.headers.clone(),
-    );
-    let mut used = Vec::new();
-    for (i, (scope, c)) in app.credentials.iter().enumerate() {
-        if !origin.as_ref().is_some_and(|o| scope.contains(o)) {
-            continue;
-        }
-        match (c, &app.tokens[i]) {
-            (
-                Credential::OAuth2ClientCredentials {
-                    token_url,
-                    client_id,
-                    client_secret,
-                    scope,
-                },
-                Some(cache),
-            ) => {
-                let cc = super::oauth2::ClientCredentials {
-                    token_url,
-                    client_id,
-                    client_secret,
-                    scope: scope.as_deref(),
-                };
-                let token = match cache.bearer(&app.client, &cc, timeout).await {
-                    Ok(t) => t,
-                    Err(e) => return Err(token_failure(app, log, &e)),
-                };
-                set_bearer(&mut parts.headers, &token);
-                used.push((i, token));
-            }
-            _ => c.apply(&mut parts, &body, now),
-        }
-    }
+    // 401 (kept only for an app with such a credential: no copy on the
+    // common path).
+    let again = app.tokens.iter().any(Option::is_some).then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.version,
+            parts.headers.clone(),
+        )
+    });
+    let used = authenticate(
+        app,
+        log,
+        &mut parts,
+        &body,
+        origin.as_ref(),
+        now,
+        timeout,
+        &[],
+    )
+    .await?;
     let first = send(app, log, parts, body.clone(), timeout, &authority).await?;
-    if first.status() != http::StatusCode::UNAUTHORIZED || used.is_empty() {
+    let Some((method, uri, version, headers)) =
+        again.filter(|_| first.status() == http::StatusCode::UNAUTHORIZED && !used.is_empty())
+    else {
         return Ok(first);
-    }
+    };
     // The provider refused the token (revoked, rotated early): fetch a
     // new one and send the request once more.
     drop(first);
@@ -193,8 +178,37 @@ pub(super) async fn dispatch(
         .into_parts()
         .0;
     again.headers = headers;
+    authenticate(
+        app,
+        log,
+        &mut again,
+        &body,
+        origin.as_ref(),
+        now,
+        timeout,
+        &used,
+    )
+    .await?;
+    send(app, log, again, body, timeout, &authority).await
+}
+
+/// Add every credential scoped to `origin` to `parts`: an OAuth2
+/// credential's token from its cache (forgetting first a token the
+/// provider `refused`). Returns the tokens sent, by credential.
+#[allow(clippy::too_many_arguments)]
+async fn authenticate(
+    app: &AppEgress,
+    log: &Mutex<CallLog>,
+    parts: &mut http::request::Parts,
+    body: &[u8],
+    origin: Option<&Origin>,
+    now: SystemTime,
+    timeout: Duration,
+    refused: &[(usize, super::credentials::Secret)],
+) -> Result<Vec<(usize, super::credentials::Secret)>, HttpError> {
+    let mut used = Vec::new();
     for (i, (scope, c)) in app.credentials.iter().enumerate() {
-        if !origin.as_ref().is_some_and(|o| scope.contains(o)) {
+        if !origin.is_some_and(|o| scope.contains(o)) {
             continue;
         }
         match (c, &app.tokens[i]) {
@@ -207,7 +221,7 @@ pub(super) async fn dispatch(
                 },
                 Some(cache),
             ) => {
-                if let Some((_, old)) = used.iter().find(|(j, _)| *j == i) {
+                if let Some((_, old)) = refused.iter().find(|(j, _)| *j == i) {
                     cache.refused(old).await;
                 }
                 let cc = super::oauth2::ClientCredentials {
@@ -216,16 +230,17 @@ pub(super) async fn dispatch(
                     client_secret,
                     scope: scope.as_deref(),
                 };
-                let token = match cache.bearer(&app.client, &cc, timeout).await {
-                    Ok(t) => t,
-                    Err(e) => return Err(token_failure(app, log, &e)),
-                };
-                set_bearer(&mut again.headers, &token);
+                let token = cache
+                    .bearer(&app.client, &cc, timeout)
+                    .await
+                    .map_err(|e| token_failure(app, log, &e))?;
+                set_bearer(&mut parts.headers, &token);
+                used.push((i, token));
             }
-            _ => c.apply(&mut again, &body, now),
+            _ => c.apply(parts, body, now),
         }
     }
-    send(app, log, again, body, timeout, &authority).await
+    Ok(used)
 }
 
 /// `Authorization: Bearer <token>`, marked sensitive.

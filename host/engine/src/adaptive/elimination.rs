@@ -59,12 +59,14 @@ pub(super) fn judge(
     let mut out: Vec<usize> = (0..options.len())
         .filter(|&i| options[i].eligible && until[i].is_some())
         .collect();
-    out.sort_by(|&a, &b| {
-        scores[a]
+    // The worst first (no score counts as the worst), ties by position.
+    let worst_first = |a: &usize, b: &usize| {
+        scores[*a]
             .unwrap_or(0.0)
-            .total_cmp(&scores[b].unwrap_or(0.0))
-            .then(a.cmp(&b))
-    });
+            .total_cmp(&scores[*b].unwrap_or(0.0))
+            .then(a.cmp(b))
+    };
+    out.sort_by(worst_first);
     out.truncate(allowed);
     let mut below: Vec<usize> = (0..options.len())
         .filter(|&i| {
@@ -73,12 +75,7 @@ pub(super) fn judge(
                 && scores[i].is_some_and(|s| s < cfg.threshold())
         })
         .collect();
-    below.sort_by(|&a, &b| {
-        scores[a]
-            .unwrap_or(0.0)
-            .total_cmp(&scores[b].unwrap_or(0.0))
-            .then(a.cmp(&b))
-    });
+    below.sort_by(worst_first);
     let mut capped = Vec::new();
     for i in below {
         if out.len() < allowed {
@@ -88,12 +85,7 @@ pub(super) fn judge(
             capped.push(i);
         }
     }
-    let mut j = Judgement {
-        weights: Vec::with_capacity(options.len()),
-        demoted: Vec::with_capacity(options.len()),
-        rank: Vec::with_capacity(options.len()),
-        scores: Vec::with_capacity(options.len()),
-    };
+    let mut j = Judgement::with_capacity(options.len());
     for (i, s) in options.iter().enumerate() {
         let ejected = out.contains(&i);
         j.weights.push(if s.eligible && !ejected {

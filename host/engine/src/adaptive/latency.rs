@@ -52,12 +52,7 @@ pub(super) fn judge(cfg: &AdaptiveConfig, options: &[Seen]) -> Judgement {
         .filter(|&i| fast[i])
         .map(busy)
         .fold(None::<f64>, |b, x| Some(b.map_or(x, |b| b.min(x))));
-    let mut j = Judgement {
-        weights: Vec::with_capacity(options.len()),
-        demoted: Vec::with_capacity(options.len()),
-        rank: Vec::with_capacity(options.len()),
-        scores: Vec::with_capacity(options.len()),
-    };
+    let mut j = Judgement::with_capacity(options.len());
     for i in 0..options.len() {
         let s = &options[i];
         let chosen = fast[i] && least.is_some_and(|l| busy(i) <= l);

@@ -353,6 +353,18 @@ pub(crate) struct Judgement {
     pub scores: Vec<Measured>,
 }
 
+impl Judgement {
+    /// An empty judgement for `n` options.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            weights: Vec::with_capacity(n),
+            demoted: Vec::with_capacity(n),
+            rank: Vec::with_capacity(n),
+            scores: Vec::with_capacity(n),
+        }
+    }
+}
+
 /// What a strategy read of one option, for the trace.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Measured {

@@ -94,12 +94,7 @@ pub(super) fn judge(cfg: &AdaptiveConfig, options: &[Seen]) -> Judgement {
         .filter(|(_, s)| s.eligible)
         .filter_map(|(r, _)| *r)
         .fold(None::<f64>, |b, r| Some(b.map_or(r, |b| b.max(r))));
-    let mut j = Judgement {
-        weights: Vec::with_capacity(options.len()),
-        demoted: Vec::with_capacity(options.len()),
-        rank: Vec::with_capacity(options.len()),
-        scores: Vec::with_capacity(options.len()),
-    };
+    let mut j = Judgement::with_capacity(options.len());
     for ((s, f), r) in options.iter().zip(&factors).zip(&rates) {
         let eligible = s.eligible;
         j.weights.push(if eligible {

@@ -160,8 +160,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     });
     let grace = Duration::from_millis(server.shutdown_grace_ms);
     let _hup = reload_on_sighup(state.deployment.clone(), tls);
-    let _token_use = token_use(&state.deployment);
-    let _history = history(&state.deployment);
+    let _token_use = every_minute(
+        &state.deployment,
+        |d| {
+            d.flush_token_use();
+            Ok(())
+        },
+        "token use",
+    );
+    let _history = every_minute(
+        &state.deployment,
+        |d| d.flush_history(false).map(|_| ()),
+        "history",
+    );
     let deployment = state.deployment.clone();
     api::serve(listener, state, shutdown_signal(), grace)
         .await
@@ -232,8 +243,14 @@ pub(super) fn reload_on_sighup(
     }
 }
 
-/// Once a minute, keep the tokens' last-used times in the store.
-pub(super) fn token_use(deployment: &Arc<Deployment>) -> AbortOnDrop {
+/// Once a minute, on a blocking thread, `work` on the deployment (while it
+/// lives): the tokens' last-used times and the providers' whole minutes of
+/// history go to the store this way.
+pub(super) fn every_minute(
+    deployment: &Arc<Deployment>,
+    work: fn(&Deployment) -> Result<(), String>,
+    what: &'static str,
+) -> AbortOnDrop {
     let weak = Arc::downgrade(deployment);
     AbortOnDrop(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -241,22 +258,8 @@ pub(super) fn token_use(deployment: &Arc<Deployment>) -> AbortOnDrop {
         loop {
             tick.tick().await;
             let Some(d) = weak.upgrade() else { return };
-            let _ = tokio::task::spawn_blocking(move || d.flush_token_use()).await;
-        }
-    }))
-}
-
-/// Once a minute, keep the providers' whole minutes of history.
-pub(super) fn history(deployment: &Arc<Deployment>) -> AbortOnDrop {
-    let weak = Arc::downgrade(deployment);
-    AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            let Some(d) = weak.upgrade() else { return };
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.flush_history(false)).await {
-                eprintln!("history: not kept this minute: {e}");
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || work(&d)).await {
+                eprintln!("{what}: not kept this minute: {e}");
             }
         }
     }))

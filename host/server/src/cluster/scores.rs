@@ -53,8 +53,15 @@ impl Cluster {
         }
         let key = self.key("scores");
         let me = self.replica.clone();
+        // Best effort, under a short bound: a slow or vanished Redis must
+        // not hold up the sync task's own round trips (breakers, forces,
+        // definitions) by more than a second; the next second tries again.
+        let bound = (self.timeout * 10).clamp(Duration::from_millis(250), Duration::from_secs(1));
+        if self.connection().is_none() {
+            return;
+        }
         let Some(all) = self
-            .sync(|mut c| async move {
+            .call_within(bound, |mut c| async move {
                 redis::pipe()
                     .hset(&key, &me, body)
                     .ignore()
@@ -89,7 +96,7 @@ impl Cluster {
         if !gone.is_empty() {
             let key = self.key("scores");
             let _ = self
-                .sync(|mut c| async move {
+                .call_within(bound, |mut c| async move {
                     redis::cmd("HDEL")
                         .arg(key)
                         .arg(gone)

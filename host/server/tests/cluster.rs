@@ -20,6 +20,11 @@ struct Redis {
     dir: tempfile::TempDir,
 }
 
+/// Taken by the tests that time a replica's recovery and by the one that
+/// adds two busy replicas: on two cores they do not overlap, so a
+/// recovery is timed against Redis, not against a neighbour's load.
+static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -617,6 +622,7 @@ fn the_three_replica_example_runs_and_passes_its_checks() {
 /// after the stall the key runs exactly once and then replays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_stall_never_runs_a_key_twice() {
+    let _turn = TIMED.lock().await;
     let redis = Redis::start();
     let setup = Setup::new().await;
     setup.primary.record(true);
@@ -806,6 +812,7 @@ async fn forced(replica: &Server) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forces_survive_replica_and_redis_restarts_and_only_real_breakers_are_forced() {
+    let _turn = TIMED.lock().await;
     let mut redis = Redis::start();
     let setup = Setup::new().await;
     setup.primary.record(true);
@@ -1104,6 +1111,7 @@ async fn tokens_made_on_one_replica_are_honoured_and_revoked_on_all() {
 /// nothing routes away from a provider the other saw degrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_combine_their_scorecards_and_route_on_what_the_others_saw() {
+    let _turn = TIMED.lock().await;
     let redis = Redis::start();
     let setup = Setup::new().await;
     let quota = |text: String| {

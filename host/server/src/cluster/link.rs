@@ -59,8 +59,6 @@ pub struct Cluster {
     pub(super) on_mismatch: Mismatch,
     /// How the last join went (`None`: not joined yet).
     pub(super) joined: Mutex<Option<Join>>,
-    /// When this replica last shared its scorecards.
-    pub(super) scores_shared: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -109,7 +107,6 @@ impl Cluster {
             name: config.name.clone().unwrap_or_else(|| config.prefix.clone()),
             on_mismatch: config.on_mismatch,
             joined: Mutex::new(None),
-            scores_shared: Mutex::new(None),
         }))
     }
 

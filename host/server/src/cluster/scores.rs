@@ -8,7 +8,7 @@ use super::link::*;
 use super::model::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use switchyard_engine::{Recover, SharedScorecard};
+use switchyard_engine::SharedScorecard;
 
 /// Largest share one replica writes (its scorecards beyond are left
 /// out, the least recently used first) and reads from another.
@@ -22,16 +22,27 @@ struct Shared {
 }
 
 impl Cluster {
-    /// Share this replica's scorecards and take in the others' (at most
-    /// once a second).
-    pub(super) async fn share_scores(&self, d: &dyn Local) {
-        {
-            let mut last = self.scores_shared.locked();
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+    /// Once a second, while the deployment lives: share this replica's
+    /// scorecards and take in the others'.
+    pub(super) async fn share_scores_every_second(
+        self: std::sync::Arc<Self>,
+        deployment: std::sync::Weak<dyn Local>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(d) = deployment.upgrade() else {
                 return;
+            };
+            if self.refused().is_none() {
+                self.share_scores(&*d).await;
             }
-            *last = Some(std::time::Instant::now());
         }
+    }
+
+    /// Share this replica's scorecards and take in the others'.
+    pub(super) async fn share_scores(&self, d: &dyn Local) {
         let now = now_ms();
         let mut cards = d.yard().scorecards_to_share(now);
         let mut body = serde_json::to_string(&Shared {
@@ -53,15 +64,13 @@ impl Cluster {
         }
         let key = self.key("scores");
         let me = self.replica.clone();
-        // Best effort, under a short bound: a slow or vanished Redis must
-        // not hold up the sync task's own round trips (breakers, forces,
-        // definitions) by more than a second; the next second tries again.
-        let bound = (self.timeout * 10).clamp(Duration::from_millis(250), Duration::from_secs(1));
+        // Only while connected: a replica that lost Redis shares nothing
+        // until the sync task has reconnected and caught up.
         if self.connection().is_none() {
             return;
         }
         let Some(all) = self
-            .call_within(bound, |mut c| async move {
+            .sync(|mut c| async move {
                 redis::pipe()
                     .hset(&key, &me, body)
                     .ignore()
@@ -96,7 +105,7 @@ impl Cluster {
         if !gone.is_empty() {
             let key = self.key("scores");
             let _ = self
-                .call_within(bound, |mut c| async move {
+                .sync(|mut c| async move {
                     redis::cmd("HDEL")
                         .arg(key)
                         .arg(gone)

@@ -15,7 +15,14 @@ impl Cluster {
     pub fn spawn(self: &Arc<Self>, deployment: &Arc<dyn Local>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         let d = Arc::downgrade(deployment);
-        tokio::spawn(async move { me.run(d).await })
+        tokio::spawn(async move {
+            // Scorecards are shared by a task of their own: a slow round
+            // trip of theirs never holds up breakers, forces and
+            // definitions.
+            let scores = tokio::spawn(me.clone().share_scores_every_second(d.clone()));
+            me.run(d).await;
+            scores.abort();
+        })
     }
 
     /// Connect and converge once, waiting at most `within`: `serve` calls
@@ -50,7 +57,6 @@ impl Cluster {
             if self.connection().is_some() && self.refused().is_none() {
                 self.flush(&*d).await;
                 self.pull(&*d).await;
-                self.share_scores(&*d).await;
             }
             drop(d);
             let _ = tokio::time::timeout(self.sync_interval, self.wake.notified()).await;

@@ -236,15 +236,17 @@ impl Switchyard {
 
     /// Every scorecard's whole minutes after engine minute `after` (all
     /// the 5-minute window holds when `None`), and with `current` the
-    /// minute in progress: what a server keeps as history.
+    /// minute in progress: what a server keeps as history. With `only`,
+    /// that scorecard's alone (one provider's history).
     pub fn scorecard_minutes(
         &self,
         after: Option<u64>,
         current: bool,
+        only: Option<&str>,
     ) -> crate::scorecard::ScorecardMinutes {
         self.inner
             .scorecards
-            .minutes(after, current, self.inner.clock.now())
+            .minutes(after, current, only, self.inner.clock.now())
     }
 
     /// This replica's scorecards to share with the others (cluster mode):

@@ -18,6 +18,23 @@ use std::time::Duration;
 
 type Call<'a> = Pin<Box<dyn Future<Output = Result<CallResponse, AttemptError>> + Send + 'a>>;
 
+/// How long a hedge waits: `h`'s fixed delay, or the percentile it names
+/// of the option's latency over the last minute (the scorecard is read
+/// only then).
+pub(super) fn delay(ctx: &RunCtx<'_>, key: &str, h: &HedgeConfig) -> Duration {
+    let seen = match h.delay {
+        Some(_) => {
+            let v = ctx
+                .inner
+                .scorecards
+                .view(key, ctx.inner.clock.now(), 60_000, true);
+            (v.p95_ms.0, v.p95_ms.1, v.p99_ms)
+        }
+        None => (0, None, None),
+    };
+    h.delay_for(seen)
+}
+
 /// Call `adapter` with `request`, hedging by `h`; the result and what
 /// hedging did.
 #[allow(clippy::too_many_arguments)]
@@ -32,18 +49,19 @@ pub(super) async fn hedged_call<'a>(
     h: HedgeConfig,
 ) -> (Result<CallResponse, AttemptError>, HedgeRecord) {
     let inner = ctx.inner;
-    let now = inner.clock.now();
-    let seen = inner.scorecards.view(stats_key, now, 60_000, true);
-    let (timed, p95) = seen.p95_ms;
-    let delay = h.delay_for((timed, p95, seen.p99_ms));
+    let delay = delay(ctx, stats_key, &h);
     let mut record = HedgeRecord {
         delay_ms: delay.as_secs_f64() * 1e3,
         ..HedgeRecord::default()
     };
+    // The first request is in flight in the scorecard already (its
+    // attempt counts it); each hedge counts itself while it runs.
     let call = move |r: CallRequest, permit: Option<crate::admission::Permit>| -> Call<'a> {
         Box::pin(async move {
+            let _in_flight = permit
+                .is_some()
+                .then(|| inner.scorecards.start(stats_key, inner.clock.now()));
             let _permit = permit;
-            let _in_flight = inner.scorecards.start(stats_key, inner.clock.now());
             match clock::timeout(&*inner.clock, deadline + GRACE, adapter.call(r)).await {
                 Ok(r) => r.map_err(AttemptError::bounded),
                 Err(_) => Err(AttemptError::new(

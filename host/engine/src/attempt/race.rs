@@ -30,10 +30,7 @@ pub(super) async fn race(
     let inner = ctx.inner;
     let (oi, oj) = (&route.options[i], &route.options[j]);
     let now = inner.clock.now();
-    let seen = inner
-        .scorecards
-        .view(&ctx.default_key(oi), now, 60_000, true);
-    let delay = h.delay_for((seen.p95_ms.0, seen.p95_ms.1, seen.p99_ms));
+    let delay = super::hedging::delay(ctx, &ctx.default_key(oi), &h);
     let mut record = crate::hedge::OptionHedge {
         from: oi.provider.clone(),
         to: oj.provider.clone(),

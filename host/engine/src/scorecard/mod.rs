@@ -486,11 +486,12 @@ impl Scorecards {
 
     /// Every scorecard's whole minutes after minute `after` (all the
     /// window still holds when `None`), at `now`; with `current`, the
-    /// minute in progress too.
+    /// minute in progress too; with `only`, that key's alone.
     pub(crate) fn minutes(
         &self,
         after: Option<u64>,
         current: bool,
+        only: Option<&str>,
         now: Instant,
     ) -> ScorecardMinutes {
         const PER_MINUTE: u64 = 60_000 / BUCKET_MS;
@@ -501,12 +502,17 @@ impl Scorecards {
         } else {
             newest
         };
-        let cards: Vec<(String, Arc<Scorecard>)> = self
-            .cards
-            .locked()
-            .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect();
+        let cards: Vec<(String, Arc<Scorecard>)> = {
+            let cards = self.cards.locked();
+            match only {
+                Some(key) => cards
+                    .get(key)
+                    .map(|c| (key.to_string(), c.clone()))
+                    .into_iter()
+                    .collect(),
+                None => cards.iter().map(|(k, c)| (k.clone(), c.clone())).collect(),
+            }
+        };
         let mut minutes = Vec::new();
         let Some(last) = last else {
             return ScorecardMinutes {
@@ -692,9 +698,9 @@ mod tests {
         // Minutes count from five before the scorecards began.
         const M0: u64 = WINDOW_MS / 60_000;
         // In the first minute nothing is whole.
-        assert!(s.minutes(None, false, t(30_000)).minutes.is_empty());
-        assert_eq!(s.minutes(None, true, t(30_000)).minutes.len(), 1);
-        let m = s.minutes(None, false, t(125_000));
+        assert!(s.minutes(None, false, None, t(30_000)).minutes.is_empty());
+        assert_eq!(s.minutes(None, true, None, t(30_000)).minutes.len(), 1);
+        let m = s.minutes(None, false, None, t(125_000));
         assert_eq!(m.newest, Some(M0 + 1));
         assert_eq!(m.now_ms, WINDOW_MS + 125_000);
         let got: Vec<(u64, u64, u64, u64, u64)> = m
@@ -705,10 +711,10 @@ mod tests {
         assert_eq!(got, vec![(M0, 1, 1, 0, 2), (M0 + 1, 1, 0, 1, 2)]);
         // After the first: only the second; the current minute never.
         s.record("k", t(125_000), Ok(()), Duration::from_millis(10));
-        let m = s.minutes(Some(M0), false, t(126_000));
+        let m = s.minutes(Some(M0), false, None, t(126_000));
         assert_eq!(m.minutes.len(), 1);
         assert_eq!(m.minutes[0].minute, M0 + 1);
-        let m = s.minutes(Some(M0), true, t(126_000));
+        let m = s.minutes(Some(M0), true, None, t(126_000));
         assert_eq!(m.minutes.len(), 2, "and the minute in progress");
     }
 

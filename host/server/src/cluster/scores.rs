@@ -14,9 +14,17 @@ use switchyard_engine::SharedScorecard;
 /// out, the least recently used first) and reads from another.
 pub const MAX_SCORES_BYTES: usize = 4 << 20;
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Shared {
+/// One replica's field of `<prefix>:scores`, as written.
+#[derive(serde::Serialize)]
+struct Outgoing<'a> {
     /// When written, Unix ms.
+    at: u64,
+    cards: &'a [SharedScorecard],
+}
+
+/// Another replica's field, as read.
+#[derive(serde::Deserialize)]
+struct Shared {
     at: u64,
     cards: Vec<SharedScorecard>,
 }
@@ -43,32 +51,28 @@ impl Cluster {
 
     /// Share this replica's scorecards and take in the others'.
     pub(super) async fn share_scores(&self, d: &dyn Local) {
-        let now = now_ms();
-        let mut cards = d.yard().scorecards_to_share(now);
-        let mut body = serde_json::to_string(&Shared {
-            at: now,
-            cards: Vec::new(),
-        })
-        .unwrap_or_default();
-        while !cards.is_empty() {
-            body = serde_json::to_string(&Shared {
-                at: now,
-                cards: cards.clone(),
-            })
-            .unwrap_or_default();
-            if body.len() <= MAX_SCORES_BYTES {
-                break;
-            }
-            let keep = cards.len() / 2;
-            cards.truncate(keep);
-        }
-        let key = self.key("scores");
-        let me = self.replica.clone();
         // Only while connected: a replica that lost Redis shares nothing
         // until the sync task has reconnected and caught up.
         if self.connection().is_none() {
             return;
         }
+        let now = now_ms();
+        let cards = d.yard().scorecards_to_share(now);
+        // The most recently used first: past the bound, halve the tail.
+        let mut keep = cards.len();
+        let body = loop {
+            let body = serde_json::to_string(&Outgoing {
+                at: now,
+                cards: &cards[..keep],
+            })
+            .unwrap_or_default();
+            if body.len() <= MAX_SCORES_BYTES || keep == 0 {
+                break body;
+            }
+            keep /= 2;
+        };
+        let key = self.key("scores");
+        let me = self.replica.clone();
         let Some(all) = self
             .sync(|mut c| async move {
                 redis::pipe()

@@ -7,9 +7,15 @@ use crate::history::{Minute, Point, now_unix_ms, points};
 use serde_json::Value;
 use switchyard_engine::Recover;
 
-/// The engine's minutes after `after` as rows stamped with wall time.
-fn minutes(d: &Deployment, after: Option<u64>, current: bool) -> (Option<u64>, Vec<Minute>) {
-    let m = d.yard.scorecard_minutes(after, current);
+/// The engine's minutes after `after` (of scorecard `only`, or all) as
+/// rows stamped with wall time.
+fn minutes(
+    d: &Deployment,
+    after: Option<u64>,
+    current: bool,
+    only: Option<&str>,
+) -> (Option<u64>, Vec<Minute>) {
+    let m = d.yard.scorecard_minutes(after, current, only);
     let wall = now_unix_ms();
     let rows = m
         .minutes
@@ -45,7 +51,7 @@ impl Deployment {
         };
         let server = self.config().file.server.clone();
         let mut flushed = self.history_flushed.locked();
-        let (newest, rows) = minutes(self, *flushed, current);
+        let (newest, rows) = minutes(self, *flushed, current, None);
         if server.history_days > 0 && !rows.is_empty() {
             store.put_history(&rows).map_err(|e| e.to_string())?;
         }
@@ -71,12 +77,9 @@ impl Deployment {
             Some(store) => store.history(key, from, to).map_err(|e| e.to_string())?,
             None => Vec::new(),
         };
-        let (_, fresh) = minutes(
-            self,
-            if self.store.is_some() { flushed } else { None },
-            true,
-        );
-        rows.extend(fresh.into_iter().filter(|m| m.key == key));
+        let after = if self.store.is_some() { flushed } else { None };
+        let (_, fresh) = minutes(self, after, true, Some(key));
+        rows.extend(fresh);
         Ok(points(&rows, from, to, step))
     }
 

@@ -38,7 +38,12 @@ pub struct Cluster {
     pub(super) replica: String,
     pub(super) timeout: Duration,
     pub(super) sync_interval: Duration,
-    pub(super) conn: RwLock<Option<MultiplexedConnection>>,
+    /// The connection, with its generation (one more at each connect), so
+    /// a call that fails on a connection already replaced does not take
+    /// the new one down.
+    pub(super) conn: RwLock<Option<(u64, MultiplexedConnection)>>,
+    /// Connections made so far.
+    pub(super) generation: AtomicU64,
     pub(super) status: Mutex<Status>,
     pub(super) outbox: Mutex<VecDeque<Event>>,
     /// Definitions changed here and not yet in Redis (`product/kind/tag`).
@@ -92,6 +97,7 @@ impl Cluster {
             timeout: Duration::from_millis(config.timeout_ms),
             sync_interval: Duration::from_millis(config.sync_interval_ms),
             conn: RwLock::new(None),
+            generation: AtomicU64::new(0),
             status: Mutex::new(Status {
                 up: false,
                 since: SystemTime::now(),
@@ -255,7 +261,21 @@ impl Cluster {
     }
 
     pub(super) fn connection(&self) -> Option<MultiplexedConnection> {
-        self.conn.reading().clone()
+        self.conn.reading().as_ref().map(|(_, c)| c.clone())
+    }
+
+    /// Redis failed a call made on the connection of `generation`: that
+    /// connection is dropped, unless a newer one has replaced it already
+    /// (a late error of a call on the old one says nothing of the new).
+    fn failed_on(&self, generation: u64, why: String) {
+        {
+            let mut conn = self.conn.writing();
+            if conn.as_ref().is_some_and(|(g, _)| *g != generation) {
+                return;
+            }
+            *conn = None;
+        }
+        self.went_down(why);
     }
 
     pub(super) fn went_down(&self, why: String) {
@@ -309,13 +329,13 @@ impl Cluster {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.connection()?;
+        let (generation, conn) = self.conn.reading().clone()?;
         match tokio::time::timeout(bound, f(conn)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-                    self.went_down(e.to_string());
+                    self.failed_on(generation, e.to_string());
                 }
                 None
             }
@@ -368,7 +388,8 @@ impl Cluster {
             .await
         {
             Ok(c) => {
-                *self.conn.writing() = Some(c);
+                let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                *self.conn.writing() = Some((generation, c));
                 let mut st = self.status.locked();
                 if !st.up {
                     eprintln!("cluster: connected to Redis as replica `{}`", self.replica);

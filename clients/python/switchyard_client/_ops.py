@@ -153,7 +153,10 @@ def run_op(
                 or (e.code == "idempotency-unavailable" and p.overloaded)
             )
             wait = max(e.retry_after_ms if e.retry_after_ms is not None else 1000.0, 50.0)
-            if not retryable or sends >= p.max_sends or waited + wait > p.max_wait_ms:
+            # never wait past the client's budget, nor past the run's own deadline
+            budget = min(p.max_wait_ms, deadline_ms if deadline_ms is not None else float("inf"))
+            elapsed = (time.monotonic() - started) * 1000
+            if not retryable or sends >= p.max_sends or waited + wait > budget or elapsed + wait > budget:
                 raise
             waited += wait
             yield Sleep(wait / 1000)

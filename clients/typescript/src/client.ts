@@ -174,7 +174,9 @@ export class Switchyard {
         const retryable = (e.code === 'overloaded' && p.overloaded) || (e.code === 'in-progress' && p.inProgress) || (e.code === 'idempotency-unavailable' && p.overloaded);
         if (!retryable || sends >= p.maxSends) throw e;
         const wait = Math.max(e.retryAfterMs ?? 1000, 50);
-        if (waited + wait > p.maxWaitMs) throw e;
+        // never wait past the client's budget, nor past the run's own deadline
+        const budget = Math.min(p.maxWaitMs, options.deadlineMs ?? Infinity);
+        if (waited + wait > budget || performance.now() - started + wait > budget) throw e;
         waited += wait;
         await sleep(wait, options.signal);
       }

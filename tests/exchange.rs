@@ -80,6 +80,54 @@ async fn an_exchange_call_holds_no_instance_while_the_provider_answers() {
     assert_eq!(provider.received().len(), 80);
 }
 
+/// A provider that answers within the runtime's `exchange_hold` gets a
+/// call's two steps on one instance (one instantiation per call); a slower
+/// one, or a hold of zero, gets a fresh instance per step, and no instance
+/// is kept once the call is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_answer_keeps_the_calls_instance_for_its_next_step() {
+    let provider = Scripted::start().await;
+    provider.always("/v1/messages", Answer::json(200, json!({"id": "m-1"})));
+    let held = runtime();
+    let fresh = Runtime::new(switchyard_runtime::RuntimeConfig {
+        cache_dir: Some(switchyard_tests::cache_dir()),
+        exchange_hold: Duration::ZERO,
+        ..switchyard_runtime::RuntimeConfig::default()
+    })
+    .unwrap();
+    let call = |app: App| async move {
+        for i in 0..10 {
+            let out = app
+                .call(CallRequest::new("send", json!({"n": i})).deadline(Duration::from_secs(5)))
+                .await
+                .expect("the call succeeds");
+            assert_eq!(out.output, json!({"id": "m-1"}));
+        }
+        app.instance_counts().instantiations
+    };
+    let kept = http_plugin(&held, "http", grant(&provider.url())).await;
+    assert_eq!(call(kept).await, 10, "one instance per call");
+    assert_eq!(held.instances().0, 0);
+    let every_step = http_plugin(&fresh, "http", grant(&provider.url())).await;
+    assert_eq!(call(every_step).await, 20, "one instance per step");
+    // slower than the hold: the instance goes back while the provider thinks
+    provider.set_delay(Duration::from_millis(150));
+    let slow = http_plugin(&held, "http-slow", grant(&provider.url())).await;
+    let during = {
+        let app = slow.clone();
+        let h = tokio::spawn(async move {
+            app.call(CallRequest::new("send", json!({})).deadline(Duration::from_secs(5)))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(90)).await;
+        let n = held.instances().0;
+        h.await.unwrap().expect("the call succeeds");
+        n
+    };
+    assert_eq!(during, 0, "no instance while a slow provider thinks");
+    assert_eq!(slow.instance_counts().instantiations, 2);
+}
+
 /// A call in two steps: the state carried from the first reaches the
 /// second, and the host adds the grant's credential to every request (the
 /// adapter never sees it).

@@ -139,18 +139,30 @@ async fn main() {
         .await
         .unwrap();
     let wasi = rt
-        .load("http-wasi", artifacts::HTTP_WASI, grant)
+        .load("http-wasi", artifacts::HTTP_WASI, grant.clone())
+        .await
+        .unwrap();
+    // The exchange world as it was before a call kept its instance across
+    // the send: every step on a fresh instance (`exchange_hold` zero).
+    let per_step_rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        exchange_hold: Duration::ZERO,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let per_step = per_step_rt
+        .load("http", artifacts::HTTP_PLUGIN, grant)
         .await
         .unwrap();
     let send = || CallRequest::new("send", body.clone());
-    for app in [&exchange, &wasi] {
+    for app in [&exchange, &wasi, &per_step] {
         for _ in 0..200 {
             app.call(send()).await.unwrap();
         }
     }
-    let (mut ex, mut wa) = (Vec::new(), Vec::new());
+    let (mut ex, mut wa, mut ps) = (Vec::new(), Vec::new(), Vec::new());
     for _round in 0..4 {
-        for (app, samples) in [(&exchange, &mut ex), (&wasi, &mut wa)] {
+        for (app, samples) in [(&exchange, &mut ex), (&wasi, &mut wa), (&per_step, &mut ps)] {
             for _ in 0..n / 4 {
                 let t = Instant::now();
                 app.call(send()).await.unwrap();
@@ -160,10 +172,16 @@ async fn main() {
     }
     let ex_p50 = report("http plugin POST, exchange world", &mut ex);
     let wa_p50 = report("http plugin POST, adapter world (wasi:http)", &mut wa);
+    let ps_p50 = report("http plugin POST, exchange, instance per step", &mut ps);
     println!(
         "{:<48} {:.2}x",
         "ratio exchange/host (p50)",
         ex_p50.as_secs_f64() / host_p50.as_secs_f64()
+    );
+    println!(
+        "{:<48} {:.2}x",
+        "ratio exchange instance-per-step/host (p50)",
+        ps_p50.as_secs_f64() / host_p50.as_secs_f64()
     );
     println!(
         "{:<48} {:.2}x",

@@ -1,14 +1,19 @@
-//! One call of an `exchange-adapter`-world app. Each step (`start`, then
-//! `resume` per answer) runs on a fresh instance that is dropped, with its
-//! instance slot, before the host sends the step's request: no instance is
-//! alive while a provider thinks. The host sends each request itself
+//! One call of an `exchange-adapter`-world app: `start`, then `resume` per
+//! answer. A call's steps share one instance while its provider answers
+//! within the runtime's `exchange_hold` (25 ms by default) and a quarter
+//! of the pool is free: the
+//! common single-request call then instantiates once, not twice. A
+//! provider that takes longer (or a busy pool) gets the instance dropped,
+//! with its slot, and the next step runs on a fresh one: no instance is
+//! alive while a provider thinks longer than that. An instance never
+//! serves two calls. The host sends each request itself
 //! through the app's egress gate (allowlist, private addresses, per-origin
 //! credentials, SigV4 over the exact body, caps, the per-call request cap,
 //! the deadline) and classifies transport failures itself: refused before
 //! it was sent → `unavailable` (or `timeout` when connecting timed out),
 //! no answer after it was sent → `ambiguous`, a denial → `internal`.
 
-use crate::bindings::exchange_world::ExchangeAdapterPre;
+use crate::bindings::exchange_world::{ExchangeAdapter, ExchangeAdapterPre};
 use crate::bindings::exchange_world::xtypes::{HttpResponse, Step};
 use crate::egress::{Answered, CallLog, Described};
 use crate::instance::AppInner;
@@ -16,12 +21,22 @@ use crate::outcome::{adapter_answer, deadline_exceeded, sandbox_failure};
 use crate::state::CallState;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::Store;
 use switchyard_engine::{AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind};
 use wasmtime_wasi_http::Error as HttpError;
 
 /// Largest state an adapter may carry from one step to the next: the host
 /// holds it while the provider answers.
 pub const MAX_STATE: usize = 1 << 20;
+
+/// A call's instance, kept from one step to the next of the same call.
+/// Fields drop in order: the store before its slot.
+struct Kept {
+    store: Store<CallState>,
+    adapter: ExchangeAdapter,
+    _slot: OwnedSemaphorePermit,
+}
 
 /// Who answers the requests of an exchange call.
 pub(crate) enum Transport<'a> {
@@ -58,15 +73,16 @@ impl AppInner {
         let mut answer: Option<(Vec<u8>, HttpResponse)> = None;
         let mut made = 0u32;
         let mut holding: Option<crate::held::Held> = None;
+        let mut kept: Option<Kept> = None;
         loop {
             // Each step is told the time left, not the attempt's budget.
             wit_request.deadline_ms = deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64;
-            let step = self
-                .step(pre, &wit_request, answer.take(), deadline, budget, &log)
-                .await?;
-            let send = match step {
+            let (step, instance) = self
+                .step(pre, kept.take(), &wit_request, answer.take(), deadline, budget, &log)
+                .await;
+            let send = match step? {
                 Step::Done(result) => {
                     return adapter_answer(result, &log.lock().expect("call log"), max_output);
                 }
@@ -95,11 +111,12 @@ impl AppInner {
             let answered = match &mut transport {
                 Transport::Live(record) => {
                     let seen = record.as_ref().map(|_| described.clone());
-                    let (a, held) = self
+                    let sent = self
                         .egress
-                        .exchange(&log, described, timeout, made, deadline)
-                        .await
-                        .map_err(|e| transport_failure(&log, reached, &e))?;
+                        .exchange(&log, described, timeout, made, deadline);
+                    let (result, instance) = hold_while(instance, self.hold(), sent).await;
+                    kept = instance;
+                    let (a, held) = result.map_err(|e| transport_failure(&log, reached, &e))?;
                     // Held under the host's budget until the next step has
                     // taken it in (replaced by the next answer's).
                     drop(std::mem::replace(&mut holding, held));
@@ -108,13 +125,16 @@ impl AppInner {
                     }
                     a
                 }
-                Transport::Replay(provider) => provider(&described).map_err(|why| {
+                Transport::Replay(provider) => {
+                    kept = instance;
+                    provider(&described).map_err(|why| {
                     AttemptError::new(
                         ErrorClass::Internal,
                         FailureKind::Host,
                         format!("replay: {why}"),
                     )
-                })?,
+                    })?
+                }
             };
             let response = HttpResponse {
                 status: answered.status,
@@ -125,45 +145,124 @@ impl AppInner {
         }
     }
 
-    /// One step on a fresh instance, dropped (with its slot) on return.
+    /// How long a call may keep its instance through its next send: the
+    /// runtime's `exchange_hold` while at least a quarter of the pool's
+    /// slots are free, else not at all.
+    fn hold(&self) -> Duration {
+        let inner = &self.runtime.inner;
+        let free = inner.slots.available_permits();
+        if free.saturating_mul(4) >= inner.max_instances as usize {
+            inner.exchange_hold
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// One step, on the call's kept instance or a fresh one. Answers the
+    /// step and, after a `send`, the instance for the next step.
+    #[allow(clippy::too_many_arguments)]
     async fn step(
         &self,
         pre: &ExchangeAdapterPre<CallState>,
+        kept: Option<Kept>,
         request: &crate::bindings::types::CallRequest,
         answer: Option<(Vec<u8>, HttpResponse)>,
         deadline: Instant,
         budget: Duration,
         log: &Arc<Mutex<CallLog>>,
-    ) -> Result<Step, AttemptError> {
-        let Some(_slot) = self.runtime.slot(deadline).await else {
-            let mut e = self.no_slot(budget);
-            // After a request went out, giving up may hide an executed
-            // request: never fail over as if nothing happened. Still the
-            // host's limit (kind `overload`), so it moves no breaker.
-            e.class = after_send(log, ErrorClass::Overloaded);
-            return Err(e);
+    ) -> (Result<Step, AttemptError>, Option<Kept>) {
+        let mut kept = match kept {
+            Some(k) => k,
+            None => {
+                let Some(slot) = self.runtime.slot(deadline).await else {
+                    let mut e = self.no_slot(budget);
+                    // After a request went out, giving up may hide an executed
+                    // request: never fail over as if nothing happened. Still the
+                    // host's limit (kind `overload`), so it moves no breaker.
+                    e.class = after_send(log, ErrorClass::Overloaded);
+                    return (Err(e), None);
+                };
+                // No wasi:http for this world: a component that imports it
+                // anyway has every request refused (cap 0).
+                let store = self.store(deadline, log.clone(), Some(0));
+                match self.fresh(pre, slot, store, deadline, budget, log).await {
+                    Ok(k) => k,
+                    Err(e) => return (Err(e), None),
+                }
+            }
         };
-        // No wasi:http for this world: a component that imports it anyway
-        // has every request refused (cap 0).
-        let mut store = self.store(deadline, log.clone(), Some(0));
         let work = async {
-            let started = Instant::now();
-            let adapter = pre.instantiate_async(&mut store).await?;
-            self.instantiated(started);
-            let x = adapter.switchyard_adapter_exchange();
+            let x = kept.adapter.switchyard_adapter_exchange();
             match &answer {
-                None => x.call_start(&mut store, request).await,
+                None => x.call_start(&mut kept.store, request).await,
                 Some((state, response)) => {
-                    x.call_resume(&mut store, request, state, response).await
+                    x.call_resume(&mut kept.store, request, state, response)
+                        .await
                 }
             }
         };
         let outcome = tokio::time::timeout_at(deadline.into(), work).await;
+        let result = {
+            let log = log.lock().expect("call log");
+            match outcome {
+                Err(_) => Err(deadline_exceeded(&log, budget)),
+                Ok(Err(e)) => Err(sandbox_failure(&kept.store, &log, e)),
+                Ok(Ok(step)) => Ok(step),
+            }
+        };
+        match result {
+            Ok(Step::Send(send)) => (Ok(Step::Send(send)), Some(kept)),
+            other => (other, None),
+        }
+    }
+
+    /// A fresh instance in `slot`, on `store`.
+    #[allow(clippy::too_many_arguments)]
+    async fn fresh(
+        &self,
+        pre: &ExchangeAdapterPre<CallState>,
+        slot: OwnedSemaphorePermit,
+        mut store: Store<CallState>,
+        deadline: Instant,
+        budget: Duration,
+        log: &Arc<Mutex<CallLog>>,
+    ) -> Result<Kept, AttemptError> {
+        let started = Instant::now();
+        let made = tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
         let log = log.lock().expect("call log");
-        match outcome {
+        match made {
             Err(_) => Err(deadline_exceeded(&log, budget)),
             Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
-            Ok(Ok(step)) => Ok(step),
+            Ok(Ok(adapter)) => {
+                self.instantiated(started);
+                Ok(Kept {
+                    store,
+                    adapter,
+                    _slot: slot,
+                })
+            }
+        }
+    }
+}
+
+/// Await `sent`, keeping `instance` for the call's next step for at most
+/// `hold`; past it the instance (and its slot) goes back to the pool while
+/// the provider thinks.
+async fn hold_while<T>(
+    instance: Option<Kept>,
+    hold: Duration,
+    sent: impl std::future::Future<Output = T>,
+) -> (T, Option<Kept>) {
+    let Some(instance) = instance.filter(|_| !hold.is_zero()) else {
+        return (sent.await, None);
+    };
+    tokio::pin!(sent);
+    tokio::select! {
+        biased;
+        answered = &mut sent => (answered, Some(instance)),
+        _ = tokio::time::sleep(hold) => {
+            drop(instance);
+            (sent.await, None)
         }
     }
 }

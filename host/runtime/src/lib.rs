@@ -48,7 +48,7 @@ pub use exchange::MAX_STATE;
 pub use grant::Grant;
 pub use held::{Held, HostBytes};
 pub use limits::{
-    DEFAULT_MAX_INSTANCES, HOST_RESERVE, Limits, MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY,
+    DEFAULT_EXCHANGE_HOLD, DEFAULT_MAX_INSTANCES, HOST_RESERVE, MAX_EXCHANGE_HOLD, Limits, MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY,
     RuntimeConfig,
 };
 pub use runtime::{ComponentSource, LoadReport, Runtime};

@@ -90,7 +90,19 @@ pub struct RuntimeConfig {
     /// are held under, shared with whatever else the embedder holds under
     /// it (the server's request bodies). `None`: only the per-call caps.
     pub host_bytes: Option<std::sync::Arc<crate::held::HostBytes>>,
+    /// Exchange world: how long a call keeps its instance for its next
+    /// step while the provider answers (while a quarter of the pool is
+    /// free), so a quick single-request call instantiates once, not
+    /// twice. Past it the instance and its slot go back to the pool while
+    /// the provider thinks. Zero: every step on a fresh instance. Default
+    /// [`DEFAULT_EXCHANGE_HOLD`]; at most [`MAX_EXCHANGE_HOLD`].
+    pub exchange_hold: Duration,
 }
+
+/// Default [`RuntimeConfig::exchange_hold`].
+pub const DEFAULT_EXCHANGE_HOLD: Duration = Duration::from_millis(25);
+/// Largest [`RuntimeConfig::exchange_hold`].
+pub const MAX_EXCHANGE_HOLD: Duration = Duration::from_millis(1_000);
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -101,6 +113,7 @@ impl Default for RuntimeConfig {
             max_instances: DEFAULT_MAX_INSTANCES,
             keep_resident: 64 << 20,
             host_bytes: None,
+            exchange_hold: DEFAULT_EXCHANGE_HOLD,
         }
     }
 }

@@ -96,6 +96,8 @@ pub(crate) struct RuntimeInner {
     /// lives.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) max_instances: u32,
+    /// [`crate::RuntimeConfig::exchange_hold`].
+    pub(crate) exchange_hold: std::time::Duration,
     pub(crate) host_bytes: Option<Arc<crate::held::HostBytes>>,
     pub(crate) _ticker: Ticker,
 }
@@ -236,6 +238,7 @@ impl Runtime {
                 pooling,
                 slots: Arc::new(tokio::sync::Semaphore::new(n as usize)),
                 max_instances: n,
+                exchange_hold: config.exchange_hold.min(crate::limits::MAX_EXCHANGE_HOLD),
                 host_bytes: config.host_bytes,
                 _ticker: Ticker { stop },
             }),

@@ -297,6 +297,14 @@ impl Config {
                 ),
             ));
         }
+        if let Some(hold) = rt.exchange_hold_ms
+            && hold > switchyard_runtime::MAX_EXCHANGE_HOLD.as_millis() as u64
+        {
+            problems.push(self.problem(
+                &FieldPath::keys(["runtime", "exchange_hold_ms"]),
+                format!("is {hold}; it must be between 0 and 1000 (ms)"),
+            ));
+        }
         let idem = &self.file.engine.idempotency;
         for (field, v, lo, hi) in [
             ("ttl_s", idem.ttl_s, 1, 2_592_000),

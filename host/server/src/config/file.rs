@@ -257,6 +257,13 @@ pub struct RuntimeSection {
     /// must fit in it.
     #[serde(default)]
     pub max_instances: Option<u32>,
+    /// Exchange-world adapters: how long a call keeps its plugin instance
+    /// for its next step while the provider answers, ms (0 to 1 000;
+    /// default 25; 0: every step on a fresh instance). A quick provider's
+    /// call then instantiates once instead of twice; a slower one, or a
+    /// pool with less than a quarter free, gives the instance back.
+    #[serde(default)]
+    pub exchange_hold_ms: Option<u64>,
 }
 
 /// `[cluster]`.

@@ -238,7 +238,7 @@ options = []
         fn fuzz_config_numbers(
             n in proptest::prelude::any::<u64>(),
             field in proptest::sample::select(vec![
-                "runtime.max_instances", "runtime.memory_mb", "server.max_body_bytes",
+                "runtime.max_instances", "runtime.memory_mb", "runtime.exchange_hold_ms", "server.max_body_bytes",
                 "server.shutdown_grace_ms", "server.header_read_timeout_ms",
                 "server.max_event_streams", "server.max_buffered_mb",
                 "engine.budget.min_retries", "engine.budget.window_ms",

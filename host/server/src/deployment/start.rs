@@ -34,6 +34,10 @@ impl Deployment {
                 .or_else(switchyard_runtime::ComponentCache::default_dir),
             limits,
             max_instances: file.runtime.instances(),
+            exchange_hold: file.runtime.exchange_hold_ms.map_or(
+                switchyard_runtime::DEFAULT_EXCHANGE_HOLD,
+                std::time::Duration::from_millis,
+            ),
             host_bytes: Some(host_bytes.clone()),
             ..RuntimeConfig::default()
         })

@@ -13,17 +13,17 @@
 //! it was sent → `unavailable` (or `timeout` when connecting timed out),
 //! no answer after it was sent → `ambiguous`, a denial → `internal`.
 
-use crate::bindings::exchange_world::{ExchangeAdapter, ExchangeAdapterPre};
 use crate::bindings::exchange_world::xtypes::{HttpResponse, Step};
+use crate::bindings::exchange_world::{ExchangeAdapter, ExchangeAdapterPre};
 use crate::egress::{Answered, CallLog, Described};
 use crate::instance::AppInner;
 use crate::outcome::{adapter_answer, deadline_exceeded, sandbox_failure};
 use crate::state::CallState;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchyard_engine::{AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
-use switchyard_engine::{AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind};
 use wasmtime_wasi_http::Error as HttpError;
 
 /// Largest state an adapter may carry from one step to the next: the host
@@ -80,7 +80,15 @@ impl AppInner {
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64;
             let (step, instance) = self
-                .step(pre, kept.take(), &wit_request, answer.take(), deadline, budget, &log)
+                .step(
+                    pre,
+                    kept.take(),
+                    &wit_request,
+                    answer.take(),
+                    deadline,
+                    budget,
+                    &log,
+                )
                 .await;
             let send = match step? {
                 Step::Done(result) => {
@@ -128,11 +136,11 @@ impl AppInner {
                 Transport::Replay(provider) => {
                     kept = instance;
                     provider(&described).map_err(|why| {
-                    AttemptError::new(
-                        ErrorClass::Internal,
-                        FailureKind::Host,
-                        format!("replay: {why}"),
-                    )
+                        AttemptError::new(
+                            ErrorClass::Internal,
+                            FailureKind::Host,
+                            format!("replay: {why}"),
+                        )
                     })?
                 }
             };
@@ -228,7 +236,8 @@ impl AppInner {
         log: &Arc<Mutex<CallLog>>,
     ) -> Result<Kept, AttemptError> {
         let started = Instant::now();
-        let made = tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
+        let made =
+            tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
         let log = log.lock().expect("call log");
         match made {
             Err(_) => Err(deadline_exceeded(&log, budget)),

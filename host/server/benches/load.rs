@@ -8,9 +8,16 @@
 //! cargo bench -p switchyard --bench load
 //! # knobs: LOAD_SECONDS (10), LOAD_WARMUP_SECONDS (2), LOAD_ROUNDS (2),
 //! #        LOAD_CONCURRENCY (1000,5000), LOAD_LATENCY_MS (300),
-//! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node),
+//! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node; also
+//! #        switchyard-per-step, switchyard-wasi, node2, haproxy,
+//! #        switchyard-cluster, switchyard-cluster3),
 //! #        LOAD_ROUTE (fallback | quota), LOAD_KEYED (1: an idempotency
 //! #        key per run)
+//! # CPU per run against a quick provider (docs/performance.md): the server's
+//! # user + system time per run served, next to Node in one and two
+//! # processes and HAProxy (Debian's `haproxy`) as the floor:
+//! LOAD_LATENCY_MS=0 LOAD_CONCURRENCY=64 LOAD_SECONDS=5 \
+//!   LOAD_CONTENDERS=switchyard,switchyard-per-step,node,node2,haproxy cargo bench -p switchyard --bench load
 //! # cluster mode (docs/cluster.md): the added latency at one caller and
 //! # the throughput of three replicas against one:
 //! LOAD_LATENCY_MS=0 LOAD_CONCURRENCY=1 LOAD_ROUTE=quota LOAD_KEYED=1 \
@@ -222,17 +229,20 @@ fn switchyard(
     sized: Option<u32>,
     plugin: &str,
     cluster: Option<(&Redis, usize)>,
+    exchange_hold_ms: Option<u64>,
 ) -> Contender {
     let app = |name: &str, addr: SocketAddr| {
         format!(
             "[products.bench.apps.{name}]\nplugin = \"{plugin}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
         )
     };
+    let hold = exchange_hold_ms.map_or(String::new(), |ms| format!("exchange_hold_ms = {ms}\n"));
     let limits = match sized {
         Some(n) => format!(
-            "[runtime]\nmax_instances = {}\n[engine.admission]\nmax_in_flight = {n}\nmax_queue = 20000\n",
+            "[runtime]\nmax_instances = {}\n{hold}[engine.admission]\nmax_in_flight = {n}\nmax_queue = 20000\n",
             n + 512
         ),
+        None if !hold.is_empty() => format!("[runtime]\n{hold}"),
         None => String::new(),
     };
     let cluster_table = cluster.map_or(String::new(), |(r, _)| {
@@ -285,7 +295,7 @@ fn peer_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/benches/peers/cockatiel")
 }
 
-fn node(primary: SocketAddr, backup: SocketAddr) -> Contender {
+fn node(primary: SocketAddr, backup: SocketAddr, workers: usize) -> Contender {
     let dir = peer_dir();
     if !dir.join("node_modules/cockatiel").exists() {
         let ok = Command::new("npm")
@@ -300,12 +310,18 @@ fn node(primary: SocketAddr, backup: SocketAddr) -> Contender {
         .arg("server.js")
         .arg(format!("http://{primary}"))
         .arg(format!("http://{backup}"))
+        .env("WORKERS", workers.to_string())
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node is installed");
     let url = read_url(&mut child);
+    peer(child, url)
+}
+
+/// A peer serving `POST /run` at `url` (no `/metrics`, one process).
+fn peer(child: Child, url: String) -> Contender {
     Contender {
         child,
         url,
@@ -313,6 +329,71 @@ fn node(primary: SocketAddr, backup: SocketAddr) -> Contender {
         metrics: false,
         more: Vec::new(),
     }
+}
+
+/// The floor: HAProxy (Debian's `haproxy`) forwarding each run to the
+/// primary, 2 retries, then the backup: routing with no mapping, no
+/// sandbox, no trace. Two threads, keep-alive to the providers.
+fn haproxy(dir: &Path, primary: SocketAddr, backup: SocketAddr) -> Contender {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  nbthread 2\n  maxconn 4000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch\n  http-reuse always\nfrontend run\n  bind 127.0.0.1:{port}\n  default_backend providers\nbackend providers\n  http-request set-path /v1/messages\n  server primary {primary}\n  server backup {backup} backup\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("haproxy is installed (apt-get install haproxy)");
+    // Wait until it accepts.
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    peer(child, url)
+}
+
+/// CPU time (user + system) a process and its children (a Node cluster's
+/// workers) have used so far, µs. Linux `/proc`, 100 ticks a second.
+fn cpu_us(pid: u32) -> u64 {
+    let ticks = |stat: &str| -> Option<(u32, u64)> {
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = f.get(1)?.parse().ok()?;
+        let t = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some((ppid, t))
+    };
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{id}/stat")) else {
+                continue;
+            };
+            if let Some((ppid, t)) = ticks(&stat)
+                && (id == pid || ppid == pid)
+            {
+                total += t;
+            }
+        }
+    }
+    total * 10_000
 }
 
 /// Peak resident memory of a process, MiB.
@@ -419,6 +500,9 @@ struct Figures {
     /// Redis commands processed per run while measuring (cluster
     /// contenders).
     redis_per_run: Option<f64>,
+    /// CPU time (user + system) of the server's processes per run served
+    /// while measuring, µs.
+    cpu_us_per_run: f64,
 }
 
 /// `switchyard_plugin_instances_in_use` from a server's `/metrics`.
@@ -466,6 +550,10 @@ async fn load(
         .collect();
     tokio::time::sleep(warmup).await;
     let commands_before = redis.map(Redis::commands);
+    let pids: Vec<u32> = std::iter::once(c.child.id())
+        .chain(c.more.iter().map(|(p, _)| p.id()))
+        .collect();
+    let cpu_before: u64 = pids.iter().map(|&p| cpu_us(p)).sum();
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let sampler = {
@@ -484,6 +572,11 @@ async fn load(
     };
     tokio::time::sleep(measure).await;
     measuring.store(false, Ordering::Relaxed);
+    let cpu = pids
+        .iter()
+        .map(|&p| cpu_us(p))
+        .sum::<u64>()
+        .saturating_sub(cpu_before);
     let commands = redis
         .zip(commands_before)
         .map(|(r, before)| r.commands().saturating_sub(before));
@@ -528,6 +621,7 @@ async fn load(
         // 200 ms) and the /metrics sampler's, which count nothing: the
         // bench subtracts nothing, so this slightly overstates a run's.
         redis_per_run: commands.map(|n| n as f64 / (all.ok + all.failed).max(1) as f64),
+        cpu_us_per_run: cpu as f64 / all.ok.max(1) as f64,
     }
 }
 
@@ -565,8 +659,8 @@ fn main() {
             "slow-provider load: provider latency {latency} ms, {seconds} s measured after {warmup} s warm-up, {rounds} rounds interleaved"
         );
         println!(
-            "{:<22} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9}",
-            "contender", "conc", "round", "runs/s", "success", "p50 ms", "p99 ms", "RSS MiB", "non-2xx", "errors", "instances"
+            "{:<22} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>10}",
+            "contender", "conc", "round", "runs/s", "success", "p50 ms", "p99 ms", "RSS MiB", "non-2xx", "errors", "instances", "CPU µs/run"
         );
         for &conc in &concurrencies {
             let mut results: Vec<(String, Vec<Figures>)> =
@@ -574,8 +668,11 @@ fn main() {
             for round in 1..=rounds {
                 for (name, figures) in &mut results {
                     let c = match name.as_str() {
-                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", None),
-                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None, "bundled:http", None),
+                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", None, None),
+                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None, "bundled:http", None, None),
+                        // Every exchange step on a fresh instance (what it
+                        // was before a call kept its instance across a send).
+                        "switchyard-per-step" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", None, Some(0)),
                         // The same plugin logic in the adapter world: it
                         // holds its instance through the provider's wait.
                         "switchyard-wasi" => switchyard(
@@ -585,15 +682,18 @@ fn main() {
                             Some(conc as u32 + 1_000),
                             switchyard_artifacts::HTTP_WASI_PATH,
                             None,
+                            None,
                         ),
-                        "node" => node(primary, backup),
+                        "node" => node(primary, backup, 1),
+                        "node2" => node(primary, backup, 2),
+                        "haproxy" => haproxy(dir.path(), primary, backup),
                         // Cluster mode over the bench's Redis: one replica,
                         // or three with the callers dealt over them.
                         "switchyard-cluster" | "switchyard-cluster3" => {
                             let r = redis.get_or_insert_with(Redis::start);
                             r.cmd("FLUSHALL");
                             let n = if name.ends_with('3') { 3 } else { 1 };
-                            switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", Some((r, n)))
+                            switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", Some((r, n)), None)
                         }
                         other => panic!("unknown contender {other}"),
                     };
@@ -606,7 +706,7 @@ fn main() {
                     )
                     .await;
                     println!(
-                        "{name:<22} {conc:>6} {round:>5} {:>9.0} {:>8.2}% {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7} {:>9}",
+                        "{name:<22} {conc:>6} {round:>5} {:>9.0} {:>8.2}% {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7} {:>9} {:>10.1}",
                         f.runs_per_sec,
                         f.success * 100.0,
                         f.p50_ms,
@@ -614,7 +714,8 @@ fn main() {
                         f.rss_mib,
                         f.failed,
                         f.errors,
-                        f.instances.map_or("-".to_string(), |n| format!("{n:.0}"))
+                        f.instances.map_or("-".to_string(), |n| format!("{n:.0}")),
+                        f.cpu_us_per_run
                     );
                     figures.push(f);
                     drop(c);
@@ -631,22 +732,30 @@ fn main() {
                 .iter()
                 .find(|(n, _)| n == "node")
                 .map(|(_, f)| median(&mut f.iter().map(|x| x.p99_ms).collect::<Vec<_>>()));
+            let node2_rps = results
+                .iter()
+                .find(|(n, _)| n == "node2")
+                .map(|(_, f)| median(&mut f.iter().map(|x| x.runs_per_sec).collect::<Vec<_>>()));
             for (name, f) in &results {
                 let rps = median(&mut f.iter().map(|x| x.runs_per_sec).collect::<Vec<_>>());
                 let p50 = median(&mut f.iter().map(|x| x.p50_ms).collect::<Vec<_>>());
                 let p99 = median(&mut f.iter().map(|x| x.p99_ms).collect::<Vec<_>>());
                 let ok = median(&mut f.iter().map(|x| x.success * 100.0).collect::<Vec<_>>());
                 let rss = median(&mut f.iter().map(|x| x.rss_mib).collect::<Vec<_>>());
+                let cpu = median(&mut f.iter().map(|x| x.cpu_us_per_run).collect::<Vec<_>>());
                 let inst = f
                     .iter()
                     .filter_map(|x| x.instances)
                     .fold(None, |m: Option<f64>, n| Some(m.map_or(n, |m| m.max(n))));
-                let vs = match (node_rps, node_p99) {
+                let mut vs = match (node_rps, node_p99) {
                     (Some(r), Some(p)) if name != "node" && r > 0.0 && p > 0.0 => {
                         format!("  runs/s ×{:.2} of node, p99 ×{:.2} of node", rps / r, p99 / p)
                     }
                     _ => String::new(),
                 };
+                if let Some(r) = node2_rps.filter(|r| *r > 0.0 && name.starts_with("switchyard")) {
+                    vs.push_str(&format!(", ×{:.2} of node2", rps / r));
+                }
                 let inst = inst.map_or(String::new(), |n| format!("  instances held ≤ {n:.0}"));
                 let cmds = f.iter().filter_map(|x| x.redis_per_run).collect::<Vec<_>>();
                 let inst = if cmds.is_empty() {
@@ -655,7 +764,7 @@ fn main() {
                     format!("{inst}  Redis commands/run {:.2}", median(&mut cmds.clone()))
                 };
                 println!(
-                    "  {name:<20} runs/s {rps:>7.0}  success {ok:>6.2}%  p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  peak RSS {rss:>7.1} MiB{inst}{vs}"
+                    "  {name:<20} runs/s {rps:>7.0}  success {ok:>6.2}%  p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  peak RSS {rss:>7.1} MiB  CPU {cpu:>6.1} µs/run{inst}{vs}"
                 );
             }
         }

@@ -7,8 +7,23 @@
 // One keep-alive agent pools the provider connections.
 //
 //   node server.js PRIMARY_URL BACKUP_URL   -> prints "listening http://127.0.0.1:PORT"
+//   WORKERS=2 node server.js …               -> the same in 2 worker processes (node:cluster)
 'use strict';
+const cluster = require('node:cluster');
 const http = require('node:http');
+
+const workers = Number(process.env.WORKERS || 1);
+if (workers > 1 && cluster.isPrimary) {
+  let told = false;
+  cluster.on('listening', (_worker, address) => {
+    if (!told) {
+      told = true;
+      console.log(`listening http://127.0.0.1:${address.port}`);
+    }
+  });
+  for (let i = 0; i < workers; i++) cluster.fork();
+  return;
+}
 const {
   retry, circuitBreaker, handleAll, ExponentialBackoff, ConsecutiveBreaker, wrap,
 } = require('cockatiel');
@@ -100,6 +115,6 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 60000;
 server.maxRequestsPerSocket = 0;
-server.listen(0, '127.0.0.1', () => {
-  console.log(`listening http://127.0.0.1:${server.address().port}`);
+server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
+  if (workers === 1) console.log(`listening http://127.0.0.1:${server.address().port}`);
 });

@@ -1,12 +1,11 @@
 //! One call of an `exchange-adapter`-world app: `start`, then `resume` per
 //! answer. A call's steps share one instance while its provider answers
 //! within the runtime's `exchange_hold` (25 ms by default) and a quarter
-//! of the pool is free: the
-//! common single-request call then instantiates once, not twice. A
-//! provider that takes longer (or a busy pool) gets the instance dropped,
-//! with its slot, and the next step runs on a fresh one: no instance is
-//! alive while a provider thinks longer than that. An instance never
-//! serves two calls. The host sends each request itself
+//! of the pool is free: the common single-request call then instantiates
+//! once, not twice. A provider that takes longer (or a busy pool) gets the
+//! instance dropped, with its slot, and the next step runs on a fresh one:
+//! no instance is alive while a provider thinks longer than that. An
+//! instance never serves two calls. The host sends each request itself
 //! through the app's egress gate (allowlist, private addresses, per-origin
 //! credentials, SigV4 over the exact body, caps, the per-call request cap,
 //! the deadline) and classifies transport failures itself: refused before
@@ -181,23 +180,10 @@ impl AppInner {
     ) -> (Result<Step, AttemptError>, Option<Kept>) {
         let mut kept = match kept {
             Some(k) => k,
-            None => {
-                let Some(slot) = self.runtime.slot(deadline).await else {
-                    let mut e = self.no_slot(budget);
-                    // After a request went out, giving up may hide an executed
-                    // request: never fail over as if nothing happened. Still the
-                    // host's limit (kind `overload`), so it moves no breaker.
-                    e.class = after_send(log, ErrorClass::Overloaded);
-                    return (Err(e), None);
-                };
-                // No wasi:http for this world: a component that imports it
-                // anyway has every request refused (cap 0).
-                let store = self.store(deadline, log.clone(), Some(0));
-                match self.fresh(pre, slot, store, deadline, budget, log).await {
-                    Ok(k) => k,
-                    Err(e) => return (Err(e), None),
-                }
-            }
+            None => match self.fresh(pre, deadline, budget, log).await {
+                Ok(k) => k,
+                Err(e) => return (Err(e), None),
+            },
         };
         let work = async {
             let x = kept.adapter.switchyard_adapter_exchange();
@@ -210,47 +196,57 @@ impl AppInner {
             }
         };
         let outcome = tokio::time::timeout_at(deadline.into(), work).await;
-        let result = {
-            let log = log.lock().expect("call log");
-            match outcome {
-                Err(_) => Err(deadline_exceeded(&log, budget)),
-                Ok(Err(e)) => Err(sandbox_failure(&kept.store, &log, e)),
-                Ok(Ok(step)) => Ok(step),
-            }
-        };
-        match result {
+        match settled(outcome, &kept.store, log, budget) {
             Ok(Step::Send(send)) => (Ok(Step::Send(send)), Some(kept)),
             other => (other, None),
         }
     }
 
-    /// A fresh instance in `slot`, on `store`.
-    #[allow(clippy::too_many_arguments)]
+    /// A fresh instance in a slot of the pool.
     async fn fresh(
         &self,
         pre: &ExchangeAdapterPre<CallState>,
-        slot: OwnedSemaphorePermit,
-        mut store: Store<CallState>,
         deadline: Instant,
         budget: Duration,
         log: &Arc<Mutex<CallLog>>,
     ) -> Result<Kept, AttemptError> {
+        let Some(slot) = self.runtime.slot(deadline).await else {
+            let mut e = self.no_slot(budget);
+            // After a request went out, giving up may hide an executed
+            // request: never fail over as if nothing happened. Still the
+            // host's limit (kind `overload`), so it moves no breaker.
+            e.class = after_send(log, ErrorClass::Overloaded);
+            return Err(e);
+        };
+        // No wasi:http for this world: a component that imports it anyway
+        // has every request refused (cap 0).
+        let mut store = self.store(deadline, log.clone(), Some(0));
         let started = Instant::now();
         let made =
             tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
-        let log = log.lock().expect("call log");
-        match made {
-            Err(_) => Err(deadline_exceeded(&log, budget)),
-            Ok(Err(e)) => Err(sandbox_failure(&store, &log, e)),
-            Ok(Ok(adapter)) => {
-                self.instantiated(started);
-                Ok(Kept {
-                    store,
-                    adapter,
-                    _slot: slot,
-                })
-            }
-        }
+        let adapter = settled(made, &store, log, budget)?;
+        self.instantiated(started);
+        Ok(Kept {
+            store,
+            adapter,
+            _slot: slot,
+        })
+    }
+}
+
+/// What a sandbox call under the step's deadline came to: its value, the
+/// deadline passed, or the guest's failure.
+fn settled<T>(
+    outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    store: &Store<CallState>,
+    log: &Mutex<CallLog>,
+    budget: Duration,
+) -> Result<T, AttemptError> {
+    let log = log.lock().expect("call log");
+    match outcome {
+        Err(_) => Err(deadline_exceeded(&log, budget)),
+        Ok(Err(e)) => Err(sandbox_failure(store, &log, e)),
+        Ok(Ok(value)) => Ok(value),
     }
 }
 

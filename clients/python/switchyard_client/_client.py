@@ -114,10 +114,8 @@ class Switchyard(_Base):
             if r.status_code >= 400:
                 r.read()
                 ops.read(Call("GET", "/v1/events"), Answer(r.status_code, r.text, r.headers.get("retry-after")))
-            for line in r.iter_lines():
-                ev = parser.line(line)
-                if ev is not None:
-                    yield ev
+            for chunk in r.iter_text():
+                yield from parser.feed(chunk)
 
     def whoami(self) -> dict[str, Any]:
         return self._drive(Call("GET", "/v1/whoami"))
@@ -266,9 +264,8 @@ class AsyncSwitchyard(_Base):
             if r.status_code >= 400:
                 await r.aread()
                 ops.read(Call("GET", "/v1/events"), Answer(r.status_code, r.text, r.headers.get("retry-after")))
-            async for line in r.aiter_lines():
-                ev = parser.line(line)
-                if ev is not None:
+            async for chunk in r.aiter_text():
+                for ev in parser.feed(chunk):
                     yield ev
 
     async def whoami(self) -> dict[str, Any]:

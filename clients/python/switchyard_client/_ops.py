@@ -171,10 +171,6 @@ def run_op(
         )
 
 
-def one(call: Call) -> Op:
-    return (yield call)
-
-
 def upsert_op(paths: Paths, kind: str, body: dict[str, Any], product: Optional[str]) -> Op:
     try:
         return (yield Call("POST", paths.definitions(kind, product), body))
@@ -249,13 +245,27 @@ def runs(query: dict[str, Any]) -> Call:
     return Call("GET", "/v1/runs" + (f"?{q}" if q else ""))
 
 
+#: Most bytes one event may hold before the stream is refused (as the TypeScript client).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
 class EventParser:
     """Server-sent events from lines of a ``text/event-stream`` body."""
 
     def __init__(self) -> None:
         self.event = "message"
         self.data: list[str] = []
+        self.size = 0
         self.id: Optional[str] = None
+        self.pending = ""
+
+    def feed(self, text: str) -> list[dict[str, Any]]:
+        """The events a chunk of the body completes; a line longer than the bound is refused before it is whole."""
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        if len(self.pending) > MAX_EVENT_BYTES:
+            raise ValueError(f"an event of more than {MAX_EVENT_BYTES} bytes; the stream was closed")
+        return [ev for ev in map(self.line, lines) if ev is not None]
 
     def line(self, line: str) -> Optional[dict[str, Any]]:
         line = line.rstrip("\r")
@@ -268,7 +278,7 @@ class EventParser:
                 except ValueError:
                     data = text
                 out = {"event": self.event, "data": data, "id": self.id}
-            self.event, self.data = "message", []
+            self.event, self.data, self.size = "message", [], 0
             return out
         if line.startswith(":"):
             return None
@@ -277,6 +287,9 @@ class EventParser:
         if name == "event":
             self.event = value
         elif name == "data":
+            self.size += len(value)
+            if self.size > MAX_EVENT_BYTES:
+                raise ValueError(f"an event of more than {MAX_EVENT_BYTES} bytes; the stream was closed")
             self.data.append(value)
         elif name == "id":
             self.id = value

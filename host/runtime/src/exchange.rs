@@ -18,6 +18,7 @@ use crate::egress::{Answered, CallLog, Described};
 use crate::instance::AppInner;
 use crate::outcome::{adapter_answer, deadline_exceeded, sandbox_failure};
 use crate::state::CallState;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_engine::{AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind};
@@ -121,7 +122,9 @@ impl AppInner {
                     let sent = self
                         .egress
                         .exchange(&log, described, timeout, made, deadline);
+                    let started = Instant::now();
                     let (result, instance) = hold_while(instance, self.hold(), sent).await;
+                    self.answered_in(started.elapsed());
                     kept = instance;
                     let (a, held) = result.map_err(|e| transport_failure(&log, reached, &e))?;
                     // Held under the host's budget until the next step has
@@ -153,16 +156,27 @@ impl AppInner {
     }
 
     /// How long a call may keep its instance through its next send: the
-    /// runtime's `exchange_hold` while at least a quarter of the pool's
-    /// slots are free, else not at all.
+    /// runtime's `exchange_hold` while the app's provider usually answers
+    /// within it and at least a quarter of the pool's slots are free, else
+    /// not at all (a slow provider's calls never wait out the hold).
     fn hold(&self) -> Duration {
         let inner = &self.runtime.inner;
         let free = inner.slots.available_permits();
-        if free.saturating_mul(4) >= inner.max_instances as usize {
+        let usual = Duration::from_micros(self.instances.send_micros.load(Ordering::Relaxed));
+        if usual < inner.exchange_hold && free.saturating_mul(4) >= inner.max_instances as usize {
             inner.exchange_hold
         } else {
             Duration::ZERO
         }
+    }
+
+    /// Fold one send's time into the app's moving average (weight 1/8).
+    fn answered_in(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let avg = &self.instances.send_micros;
+        let old = avg.load(Ordering::Relaxed);
+        let new = (old - old / 8).saturating_add(sample / 8);
+        avg.store(new, Ordering::Relaxed);
     }
 
     /// One step, on the call's kept instance or a fresh one. Answers the

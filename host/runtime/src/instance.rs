@@ -45,6 +45,10 @@ pub(crate) struct AppInner {
 pub(crate) struct InstanceStats {
     pub(crate) count: AtomicU64,
     pub(crate) micros: AtomicU64,
+    /// Exchange world: how long the app's provider takes to answer, µs
+    /// (a moving average over the last ~8 sends), so a call keeps its
+    /// instance across a send only for a provider that answers quickly.
+    pub(crate) send_micros: AtomicU64,
 }
 
 impl AppInner {

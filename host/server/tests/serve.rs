@@ -239,6 +239,7 @@ async fn definitions_survive_kill_9_and_health_history_too() {
     assert_eq!(st, 200);
     let checked = server.first_healthcheck().await;
     assert_eq!(checked["status"], "healthy", "{checked}");
+    s.stored_health_outcomes(1).await;
     server.kill9();
 
     let server = Server::start(&config);

@@ -83,6 +83,30 @@ impl Setup {
         self.config_with("")
     }
 
+    /// Wait until the store holds `n` healthcheck outcomes. Outcomes are
+    /// written by a background thread, so one the API already shows may
+    /// not be durable yet: a test that kills the server waits for this.
+    pub async fn stored_health_outcomes(&self, n: usize) {
+        let path = self.dir.path().join("state.db");
+        for _ in 0..400 {
+            let count = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM health_history", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .unwrap_or(0);
+            if count >= n as i64 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the store never held {n} healthcheck outcomes");
+    }
+
     /// The config with `extra` TOML appended (e.g. apps' admission tables).
     pub fn config_with(&self, extra: &str) -> PathBuf {
         let path = self.dir.path().join("switchyard.toml");

@@ -76,13 +76,58 @@ pub struct LoadReport {
     pub sha256: [u8; 32],
 }
 
+/// The epoch ticker: a thread that advances the engine's epoch every
+/// [`TICK`] while any instance slot is in use (a guest
+/// may be running), and sleeps while none is, so an idle host spends no
+/// CPU on it. Taking a slot wakes it.
 pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
+    thread: std::thread::Thread,
 }
+
+impl Ticker {
+    fn start(
+        engine: Engine,
+        slots: Arc<tokio::sync::Semaphore>,
+        size: usize,
+    ) -> Result<Self, RuntimeError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("switchyard-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    if slots.available_permits() >= size {
+                        // Idle. A slot taken after this check unparks us
+                        // (the token makes an unpark before the park
+                        // count); the timeout is only a safety net.
+                        std::thread::park_timeout(IDLE_RECHECK);
+                        continue;
+                    }
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| RuntimeError(format!("starting the epoch ticker: {e}")))?;
+        Ok(Self {
+            stop,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    /// A slot was taken: make sure the ticker runs.
+    pub(crate) fn wake(&self) {
+        self.thread.unpark();
+    }
+}
+
+/// How often an idle epoch ticker looks at the slots without being woken.
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.thread.unpark();
     }
 }
 
@@ -99,7 +144,7 @@ pub(crate) struct RuntimeInner {
     /// [`crate::RuntimeConfig::exchange_hold`].
     pub(crate) exchange_hold: std::time::Duration,
     pub(crate) host_bytes: Option<Arc<crate::held::HostBytes>>,
-    pub(crate) _ticker: Ticker,
+    pub(crate) ticker: Ticker,
 }
 
 /// The plugin runtime. Cheap to clone; share one per process.
@@ -214,20 +259,8 @@ impl Runtime {
         };
         link(&mut linker).map_err(|e| RuntimeError(format!("linking host interfaces: {e}")))?;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let engine = engine.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("switchyard-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| RuntimeError(format!("starting the epoch ticker: {e}")))?;
-        }
+        let slots = Arc::new(tokio::sync::Semaphore::new(n as usize));
+        let ticker = Ticker::start(engine.clone(), slots.clone(), n as usize)?;
 
         Ok(Self {
             inner: Arc::new(RuntimeInner {
@@ -236,11 +269,11 @@ impl Runtime {
                 cache: config.cache_dir.map(ComponentCache::new),
                 limits,
                 pooling,
-                slots: Arc::new(tokio::sync::Semaphore::new(n as usize)),
+                slots,
                 max_instances: n,
                 exchange_hold: config.exchange_hold.min(crate::limits::MAX_EXCHANGE_HOLD),
                 host_bytes: config.host_bytes,
-                _ticker: Ticker { stop },
+                ticker,
             }),
         })
     }
@@ -274,7 +307,10 @@ impl Runtime {
     ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let acquire = self.inner.slots.clone().acquire_owned();
         match tokio::time::timeout_at(deadline.into(), acquire).await {
-            Ok(Ok(permit)) => Some(permit),
+            Ok(Ok(permit)) => {
+                self.inner.ticker.wake();
+                Some(permit)
+            }
             _ => None,
         }
     }

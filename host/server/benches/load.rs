@@ -10,7 +10,9 @@
 //! #        LOAD_CONCURRENCY (1000,5000), LOAD_LATENCY_MS (300),
 //! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node; also
 //! #        switchyard-per-step, switchyard-wasi, node2, haproxy,
-//! #        switchyard-cluster, switchyard-cluster3),
+//! #        switchyard-cluster, switchyard-cluster3, and switchyard-alt,
+//! #        switchyard-alt2, …: `switchyard` served by the binary at
+//! #        LOAD_ALT_BIN, LOAD_ALT2_BIN, …, to compare builds in one run),
 //! #        LOAD_ROUTE (fallback | quota), LOAD_KEYED (1: an idempotency
 //! #        key per run)
 //! # CPU per run against a quick provider (docs/performance.md): the server's
@@ -222,15 +224,39 @@ fn route() -> String {
     std::env::var("LOAD_ROUTE").unwrap_or_else(|_| "fallback".into())
 }
 
-fn switchyard(
-    dir: &Path,
-    primary: SocketAddr,
-    backup: SocketAddr,
+/// How one Switchyard contender is set up.
+struct Serve<'a> {
+    /// `runtime.max_instances` and the apps' `max_in_flight` above this
+    /// (None: the shipped limits).
     sized: Option<u32>,
-    plugin: &str,
-    cluster: Option<(&Redis, usize)>,
+    plugin: &'a str,
+    /// Cluster mode over this Redis, with this many replicas.
+    cluster: Option<(&'a Redis, usize)>,
     exchange_hold_ms: Option<u64>,
-) -> Contender {
+    /// The binary: this build's, or `LOAD_ALT_BIN` for `switchyard-alt`.
+    bin: PathBuf,
+}
+
+impl Serve<'_> {
+    fn sized(conc: usize) -> Self {
+        Self {
+            sized: Some(conc as u32 + 1_000),
+            plugin: "bundled:http",
+            cluster: None,
+            exchange_hold_ms: None,
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_switchyard")),
+        }
+    }
+}
+
+fn switchyard(dir: &Path, primary: SocketAddr, backup: SocketAddr, serve: Serve<'_>) -> Contender {
+    let Serve {
+        sized,
+        plugin,
+        cluster,
+        exchange_hold_ms,
+        bin,
+    } = serve;
     let app = |name: &str, addr: SocketAddr| {
         format!(
             "[products.bench.apps.{name}]\nplugin = \"{plugin}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
@@ -265,7 +291,7 @@ fn switchyard(
             let _ = std::fs::remove_file(dir.join("bench.db"));
             let path = dir.join("bench.toml");
             std::fs::write(&path, &config).unwrap();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            let mut child = Command::new(&bin)
                 .arg("serve")
                 .arg(&path)
                 .env("RUST_LOG", "warn")
@@ -668,22 +694,27 @@ fn main() {
             for round in 1..=rounds {
                 for (name, figures) in &mut results {
                     let c = match name.as_str() {
-                        "switchyard" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", None, None),
-                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, None, "bundled:http", None, None),
+                        "switchyard" => switchyard(dir.path(), primary, backup, Serve::sized(conc)),
+                        // The same, served by another build of the binary
+                        // (`LOAD_ALT_BIN`): an A/B of two builds in one run.
+                        // `switchyard-alt2` reads `LOAD_ALT2_BIN`, and so on.
+                        alt if alt.starts_with("switchyard-alt") => {
+                            let var = format!("LOAD_{}_BIN", alt["switchyard-".len()..].to_uppercase());
+                            let bin = std::env::var_os(&var)
+                                .map(PathBuf::from)
+                                .unwrap_or_else(|| panic!("{alt}: set {var} to the path of another switchyard binary"));
+                            switchyard(dir.path(), primary, backup, Serve { bin, ..Serve::sized(conc) })
+                        }
+                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, Serve { sized: None, ..Serve::sized(conc) }),
                         // Every exchange step on a fresh instance (what it
                         // was before a call kept its instance across a send).
-                        "switchyard-per-step" => switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", None, Some(0)),
+                        "switchyard-per-step" => switchyard(dir.path(), primary, backup, Serve { exchange_hold_ms: Some(0), ..Serve::sized(conc) }),
                         // The same plugin logic in the adapter world: it
                         // holds its instance through the provider's wait.
-                        "switchyard-wasi" => switchyard(
-                            dir.path(),
-                            primary,
-                            backup,
-                            Some(conc as u32 + 1_000),
-                            switchyard_artifacts::HTTP_WASI_PATH,
-                            None,
-                            None,
-                        ),
+                        "switchyard-wasi" => switchyard(dir.path(), primary, backup, Serve {
+                            plugin: switchyard_artifacts::HTTP_WASI_PATH,
+                            ..Serve::sized(conc)
+                        }),
                         "node" => node(primary, backup, 1),
                         "node2" => node(primary, backup, 2),
                         "haproxy" => haproxy(dir.path(), primary, backup),
@@ -693,7 +724,7 @@ fn main() {
                             let r = redis.get_or_insert_with(Redis::start);
                             r.cmd("FLUSHALL");
                             let n = if name.ends_with('3') { 3 } else { 1 };
-                            switchyard(dir.path(), primary, backup, Some(conc as u32 + 1_000), "bundled:http", Some((r, n)), None)
+                            switchyard(dir.path(), primary, backup, Serve { cluster: Some((r, n)), ..Serve::sized(conc) })
                         }
                         other => panic!("unknown contender {other}"),
                     };

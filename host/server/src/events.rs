@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use switchyard_engine::{Kind, Recover, RunError, RunResult, Switchyard};
+use switchyard_engine::{Kind, Recover, RunError, RunResult, Switchyard, Trace};
 use tokio::sync::{broadcast, watch};
 
 /// Runs kept for `/v1/runs` and the page.
@@ -39,8 +39,8 @@ pub struct RunRecord {
     pub provider: Option<String>,
     /// How long it took, ms.
     pub duration_ms: f64,
-    /// Its explain trace.
-    pub trace: Value,
+    /// Its explain trace (none when the run failed before one began).
+    pub trace: Option<Box<Trace>>,
 }
 
 /// Something that happened, as the stream sends it.
@@ -322,7 +322,7 @@ impl Hub {
                 r.idempotency_key.clone(),
                 "ok".to_string(),
                 r.provider.clone(),
-                serde_json::to_value(&r.trace).unwrap_or(Value::Null),
+                Some(Box::new(r.trace.clone())),
             ),
             Err(e) => (
                 e.trace
@@ -331,9 +331,7 @@ impl Hub {
                     .unwrap_or_default(),
                 e.code.as_str().to_string(),
                 None,
-                e.trace.as_ref().map_or(Value::Null, |t| {
-                    serde_json::to_value(t).unwrap_or(Value::Null)
-                }),
+                e.trace.clone(),
             ),
         };
         let record = RunRecord {
@@ -348,21 +346,27 @@ impl Hub {
             duration_ms,
             trace,
         };
+        // A copy for the stream only while someone listens.
+        let event = (self.tx.receiver_count() > 0).then(|| Event::Run(record.clone()));
         {
             let mut runs = self.runs.locked();
-            runs.push_front(record.clone());
-            runs.truncate(RUNS_KEPT);
+            if runs.len() >= RUNS_KEPT {
+                runs.pop_back();
+            }
+            runs.push_front(record);
         }
-        self.send(Event::Run(record));
+        if let Some(e) = event {
+            self.send(e);
+        }
     }
 
     /// Kept runs matching `f`, newest first.
     pub fn runs(&self, f: &RunFilter, who: &Principal) -> Vec<RunRecord> {
         let tried = |r: &RunRecord, p: &str| {
             r.provider.as_deref() == Some(p)
-                || r.trace["considered"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|x| x == p))
+                || r.trace
+                    .as_ref()
+                    .is_some_and(|t| t.considered.iter().any(|x| x == p))
         };
         self.runs
             .locked()

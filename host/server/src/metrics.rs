@@ -3,8 +3,9 @@
 //! read at scrape time, breaker states and each app's instance and egress
 //! counters, admission state and instance slots. Rendered in the Prometheus text format (version 0.0.4).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 use switchyard_engine::Recover;
@@ -223,10 +224,96 @@ impl Histogram {
     }
 }
 
+/// Labels as a caller holds them: borrowed, so that counting into a
+/// series that exists allocates nothing (a run counts into several).
+type LabelRefs<'a> = [(&'static str, &'a str)];
+
+/// Series of one value type, found by name and labels without allocating
+/// when the series exists, and rendered in (name, labels) order.
+#[derive(Debug)]
+struct Series<V> {
+    by_hash: HashMap<u64, Vec<(&'static str, Labels, V)>>,
+}
+
+impl<V> Default for Series<V> {
+    fn default() -> Self {
+        Self {
+            by_hash: HashMap::new(),
+        }
+    }
+}
+
+impl<V> Series<V> {
+    fn hash(name: &str, labels: &LabelRefs<'_>) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        for (k, v) in labels {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The series `name{labels}`, made with `new` if it is not there.
+    fn entry(
+        &mut self,
+        name: &'static str,
+        labels: &LabelRefs<'_>,
+        new: impl FnOnce() -> V,
+    ) -> &mut V {
+        let bucket = self.by_hash.entry(Self::hash(name, labels)).or_default();
+        let same = |(n, l, _): &(&'static str, Labels, V)| {
+            *n == name
+                && l.len() == labels.len()
+                && l.iter()
+                    .zip(labels)
+                    .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+        };
+        let i = match bucket.iter().position(same) {
+            Some(i) => i,
+            None => {
+                let owned = labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
+                bucket.push((name, owned, new()));
+                bucket.len() - 1
+            }
+        };
+        &mut bucket[i].2
+    }
+
+    /// Sets the series `name{labels}` to `v`.
+    fn put(&mut self, name: &'static str, labels: &LabelRefs<'_>, v: V)
+    where
+        V: Copy,
+    {
+        *self.entry(name, labels, || v) = v;
+    }
+
+    /// Drops every series named `name`.
+    fn remove_all(&mut self, name: &str) {
+        for bucket in self.by_hash.values_mut() {
+            bucket.retain(|(n, _, _)| *n != name);
+        }
+        self.by_hash.retain(|_, b| !b.is_empty());
+    }
+
+    /// The series named `name`, by labels.
+    fn sorted(&self, name: &str) -> Vec<(&Labels, &V)> {
+        let mut out: Vec<(&Labels, &V)> = self
+            .by_hash
+            .values()
+            .flatten()
+            .filter(|(n, _, _)| *n == name)
+            .map(|(_, l, v)| (l, v))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    values: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    values: Series<f64>,
+    histograms: Series<Histogram>,
 }
 
 /// An app as metrics see it at scrape time.
@@ -254,36 +341,26 @@ impl Metrics {
         Self::default()
     }
 
-    fn add(&self, name: &'static str, labels: Labels, by: f64) {
-        *self
-            .state
-            .locked()
-            .values
-            .entry((name, labels))
-            .or_default() += by;
+    fn add(&self, name: &'static str, labels: &LabelRefs<'_>, by: f64) {
+        *self.state.locked().values.entry(name, labels, || 0.0) += by;
     }
 
-    fn set(&self, name: &'static str, labels: Labels, value: f64) {
-        self.state.locked().values.insert((name, labels), value);
+    fn set(&self, name: &'static str, labels: &LabelRefs<'_>, value: f64) {
+        *self.state.locked().values.entry(name, labels, || 0.0) = value;
     }
 
-    fn observe(&self, name: &'static str, labels: Labels, d: Duration) {
+    fn observe(&self, name: &'static str, labels: &LabelRefs<'_>, d: Duration) {
         self.state
             .locked()
             .histograms
-            .entry((name, labels))
-            .or_insert_with(Histogram::new)
+            .entry(name, labels, Histogram::new)
             .observe(d.as_secs_f64());
     }
 
     /// A request failed authentication or authorisation: `missing`,
     /// `unknown`, `expired`, `forbidden`, or `throttled` (answered 429).
     pub fn auth_failure(&self, reason: &str) {
-        self.add(
-            "switchyard_auth_failures_total",
-            vec![("reason", reason.to_string())],
-            1.0,
-        );
+        self.add("switchyard_auth_failures_total", &[("reason", reason)], 1.0);
     }
 
     /// A quota's adaptive choice: how it went (`mode`, and whether the
@@ -309,12 +386,12 @@ impl Metrics {
         };
         self.add(
             "switchyard_adaptive_choices_total",
-            vec![
-                ("product", product.to_string()),
-                ("env", env.to_string()),
-                ("tag", tag.to_string()),
-                ("mode", mode.to_string()),
-                ("choice", how.to_string()),
+            &[
+                ("product", product),
+                ("env", env),
+                ("tag", tag),
+                ("mode", mode),
+                ("choice", how),
             ],
             1.0,
         );
@@ -322,29 +399,26 @@ impl Metrics {
 
     /// A run ended with `code` (`ok` or an error code).
     pub fn run(&self, product: &str, env: &str, kind: &str, tag: &str, code: &str, d: Duration) {
-        let labels = vec![
-            ("product", product.to_string()),
-            ("env", env.to_string()),
-            ("kind", kind.to_string()),
-            ("tag", tag.to_string()),
+        let labels = [
+            ("product", product),
+            ("env", env),
+            ("kind", kind),
+            ("tag", tag),
+            ("code", code),
         ];
-        let mut with_code = labels.clone();
-        with_code.push(("code", code.to_string()));
-        self.add("switchyard_runs_total", with_code, 1.0);
-        self.observe("switchyard_run_duration_seconds", labels, d);
+        self.add("switchyard_runs_total", &labels, 1.0);
+        self.observe("switchyard_run_duration_seconds", &labels[..4], d);
     }
 
     /// The text exposition, with what `scrape` read now.
     pub fn render(&self, scrape: &Scrape<'_>) -> String {
         let mut state = self.state.locked();
         for a in scrape.admission {
-            let labels = || {
-                vec![
-                    ("product", a.product.clone()),
-                    ("env", a.env.clone()),
-                    ("app", a.app.clone()),
-                ]
-            };
+            let labels = [
+                ("product", a.product.as_str()),
+                ("env", a.env.as_str()),
+                ("app", a.app.as_str()),
+            ];
             let s = &a.state;
             let mut values = vec![
                 ("switchyard_admission_in_flight", f64::from(s.in_flight)),
@@ -359,32 +433,28 @@ impl Metrics {
                 values.push(("switchyard_admission_tokens", t));
             }
             for (name, v) in values {
-                state.values.insert((name, labels()), v);
+                state.values.put(name, &labels, v);
             }
         }
         let (in_use, max) = scrape.instances;
-        state.values.insert(
-            ("switchyard_plugin_instances_in_use", vec![]),
-            f64::from(in_use),
-        );
         state
             .values
-            .insert(("switchyard_plugin_instances_max", vec![]), f64::from(max));
+            .put("switchyard_plugin_instances_in_use", &[], f64::from(in_use));
+        state
+            .values
+            .put("switchyard_plugin_instances_max", &[], f64::from(max));
         // Per-breaker series are capped (keys can come from input); the
         // totals by state always cover every breaker. Rebuilt each scrape,
         // so a forgotten breaker leaves no series behind.
-        state
-            .values
-            .retain(|(name, _), _| *name != "switchyard_breaker_state");
+        state.values.remove_all("switchyard_breaker_state");
         let mut totals = [0u64; 3];
         for (_, s) in scrape.breakers {
             totals[*s as usize] += 1;
         }
         for (name, n) in ["closed", "open", "half-open"].iter().zip(totals) {
-            state.values.insert(
-                ("switchyard_breakers", vec![("state", name.to_string())]),
-                n as f64,
-            );
+            state
+                .values
+                .put("switchyard_breakers", &[("state", name)], n as f64);
         }
         for (key, s) in scrape.breakers.iter().take(MAX_BREAKER_SERIES) {
             for (name, v) in [
@@ -392,21 +462,19 @@ impl Metrics {
                 ("open", BreakerState::Open),
                 ("half-open", BreakerState::HalfOpen),
             ] {
-                let labels = vec![("breaker", key.clone()), ("state", name.to_string())];
-                state.values.insert(
-                    ("switchyard_breaker_state", labels),
+                state.values.put(
+                    "switchyard_breaker_state",
+                    &[("breaker", key.as_str()), ("state", name)],
                     f64::from(u8::from(*s == v)),
                 );
             }
         }
         for a in scrape.apps {
-            let labels = || {
-                vec![
-                    ("product", a.product.clone()),
-                    ("env", a.env.clone()),
-                    ("app", a.app.clone()),
-                ]
-            };
+            let labels = [
+                ("product", a.product.as_str()),
+                ("env", a.env.as_str()),
+                ("app", a.app.as_str()),
+            ];
             let inst = a.handle.instance_counts();
             let egress = a.handle.egress_stats();
             let values = [
@@ -434,17 +502,18 @@ impl Metrics {
                 ),
             ];
             for (name, v) in values {
-                state.values.insert((name, labels()), v);
+                state.values.put(name, &labels, v);
             }
         }
         let mut out = String::new();
         for (family, kind, help) in FAMILIES {
             let _ = writeln!(out, "# HELP {family} {help}");
             let _ = writeln!(out, "# TYPE {family} {kind}");
-            for ((name, labels), v) in state.values.iter().filter(|((n, _), _)| n == family) {
+            let name = family;
+            for (labels, v) in state.values.sorted(family) {
                 let _ = writeln!(out, "{name}{} {v}", render_labels(labels, None));
             }
-            for ((name, labels), h) in state.histograms.iter().filter(|((n, _), _)| n == family) {
+            for (labels, h) in state.histograms.sorted(family) {
                 for (bound, n) in BUCKETS.iter().zip(h.buckets) {
                     let le = bound.to_string();
                     let _ = writeln!(out, "{name}_bucket{} {n}", render_labels(labels, Some(&le)));
@@ -468,7 +537,7 @@ impl Metrics {
     }
 }
 
-fn render_labels(labels: &Labels, le: Option<&str>) -> String {
+fn render_labels(labels: &[(&'static str, String)], le: Option<&str>) -> String {
     let mut parts: Vec<String> = labels
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
@@ -491,104 +560,89 @@ fn escape(v: &str) -> String {
 
 impl Observer for Metrics {
     fn attempt(&self, e: &AttemptEvent<'_>) {
-        let labels = vec![
-            ("product", e.product.to_string()),
-            ("env", e.env.to_string()),
-            ("app", e.app.to_string()),
-            ("action", e.action.to_string()),
-            ("provider", e.provider.to_string()),
+        let mut labels = [
+            ("product", e.product),
+            ("env", e.env),
+            ("app", e.app),
+            ("action", e.action),
+            ("provider", e.provider),
+            ("class", ""),
         ];
         if let Err(err) = e.result {
-            let mut l = labels.clone();
-            l.push(("class", err.class.as_str().to_string()));
-            self.add("switchyard_attempt_errors_total", l, 1.0);
+            labels[5].1 = err.class.as_str();
+            self.add("switchyard_attempt_errors_total", &labels, 1.0);
         }
+        let labels = &labels[..5];
         if e.try_number > 1 {
-            self.add("switchyard_retries_total", labels.clone(), 1.0);
+            self.add("switchyard_retries_total", labels, 1.0);
         }
-        self.add("switchyard_attempts_total", labels.clone(), 1.0);
+        self.add("switchyard_attempts_total", labels, 1.0);
         self.observe("switchyard_attempt_duration_seconds", labels, e.duration);
     }
 
     fn hedged(&self, product: &str, env: &str, app: &str, r: &switchyard_engine::HedgeRecord) {
-        let of = |what: &str| {
-            vec![
-                ("product", product.to_string()),
-                ("env", env.to_string()),
-                ("app", app.to_string()),
-                ("what", what.to_string()),
+        let of = |what| {
+            [
+                ("product", product),
+                ("env", env),
+                ("app", app),
+                ("what", what),
             ]
         };
         if r.sent > 0 {
-            self.add("switchyard_hedges_total", of("sent"), f64::from(r.sent));
+            self.add("switchyard_hedges_total", &of("sent"), f64::from(r.sent));
         }
         if r.won_by.is_some_and(|w| w > 0) {
-            self.add("switchyard_hedges_total", of("won"), 1.0);
+            self.add("switchyard_hedges_total", &of("won"), 1.0);
         }
         if r.cancelled > 0 {
             self.add(
                 "switchyard_hedges_total",
-                of("cancelled"),
+                &of("cancelled"),
                 f64::from(r.cancelled),
             );
         }
         if r.withheld.is_some() {
-            self.add("switchyard_hedges_total", of("withheld"), 1.0);
+            self.add("switchyard_hedges_total", &of("withheld"), 1.0);
         }
     }
 
     fn budget_rejected(&self, product: &str, env: &str, app: &str) {
-        let labels = vec![
-            ("product", product.to_string()),
-            ("env", env.to_string()),
-            ("app", app.to_string()),
-        ];
-        self.add("switchyard_budget_rejections_total", labels, 1.0);
+        let labels = [("product", product), ("env", env), ("app", app)];
+        self.add("switchyard_budget_rejections_total", &labels, 1.0);
     }
 
     fn admitted(&self, product: &str, env: &str, app: &str, waited: Duration) {
-        let labels = vec![
-            ("product", product.to_string()),
-            ("env", env.to_string()),
-            ("app", app.to_string()),
-        ];
-        self.observe("switchyard_admission_wait_seconds", labels, waited);
+        let labels = [("product", product), ("env", env), ("app", app)];
+        self.observe("switchyard_admission_wait_seconds", &labels, waited);
     }
 
     fn overloaded(&self, product: &str, env: &str, app: &str, reason: &OverloadReason) {
-        let labels = vec![
-            ("product", product.to_string()),
-            ("env", env.to_string()),
-            ("app", app.to_string()),
-            ("reason", reason.label().to_string()),
+        let labels = [
+            ("product", product),
+            ("env", env),
+            ("app", app),
+            ("reason", reason.label()),
         ];
-        self.add("switchyard_overloaded_total", labels, 1.0);
+        self.add("switchyard_overloaded_total", &labels, 1.0);
     }
 
     fn blocked(&self, product: &str, env: &str, target: &str) {
-        let labels = vec![
-            ("product", product.to_string()),
-            ("env", env.to_string()),
-            ("target", target.to_string()),
-        ];
-        self.add("switchyard_breaker_blocked_total", labels, 1.0);
+        let labels = [("product", product), ("env", env), ("target", target)];
+        self.add("switchyard_breaker_blocked_total", &labels, 1.0);
     }
 
     fn healthcheck(&self, key: &HealthKey, outcome: &ProbeOutcome) {
-        let labels = vec![
-            ("product", key.product.clone()),
-            ("env", key.env.clone()),
-            ("healthcheck", key.tag.clone()),
+        let labels = [
+            ("product", key.product.as_str()),
+            ("env", key.env.as_str()),
+            ("healthcheck", key.tag.as_str()),
+            ("result", if outcome.ok { "ok" } else { "failed" }),
         ];
-        let mut with_result = labels.clone();
-        with_result.push((
-            "result",
-            if outcome.ok { "ok" } else { "failed" }.to_string(),
-        ));
-        self.add("switchyard_healthchecks_total", with_result, 1.0);
+        self.add("switchyard_healthchecks_total", &labels, 1.0);
         self.set(
             "switchyard_healthcheck_up",
-            labels,
+            &labels[..3],
             f64::from(u8::from(outcome.ok)),
         );
     }
@@ -683,6 +737,52 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE switchyard_attempt_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn each_label_set_is_one_series_counted_in_place_and_rendered_in_order() {
+        let m = Metrics::new();
+        // 300 tags, counted in a shuffled order, each 1 + (i % 3) times.
+        for round in 0..3 {
+            for i in (0..300).map(|i| (i * 7) % 300) {
+                if round <= i % 3 {
+                    let tag = format!("t{i:03}");
+                    m.run("p", "dev", "quota", &tag, "ok", Duration::from_millis(1));
+                }
+            }
+        }
+        m.run(
+            "p",
+            "dev",
+            "quota",
+            "t000",
+            "all-failed",
+            Duration::from_millis(1),
+        );
+        let text = m.render(&Scrape {
+            breakers: &[],
+            apps: &[],
+            admission: &[],
+            instances: (0, 1),
+        });
+        let runs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("switchyard_runs_total{"))
+            .collect();
+        assert_eq!(runs.len(), 301, "{text}");
+        for i in 0..300 {
+            let line = format!(
+                "switchyard_runs_total{{product=\"p\",env=\"dev\",kind=\"quota\",tag=\"t{i:03}\",code=\"ok\"}} {}",
+                1 + i % 3
+            );
+            assert!(runs.contains(&line.as_str()), "{line} in {text}");
+        }
+        let mut sorted = runs.clone();
+        sorted.sort_unstable();
+        assert_eq!(runs, sorted, "series render in label order");
+        assert!(text.contains(
+            "switchyard_run_duration_seconds_count{product=\"p\",env=\"dev\",kind=\"quota\",tag=\"t000\"} 2\n"
+        ));
     }
 
     #[test]

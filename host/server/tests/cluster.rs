@@ -897,6 +897,74 @@ async fn forces_survive_replica_and_redis_restarts_and_only_real_breakers_are_fo
     assert_eq!((st, &v["provider"]), (200, &json!("primary")), "{v}");
 }
 
+/// An operator's release and restore made through a replica while Redis is
+/// away hold on that replica when Redis is back with the older force and
+/// drain (they wait in its outbox, newer than the shared hashes), and reach
+/// the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_made_while_redis_is_away_holds_where_it_was_made() {
+    let _turn = TIMED.lock().await;
+    let mut redis = Redis::start();
+    let setup = Setup::new().await;
+    let servers: Vec<Server> = (1..=2)
+        .map(|i| Server::start(&replica_config(&setup, &redis, i)))
+        .collect();
+    let key = "notify/dev/primary/send-message";
+    let force = |state: &str| json!({"breaker": key, "state": state});
+    async fn drained(s: &Server) -> bool {
+        let (_, d) = s.get("/v1/notify/definitions/fallbacks/sms?env=dev").await;
+        d["options"][1]["states"]["dev"]["drained"] == true
+    }
+
+    let (st, v) = servers[0]
+        .post("/v1/admin/breakers/force", force("open"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = servers[0]
+        .post("/v1/notify/providers/backup/drain", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let want = vec![(key.to_string(), "open".to_string())];
+    for s in &servers {
+        within(
+            Duration::from_secs(5),
+            "the force and the drain reach every replica",
+            || async { forced(s).await == want && drained(s).await },
+        )
+        .await;
+    }
+
+    // Redis goes away (its append-only file keeps the force and the
+    // drain); the operator releases and restores through replica 1.
+    redis.kill();
+    let (st, v) = servers[0]
+        .post("/v1/admin/breakers/force", force("release"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = servers[0]
+        .post("/v1/notify/providers/backup/restore", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // A few sync rounds try to write them and fail.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(forced(&servers[0]).await.is_empty());
+    assert!(!drained(&servers[0]).await);
+
+    redis.up();
+    within(
+        Duration::from_secs(10),
+        "the release and the restore reach replica 2",
+        || async { forced(&servers[1]).await.is_empty() && !drained(&servers[1]).await },
+    )
+    .await;
+    // Replica 1 converged before it wrote them: it still holds its own.
+    assert!(
+        forced(&servers[0]).await.is_empty(),
+        "replica 1 is forced again"
+    );
+    assert!(!drained(&servers[0]).await, "replica 1 is drained again");
+}
+
 /// Replica `i`'s config with `edit` applied to its text.
 fn variant(setup: &Setup, redis: &Redis, i: usize, edit: impl Fn(String) -> String) -> PathBuf {
     let path = replica_config(setup, redis, i);

@@ -6,7 +6,7 @@ use super::link::*;
 use super::model::*;
 use super::scripts::*;
 use crate::config::Mismatch;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use switchyard_engine::{Definition, Recover, RecoverRw, SharedBreaker};
 
@@ -73,6 +73,27 @@ impl Cluster {
             }
         }
         Some(join)
+    }
+
+    /// The drain keys (`product/provider`) and breaker keys of this
+    /// replica's drains and forces waiting in the outbox.
+    fn pending_drains_and_forces(&self) -> (HashSet<String>, HashSet<String>) {
+        let mut drains = HashSet::new();
+        let mut forces = HashSet::new();
+        for e in self.outbox.locked().iter() {
+            match &e.what {
+                What::Drain {
+                    product, provider, ..
+                } => {
+                    drains.insert(format!("{product}/{provider}"));
+                }
+                What::Force { key, .. } => {
+                    forces.insert(key.clone());
+                }
+                _ => {}
+            }
+        }
+        (drains, forces)
     }
 
     /// After (re)connecting: check the cluster's identity, push what this
@@ -163,7 +184,16 @@ impl Cluster {
         else {
             return;
         };
+        // This replica's own drains and forces still in the outbox were
+        // made while Redis was away, after what the hashes hold: the flush
+        // that follows writes them, so the hashes must not undo them here
+        // (an operator's release would otherwise be lost on the replica
+        // that made it, while every other replica applies it).
+        let (our_drains, our_forces) = self.pending_drains_and_forces();
         for (k, drained) in drains {
+            if our_drains.contains(&k) {
+                continue;
+            }
             if let Some((product, provider)) = k.split_once('/') {
                 d.apply_shared_drain(product, provider, drained == 1);
             }
@@ -197,6 +227,9 @@ impl Cluster {
         // has never seen (kept in this replica's store while Redis lost
         // them) are shared.
         for (k, json) in &forces {
+            if our_forces.contains(k) {
+                continue;
+            }
             match serde_json::from_str::<ForceEntry>(json) {
                 Ok(e) => d.apply_shared_force(k, e.force),
                 Err(e) => eprintln!("cluster: shared force on `{k}` unreadable, skipped: {e}"),

@@ -910,20 +910,27 @@ async fn a_release_made_while_redis_is_away_holds_where_it_was_made() {
         .map(|i| Server::start(&replica_config(&setup, &redis, i)))
         .collect();
     let key = "notify/dev/primary/send-message";
-    let force = |state: &str| json!({"breaker": key, "state": state});
     async fn drained(s: &Server) -> bool {
         let (_, d) = s.get("/v1/notify/definitions/fallbacks/sms?env=dev").await;
         d["options"][1]["states"]["dev"]["drained"] == true
     }
+    // An operator forces (or releases) the primary's breaker and drains
+    // (or restores) the backup through `s`.
+    async fn operate(s: &Server, key: &str, force: &str, drain: &str) {
+        let (st, v) = s
+            .post(
+                "/v1/admin/breakers/force",
+                json!({"breaker": key, "state": force}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        let (st, v) = s
+            .post(&format!("/v1/notify/providers/backup/{drain}"), json!({}))
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
 
-    let (st, v) = servers[0]
-        .post("/v1/admin/breakers/force", force("open"))
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = servers[0]
-        .post("/v1/notify/providers/backup/drain", json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
+    operate(&servers[0], key, "open", "drain").await;
     let want = vec![(key.to_string(), "open".to_string())];
     for s in &servers {
         within(
@@ -937,14 +944,7 @@ async fn a_release_made_while_redis_is_away_holds_where_it_was_made() {
     // Redis goes away (its append-only file keeps the force and the
     // drain); the operator releases and restores through replica 1.
     redis.kill();
-    let (st, v) = servers[0]
-        .post("/v1/admin/breakers/force", force("release"))
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = servers[0]
-        .post("/v1/notify/providers/backup/restore", json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
+    operate(&servers[0], key, "release", "restore").await;
     // A few sync rounds try to write them and fail.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(forced(&servers[0]).await.is_empty());

@@ -346,7 +346,7 @@ impl Metrics {
     }
 
     fn set(&self, name: &'static str, labels: &LabelRefs<'_>, value: f64) {
-        *self.state.locked().values.entry(name, labels, || 0.0) = value;
+        self.state.locked().values.put(name, labels, value);
     }
 
     fn observe(&self, name: &'static str, labels: &LabelRefs<'_>, d: Duration) {

@@ -83,7 +83,8 @@ async fn an_exchange_call_holds_no_instance_while_the_provider_answers() {
 /// A provider that answers within the runtime's `exchange_hold` gets a
 /// call's two steps on one instance (one instantiation per call); a slower
 /// one, or a hold of zero, gets a fresh instance per step, and no instance
-/// is kept once the call is done.
+/// is kept once the call is done. (`post` needs its `resume`: the host
+/// reads none of its answers.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quick_answer_keeps_the_calls_instance_for_its_next_step() {
     let provider = Scripted::start().await;
@@ -98,25 +99,31 @@ async fn a_quick_answer_keeps_the_calls_instance_for_its_next_step() {
     let call = |app: App| async move {
         for i in 0..10 {
             let out = app
-                .call(CallRequest::new("send", json!({"n": i})).deadline(Duration::from_secs(5)))
+                .call(CallRequest::new("post", json!({"n": i})).deadline(Duration::from_secs(5)))
                 .await
                 .expect("the call succeeds");
-            assert_eq!(out.output, json!({"id": "m-1"}));
+            assert_eq!(out.output["status"], 200, "{}", out.output);
         }
-        app.instance_counts().instantiations
+        app.instance_counts()
     };
-    let kept = http_plugin(&held, "http", grant(&provider.url())).await;
-    assert_eq!(call(kept).await, 10, "one instance per call");
+    let kept = exchange_program(&held, grant(&provider.url())).await;
+    let counts = call(kept).await;
+    assert_eq!(counts.instantiations, 10, "one instance per call");
+    assert_eq!(counts.read_by_host, 0, "`post` is read by its adapter");
     assert_eq!(held.instances().0, 0);
-    let every_step = http_plugin(&fresh, "http", grant(&provider.url())).await;
-    assert_eq!(call(every_step).await, 20, "one instance per step");
+    let every_step = exchange_program(&fresh, grant(&provider.url())).await;
+    assert_eq!(
+        call(every_step).await.instantiations,
+        20,
+        "one instance per step"
+    );
     // slower than the hold: the instance goes back while the provider thinks
     provider.set_delay(Duration::from_millis(150));
-    let slow = http_plugin(&held, "http-slow", grant(&provider.url())).await;
+    let slow = exchange_program(&held, grant(&provider.url())).await;
     let during = {
         let app = slow.clone();
         let h = tokio::spawn(async move {
-            app.call(CallRequest::new("send", json!({})).deadline(Duration::from_secs(5)))
+            app.call(CallRequest::new("post", json!({})).deadline(Duration::from_secs(5)))
                 .await
         });
         tokio::time::sleep(Duration::from_millis(90)).await;
@@ -126,6 +133,136 @@ async fn a_quick_answer_keeps_the_calls_instance_for_its_next_step() {
     };
     assert_eq!(during, 0, "no instance while a slow provider thinks");
     assert_eq!(slow.instance_counts().instantiations, 2);
+}
+
+/// An action the adapter lists in `exchange-reading`: a 2xx JSON answer is
+/// the output as is, read by the host with no `resume` step (one instance
+/// per call, gone before the request is sent, with or without a hold);
+/// every other answer (an error status, a non-JSON or empty body) still
+/// goes to the adapter's `resume`, which wraps it as `{"status", "body"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_reads_a_json_success_itself_and_leaves_the_rest_to_resume() {
+    let provider = Scripted::start().await;
+    provider.always(
+        "/v1/messages",
+        Answer::json(201, json!({"id": "m-1", "n": [1, 2.5, "x"]})),
+    );
+    for hold in [None, Some(Duration::ZERO)] {
+        let rt = match hold {
+            None => runtime(),
+            Some(hold) => Runtime::new(switchyard_runtime::RuntimeConfig {
+                cache_dir: Some(switchyard_tests::cache_dir()),
+                exchange_hold: hold,
+                ..switchyard_runtime::RuntimeConfig::default()
+            })
+            .unwrap(),
+        };
+        let app = exchange_program(&rt, grant(&provider.url())).await;
+        assert_eq!(app.read_by_host(), vec!["read-by-host"]);
+        provider.set_delay(Duration::from_millis(60));
+        let call = tokio::spawn({
+            let app = app.clone();
+            async move {
+                app.call(
+                    CallRequest::new("read-by-host", json!({"to": "+1"}))
+                        .deadline(Duration::from_secs(5)),
+                )
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            rt.instances().0,
+            0,
+            "no instance while the provider answers"
+        );
+        let out = call.await.unwrap().expect("the call succeeds");
+        provider.set_delay(Duration::ZERO);
+        assert_eq!(
+            out.output,
+            json!({"id": "m-1", "n": [1, 2.5, "x"]}),
+            "the body as is"
+        );
+        let counts = app.instance_counts();
+        assert_eq!(
+            (counts.instantiations, counts.read_by_host),
+            (1, 1),
+            "{hold:?}"
+        );
+        // The same answer to an action the adapter reads itself.
+        let out = app
+            .call(CallRequest::new("post", json!({})).deadline(Duration::from_secs(5)))
+            .await
+            .expect("the call succeeds");
+        assert_eq!(out.output["status"], 201);
+        assert_eq!(app.instance_counts().read_by_host, 1);
+    }
+
+    let rt = runtime();
+    let app = exchange_program(&rt, grant(&provider.url())).await;
+    let cases = [
+        (
+            Answer::json(503, json!({"error": "busy"})),
+            503,
+            "{\"error\":\"busy\"}",
+        ),
+        (
+            Answer::json(400, json!({"error": "bad"})),
+            400,
+            "{\"error\":\"bad\"}",
+        ),
+        (
+            Answer::text(200, "queued, no JSON é"),
+            200,
+            "queued, no JSON é",
+        ),
+        (Answer::text(204, ""), 204, ""),
+        (Answer::text(200, "  "), 200, "  "),
+        (Answer::text(302, "{}"), 302, "{}"),
+    ];
+    for (i, (answer, status, body)) in cases.into_iter().enumerate() {
+        provider.once("/v1/messages", answer);
+        let out = app
+            .call(
+                CallRequest::new("read-by-host", json!({"i": i})).deadline(Duration::from_secs(5)),
+            )
+            .await
+            .expect("the call succeeds");
+        assert_eq!(
+            out.output,
+            json!({"status": status, "body": body}),
+            "case {i}: resume read it"
+        );
+    }
+    let counts = app.instance_counts();
+    assert_eq!(counts.read_by_host, 0);
+    assert_eq!(
+        counts.instantiations, 12,
+        "a start instance and a resume instance for each answer left to the adapter"
+    );
+
+    // The shipped adapters list their JSON actions; a healthcheck's `ping`
+    // (whose output is not the body) is never read by the host.
+    let http = http_plugin(&rt, "http", grant(&provider.url())).await;
+    assert_eq!(http.read_by_host(), vec!["request", "send"]);
+    let stripe = rt
+        .load("stripe", artifacts::STRIPE_PLUGIN, grant(&provider.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        stripe.read_by_host(),
+        vec![
+            "create-charge",
+            "create-payment-intent",
+            "create-refund",
+            "retrieve-payment-intent"
+        ]
+    );
+    let misbehave = switchyard_tests::misbehave(&rt, grant(&provider.url())).await;
+    assert!(
+        misbehave.read_by_host().is_empty(),
+        "adapter world: nothing to read"
+    );
 }
 
 /// A call in two steps: the state carried from the first reaches the

@@ -5,6 +5,7 @@
 
 use crate::bindings::switchyard::adapter::adapter_types as wit;
 use crate::exchange_bindings::exports::switchyard::adapter::exchange as wit_exchange;
+use crate::exchange_bindings::exports::switchyard::adapter::exchange_reading as wit_reading;
 use crate::exchange_bindings::switchyard::adapter::exchange_types as xwit;
 use crate::{AppInfo, Error, Request, http};
 use serde_json::Value;
@@ -117,5 +118,17 @@ impl<T: Steps> wit_exchange::Guest for ExportedSteps<T> {
             body: response.body,
         };
         to_wit(Request::from_wit(request).and_then(|call| T::resume(&call, state, answer)))
+    }
+}
+
+impl<T: Steps> wit_reading::Guest for ExportedSteps<T> {
+    fn readings() -> Vec<wit_reading::ActionReading> {
+        T::describe()
+            .read_by_host()
+            .map(|action| wit_reading::ActionReading {
+                action: action.to_string(),
+                reading: wit_reading::Reading::JsonBody,
+            })
+            .collect()
     }
 }

@@ -100,14 +100,15 @@ pub mod bindings {
     });
 }
 
-/// Bindings of the `exchange-adapter` world; its shared interfaces are the
-/// `adapter` world's.
+/// Bindings of the `exchange-reading-adapter` world (the `exchange-adapter`
+/// world plus `exchange-reading`); its shared interfaces are the `adapter`
+/// world's.
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod exchange_bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "switchyard:adapter/exchange-adapter",
+        world: "switchyard:adapter/exchange-reading-adapter",
         pub_export_macro: true,
         export_macro_name: "__export_exchange",
         default_bindings_module: "::switchyard_guest::exchange_bindings",
@@ -188,6 +189,7 @@ pub struct Action {
     description: String,
     input: serde_json::Value,
     idempotency: Idempotency,
+    read_by_host: bool,
 }
 
 impl Action {
@@ -199,6 +201,7 @@ impl Action {
             description: String::new(),
             input: serde_json::json!({}),
             idempotency: Idempotency::Unsafe,
+            read_by_host: false,
         }
     }
 
@@ -220,6 +223,20 @@ impl Action {
         self
     }
 
+    /// Exchange style only: let the host read this action's answer itself.
+    /// When the answer to the request [`Exchange::request`] (or
+    /// [`Steps::start`]) asked for is a 2xx whose body is a JSON document,
+    /// that body is the call's output as is, and the host calls neither
+    /// [`Exchange::response`] nor [`Steps::resume`]: the call runs one
+    /// sandbox step instead of two. Any other answer (an error status, an
+    /// empty or non-JSON body) still goes to the adapter. Declare it only
+    /// when the adapter would return exactly that body for such an answer.
+    /// Ignored by adapters in the `adapter` world.
+    pub fn read_by_host(mut self) -> Self {
+        self.read_by_host = true;
+        self
+    }
+
     /// Declare the action a read with no effect ([`Idempotency::Safe`]).
     pub fn safe(self) -> Self {
         self.idempotency(Idempotency::Safe)
@@ -238,6 +255,14 @@ impl Action {
 }
 
 impl AppInfo {
+    /// The actions declared [`Action::read_by_host`].
+    pub(crate) fn read_by_host(&self) -> impl Iterator<Item = &str> {
+        self.actions
+            .iter()
+            .filter(|a| a.read_by_host)
+            .map(|a| a.name.as_str())
+    }
+
     pub(crate) fn into_wit(self) -> wit::AppInfo {
         wit::AppInfo {
             name: self.name,
@@ -291,7 +316,8 @@ macro_rules! export_adapter {
 }
 
 /// Export `$ty` (which implements [`Exchange`]: one request per call) as
-/// this component's `exchange`, in the `exchange-adapter` world.
+/// this component's `exchange` (and `exchange-reading`, listing the actions
+/// declared [`Action::read_by_host`]), in the `exchange-adapter` world.
 #[macro_export]
 macro_rules! export_exchange {
     ($ty:ty) => {
@@ -300,7 +326,9 @@ macro_rules! export_exchange {
 }
 
 /// Export `$ty` (which implements [`Steps`]: any number of requests per
-/// call) as this component's `exchange`, in the `exchange-adapter` world.
+/// call) as this component's `exchange` (and `exchange-reading`, listing the
+/// actions declared [`Action::read_by_host`]), in the `exchange-adapter`
+/// world.
 #[macro_export]
 macro_rules! export_steps {
     ($ty:ty) => {

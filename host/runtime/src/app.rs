@@ -20,6 +20,9 @@ pub struct InstanceCounts {
     pub instantiations: u64,
     /// Total time spent instantiating.
     pub instantiate_total: Duration,
+    /// Exchange world: answers the host read itself, with no `resume` step
+    /// (actions the adapter lists in `exchange-reading`).
+    pub read_by_host: u64,
 }
 
 /// A loaded app: a component, its grant, and its self-description. Cheap
@@ -66,7 +69,17 @@ impl App {
         InstanceCounts {
             instantiations: s.count.load(Ordering::Relaxed),
             instantiate_total: Duration::from_micros(s.micros.load(Ordering::Relaxed)),
+            read_by_host: s.read_by_host.load(Ordering::Relaxed),
         }
+    }
+
+    /// The actions whose 2xx JSON answers the host reads itself, without a
+    /// `resume` step (the adapter's optional `exchange-reading` export),
+    /// sorted.
+    pub fn read_by_host(&self) -> Vec<&str> {
+        let mut reads: Vec<&str> = self.inner.host_reads.iter().map(String::as_str).collect();
+        reads.sort_unstable();
+        reads
     }
 
     /// Run one attempt on a fresh instance.

@@ -33,3 +33,23 @@ pub mod exchange_world {
 
     pub use self::switchyard::adapter::exchange_types as xtypes;
 }
+
+/// Host bindings of the optional `exchange-reading` export, from the
+/// `exchange-reading-adapter` world (only its `GuestIndices` are used: a
+/// component without the export is an `exchange-adapter` as before).
+pub mod reading_world {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "switchyard:adapter/exchange-reading-adapter",
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "switchyard:adapter/adapter-types": super::switchyard::adapter::adapter_types,
+            "switchyard:adapter/config": super::switchyard::adapter::config,
+            "switchyard:adapter/logging": super::switchyard::adapter::logging,
+            "switchyard:adapter/exchange-types": super::exchange_world::xtypes,
+        },
+    });
+
+    pub use self::exports::switchyard::adapter::exchange_reading as reading;
+}

@@ -69,6 +69,9 @@ impl AppInner {
         let deadline = Instant::now() + budget;
         let log = Arc::new(Mutex::new(CallLog::default()));
         let mut wit_request = Self::wit_request(request);
+        // The adapter lists this action in `exchange-reading`: a 2xx JSON
+        // answer to the first request is the output, with no `resume`.
+        let reads = self.host_reads.contains(&wit_request.action);
         let max_output = self.runtime.inner.limits.max_output;
         let mut answer: Option<(Vec<u8>, HttpResponse)> = None;
         let mut made = 0u32;
@@ -79,7 +82,7 @@ impl AppInner {
             wit_request.deadline_ms = deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64;
-            let (step, instance) = self
+            let (step, mut instance) = self
                 .step(
                     pre,
                     kept.take(),
@@ -107,6 +110,12 @@ impl AppInner {
                 ));
             }
             made = made.saturating_add(1);
+            // Read by the host unless the answer needs the adapter: the
+            // instance is not needed while the provider answers.
+            let host_reads = reads && made == 1;
+            if host_reads {
+                instance = None;
+            }
             let r = send.request;
             let reached = log.lock().expect("call log").reached;
             let timeout = r.timeout_ms.map(Duration::from_millis);
@@ -146,6 +155,10 @@ impl AppInner {
                     })?
                 }
             };
+            if host_reads && let Some(output) = read_json_body(&answered, max_output) {
+                self.instances.read_by_host.fetch_add(1, Ordering::Relaxed);
+                return Ok(CallResponse { output });
+            }
             let response = HttpResponse {
                 status: answered.status,
                 headers: answered.headers,
@@ -246,6 +259,16 @@ impl AppInner {
             _slot: slot,
         })
     }
+}
+
+/// The output the host reads itself for an action in the adapter's
+/// `exchange-reading`: a 2xx answer whose body is one JSON document within
+/// the output cap. Anything else (`None`) goes to the adapter's `resume`.
+fn read_json_body(answer: &Answered, max_output: usize) -> Option<serde_json::Value> {
+    if !(200..300).contains(&answer.status) || answer.body.len() > max_output {
+        return None;
+    }
+    serde_json::from_slice(&answer.body).ok()
 }
 
 /// What a sandbox call under the step's deadline came to: its value, the
@@ -357,4 +380,50 @@ fn transport_failure(log: &Mutex<CallLog>, reached: u32, e: &HttpError) -> Attem
         FailureKind::Provider,
         format!("the request never reached the provider: {why}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &[u8]) -> Answered {
+        Answered {
+            status,
+            headers: Vec::new(),
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_host_reads_only_a_2xx_json_document_within_the_cap() {
+        let read = |status, body: &[u8]| read_json_body(&answer(status, body), 64);
+        assert_eq!(
+            read(200, br#"{"id": "m-1"}"#),
+            Some(serde_json::json!({"id": "m-1"}))
+        );
+        assert_eq!(read(299, b" [1, 2] \n"), Some(serde_json::json!([1, 2])));
+        assert_eq!(read(204, b"null"), Some(serde_json::Value::Null));
+        for (status, body) in [
+            (199, &br#"{}"#[..]),
+            (300, br#"{}"#),
+            (404, br#"{"error": "no"}"#),
+            (500, br#"{}"#),
+            (200, b""),
+            (200, b"  "),
+            (200, b"ok"),
+            (200, br#"{"id": 1} {"id": 2}"#),
+            (200, b"{\"id\": \"\xff\"}"),
+            (200, br#"{"cut": "#),
+        ] {
+            assert_eq!(
+                read(status, body),
+                None,
+                "{status} {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(60));
+        assert_eq!(read(200, big.as_bytes()), None, "over the output cap");
+        assert!(read_json_body(&answer(200, big.as_bytes()), big.len()).is_some());
+    }
 }

@@ -3,16 +3,19 @@
 //! on a fresh instance in a slot of the pool. Exchange-world steps are in
 //! `exchange.rs`; the public handle in `app.rs`.
 
-use crate::bindings::exchange_world::ExchangeAdapterPre;
+use crate::bindings::exchange_world::{ExchangeAdapter, ExchangeAdapterPre};
+use crate::bindings::reading_world::reading;
 use crate::bindings::{AdapterPre, types};
 use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory};
 use crate::error::LoadError;
-use crate::outcome::{adapter_answer, check_actions, deadline_exceeded, sandbox_failure};
+use crate::outcome::{
+    adapter_answer, check_actions, check_readings, deadline_exceeded, sandbox_failure,
+};
 
 use crate::bindings::types::Idempotency as WitIdempotency;
 use crate::runtime::{LoadReport, Runtime};
 use crate::state::CallState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +41,9 @@ pub(crate) struct AppInner {
     pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) report: LoadReport,
     pub(crate) instances: InstanceStats,
+    /// Exchange world: the actions whose 2xx JSON answer the host reads
+    /// itself, without `resume` (the optional `exchange-reading` export).
+    pub(crate) host_reads: HashSet<String>,
 }
 
 /// Instances created for calls, and the time spent creating them.
@@ -49,6 +55,8 @@ pub(crate) struct InstanceStats {
     /// (a moving average over the last ~8 sends), so a call keeps its
     /// instance across a send only for a provider that answers quickly.
     pub(crate) send_micros: AtomicU64,
+    /// Exchange world: answers read by the host without a `resume` step.
+    pub(crate) read_by_host: AtomicU64,
 }
 
 impl AppInner {
@@ -89,7 +97,10 @@ impl AppInner {
         store
     }
 
-    pub(crate) async fn describe(&self) -> Result<AppInfo, LoadError> {
+    /// What the app says of itself: `describe`, and for an exchange-world
+    /// component that exports `exchange-reading`, the actions whose answers
+    /// the host may read (checked against the described actions).
+    pub(crate) async fn describe(&self) -> Result<(AppInfo, HashSet<String>), LoadError> {
         let budget = self.runtime.inner.limits.describe_deadline;
         let deadline = Instant::now() + budget;
         // Declared before the store, so it is released after the store
@@ -104,7 +115,7 @@ impl AppInner {
         let log = Arc::new(Mutex::new(CallLog::default()));
         let mut store = self.store(deadline, log.clone(), Some(0));
         let work = async {
-            match &self.pre {
+            let info = match &self.pre {
                 Pre::Adapter(pre) => {
                     let adapter = pre.instantiate_async(&mut store).await?;
                     adapter
@@ -113,26 +124,39 @@ impl AppInner {
                         .await
                 }
                 Pre::Exchange(pre) => {
-                    let adapter = pre.instantiate_async(&mut store).await?;
-                    adapter
+                    let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+                    let adapter = ExchangeAdapter::new(&mut store, &instance)?;
+                    let info = adapter
                         .switchyard_adapter_exchange()
                         .call_describe(&mut store)
-                        .await
+                        .await?;
+                    // Optional: a component without the export is read by
+                    // its `resume`, as before.
+                    let readings = match reading::GuestIndices::new(pre.instance_pre()) {
+                        Ok(ix) => {
+                            ix.load(&mut store, &instance)?
+                                .call_readings(&mut store)
+                                .await?
+                        }
+                        Err(_) => Vec::new(),
+                    };
+                    return Ok((info, readings));
                 }
-            }
+            };
+            Ok((info?, Vec::new()))
         };
         let outcome = tokio::time::timeout_at(deadline.into(), work).await;
         let describe_error = |reason: String| LoadError::Describe {
             app: self.name.to_string(),
             reason,
         };
-        let info = match outcome {
+        let (info, readings) = match outcome {
             Err(_) => return Err(describe_error(format!("did not finish within {budget:?}"))),
             Ok(Err(e)) => {
                 let log = log.lock().expect("call log");
                 return Err(describe_error(sandbox_failure(&store, &log, e).message));
             }
-            Ok(Ok(info)) => info,
+            Ok(Ok(described)) => described,
         };
         let actions = info
             .actions
@@ -146,11 +170,22 @@ impl AppInner {
                 (a.name, a.description, a.input_schema, idempotency)
             })
             .collect();
-        Ok(AppInfo {
-            name: info.name,
-            version: info.version,
-            actions: check_actions(actions).map_err(describe_error)?,
-        })
+        let actions = check_actions(actions).map_err(describe_error)?;
+        let readings = readings
+            .into_iter()
+            .map(|r| match r.reading {
+                reading::Reading::JsonBody => r.action,
+            })
+            .collect();
+        let host_reads = check_readings(readings, &actions).map_err(describe_error)?;
+        Ok((
+            AppInfo {
+                name: info.name,
+                version: info.version,
+                actions,
+            },
+            host_reads,
+        ))
     }
 
     pub(crate) async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {

@@ -61,8 +61,9 @@ impl Runtime {
             config: Arc::new(grant.config),
             report,
             instances: InstanceStats::default(),
+            host_reads: Default::default(),
         };
-        app.info = app.describe().await?;
+        (app.info, app.host_reads) = app.describe().await?;
         report.total = started.elapsed();
         app.report = report;
         Ok(App {

@@ -7,6 +7,7 @@ use crate::egress::CallLog;
 use crate::limits::HOST_RESERVE;
 use crate::state;
 use crate::state::CallState;
+use std::collections::HashSet;
 use std::time::Duration;
 use switchyard_engine::{ActionInfo, AttemptError, CallResponse, ErrorClass, FailureKind};
 use wasmtime::{Store, Trap};
@@ -83,6 +84,32 @@ pub(crate) fn check_actions(
         });
     }
     Ok(actions)
+}
+
+/// Check what `readings` returned: at most one per action, each naming a
+/// described action.
+pub(crate) fn check_readings(
+    readings: Vec<String>,
+    actions: &[ActionInfo],
+) -> Result<HashSet<String>, String> {
+    if readings.len() > MAX_ACTIONS {
+        return Err(format!(
+            "readings() lists {} actions; at most {MAX_ACTIONS}",
+            readings.len()
+        ));
+    }
+    let mut reads = HashSet::with_capacity(readings.len());
+    for action in readings {
+        if !actions.iter().any(|a| a.name == action) {
+            return Err(format!(
+                "readings() names action `{action}`, which describe() does not list"
+            ));
+        }
+        if !reads.insert(action.clone()) {
+            return Err(format!("readings() lists action `{action}` twice"));
+        }
+    }
+    Ok(reads)
 }
 
 /// A failure after a request may have reached the provider is ambiguous.
@@ -240,6 +267,33 @@ pub(crate) fn adapter_error(e: types::AdapterError) -> AttemptError {
 
 #[cfg(test)]
 mod tests {
+    use switchyard_engine::{ActionInfo, Idempotency};
+
+    #[test]
+    fn readings_name_described_actions_once() {
+        let actions: Vec<ActionInfo> = ["send", "ping"]
+            .into_iter()
+            .map(|name| ActionInfo {
+                name: name.into(),
+                description: String::new(),
+                input_schema: serde_json::json!({}),
+                idempotency: Idempotency::Unsafe,
+            })
+            .collect();
+        let reads = check_readings(vec!["send".into()], &actions).unwrap();
+        assert!(reads.contains("send") && !reads.contains("ping"));
+        assert!(check_readings(Vec::new(), &actions).unwrap().is_empty());
+        let e = check_readings(vec!["charge".into()], &actions).unwrap_err();
+        assert!(
+            e.contains("`charge`") && e.contains("describe() does not list"),
+            "{e}"
+        );
+        let e = check_readings(vec!["send".into(), "send".into()], &actions).unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = check_readings(vec!["send".into(); 257], &actions).unwrap_err();
+        assert!(e.contains("at most 256"), "{e}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -111,6 +111,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Time spent instantiating plugins.",
     ),
     (
+        "switchyard_plugin_answers_read_by_host_total",
+        "counter",
+        "Exchange-world answers the host read itself, with no `resume` step (a 2xx JSON success of an action the adapter lists in `exchange-reading`).",
+    ),
+    (
         "switchyard_plugin_load_seconds",
         "gauge",
         "Time the app's plugin took to load (compile or cache, link, describe).",
@@ -485,6 +490,10 @@ impl Metrics {
                 (
                     "switchyard_plugin_instantiate_seconds_total",
                     inst.instantiate_total.as_secs_f64(),
+                ),
+                (
+                    "switchyard_plugin_answers_read_by_host_total",
+                    inst.read_by_host as f64,
                 ),
                 (
                     "switchyard_plugin_load_seconds",

@@ -551,6 +551,16 @@ async fn metrics_are_exposed_and_move() {
         metric(&after, "switchyard_plugin_instantiations_total{") >= 9.0,
         "{after}"
     );
+    // The http plugin lists `send-message` in `exchange-reading`: the
+    // backup's three 2xx JSON answers were read by the host; the
+    // primary's failures went to the adapter's `resume`.
+    let read = |app: &str| {
+        let name = format!(
+            r#"switchyard_plugin_answers_read_by_host_total{{product="notify",env="dev",app="{app}"}}"#
+        );
+        metric(&after, &name) - metric(&before, &name)
+    };
+    assert_eq!((read("primary"), read("backup")), (0.0, 3.0), "{after}");
     assert!(
         after.contains("switchyard_attempt_duration_seconds_bucket{"),
         "{after}"

@@ -69,6 +69,7 @@ impl Exchange for Adyen {
             )
             .action(
                 Action::new(REFUND)
+                    .read_by_host()
                     .describe("POST /payments/{pspReference}/refunds (idempotent with the run's key)")
                     .input(json!({
                         "psp_reference": {"type": "string", "required": true},

@@ -80,6 +80,7 @@ pub fn describe() -> AppInfo {
         .action(
             Action::new("request")
                 .describe("Send any request: method, path, query, headers, body")
+                .read_by_host()
                 .input(json!({
                     "method": {"type": "string", "required": true},
                     "path": {"type": "string", "required": true},
@@ -98,6 +99,8 @@ pub fn describe() -> AppInfo {
         info = info.action(
             Action::new(a.name)
                 .describe(a.description)
+                // A 2xx JSON body is the output as is (`response` below).
+                .read_by_host()
                 .input(a.input)
                 .idempotency(a.idempotency),
         );

@@ -78,6 +78,7 @@ impl Steps for PayPal {
             )
             .action(
                 Action::new(CREATE_ORDER)
+                    .read_by_host()
                     .describe("POST /v2/checkout/orders (idempotent with the run's key)")
                     .input(order)
                     .idempotency(Idempotency::Keyed),
@@ -90,6 +91,7 @@ impl Steps for PayPal {
             )
             .action(
                 Action::new(REFUND)
+                    .read_by_host()
                     .describe("POST /v2/payments/captures/{capture_id}/refund (idempotent with the run's key)")
                     .input(json!({
                         "capture_id": {"type": "string", "required": true},
@@ -101,6 +103,7 @@ impl Steps for PayPal {
             )
             .action(
                 Action::new(GET_ORDER)
+                    .read_by_host()
                     .describe("GET /v2/checkout/orders/{id}")
                     .input(json!({"id": {"type": "string", "required": true}}))
                     .safe(),

@@ -51,6 +51,7 @@ impl Exchange for Square {
         AppInfo::new("square", env!("CARGO_PKG_VERSION"))
             .action(
                 Action::new(CREATE_PAYMENT)
+                    .read_by_host()
                     .describe("POST /v2/payments (idempotent with the run's key, sent as idempotency_key)")
                     .input(json!({
                         "source_id": {"type": "string", "required": true, "description": "a card nonce, a card on file id, …"},
@@ -67,6 +68,7 @@ impl Exchange for Square {
             )
             .action(
                 Action::new(REFUND)
+                    .read_by_host()
                     .describe("POST /v2/refunds (idempotent with the run's key)")
                     .input(json!({
                         "payment_id": {"type": "string", "required": true},
@@ -78,6 +80,7 @@ impl Exchange for Square {
             )
             .action(
                 Action::new(GET_PAYMENT)
+                    .read_by_host()
                     .describe("GET /v2/payments/{id}")
                     .input(json!({"id": {"type": "string", "required": true}}))
                     .safe(),

@@ -52,6 +52,7 @@ impl Exchange for Stripe {
         AppInfo::new("stripe", env!("CARGO_PKG_VERSION"))
             .action(
                 Action::new(CREATE_PAYMENT_INTENT)
+                    .read_by_host()
                     .describe("POST /v1/payment_intents (idempotent with the run's key)")
                     .input(money(json!({
                         "payment_method": {"type": "string"},
@@ -63,6 +64,7 @@ impl Exchange for Stripe {
             )
             .action(
                 Action::new(CREATE_CHARGE)
+                    .read_by_host()
                     .describe("POST /v1/charges (idempotent with the run's key)")
                     .input(money(json!({
                         "source": {"type": "string"},
@@ -72,6 +74,7 @@ impl Exchange for Stripe {
             )
             .action(
                 Action::new(CREATE_REFUND)
+                    .read_by_host()
                     .describe("POST /v1/refunds for a charge or payment intent (idempotent with the run's key)")
                     .input(json!({
                         "charge": {"type": "string"},
@@ -84,6 +87,7 @@ impl Exchange for Stripe {
             )
             .action(
                 Action::new(RETRIEVE_PAYMENT_INTENT)
+                    .read_by_host()
                     .describe("GET /v1/payment_intents/{id}")
                     .input(json!({"id": {"type": "string", "required": true}}))
                     .safe(),

@@ -30,6 +30,7 @@ impl Exchange for Twilio {
         AppInfo::new("twilio", env!("CARGO_PKG_VERSION"))
             .action(
                 Action::new(SEND_SMS)
+                    .read_by_host()
                     .describe("POST Messages.json: send an SMS (not idempotent: Twilio has no idempotency key)")
                     .input(json!({
                         "To": {"type": "string", "required": true, "description": "E.164 number"},
@@ -41,6 +42,7 @@ impl Exchange for Twilio {
             )
             .action(
                 Action::new(FETCH_MESSAGE)
+                    .read_by_host()
                     .describe("GET Messages/{Sid}.json")
                     .input(json!({"Sid": {"type": "string", "required": true}}))
                     .safe(),

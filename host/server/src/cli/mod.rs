@@ -157,6 +157,7 @@ async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
     if json {
         let out = serde_json::json!({
             "info": info, "world": report.world, "imports": imports, "exports": exports, "load": report,
+            "read_by_host": app.read_by_host(),
         });
         println!(
             "{}",
@@ -185,9 +186,16 @@ async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
     println!("exports  {}", exports.join(", "));
     println!("imports  {}", imports.join("\n         "));
     println!("actions");
+    let reads = app.read_by_host();
     for a in &info.actions {
         println!("  {:<20} {:<7} {}", a.name, a.idempotency, a.description);
         println!("  {:<20} input {}", "", a.input_schema);
+        if reads.contains(&a.name.as_str()) {
+            println!(
+                "  {:<20} a 2xx JSON answer is read by the host (no resume step)",
+                ""
+            );
+        }
     }
     Ok(())
 }

@@ -26,7 +26,10 @@ impl Steps for Exchange {
         ] {
             info = info.action(Action::new(name).idempotent(name == "echo"));
         }
-        info
+        // Like `post`, but a 2xx JSON answer is read by the host: `resume`
+        // (which wraps the answer as `{"status", "body"}`) runs only for
+        // the answers the host leaves to it.
+        info.action(Action::new("read-by-host").read_by_host())
     }
 
     fn start(call: &Request) -> Result<Step, Error> {
@@ -42,7 +45,7 @@ impl Steps for Exchange {
                 "idempotency_key": call.idempotency_key,
                 "remaining_ms": call.remaining().as_millis() as u64,
             }))),
-            "post" => Ok(Step::send(
+            "post" | "read-by-host" => Ok(Step::send(
                 http::Request::post(format!("{base}/v1/messages"))
                     .header("idempotency-key", call.idempotency_key.clone())
                     .json(&call.input),

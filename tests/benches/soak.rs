@@ -2,7 +2,8 @@
 //! binary re-run as each), a real `redis-server` with an append-only file,
 //! two simulated providers on loopback, a steady load of quota and
 //! fallback runs, and a schedule of faults repeated every cycle: a
-//! provider flapping, a 429 storm, Redis paused, Redis killed and
+//! provider flapping, a 429 storm, Redis paused (2 s, and 8 s every other
+//! cycle), Redis killed and
 //! restarted, a replica killed with SIGKILL and restarted.
 //!
 //! It prints, per minute and per replica, resident memory, CPU, resyncs
@@ -570,6 +571,7 @@ async fn soak(minutes: f64, rate: u64) -> i32 {
         .filter(|(at, _)| *at < fault_end)
         .collect();
     let settle = Duration::from_secs(8).min(cycle.mul_f64(0.1));
+    let mut pauses = 0u32;
     loop {
         let t = started.elapsed();
         if t >= total {
@@ -633,8 +635,13 @@ async fn soak(minutes: f64, rate: u64) -> i32 {
                     primary.set_throttle_rate(0.0);
                 }
                 2 => {
+                    // Short stalls keep the replicas' connections; every
+                    // other one outlasts the 5 s after which a replica
+                    // gives up a silent connection and makes a new one.
+                    pauses += 1;
+                    let pause = if pauses % 2 == 0 { 8 } else { 2 };
                     redis.signal("-STOP");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tokio::time::sleep(Duration::from_secs(pause)).await;
                     redis.signal("-CONT");
                 }
                 3 => {

@@ -965,6 +965,114 @@ async fn a_release_made_while_redis_is_away_holds_where_it_was_made() {
     assert!(!drained(&servers[0]).await, "replica 1 is drained again");
 }
 
+/// A TCP relay to Redis that can go silent: after [`Relay::silence`],
+/// every connection it carries so far stops passing bytes either way but
+/// stays open (a Redis that moved in a failover, or a middlebox that
+/// dropped the connection without a reset); connections made afterwards
+/// pass as before (the address now leads to a Redis that answers).
+struct Relay {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    silent_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    fn start(redis_port: u16) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let silent_below = Arc::new(AtomicU64::new(0));
+        let (count, silent) = (accepted.clone(), silent_below.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let id = count.fetch_add(1, Ordering::SeqCst);
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", redis_port)) else {
+                    continue;
+                };
+                let pairs = [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ];
+                for (mut from, mut to) in pairs {
+                    let silent = silent.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            // A silenced connection swallows what it is sent.
+                            if id >= silent.load(Ordering::SeqCst)
+                                && to.write_all(&buf[..n]).is_err()
+                            {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            accepted,
+            silent_below,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Every connection made so far goes silent.
+    fn silence(&self) {
+        use std::sync::atomic::Ordering;
+        self.silent_below
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// A replica whose connection Redis stopped answering on (no error, no
+/// reset: every call only times out) gives it up after a few seconds of
+/// silence and makes a new one, and catches up with what the cluster did
+/// meanwhile. Until then it serves on local state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_redis_stopped_answering_on_is_made_again() {
+    let _turn = TIMED.lock().await;
+    let redis = Redis::start();
+    let relay = Relay::start(redis.port);
+    let setup = Setup::new().await;
+    let r1 = Server::start(&variant(&setup, &redis, 1, |t| {
+        t.replace(&redis.url(), &relay.url())
+    }));
+    let r2 = Server::start(&replica_config(&setup, &redis, 2));
+    for s in [&r1, &r2] {
+        within(Duration::from_secs(10), "the replica joins", || async {
+            readyz(s).await.contains("cluster: connected")
+        })
+        .await;
+    }
+    relay.silence();
+    let key = "notify/dev/primary/send-message";
+    let (st, v) = r2
+        .post(
+            "/v1/admin/breakers/force",
+            json!({"breaker": key, "state": "open"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let want = vec![(key.to_string(), "open".to_string())];
+    within(
+        Duration::from_secs(20),
+        "the force reaches replica 1 over a new connection",
+        || async { forced(&r1).await == want },
+    )
+    .await;
+    // Runs on replica 1 still work, and it says it is connected.
+    let (st, v) = send(&r1, "fallbacks", "sms", sms("+3")).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(readyz(&r1).await.contains("cluster: connected"));
+}
+
 /// Replica `i`'s config with `edit` applied to its text.
 fn variant(setup: &Setup, redis: &Redis, i: usize, edit: impl Fn(String) -> String) -> PathBuf {
     let path = replica_config(setup, redis, i);

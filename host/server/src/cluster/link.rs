@@ -7,7 +7,7 @@ use redis::aio::MultiplexedConnection;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_engine::{Kind, Recover, RecoverRw};
 
 /// How the link to Redis stands.
@@ -44,6 +44,11 @@ pub struct Cluster {
     pub(super) conn: RwLock<Option<(u64, MultiplexedConnection)>>,
     /// Connections made so far.
     pub(super) generation: AtomicU64,
+    /// When Redis last answered anything on the current connection (ms
+    /// since `epoch`): a connection silent for [`SILENT_LINK`] while its
+    /// calls time out is dropped.
+    pub(super) answered_ms: AtomicU64,
+    pub(super) epoch: Instant,
     pub(super) status: Mutex<Status>,
     pub(super) outbox: Mutex<VecDeque<Event>>,
     /// Definitions changed here and not yet in Redis (`product/kind/tag`).
@@ -98,6 +103,8 @@ impl Cluster {
             sync_interval: Duration::from_millis(config.sync_interval_ms),
             conn: RwLock::new(None),
             generation: AtomicU64::new(0),
+            answered_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
             status: Mutex::new(Status {
                 up: false,
                 since: SystemTime::now(),
@@ -331,18 +338,56 @@ impl Cluster {
     {
         let (generation, conn) = self.conn.reading().clone()?;
         match tokio::time::timeout(bound, f(conn)).await {
-            Ok(Ok(v)) => Some(v),
+            Ok(Ok(v)) => {
+                self.answered(generation);
+                Some(v)
+            }
             Ok(Err(e)) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
                     self.failed_on(generation, e.to_string());
+                } else if e.is_timeout() {
+                    self.silent_on(generation);
+                } else {
+                    // An error reply is still an answer: Redis is there.
+                    self.answered(generation);
                 }
                 None
             }
             Err(_) => {
                 self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.silent_on(generation);
                 None
             }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Redis answered a call on the connection of `generation`.
+    fn answered(&self, generation: u64) {
+        if self.generation.load(Ordering::Relaxed) == generation {
+            self.answered_ms.fetch_max(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// A call on the connection of `generation` got no answer in time: if
+    /// nothing has answered on it for [`SILENT_LINK`], drop it so the sync
+    /// task makes a new one (to wherever the URL now leads).
+    fn silent_on(&self, generation: u64) {
+        let silent = self
+            .now_ms()
+            .saturating_sub(self.answered_ms.load(Ordering::Relaxed));
+        if silent >= SILENT_LINK.as_millis() as u64 {
+            self.failed_on(
+                generation,
+                format!(
+                    "Redis has not answered on this connection for {:.1} s; making a new one",
+                    silent as f64 / 1000.0
+                ),
+            );
         }
     }
 
@@ -381,13 +426,19 @@ impl Cluster {
     pub(super) async fn connect(&self) -> bool {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(2));
+            // Every call is bounded by its own timeout (at most
+            // SYNC_TIMEOUT); whether a silent connection is given up is
+            // decided by SILENT_LINK (`silent_on`), not by the client.
+            .set_response_timeout(SILENT_LINK);
         match self
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
         {
             Ok(c) => {
+                // A new connection starts with a clean slate: nothing
+                // has been silent on it yet.
+                self.answered_ms.store(self.now_ms(), Ordering::Relaxed);
                 let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
                 *self.conn.writing() = Some((generation, c));
                 let mut st = self.status.locked();

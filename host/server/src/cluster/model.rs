@@ -45,6 +45,13 @@ pub const EVENT_LOG: usize = 1_024;
 pub const OUTBOX: usize = 10_000;
 /// The bound of the sync task's own round trips (see `Cluster::sync`).
 pub(super) const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection on which nothing has answered for this long, while calls
+/// on it time out, is dropped and made again: a Redis that moved (a
+/// failover to a new address) or a path that silently dropped the
+/// connection never resets it, and TCP would take many minutes to notice.
+/// A stall shorter than this keeps the connection (its queued calls
+/// answer when Redis is back).
+pub(super) const SILENT_LINK: Duration = Duration::from_secs(5);
 /// Events read per sync round trip; a replica further behind reads on, up
 /// to [`EVENT_LOG`], before it resynchronises.
 pub(super) const READ_BATCH: isize = 256;

@@ -756,3 +756,79 @@ async fn fallback_survives(case: &str, slack_base: &str, text: &str) {
     );
     assert_eq!(hook.received().len(), 12);
 }
+
+/// The Python and JavaScript SDKs export `exchange-reading` for the actions
+/// declared read by the host (`read_by_host=True`, `readByHost: true`): a
+/// 2xx JSON answer to such an action is the output as is, with no
+/// `response` step (one instantiation per call, no instance while the
+/// provider answers); every other answer, and every answer to an action not
+/// declared, is read by the adapter's `response` (which says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_adapters_let_the_host_read_a_json_success() {
+    let server = Scripted::start().await;
+    let rt = runtime();
+    for (name, lang) in [("echo-py", "python"), ("echo-js", "javascript")] {
+        let grant = Grant::new()
+            .allow(server.url())
+            .config("base_url", server.url());
+        let app = load(&rt, name, grant).await;
+        assert_eq!(app.read_by_host(), vec!["read-by-host"], "{name}");
+        let body = json!({"id": "m-1", "n": [1, 2.5, "é"]});
+        server.always("/v1/messages", Answer::json(201, body.clone()));
+        server.set_delay(Duration::from_millis(60));
+        let during = {
+            let app = app.clone();
+            let h =
+                tokio::spawn(async move { call(&app, "read-by-host", json!({"to": "+1"})).await });
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let n = rt.instances().0;
+            assert_eq!(
+                h.await.unwrap().expect("the call succeeds"),
+                body,
+                "{name}: the body as is"
+            );
+            n
+        };
+        server.set_delay(Duration::ZERO);
+        assert_eq!(during, 0, "{name}: no instance while the provider answers");
+        let counts = app.instance_counts();
+        assert_eq!(
+            (counts.instantiations, counts.read_by_host),
+            (1, 1),
+            "{name}"
+        );
+        assert_eq!(
+            server.received().last().unwrap().json(),
+            json!({"to": "+1"})
+        );
+
+        // Not declared: the adapter reads the same answer.
+        let out = call(&app, "post", json!({}))
+            .await
+            .expect("the call succeeds");
+        assert_eq!(
+            (out["status"].clone(), out["read_by"].clone()),
+            (json!(201), json!(lang)),
+            "{name}: {out}"
+        );
+        // Declared, but not a JSON success: the adapter reads it.
+        for (answer, status) in [
+            (Answer::json(503, json!({"error": "busy"})), 503),
+            (Answer::text(200, "queued"), 200),
+        ] {
+            server.once("/v1/messages", answer);
+            let out = call(&app, "read-by-host", json!({}))
+                .await
+                .expect("the call succeeds");
+            assert_eq!(
+                (out["status"].clone(), out["read_by"].clone()),
+                (json!(status), json!(lang)),
+                "{name}: {out}"
+            );
+        }
+        assert_eq!(app.instance_counts().read_by_host, 1, "{name}");
+    }
+    // The shipped polyglot adapters read every answer themselves.
+    let vonage = load(&rt, "vonage", vonage_grant(&server)).await;
+    assert!(vonage.read_by_host().is_empty());
+}

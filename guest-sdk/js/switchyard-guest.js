@@ -13,8 +13,11 @@
 //   });
 //
 // (several requests per call: give `begin(req)` and `proceed(req, state,
-// answer)`, each returning `outgoing(…, { state })` or the output). In the
-// adapter world (the adapter sends its own requests over wasi:http):
+// answer)`, each returning `outgoing(…, { state })` or the output). Built
+// for the `exchange-reading-adapter` world with
+// `export const exchangeReading = defineReading(actions);`, the actions
+// marked `readByHost: true` have a 2xx JSON answer read by the host itself,
+// with no `response` step. In the adapter world (the adapter sends its own requests over wasi:http):
 //
 //   import { defineAdapter, send, AdapterError } from './switchyard-guest.js';
 //   export const provider = defineAdapter({ name, version, actions, call });
@@ -361,6 +364,33 @@ export function defineExchange({ name, version, actions, request, response, begi
         const answer = new Response(witResponse.status, headers, decoder.decode(witResponse.body));
         return next(new Request(witRequest), state, answer);
       });
+    },
+  };
+}
+
+/**
+ * Build the `exchange-reading` export (world `exchange-reading-adapter`)
+ * from the same actions as `defineExchange`: those with `readByHost: true`.
+ * For them, when the answer to the request is a 2xx whose body is a JSON
+ * document, the host makes that body the output itself and does not call
+ * `response` (one step instead of two); any other answer still goes to
+ * `response`. Declare it only when `response` would return exactly that
+ * body for such an answer.
+ *
+ *   export const exchangeReading = defineReading(actions);
+ */
+export function defineReading(actions) {
+  const seen = new Set();
+  const reads = [];
+  for (const a of actions) {
+    if (a.readByHost && !seen.has(a.name)) {
+      seen.add(a.name);
+      reads.push({ action: a.name, reading: 'json-body' });
+    }
+  }
+  return {
+    readings() {
+      return reads;
     },
   };
 }

@@ -19,7 +19,11 @@ no instance while the provider answers), a class ``Exchange``:
             return answer.error_for_status().json()
 
 (several requests per call: override ``begin`` and ``proceed`` and carry
-``state``), or, for the ``adapter`` world (the adapter sends its own requests
+``state``). Built for the ``exchange-reading-adapter`` world (``-w
+switchyard:adapter/exchange-reading-adapter@0.2.0``) with
+``ExchangeReading = sy.ExchangeReading`` in the module, the actions declared
+``sy.Action(..., read_by_host=True)`` have a 2xx JSON answer read by the
+host itself, with no ``response`` step. Or, for the ``adapter`` world (the adapter sends its own requests
 over wasi:http), a class ``Provider``:
 
     class Provider(sy.Adapter):
@@ -61,6 +65,10 @@ try:
     from wit_world.imports import exchange_types as _xwit
 except ImportError:
     _xwit = None
+try:  # the exchange-reading-adapter world: the host reads a JSON success
+    from wit_world.exports import exchange_reading as _xread
+except ImportError:
+    _xread = None
 
 # Bytes written per blocking_write_and_flush (the WASI limit is 4096).
 _WRITE_CHUNK = 4096
@@ -202,6 +210,13 @@ class Action:
     this app: retried there, never moved to another app) or ``"unsafe"``
     (not repeated after an ambiguous outcome). ``idempotent=True`` is the
     older spelling of ``"keyed"``.
+
+    ``read_by_host=True`` (exchange style, in the ``exchange-reading-adapter``
+    world): when the answer to the request is a 2xx whose body is a JSON
+    document, the host makes that body the output itself and does not call
+    ``response`` (one step instead of two). Any other answer still goes to
+    ``response``. Declare it only when ``response`` would return exactly
+    that body for such an answer.
     """
 
     name: str
@@ -209,6 +224,7 @@ class Action:
     input: Dict[str, Any] = field(default_factory=dict)
     idempotent: bool = False
     idempotency: str = ""
+    read_by_host: bool = False
 
     def declared(self) -> str:
         if self.idempotency:
@@ -594,6 +610,32 @@ class Exchange:
             return self.proceed(Request(request), state, answer)
 
         return self._step(run)
+
+
+def _exchanges(cls: type) -> List[type]:
+    """``cls``'s subclasses, at any depth."""
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_exchanges(sub))
+    return found
+
+
+class ExchangeReading:
+    """The ``ExchangeReading`` class componentize-py exports in the
+    ``exchange-reading-adapter`` world: it lists the actions of the module's
+    ``Exchange`` declared ``read_by_host=True``. In the adapter module:
+    ``ExchangeReading = sy.ExchangeReading``."""
+
+    def readings(self) -> List[Any]:
+        if _xread is None:
+            raise RuntimeError("build for the exchange-reading-adapter world to export ExchangeReading")
+        names: Dict[str, None] = {}
+        for cls in _exchanges(Exchange):
+            for a in cls.actions:
+                if a.read_by_host:
+                    names[a.name] = None
+        return [_xread.ActionReading(action=n, reading=_xread.Reading.JSON_BODY) for n in names]
 
 
 class Adapter:

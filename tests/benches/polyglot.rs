@@ -9,6 +9,8 @@
 //! without network (the adapter refuses the input: instantiate + call +
 //! drop) and with one loopback HTTP request (`ping`); memory per live
 //! instance (RSS growth with 32 calls held in flight by a slow server).
+//! Then, for the test programs echo-py and echo-js, one request whose JSON
+//! success is read by the host (one sandbox step) or by the adapter (two).
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -282,6 +284,54 @@ async fn main() {
             ping50,
             ping99,
             per_instance
+        );
+    }
+
+    // One request, its 2xx JSON answer read by the host (`read-by-host`,
+    // listed in the component's `exchange-reading`: one sandbox step) or
+    // by the adapter (`post`: a second step), interleaved in rounds.
+    println!(
+        "\n{:<20} {:>24} {:>24}",
+        "one request", "read by host p50/p99", "read by adapter p50/p99"
+    );
+    for (name, lang) in [("echo-py", "Python"), ("echo-js", "JavaScript")] {
+        let server = Scripted::start().await;
+        server.always("/v1/messages", Answer::json(200, json!({"id": "m-1"})));
+        let grant = Grant::new()
+            .allow(server.url())
+            .config("base_url", server.url());
+        // A runtime of its own: a pool whose slots no other adapter's
+        // instances dirtied (as for one app in production).
+        let rt = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.clone()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let app = rt
+            .load(name, ComponentSource::File(polyglot(name)), grant)
+            .await
+            .unwrap();
+        let mut samples = [Vec::new(), Vec::new()];
+        for _round in 0..5 {
+            for (i, action) in ["read-by-host", "post"].into_iter().enumerate() {
+                for _ in 0..n / 5 {
+                    let t = Instant::now();
+                    let r = app
+                        .call(CallRequest::new(action, json!({"to": "+1"})))
+                        .await;
+                    samples[i].push(t.elapsed());
+                    assert!(r.is_ok(), "{r:?}");
+                }
+            }
+        }
+        let [mut host, mut adapter] = samples;
+        println!(
+            "{:<20} {:>15.2}/{:<8.2} {:>15.2}/{:<8.2}",
+            format!("{name} ({lang})"),
+            ms(percentile(&mut host, 0.5)),
+            ms(percentile(&mut host, 0.99)),
+            ms(percentile(&mut adapter, 0.5)),
+            ms(percentile(&mut adapter, 0.99)),
         );
     }
 }

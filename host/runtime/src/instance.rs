@@ -138,6 +138,13 @@ impl AppInner {
                                 .call_readings(&mut store)
                                 .await?
                         }
+                        // Exported, but not as the contract says: refuse
+                        // it rather than quietly read nothing.
+                        Err(e) if exports_reading(pre.instance_pre()) => {
+                            return Err(e.context(
+                                "its `exchange-reading` export does not match the contract",
+                            ));
+                        }
                         Err(_) => Vec::new(),
                     };
                     return Ok((info, readings));
@@ -270,4 +277,12 @@ impl AppInner {
             ),
         )
     }
+}
+
+/// Whether the component exports some version of `exchange-reading`.
+fn exports_reading(pre: &wasmtime::component::InstancePre<CallState>) -> bool {
+    pre.component()
+        .component_type()
+        .exports(pre.engine())
+        .any(|(name, _)| name.starts_with("switchyard:adapter/exchange-reading@"))
 }

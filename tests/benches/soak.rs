@@ -639,7 +639,7 @@ async fn soak(minutes: f64, rate: u64) -> i32 {
                     // other one outlasts the 5 s after which a replica
                     // gives up a silent connection and makes a new one.
                     pauses += 1;
-                    let pause = if pauses % 2 == 0 { 8 } else { 2 };
+                    let pause = if pauses.is_multiple_of(2) { 8 } else { 2 };
                     redis.signal("-STOP");
                     tokio::time::sleep(Duration::from_secs(pause)).await;
                     redis.signal("-CONT");

@@ -240,6 +240,38 @@ async fn the_host_reads_a_json_success_itself_and_leaves_the_rest_to_resume() {
         counts.instantiations, 12,
         "a start instance and a resume instance for each answer left to the adapter"
     );
+    // A provider that keeps failing fast: once most recent answers needed
+    // `resume`, a call keeps its instance through the quick send, so a
+    // failed attempt instantiates once, not twice.
+    provider.always("/v1/messages", Answer::json(503, json!({"error": "down"})));
+    let failing = |n: u64| {
+        let app = app.clone();
+        async move {
+            let before = app.instance_counts().instantiations;
+            for i in 0..n {
+                let out = app
+                    .call(
+                        CallRequest::new("read-by-host", json!({"i": i}))
+                            .deadline(Duration::from_secs(5)),
+                    )
+                    .await
+                    .expect("the adapter reads the 503");
+                assert_eq!(out.output["status"], 503);
+            }
+            app.instance_counts().instantiations - before
+        }
+    };
+    assert_eq!(failing(4).await, 4, "one instance per failed attempt");
+    // Back to JSON successes: read by the host again.
+    provider.always("/v1/messages", Answer::json(200, json!({"id": "m-2"})));
+    for _ in 0..8 {
+        let out = app
+            .call(CallRequest::new("read-by-host", json!({})).deadline(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(out.output, json!({"id": "m-2"}));
+    }
+    assert_eq!(app.instance_counts().read_by_host, 8);
 
     // The shipped adapters list their JSON actions; a healthcheck's `ping`
     // (whose output is not the body) is never read by the host.

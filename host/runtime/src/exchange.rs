@@ -30,6 +30,9 @@ use wasmtime_wasi_http::Error as HttpError;
 /// holds it while the provider answers.
 pub const MAX_STATE: usize = 1 << 20;
 
+/// The scale of the share of host-read answers that needed `resume`.
+const UNREAD_SCALE: u64 = 1 << 16;
+
 /// A call's instance, kept from one step to the next of the same call.
 /// Fields drop in order: the store before its slot.
 struct Kept {
@@ -111,9 +114,12 @@ impl AppInner {
             }
             made = made.saturating_add(1);
             // Read by the host unless the answer needs the adapter: the
-            // instance is not needed while the provider answers.
+            // instance is not needed while the provider answers, unless
+            // the app's recent answers to such actions mostly needed its
+            // `resume` (a provider failing fast): then the hold applies,
+            // so a failed attempt does not instantiate twice.
             let host_reads = reads && made == 1;
-            if host_reads {
+            if host_reads && !self.host_reads_fail() {
                 instance = None;
             }
             let r = send.request;
@@ -155,9 +161,13 @@ impl AppInner {
                     })?
                 }
             };
-            if host_reads && let Some(output) = read_json_body(&answered, max_output) {
-                self.instances.read_by_host.fetch_add(1, Ordering::Relaxed);
-                return Ok(CallResponse { output });
+            if host_reads {
+                let output = read_json_body(&answered, max_output);
+                self.host_read(output.is_some());
+                if let Some(output) = output {
+                    self.instances.read_by_host.fetch_add(1, Ordering::Relaxed);
+                    return Ok(CallResponse { output });
+                }
             }
             let response = HttpResponse {
                 status: answered.status,
@@ -181,6 +191,21 @@ impl AppInner {
         } else {
             Duration::ZERO
         }
+    }
+
+    /// Whether most recent answers to the app's host-read actions still
+    /// needed its `resume` (a moving share over the last ~8, above half).
+    fn host_reads_fail(&self) -> bool {
+        self.instances.unread_share.load(Ordering::Relaxed) > UNREAD_SCALE / 2
+    }
+
+    /// Fold one answer to a host-read action into the share that needed
+    /// `resume` (weight 1/8).
+    fn host_read(&self, read: bool) {
+        let sample = if read { 0 } else { UNREAD_SCALE };
+        let share = &self.instances.unread_share;
+        let old = share.load(Ordering::Relaxed);
+        share.store(old - old / 8 + sample / 8, Ordering::Relaxed);
     }
 
     /// Fold one send's time into the app's moving average (weight 1/8).

@@ -57,6 +57,10 @@ pub(crate) struct InstanceStats {
     pub(crate) send_micros: AtomicU64,
     /// Exchange world: answers read by the host without a `resume` step.
     pub(crate) read_by_host: AtomicU64,
+    /// Exchange world: of the recent answers to actions the host reads, the
+    /// share (of 2^16, a moving average over ~8) that needed `resume`.
+    /// Above half, those calls keep their instance through a quick send.
+    pub(crate) unread_share: AtomicU64,
 }
 
 impl AppInner {

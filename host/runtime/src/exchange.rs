@@ -200,21 +200,16 @@ impl AppInner {
     }
 
     /// Fold one answer to a host-read action into the share that needed
-    /// `resume` (weight 1/8).
+    /// `resume`.
     fn host_read(&self, read: bool) {
         let sample = if read { 0 } else { UNREAD_SCALE };
-        let share = &self.instances.unread_share;
-        let old = share.load(Ordering::Relaxed);
-        share.store(old - old / 8 + sample / 8, Ordering::Relaxed);
+        fold_eighth(&self.instances.unread_share, sample);
     }
 
-    /// Fold one send's time into the app's moving average (weight 1/8).
+    /// Fold one send's time into the app's moving average.
     fn answered_in(&self, took: Duration) {
         let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let avg = &self.instances.send_micros;
-        let old = avg.load(Ordering::Relaxed);
-        let new = (old - old / 8).saturating_add(sample / 8);
-        avg.store(new, Ordering::Relaxed);
+        fold_eighth(&self.instances.send_micros, sample);
     }
 
     /// One step, on the call's kept instance or a fresh one. Answers the
@@ -284,6 +279,16 @@ impl AppInner {
             _slot: slot,
         })
     }
+}
+
+/// Fold `sample` into the moving average `avg` with weight 1/8 (about the
+/// last 8 samples). Concurrent folds may lose one; the average is a hint.
+fn fold_eighth(avg: &std::sync::atomic::AtomicU64, sample: u64) {
+    let old = avg.load(Ordering::Relaxed);
+    avg.store(
+        (old - old / 8).saturating_add(sample / 8),
+        Ordering::Relaxed,
+    );
 }
 
 /// The output the host reads itself for an action in the adapter's

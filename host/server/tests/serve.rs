@@ -105,6 +105,33 @@ async fn bad_input_gets_a_code_and_a_field_never_a_500() {
     let (st, v) = server.post(run, json!({"inptu": {}})).await;
     assert_eq!((st, v["code"].as_str()), (400, Some("invalid-body")), "{v}");
     assert!(v["message"].as_str().unwrap().contains("inptu"), "{v}");
+    // A struct's fields as an array are not an object: refused on every
+    // body, admission settings included (`[]` once read as all defaults).
+    for session in [json!(["tag", "token"]), json!("tag")] {
+        let (st, v) = server
+            .post(run, json!({"input": {"to": "+1"}, "session": session}))
+            .await;
+        assert_eq!((st, v["code"].as_str()), (400, Some("invalid-body")), "{v}");
+        assert!(v["message"].as_str().unwrap().contains("session"), "{v}");
+    }
+    let (st, v) = server.post(run, json!({"input": ["+1", "x"]})).await;
+    assert_eq!(st, 400, "an array input is refused: {v}");
+    for (path, method) in [(run, "POST"), ("/v1/notify/apps/primary/admission", "PUT")] {
+        for body in [json!([]), json!([{"to": "+1"}]), json!("x"), json!(null)] {
+            let (st, v) = server
+                .call(method, path, Some(TOKEN), Some(body.clone()))
+                .await;
+            assert_eq!(
+                (st, v["code"].as_str()),
+                (400, Some("invalid-body")),
+                "{path} {body}: {v}"
+            );
+            assert!(
+                v["message"].as_str().unwrap().contains("JSON object"),
+                "{v}"
+            );
+        }
+    }
     let (st, v) = server
         .call(
             "POST",

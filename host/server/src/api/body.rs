@@ -63,6 +63,18 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
         }
         bytes.extend_from_slice(&data);
     }
+    // Every body this API takes is one JSON object. A derived struct would
+    // also take an array of its fields in order (`[]` as all defaults), so
+    // anything else is refused here, before it is read as one.
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+        && *first != b'{'
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "the body must be one JSON object (`{ ... }`), not an array, string, number, boolean or null",
+        ));
+    }
     let value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

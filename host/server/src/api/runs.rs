@@ -24,12 +24,30 @@ pub(crate) struct RunBody {
     pub(crate) input: Value,
     #[serde(default)]
     pub(crate) idempotency_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "session_object")]
     pub(crate) session: Option<switchyard_engine::Session>,
     #[serde(default)]
     pub(crate) cache: Option<String>,
     #[serde(default)]
     pub(crate) deadline_ms: Option<u64>,
+}
+
+/// `session` as the object the API documents. A derived struct would also
+/// take its fields as an array, in order.
+fn session_object<'de, D>(d: D) -> Result<Option<switchyard_engine::Session>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) if v.is_object() => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("`session`: {e}"))),
+        Some(_) => Err(D::Error::custom(
+            "`session` must be a JSON object: {\"tag\": ..., \"token\": ...}",
+        )),
+    }
 }
 
 pub(crate) async fn run(

@@ -307,22 +307,24 @@ impl Hub {
         let _ = self.tx.send(e);
     }
 
-    /// Keep a run that ended and tell subscribers.
+    /// Keep a run that ended and tell subscribers. Takes the result, so
+    /// its trace moves into the record rather than being copied: answer
+    /// the caller first.
     pub fn record_run(
         &self,
         product: &str,
         env: &str,
         kind: Kind,
         tag: &str,
-        result: &Result<RunResult, RunError>,
+        result: Result<RunResult, RunError>,
         duration_ms: f64,
     ) {
         let (key, outcome, provider, trace) = match result {
             Ok(r) => (
-                r.idempotency_key.clone(),
+                r.idempotency_key,
                 "ok".to_string(),
-                r.provider.clone(),
-                Some(Box::new(r.trace.clone())),
+                r.provider,
+                Some(Box::new(r.trace)),
             ),
             Err(e) => (
                 e.trace
@@ -331,7 +333,7 @@ impl Hub {
                     .unwrap_or_default(),
                 e.code.as_str().to_string(),
                 None,
-                e.trace.clone(),
+                e.trace,
             ),
         };
         let record = RunRecord {

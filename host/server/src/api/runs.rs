@@ -110,17 +110,17 @@ pub(crate) async fn run(
     if let Some(a) = adaptive {
         d.metrics.adaptive_choice(&product, &env, &tag, a);
     }
+    // The answer is written first, so the result then moves into the kept
+    // run without copying its trace.
+    let answer = match &result {
+        Ok(r) => Ok(axum::Json(r).into_response()),
+        Err(e) => Err(ApiError::from(e.clone())),
+    };
     if code != ErrorCode::NotFound.as_str() {
-        d.hub.record_run(
-            &product,
-            &env,
-            kind,
-            &tag,
-            &result,
-            started.elapsed().as_secs_f64() * 1e3,
-        );
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        d.hub.record_run(&product, &env, kind, &tag, result, ms);
     }
-    Ok(axum::Json(result?).into_response())
+    answer
 }
 
 pub(crate) async fn providers(

@@ -344,7 +344,7 @@ async fn keep_serving(d: Arc<Deployment>, beta: Simulator, listen: &str) -> Resu
                     "dev",
                     Kind::Quota,
                     "sms",
-                    &r,
+                    r,
                     started.elapsed().as_secs_f64() * 1e3,
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;

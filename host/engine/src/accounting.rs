@@ -22,6 +22,51 @@ impl Inner {
         format!("{product}/{env}/{app}")
     }
 
+    /// `f` of an app's key, written into this thread's buffer: a lookup
+    /// of a known app allocates nothing (every attempt makes a few). `f`
+    /// must not call this again.
+    fn with_app_key<R>(product: &str, env: &str, app: &str, f: impl FnOnce(&str) -> R) -> R {
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            for (i, part) in [product, env, app].into_iter().enumerate() {
+                if i > 0 {
+                    key.push('/');
+                }
+                key.push_str(part);
+            }
+            let r = f(key);
+            // A very long key is not kept for the next lookup.
+            if key.capacity() > 1024 {
+                *key = String::new();
+            }
+            r
+        })
+    }
+
+    /// The app's retry budget, made on first use.
+    fn budget_of<R>(
+        &self,
+        product: &str,
+        env: &str,
+        app: &str,
+        f: impl FnOnce(&mut RetryBudget, std::time::Instant) -> R,
+    ) -> R {
+        let now = self.clock.now();
+        Self::with_app_key(product, env, app, |key| {
+            let mut b = self.budgets.locked();
+            let budget = match b.get_mut(key) {
+                Some(budget) => budget,
+                None => b
+                    .entry(key.to_string())
+                    .or_insert_with(|| RetryBudget::new(self.budget_part(), now)),
+            };
+            f(budget, now)
+        })
+    }
+
     /// This replica's part of the engine-wide retry budget: with `n`
     /// replicas sharing the traffic, the floor of retries every window
     /// allows is split between them (the ratio part already scales with
@@ -55,31 +100,21 @@ impl Inner {
     }
 
     pub fn deposit_budget(&self, product: &str, env: &str, app: &str) {
-        let now = self.clock.now();
-        let mut b = self.budgets.locked();
-        b.entry(Self::app_key(product, env, app))
-            .or_insert_with(|| RetryBudget::new(self.budget_part(), now))
-            .deposit(now);
+        self.budget_of(product, env, app, |b, now| b.deposit(now));
     }
 
     pub fn withdraw_budget(&self, product: &str, env: &str, app: &str) -> Option<BudgetToken> {
-        let now = self.clock.now();
-        let mut b = self.budgets.locked();
-        b.entry(Self::app_key(product, env, app))
-            .or_insert_with(|| RetryBudget::new(self.budget_part(), now))
-            .try_withdraw(now)
+        self.budget_of(product, env, app, |b, now| b.try_withdraw(now))
     }
 
     /// Give back a retry's token when the retry was not made.
     pub fn refund_budget(&self, product: &str, env: &str, app: &str, token: Option<BudgetToken>) {
         let Some(token) = token else { return };
-        if let Some(b) = self
-            .budgets
-            .locked()
-            .get_mut(&Self::app_key(product, env, app))
-        {
-            b.refund(token);
-        }
+        Self::with_app_key(product, env, app, |key| {
+            if let Some(b) = self.budgets.locked().get_mut(key) {
+                b.refund(token);
+            }
+        });
     }
 
     pub(crate) fn admission_config(&self, product: &str, app: &str) -> AdmissionConfig {
@@ -92,10 +127,13 @@ impl Inner {
 
     /// The admission gate of `app` in `product`/`env`, made on first use.
     pub fn gate(&self, product: &str, env: &str, app: &str) -> Arc<Gate> {
-        let key = Self::app_key(product, env, app);
-        if let Some(e) = self.gates.locked().get(&key) {
-            return e.gate.clone();
+        let known = Self::with_app_key(product, env, app, |key| {
+            self.gates.locked().get(key).map(|e| e.gate.clone())
+        });
+        if let Some(gate) = known {
+            return gate;
         }
+        let key = Self::app_key(product, env, app);
         let config = self.admission_part(self.admission_config(product, app));
         let now = self.clock.now();
         self.gates

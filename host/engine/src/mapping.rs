@@ -361,17 +361,19 @@ fn parse_reference(s: &str, at: &str) -> Result<(Reference, usize), MappingError
 }
 
 fn resolve<'a>(r: &Reference, scope: &Scope<'a>, at: &str) -> Result<&'a Value, MappingError> {
-    let (root, source_name) = match &r.source {
-        Source::Input => (scope.input, "$Input".to_string()),
-        Source::Response => (scope.response, "$Response".to_string()),
-        Source::Sequence(step) => (
-            scope.sequence.and_then(|s| s.get(step)),
-            format!("$Sequence{{{step}}}"),
-        ),
+    let root = match &r.source {
+        Source::Input => scope.input,
+        Source::Response => scope.response,
+        Source::Sequence(step) => scope.sequence.and_then(|s| s.get(step)),
     };
+    // Named only when missing: a found reference allocates nothing.
     let missing = || MappingError::Missing {
         at: at.to_string(),
-        source_name: source_name.clone(),
+        source_name: match &r.source {
+            Source::Input => "$Input".to_string(),
+            Source::Response => "$Response".to_string(),
+            Source::Sequence(step) => format!("$Sequence{{{step}}}"),
+        },
         path: r.path.join("."),
     };
     let found = root.and_then(|v| follow(v, &r.path));
@@ -405,6 +407,13 @@ fn follow<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
 /// About how many bytes `v` takes as JSON text, counting no further than
 /// `limit` (so weighing a huge value costs no more than the bound).
 fn weigh(v: &Value, limit: usize) -> usize {
+    // A scalar, the common case, needs no stack.
+    match v {
+        Value::Null | Value::Bool(_) => return 5,
+        Value::Number(_) => return 20,
+        Value::String(s) => return s.len().saturating_add(2),
+        Value::Array(_) | Value::Object(_) => {}
+    }
     let mut total = 0usize;
     let mut stack = vec![v];
     while let Some(v) = stack.pop() {

@@ -78,6 +78,10 @@ async fn an_exchange_call_holds_no_instance_while_the_provider_answers() {
         assert_eq!(rt.instances().0, 0);
     }
     assert_eq!(provider.received().len(), 80);
+    // The WASI side of a store is made on the guest's first WASI call: the
+    // shipped plugin's steps make none; the adapter world's wasi:http does.
+    assert_eq!(exchange.instance_counts().with_wasi, 0);
+    assert_eq!(wasi.instance_counts().with_wasi, 40);
 }
 
 /// A provider that answers within the runtime's `exchange_hold` gets a
@@ -189,6 +193,10 @@ async fn the_host_reads_a_json_success_itself_and_leaves_the_rest_to_resume() {
             (1, 1),
             "{hold:?}"
         );
+        assert_eq!(
+            counts.with_wasi, 0,
+            "the step made no WASI call, so its store made no WASI context"
+        );
         // The same answer to an action the adapter reads itself.
         let out = app
             .call(CallRequest::new("post", json!({})).deadline(Duration::from_secs(5)))
@@ -236,6 +244,7 @@ async fn the_host_reads_a_json_success_itself_and_leaves_the_rest_to_resume() {
     }
     let counts = app.instance_counts();
     assert_eq!(counts.read_by_host, 0);
+    assert_eq!(counts.with_wasi, 0, "start and resume make no WASI call");
     assert_eq!(
         counts.instantiations, 12,
         "a start instance and a resume instance for each answer left to the adapter"

@@ -3,6 +3,7 @@
 use crate::Error;
 use crate::bindings::switchyard::adapter::adapter_types as wit;
 use serde_json::Value;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Who the call is made for, when the caller passed a session.
@@ -27,7 +28,11 @@ pub struct Request {
     pub env: String,
     /// The caller's session, if any.
     pub session: Option<Session>,
-    deadline: Instant,
+    /// The attempt's budget, counted from when [`Request::remaining`] is
+    /// first asked: reading the clock is a WASI call, and a step that never
+    /// asks makes none (the host then sets up no WASI context for it).
+    budget: Duration,
+    deadline: OnceLock<Instant>,
 }
 
 impl Request {
@@ -43,13 +48,19 @@ impl Request {
                 tag: s.tag,
                 token: s.token,
             }),
-            deadline: Instant::now() + Duration::from_millis(r.deadline_ms),
+            budget: Duration::from_millis(r.deadline_ms),
+            deadline: OnceLock::new(),
         })
     }
 
-    /// Time left before the host abandons this attempt.
+    /// Time left before the host abandons this attempt, counted from the
+    /// first time it is asked (the host enforces the deadline itself; ask
+    /// before the work you bound with it).
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        let now = Instant::now();
+        self.deadline
+            .get_or_init(|| now + self.budget)
+            .saturating_duration_since(now)
     }
 
     /// The input field `name`, if present and not null.

@@ -23,6 +23,11 @@ pub struct InstanceCounts {
     /// Exchange world: answers the host read itself, with no `resume` step
     /// (actions the adapter lists in `exchange-reading`).
     pub read_by_host: u64,
+    /// Instances whose guest made a WASI or wasi:http call. The store's
+    /// WASI contexts are made on the first such call, so an instance that
+    /// makes none (an exchange-world step, usually) costs none of their
+    /// setup.
+    pub with_wasi: u64,
 }
 
 /// A loaded app: a component, its grant, and its self-description. Cheap
@@ -70,6 +75,7 @@ impl App {
             instantiations: s.count.load(Ordering::Relaxed),
             instantiate_total: Duration::from_micros(s.micros.load(Ordering::Relaxed)),
             read_by_host: s.read_by_host.load(Ordering::Relaxed),
+            with_wasi: s.with_wasi.load(Ordering::Relaxed),
         }
     }
 

@@ -61,6 +61,9 @@ pub(crate) struct InstanceStats {
     /// share (of 2^16, a moving average over ~8) that needed `resume`.
     /// Above half, those calls keep their instance through a quick send.
     pub(crate) unread_share: AtomicU64,
+    /// Instances whose guest made a WASI or wasi:http call (the store's
+    /// WASI contexts are made only then).
+    pub(crate) with_wasi: Arc<AtomicU64>,
 }
 
 impl AppInner {
@@ -85,6 +88,7 @@ impl AppInner {
             egress,
             memory,
             limits.max_log_lines,
+            self.instances.with_wasi.clone(),
         );
         let mut store = Store::new(&self.runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -1,11 +1,14 @@
 //! What one call's store holds: a locked-down WASI context, the wasi-http
 //! context with the egress gate as its hooks, the app's plain config, the
-//! memory limiter and a log budget.
+//! memory limiter and a log budget. The WASI and wasi-http contexts are
+//! made on the guest's first WASI call: an exchange-world step usually
+//! makes none, and then costs none of their setup.
 
 use crate::bindings::{config, logging, types};
 use crate::egress::{CallEgress, CallMemory};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -61,15 +64,49 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 /// Store data of one call.
 pub struct CallState {
-    wasi: WasiCtx,
+    /// Made on first use ([`CallState::wasi`]).
+    wasi: Option<Box<WasiParts>>,
     table: ResourceTable,
-    http: WasiHttpCtx,
     egress: CallEgress,
     config: Arc<BTreeMap<String, String>>,
     app: Arc<str>,
     pub limiter: MemoryLimiter,
     logs_left: u32,
-    pub stderr: MemoryOutputPipe,
+    /// Counts this store when it is dropped having made its WASI side.
+    with_wasi: Arc<AtomicU64>,
+}
+
+impl Drop for CallState {
+    fn drop(&mut self) {
+        if self.wasi.is_some() {
+            self.with_wasi.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The WASI side of a call's store: the locked-down WASI context, the
+/// wasi-http context and the guest's captured stderr.
+struct WasiParts {
+    ctx: WasiCtx,
+    http: WasiHttpCtx,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiParts {
+    fn new() -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        // No preopened directories, no environment, no arguments, no
+        // sockets: the only way out is wasi:http through the egress gate.
+        let ctx = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELDS_LIMIT);
+        Self { ctx, http, stderr }
+    }
 }
 
 impl CallState {
@@ -79,37 +116,31 @@ impl CallState {
         egress: CallEgress,
         memory: Arc<CallMemory>,
         max_log_lines: u32,
+        with_wasi: Arc<AtomicU64>,
     ) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        // No preopened directories, no environment, no arguments, no
-        // sockets: the only way out is wasi:http through the egress gate.
-        let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        let mut http = WasiHttpCtx::new();
-        http.set_field_size_limit(FIELDS_LIMIT);
         Self {
-            wasi,
+            wasi: None,
             table,
-            http,
             egress,
             config,
             app,
             limiter: MemoryLimiter { memory, hit: false },
             logs_left: max_log_lines,
-            stderr,
+            with_wasi,
         }
+    }
+
+    /// The call's WASI contexts, made on the guest's first WASI call.
+    fn wasi(wasi: &mut Option<Box<WasiParts>>) -> &mut WasiParts {
+        wasi.get_or_insert_with(|| Box::new(WasiParts::new()))
     }
 
     /// What the guest wrote to stderr (a panic message), joined on one line,
     /// without the toolchain's backtrace hint.
     pub fn stderr_tail(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
+        let bytes = self.wasi.as_ref()?.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text
             .lines()
@@ -128,7 +159,7 @@ impl CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut Self::wasi(&mut self.wasi).ctx,
             table: &mut self.table,
         }
     }
@@ -137,7 +168,7 @@ impl WasiView for CallState {
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
-            ctx: &mut self.http,
+            ctx: &mut Self::wasi(&mut self.wasi).http,
             table: &mut self.table,
             hooks: &mut self.egress,
         }

@@ -304,6 +304,24 @@ async fn the_host_reads_a_json_success_itself_and_leaves_the_rest_to_resume() {
         misbehave.read_by_host().is_empty(),
         "adapter world: nothing to read"
     );
+    // An `exchange-reading` export of another shape (from a later 0.2.x,
+    // so the host finds it) is refused at load, saying why: the host will
+    // not quietly read nothing.
+    let refused = rt
+        .load(
+            "mismatched",
+            artifacts::READING_MISMATCH,
+            grant(&provider.url()),
+        )
+        .await
+        .expect_err("a mismatched exchange-reading export is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("mismatched")
+            && message.contains("`exchange-reading` export that does not match the contract")
+            && message.contains("expected `record` found `string`"),
+        "{message}"
+    );
 }
 
 /// A call in two steps: the state carried from the first reaches the

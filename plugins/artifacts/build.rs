@@ -22,6 +22,11 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("switchyard-test-misbehave", "MISBEHAVE", false),
     ("switchyard-test-http-wasi", "HTTP_WASI", false),
     ("switchyard-test-exchange", "EXCHANGE", false),
+    (
+        "switchyard-test-reading-mismatch",
+        "READING_MISMATCH",
+        false,
+    ),
 ];
 
 fn main() {

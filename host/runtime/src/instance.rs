@@ -140,20 +140,23 @@ impl AppInner {
                         .await?;
                     // Optional: a component without the export is read by
                     // its `resume`, as before.
-                    let readings = match reading::GuestIndices::new(pre.instance_pre()) {
-                        Ok(ix) => {
-                            ix.load(&mut store, &instance)?
-                                .call_readings(&mut store)
-                                .await?
+                    let readings = if exports_reading(pre.instance_pre()) {
+                        let typed = reading::GuestIndices::new(pre.instance_pre())
+                            .and_then(|ix| ix.load(&mut store, &instance));
+                        match typed {
+                            Ok(reading) => reading.call_readings(&mut store).await?,
+                            // Exported, but not as the contract says: refuse
+                            // it rather than quietly read nothing.
+                            Err(e) => {
+                                return Err(wasmtime::format_err!(
+                                    "found an `exchange-reading` export that does not match the contract ({e:#}), so the host cannot tell which answers it may read; export the interface as `switchyard:adapter` 0.2.x defines it, or drop it"
+                                ));
+                            }
                         }
-                        // Exported, but not as the contract says: refuse
-                        // it rather than quietly read nothing.
-                        Err(e) if exports_reading(pre.instance_pre()) => {
-                            return Err(e.context(
-                                "its `exchange-reading` export does not match the contract",
-                            ));
-                        }
-                        Err(_) => Vec::new(),
+                    } else {
+                        // Optional: a component without the export is read
+                        // by its `resume`, as before.
+                        Vec::new()
                     };
                     return Ok((info, readings));
                 }

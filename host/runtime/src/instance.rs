@@ -138,8 +138,6 @@ impl AppInner {
                         .switchyard_adapter_exchange()
                         .call_describe(&mut store)
                         .await?;
-                    // Optional: a component without the export is read by
-                    // its `resume`, as before.
                     let readings = if exports_reading(pre.instance_pre()) {
                         let typed = reading::GuestIndices::new(pre.instance_pre())
                             .and_then(|ix| ix.load(&mut store, &instance));

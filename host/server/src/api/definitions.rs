@@ -287,14 +287,9 @@ pub(crate) async fn patch(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kinds, ALL_KINDS)?;
     check_product_env(&s, &product, None)?;
+    // A JSON object (`read_json` refuses anything else): the fields to
+    // change, `null` removing one.
     let changes: Value = read_json(body, &headers, &s).await?.0;
-    if !changes.is_object() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-body",
-            "the body must be a JSON object: the fields to change (`null` removes one)",
-        ));
-    }
     let current = stored(&s, &product, kind, &tag)?;
     let mut merged = serde_json::to_value(&current)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;

@@ -155,6 +155,179 @@ async fn no_state_survives_between_calls() {
     }
 }
 
+/// A provider that holds the requests it gets, in batches: each batch's
+/// `n` requests wait until told to answer.
+struct HeldProvider {
+    url: String,
+    batches: tokio::sync::mpsc::UnboundedSender<(
+        usize,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Receiver<()>,
+    )>,
+}
+
+impl HeldProvider {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (batches, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+            usize,
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>();
+        tokio::spawn(async move {
+            while let Some((n, arrived, released)) = rx.recv().await {
+                let mut held = Vec::new();
+                while held.len() < n {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let got = s.read(&mut buf).await.unwrap();
+                        assert!(got > 0, "the request ended early");
+                        head.extend_from_slice(&buf[..got]);
+                    }
+                    held.push(s);
+                }
+                let _ = arrived.send(());
+                let _ = released.await;
+                for mut s in held {
+                    s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        });
+        Self { url, batches }
+    }
+
+    /// Hold the next `n` requests: fires `arrived` once all are in, and
+    /// answers them when `release` is sent.
+    fn batch(
+        &self,
+        n: usize,
+    ) -> (
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel();
+        self.batches.send((n, arrived_tx, released)).unwrap();
+        (arrived, release)
+    }
+}
+
+/// Ask the kernel to page out every private writable mapping of this
+/// process (`MADV_PAGEOUT`), as memory pressure would; answers the bytes
+/// now in swap (`VmSwap`).
+fn page_out_everything() -> u64 {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if perms != "rw-p" {
+            continue;
+        }
+        let (a, b) = range.split_once('-').unwrap();
+        let start = usize::from_str_radix(a, 16).unwrap();
+        let end = usize::from_str_radix(b, 16).unwrap();
+        // SAFETY: advice only; the pages keep their contents (swapped in
+        // again on the next access).
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSwap:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// `n` calls of `remember` at once, each held by the provider until all
+/// are in (so they take `n` slots): what each saw.
+async fn remember_at_once(
+    app: &App,
+    provider: &HeldProvider,
+    n: usize,
+    page_out: bool,
+) -> Vec<serde_json::Value> {
+    let (arrived, release) = provider.batch(n);
+    let url = &provider.url;
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let app = app.clone();
+            let input = json!({"url": format!("{url}/held")});
+            tokio::spawn(async move { app.call(CallRequest::new("remember", input)).await })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(20), arrived)
+        .await
+        .expect("all the calls reach the provider")
+        .unwrap();
+    if page_out {
+        // Every guest has filled its 64 KiB and waits for the provider:
+        // page their memory out while they do, as memory pressure would.
+        let swapped = page_out_everything();
+        assert!(swapped > 64 << 10, "only {swapped} bytes went to swap");
+    }
+    release.send(()).unwrap();
+    let mut seen = Vec::new();
+    for c in calls {
+        seen.push(c.await.unwrap().unwrap().output);
+    }
+    seen
+}
+
+/// A guest's memory paged out to swap while it runs is reset like the
+/// rest: no later call finds it. (The kernel's dirty-page scan, which the
+/// runtime used to reset only what a call dirtied, reports only pages in
+/// memory: with it, four of the six calls after the page-out found the
+/// earlier calls' words.) Needs swap: where the kernel pages nothing out,
+/// the test says so and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_state_survives_a_page_swapped_out_during_a_call() {
+    let _turn = one_at_a_time().await;
+    let swap = std::fs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().count() > 1);
+    if !swap || page_out_everything() == 0 {
+        eprintln!(
+            "the kernel pages nothing out here (no swap in /proc/swaps, or none for this cgroup); skipped"
+        );
+        return;
+    }
+    // The guest's whole memory (1.1 MiB) reset in place (the default),
+    // and every page dropped.
+    for keep_resident in [switchyard_runtime::DEFAULT_KEEP_RESIDENT, 0] {
+        let rt = switchyard_runtime::Runtime::new(switchyard_runtime::RuntimeConfig {
+            cache_dir: Some(switchyard_tests::cache_dir()),
+            keep_resident,
+            ..Default::default()
+        })
+        .unwrap();
+        let provider = HeldProvider::start().await;
+        let app = misbehave(&rt, Grant::new().allow(&provider.url)).await;
+        let clean = json!({"seen": 0});
+        let first = remember_at_once(&app, &provider, 4, true).await;
+        assert_eq!(first, vec![clean.clone(); 4]);
+        // The next calls take the same slots (and others).
+        for _ in 0..3 {
+            let seen = remember_at_once(&app, &provider, 6, false).await;
+            assert_eq!(
+                seen,
+                vec![clean.clone(); 6],
+                "keep_resident {keep_resident}: a call found an earlier call's memory"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_not_on_the_allowlist_is_denied_before_connecting() {
     let _turn = one_at_a_time().await;

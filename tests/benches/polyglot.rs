@@ -217,8 +217,9 @@ async fn main() {
         let cached = ms(percentile(&mut loads, 0.5));
         let app = app.unwrap();
 
-        // A/B of keeping dirtied pages resident, interleaved in time so
-        // machine noise hits both alike.
+        // A/B of writing the first `keep_resident` bytes back between
+        // calls (the default) against dropping every page, interleaved in
+        // time so machine noise hits both alike.
         let plain = plain_rt.load("plain", s.source.clone(), g()).await.unwrap();
         let (action, input) = s.refused.clone();
         let mut ab = [Vec::new(), Vec::new()];

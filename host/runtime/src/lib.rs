@@ -48,8 +48,8 @@ pub use exchange::MAX_STATE;
 pub use grant::Grant;
 pub use held::{Held, HostBytes};
 pub use limits::{
-    DEFAULT_EXCHANGE_HOLD, DEFAULT_MAX_INSTANCES, HOST_RESERVE, Limits, MAX_EXCHANGE_HOLD,
-    MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY, RuntimeConfig,
+    DEFAULT_EXCHANGE_HOLD, DEFAULT_KEEP_RESIDENT, DEFAULT_MAX_INSTANCES, HOST_RESERVE, Limits,
+    MAX_EXCHANGE_HOLD, MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY, RuntimeConfig,
 };
 pub use runtime::{ComponentSource, LoadReport, Runtime};
 pub use world::{SUPPORTED_RANGE, World};

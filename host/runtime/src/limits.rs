@@ -79,12 +79,15 @@ pub struct RuntimeConfig {
     /// pool's own limit is never hit; a call that finds none in time
     /// fails as `overloaded`, never as the provider's failure.
     pub max_instances: u32,
-    /// Pooling only, Linux 6.7+ only: up to this many bytes an instance
-    /// dirtied stay resident in its slot and are copied back from the
-    /// image for the next call, instead of being dropped and faulted in
-    /// again. Trades resident memory (at most this much per warm slot,
-    /// in practice the guest's dirty set: 3-9 MiB for Python/JS guests)
-    /// for latency. 0 turns it off. Default 64 MiB.
+    /// Pooling only: between calls, up to this many bytes at the start of
+    /// a slot's linear memory are reset in place (zeroed, or copied back
+    /// from the image), every byte of them whether the last call touched
+    /// it or not; the rest is dropped and faulted in again by the next
+    /// call, which costs page faults and a TLB shootdown on every core.
+    /// A guest whose whole memory fits (the shipped Rust adapters use
+    /// about 1.1 MiB) resets with neither. The price is resident memory:
+    /// this much per warm slot. 0: every page is dropped. Default
+    /// [`DEFAULT_KEEP_RESIDENT`].
     pub keep_resident: usize,
     /// The host-wide budget provider answers read whole (exchange world)
     /// are held under, shared with whatever else the embedder holds under
@@ -99,6 +102,9 @@ pub struct RuntimeConfig {
     pub exchange_hold: Duration,
 }
 
+/// Default [`RuntimeConfig::keep_resident`]: 2 MiB, the whole memory of
+/// a Rust adapter.
+pub const DEFAULT_KEEP_RESIDENT: usize = 2 << 20;
 /// Default [`RuntimeConfig::exchange_hold`].
 pub const DEFAULT_EXCHANGE_HOLD: Duration = Duration::from_millis(25);
 /// Largest [`RuntimeConfig::exchange_hold`].
@@ -111,7 +117,7 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             pooling: true,
             max_instances: DEFAULT_MAX_INSTANCES,
-            keep_resident: 64 << 20,
+            keep_resident: DEFAULT_KEEP_RESIDENT,
             host_bytes: None,
             exchange_hold: DEFAULT_EXCHANGE_HOLD,
         }

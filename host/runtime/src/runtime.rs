@@ -153,22 +153,6 @@ pub struct Runtime {
     pub(crate) inner: Arc<RuntimeInner>,
 }
 
-/// Whether the kernel has the PAGEMAP_SCAN ioctl (Linux 6.7+).
-fn pagemap_scan_supported() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let mut parts = release.trim().split(['.', '-']);
-        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        (major, minor) >= (6, 7)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
-}
-
 fn engine_config(pool: Option<&PoolingAllocationConfig>, memory: usize) -> wasmtime::Config {
     let mut cfg = wasmtime::Config::new();
     cfg.epoch_interruption(true);
@@ -216,21 +200,18 @@ impl Runtime {
                 .max_memory_size(limits.memory)
                 .max_component_instance_size(1 << 20)
                 .max_core_instance_size(1 << 20)
-                // Between calls, reset what the last instance dirtied by
-                // copying it back from the image (dirty pages found with
-                // Linux's PAGEMAP_SCAN, kernel >= 6.7) instead of dropping
-                // the pages with madvise and faulting them in again on the
-                // next call. Python and JavaScript guests dirty 3-9 MiB per
-                // call: measured 2.7 -> 1.4 ms per JS call, 4.1 -> 3.0 ms
-                // per Python call, 62 -> 45 us per Rust no-op call
-                // (docs/performance.md). Without PAGEMAP_SCAN wasmtime would
-                // memset the whole kept range, so it is only kept with it.
-                .pagemap_scan(wasmtime::Enabled::Auto)
-                .linear_memory_keep_resident(if pagemap_scan_supported() {
-                    config.keep_resident
-                } else {
-                    0
-                })
+                // Between calls, the first `keep_resident` bytes of a slot's
+                // memory are reset in place (zeroed, or copied back from the
+                // image), every byte of them, and the rest is dropped
+                // (`madvise`) and faulted in afresh by the next call. Not
+                // Linux's PAGEMAP_SCAN to find and reset only the dirtied
+                // pages: wasmtime 48's scan skips a dirtied page that is not
+                // in memory at that moment (swapped out, or being migrated
+                // by the kernel), and the next call in the slot read the
+                // last call's data (tests/sandbox.rs,
+                // `no_state_survives_a_page_swapped_out_during_a_call`).
+                .pagemap_scan(wasmtime::Enabled::No)
+                .linear_memory_keep_resident(config.keep_resident)
                 .table_keep_resident(1 << 20)
                 .async_stack_keep_resident(128 << 10);
             match Engine::new(&engine_config(Some(&pool), limits.memory)) {

@@ -9,6 +9,10 @@ struct Misbehave;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
+/// 64 KiB that `remember` fills, so a call can tell whether an earlier
+/// call's data is still in its memory.
+static KEPT: [AtomicU64; 8192] = [const { AtomicU64::new(0) }; 8192];
+
 /// Recursion whose frames live in wasm locals (the native wasm stack), not
 /// in the shadow stack in linear memory; division keeps LLVM from turning
 /// it into a loop.
@@ -31,6 +35,7 @@ impl Adapter for Misbehave {
             "noop",
             "echo",
             "state",
+            "remember",
             "read-file",
             "env",
             "loop",
@@ -66,6 +71,22 @@ impl Adapter for Misbehave {
             })),
             // A fresh instance per call always answers 1.
             "state" => Ok(json!(CALLS.fetch_add(1, Ordering::SeqCst) + 1)),
+            // How many of the 64 KiB's words an earlier call left set (a
+            // fresh instance: 0); then set them all and, with `url`, wait
+            // for that GET without touching them again.
+            "remember" => {
+                let seen = KEPT
+                    .iter()
+                    .filter(|w| w.load(Ordering::Relaxed) != 0)
+                    .count();
+                for w in &KEPT {
+                    w.store(0x5EC2_E7, Ordering::Relaxed);
+                }
+                if let Some(url) = req.get("url").and_then(Value::as_str) {
+                    http::Request::get(url).send()?;
+                }
+                Ok(json!({"seen": seen}))
+            }
             "read-file" => {
                 let path = req.str("path")?;
                 match std::fs::read_to_string(path) {

@@ -69,7 +69,7 @@ fn main() {
     }
     // A 256 KiB stack rather than Rust's 1 MiB: the guests' whole memory
     // (~0.4 MiB) is then written back between calls
-    // (`RuntimeConfig::keep_resident`), a quarter of the bytes.
+    // (`RuntimeConfig::keep_resident`), about a third of the bytes.
     cmd.env(
         "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
         "-C link-arg=-zstack-size=262144",

@@ -157,3 +157,88 @@ async fn no_provider_answer_traps_a_shipped_adapter_and_every_class_follows_the_
     }
     println!("{tried} provider answers replayed through 9 adapters, no trap");
 }
+
+/// `[[…[1]…]]`, `depth` arrays deep.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// JSON as deep as the host lets into a run (serde_json's limit of 128
+/// levels, the run's envelope included) in any input field, and provider
+/// answers nested far deeper, never trap a shipped adapter: its stack
+/// (64 KiB for the Rust ones, `-zstack-size` in plugins/artifacts/build.rs)
+/// holds the deepest parse its JSON library allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_nested_as_deep_as_allowed_never_traps_a_shipped_adapter() {
+    let rt = runtime();
+    // {"input": {"field": [[…]]}}: the envelope and the input take 2 levels.
+    let deep_input: serde_json::Value = serde_json::from_str(&nested(126)).unwrap();
+    let deep_answer = nested(5_000);
+    let answers = [
+        (200, format!(r#"{{"id": "x", "deep": {deep_answer}}}"#)),
+        (200, deep_answer.clone()),
+        (
+            402,
+            format!(
+                r#"{{"error": {{"message": "no", "type": "card_error", "deep": {deep_answer}}}}}"#
+            ),
+        ),
+        (500, format!(r#"{{"message": {deep_answer}}}"#)),
+    ];
+    let mut tried = 0;
+    for (name, source, path) in crate::fixtures::shipped() {
+        let f = Fixtures::load(&path).unwrap();
+        let mut grant = Grant::new();
+        for (k, v) in &f.config {
+            grant = grant.config(k.clone(), v.clone());
+        }
+        let app = rt.load(name, source, grant).await.expect("loads");
+        for case in f.cases.iter().filter(|c| !c.exchanges.is_empty()) {
+            // The deep value beside the case's fields, and in place of each.
+            let mut inputs = Vec::new();
+            if let Some(fields) = case.input.as_object() {
+                let mut beside = fields.clone();
+                beside.insert("deep".into(), deep_input.clone());
+                inputs.push(serde_json::Value::Object(beside));
+                for key in fields.keys() {
+                    let mut replaced = fields.clone();
+                    replaced.insert(key.clone(), deep_input.clone());
+                    inputs.push(serde_json::Value::Object(replaced));
+                }
+            }
+            let first = &case.exchanges[0].response;
+            let recorded = Answered {
+                status: first.status,
+                headers: first.headers.clone(),
+                body: first.body.clone().into_bytes(),
+            };
+            let mut runs: Vec<(serde_json::Value, Answered)> = inputs
+                .into_iter()
+                .map(|input| (input, recorded.clone()))
+                .collect();
+            for (status, body) in &answers {
+                let answer = Answered {
+                    status: *status,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: body.clone().into_bytes(),
+                };
+                runs.push((case.input.clone(), answer));
+            }
+            for (input, answer) in runs {
+                let mut request = case.request();
+                request.input = input;
+                let result = app.replay(request, &mut |_| Ok(answer.clone())).await;
+                tried += 1;
+                if let Err(e) = &result {
+                    assert!(
+                        e.kind != FailureKind::Trap && !e.message.contains("panicked"),
+                        "{name}/{}: status {}: the adapter trapped on deep JSON: {e}",
+                        case.action,
+                        answer.status
+                    );
+                }
+            }
+        }
+    }
+    println!("{tried} deep inputs and answers replayed through 9 adapters, no trap");
+}

@@ -302,7 +302,7 @@ async fn no_state_survives_a_page_swapped_out_during_a_call() {
         );
         return;
     }
-    // The guest's whole memory (~0.4 MiB) reset in place (the default),
+    // The guest's whole memory (a few hundred KiB) reset in place (the default),
     // and every page dropped.
     for keep_resident in [switchyard_runtime::DEFAULT_KEEP_RESIDENT, 0] {
         let rt = switchyard_runtime::Runtime::new(switchyard_runtime::RuntimeConfig {

@@ -228,6 +228,29 @@ async fn main() {
         wa_p50.as_secs_f64() / host_p50.as_secs_f64()
     );
 
+    // 2c. The sandbox's own part of the http plugin's call: the same call
+    // with the provider's answer replayed, no network (a slot, a fresh
+    // instance, the `start` step, the host's read of the JSON answer, the
+    // slot's reset).
+    let answer = switchyard_runtime::Answered {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"id":"msg_1","status":"queued"}"#.to_vec(),
+    };
+    let mut replayed = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        exchange
+            .replay(send("send"), &mut |_| Ok(answer.clone()))
+            .await
+            .unwrap();
+        replayed.push(t.elapsed());
+    }
+    report(
+        "http plugin call, answer replayed (no network)",
+        &mut replayed,
+    );
+
     // 3. Throughput of the POST call at concurrency 64.
     let window = if quick {
         Duration::from_secs(1)

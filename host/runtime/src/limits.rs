@@ -85,8 +85,8 @@ pub struct RuntimeConfig {
     /// it or not; the rest is dropped and faulted in again by the next
     /// call, which costs page faults and a TLB shootdown on every core.
     /// A guest whose whole memory fits (a Rust adapter: about 1.1 MiB
-    /// with Rust's 1 MiB stack, 0.4 MiB for the shipped ones, linked with
-    /// 256 KiB) resets with neither. The price is resident memory:
+    /// with Rust's 1 MiB stack; the shipped ones, linked with a 64 KiB
+    /// stack, start at 128 KiB) resets with neither. The price is resident memory:
     /// this much per warm slot. 0: every page is dropped. Default
     /// [`DEFAULT_KEEP_RESIDENT`].
     pub keep_resident: usize,

@@ -9,7 +9,7 @@
 //! # knobs: LOAD_SECONDS (10), LOAD_WARMUP_SECONDS (2), LOAD_ROUNDS (2),
 //! #        LOAD_CONCURRENCY (1000,5000), LOAD_LATENCY_MS (300),
 //! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node; also
-//! #        switchyard-per-step, switchyard-wasi, node2, haproxy,
+//! #        switchyard-per-step, switchyard-wasi, node2, haproxy, rust,
 //! #        switchyard-cluster, switchyard-cluster3, and switchyard-alt,
 //! #        switchyard-alt2, …: `switchyard` served by the binary at
 //! #        LOAD_ALT_BIN, LOAD_ALT2_BIN, …, to compare builds in one run),
@@ -47,6 +47,19 @@
 //! mode against a Redis the bench starts (Debian's `redis-server`), and
 //! `switchyard-cluster3` three such replicas with the callers dealt over
 //! them; for both, the Redis commands per run are counted (`INFO stats`).
+//! `rust` is the same job as the Node peer, written by hand on the HTTP
+//! stack Switchyard uses, with no sandbox and no engine (`load/peer.rs`):
+//! what a Switchyard run costs beyond it is the sandbox, the engine, the
+//! trace and the API.
+
+#[path = "load/peer.rs"]
+mod peer;
+
+// The `rust` peer runs in a child process of this binary; it allocates as
+// the `switchyard` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -342,6 +355,19 @@ fn node(primary: SocketAddr, backup: SocketAddr, workers: usize) -> Contender {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node is installed");
+    let url = read_url(&mut child);
+    peer(child, url)
+}
+
+/// The same job by hand on Switchyard's own HTTP stack, with no sandbox
+/// or engine (`load/peer.rs`): this binary again, as a child process.
+fn rust_peer(primary: SocketAddr, backup: SocketAddr) -> Contender {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(peer::VAR, format!("{primary},{backup}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
     let url = read_url(&mut child);
     peer(child, url)
 }
@@ -657,6 +683,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(peer::VAR) {
+        peer::main(&spec);
+    }
     let seconds: u64 = env_or("LOAD_SECONDS", 10);
     let warmup: u64 = env_or("LOAD_WARMUP_SECONDS", 2);
     let rounds: usize = env_or("LOAD_ROUNDS", 2);
@@ -718,6 +747,7 @@ fn main() {
                         "node" => node(primary, backup, 1),
                         "node2" => node(primary, backup, 2),
                         "haproxy" => haproxy(dir.path(), primary, backup),
+                        "rust" => rust_peer(primary, backup),
                         // Cluster mode over the bench's Redis: one replica,
                         // or three with the callers dealt over them.
                         "switchyard-cluster" | "switchyard-cluster3" => {

@@ -81,41 +81,53 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Serve every connection `listener` accepts over HTTP/1.1 with `handle`
+/// (the bench's providers, the `rust` peer). Never returns.
+async fn serve_http1<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let answer = handle(req);
+                async move { Ok::<_, hyper::Error>(answer.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// A provider that answers every request after `latency`.
 async fn provider(latency: Duration) -> (SocketAddr, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicU64::new(0));
     let count = served.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+    tokio::spawn(serve_http1(
+        listener,
+        move |req: http::Request<hyper::body::Incoming>| {
             let count = count.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let count = count.clone();
-                    async move {
-                        let _ = req.into_body().collect().await;
-                        tokio::time::sleep(latency).await;
-                        let n = count.fetch_add(1, Ordering::Relaxed);
-                        let body = format!(r#"{{"id":"msg_{n}","status":"queued"}}"#);
-                        Ok::<_, hyper::Error>(
-                            http::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+            async move {
+                let _ = req.into_body().collect().await;
+                tokio::time::sleep(latency).await;
+                let n = count.fetch_add(1, Ordering::Relaxed);
+                let body = format!(r#"{{"id":"msg_{n}","status":"queued"}}"#);
+                http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap()
+            }
+        },
+    ));
     (addr, served)
 }
 

@@ -15,10 +15,9 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -221,21 +220,11 @@ pub fn main(spec: &str) -> ! {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("listening http://{}", listener.local_addr().unwrap());
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+        super::serve_http1(listener, move |req| {
             let peer = peer.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let peer = peer.clone();
-                    async move { Ok::<_, hyper::Error>(peer.serve(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    })
+            async move { peer.serve(req).await }
+        })
+        .await
+    });
+    unreachable!("the peer serves until it is killed")
 }

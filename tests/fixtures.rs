@@ -41,12 +41,14 @@ pub(crate) fn shipped() -> Vec<(&'static str, ComponentSource, PathBuf)> {
     ]
 }
 
-async fn with_config(rt: &Runtime, source: ComponentSource, f: &Fixtures) -> App {
-    let mut grant = Grant::new();
-    for (k, v) in &f.config {
-        grant = grant.config(k.clone(), v.clone());
-    }
-    rt.load("fixture", source, grant).await.expect("loads")
+/// Load `source` as app `name`, granted the fixtures' config.
+pub(crate) async fn with_config(
+    rt: &Runtime,
+    name: &str,
+    source: ComponentSource,
+    f: &Fixtures,
+) -> App {
+    rt.load(name, source, granted(f)).await.expect("loads")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +63,7 @@ async fn shipped_adapters_replay_their_recorded_fixtures() {
                 .any(|c| matches!(c.expect, Expect::Error { .. })),
             "{name}: record at least one failure"
         );
-        let app = with_config(&rt, source, &f).await;
+        let app = with_config(&rt, "fixture", source, &f).await;
         for case in &f.cases {
             case.replay(&app)
                 .await
@@ -76,7 +78,7 @@ async fn a_replay_names_what_the_adapter_sent_differently() {
     let rt = runtime();
     let path = repo().join("plugins/stripe/fixtures.json");
     let mut f = Fixtures::load(&path).unwrap();
-    let app = with_config(&rt, artifacts::STRIPE_PLUGIN.into(), &f).await;
+    let app = with_config(&rt, "fixture", artifacts::STRIPE_PLUGIN.into(), &f).await;
     let mut case = f
         .cases
         .iter()
@@ -105,12 +107,15 @@ async fn record(app: &App, f: &mut Fixtures, cases: &[(&str, &str, Value)]) {
     }
 }
 
+/// A grant of the fixtures' config.
+fn granted(f: &Fixtures) -> Grant {
+    f.config
+        .iter()
+        .fold(Grant::new(), |g, (k, v)| g.config(k.clone(), v.clone()))
+}
+
 fn grant_for(f: &Fixtures, allow: &str) -> Grant {
-    let mut g = Grant::new().allow(allow);
-    for (k, v) in &f.config {
-        g = g.config(k.clone(), v.clone());
-    }
-    g
+    granted(f).allow(allow)
 }
 
 fn config(pairs: &[(&str, &str)]) -> Fixtures {
@@ -521,7 +526,7 @@ async fn fixtures_recorded_from_the_fakes_replay() {
             .find(|(_, _, p)| p.ends_with(format!("{dir}/fixtures.json")))
             .cloned()
             .unwrap_or_else(|| panic!("no shipped adapter in plugins/{dir}"));
-        let app = with_config(&rt, source, f).await;
+        let app = with_config(&rt, "fixture", source, f).await;
         for case in &f.cases {
             case.replay(&app)
                 .await

@@ -10,7 +10,7 @@
 use serde_json::json;
 use switchyard::fixtures::Fixtures;
 use switchyard_engine::{ErrorClass, FailureKind, Jitter};
-use switchyard_runtime::{Answered, Grant};
+use switchyard_runtime::Answered;
 use switchyard_tests::runtime;
 
 /// Bodies that have broken adapters or could: text with a multi-byte
@@ -111,11 +111,7 @@ async fn no_provider_answer_traps_a_shipped_adapter_and_every_class_follows_the_
     let mut tried = 0;
     for (name, source, path) in shipped {
         let f = Fixtures::load(&path).unwrap();
-        let mut grant = Grant::new();
-        for (k, v) in &f.config {
-            grant = grant.config(k.clone(), v.clone());
-        }
-        let app = rt.load(name, source, grant).await.expect("loads");
+        let app = crate::fixtures::with_config(&rt, name, source, &f).await;
         // Every case that sends a request, once per answer.
         let cases: Vec<_> = f.cases.iter().filter(|c| !c.exchanges.is_empty()).collect();
         assert!(!cases.is_empty(), "{name}: no case sends a request");
@@ -188,11 +184,7 @@ async fn json_nested_as_deep_as_allowed_never_traps_a_shipped_adapter() {
     let mut tried = 0;
     for (name, source, path) in crate::fixtures::shipped() {
         let f = Fixtures::load(&path).unwrap();
-        let mut grant = Grant::new();
-        for (k, v) in &f.config {
-            grant = grant.config(k.clone(), v.clone());
-        }
-        let app = rt.load(name, source, grant).await.expect("loads");
+        let app = crate::fixtures::with_config(&rt, name, source, &f).await;
         for case in f.cases.iter().filter(|c| !c.exchanges.is_empty()) {
             // The deep value beside the case's fields, and in place of each.
             let mut inputs = Vec::new();

@@ -250,6 +250,13 @@ async fn main() {
         "http plugin call, answer replayed (no network)",
         &mut replayed,
     );
+    // What a call's future holds (bytes moved when it is boxed): large
+    // futures of rare paths are boxed apart (docs/performance.md).
+    println!(
+        "{:<48} {} bytes",
+        "a call's future (App::call), exchange world",
+        std::mem::size_of_val(&exchange.call(send("send")))
+    );
 
     // 3. Throughput of the POST call at concurrency 64.
     let window = if quick {

@@ -12,8 +12,9 @@
 //! it was sent → `unavailable` (or `timeout` when connecting timed out),
 //! no answer after it was sent → `ambiguous`, a denial → `internal`.
 
+use crate::bindings::exchange_world::ExchangeAdapterPre;
 use crate::bindings::exchange_world::xtypes::{HttpResponse, Step};
-use crate::bindings::exchange_world::{ExchangeAdapter, ExchangeAdapterPre};
+use crate::bindings::types::CallRequest as WitRequest;
 use crate::egress::{Answered, CallLog, Described};
 use crate::instance::AppInner;
 use crate::outcome::{adapter_answer, deadline_exceeded, sandbox_failure};
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use switchyard_engine::{AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
+use wasmtime::component::{ComponentExportIndex, Func, Instance, TypedFunc};
 use wasmtime_wasi_http::Error as HttpError;
 
 /// Largest state an adapter may carry from one step to the next: the host
@@ -33,11 +35,79 @@ pub const MAX_STATE: usize = 1 << 20;
 /// The scale of the share of host-read answers that needed `resume`.
 const UNREAD_SCALE: u64 = 1 << 16;
 
+/// The export every exchange-world component has (a component built
+/// against any 0.2.x of the contract is found under this name).
+const EXCHANGE_EXPORT: &str = "switchyard:adapter/exchange@0.2.0";
+
+/// An exchange-world component prepared for instantiation, with where its
+/// `start` and `resume` are.
+pub(crate) struct ExchangePre {
+    /// The generated bindings: `describe` goes through them.
+    pub(crate) typed: ExchangeAdapterPre<CallState>,
+    steps: StepFuncs,
+}
+
+/// Where a component's `start` and `resume` are. The generated bindings
+/// look up and type-check all three of the export's functions on every
+/// instance (1.7 % of a run's CPU under load); their types are the
+/// component's, the same for each of its instances, so they are checked
+/// once, on the instance `describe` runs on ([`ExchangePre::check`]), and
+/// each call's instance takes the two it runs by index.
+#[derive(Debug, Clone, Copy)]
+struct StepFuncs {
+    start: ComponentExportIndex,
+    resume: ComponentExportIndex,
+}
+
+impl ExchangePre {
+    /// Find `start` and `resume` in `typed`'s component.
+    pub(crate) fn new(typed: ExchangeAdapterPre<CallState>) -> wasmtime::Result<Self> {
+        let component = typed.instance_pre().component();
+        let exchange = component
+            .get_export_index(None, EXCHANGE_EXPORT)
+            .ok_or_else(|| {
+                wasmtime::format_err!("no exported instance named `{EXCHANGE_EXPORT}`")
+            })?;
+        let func = |name: &str| {
+            component
+                .get_export_index(Some(&exchange), name)
+                .ok_or_else(|| {
+                    wasmtime::format_err!(
+                        "instance export `{EXCHANGE_EXPORT}` does not have export `{name}`"
+                    )
+                })
+        };
+        let steps = StepFuncs {
+            start: func("start")?,
+            resume: func("resume")?,
+        };
+        Ok(Self { typed, steps })
+    }
+
+    /// Check the types of `start` and `resume` on `instance`, one of this
+    /// component's, as the contract defines them. An app is loaded only
+    /// once this passed (its `describe` calls it), and only a loaded app
+    /// runs steps.
+    pub(crate) fn check(
+        &self,
+        store: &mut Store<CallState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<()> {
+        instance.get_typed_func::<(&WitRequest,), (Step,)>(&mut *store, &self.steps.start)?;
+        instance.get_typed_func::<(&WitRequest, &[u8], &HttpResponse), (Step,)>(
+            &mut *store,
+            &self.steps.resume,
+        )?;
+        Ok(())
+    }
+}
+
 /// A call's instance, kept from one step to the next of the same call.
 /// Fields drop in order: the store before its slot.
 struct Kept {
     store: Store<CallState>,
-    adapter: ExchangeAdapter,
+    start: Func,
+    resume: Func,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -54,7 +124,7 @@ impl AppInner {
     /// Run `request` as steps: start, then send and resume until done.
     pub(crate) async fn call_exchange(
         &self,
-        pre: &ExchangeAdapterPre<CallState>,
+        pre: &ExchangePre,
         request: CallRequest,
     ) -> Result<CallResponse, AttemptError> {
         self.exchange_steps(pre, request, Transport::Live(None))
@@ -64,7 +134,7 @@ impl AppInner {
     /// Run `request` as steps, the requests answered by `transport`.
     pub(crate) async fn exchange_steps(
         &self,
-        pre: &ExchangeAdapterPre<CallState>,
+        pre: &ExchangePre,
         request: CallRequest,
         mut transport: Transport<'_>,
     ) -> Result<CallResponse, AttemptError> {
@@ -134,9 +204,13 @@ impl AppInner {
             let answered = match &mut transport {
                 Transport::Live(record) => {
                     let seen = record.as_ref().map(|_| described.clone());
-                    let sent = self
-                        .egress
-                        .exchange(&log, described, timeout, made, deadline);
+                    // Boxed: inline, the send's future (~2.8 KB) was held
+                    // several times over in the call's future, and every
+                    // move of that future copied it.
+                    let sent = Box::pin(
+                        self.egress
+                            .exchange(&log, described, timeout, made, deadline),
+                    );
                     let started = Instant::now();
                     let (result, instance) = hold_while(instance, self.hold(), sent).await;
                     self.answered_in(started.elapsed());
@@ -217,9 +291,9 @@ impl AppInner {
     #[allow(clippy::too_many_arguments)]
     async fn step(
         &self,
-        pre: &ExchangeAdapterPre<CallState>,
+        pre: &ExchangePre,
         kept: Option<Kept>,
-        request: &crate::bindings::types::CallRequest,
+        request: &WitRequest,
         answer: Option<(Vec<u8>, HttpResponse)>,
         deadline: Instant,
         budget: Duration,
@@ -233,14 +307,29 @@ impl AppInner {
             },
         };
         let work = async {
-            let x = kept.adapter.switchyard_adapter_exchange();
             match &answer {
-                None => x.call_start(&mut kept.store, request).await,
+                None => {
+                    // SAFETY: `start`'s type was checked against these
+                    // parameters and results when the app was loaded
+                    // (`ExchangePre::check`), and this instance is of the
+                    // same component.
+                    let start =
+                        unsafe { TypedFunc::<(&WitRequest,), (Step,)>::new_unchecked(kept.start) };
+                    start.call_async(&mut kept.store, (request,)).await
+                }
                 Some((state, response)) => {
-                    x.call_resume(&mut kept.store, request, state, response)
+                    // SAFETY: as for `start` above.
+                    let resume = unsafe {
+                        TypedFunc::<(&WitRequest, &[u8], &HttpResponse), (Step,)>::new_unchecked(
+                            kept.resume,
+                        )
+                    };
+                    resume
+                        .call_async(&mut kept.store, (request, state, response))
                         .await
                 }
             }
+            .map(|(step,)| step)
         };
         let outcome = tokio::time::timeout_at(deadline.into(), work).await;
         match settled(outcome, &kept.store, log, budget) {
@@ -252,7 +341,7 @@ impl AppInner {
     /// A fresh instance in a slot of the pool.
     async fn fresh(
         &self,
-        pre: &ExchangeAdapterPre<CallState>,
+        pre: &ExchangePre,
         deadline: Instant,
         budget: Duration,
         log: &Arc<Mutex<CallLog>>,
@@ -269,13 +358,27 @@ impl AppInner {
         // has every request refused (cap 0).
         let mut store = self.store(deadline, log.clone(), Some(0));
         let started = Instant::now();
-        let made =
-            tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
-        let adapter = settled(made, &store, log, budget)?;
+        let made = tokio::time::timeout_at(
+            deadline.into(),
+            pre.typed.instance_pre().instantiate_async(&mut store),
+        )
+        .await;
+        let instance = settled(made, &store, log, budget)?;
         self.instantiated(started);
+        let start = instance.get_func(&mut store, pre.steps.start);
+        let resume = instance.get_func(&mut store, pre.steps.resume);
+        let (Some(start), Some(resume)) = (start, resume) else {
+            // Found when the app was loaded, so never expected here.
+            return Err(AttemptError::new(
+                after_send(log, ErrorClass::Internal),
+                FailureKind::Host,
+                "the adapter's instance exports no `start` or `resume` function",
+            ));
+        };
         Ok(Kept {
             store,
-            adapter,
+            start,
+            resume,
             _slot: slot,
         })
     }

@@ -3,7 +3,7 @@
 //! on a fresh instance in a slot of the pool. Exchange-world steps are in
 //! `exchange.rs`; the public handle in `app.rs`.
 
-use crate::bindings::exchange_world::{ExchangeAdapter, ExchangeAdapterPre};
+use crate::bindings::exchange_world::ExchangeAdapter;
 use crate::bindings::reading_world::reading;
 use crate::bindings::{AdapterPre, types};
 use crate::egress::{AppEgress, CallEgress, CallLog, CallMemory};
@@ -29,7 +29,7 @@ pub(crate) enum Pre {
     /// `adapter`: `call` does the whole attempt.
     Adapter(AdapterPre<CallState>),
     /// `exchange-adapter`: `start` / `resume` steps.
-    Exchange(ExchangeAdapterPre<CallState>),
+    Exchange(crate::exchange::ExchangePre),
 }
 
 pub(crate) struct AppInner {
@@ -131,9 +131,12 @@ impl AppInner {
                         .call_describe(&mut store)
                         .await
                 }
-                Pre::Exchange(pre) => {
+                Pre::Exchange(exchange) => {
+                    let pre = &exchange.typed;
                     let instance = pre.instance_pre().instantiate_async(&mut store).await?;
                     let adapter = ExchangeAdapter::new(&mut store, &instance)?;
+                    // The types calls rely on (`ExchangePre::check`).
+                    exchange.check(&mut store, &instance)?;
                     let info = adapter
                         .switchyard_adapter_exchange()
                         .call_describe(&mut store)

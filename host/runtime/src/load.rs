@@ -35,7 +35,11 @@ impl Runtime {
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
         let pre = match report.world {
             World::Adapter => Pre::Adapter(AdapterPre::new(pre).map_err(link)?),
-            World::ExchangeAdapter => Pre::Exchange(ExchangeAdapterPre::new(pre).map_err(link)?),
+            World::ExchangeAdapter => Pre::Exchange(
+                ExchangeAdapterPre::new(pre)
+                    .and_then(crate::exchange::ExchangePre::new)
+                    .map_err(link)?,
+            ),
         };
 
         let grant_error = |reason: String| LoadError::Grant {

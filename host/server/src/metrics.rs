@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 use switchyard_engine::Recover;
@@ -234,23 +234,28 @@ impl Histogram {
 type LabelRefs<'a> = [(&'static str, &'a str)];
 
 /// Series of one value type, found by name and labels without allocating
-/// when the series exists, and rendered in (name, labels) order.
+/// when the series exists, and rendered in (name, labels) order. Hashed
+/// with foldhash, seeded per process: a run counts into several series,
+/// and SipHash showed in the profile of a run. Series whose hashes
+/// collide share a bucket and are told apart by name and labels.
 #[derive(Debug)]
 struct Series<V> {
-    by_hash: HashMap<u64, Vec<(&'static str, Labels, V)>>,
+    by_hash: HashMap<u64, Vec<(&'static str, Labels, V)>, foldhash::fast::RandomState>,
+    seed: foldhash::fast::RandomState,
 }
 
 impl<V> Default for Series<V> {
     fn default() -> Self {
         Self {
-            by_hash: HashMap::new(),
+            by_hash: HashMap::default(),
+            seed: foldhash::fast::RandomState::default(),
         }
     }
 }
 
 impl<V> Series<V> {
-    fn hash(name: &str, labels: &LabelRefs<'_>) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+    fn hash(&self, name: &str, labels: &LabelRefs<'_>) -> u64 {
+        let mut h = self.seed.build_hasher();
         name.hash(&mut h);
         for (k, v) in labels {
             k.hash(&mut h);
@@ -266,7 +271,7 @@ impl<V> Series<V> {
         labels: &LabelRefs<'_>,
         new: impl FnOnce() -> V,
     ) -> &mut V {
-        let bucket = self.by_hash.entry(Self::hash(name, labels)).or_default();
+        let bucket = self.by_hash.entry(self.hash(name, labels)).or_default();
         let same = |(n, l, _): &(&'static str, Labels, V)| {
             *n == name
                 && l.len() == labels.len()

@@ -107,7 +107,9 @@ pub(crate) async fn try_in_order(
             OptionTarget::Action => match race_partner(ctx, route, order, pos, &raced, input) {
                 Some((j, h)) => {
                     raced.push(j);
-                    race::race(ctx, route, i, j, &bkey, input, spill, h, trace).await
+                    // Boxed: only hedged options race, and inline the race's
+                    // future would make every run's future as large.
+                    Box::pin(race::race(ctx, route, i, j, &bkey, input, spill, h, trace)).await
                 }
                 None => vec![(i, run_option(ctx, opt, &bkey, input, spill, trace).await)],
             },

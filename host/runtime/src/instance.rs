@@ -22,14 +22,65 @@ use std::time::{Duration, Instant};
 use switchyard_engine::{
     AppInfo, AttemptError, CallRequest, CallResponse, ErrorClass, FailureKind, Idempotency,
 };
+use wasmtime::component::{ComponentExportIndex, Instance, TypedFunc};
 use wasmtime::{Store, UpdateDeadline};
 
 /// A component prepared for instantiation, by the world it targets.
 pub(crate) enum Pre {
     /// `adapter`: `call` does the whole attempt.
-    Adapter(AdapterPre<CallState>),
+    Adapter(ProviderPre),
     /// `exchange-adapter`: `start` / `resume` steps.
     Exchange(crate::exchange::ExchangePre),
+}
+
+/// The export every `adapter`-world component has (a component built
+/// against any 0.2.x of the contract is found under this name).
+const PROVIDER_EXPORT: &str = "switchyard:adapter/provider@0.2.0";
+
+/// The type of the `provider` export's `call`, as the contract defines it.
+type CallFn<'a> =
+    TypedFunc<(&'a types::CallRequest,), (Result<types::CallResponse, types::AdapterError>,)>;
+
+/// An `adapter`-world component prepared for instantiation, with where its
+/// `call` is. As for the exchange world ([`crate::exchange::ExchangePre`]):
+/// the generated bindings type-check the export's functions on every
+/// instance, while their types are the component's; `call` is checked once
+/// when the app is loaded and each call's instance takes it by index.
+pub(crate) struct ProviderPre {
+    /// The generated bindings: `describe` goes through them.
+    pub(crate) typed: AdapterPre<CallState>,
+    call: ComponentExportIndex,
+}
+
+impl ProviderPre {
+    /// Find `call` in `typed`'s component.
+    pub(crate) fn new(typed: AdapterPre<CallState>) -> wasmtime::Result<Self> {
+        let component = typed.instance_pre().component();
+        let provider = component
+            .get_export_index(None, PROVIDER_EXPORT)
+            .ok_or_else(|| {
+                wasmtime::format_err!("no exported instance named `{PROVIDER_EXPORT}`")
+            })?;
+        let call = component
+            .get_export_index(Some(&provider), "call")
+            .ok_or_else(|| {
+                wasmtime::format_err!(
+                    "instance export `{PROVIDER_EXPORT}` does not have export `call`"
+                )
+            })?;
+        Ok(Self { typed, call })
+    }
+
+    /// Check the type of `call` on `instance`, one of this component's. An
+    /// app is loaded only once this passed (its `describe` calls it), and
+    /// only a loaded app is called.
+    fn check(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<()> {
+        instance.get_typed_func::<(&types::CallRequest,), (Result<types::CallResponse, types::AdapterError>,)>(
+            &mut *store,
+            self.call,
+        )?;
+        Ok(())
+    }
 }
 
 pub(crate) struct AppInner {
@@ -124,8 +175,12 @@ impl AppInner {
         let mut store = self.store(deadline, log.clone(), Some(0));
         let work = async {
             let info = match &self.pre {
-                Pre::Adapter(pre) => {
-                    let adapter = pre.instantiate_async(&mut store).await?;
+                Pre::Adapter(provider) => {
+                    let pre = &provider.typed;
+                    let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+                    let adapter = crate::bindings::Adapter::new(&mut store, &instance)?;
+                    // The type calls rely on (`ProviderPre::check`).
+                    provider.check(&mut store, &instance)?;
                     adapter
                         .switchyard_adapter_provider()
                         .call_describe(&mut store)
@@ -245,7 +300,7 @@ impl AppInner {
     /// An `adapter`-world call: one instance does the whole attempt.
     async fn call_adapter(
         &self,
-        pre: &AdapterPre<CallState>,
+        pre: &ProviderPre,
         request: CallRequest,
     ) -> Result<CallResponse, AttemptError> {
         let deadline = Instant::now() + request.deadline;
@@ -260,12 +315,22 @@ impl AppInner {
         let wit_request = Self::wit_request(request);
         let work = async {
             let started = Instant::now();
-            let adapter = pre.instantiate_async(&mut store).await?;
+            let instance = pre
+                .typed
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .await?;
             self.instantiated(started);
-            adapter
-                .switchyard_adapter_provider()
-                .call_call(&mut store, &wit_request)
+            let call = instance
+                .get_func(&mut store, pre.call)
+                .ok_or_else(|| wasmtime::format_err!("the adapter's instance exports no `call`"))?;
+            // SAFETY: `call`'s type was checked against these parameters
+            // and results when the app was loaded (`ProviderPre::check`),
+            // and this instance is of the same component.
+            let call: CallFn<'_> = unsafe { TypedFunc::new_unchecked(call) };
+            call.call_async(&mut store, (&wit_request,))
                 .await
+                .map(|(answer,)| answer)
         };
         let outcome = tokio::time::timeout_at(deadline.into(), work).await;
         let log = log.lock().expect("call log");

@@ -34,7 +34,11 @@ impl Runtime {
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
         let pre = match report.world {
-            World::Adapter => Pre::Adapter(AdapterPre::new(pre).map_err(link)?),
+            World::Adapter => Pre::Adapter(
+                AdapterPre::new(pre)
+                    .and_then(crate::instance::ProviderPre::new)
+                    .map_err(link)?,
+            ),
             World::ExchangeAdapter => Pre::Exchange(
                 ExchangeAdapterPre::new(pre)
                     .and_then(crate::exchange::ExchangePre::new)

@@ -62,21 +62,7 @@ struct StepFuncs {
 impl ExchangePre {
     /// Find `start` and `resume` in `typed`'s component.
     pub(crate) fn new(typed: ExchangeAdapterPre<CallState>) -> wasmtime::Result<Self> {
-        let component = typed.instance_pre().component();
-        let exchange = component
-            .get_export_index(None, EXCHANGE_EXPORT)
-            .ok_or_else(|| {
-                wasmtime::format_err!("no exported instance named `{EXCHANGE_EXPORT}`")
-            })?;
-        let func = |name: &str| {
-            component
-                .get_export_index(Some(&exchange), name)
-                .ok_or_else(|| {
-                    wasmtime::format_err!(
-                        "instance export `{EXCHANGE_EXPORT}` does not have export `{name}`"
-                    )
-                })
-        };
+        let func = |name| crate::instance::export_func(typed.instance_pre(), EXCHANGE_EXPORT, name);
         let steps = StepFuncs {
             start: func("start")?,
             resume: func("resume")?,

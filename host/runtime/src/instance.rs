@@ -55,19 +55,7 @@ pub(crate) struct ProviderPre {
 impl ProviderPre {
     /// Find `call` in `typed`'s component.
     pub(crate) fn new(typed: AdapterPre<CallState>) -> wasmtime::Result<Self> {
-        let component = typed.instance_pre().component();
-        let provider = component
-            .get_export_index(None, PROVIDER_EXPORT)
-            .ok_or_else(|| {
-                wasmtime::format_err!("no exported instance named `{PROVIDER_EXPORT}`")
-            })?;
-        let call = component
-            .get_export_index(Some(&provider), "call")
-            .ok_or_else(|| {
-                wasmtime::format_err!(
-                    "instance export `{PROVIDER_EXPORT}` does not have export `call`"
-                )
-            })?;
+        let call = export_func(typed.instance_pre(), PROVIDER_EXPORT, "call")?;
         Ok(Self { typed, call })
     }
 
@@ -81,6 +69,24 @@ impl ProviderPre {
         )?;
         Ok(())
     }
+}
+
+/// Where function `func` of exported instance `instance` is in `pre`'s
+/// component (found as the generated bindings find it).
+pub(crate) fn export_func(
+    pre: &wasmtime::component::InstancePre<CallState>,
+    instance: &str,
+    func: &str,
+) -> wasmtime::Result<ComponentExportIndex> {
+    let component = pre.component();
+    let exported = component
+        .get_export_index(None, instance)
+        .ok_or_else(|| wasmtime::format_err!("no exported instance named `{instance}`"))?;
+    component
+        .get_export_index(Some(&exported), func)
+        .ok_or_else(|| {
+            wasmtime::format_err!("instance export `{instance}` does not have export `{func}`")
+        })
 }
 
 pub(crate) struct AppInner {

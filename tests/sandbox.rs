@@ -328,6 +328,46 @@ async fn no_state_survives_a_page_swapped_out_during_a_call() {
     }
 }
 
+/// A slot that keeps its whole memory resident between calls
+/// (`keep_resident` = the memory cap: every byte written back in place,
+/// none dropped) gives no call an earlier call's data either, after calls
+/// that filled and grew their memory and after one that grew it to the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_state_survives_a_slot_kept_resident_whole() {
+    let _turn = one_at_a_time().await;
+    let limits = switchyard_runtime::Limits::default();
+    let rt = switchyard_runtime::Runtime::new(switchyard_runtime::RuntimeConfig {
+        cache_dir: Some(switchyard_tests::cache_dir()),
+        keep_resident: limits.memory,
+        limits,
+        ..Default::default()
+    })
+    .unwrap();
+    let provider = HeldProvider::start().await;
+    let app = misbehave(&rt, Grant::new().allow(&provider.url)).await;
+    let clean = json!({"seen": 0});
+    for round in 0..3 {
+        let seen = remember_at_once(&app, &provider, 4, false).await;
+        assert_eq!(
+            seen,
+            vec![clean.clone(); 4],
+            "round {round}: a call found an earlier call's memory"
+        );
+        let e = fails(&app, "memory-bomb", json!({})).await;
+        assert_eq!(e.kind, FailureKind::MemoryLimit, "{e}");
+        let out = app
+            .call(CallRequest::new("state", json!({})))
+            .await
+            .unwrap()
+            .output;
+        assert_eq!(
+            out,
+            json!(1),
+            "round {round}: a static kept an earlier call's value"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_not_on_the_allowlist_is_denied_before_connecting() {
     let _turn = one_at_a_time().await;

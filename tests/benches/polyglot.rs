@@ -11,6 +11,10 @@
 //! instance (RSS growth with 32 calls held in flight by a slow server).
 //! Then, for the test programs echo-py and echo-js, one request whose JSON
 //! success is read by the host (one sandbox step) or by the adapter (two).
+//!
+//! `POLYGLOT_KEEP_RESIDENT_MB=N`: the runtimes measured keep N MiB of a
+//! slot's memory resident between calls (`runtime.keep_resident_mb`;
+//! default the runtime's, 2). The bench ends with its peak RSS.
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -126,8 +130,17 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 100 } else { 1000 };
     let cache = switchyard_tests::cache_dir();
+    let keep_resident = std::env::var("POLYGLOT_KEEP_RESIDENT_MB")
+        .ok()
+        .map(|v| {
+            v.parse::<usize>()
+                .expect("POLYGLOT_KEEP_RESIDENT_MB: a whole number of MiB")
+                << 20
+        })
+        .unwrap_or(switchyard_runtime::DEFAULT_KEEP_RESIDENT);
     let cached_rt = Runtime::new(RuntimeConfig {
         cache_dir: Some(cache.clone()),
+        keep_resident,
         ..RuntimeConfig::default()
     })
     .unwrap();
@@ -143,12 +156,13 @@ async fn main() {
     })
     .unwrap();
     println!(
-        "switchyard polyglot benchmarks ({} allocator, {n} calls per figure)\n",
+        "switchyard polyglot benchmarks ({} allocator, {n} calls per figure, keep_resident {} MiB)\n",
         if cached_rt.uses_pooling() {
             "pooling"
         } else {
             "on-demand"
-        }
+        },
+        keep_resident >> 20
     );
     println!(
         "{:<20} {:>9} {:>10} {:>10} {:>15} {:>15} {:>10}",
@@ -192,15 +206,16 @@ async fn main() {
         server.always(s.ping_path, s.ping_answer.clone());
         let g = || slack_fixup(s.name, &server, grant(&server));
 
+        // `--quick` skips the cold compile: shown as "skipped".
         let cold = if quick {
-            f64::NAN
+            "skipped".to_string()
         } else {
             let t = Instant::now();
             uncached_rt
                 .load("cold", s.source.clone(), g())
                 .await
                 .unwrap();
-            ms(t.elapsed())
+            format!("{:.0}ms", ms(t.elapsed()))
         };
         cached_rt.load("warm", s.source.clone(), g()).await.unwrap(); // fills the cache
         let mut loads = Vec::new();
@@ -218,8 +233,8 @@ async fn main() {
         let app = app.unwrap();
 
         // A/B of writing the first `keep_resident` bytes back between
-        // calls (the default) against dropping every page, interleaved in
-        // time so machine noise hits both alike.
+        // calls (the measured runtimes' setting) against dropping every
+        // page, interleaved in time so machine noise hits both alike.
         let plain = plain_rt.load("plain", s.source.clone(), g()).await.unwrap();
         let (action, input) = s.refused.clone();
         let mut ab = [Vec::new(), Vec::new()];
@@ -235,8 +250,9 @@ async fn main() {
             v[v.len() / 2]
         };
         eprintln!(
-            "{}: no-network call p50 without / with keep-resident: {:.2} / {:.2} ms",
+            "{}: no-network call p50 with keep_resident 0 / {} MiB: {:.2} / {:.2} ms",
             s.name,
+            keep_resident >> 20,
             median(&mut ab[0]),
             median(&mut ab[1])
         );
@@ -275,7 +291,7 @@ async fn main() {
         let per_instance = during.saturating_sub(before) / live as u64;
 
         println!(
-            "{:<20} {:>9.1} {:>8.0}ms {:>8.1}ms {:>6.2}/{:<6.2}ms {:>6.2}/{:<6.2}ms {:>10}",
+            "{:<20} {:>9.1} {:>10} {:>8.1}ms {:>6.2}/{:<6.2}ms {:>6.2}/{:<6.2}ms {:>10}",
             s.name,
             size(&s.source) as f64 / 1e6,
             cold,
@@ -305,6 +321,7 @@ async fn main() {
         // instances dirtied (as for one app in production).
         let rt = Runtime::new(RuntimeConfig {
             cache_dir: Some(cache.clone()),
+            keep_resident,
             ..RuntimeConfig::default()
         })
         .unwrap();
@@ -333,6 +350,14 @@ async fn main() {
             ms(percentile(&mut host, 0.99)),
             ms(percentile(&mut adapter, 0.5)),
             ms(percentile(&mut adapter, 0.99)),
+        );
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(hwm) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+        println!(
+            "\nRSS of the bench: peak {}, at the end {} kB",
+            hwm.trim(),
+            rss_kib()
         );
     }
 }

@@ -59,6 +59,9 @@ impl From<&[u8]> for ComponentSource {
     }
 }
 
+/// A WebAssembly page, bytes.
+const WASM_PAGE: u64 = 64 << 10;
+
 /// How a load went.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LoadReport {
@@ -74,6 +77,11 @@ pub struct LoadReport {
     pub world: World,
     /// SHA-256 of the component's bytes.
     pub sha256: [u8; 32],
+    /// Bytes: the largest linear memory the component starts a call with
+    /// (its core modules' initial sizes), where wasmtime can tell. Above
+    /// [`Runtime::keep_resident`], a slot drops the rest between calls and
+    /// every call faults it in again.
+    pub initial_memory: Option<u64>,
 }
 
 /// The epoch ticker: a thread that advances the engine's epoch every
@@ -158,6 +166,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) exchange_hold: std::time::Duration,
     pub(crate) host_bytes: Option<Arc<crate::held::HostBytes>>,
     pub(crate) ticker: Ticker,
+    /// [`crate::RuntimeConfig::keep_resident`], when pooling.
+    pub(crate) keep_resident: Option<usize>,
 }
 
 /// The plugin runtime. Cheap to clone; share one per process.
@@ -268,6 +278,7 @@ impl Runtime {
                 exchange_hold: config.exchange_hold.min(crate::limits::MAX_EXCHANGE_HOLD),
                 host_bytes: config.host_bytes,
                 ticker,
+                keep_resident: pooling.then_some(config.keep_resident),
             }),
         })
     }
@@ -280,6 +291,13 @@ impl Runtime {
     /// Whether the pooling allocator is in use.
     pub fn uses_pooling(&self) -> bool {
         self.inner.pooling
+    }
+
+    /// Pooling only: how many bytes at the start of a slot's memory are
+    /// written back in place between calls ([`crate::RuntimeConfig::keep_resident`]).
+    /// `None`: on-demand allocation, where every call maps fresh memory.
+    pub fn keep_resident(&self) -> Option<usize> {
+        self.inner.keep_resident
     }
 
     /// The limits calls run under.
@@ -343,6 +361,10 @@ impl Runtime {
         .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let compile = started.elapsed();
         let world = world::check_world(&self.inner.engine, &component)?;
+        let initial_memory = component
+            .resources_required()
+            .and_then(|r| r.max_initial_memory_size)
+            .map(|pages| pages.saturating_mul(WASM_PAGE));
         Ok((
             component,
             LoadReport {
@@ -352,6 +374,7 @@ impl Runtime {
                 total: compile,
                 world,
                 sha256,
+                initial_memory,
             },
         ))
     }

@@ -694,6 +694,66 @@ fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
+/// Every contender named is known and can start here: checked before the
+/// first round, so a long run does not stop halfway on a missing tool.
+fn check_contenders(contenders: &[String]) -> Result<(), String> {
+    const KNOWN: &[&str] = &[
+        "switchyard",
+        "switchyard-defaults",
+        "switchyard-per-step",
+        "switchyard-wasi",
+        "switchyard-cluster",
+        "switchyard-cluster3",
+        "node",
+        "node2",
+        "haproxy",
+        "rust",
+    ];
+    let runs = |tool: &str, arg: &str| {
+        Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    for name in contenders {
+        if let Some(alt) = name.strip_prefix("switchyard-alt") {
+            let var = format!("LOAD_ALT{}_BIN", alt.to_uppercase());
+            match std::env::var_os(&var) {
+                Some(bin) if Path::new(&bin).is_file() => {}
+                Some(bin) => {
+                    return Err(format!(
+                        "{name}: {var} is {}, which is not a file; set it to the path of another switchyard binary",
+                        Path::new(&bin).display()
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "{name}: set {var} to the path of another switchyard binary"
+                    ));
+                }
+            }
+        } else if !KNOWN.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown contender `{name}`; choose from {}, or switchyard-alt[N] with LOAD_ALT[N]_BIN",
+                KNOWN.join(", ")
+            ));
+        } else if name.starts_with("node") && !runs("node", "--version") {
+            return Err(format!(
+                "{name} needs node on the PATH (apt-get install nodejs npm)"
+            ));
+        } else if name == "haproxy" && !runs("haproxy", "-v") {
+            return Err("haproxy needs haproxy on the PATH (apt-get install haproxy)".into());
+        } else if name.starts_with("switchyard-cluster") && !runs("redis-server", "--version") {
+            return Err(format!(
+                "{name} needs redis-server on the PATH (apt-get install redis-server)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     if let Ok(spec) = std::env::var(peer::VAR) {
         peer::main(&spec);
@@ -712,6 +772,10 @@ fn main() {
         .split(',')
         .map(|c| c.trim().to_string())
         .collect();
+    if let Err(problem) = check_contenders(&contenders) {
+        eprintln!("LOAD_CONTENDERS: {problem}");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -183,6 +183,15 @@ async fn inspect(plugin: &PluginArg, json: bool) -> Result<(), Exit> {
         "size     {} bytes; load {:?} (cache: {:?})",
         report.size, report.total, report.cache
     );
+    if let Some(memory) = report.initial_memory {
+        println!(
+            "memory   starts at {:.1} MiB per call",
+            memory as f64 / (1u64 << 20) as f64
+        );
+        if let Some(hint) = crate::deployment::resident_hint(&rt, &report) {
+            println!("         {hint}");
+        }
+    }
     println!("exports  {}", exports.join(", "));
     println!("imports  {}", imports.join("\n         "));
     println!("actions");

@@ -242,6 +242,19 @@ impl Config {
                 ),
             ));
         }
+        if let Some(keep) = rt.keep_resident_mb {
+            let cap = rt
+                .memory_mb
+                .unwrap_or(switchyard_runtime::Limits::default().memory >> 20);
+            if keep > cap {
+                problems.push(self.problem(
+                    &FieldPath::keys(["runtime", "keep_resident_mb"]),
+                    format!(
+                        "is {keep}; it must be between 0 and `runtime.memory_mb` ({cap}): no call's memory is larger"
+                    ),
+                ));
+            }
+        }
         if let Some(c) = &self.file.cluster {
             self.check_cluster(c, problems);
         }

@@ -264,6 +264,14 @@ pub struct RuntimeSection {
     /// pool with less than a quarter free, gives the instance back.
     #[serde(default)]
     pub exchange_hold_ms: Option<u64>,
+    /// Between calls, how much of a slot's linear memory is written back
+    /// in place, MiB (0 to `memory_mb`; default 2); the rest is dropped
+    /// and faulted in again by the next call. A Rust adapter's memory fits
+    /// the default. Python and JavaScript adapters' memories are larger:
+    /// more here makes their calls cheaper, and every warm slot holds that
+    /// much of its memory resident.
+    #[serde(default)]
+    pub keep_resident_mb: Option<usize>,
 }
 
 /// `[cluster]`.

@@ -42,6 +42,25 @@ mod tests {
     }
 
     #[test]
+    fn keep_resident_fits_the_memory_cap() {
+        let e = load("[runtime]\nkeep_resident_mb = 200\n").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("/cfg/sy.toml:2:"), "{s}");
+        assert!(s.contains("runtime.keep_resident_mb"), "{s}");
+        assert!(s.contains("between 0 and `runtime.memory_mb` (128)"), "{s}");
+        let e = load("[runtime]\nmemory_mb = 64\nkeep_resident_mb = 65\n").unwrap_err();
+        assert!(e.to_string().contains("(64)"), "{e}");
+        for ok in [
+            "keep_resident_mb = 0",
+            "keep_resident_mb = 128",
+            "memory_mb = 256\nkeep_resident_mb = 256",
+        ] {
+            let c = load(&format!("[runtime]\n{ok}\n"));
+            assert!(c.is_ok(), "{ok}: {:?}", c.err().map(|e| e.to_string()));
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once_with_lines() {
         let src = r#"
 [products.pay]
@@ -238,7 +257,8 @@ options = []
         fn fuzz_config_numbers(
             n in proptest::prelude::any::<u64>(),
             field in proptest::sample::select(vec![
-                "runtime.max_instances", "runtime.memory_mb", "runtime.exchange_hold_ms", "server.max_body_bytes",
+                "runtime.max_instances", "runtime.memory_mb", "runtime.exchange_hold_ms",
+                "runtime.keep_resident_mb", "server.max_body_bytes",
                 "server.shutdown_grace_ms", "server.header_read_timeout_ms",
                 "server.max_event_streams", "server.max_buffered_mb",
                 "engine.budget.min_retries", "engine.budget.window_ms",

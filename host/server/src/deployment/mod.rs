@@ -13,4 +13,5 @@ mod reload;
 mod start;
 mod state;
 
+pub(crate) use start::resident_hint;
 pub use state::{ChangeError, Deployment, Drift, MAX_FORCES, ReloadReport, StartOptions, drift};

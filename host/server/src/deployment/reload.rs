@@ -240,7 +240,13 @@ impl Deployment {
                     .await
                 {
                     Ok(app) => {
-                        report.apps.push(format!("~ app {name} {verb}"));
+                        let line = format!("~ app {name} {verb}");
+                        report.apps.push(
+                            match super::resident_hint(&self.runtime, &app.load_report()) {
+                                Some(hint) => format!("{line} (note: {hint})"),
+                                None => line,
+                            },
+                        );
                         fresh.push((key, app, print, grant.clone()));
                     }
                     Err(e) => problems.push(new.problem(&at, format!("env `{env}`: {e}"))),

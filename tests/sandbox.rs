@@ -251,6 +251,17 @@ fn page_out_everything() -> u64 {
         * 1024
 }
 
+/// A runtime whose slots write the first `keep_resident` bytes of their
+/// memory back in place between calls and drop the rest.
+fn keeping_resident(keep_resident: usize) -> switchyard_runtime::Runtime {
+    switchyard_runtime::Runtime::new(switchyard_runtime::RuntimeConfig {
+        cache_dir: Some(switchyard_tests::cache_dir()),
+        keep_resident,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// `n` calls of `remember` at once, each held by the provider until all
 /// are in (so they take `n` slots): what each saw.
 async fn remember_at_once(
@@ -305,12 +316,7 @@ async fn no_state_survives_a_page_swapped_out_during_a_call() {
     // The guest's whole memory (a few hundred KiB) reset in place (the default),
     // and every page dropped.
     for keep_resident in [switchyard_runtime::DEFAULT_KEEP_RESIDENT, 0] {
-        let rt = switchyard_runtime::Runtime::new(switchyard_runtime::RuntimeConfig {
-            cache_dir: Some(switchyard_tests::cache_dir()),
-            keep_resident,
-            ..Default::default()
-        })
-        .unwrap();
+        let rt = keeping_resident(keep_resident);
         let provider = HeldProvider::start().await;
         let app = misbehave(&rt, Grant::new().allow(&provider.url)).await;
         let clean = json!({"seen": 0});
@@ -335,14 +341,7 @@ async fn no_state_survives_a_page_swapped_out_during_a_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_state_survives_a_slot_kept_resident_whole() {
     let _turn = one_at_a_time().await;
-    let limits = switchyard_runtime::Limits::default();
-    let rt = switchyard_runtime::Runtime::new(switchyard_runtime::RuntimeConfig {
-        cache_dir: Some(switchyard_tests::cache_dir()),
-        keep_resident: limits.memory,
-        limits,
-        ..Default::default()
-    })
-    .unwrap();
+    let rt = keeping_resident(switchyard_runtime::Limits::default().memory);
     let provider = HeldProvider::start().await;
     let app = misbehave(&rt, Grant::new().allow(&provider.url)).await;
     let clean = json!({"seen": 0});

@@ -1,7 +1,7 @@
 //! Runtime benchmarks: figures for `docs/performance.md`.
 //!
-//! Run: `cargo bench -p switchyard-tests --bench runtime --profile dev`
-//! (the dev profile builds dependencies at opt-level 3; see the doc).
+//! Run: `cargo bench -p switchyard-tests --bench runtime` (release build;
+//! the figures in docs/performance.md are from it).
 //! Options: `--quick` runs fewer iterations.
 
 use bytes::Bytes;
@@ -312,7 +312,13 @@ async fn main() {
         artifacts::HTTP_PLUGIN.len()
     );
 
-    // 5. Every shipped plugin: size, first (uncached) load into an empty
+    // 5. The POST again, on one thread (below).
+    let dir = cache.path().to_path_buf();
+    tokio::task::spawn_blocking(move || one_thread(n, dir))
+        .await
+        .unwrap();
+
+    // 6. Every shipped plugin: size, first (uncached) load into an empty
     // cache, then cached load + describe.
     for (name, bytes) in [
         ("http", artifacts::HTTP_PLUGIN),
@@ -343,4 +349,139 @@ async fn main() {
             cached[cached.len() / 2].as_secs_f64() * 1e3
         );
     }
+}
+
+/// The exchange POST's parts on one thread (a tokio current-thread
+/// runtime, the provider in the same thread): every figure is CPU time, no
+/// wake-up of another thread in it, so the parts add up. Interleaved in
+/// rounds, as above.
+fn one_thread(n: usize, cache_dir: std::path::PathBuf) {
+    let local = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    local.block_on(async move {
+        let rt = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache_dir),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let sim = Simulator::start().await.unwrap();
+        let grant = Grant::new()
+            .allow(sim.url())
+            .config("base_url", sim.url())
+            .config(
+                "actions",
+                r#"[{"name": "send", "method": "POST", "path": "/echo"}]"#,
+            );
+        let http = rt
+            .load("http", artifacts::HTTP_PLUGIN, grant)
+            .await
+            .unwrap();
+        let noop = rt
+            .load(
+                "bench",
+                std::path::Path::new(artifacts::MISBEHAVE_PATH),
+                Grant::new(),
+            )
+            .await
+            .unwrap();
+        let body = json!({"to": "+15550100", "amount": 1099, "currency": "usd"});
+        let payload = Bytes::from(body.to_string());
+        let url = format!("{}/echo", sim.url());
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let answer = switchyard_runtime::Answered {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"id":"msg_1","status":"queued"}"#.to_vec(),
+        };
+        let post = || async {
+            let req = http::Request::post(&url)
+                .header("content-type", "application/json")
+                .body(Full::new(payload.clone()))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let _: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        };
+        let replayed = || async {
+            http.replay(CallRequest::new("send", body.clone()), &mut |_| {
+                Ok(answer.clone())
+            })
+            .await
+            .unwrap();
+        };
+        let noop_call = || async {
+            noop.call(CallRequest::new("noop", json!({})))
+                .await
+                .unwrap();
+        };
+        let kinds = 6;
+        let mut samples: Vec<Vec<Duration>> = (0..kinds).map(|_| Vec::with_capacity(n)).collect();
+        let rounds = 10;
+        for round in 0..rounds + 1 {
+            for (k, samples) in samples.iter_mut().enumerate() {
+                for _ in 0..n / rounds {
+                    let t = Instant::now();
+                    match k {
+                        0 => post().await,
+                        1 => replayed().await,
+                        2 => {
+                            replayed().await;
+                            post().await;
+                        }
+                        3 => noop_call().await,
+                        4 => {
+                            noop_call().await;
+                            post().await;
+                        }
+                        _ => {
+                            http.call(CallRequest::new("send", body.clone()))
+                                .await
+                                .unwrap();
+                        }
+                    }
+                    // The first round warms up.
+                    if round > 0 {
+                        samples.push(t.elapsed());
+                    }
+                }
+            }
+        }
+        let mut p50 = [0.0f64; 6];
+        let names = [
+            "one thread: POST by the host",
+            "one thread: http plugin step, answer replayed",
+            "one thread: that step, then the host's POST",
+            "one thread: no-op call, fresh instance",
+            "one thread: that call, then the host's POST",
+            "one thread: http plugin POST, exchange world",
+        ];
+        for ((name, samples), p) in names.iter().zip(samples.iter_mut()).zip(p50.iter_mut()) {
+            *p = report(name, samples).as_secs_f64() * 1e6;
+        }
+        let [post, step, both, noop, noop_both, exchange] = p50;
+        println!(
+            "{:<48} {:.1} µs",
+            "  the POST's extra after the http plugin's step",
+            both - step - post
+        );
+        println!(
+            "{:<48} {:.1} µs",
+            "  the POST's extra after the no-op call",
+            noop_both - noop - post
+        );
+        println!(
+            "{:<48} {:.1} µs",
+            "  the exchange call beyond step then POST",
+            exchange - both
+        );
+        println!(
+            "{:<48} {:.2}x",
+            "ratio exchange/host, one thread (p50)",
+            exchange / post
+        );
+    });
 }

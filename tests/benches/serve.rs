@@ -3,7 +3,8 @@
 //! server `switchyard serve` runs) with a real wasm app (the bundled
 //! `http` plugin) calling a simulated provider on loopback. Every request
 //! goes client → API → engine → fresh sandboxed instance → egress gate →
-//! provider and back.
+//! provider and back. Then the same run one at a time on one thread: its
+//! time there is the whole round trip's CPU.
 //!
 //! Run: `cargo bench -p switchyard-tests --bench serve --profile dev`
 //! (`-- --quick` for a shorter run).
@@ -40,11 +41,26 @@ options = [ {{ provider = "sim", app = "sim", action = "send", input = {{ to = "
     )
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let total: usize = if quick { 4_000 } else { 20_000 };
-    let sim = Simulator::start().await.expect("simulator");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(under_load(quick));
+    // The same run one at a time on one thread: the client, the server and
+    // the provider share it, so a run's time is the CPU it costs, with no
+    // wake-up of another thread in it.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(one_thread(quick));
+}
+
+/// A server over the bench's config against `sim`, and a client of its
+/// run endpoint: the URL to post to.
+async fn start(sim: &Simulator) -> String {
     let cfg = Config::from_source("bench.toml".into(), config(&sim.url())).expect("config");
     let deployment = Deployment::start(cfg, StartOptions::default())
         .await
@@ -71,22 +87,41 @@ async fn main() {
         std::future::pending(),
         Duration::from_secs(1),
     ));
-    let client = Client::builder(TokioExecutor::new())
+    url
+}
+
+/// One run through the API: whether it answered 200, and its time.
+async fn once(
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    url: String,
+    body: Bytes,
+) -> (bool, Duration) {
+    let req = http::Request::post(url)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .unwrap();
+    let started = Instant::now();
+    let resp = client.request(req).await.expect("request");
+    let ok = resp.status() == 200;
+    resp.into_body().collect().await.expect("body");
+    (ok, started.elapsed())
+}
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(CONCURRENCY)
-        .build_http::<Full<Bytes>>();
-    let body = Bytes::from_static(br#"{"input": {"to": "+15550100"}}"#);
-    let once = |client: Client<_, Full<Bytes>>, url: String, body: Bytes| async move {
-        let req = http::Request::post(url)
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .unwrap();
-        let started = Instant::now();
-        let resp = client.request(req).await.expect("request");
-        let ok = resp.status() == 200;
-        resp.into_body().collect().await.expect("body");
-        (ok, started.elapsed())
-    };
+        .build_http::<Full<Bytes>>()
+}
+
+const BODY: &[u8] = br#"{"input": {"to": "+15550100"}}"#;
+
+async fn under_load(quick: bool) {
+    let total: usize = if quick { 4_000 } else { 20_000 };
+    let sim = Simulator::start().await.expect("simulator");
+    let url = start(&sim).await;
+    let client = client();
+    let body = Bytes::from_static(BODY);
 
     // Warm up: connections, instance pool, caches.
     for _ in 0..200 {
@@ -127,4 +162,31 @@ async fn main() {
         samples.last().unwrap().as_secs_f64() * 1e3,
     );
     assert_eq!(failed, 0, "requests failed under load");
+}
+
+async fn one_thread(quick: bool) {
+    let total: usize = if quick { 5_000 } else { 20_000 };
+    let sim = Simulator::start().await.expect("simulator");
+    let url = start(&sim).await;
+    let client = client();
+    let body = Bytes::from_static(BODY);
+    for _ in 0..500 {
+        once(client.clone(), url.clone(), body.clone()).await;
+    }
+    let mut samples = Vec::with_capacity(total);
+    let started = Instant::now();
+    for _ in 0..total {
+        let (ok, took) = once(client.clone(), url.clone(), body.clone()).await;
+        assert!(ok, "a run failed");
+        samples.push(took);
+    }
+    let elapsed = started.elapsed();
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "fallback run endpoint, one thread, one run at a time, {total} runs: p50 {:.1} µs   p99 {:.1} µs   mean {:.1} µs (CPU per run: client, API, engine, sandbox, provider)",
+        at(0.5).as_secs_f64() * 1e6,
+        at(0.99).as_secs_f64() * 1e6,
+        elapsed.as_secs_f64() * 1e6 / total as f64,
+    );
 }

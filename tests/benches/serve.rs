@@ -21,6 +21,11 @@ use switchyard::Config;
 use switchyard::Simulator;
 use switchyard::{Deployment, StartOptions};
 
+// The allocator the `switchyard` binary uses, so the figures are the
+// shipped server's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONCURRENCY: usize = 64;
 const TOKEN: &str = "bench-token";
 

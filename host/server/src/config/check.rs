@@ -243,9 +243,7 @@ impl Config {
             ));
         }
         if let Some(keep) = rt.keep_resident_mb {
-            let cap = rt
-                .memory_mb
-                .unwrap_or(switchyard_runtime::Limits::default().memory >> 20);
+            let cap = rt.memory_cap_mb();
             if keep > cap {
                 problems.push(self.problem(
                     &FieldPath::keys(["runtime", "keep_resident_mb"]),

@@ -374,6 +374,12 @@ impl RuntimeSection {
         self.max_instances
             .unwrap_or(switchyard_runtime::DEFAULT_MAX_INSTANCES)
     }
+
+    /// Every call's memory cap in effect, MiB.
+    pub fn memory_cap_mb(&self) -> usize {
+        self.memory_mb
+            .unwrap_or(switchyard_runtime::Limits::default().memory >> 20)
+    }
 }
 
 /// `[products.<name>]`.

@@ -19,10 +19,10 @@ impl Deployment {
     pub async fn start(config: Config, options: StartOptions) -> Result<Self, Problems> {
         let file = &config.file;
         let mut problems = Vec::new();
-        let mut limits = Limits::default();
-        if let Some(mb) = file.runtime.memory_mb {
-            limits.memory = mb << 20;
-        }
+        let limits = Limits {
+            memory: file.runtime.memory_cap_mb().saturating_mul(1 << 20),
+            ..Limits::default()
+        };
         let host_bytes =
             switchyard_runtime::HostBytes::new(file.server.max_buffered_mb.saturating_mul(1 << 20));
         let runtime = Runtime::new(RuntimeConfig {

@@ -127,13 +127,7 @@ async fn main() {
     // the exchange world (the host sends what the adapter describes) and
     // the adapter world (the adapter sends it over wasi:http). Interleaved
     // in rounds, A B A B, so both see the same machine.
-    let grant = Grant::new()
-        .allow(sim.url())
-        .config("base_url", sim.url())
-        .config(
-            "actions",
-            r#"[{"name": "send", "method": "POST", "path": "/echo"}]"#,
-        );
+    let grant = http_grant(&sim);
     let exchange = rt
         .load("http", artifacts::HTTP_PLUGIN, grant.clone())
         .await
@@ -232,11 +226,7 @@ async fn main() {
     // with the provider's answer replayed, no network (a slot, a fresh
     // instance, the `start` step, the host's read of the JSON answer, the
     // slot's reset).
-    let answer = switchyard_runtime::Answered {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: br#"{"id":"msg_1","status":"queued"}"#.to_vec(),
-    };
+    let answer = json_answer();
     let mut replayed = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
@@ -351,6 +341,27 @@ async fn main() {
     }
 }
 
+/// The `http` plugin's grant: `sim`, and one action `send` that POSTs to
+/// its `/echo`.
+fn http_grant(sim: &Simulator) -> Grant {
+    Grant::new()
+        .allow(sim.url())
+        .config("base_url", sim.url())
+        .config(
+            "actions",
+            r#"[{"name": "send", "method": "POST", "path": "/echo"}]"#,
+        )
+}
+
+/// A provider's 2xx JSON answer, for replayed calls.
+fn json_answer() -> switchyard_runtime::Answered {
+    switchyard_runtime::Answered {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"id":"msg_1","status":"queued"}"#.to_vec(),
+    }
+}
+
 /// The exchange POST's parts on one thread (a tokio current-thread
 /// runtime, the provider in the same thread): every figure is CPU time, no
 /// wake-up of another thread in it, so the parts add up. Interleaved in
@@ -367,15 +378,8 @@ fn one_thread(n: usize, cache_dir: std::path::PathBuf) {
         })
         .unwrap();
         let sim = Simulator::start().await.unwrap();
-        let grant = Grant::new()
-            .allow(sim.url())
-            .config("base_url", sim.url())
-            .config(
-                "actions",
-                r#"[{"name": "send", "method": "POST", "path": "/echo"}]"#,
-            );
         let http = rt
-            .load("http", artifacts::HTTP_PLUGIN, grant)
+            .load("http", artifacts::HTTP_PLUGIN, http_grant(&sim))
             .await
             .unwrap();
         let noop = rt
@@ -392,11 +396,7 @@ fn one_thread(n: usize, cache_dir: std::path::PathBuf) {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-        let answer = switchyard_runtime::Answered {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: br#"{"id":"msg_1","status":"queued"}"#.to_vec(),
-        };
+        let answer = json_answer();
         let post = || async {
             let req = http::Request::post(&url)
                 .header("content-type", "application/json")

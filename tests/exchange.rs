@@ -556,3 +556,75 @@ async fn answers_are_held_under_the_hosts_byte_budget() {
     assert_eq!(provider.received().len(), before, "nothing was sent");
     assert!(budget.refused() >= 1);
 }
+
+/// With threads of its own (`sandbox_threads`), the runtime runs every
+/// call there, its steps and its requests: the calls answer as in place,
+/// and a caller that stops waiting stops the call (its only slot is free
+/// again at once, not at the call's deadline). The runtime and its apps
+/// may be dropped inside async code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_run_on_the_sandbox_threads_and_stop_with_their_caller() {
+    let provider = Scripted::start().await;
+    provider.always("/v1/messages", Answer::json(200, json!({"id": "m-1"})));
+    let rt = Runtime::new(switchyard_runtime::RuntimeConfig {
+        cache_dir: Some(switchyard_tests::cache_dir()),
+        sandbox_threads: 1,
+        max_instances: 1,
+        ..switchyard_runtime::RuntimeConfig::default()
+    })
+    .unwrap();
+    assert_eq!(rt.sandbox_threads(), 1);
+    let http = http_plugin(&rt, "http", grant(&provider.url())).await;
+    let calls = (0..20).map(|i| {
+        let http = http.clone();
+        tokio::spawn(async move {
+            http.call(CallRequest::new("send", json!({"n": i})).deadline(Duration::from_secs(10)))
+                .await
+        })
+    });
+    for h in calls.collect::<Vec<_>>() {
+        let out = h.await.unwrap().expect("the call succeeds");
+        assert_eq!(out.output, json!({"id": "m-1"}));
+    }
+    assert_eq!(provider.received().len(), 20);
+
+    let spin = rt
+        .load(
+            "misbehave",
+            std::path::Path::new(artifacts::MISBEHAVE_PATH),
+            Grant::new(),
+        )
+        .await
+        .unwrap();
+    let looping = spin.call(CallRequest::new("loop", json!({})).deadline(Duration::from_secs(30)));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), looping)
+            .await
+            .is_err(),
+        "the loop runs until its caller stops waiting"
+    );
+    let started = std::time::Instant::now();
+    spin.call(CallRequest::new("noop", json!({})).deadline(Duration::from_secs(10)))
+        .await
+        .expect("the only slot is free again");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the abandoned loop held the slot for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(rt.instances().0, 0);
+    drop((spin, http, rt));
+}
+
+/// The runtime refuses more sandbox threads than its bound, naming it.
+#[test]
+fn sandbox_threads_have_a_bound() {
+    let e = Runtime::new(switchyard_runtime::RuntimeConfig {
+        cache_dir: None,
+        sandbox_threads: switchyard_runtime::MAX_SANDBOX_THREADS + 1,
+        ..switchyard_runtime::RuntimeConfig::default()
+    })
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("sandbox_threads is 65"), "{e}");
+}

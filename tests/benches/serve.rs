@@ -63,10 +63,10 @@ fn main() {
         .block_on(one_thread(quick));
 }
 
-/// A server over the bench's config against `sim`, and a client of its
-/// run endpoint: the URL to post to.
-async fn start(sim: &Simulator) -> String {
-    let cfg = Config::from_source("bench.toml".into(), config(&sim.url())).expect("config");
+/// A server over the bench's config (and `extra` TOML) against `sim`: the
+/// URL of its run endpoint.
+async fn start(sim: &Simulator, extra: &str) -> String {
+    let cfg = Config::from_source("bench.toml".into(), config(&sim.url()) + extra).expect("config");
     let deployment = Deployment::start(cfg, StartOptions::default())
         .await
         .expect("deployment");
@@ -124,7 +124,7 @@ const BODY: &[u8] = br#"{"input": {"to": "+15550100"}}"#;
 async fn under_load(quick: bool) {
     let total: usize = if quick { 4_000 } else { 20_000 };
     let sim = Simulator::start().await.expect("simulator");
-    let url = start(&sim).await;
+    let url = start(&sim, "").await;
     let client = client();
     let body = Bytes::from_static(BODY);
 
@@ -172,7 +172,8 @@ async fn under_load(quick: bool) {
 async fn one_thread(quick: bool) {
     let total: usize = if quick { 5_000 } else { 20_000 };
     let sim = Simulator::start().await.expect("simulator");
-    let url = start(&sim).await;
+    // Calls on the server's own thread too (no sandbox threads).
+    let url = start(&sim, "[runtime]\nsandbox_threads = 0\n").await;
     let client = client();
     let body = Bytes::from_static(BODY);
     for _ in 0..500 {

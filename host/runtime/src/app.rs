@@ -90,7 +90,34 @@ impl App {
 
     /// Run one attempt on a fresh instance.
     pub async fn call(&self, request: CallRequest) -> Result<CallResponse, AttemptError> {
-        self.inner.call(request).await
+        self.run(request).await
+    }
+
+    /// One attempt: on the runtime's sandbox threads when it has them
+    /// ([`crate::RuntimeConfig::sandbox_threads`]), else in the caller's
+    /// task. Dropping the future stops the call there too, at its next
+    /// wait, as dropping it stops a call in place.
+    fn run(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
+        let Some(threads) = self.inner.runtime.inner.sandbox.handle() else {
+            return Box::pin(self.inner.call(request));
+        };
+        let inner = self.inner.clone();
+        let call = tracing::Instrument::in_current_span(async move { inner.call(request).await });
+        let task = AbortOnDrop(threads.spawn(call));
+        Box::pin(async move {
+            match task.await {
+                Ok(answer) => answer,
+                // A panic in the host stays one, as it would in place.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down: the call may have sent its
+                // request, so it must not fail over.
+                Err(_) => Err(AttemptError::new(
+                    ErrorClass::Ambiguous,
+                    FailureKind::Host,
+                    "the runtime shut down during the call",
+                )),
+            }
+        })
     }
 
     /// Run one attempt of an exchange-world app against its provider, as
@@ -153,6 +180,27 @@ impl Adapter for App {
     }
 
     fn call(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
-        Box::pin(self.inner.call(request))
+        self.run(request)
+    }
+}
+
+/// A task on the sandbox threads, aborted when its caller stops waiting
+/// for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -49,7 +49,8 @@ pub use grant::Grant;
 pub use held::{Held, HostBytes};
 pub use limits::{
     DEFAULT_EXCHANGE_HOLD, DEFAULT_KEEP_RESIDENT, DEFAULT_MAX_INSTANCES, HOST_RESERVE, Limits,
-    MAX_EXCHANGE_HOLD, MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_MEMORY, RuntimeConfig,
+    MAX_EXCHANGE_HOLD, MAX_INSTANCES, MAX_SANDBOX_THREADS, MIN_GUEST_MEMORY, MIN_MEMORY,
+    RuntimeConfig,
 };
 pub use runtime::{ComponentSource, LoadReport, Runtime};
 pub use world::{SUPPORTED_RANGE, World};

@@ -101,7 +101,16 @@ pub struct RuntimeConfig {
     /// the provider thinks. Zero: every step on a fresh instance. Default
     /// [`DEFAULT_EXCHANGE_HOLD`]; at most [`MAX_EXCHANGE_HOLD`].
     pub exchange_hold: Duration,
+    /// Threads of the runtime's own that run every call (the guest's
+    /// steps and the host's requests between them), apart from the
+    /// embedder's threads: the guest and the rest of the process then do
+    /// not take turns at the same CPU caches. 0: calls run on the caller's
+    /// tokio runtime. At most [`MAX_SANDBOX_THREADS`]. Default 0.
+    pub sandbox_threads: usize,
 }
+
+/// Largest [`RuntimeConfig::sandbox_threads`].
+pub const MAX_SANDBOX_THREADS: usize = 64;
 
 /// Default [`RuntimeConfig::keep_resident`]: 2 MiB, the whole memory of
 /// a Rust adapter.
@@ -121,6 +130,7 @@ impl Default for RuntimeConfig {
             keep_resident: DEFAULT_KEEP_RESIDENT,
             host_bytes: None,
             exchange_hold: DEFAULT_EXCHANGE_HOLD,
+            sandbox_threads: 0,
         }
     }
 }

@@ -168,6 +168,52 @@ pub(crate) struct RuntimeInner {
     pub(crate) ticker: Ticker,
     /// [`crate::RuntimeConfig::keep_resident`], when pooling.
     pub(crate) keep_resident: Option<usize>,
+    /// The threads calls run on ([`crate::RuntimeConfig::sandbox_threads`]).
+    pub(crate) sandbox: Sandbox,
+}
+
+/// The runtime's own threads for calls, if it has any: a tokio runtime of
+/// their own, stopped without waiting when the runtime is dropped (which
+/// may happen inside an async context).
+pub(crate) struct Sandbox {
+    threads: Option<tokio::runtime::Runtime>,
+    count: usize,
+}
+
+impl Sandbox {
+    fn start(count: usize) -> Result<Self, RuntimeError> {
+        if count > crate::limits::MAX_SANDBOX_THREADS {
+            return Err(RuntimeError(format!(
+                "sandbox_threads is {count}; it must be between 0 and {}",
+                crate::limits::MAX_SANDBOX_THREADS
+            )));
+        }
+        let threads = match count {
+            0 => None,
+            n => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n)
+                    .thread_name("switchyard-sandbox")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| RuntimeError(format!("starting the sandbox threads: {e}")))?,
+            ),
+        };
+        Ok(Self { threads, count })
+    }
+
+    /// Where calls run, if not in the caller's task.
+    pub(crate) fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.threads.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(threads) = self.threads.take() {
+            threads.shutdown_background();
+        }
+    }
 }
 
 /// The plugin runtime. Cheap to clone; share one per process.
@@ -263,6 +309,7 @@ impl Runtime {
         };
         link(&mut linker).map_err(|e| RuntimeError(format!("linking host interfaces: {e}")))?;
 
+        let sandbox = Sandbox::start(config.sandbox_threads)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(n as usize));
         let ticker = Ticker::start(engine.clone(), slots.clone(), n as usize)?;
 
@@ -279,6 +326,7 @@ impl Runtime {
                 host_bytes: config.host_bytes,
                 ticker,
                 keep_resident: pooling.then_some(config.keep_resident),
+                sandbox,
             }),
         })
     }
@@ -291,6 +339,12 @@ impl Runtime {
     /// Whether the pooling allocator is in use.
     pub fn uses_pooling(&self) -> bool {
         self.inner.pooling
+    }
+
+    /// Threads of its own that run calls (0: the caller's runtime runs
+    /// them).
+    pub fn sandbox_threads(&self) -> usize {
+        self.inner.sandbox.count
     }
 
     /// Pooling only: how many bytes at the start of a slot's memory are

@@ -253,6 +253,17 @@ impl Config {
                 ));
             }
         }
+        if let Some(n) = rt.sandbox_threads
+            && n > switchyard_runtime::MAX_SANDBOX_THREADS
+        {
+            problems.push(self.problem(
+                &FieldPath::keys(["runtime", "sandbox_threads"]),
+                format!(
+                    "is {n}; it must be between 0 (calls run on the server's threads) and {}",
+                    switchyard_runtime::MAX_SANDBOX_THREADS
+                ),
+            ));
+        }
         if let Some(c) = &self.file.cluster {
             self.check_cluster(c, problems);
         }

@@ -272,6 +272,13 @@ pub struct RuntimeSection {
     /// much of its memory resident.
     #[serde(default)]
     pub keep_resident_mb: Option<usize>,
+    /// Threads of the runtime's own that run every call (the adapter's
+    /// steps and the requests it has the host send), apart from the
+    /// threads that serve the API and run the engine, so the two do not
+    /// take turns at the same CPU caches (0 to 64; 0: calls run on the
+    /// server's threads). Default: half the machine's cores, at least 1.
+    #[serde(default)]
+    pub sandbox_threads: Option<usize>,
 }
 
 /// `[cluster]`.
@@ -373,6 +380,14 @@ impl RuntimeSection {
     pub fn instances(&self) -> u32 {
         self.max_instances
             .unwrap_or(switchyard_runtime::DEFAULT_MAX_INSTANCES)
+    }
+
+    /// The sandbox threads in effect: `sandbox_threads`, or half the
+    /// machine's cores, at least 1.
+    pub fn sandbox_threads(&self) -> usize {
+        self.sandbox_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        })
     }
 
     /// Every call's memory cap in effect, MiB.

@@ -42,6 +42,24 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_threads_are_bounded() {
+        let e = load("[runtime]\nsandbox_threads = 65\n").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("/cfg/sy.toml:2:"), "{s}");
+        assert!(s.contains("runtime.sandbox_threads"), "{s}");
+        assert!(
+            s.contains("between 0 (calls run on the server's threads) and 64"),
+            "{s}"
+        );
+        for ok in ["sandbox_threads = 0", "sandbox_threads = 64"] {
+            let c = load(&format!("[runtime]\n{ok}\n")).unwrap();
+            assert!(c.file.runtime.sandbox_threads() <= 64, "{ok}");
+        }
+        let c = load("[runtime]\n").unwrap();
+        assert!(c.file.runtime.sandbox_threads() >= 1);
+    }
+
+    #[test]
     fn keep_resident_fits_the_memory_cap() {
         let e = load("[runtime]\nkeep_resident_mb = 200\n").unwrap_err();
         let s = e.to_string();
@@ -258,7 +276,7 @@ options = []
             n in proptest::prelude::any::<u64>(),
             field in proptest::sample::select(vec![
                 "runtime.max_instances", "runtime.memory_mb", "runtime.exchange_hold_ms",
-                "runtime.keep_resident_mb", "server.max_body_bytes",
+                "runtime.keep_resident_mb", "runtime.sandbox_threads", "server.max_body_bytes",
                 "server.shutdown_grace_ms", "server.header_read_timeout_ms",
                 "server.max_event_streams", "server.max_buffered_mb",
                 "engine.budget.min_retries", "engine.budget.window_ms",

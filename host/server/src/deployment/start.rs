@@ -46,6 +46,7 @@ impl Deployment {
                 .map_or(switchyard_runtime::DEFAULT_KEEP_RESIDENT, |mb| {
                     mb.saturating_mul(1 << 20)
                 }),
+            sandbox_threads: file.runtime.sandbox_threads(),
             ..RuntimeConfig::default()
         })
         .map_err(|e| {

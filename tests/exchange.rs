@@ -559,8 +559,9 @@ async fn answers_are_held_under_the_hosts_byte_budget() {
 
 /// With threads of its own (`sandbox_threads`), the runtime runs every
 /// call there, its steps and its requests: the calls answer as in place,
-/// and a caller that stops waiting stops the call (its only slot is free
-/// again at once, not at the call's deadline). The runtime and its apps
+/// a call's future that is never polled sends nothing, and a caller that
+/// stops waiting stops the call (its only slot is free again at once, not
+/// at the call's deadline). The runtime and its apps
 /// may be dropped inside async code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_run_on_the_sandbox_threads_and_stop_with_their_caller() {
@@ -586,6 +587,11 @@ async fn calls_run_on_the_sandbox_threads_and_stop_with_their_caller() {
         let out = h.await.unwrap().expect("the call succeeds");
         assert_eq!(out.output, json!({"id": "m-1"}));
     }
+    assert_eq!(provider.received().len(), 20);
+    // As in place, a call the engine made but never polled sends nothing.
+    let unpolled = switchyard_engine::Adapter::call(&http, CallRequest::new("send", json!({})));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(unpolled);
     assert_eq!(provider.received().len(), 20);
 
     let spin = rt

@@ -95,17 +95,17 @@ impl App {
 
     /// One attempt: on the runtime's sandbox threads when it has them
     /// ([`crate::RuntimeConfig::sandbox_threads`]), else in the caller's
-    /// task. Dropping the future stops the call there too, at its next
-    /// wait, as dropping it stops a call in place.
+    /// task. As in place, nothing starts before the future is first
+    /// polled, and dropping it stops the call, at the call's next wait.
     fn run(&self, request: CallRequest) -> BoxFuture<'_, Result<CallResponse, AttemptError>> {
         let Some(threads) = self.inner.runtime.inner.sandbox.handle() else {
             return Box::pin(self.inner.call(request));
         };
         let inner = self.inner.clone();
-        let call = tracing::Instrument::in_current_span(async move { inner.call(request).await });
-        let task = AbortOnDrop(threads.spawn(call));
         Box::pin(async move {
-            match task.await {
+            let call =
+                tracing::Instrument::in_current_span(async move { inner.call(request).await });
+            match AbortOnDrop(threads.spawn(call)).await {
                 Ok(answer) => answer,
                 // A panic in the host stays one, as it would in place.
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

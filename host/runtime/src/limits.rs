@@ -103,9 +103,9 @@ pub struct RuntimeConfig {
     pub exchange_hold: Duration,
     /// Threads of the runtime's own that run every call (the guest's
     /// steps and the host's requests between them), apart from the
-    /// embedder's threads: the guest and the rest of the process then do
-    /// not take turns at the same CPU caches. 0: calls run on the caller's
-    /// tokio runtime. At most [`MAX_SANDBOX_THREADS`]. Default 0.
+    /// embedder's threads; under load that made a run cheaper in CPU
+    /// (docs/performance.md). 0: calls run on the caller's tokio runtime.
+    /// At most [`MAX_SANDBOX_THREADS`]. Default 0.
     pub sandbox_threads: usize,
 }
 

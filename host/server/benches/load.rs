@@ -10,9 +10,12 @@
 //! #        LOAD_CONCURRENCY (1000,5000), LOAD_LATENCY_MS (300),
 //! #        LOAD_CONTENDERS (switchyard,switchyard-defaults,node; also
 //! #        switchyard-per-step, switchyard-wasi, node2, haproxy, rust,
-//! #        switchyard-cluster, switchyard-cluster3, and switchyard-alt,
+//! #        switchyard-cluster, switchyard-cluster3, switchyard-python
+//! #        (the Python adapter), and switchyard-alt,
 //! #        switchyard-alt2, …: `switchyard` served by the binary at
-//! #        LOAD_ALT_BIN, LOAD_ALT2_BIN, …, to compare builds in one run),
+//! #        LOAD_ALT_BIN, LOAD_ALT2_BIN, …, to compare builds in one run;
+//! #        `-t<N>` after a switchyard contender's name, e.g.
+//! #        switchyard-python-t0: with `runtime.sandbox_threads = N`),
 //! #        LOAD_ROUTE (fallback | quota), LOAD_KEYED (1: an idempotency
 //! #        key per run)
 //! # CPU per run against a quick provider (docs/performance.md): the server's
@@ -120,7 +123,9 @@ async fn provider(latency: Duration) -> (SocketAddr, Arc<AtomicU64>) {
                 let _ = req.into_body().collect().await;
                 tokio::time::sleep(latency).await;
                 let n = count.fetch_add(1, Ordering::Relaxed);
-                let body = format!(r#"{{"id":"msg_{n}","status":"queued"}}"#);
+                // `message_uuid` too: the Python (Vonage) contenders read it.
+                let body =
+                    format!(r#"{{"id":"msg_{n}","status":"queued","message_uuid":"msg_{n}"}}"#);
                 http::Response::builder()
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from(body)))
@@ -255,6 +260,10 @@ struct Serve<'a> {
     /// (None: the shipped limits).
     sized: Option<u32>,
     plugin: &'a str,
+    /// The Python adapter (`plugins/vonage-py`) instead of `plugin`.
+    python: bool,
+    /// `runtime.sandbox_threads` (None: the default).
+    sandbox_threads: Option<usize>,
     /// Cluster mode over this Redis, with this many replicas.
     cluster: Option<(&'a Redis, usize)>,
     exchange_hold_ms: Option<u64>,
@@ -267,6 +276,8 @@ impl Serve<'_> {
         Self {
             sized: Some(conc as u32 + 1_000),
             plugin: "bundled:http",
+            python: false,
+            sandbox_threads: None,
             cluster: None,
             exchange_hold_ms: None,
             bin: PathBuf::from(env!("CARGO_BIN_EXE_switchyard")),
@@ -278,16 +289,40 @@ fn switchyard(dir: &Path, primary: SocketAddr, backup: SocketAddr, serve: Serve<
     let Serve {
         sized,
         plugin,
+        python,
+        sandbox_threads,
         cluster,
         exchange_hold_ms,
         bin,
     } = serve;
     let app = |name: &str, addr: SocketAddr| {
-        format!(
-            "[products.bench.apps.{name}]\nplugin = \"{plugin}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
-        )
+        if python {
+            let path = python_adapter();
+            format!(
+                "[products.bench.apps.{name}]\nplugin = \"{}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ messages_base = \"http://{addr}\", rest_base = \"http://{addr}\", default_from = \"Bench\" }}\n",
+                path.display()
+            )
+        } else {
+            format!(
+                "[products.bench.apps.{name}]\nplugin = \"{plugin}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
+            )
+        }
     };
-    let hold = exchange_hold_ms.map_or(String::new(), |ms| format!("exchange_hold_ms = {ms}\n"));
+    // Vonage needs the text; the http plugin's quota sends only `to`.
+    let (action, out, quota_text) = if python {
+        ("send-sms", "message_uuid", ", text = \"$Input{text}\"")
+    } else {
+        ("send", "id", "")
+    };
+    // Python's memory is ~14 MiB: kept resident, its calls fault no pages in.
+    let mut hold =
+        exchange_hold_ms.map_or(String::new(), |ms| format!("exchange_hold_ms = {ms}\n"));
+    if python {
+        hold.push_str("keep_resident_mb = 16\n");
+    }
+    if let Some(n) = sandbox_threads {
+        hold.push_str(&format!("sandbox_threads = {n}\n"));
+    }
     let limits = match sized {
         Some(n) => format!(
             "[runtime]\nmax_instances = {}\n{hold}[engine.admission]\nmax_in_flight = {n}\nmax_queue = 20000\n",
@@ -303,7 +338,7 @@ fn switchyard(dir: &Path, primary: SocketAddr, backup: SocketAddr, serve: Serve<
         )
     });
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"bench.db\"\nauth = false\nhealthchecks = false\n{limits}{cluster_table}\n[products.bench]\nenvs = [\"dev\"]\n{}{}\n[products.bench.fallbacks.sms]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\noptions = [\n  {{ provider = \"primary\", app = \"primary\", action = \"send\", retries = 2, input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"send\", input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n]\n[products.bench.quotas.split]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\nproviders = [\n  {{ provider = \"primary\", app = \"primary\", action = \"send\", weight = 70, input = {{ to = \"$Input{{to}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"send\", weight = 30, input = {{ to = \"$Input{{to}}\" }}, output = {{ message_id = \"$Response{{id}}\" }} }},\n]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"bench.db\"\nauth = false\nhealthchecks = false\n{limits}{cluster_table}\n[products.bench]\nenvs = [\"dev\"]\n{}{}\n[products.bench.fallbacks.sms]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\noptions = [\n  {{ provider = \"primary\", app = \"primary\", action = \"{action}\", retries = 2, input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{{out}}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"{action}\", input = {{ to = \"$Input{{to}}\", text = \"$Input{{text}}\" }}, output = {{ message_id = \"$Response{{{out}}}\" }} }},\n]\n[products.bench.quotas.split]\ninput = {{ to = {{ type = \"string\" }}, text = {{ type = \"string\" }} }}\nproviders = [\n  {{ provider = \"primary\", app = \"primary\", action = \"{action}\", weight = 70, input = {{ to = \"$Input{{to}}\"{quota_text} }}, output = {{ message_id = \"$Response{{{out}}}\" }} }},\n  {{ provider = \"backup\", app = \"backup\", action = \"{action}\", weight = 30, input = {{ to = \"$Input{{to}}\"{quota_text} }}, output = {{ message_id = \"$Response{{{out}}}\" }} }},\n]\n",
         app("primary", primary),
         app("backup", backup),
     );
@@ -339,6 +374,25 @@ fn switchyard(dir: &Path, primary: SocketAddr, backup: SocketAddr, serve: Serve<
         path: path.into(),
         metrics: true,
         more: servers,
+    }
+}
+
+/// The Python adapter's component, built by `plugins/build-polyglot.sh
+/// vonage` (`SWITCHYARD_POLYGLOT_DIR`, default `target/polyglot`).
+fn python_adapter() -> PathBuf {
+    std::env::var_os("SWITCHYARD_POLYGLOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/polyglot"))
+        .join("vonage.wasm")
+}
+
+/// `switchyard-t0` → (`switchyard`, Some(0)); any other name as it is.
+fn threads_suffix(name: &str) -> (&str, Option<usize>) {
+    match name.rsplit_once("-t") {
+        Some((base, n)) if base.starts_with("switchyard") && n.parse::<usize>().is_ok() => {
+            (base, n.parse().ok())
+        }
+        _ => (name, None),
     }
 }
 
@@ -704,6 +758,7 @@ fn check_contenders(contenders: &[String]) -> Result<(), String> {
         "switchyard-wasi",
         "switchyard-cluster",
         "switchyard-cluster3",
+        "switchyard-python",
         "node",
         "node2",
         "haproxy",
@@ -717,7 +772,8 @@ fn check_contenders(contenders: &[String]) -> Result<(), String> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    for name in contenders {
+    for full in contenders {
+        let (name, _) = threads_suffix(full);
         if let Some(alt) = name.strip_prefix("switchyard-alt") {
             let var = format!("LOAD_ALT{}_BIN", alt.to_uppercase());
             match std::env::var_os(&var) {
@@ -734,14 +790,19 @@ fn check_contenders(contenders: &[String]) -> Result<(), String> {
                     ));
                 }
             }
-        } else if !KNOWN.contains(&name.as_str()) {
+        } else if !KNOWN.contains(&name) {
             return Err(format!(
-                "unknown contender `{name}`; choose from {}, or switchyard-alt[N] with LOAD_ALT[N]_BIN",
+                "unknown contender `{name}`; choose from {}, or switchyard-alt[N] with LOAD_ALT[N]_BIN; add -t<N> to a switchyard contender for `runtime.sandbox_threads = N`",
                 KNOWN.join(", ")
             ));
         } else if name.starts_with("node") && !runs("node", "--version") {
             return Err(format!(
                 "{name} needs node on the PATH (apt-get install nodejs npm)"
+            ));
+        } else if name.starts_with("switchyard-python") && !python_adapter().is_file() {
+            return Err(format!(
+                "{name} needs the Python adapter at {}: run plugins/build-polyglot.sh vonage",
+                python_adapter().display()
             ));
         } else if name == "haproxy" && !runs("haproxy", "-v") {
             return Err("haproxy needs haproxy on the PATH (apt-get install haproxy)".into());
@@ -798,8 +859,11 @@ fn main() {
                 contenders.iter().map(|c| (c.clone(), Vec::new())).collect();
             for round in 1..=rounds {
                 for (name, figures) in &mut results {
-                    let c = match name.as_str() {
-                        "switchyard" => switchyard(dir.path(), primary, backup, Serve::sized(conc)),
+                    // `<contender>-t<N>`: with `runtime.sandbox_threads = N`.
+                    let (base, sandbox_threads) = threads_suffix(name);
+                    let sized = |conc: usize| Serve { sandbox_threads, ..Serve::sized(conc) };
+                    let c = match base {
+                        "switchyard" => switchyard(dir.path(), primary, backup, sized(conc)),
                         // The same, served by another build of the binary
                         // (`LOAD_ALT_BIN`): an A/B of two builds in one run.
                         // `switchyard-alt2` reads `LOAD_ALT2_BIN`, and so on.
@@ -808,18 +872,21 @@ fn main() {
                             let bin = std::env::var_os(&var)
                                 .map(PathBuf::from)
                                 .unwrap_or_else(|| panic!("{alt}: set {var} to the path of another switchyard binary"));
-                            switchyard(dir.path(), primary, backup, Serve { bin, ..Serve::sized(conc) })
+                            switchyard(dir.path(), primary, backup, Serve { bin, ..sized(conc) })
                         }
-                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, Serve { sized: None, ..Serve::sized(conc) }),
+                        "switchyard-defaults" => switchyard(dir.path(), primary, backup, Serve { sized: None, ..sized(conc) }),
                         // Every exchange step on a fresh instance (what it
                         // was before a call kept its instance across a send).
-                        "switchyard-per-step" => switchyard(dir.path(), primary, backup, Serve { exchange_hold_ms: Some(0), ..Serve::sized(conc) }),
+                        "switchyard-per-step" => switchyard(dir.path(), primary, backup, Serve { exchange_hold_ms: Some(0), ..sized(conc) }),
                         // The same plugin logic in the adapter world: it
                         // holds its instance through the provider's wait.
                         "switchyard-wasi" => switchyard(dir.path(), primary, backup, Serve {
                             plugin: switchyard_artifacts::HTTP_WASI_PATH,
-                            ..Serve::sized(conc)
+                            ..sized(conc)
                         }),
+                        // The Python adapter (Vonage) for both providers:
+                        // calls that are mostly the guest's CPU.
+                        "switchyard-python" => switchyard(dir.path(), primary, backup, Serve { python: true, ..sized(conc) }),
                         "node" => node(primary, backup, 1),
                         "node2" => node(primary, backup, 2),
                         "haproxy" => haproxy(dir.path(), primary, backup),
@@ -829,8 +896,8 @@ fn main() {
                         "switchyard-cluster" | "switchyard-cluster3" => {
                             let r = redis.get_or_insert_with(Redis::start);
                             r.cmd("FLUSHALL");
-                            let n = if name.ends_with('3') { 3 } else { 1 };
-                            switchyard(dir.path(), primary, backup, Serve { cluster: Some((r, n)), ..Serve::sized(conc) })
+                            let n = if base.ends_with('3') { 3 } else { 1 };
+                            switchyard(dir.path(), primary, backup, Serve { cluster: Some((r, n)), ..sized(conc) })
                         }
                         other => panic!("unknown contender {other}"),
                     };

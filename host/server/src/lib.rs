@@ -52,7 +52,7 @@ pub use api::{
     ApiError, ApiState, ClientAddr, OPENAPI, RULES, openapi_document, router, rule, serve,
 };
 pub use bundled::{BUNDLED, bundled};
-pub use cli::{Cli, Exit, run as run_cli};
+pub use cli::{Cli, Exit, main as cli_main, run as run_cli};
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, Config, Problem, Problems, RESERVED_ENVS, json_schema};
 pub use deployment::{ChangeError, Deployment, Drift, ReloadReport, StartOptions, drift};

@@ -6,8 +6,7 @@ use clap::Parser;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -15,6 +14,8 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let code = switchyard::run_cli(switchyard::Cli::parse()).await;
+    // The runtime is built after `serve` reads its config: its threads
+    // follow `server.api_threads`.
+    let code = switchyard::cli_main(switchyard::Cli::parse());
     std::process::exit(code);
 }

@@ -597,6 +597,44 @@ async fn metrics_are_exposed_and_move() {
 }
 
 #[tokio::test]
+async fn the_server_starts_the_threads_its_config_names() {
+    let s = Setup::new().await;
+    let path = s.config_with("\n[runtime]\nsandbox_threads = 2\n");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[server]\n",
+        "[server]\napi_threads = 3\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start(&path);
+    let (st, body) = server
+        .post(
+            "/v1/notify/dev/fallbacks/sms/run",
+            json!({"input": {"to": "+1", "text": "x"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let text = server.get("/metrics").await.1.as_str().unwrap().to_string();
+    assert_eq!(metric(&text, "switchyard_api_threads "), 3.0, "{text}");
+    assert_eq!(metric(&text, "switchyard_sandbox_threads "), 2.0, "{text}");
+    // Left out: half the cores for the API, one per core for calls.
+    drop(server);
+    let server = Server::start(&s.config());
+    let text = server.get("/metrics").await.1.as_str().unwrap().to_string();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert_eq!(
+        metric(&text, "switchyard_api_threads "),
+        (cores / 2.0).floor().clamp(1.0, 64.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "switchyard_sandbox_threads "),
+        cores.min(64.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn sigterm_finishes_in_flight_runs() {
     let s = Setup::new().await;
     let server = std::sync::Arc::new(Server::start(&s.config()));

@@ -112,6 +112,52 @@ struct CallArgs {
     deadline_ms: u64,
 }
 
+/// Run the CLI on a tokio runtime of its own; returns the process exit
+/// code. `serve` reads its config before the runtime starts, so that the
+/// runtime's threads are `server.api_threads` (by default the cores the
+/// sandbox threads leave).
+pub fn main(cli: Cli) -> i32 {
+    let mut threads = tokio::runtime::Builder::new_multi_thread();
+    threads.enable_all();
+    let Command::Serve(args) = cli.command else {
+        return match threads.build() {
+            Ok(rt) => finish(rt, run(cli)),
+            Err(e) => report(Err(cannot_start(e))),
+        };
+    };
+    let config = match serve::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => return report(Err(e)),
+    };
+    // Tokio's own variable stays in force unless the config says.
+    if config.file.server.api_threads.is_some()
+        || std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+    {
+        threads.worker_threads(config.file.api_threads());
+    }
+    match threads.build() {
+        Ok(rt) => finish(rt, async {
+            report(serve::serve_config(args, config).await)
+        }),
+        Err(e) => report(Err(cannot_start(e))),
+    }
+}
+
+/// Runs `command` to its end, then stops the runtime without waiting on
+/// what is left in it (the process exits next).
+fn finish(rt: tokio::runtime::Runtime, command: impl Future<Output = i32>) -> i32 {
+    let code = rt.block_on(command);
+    rt.shutdown_background();
+    code
+}
+
+fn cannot_start(e: std::io::Error) -> Exit {
+    Exit {
+        code: serve::EXIT_SERVE,
+        message: format!("cannot start the runtime's threads: {e}"),
+    }
+}
+
 /// Run the CLI; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
@@ -129,6 +175,11 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Op(cmd) => op::run(cmd).await,
         Command::Token(cmd) => token::run(cmd).await,
     };
+    report(result)
+}
+
+/// Prints the error, if any; the exit code.
+fn report(result: Result<(), Exit>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {

@@ -18,7 +18,7 @@ pub const EXIT_SERVE: i32 = 3;
 pub struct ServeArgs {
     /// The config file.
     #[arg(default_value = "switchyard.toml")]
-    config: PathBuf,
+    pub(super) config: PathBuf,
     /// Listen here instead of `server.listen` (`127.0.0.1:0` picks a port).
     #[arg(long)]
     listen: Option<String>,
@@ -66,6 +66,11 @@ pub(super) async fn start(config: Config, store: bool) -> Result<Deployment, Exi
 
 pub async fn serve(args: ServeArgs) -> Result<(), Exit> {
     let config = load(&args.config)?;
+    serve_config(args, config).await
+}
+
+/// `serve` with its config read.
+pub(super) async fn serve_config(args: ServeArgs, config: Config) -> Result<(), Exit> {
     let server = config.file.server.clone();
     // Every token, secrets resolved, before anything starts.
     let tokens = config.server_tokens().map_err(problems)?;

@@ -264,6 +264,16 @@ impl Config {
                 ),
             ));
         }
+        if let Some(n) = self.file.server.api_threads
+            && !(1..=MAX_API_THREADS).contains(&n)
+        {
+            problems.push(self.problem(
+                &FieldPath::keys(["server", "api_threads"]),
+                format!(
+                    "is {n}; it must be between 1 and {MAX_API_THREADS} (leave it out for the machine's cores less `runtime.sandbox_threads`)"
+                ),
+            ));
+        }
         if let Some(c) = &self.file.cluster {
             self.check_cluster(c, problems);
         }

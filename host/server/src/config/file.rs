@@ -148,6 +148,12 @@ pub struct ServerConfig {
     /// Serve HTTPS: a PEM certificate chain and key, reloaded on SIGHUP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Threads that serve the API and run the engine (1 to 64). Default:
+    /// half the machine's cores, at least 1, or all of them with
+    /// `runtime.sandbox_threads = 0`; `TOKIO_WORKER_THREADS`, when set,
+    /// replaces that default.
+    #[serde(default)]
+    pub api_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -169,6 +175,7 @@ impl Default for ServerConfig {
             history_max_rows: default_history_rows(),
             tokens: Vec::new(),
             tls: None,
+            api_threads: None,
         }
     }
 }
@@ -274,9 +281,8 @@ pub struct RuntimeSection {
     pub keep_resident_mb: Option<usize>,
     /// Threads of the runtime's own that run every call (the adapter's
     /// steps and the requests it has the host send), apart from the
-    /// threads that serve the API and run the engine, so the two do not
-    /// take turns at the same CPU caches (0 to 64; 0: calls run on the
-    /// server's threads). Default: half the machine's cores, at least 1.
+    /// threads that serve the API and run the engine (0 to 64; 0: calls
+    /// run on the server's threads). Default: the machine's cores.
     #[serde(default)]
     pub sandbox_threads: Option<usize>,
 }
@@ -372,6 +378,30 @@ pub(crate) fn default_idempotency_ttl() -> u64 {
     86_400
 }
 
+/// Largest `server.api_threads`.
+pub const MAX_API_THREADS: usize = 64;
+
+/// The machine's cores (1 when unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl ConfigFile {
+    /// The API threads in effect: `server.api_threads`; else half the
+    /// machine's cores, at least 1, or all of them when calls run on these
+    /// threads (`runtime.sandbox_threads = 0`).
+    pub fn api_threads(&self) -> usize {
+        self.server.api_threads.unwrap_or_else(|| {
+            if self.runtime.sandbox_threads() == 0 {
+                cores()
+            } else {
+                (cores() / 2).max(1)
+            }
+            .min(MAX_API_THREADS)
+        })
+    }
+}
+
 /// Largest `runtime.memory_mb`.
 pub const MAX_MEMORY_MB: usize = 4_096;
 
@@ -382,12 +412,12 @@ impl RuntimeSection {
             .unwrap_or(switchyard_runtime::DEFAULT_MAX_INSTANCES)
     }
 
-    /// The sandbox threads in effect: `sandbox_threads`, or half the
-    /// machine's cores, at least 1.
+    /// The sandbox threads in effect: `sandbox_threads`, or the machine's
+    /// cores.
     pub fn sandbox_threads(&self) -> usize {
-        self.sandbox_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
-        })
+        self.sandbox_threads
+            .unwrap_or_else(cores)
+            .min(switchyard_runtime::MAX_SANDBOX_THREADS)
     }
 
     /// Every call's memory cap in effect, MiB.

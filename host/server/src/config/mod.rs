@@ -60,6 +60,31 @@ mod tests {
     }
 
     #[test]
+    fn api_threads_are_bounded_and_default_to_half_the_cores() {
+        for bad in [0, 65] {
+            let e = load(&format!("[server]\napi_threads = {bad}\n")).unwrap_err();
+            let s = e.to_string();
+            assert!(s.contains("/cfg/sy.toml:2:"), "{s}");
+            assert!(s.contains("server.api_threads"), "{s}");
+            assert!(
+                s.contains(&format!("is {bad}; it must be between 1 and 64")),
+                "{s}"
+            );
+        }
+        let c = load("[server]\napi_threads = 3\n").unwrap();
+        assert_eq!(c.file.api_threads(), 3);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let c = load("").unwrap();
+        assert_eq!(c.file.runtime.sandbox_threads(), cores.min(64));
+        assert_eq!(c.file.api_threads(), (cores / 2).clamp(1, 64));
+        let c = load("[runtime]\nsandbox_threads = 3\n").unwrap();
+        assert_eq!(c.file.api_threads(), (cores / 2).clamp(1, 64));
+        // Calls on the API's threads: all the cores for them.
+        let c = load("[runtime]\nsandbox_threads = 0\n").unwrap();
+        assert_eq!(c.file.api_threads(), cores.min(64));
+    }
+
+    #[test]
     fn keep_resident_fits_the_memory_cap() {
         let e = load("[runtime]\nkeep_resident_mb = 200\n").unwrap_err();
         let s = e.to_string();
@@ -276,7 +301,8 @@ options = []
             n in proptest::prelude::any::<u64>(),
             field in proptest::sample::select(vec![
                 "runtime.max_instances", "runtime.memory_mb", "runtime.exchange_hold_ms",
-                "runtime.keep_resident_mb", "runtime.sandbox_threads", "server.max_body_bytes",
+                "runtime.keep_resident_mb", "runtime.sandbox_threads", "server.api_threads",
+                "server.max_body_bytes",
                 "server.shutdown_grace_ms", "server.header_read_timeout_ms",
                 "server.max_event_streams", "server.max_buffered_mb",
                 "engine.budget.min_retries", "engine.budget.window_ms",

@@ -58,6 +58,19 @@ impl Deployment {
                 "/v1/events streams open now.",
                 self.hub.streams() as u64,
             ),
+            (
+                "switchyard_api_threads",
+                "gauge",
+                "Worker threads of the runtime that serves the API and runs the engine (server.api_threads).",
+                tokio::runtime::Handle::try_current()
+                    .map_or(0, |h| h.metrics().num_workers() as u64),
+            ),
+            (
+                "switchyard_sandbox_threads",
+                "gauge",
+                "Threads that run plugin calls (runtime.sandbox_threads; 0: the API's threads run them).",
+                self.runtime.sandbox_threads() as u64,
+            ),
         ]));
         if let Some(c) = &self.cluster {
             text.push_str(&c.metrics());

@@ -270,7 +270,7 @@ impl Config {
             problems.push(self.problem(
                 &FieldPath::keys(["server", "api_threads"]),
                 format!(
-                    "is {n}; it must be between 1 and {MAX_API_THREADS} (leave it out for the machine's cores less `runtime.sandbox_threads`)"
+                    "is {n}; it must be between 1 and {MAX_API_THREADS} (leave it out for half the machine's cores)"
                 ),
             ));
         }

@@ -296,17 +296,24 @@ fn switchyard(dir: &Path, primary: SocketAddr, backup: SocketAddr, serve: Serve<
         bin,
     } = serve;
     let app = |name: &str, addr: SocketAddr| {
-        if python {
-            let path = python_adapter();
-            format!(
-                "[products.bench.apps.{name}]\nplugin = \"{}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ messages_base = \"http://{addr}\", rest_base = \"http://{addr}\", default_from = \"Bench\" }}\n",
-                path.display()
+        let (plugin, config) = if python {
+            (
+                python_adapter().display().to_string(),
+                format!(
+                    "messages_base = \"http://{addr}\", rest_base = \"http://{addr}\", default_from = \"Bench\""
+                ),
             )
         } else {
-            format!(
-                "[products.bench.apps.{name}]\nplugin = \"{plugin}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}' }}\n"
+            (
+                plugin.to_string(),
+                format!(
+                    "base_url = \"http://{addr}\", ping_path = \"/health\", idempotency_header = \"Idempotency-Key\", actions = '{ACTIONS}'"
+                ),
             )
-        }
+        };
+        format!(
+            "[products.bench.apps.{name}]\nplugin = \"{plugin}\"\n[products.bench.apps.{name}.envs.dev]\nallow = [\"http://{addr}\"]\nconfig = {{ {config} }}\n"
+        )
     };
     // Vonage needs the text; the http plugin's quota sends only `to`.
     let (action, out, quota_text) = if python {
@@ -314,21 +321,22 @@ fn switchyard(dir: &Path, primary: SocketAddr, backup: SocketAddr, serve: Serve<
     } else {
         ("send", "id", "")
     };
-    // Python's memory is ~14 MiB: kept resident, its calls fault no pages in.
-    let mut hold =
+    // `[runtime]` fields beside the pool's size. Python's memory is ~14
+    // MiB: kept resident, its calls fault no pages in.
+    let mut runtime =
         exchange_hold_ms.map_or(String::new(), |ms| format!("exchange_hold_ms = {ms}\n"));
     if python {
-        hold.push_str("keep_resident_mb = 16\n");
+        runtime.push_str("keep_resident_mb = 16\n");
     }
     if let Some(n) = sandbox_threads {
-        hold.push_str(&format!("sandbox_threads = {n}\n"));
+        runtime.push_str(&format!("sandbox_threads = {n}\n"));
     }
     let limits = match sized {
         Some(n) => format!(
-            "[runtime]\nmax_instances = {}\n{hold}[engine.admission]\nmax_in_flight = {n}\nmax_queue = 20000\n",
+            "[runtime]\nmax_instances = {}\n{runtime}[engine.admission]\nmax_in_flight = {n}\nmax_queue = 20000\n",
             n + 512
         ),
-        None if !hold.is_empty() => format!("[runtime]\n{hold}"),
+        None if !runtime.is_empty() => format!("[runtime]\n{runtime}"),
         None => String::new(),
     };
     let cluster_table = cluster.map_or(String::new(), |(r, _)| {
@@ -388,12 +396,13 @@ fn python_adapter() -> PathBuf {
 
 /// `switchyard-t0` → (`switchyard`, Some(0)); any other name as it is.
 fn threads_suffix(name: &str) -> (&str, Option<usize>) {
-    match name.rsplit_once("-t") {
-        Some((base, n)) if base.starts_with("switchyard") && n.parse::<usize>().is_ok() => {
-            (base, n.parse().ok())
-        }
-        _ => (name, None),
+    if let Some((base, n)) = name.rsplit_once("-t")
+        && base.starts_with("switchyard")
+        && let Ok(n) = n.parse()
+    {
+        return (base, Some(n));
     }
+    (name, None)
 }
 
 fn peer_dir() -> PathBuf {

@@ -114,8 +114,8 @@ struct CallArgs {
 
 /// Run the CLI on a tokio runtime of its own; returns the process exit
 /// code. `serve` reads its config before the runtime starts, so that the
-/// runtime's threads are `server.api_threads` (by default the cores the
-/// sandbox threads leave).
+/// runtime's threads are `server.api_threads` (by default half the
+/// cores).
 pub fn main(cli: Cli) -> i32 {
     let mut threads = tokio::runtime::Builder::new_multi_thread();
     threads.enable_all();

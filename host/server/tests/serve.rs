@@ -474,11 +474,7 @@ async fn wrong_methods_and_out_of_range_deadlines_get_json_errors() {
 async fn a_client_trickling_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Setup::new().await;
-    let config = s.config_with("");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[server]\n", "[server]\nheader_read_timeout_ms = 300\n");
-    std::fs::write(&config, text).unwrap();
+    let config = s.config_with_server("header_read_timeout_ms = 300\n", "");
     let server = Server::start(&config);
     let addr = server.base.trim_start_matches("http://").to_string();
     let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -599,13 +595,7 @@ async fn metrics_are_exposed_and_move() {
 #[tokio::test]
 async fn the_server_starts_the_threads_its_config_names() {
     let s = Setup::new().await;
-    let path = s.config_with("\n[runtime]\nsandbox_threads = 2\n");
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "[server]\n",
-        "[server]\napi_threads = 3\n",
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+    let path = s.config_with_server("api_threads = 3\n", "\n[runtime]\nsandbox_threads = 2\n");
     let server = Server::start(&path);
     let (st, body) = server
         .post(
@@ -1713,13 +1703,7 @@ async fn next_events(body: &mut hyper::body::Incoming, n: usize) -> Vec<(String,
 #[tokio::test]
 async fn event_streams_share_one_state_send_diffs_and_are_capped() {
     let s = Setup::new().await;
-    let config = s.config();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("[server]\n", "[server]\nmax_event_streams = 2\n"),
-    )
-    .unwrap();
+    let config = s.config_with_server("max_event_streams = 2\n", "");
     let server = Server::start(&config);
 
     // The first event is the whole state; then each second only what

@@ -109,9 +109,15 @@ impl Setup {
 
     /// The config with `extra` TOML appended (e.g. apps' admission tables).
     pub fn config_with(&self, extra: &str) -> PathBuf {
+        self.config_with_server("", extra)
+    }
+
+    /// The config with `server` lines added to `[server]` and `extra`
+    /// TOML appended.
+    pub fn config_with_server(&self, server: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join("switchyard.toml");
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nstore = \"state.db\"\nshutdown_grace_ms = 10000\nmax_body_bytes = 4096\n\n[products.notify]\nenvs = [\"dev\"]\n{}{}{DEFINITIONS}{extra}",
+            "[server]\n{server}listen = \"127.0.0.1:0\"\nstore = \"state.db\"\nshutdown_grace_ms = 10000\nmax_body_bytes = 4096\n\n[products.notify]\nenvs = [\"dev\"]\n{}{}{DEFINITIONS}{extra}",
             app("primary", &self.primary.url()),
             app("backup", &self.backup.url()),
         );
